@@ -1,0 +1,74 @@
+// `osr stack up|down|status`: the embedded Temporal dev server, Azurite and the OSR workers.
+import path from 'node:path';
+import type { Command } from 'commander';
+import { loadConfig } from '../../shared/config';
+import { stackDown, stackStatus, stackUp } from '../../shared/stack/stack';
+import { EXIT, CliError, printJson, printTable } from '../output';
+
+const workersDir = path.join(__dirname, '..', '..', 'workers');
+
+export function registerStackCommands(program: Command): void {
+  const stack = program
+    .command('stack')
+    .description(
+      'start, stop and report the embedded stack (Temporal dev server + Web UI, Azurite, OSR workers)',
+    );
+  stack
+    .command('up')
+    .description('start every part that is not running yet, then print the status')
+    .option('--json', 'print the status as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const config = loadConfig();
+      const status = await stackUp(config, {
+        workersDir,
+        onProgress: (m) => !opts.json && process.stderr.write(`${m}\n`),
+      });
+      if (opts.json) printJson(status);
+      else {
+        printTable(status as unknown as Array<Record<string, unknown>>, [
+          'name',
+          'state',
+          'pid',
+          'address',
+          'detail',
+        ]);
+        const ui = status.find((s) => s.name === 'temporal-ui');
+        if (ui?.address)
+          process.stdout.write(
+            `\nTemporal Web UI: ${ui.address}/namespaces/${config.temporal.namespace}/workflows\n`,
+          );
+      }
+    });
+  stack
+    .command('status')
+    .description(
+      'report each part: running, stopped, unhealthy or external; exit 3 when a part is not running',
+    )
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const status = await stackStatus(loadConfig());
+      if (opts.json) printJson(status);
+      else
+        printTable(status as unknown as Array<Record<string, unknown>>, [
+          'name',
+          'state',
+          'pid',
+          'address',
+          'detail',
+        ]);
+      if (status.some((s) => s.state === 'stopped' || s.state === 'unhealthy'))
+        process.exitCode = EXIT.unavailable;
+    });
+  stack
+    .command('down')
+    .description(
+      'stop the workers (they finish in-flight work), then Azurite and Temporal; leaves no process',
+    )
+    .action(async () => {
+      const config = loadConfig();
+      await stackDown(config, (m) => process.stderr.write(`${m}\n`));
+      const left = (await stackStatus(config)).filter((s) => s.state === 'running');
+      if (left.length)
+        throw new CliError(`still running: ${left.map((s) => `${s.name} (pid ${s.pid})`).join(', ')}`);
+    });
+}

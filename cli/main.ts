@@ -1,0 +1,28 @@
+// The `osr` command line.
+import { Command } from 'commander';
+import { ConfigError } from '../shared/config';
+import { registerDoctorCommand } from './commands/doctor';
+import { registerStackCommands } from './commands/stack';
+import { CliError, EXIT } from './output';
+
+export function buildProgram(): Command {
+  const program = new Command('osr')
+    .description('Open Site Recovery: replicate VM disks into Azure Blob Storage, fail over and fail back')
+    .showHelpAfterError('(run with --help for usage)');
+  registerStackCommands(program);
+  registerDoctorCommand(program);
+  return program;
+}
+
+export async function run(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    const code =
+      err instanceof CliError ? err.exitCode : err instanceof ConfigError ? EXIT.usage : EXIT.failure;
+    process.stderr.write(`osr: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = code;
+  }
+}
+
+if (require.main === module) void run(process.argv);

@@ -1,0 +1,198 @@
+// One validated configuration for every OSR process. Sources, later ones winning:
+// built-in defaults < the config file (OSR_CONFIG or ./osr.config.json) < OSR_* environment variables.
+// Nothing here starts anything: `temporal.address` / `storage.connectionString` absent means
+// "use the embedded dev server / Azurite that `osr stack up` starts".
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+const hostPort = z
+  .string()
+  .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, for example 127.0.0.1:7233 or my-ns.tmprl.cloud:7233');
+const port = z.number().int().min(1).max(65535);
+
+export const configSchema = z
+  .object({
+    stateDir: z.string().min(1).default('.osr'),
+    site: z
+      .string()
+      .regex(/^[a-z0-9-]{1,40}$/, 'lower-case letters, digits and dashes')
+      .default('primary'),
+    temporal: z
+      .object({
+        address: hostPort.optional(),
+        namespace: z.string().min(1).default('default'),
+        port: port.default(7233),
+        uiPort: port.default(8233),
+        apiKey: z.string().min(1).optional(),
+        tls: z
+          .object({
+            serverName: z.string().optional(),
+            serverRootCaPath: z.string().optional(),
+            clientCertPath: z.string().optional(),
+            clientKeyPath: z.string().optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({ namespace: 'default', port: 7233, uiPort: 8233 }),
+    storage: z
+      .object({
+        connectionString: z.string().min(1).optional(),
+        azuritePort: port.default(10000),
+      })
+      .strict()
+      .default({ azuritePort: 10000 }),
+    encryption: z
+      .object({
+        keyFile: z.string().min(1).optional(),
+        key: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    pipeline: z
+      .object({
+        threads: z.number().int().min(1).max(64).default(2),
+        maxBytesInFlight: z
+          .number()
+          .int()
+          .min(4 * 1024 * 1024)
+          .default(64 * 1024 * 1024),
+        uploadConcurrency: z.number().int().min(1).max(64).default(8),
+      })
+      .strict()
+      .default({ threads: 2, maxBytesInFlight: 64 * 1024 * 1024, uploadConcurrency: 8 }),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .strict()
+      .default({ level: 'info' }),
+  })
+  .strict();
+
+export type OsrConfig = z.infer<typeof configSchema>;
+
+/** Environment variables and the config key each one sets. */
+export const ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }> = {
+  OSR_STATE_DIR: { key: 'stateDir', type: 'string' },
+  OSR_SITE: { key: 'site', type: 'string' },
+  OSR_TEMPORAL_ADDRESS: { key: 'temporal.address', type: 'string' },
+  OSR_TEMPORAL_NAMESPACE: { key: 'temporal.namespace', type: 'string' },
+  OSR_TEMPORAL_PORT: { key: 'temporal.port', type: 'number' },
+  OSR_TEMPORAL_UI_PORT: { key: 'temporal.uiPort', type: 'number' },
+  OSR_TEMPORAL_API_KEY: { key: 'temporal.apiKey', type: 'string' },
+  OSR_STORAGE_CONNECTION_STRING: { key: 'storage.connectionString', type: 'string' },
+  AZURE_STORAGE_CONNECTION_STRING: { key: 'storage.connectionString', type: 'string' },
+  OSR_AZURITE_PORT: { key: 'storage.azuritePort', type: 'number' },
+  OSR_KEY_FILE: { key: 'encryption.keyFile', type: 'string' },
+  OSR_ENCRYPTION_KEY: { key: 'encryption.key', type: 'string' },
+  OSR_PIPELINE_THREADS: { key: 'pipeline.threads', type: 'number' },
+  OSR_LOG_LEVEL: { key: 'log.level', type: 'string' },
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function setPath(target: Record<string, unknown>, dotted: string, value: unknown): void {
+  const parts = dotted.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    node[part] = typeof next === 'object' && next !== null ? next : {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1] as string] = value;
+}
+
+function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, { key, type }] of Object.entries(ENV_KEYS)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    if (type === 'number') {
+      const n = Number(raw);
+      if (!Number.isFinite(n)) {
+        throw new ConfigError(
+          `Environment variable ${name}=${JSON.stringify(raw)} is not a number. Fix: set ${name} to a number or unset it.`,
+        );
+      }
+      setPath(out, key, n);
+    } else {
+      setPath(out, key, raw);
+    }
+  }
+  return out;
+}
+
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    const bothObjects =
+      typeof v === 'object' && v !== null && !Array.isArray(v) && typeof prev === 'object' && prev !== null;
+    out[k] = bothObjects ? deepMerge(prev as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}
+
+/** Names the source of a key, so an error tells the operator where to fix it. */
+function sourceOf(key: string, fileName: string | undefined, env: NodeJS.ProcessEnv): string {
+  const fromEnv = Object.entries(ENV_KEYS).find(([name, spec]) => spec.key === key && env[name]);
+  if (fromEnv) return `environment variable ${fromEnv[0]}`;
+  return fileName ? `"${key}" in ${fileName}` : `"${key}"`;
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Explicit config file; otherwise OSR_CONFIG, then ./osr.config.json if present. */
+  file?: string;
+  cwd?: string;
+}
+
+export function loadConfig(options: LoadOptions = {}): OsrConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const explicit = options.file ?? env.OSR_CONFIG;
+  const candidate = explicit ?? path.join(cwd, 'osr.config.json');
+  let fromFile: Record<string, unknown> = {};
+  let fileName: string | undefined;
+  if (fs.existsSync(candidate)) {
+    fileName = candidate;
+    try {
+      const parsed: unknown = JSON.parse(fs.readFileSync(candidate, 'utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+        throw new Error('the top level must be a JSON object');
+      }
+      fromFile = parsed as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(
+        `Config file ${candidate} is not valid JSON: ${(err as Error).message}. Fix the file or point OSR_CONFIG elsewhere.`,
+      );
+    }
+  } else if (explicit) {
+    throw new ConfigError(
+      `Config file ${explicit} does not exist. Fix: create it, or unset OSR_CONFIG / --config.`,
+    );
+  }
+
+  const merged = deepMerge(fromFile, envOverrides(env));
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const key = issue.path.join('.');
+      if (issue.code === 'unrecognized_keys') {
+        const where = key ? `${key}.` : '';
+        return `unknown key ${issue.keys.map((k) => `"${where}${k}"`).join(', ')}${fileName ? ` in ${fileName}` : ''}: remove it or check its spelling (see docs/configuration.md)`;
+      }
+      return `${sourceOf(key, fileName, env)}: ${issue.message}`;
+    });
+    throw new ConfigError(`Invalid OSR configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+  const config = result.data;
+  config.stateDir = path.resolve(cwd, config.stateDir);
+  if (config.encryption.keyFile) config.encryption.keyFile = path.resolve(cwd, config.encryption.keyFile);
+  return config;
+}
