@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks and builds the project. Safe to run again: every step is
+# skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v qemu-storage-daemon >/dev/null || need_pkgs+=(qemu-system-common)
+command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
+command -v nbdinfo >/dev/null || need_pkgs+=(libnbd-bin)
+if [ "${OSR_SETUP_BENCH:-}" = 1 ]; then command -v rclone >/dev/null || need_pkgs+=(rclone); fi
+if ((${#need_pkgs[@]})); then
+  echo "setup: installing ${need_pkgs[*]} (Debian packages)"
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  if ! "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${need_pkgs[@]}"; then
+    "${sudo_cmd[@]}" apt-get update
+    "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${need_pkgs[@]}"
+  fi
+fi
+
+# npm ci only when the lockfile changed since the last install.
+stamp=node_modules/.osr-lock-stamp
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+  cp package-lock.json "$stamp"
+fi
+
+bash temporal-dev/build.sh
+npm run --silent build
+echo "setup: done"

@@ -1,0 +1,112 @@
+// A private, real stack for one test file: the Temporal dev server (in memory, headless) and
+// Azurite (in memory) on free loopback ports, and OSR workers as child processes running the
+// same compiled entry points as production, so a test can kill -9 one of them.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { loadConfig, type OsrConfig } from '../../shared/config';
+import { startAzurite } from '../../shared/stack/azurite';
+import { spawnManaged, stopPid, type RunningProcess } from '../../shared/stack/managed-process';
+import { freePort } from '../../shared/stack/ports';
+import type { WorkerRole } from '../../shared/stack/stack';
+import { connectClient } from '../../shared/temporal-client';
+import { startTemporalDevServer } from '../../temporal-dev/dev-server';
+
+export const projectRoot = path.resolve(__dirname, '..', '..', '..');
+const temporalBinary = process.env.OSR_TEMPORAL_BINARY ?? path.join(projectRoot, '.osr', 'bin', 'temporal');
+const workersDir = path.resolve(__dirname, '..', '..', 'workers');
+
+export interface TestStack {
+  config: OsrConfig;
+  env: NodeJS.ProcessEnv;
+  stateDir: string;
+  client: Client;
+  startWorker(role: WorkerRole, extraEnv?: NodeJS.ProcessEnv): Promise<RunningProcess>;
+  /** kill -9, as a crash would. */
+  killWorker(role: WorkerRole): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function waitForLog(
+  file: string,
+  needle: string,
+  exited: Promise<unknown>,
+  timeoutMs = 60_000,
+): Promise<void> {
+  let done: unknown;
+  void exited.then((c) => (done = c));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes(needle)) return;
+    if (done !== undefined)
+      throw new Error(`worker exited (${String(done)}): ${fs.readFileSync(file, 'utf8').slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for "${needle}" in ${file}`);
+}
+
+export async function startTestStack(options: { extraEnv?: NodeJS.ProcessEnv } = {}): Promise<TestStack> {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-test-'));
+  const [temporalPort, azuritePort] = [await freePort(), await freePort()];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    OSR_CONFIG: path.join(stateDir, 'no-config.json'),
+    OSR_STATE_DIR: stateDir,
+    OSR_TEMPORAL_PORT: String(temporalPort),
+    OSR_AZURITE_PORT: String(azuritePort),
+    OSR_LOG_LEVEL: 'info',
+    ...options.extraEnv,
+  };
+  delete env.OSR_TEMPORAL_ADDRESS;
+  delete env.OSR_STORAGE_CONNECTION_STRING;
+  delete env.AZURE_STORAGE_CONNECTION_STRING;
+  fs.writeFileSync(env.OSR_CONFIG as string, '{}');
+  const config = loadConfig({ env });
+  const logs = path.join(stateDir, 'logs');
+  const temporal = await startTemporalDevServer({
+    binary: temporalBinary,
+    port: temporalPort,
+    uiPort: 0,
+    headless: true,
+    namespace: config.temporal.namespace,
+    logFile: path.join(logs, 'temporal.log'),
+  });
+  const azurite = await startAzurite({ port: azuritePort, logFile: path.join(logs, 'azurite.log') });
+  const client = await connectClient(config);
+  const workers = new Map<WorkerRole, RunningProcess>();
+
+  const stack: TestStack = {
+    config,
+    env,
+    stateDir,
+    client,
+    async startWorker(role, extraEnv) {
+      const logFile = path.join(logs, `${role}-${Date.now()}.log`);
+      const proc = spawnManaged({
+        name: role,
+        command: process.execPath,
+        args: [path.join(workersDir, `${role}.js`)],
+        logFile,
+        env: { ...env, ...extraEnv },
+      });
+      workers.set(role, proc);
+      await waitForLog(logFile, 'worker polling', proc.exited);
+      return proc;
+    },
+    async killWorker(role) {
+      const proc = workers.get(role);
+      if (!proc) throw new Error(`no ${role} worker running`);
+      process.kill(proc.pid, 'SIGKILL');
+      await proc.exited;
+      workers.delete(role);
+    },
+    async stop() {
+      await client.connection.close();
+      await Promise.all([...workers.values()].map((w) => stopPid(w.pid, 10_000)));
+      await Promise.all([stopPid(azurite.pid), stopPid(temporal.pid)]);
+      if (!process.env.OSR_KEEP_TEST_STATE) fs.rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+  return stack;
+}
