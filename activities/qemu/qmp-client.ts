@@ -1,0 +1,277 @@
+// A small QMP (QEMU Machine Protocol) client: JSON lines over a unix socket. Used to drive
+// dirty bitmaps, fleecing jobs and NBD exports of a qemu-system VM or a qemu-storage-daemon.
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+
+/** An error answered by QEMU itself: `errorClass` is QMP's class (GenericError, DeviceNotFound…). */
+export class QmpError extends Error {
+  constructor(
+    readonly command: string,
+    readonly errorClass: string,
+    readonly desc: string,
+  ) {
+    super(`QMP ${command} failed: ${errorClass}: ${desc}`);
+    this.name = 'QmpError';
+  }
+}
+
+export interface QmpEvent {
+  event: string;
+  data: Record<string, unknown>;
+  timestamp: { seconds: number; microseconds: number };
+}
+
+export interface QmpConnectOptions {
+  /** How long to wait for the greeting; QEMU serves one client per monitor, others wait silently. */
+  greetingTimeoutMs?: number;
+}
+
+interface Pending {
+  id: number;
+  command: string;
+  args: Record<string, unknown> | undefined;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+export interface QmpVersion {
+  major: number;
+  minor: number;
+  micro: number;
+  package: string;
+}
+
+/**
+ * Emits `event` (QmpEvent) for every asynchronous QMP event, `<EVENT_NAME>` (QmpEvent) for
+ * each name, and `close` when the connection ends.
+ */
+export class QmpClient extends EventEmitter {
+  /** QEMU version from the greeting. */
+  version: QmpVersion = { major: 0, minor: 0, micro: 0, package: '' };
+  private buffered = '';
+  private nextId = 1;
+  private inFlight: Pending | undefined;
+  private readonly queue: Pending[] = [];
+  private closedError: Error | undefined;
+  private greeting: ((value: unknown) => void) | undefined;
+
+  private constructor(
+    private readonly socket: net.Socket,
+    readonly socketPath: string,
+  ) {
+    super();
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => this.onData(chunk));
+    socket.on('error', (err) =>
+      this.fail(new Error(`QMP connection to ${socketPath} failed: ${err.message}`)),
+    );
+    socket.on('close', () => {
+      this.fail(new Error(`QMP connection to ${socketPath} closed`));
+      this.emit('close');
+    });
+  }
+
+  /** Connects, reads the greeting and leaves capabilities negotiation mode. */
+  static async connect(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
+    const socket = await openSocket(socketPath);
+    const client = new QmpClient(socket, socketPath);
+    const timeoutMs = options.greetingTimeoutMs ?? 10_000;
+    try {
+      const greeting = await withTimeout(
+        new Promise<unknown>((resolve, reject) => {
+          client.greeting = resolve;
+          client.once('close', () => reject(client.closedError ?? new Error('closed')));
+        }),
+        timeoutMs,
+        () =>
+          new Error(
+            `QMP socket ${socketPath} accepted the connection but sent no greeting within ${timeoutMs} ms: ` +
+              'another client probably holds this monitor (QEMU serves one client per monitor socket)',
+          ),
+      );
+      const qmp = (greeting as { QMP?: { version?: { qemu?: Partial<QmpVersion>; package?: string } } }).QMP;
+      const v = qmp?.version;
+      client.version = {
+        major: v?.qemu?.major ?? 0,
+        minor: v?.qemu?.minor ?? 0,
+        micro: v?.qemu?.micro ?? 0,
+        package: v?.package ?? '',
+      };
+      await client.execute('qmp_capabilities');
+      return client;
+    } catch (err) {
+      client.socket.destroy();
+      throw err;
+    }
+  }
+
+  /** Runs one command; resolves with its `return` value or rejects with a QmpError. */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    return new Promise<T>((resolve, reject) => {
+      const pending: Pending = {
+        id: this.nextId++,
+        command,
+        args,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      };
+      this.queue.push(pending);
+      this.sendNext();
+    });
+  }
+
+  /** Waits for the next event of that name matching `filter`, or rejects after `timeoutMs`. */
+  waitForEvent(name: string, filter: (e: QmpEvent) => boolean, timeoutMs: number): Promise<QmpEvent> {
+    return new Promise<QmpEvent>((resolve, reject) => {
+      const onEvent = (e: QmpEvent): void => {
+        if (!filter(e)) return;
+        cleanup();
+        resolve(e);
+      };
+      const onClose = (): void => {
+        cleanup();
+        reject(this.closedError ?? new Error('QMP closed'));
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`no QMP event ${name} within ${timeoutMs} ms on ${this.socketPath}`));
+      }, timeoutMs);
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.off(name, onEvent);
+        this.off('close', onClose);
+      };
+      this.on(name, onEvent);
+      this.once('close', onClose);
+    });
+  }
+
+  /** Ends the connection; outstanding commands are rejected. */
+  async close(): Promise<void> {
+    if (this.socket.destroyed) return;
+    await new Promise<void>((resolve) => {
+      this.socket.once('close', () => resolve());
+      this.socket.end();
+      // A peer that never closes its side must not keep us waiting.
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    });
+  }
+
+  get closed(): boolean {
+    return this.closedError !== undefined;
+  }
+
+  // One command on the wire at a time: QEMU answers in order anyway, and a reply whose id is
+  // not the one in flight then means a broken stream rather than a guess.
+  private sendNext(): void {
+    if (this.inFlight || this.closedError) return;
+    const next = this.queue.shift();
+    if (!next) return;
+    this.inFlight = next;
+    const msg: Record<string, unknown> = { execute: next.command, id: next.id };
+    if (next.args !== undefined) msg.arguments = next.args;
+    this.socket.write(JSON.stringify(msg) + '\n');
+  }
+
+  private onData(chunk: string): void {
+    this.buffered += chunk;
+    let nl: number;
+    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      const line = this.buffered.slice(0, nl).trim();
+      this.buffered = this.buffered.slice(nl + 1);
+      if (line) this.onMessage(line);
+    }
+  }
+
+  private onMessage(line: string): void {
+    let msg: Record<string, unknown>;
+    try {
+      msg = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      this.fail(new Error(`QMP ${this.socketPath} sent a line that is not JSON: ${line.slice(0, 200)}`));
+      this.socket.destroy();
+      return;
+    }
+    if ('QMP' in msg) {
+      this.greeting?.(msg);
+      this.greeting = undefined;
+      return;
+    }
+    if (typeof msg.event === 'string') {
+      const event: QmpEvent = {
+        event: msg.event,
+        data: (msg.data as Record<string, unknown> | undefined) ?? {},
+        timestamp: (msg.timestamp as QmpEvent['timestamp'] | undefined) ?? { seconds: 0, microseconds: 0 },
+      };
+      this.emit('event', event);
+      this.emit(event.event, event);
+      return;
+    }
+    const pending = this.inFlight;
+    if (!pending || msg.id !== pending.id) {
+      this.fail(
+        new Error(`QMP ${this.socketPath} answered id ${String(msg.id)} while none or another was pending`),
+      );
+      this.socket.destroy();
+      return;
+    }
+    this.inFlight = undefined;
+    if ('error' in msg) {
+      const e = (msg.error as { class?: string; desc?: string } | undefined) ?? {};
+      pending.reject(new QmpError(pending.command, e.class ?? 'GenericError', e.desc ?? 'unknown error'));
+    } else {
+      pending.resolve(msg.return);
+    }
+    this.sendNext();
+  }
+
+  private fail(err: Error): void {
+    if (this.closedError) return;
+    this.closedError = err;
+    const all = this.inFlight ? [this.inFlight, ...this.queue] : [...this.queue];
+    this.inFlight = undefined;
+    this.queue.length = 0;
+    for (const p of all) p.reject(new Error(`${err.message} (while running ${p.command})`));
+  }
+}
+
+function openSocket(socketPath: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection({ path: socketPath });
+    socket.once('connect', () => {
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      const why =
+        err.code === 'ENOENT'
+          ? 'no such socket'
+          : err.code === 'ECONNREFUSED'
+            ? 'connection refused'
+            : err.message;
+      reject(
+        new Error(
+          `no QMP socket at ${socketPath} (${why}): is the VM/storage daemon running with ` +
+            '--chardev socket,id=…,path=…,server=on,wait=off and --monitor chardev=… (or -qmp unix:…,server=on)?',
+        ),
+      );
+    });
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout()), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
