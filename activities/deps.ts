@@ -1,16 +1,39 @@
-// What activities of one worker process share: its configuration, its logger and its one blob
-// client. Built once per process and handed to each role's createActivities factory.
+// What activities of one worker process share: its configuration, its logger, its one blob
+// client and (for the data-path roles) its one block pipeline. Built once per process and handed
+// to each role's createActivities factory.
 import type { BlobServiceClient } from '@azure/storage-blob';
 import type { OsrConfig } from '../shared/config';
 import type { Logger } from '../shared/logger';
-import { createBlobServiceClient } from '../shared/storage';
+import { createBlobServiceClient, ensureContainers } from '../shared/storage';
+import { Vault } from '../shared/vault';
+import { loadEncryptionKey } from './common/encryption-key';
+import { BlockPipeline } from './pipeline/block-pipeline';
 
 export interface WorkerDeps {
   config: OsrConfig;
   log: Logger;
   blobService: BlobServiceClient;
+  vault: Vault;
+}
+
+export interface DataPathDeps extends WorkerDeps {
+  pipeline: BlockPipeline;
 }
 
 export function createWorkerDeps(config: OsrConfig, log: Logger): WorkerDeps {
-  return { config, log, blobService: createBlobServiceClient(config) };
+  const blobService = createBlobServiceClient(config);
+  return { config, log, blobService, vault: new Vault(blobService) };
+}
+
+export async function createDataPathDeps(config: OsrConfig, log: Logger): Promise<DataPathDeps> {
+  const key = await loadEncryptionKey(config);
+  const pipeline = new BlockPipeline({
+    threads: config.pipeline.threads,
+    maxBytesInFlight: config.pipeline.maxBytesInFlight,
+    key,
+    onWorkerError: (err) => log.error({ err: err.message }, 'pipeline thread failed'),
+  });
+  const deps = { ...createWorkerDeps(config, log), pipeline };
+  await ensureContainers(deps.blobService);
+  return deps;
 }

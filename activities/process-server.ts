@@ -1,11 +1,66 @@
-// Activities of a process server: read changed extents at the source, run them through the block
-// pipeline and upload segments to the cache container.
+// Activities of a process server: reach the source machine's disks (QMP + NBD), freeze points in
+// time, read changed extents, run them through the block pipeline and upload segments.
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { ProtectedMachine } from '../shared/replication-types';
+import { statePaths } from '../shared/state-paths';
 import { createStackProbeActivity } from './common/stack-probe';
-import type { WorkerDeps } from './deps';
+import type { DataPathDeps } from './deps';
+import { transferDisk, type TransferDiskInput, type TransferSlice } from './process-server/transfer-disk';
+import * as source from './process-server/qemu-source';
 
-export function createProcessServerActivities(deps: WorkerDeps) {
+export function createProcessServerActivities(deps: DataPathDeps) {
+  const sourceDeps = { workRoot: path.join(statePaths(deps.config).machines) };
   return {
     probeStorage: createStackProbeActivity('process-server', deps.blobService),
+
+    discoverDisks: (input: { machine: ProtectedMachine }) => source.discoverDisks(sourceDeps, input.machine),
+
+    enableTracking: (input: { machine: ProtectedMachine; diskIds: string[] }) =>
+      source.enableTracking(sourceDeps, input.machine, input.diskIds),
+
+    freezePoint: (input: source.FreezeInput) => source.freezePoint(sourceDeps, input),
+
+    releasePoint: (input: { machine: ProtectedMachine; pitId: string; success: boolean }) =>
+      source.releasePoint(sourceDeps, input.machine, input.pitId, input.success),
+
+    disableTracking: (input: { machine: ProtectedMachine }) =>
+      source.disableTracking(sourceDeps, input.machine),
+
+    async transferDisk(input: TransferDiskInput): Promise<TransferSlice> {
+      const ctx = Context.current();
+      const previous = ctx.info.heartbeatDetails as { nextIndex: number } | undefined;
+      // Heartbeat on a timer too: listing extents or a slow upload must not look like a dead worker.
+      let cursor = previous ?? { nextIndex: input.fromIndex };
+      const timer = setInterval(() => ctx.heartbeat(cursor), 5000);
+      const slice = await transferDisk(
+        {
+          blobService: deps.blobService,
+          pipeline: deps.pipeline,
+          uploadConcurrency: deps.config.pipeline.uploadConcurrency,
+          heartbeat: (next) => {
+            cursor = next;
+            ctx.heartbeat(next);
+          },
+          resumeCursor: previous,
+          isCancelled: () => ctx.cancellationSignal.aborted,
+        },
+        input,
+      ).finally(() => clearInterval(timer));
+      deps.log.info(
+        {
+          machine: input.point.machine,
+          disk: input.diskId,
+          cycle: input.point.cycle,
+          attempt: ctx.info.attempt,
+          resumed: slice.summary.resumedSegments,
+          uploaded: slice.summary.uploadedSegments,
+          sentBytes: slice.summary.sentBytes,
+        },
+        'transfer slice done',
+      );
+      return slice;
+    },
   };
 }
 

@@ -1,6 +1,11 @@
 // The `osr` command line.
 import { Command } from 'commander';
 import { ConfigError } from '../shared/config';
+import { PolicyError } from '../shared/policy';
+import { registerDemoCommands } from './commands/demo';
+import { registerExportCommand } from './commands/export';
+import { registerMachineCommands } from './commands/machines';
+import { registerPolicyCommands } from './commands/policy';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerStackCommands } from './commands/stack';
 import { CliError, EXIT } from './output';
@@ -11,6 +16,10 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)');
   registerStackCommands(program);
   registerDoctorCommand(program);
+  registerPolicyCommands(program);
+  registerMachineCommands(program);
+  registerExportCommand(program);
+  registerDemoCommands(program);
   return program;
 }
 
@@ -19,7 +28,11 @@ export async function run(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (err) {
     const code =
-      err instanceof CliError ? err.exitCode : err instanceof ConfigError ? EXIT.usage : EXIT.failure;
+      err instanceof CliError
+        ? err.exitCode
+        : err instanceof ConfigError || err instanceof PolicyError
+          ? EXIT.usage
+          : EXIT.failure;
     process.stderr.write(`osr: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = code;
   }

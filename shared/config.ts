@@ -89,6 +89,7 @@ export const ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }
   OSR_KEY_FILE: { key: 'encryption.keyFile', type: 'string' },
   OSR_ENCRYPTION_KEY: { key: 'encryption.key', type: 'string' },
   OSR_PIPELINE_THREADS: { key: 'pipeline.threads', type: 'number' },
+  OSR_UPLOAD_CONCURRENCY: { key: 'pipeline.uploadConcurrency', type: 'number' },
   OSR_LOG_LEVEL: { key: 'log.level', type: 'string' },
 };
 

@@ -1,11 +1,14 @@
 // The cloud applier worker in the recovery site.
 import { createCloudApplierActivities } from '../activities/cloud-applier';
-import { createWorkerDeps } from '../activities/deps';
+import { createDataPathDeps } from '../activities/deps';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
 import { main } from './run-worker';
 
 main({
   role: 'cloud-applier',
   taskQueue: () => CLOUD_APPLIER_TASK_QUEUE,
-  setup: async (config, log) => ({ activities: createCloudApplierActivities(createWorkerDeps(config, log)) }),
+  setup: async (config, log) => {
+    const deps = await createDataPathDeps(config, log);
+    return { activities: createCloudApplierActivities(deps), close: () => deps.pipeline.destroy() };
+  },
 });

@@ -1,3 +1,4 @@
 // Every workflow the control worker runs. Workflow code is deterministic: it imports only
 // @temporalio/workflow, @temporalio/common and types (lint-enforced).
 export { stackCheck } from './stack-check';
+export { protectMachine } from './protect-machine';

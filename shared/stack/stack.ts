@@ -8,6 +8,7 @@ import { statePaths } from '../state-paths';
 import { isEmbeddedStorage } from '../storage';
 import { isEmbeddedTemporal, temporalAddress } from '../temporal-connection';
 import { startTemporalDevServer } from '../../temporal-dev/dev-server';
+import { stopDemoMachines } from '../demo/demo-machine';
 import { startAzurite } from './azurite';
 import { isAlive, readPidFile, spawnManaged, stopPid } from './managed-process';
 import { isPortFree, isPortOpen } from './ports';
@@ -207,6 +208,7 @@ export async function stackDown(
       fs.rmSync(pidFile(config, name), { force: true });
     }),
   );
+  for (const name of await stopDemoMachines(config)) onProgress(`demo machine ${name}: stopped`);
   for (const name of order.slice(WORKER_ROLES.length)) {
     const pid = readPidFile(pidFile(config, name));
     if (pid !== undefined) onProgress(`${name}: ${await stopPid(pid, 15_000)}`);

@@ -1,0 +1,243 @@
+// The process server's view of a QEMU machine: its disks, change tracking, and frozen points in
+// time, through the CBT connector over QMP. Each call opens QMP and closes it again: a process
+// server holds no connection to a machine between activities.
+import { exec } from 'node:child_process';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import type {
+  FrozenDisk,
+  FrozenPoint,
+  ProtectedMachine,
+  QuiesceHooks,
+  TransferMode,
+} from '../../shared/replication-types';
+import { CbtConnector, bitmapGeneration, type ProtectedDisk } from '../qemu/cbt-connector';
+import { QmpClient } from '../qemu/qmp-client';
+
+export interface SourceDeps {
+  /** Folder for fleecing overlays and point-in-time manifests, per machine below it. */
+  workRoot: string;
+}
+
+async function withConnector<T>(
+  deps: SourceDeps,
+  machine: ProtectedMachine,
+  fn: (c: CbtConnector, qmp: QmpClient) => Promise<T>,
+): Promise<T> {
+  let qmp: QmpClient;
+  try {
+    qmp = await QmpClient.connect(machine.source.qmpSocket);
+  } catch (err) {
+    // A wrong socket does not fix itself by retrying: fail the activity for good, with the fix.
+    throw ApplicationFailure.create({
+      type: 'SourceError',
+      nonRetryable: true,
+      message: `machine ${machine.name}: ${(err as Error).message}`,
+    });
+  }
+  try {
+    const connector = new CbtConnector(qmp, {
+      workDir: path.join(deps.workRoot, machine.name),
+      nbdSocket: machine.source.nbdSocket,
+    });
+    return await fn(connector, qmp);
+  } finally {
+    await qmp.close();
+  }
+}
+
+function selectDisks(machine: ProtectedMachine, disks: ProtectedDisk[]): ProtectedDisk[] {
+  if (!machine.source.disks) return disks;
+  const wanted = machine.source.disks;
+  const missing = wanted.filter((w) => !disks.some((d) => d.node === w));
+  if (missing.length) {
+    throw ApplicationFailure.create({
+      type: 'SourceError',
+      nonRetryable: true,
+      message: `machine ${machine.name} has no disk ${missing.join(', ')}; it has ${disks.map((d) => d.node).join(', ') || 'none'}. Fix the --disks list.`,
+    });
+  }
+  return disks.filter((d) => wanted.includes(d.node));
+}
+
+export async function discoverDisks(deps: SourceDeps, machine: ProtectedMachine) {
+  return withConnector(deps, machine, async (c) => {
+    const disks = selectDisks(machine, await c.listDisks());
+    if (disks.length === 0) {
+      throw ApplicationFailure.create({
+        type: 'SourceError',
+        nonRetryable: true,
+        message: `machine ${machine.name} (QMP ${machine.source.qmpSocket}) shows no qcow2 or raw disk to protect`,
+      });
+    }
+    return {
+      disks: disks.map((d) => ({
+        diskId: d.node,
+        sizeBytes: d.size,
+        format: d.format,
+        tracked: d.tracking !== null,
+      })),
+    };
+  });
+}
+
+export async function enableTracking(deps: SourceDeps, machine: ProtectedMachine, diskIds: string[]) {
+  return withConnector(deps, machine, async (c) => {
+    const volatileDisks: string[] = [];
+    for (const diskId of diskIds) {
+      const enabled = await c.enableTracking(diskId);
+      if (!enabled.persistent) volatileDisks.push(diskId);
+    }
+    return { volatileDisks };
+  });
+}
+
+export interface FreezeInput {
+  machine: ProtectedMachine;
+  cycle: number;
+  /** What the workflow wants sent per known disk; disks found beyond these are new. */
+  modes: Record<string, TransferMode>;
+  /** Known sizes, to tell growth (followed) from shrinking (refused). */
+  sizes?: Record<string, number>;
+  quiesce: boolean;
+}
+
+export function pitIdOf(machine: string, cycle: number): string {
+  return `${machine}-c${cycle}`;
+}
+
+export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise<FrozenPoint> {
+  const { machine } = input;
+  return withConnector(deps, machine, async (c) => {
+    const warnings: string[] = [];
+    const found = selectDisks(machine, await c.listDisks());
+    const plan: Array<{ disk: ProtectedDisk; mode: TransferMode }> = [];
+    for (const [diskId, mode] of Object.entries(input.modes)) {
+      const disk = found.find((d) => d.node === diskId);
+      if (!disk) {
+        warnings.push(
+          `${diskId} vanished from machine ${machine.name}: its replica is kept but no longer updated. If it was removed on purpose, unprotect and protect the machine again; otherwise attach it back.`,
+        );
+        continue;
+      }
+      const known = input.sizes?.[diskId];
+      if (known !== undefined && disk.size < known) {
+        warnings.push(
+          `${diskId} shrank from ${known} to ${disk.size} bytes: OSR cannot follow a shrink and stopped replicating it. Grow it back, or unprotect and protect the machine again to start over at the new size.`,
+        );
+        continue;
+      }
+      plan.push({ disk, mode });
+    }
+    for (const disk of found) {
+      if (!(disk.node in input.modes)) {
+        warnings.push(`${disk.node} was added to machine ${machine.name}: it gets its own initial sync`);
+        plan.push({ disk, mode: 'full' });
+      }
+    }
+    if (plan.length === 0) {
+      throw ApplicationFailure.create({
+        type: 'SourceError',
+        nonRetryable: false,
+        message: `machine ${machine.name} has no disk left to replicate`,
+      });
+    }
+    for (const p of plan) {
+      if (p.disk.tracking) continue;
+      // No recording bitmap: a restart of the QEMU process lost it (raw disk) or it never existed.
+      await c.enableTracking(p.disk.node);
+      if (p.mode === 'delta') {
+        warnings.push(
+          `tracking lost on ${p.disk.node} (no OSR dirty bitmap: the VM or storage daemon restarted with a raw disk, or the bitmap was removed): resynchronizing by checksums`,
+        );
+        p.mode = 'resync';
+      }
+    }
+    const pitId = pitIdOf(machine.name, input.cycle);
+    const nodes = plan.map((p) => p.disk.node);
+    const view = await withQuiesce(input.quiesce ? machine.quiesce : undefined, machine.name, () =>
+      c.freeze(nodes, pitId),
+    );
+    const disks: FrozenDisk[] = view.disks.map((d) => ({
+      diskId: d.node,
+      sizeBytes: d.size,
+      exportName: d.exportName,
+      nbdSocket: d.nbdSocket,
+      bitmap: d.bitmap,
+      mode: plan.find((p) => p.disk.node === d.node)?.mode ?? 'full',
+    }));
+    return { pitId, machine: machine.name, cycle: input.cycle, instant: view.instant, disks, warnings };
+  });
+}
+
+export async function releasePoint(
+  deps: SourceDeps,
+  machine: ProtectedMachine,
+  pitId: string,
+  success: boolean,
+) {
+  return withConnector(deps, machine, async (c) => {
+    const result = await c.release(pitId, { success });
+    return { released: result.released, fullSyncRequired: result.fullSyncRequired };
+  });
+}
+
+/** Ends protection at the source: releases frozen points and removes OSR's dirty bitmaps. */
+export async function disableTracking(deps: SourceDeps, machine: ProtectedMachine) {
+  return withConnector(deps, machine, async (c, qmp) => {
+    for (const pitId of await c.listFrozen()) await c.release(pitId, { success: false });
+    for (const disk of await c.listDisks()) {
+      const nodes = await qmp.execute<
+        Array<{ 'node-name': string; 'dirty-bitmaps'?: Array<{ name: string }> }>
+      >('query-named-block-nodes', { flat: true });
+      const bitmaps = nodes.find((n) => n['node-name'] === disk.node)?.['dirty-bitmaps'] ?? [];
+      for (const b of bitmaps) {
+        if (bitmapGeneration(b.name) !== null)
+          await qmp.execute('block-dirty-bitmap-remove', { node: disk.node, name: b.name });
+      }
+    }
+  });
+}
+
+/** Runs the machine's pre command, then `freeze`, then the post command (always). */
+async function withQuiesce<T>(
+  hooks: QuiesceHooks | undefined,
+  machine: string,
+  freeze: () => Promise<T>,
+): Promise<T> {
+  if (!hooks?.pre && !hooks?.post) return freeze();
+  const timeout = (hooks.timeoutSeconds ?? 60) * 1000;
+  const env = { ...process.env, OSR_MACHINE: machine, OSR_POINT_KIND: 'app' };
+  try {
+    if (hooks.pre) {
+      try {
+        await run(hooks.pre, env, timeout, `pre-quiesce command of ${machine}`);
+      } catch (err) {
+        // Retrying a failing quiesce only delays the point: the workflow cuts a crash-consistent one.
+        throw ApplicationFailure.create({
+          type: 'QuiesceFailed',
+          nonRetryable: true,
+          message: (err as Error).message,
+        });
+      }
+    }
+    return await freeze();
+  } finally {
+    // Thaw even when the quiesce or the freeze failed: a half-quiesced application must not stay so.
+    if (hooks.post) await run(hooks.post, env, timeout, `post-quiesce (thaw) command of ${machine}`);
+  }
+}
+
+function run(command: string, env: NodeJS.ProcessEnv, timeout: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    exec(command, { env, timeout }, (err, _stdout, stderr) => {
+      if (err)
+        reject(
+          new Error(
+            `${what} failed (${err.killed ? `timed out after ${timeout} ms` : `exit ${String(err.code)}`}): ${stderr.trim().slice(0, 500)}`,
+          ),
+        );
+      else resolve();
+    });
+  });
+}

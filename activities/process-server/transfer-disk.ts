@@ -1,0 +1,214 @@
+// The process server's data path for one disk of one frozen point: list the extents the cycle
+// sends, cut them into segments, read each segment's blocks over NBD, run them through the block
+// pipeline (zero detection, hash, zstd, AES-GCM) and upload them to the cache container.
+//
+// Resumable: the extent list is stored with the cycle's segments on the first call, so every
+// later slice, retry or resend cuts the same segments; the activity heartbeats the index below
+// which every segment is uploaded, and a retried attempt starts there: at most the segments that
+// were in flight are sent twice.
+import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Extent } from '../pipeline/segment-format';
+import { segmentBlobName, segmentCyclePrefix } from '../pipeline/segment-format';
+import type { BlockPipeline } from '../pipeline/block-pipeline';
+import { NbdClient } from '../qemu/nbd-client';
+import type { FrozenPoint, TransferMode, TransferSummary } from '../../shared/replication-types';
+import { CONTAINERS } from '../../shared/storage';
+import { writeCycleManifest } from '../applier/cycle-layout';
+import { readCyclePlan, writeCyclePlan } from './cycle-plan';
+import { planSegments, totalBytes, type SegmentPlan } from './extent-plan';
+import { sourceExtents } from './source-extents';
+
+export interface TransferDiskInput {
+  point: FrozenPoint;
+  diskId: string;
+  mode: TransferMode;
+  /** First segment index of this slice. */
+  fromIndex: number;
+  maxSegments: number;
+  /** Resend only these segments (they failed verification in the cache). */
+  onlySegments?: number[];
+  /** Replica checksums (resync mode), written by the cloud applier. */
+  checksumsBlob?: string;
+}
+
+export interface TransferSlice {
+  nextIndex: number;
+  done: boolean;
+  segmentsTotal: number;
+  bytesTotal: number;
+  /** Disk bytes covered by segments below nextIndex. */
+  bytesDone: number;
+  summary: TransferSummary;
+}
+
+export interface TransferDeps {
+  blobService: BlobServiceClient;
+  pipeline: BlockPipeline;
+  uploadConcurrency: number;
+  /** Called with the index below which every segment is uploaded (heartbeat). */
+  heartbeat: (cursor: { nextIndex: number }) => void;
+  /** The cursor a previous attempt of this same activity heartbeated, if any. */
+  resumeCursor?: { nextIndex: number };
+  isCancelled?: () => boolean;
+}
+
+export async function transferDisk(deps: TransferDeps, input: TransferDiskInput): Promise<TransferSlice> {
+  const { point, diskId } = input;
+  const disk = point.disks.find((d) => d.diskId === diskId);
+  if (!disk) throw new Error(`disk ${diskId} is not part of point ${point.pitId}`);
+  const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
+  const nbd = await NbdClient.connect({
+    socket: disk.nbdSocket,
+    exportName: disk.exportName,
+    metaContexts: ['base:allocation', ...(disk.bitmap ? [`qemu:dirty-bitmap:${disk.bitmap}`] : [])],
+  }).catch((err: Error) => {
+    if (!/no such export|no such socket/.test(err.message)) throw err;
+    // Retrying cannot bring a frozen view back: end the cycle; its changes go with the next one.
+    throw ApplicationFailure.create({
+      type: 'PointInTimeLost',
+      nonRetryable: true,
+      message: `the frozen point in time ${point.pitId} is gone from the source (did the VM or storage daemon restart?): ${err.message}`,
+    });
+  });
+  try {
+    let plan = await readCyclePlan(cache, point.machine, diskId, point.cycle);
+    if (!plan) {
+      // A cycle number seen before (a machine protected again) must not mix old segments in.
+      for await (const old of cache.listBlobsFlat({
+        prefix: segmentCyclePrefix(point.machine, diskId, point.cycle),
+      })) {
+        await cache.deleteBlob(old.name).catch(() => undefined);
+      }
+      const extents = await sourceExtents(nbd, {
+        mode: input.mode,
+        bitmap: disk.bitmap,
+        checksums: input.checksumsBlob
+          ? { blobService: deps.blobService, blob: input.checksumsBlob }
+          : undefined,
+        onProgress: () => deps.heartbeat({ nextIndex: input.fromIndex }),
+      });
+      plan = { mode: input.mode, sizeBytes: disk.sizeBytes, extents };
+      await writeCyclePlan(cache, point.machine, diskId, point.cycle, plan);
+    }
+    const segments = planSegments(plan.extents);
+    const bytesTotal = totalBytes(plan.extents);
+    const sliceEnd = input.fromIndex + input.maxSegments;
+    let wanted: SegmentPlan[];
+    let resumed = 0;
+    let cursor = input.fromIndex;
+    let present = new Set<number>();
+    if (input.onlySegments) {
+      wanted = segments.filter((s) => input.onlySegments?.includes(s.index));
+    } else {
+      // A retried attempt skips what an earlier one finished: below its heartbeated cursor, and
+      // beyond it every segment already in the cache (a block blob upload is all or nothing), so
+      // only the segments that were in flight are sent again.
+      const resumeFrom = Math.max(input.fromIndex, deps.resumeCursor?.nextIndex ?? 0);
+      if (deps.resumeCursor) present = await uploadedIndices(cache, point, diskId, resumeFrom, sliceEnd);
+      cursor = resumeFrom;
+      wanted = segments.slice(resumeFrom, sliceEnd).filter((s) => !present.has(s.index));
+      resumed = Math.min(sliceEnd, segments.length) - input.fromIndex - wanted.length;
+    }
+    const summary = await uploadSegments(deps, nbd, point, diskId, wanted, cursor, present);
+    summary.resumedSegments = resumed;
+    const nextIndex = input.onlySegments
+      ? segments.length
+      : Math.min(segments.length, input.fromIndex + input.maxSegments);
+    const done = nextIndex >= segments.length;
+    if (done) {
+      // Last: the manifest tells the applier the cycle's segments are all there.
+      await writeCycleManifest(deps.blobService, {
+        machine: point.machine,
+        diskId,
+        cycle: point.cycle,
+        segments: segments.length,
+        sizeBytes: disk.sizeBytes,
+      });
+    }
+    return {
+      nextIndex,
+      done,
+      segmentsTotal: segments.length,
+      bytesTotal,
+      bytesDone: segments.slice(0, nextIndex).reduce((a, s) => a + s.rawBytes, 0),
+      summary,
+    };
+  } finally {
+    await nbd.close();
+  }
+}
+
+async function uploadSegments(
+  deps: TransferDeps,
+  nbd: NbdClient,
+  point: FrozenPoint,
+  diskId: string,
+  segments: SegmentPlan[],
+  cursorStart: number,
+  alreadyUploaded: ReadonlySet<number>,
+): Promise<TransferSummary> {
+  const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
+  const summary: TransferSummary = {
+    diskId,
+    segments: segments.length,
+    rawBytes: 0,
+    zeroBytes: 0,
+    sentBytes: 0,
+    resumedSegments: 0,
+    uploadedSegments: 0,
+  };
+  const uploaded = new Set<number>(alreadyUploaded);
+  let watermark = cursorStart;
+  let next = 0;
+
+  async function lane(): Promise<void> {
+    while (next < segments.length) {
+      if (deps.isCancelled?.()) throw new Error('transfer cancelled');
+      const plan = segments[next++] as SegmentPlan;
+      const data = await readExtents(nbd, plan.extents);
+      const encoded = await deps.pipeline.encode({
+        machineId: point.machine,
+        diskId,
+        cycle: point.cycle,
+        index: plan.index,
+        extents: plan.extents,
+        data,
+      });
+      const name = segmentBlobName(point.machine, diskId, point.cycle, plan.index);
+      await cache.getBlockBlobClient(name).uploadData(encoded.segment);
+      summary.rawBytes += plan.rawBytes;
+      summary.zeroBytes += encoded.stats.zeroBytes;
+      summary.sentBytes += encoded.segment.length;
+      summary.uploadedSegments += 1;
+      uploaded.add(plan.index);
+      while (uploaded.has(watermark)) uploaded.delete(watermark++);
+      deps.heartbeat({ nextIndex: watermark });
+    }
+  }
+
+  await Promise.all(Array.from({ length: Math.min(deps.uploadConcurrency, segments.length) }, lane));
+  return summary;
+}
+
+async function uploadedIndices(
+  cache: ContainerClient,
+  point: FrozenPoint,
+  diskId: string,
+  from: number,
+  to: number,
+): Promise<Set<number>> {
+  const present = new Set<number>();
+  const prefix = segmentCyclePrefix(point.machine, diskId, point.cycle);
+  for await (const blob of cache.listBlobsFlat({ prefix })) {
+    const index = Number(/(\d+)\.seg$/.exec(blob.name)?.[1]);
+    if (Number.isInteger(index) && index >= from && index < to) present.add(index);
+  }
+  return present;
+}
+
+/** Reads the extents of one segment, pipelined, into one buffer. */
+async function readExtents(nbd: NbdClient, extents: Extent[]): Promise<Buffer> {
+  const parts = await Promise.all(extents.map((e) => nbd.read(e.offset, e.length)));
+  return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+}

@@ -1,0 +1,60 @@
+// `osr export`: a recovery point as a raw disk image, for restore and verification.
+import path from 'node:path';
+import type { Command } from 'commander';
+import { exportPoint } from '../../activities/applier/export-point';
+import { resolvePoint } from '../../shared/operations/machines';
+import { OperationError } from '../../shared/operations/context';
+import { withContext } from '../context';
+import { printJson } from '../output';
+import { formatBytes, ProgressLine, renderBar } from '../progress-bar';
+
+export function registerExportCommand(program: Command): void {
+  program
+    .command('export <name>')
+    .description('write one disk of a recovery point to a raw image file (sparse where the disk has holes)')
+    .requiredOption(
+      '--point <id>',
+      'latest, latest-app, a point id, or an ISO time (the newest point at or before it)',
+    )
+    .option('--disk <disk>', 'disk id (e.g. disk0) or index', '0')
+    .requiredOption('--out <file>', 'raw image file to write')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { point: string; disk: string; out: string; json?: boolean }) => {
+      await withContext(async (ctx) => {
+        const point = await resolvePoint(ctx, name, o.point);
+        const disk = /^\d+$/.test(o.disk)
+          ? point.disks[Number(o.disk)]
+          : point.disks.find((d) => d.diskId === o.disk);
+        if (!disk) {
+          throw new OperationError(
+            `point ${point.id} has no disk ${o.disk}; it has ${point.disks.map((d) => d.diskId).join(', ')}`,
+            'not-found',
+          );
+        }
+        const line = new ProgressLine();
+        const started = Date.now();
+        const bytes = await exportPoint(ctx, {
+          point,
+          diskId: disk.diskId,
+          outFile: path.resolve(o.out),
+          onProgress: (done: number, total: number) =>
+            line.update(`${renderBar(done, total)} ${formatBytes(done)} / ${formatBytes(total)}`),
+        });
+        line.done();
+        const result = {
+          machine: name,
+          point: point.id,
+          instant: point.instant,
+          disk: disk.diskId,
+          file: path.resolve(o.out),
+          bytes,
+          seconds: (Date.now() - started) / 1000,
+        };
+        if (o.json) printJson(result);
+        else
+          process.stdout.write(
+            `exported ${name} ${disk.diskId} at ${point.instant} (point ${point.id}) to ${result.file}: ${formatBytes(bytes)} written\n`,
+          );
+      });
+    });
+}

@@ -1,0 +1,231 @@
+// Protecting machines: `osr protect|status|points|point|resync|pause|resume|unprotect|set-policy`.
+import path from 'node:path';
+import type { Command } from 'commander';
+import * as machines from '../../shared/operations/machines';
+import type { MachineStatus } from '../../workflows/protect-machine-api';
+import { withContext } from '../context';
+import { formatBytes, ProgressLine, renderBar } from '../progress-bar';
+import { printJson, printTable } from '../output';
+
+function ago(iso: string | undefined): string {
+  if (!iso) return '';
+  const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
+  return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
+}
+
+function progressText(status: MachineStatus): string | undefined {
+  if (!status.progress?.length) return undefined;
+  const done = status.progress.reduce((a, p) => a + p.bytesDone, 0);
+  const total = status.progress.reduce((a, p) => a + p.bytesTotal, 0);
+  return `${renderBar(done, total)} ${formatBytes(done)} / ${formatBytes(total)} (${status.progress.map((p) => `${p.diskId} ${p.mode}`).join(', ')})`;
+}
+
+function printStatus(status: MachineStatus): void {
+  printTable([
+    {
+      machine: status.machine,
+      state: status.state,
+      rpo: status.rpoSeconds === undefined ? '' : `${status.rpoSeconds}s`,
+      threshold: `${status.policy.rpoThresholdSeconds}s`,
+      last_point: status.lastPoint ? `${status.lastPoint.id} (${ago(status.lastPoint.instant)})` : '',
+      last_app_point: status.lastAppPoint ? ago(status.lastAppPoint.instant) : '',
+      policy: status.policy.name,
+      cycles: status.stats.cycles,
+    },
+  ]);
+  process.stdout.write('\n');
+  printTable(
+    status.disks.map((d) => ({
+      disk: d.diskId,
+      size: formatBytes(d.sizeBytes),
+      synced: d.synced ? 'yes' : 'no',
+      next: d.nextMode,
+      note: d.excluded,
+    })),
+  );
+  const progress = progressText(status);
+  if (progress) process.stdout.write(`\nsync: ${progress}\n`);
+  if (status.alerts.length) {
+    process.stdout.write('\nalerts:\n');
+    for (const a of status.alerts)
+      process.stdout.write(`  [${a.severity}] ${a.at} ${a.kind}: ${a.message}\n`);
+  }
+}
+
+export function registerMachineCommands(program: Command): void {
+  program
+    .command('protect <name>')
+    .description(
+      'protect a QEMU machine: initial sync into replica page blobs, then a recovery point every policy interval',
+    )
+    .requiredOption('--qmp <socket>', 'QMP monitor socket of the VM or qemu-storage-daemon')
+    .option(
+      '--nbd <socket>',
+      'socket of the NBD server already running in that QEMU process (qemu-storage-daemon --nbd-server)',
+    )
+    .option('--disks <nodes>', 'comma-separated block node names to protect (default: every top-level disk)')
+    .option('--policy <name>', 'replication policy', 'default')
+    .option('--pre <command>', 'command that quiesces the application before an app-consistent point')
+    .option('--post <command>', 'command that thaws it afterwards')
+    .option('--json', 'print JSON')
+    .action(
+      async (
+        name: string,
+        o: {
+          qmp: string;
+          nbd?: string;
+          disks?: string;
+          policy: string;
+          pre?: string;
+          post?: string;
+          json?: boolean;
+        },
+      ) => {
+        const result = await withContext((ctx) =>
+          machines.protect(ctx, {
+            name,
+            qmpSocket: path.resolve(o.qmp),
+            nbdSocket: o.nbd ? path.resolve(o.nbd) : undefined,
+            disks: o.disks
+              ?.split(',')
+              .map((d) => d.trim())
+              .filter(Boolean),
+            policy: o.policy,
+            quiesce: o.pre || o.post ? { pre: o.pre, post: o.post } : undefined,
+          }),
+        );
+        if (o.json) printJson(result);
+        else
+          process.stdout.write(
+            `protecting ${name}: workflow ${result.workflowId}; follow it with \`osr status ${name}\`\n`,
+          );
+      },
+    );
+
+  program
+    .command('status [name]')
+    .description(
+      'state, RPO, last points and alerts of every protected machine, or of one (with a live progress bar during a sync on a terminal)',
+    )
+    .option('--json', 'print JSON')
+    .option('--no-follow', 'do not follow a running sync')
+    .action(async (name: string | undefined, o: { json?: boolean; follow: boolean }) => {
+      await withContext(async (ctx) => {
+        if (!name) {
+          const all = await machines.listMachines(ctx);
+          if (o.json) return printJson(all);
+          return printTable(
+            all.map((m) => ({
+              machine: m.machine,
+              state: m.status?.state ?? 'unknown',
+              rpo: m.status?.rpoSeconds === undefined ? '' : `${m.status.rpoSeconds}s`,
+              last_point: ago(m.status?.lastPoint?.instant),
+              alerts: m.status?.alerts.length ?? '',
+              note: m.note,
+            })),
+          );
+        }
+        let status = await machines.machineStatus(ctx, name);
+        if (o.json) return printJson(status);
+        const line = new ProgressLine();
+        const syncing = (s: MachineStatus) =>
+          s.state === 'initial-sync' || s.state === 'resyncing' || s.state === 'enabling';
+        if (o.follow && process.stdout.isTTY && syncing(status)) {
+          while (syncing(status)) {
+            line.update(`${name} ${status.state} ${progressText(status) ?? 'starting…'}`);
+            await new Promise((r) => setTimeout(r, 1000));
+            status = await machines.machineStatus(ctx, name);
+          }
+          line.done(`${name}: ${status.state}`);
+        }
+        printStatus(status);
+      });
+    });
+
+  program
+    .command('points <name>')
+    .description("a machine's recovery points, oldest first")
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const points = await withContext((ctx) => ctx.vault.points(name));
+      if (o.json) printJson(points);
+      else
+        printTable(
+          points.map((p) => ({
+            id: p.id,
+            instant: p.instant,
+            kind: p.kind,
+            tag: p.tag,
+            disks: p.disks.map((d) => d.diskId).join(','),
+          })),
+        );
+    });
+
+  program
+    .command('point <name>')
+    .description('cut a recovery point now and wait until it is published')
+    .option('--app', 'app-consistent (runs the quiesce commands)')
+    .option('--tag <text>', 'a label kept with the point')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { app?: boolean; tag?: string; json?: boolean }) => {
+      const point = await withContext((ctx) =>
+        machines.takePoint(ctx, name, { kind: o.app ? 'app' : 'crash', tag: o.tag }),
+      );
+      if (o.json) printJson(point);
+      else process.stdout.write(`recovery point ${point.id} (${point.kind}) at ${point.instant}\n`);
+    });
+
+  const simple: Array<
+    [
+      string,
+      string,
+      (ctx: Parameters<Parameters<typeof withContext>[0]>[0], name: string) => Promise<MachineStatus>,
+    ]
+  > = [
+    [
+      'resync',
+      'compare block checksums of source and replica and send only the differences',
+      machines.resync,
+    ],
+    [
+      'pause',
+      'stop cutting points (tracking goes on: nothing is lost, the next cycle sends it)',
+      (ctx, n) => machines.pause(ctx, n),
+    ],
+    ['resume', 'resume a paused machine', machines.resume],
+  ];
+  for (const [command, description, run] of simple) {
+    program
+      .command(`${command} <name>`)
+      .description(description)
+      .option('--json', 'print JSON')
+      .action(async (name: string, o: { json?: boolean }) => {
+        const status = await withContext((ctx) => run(ctx, name));
+        if (o.json) printJson(status);
+        else process.stdout.write(`${name}: ${command} accepted; state ${status.state}\n`);
+      });
+  }
+
+  program
+    .command('set-policy <name> <policy>')
+    .description("change a protected machine's replication policy")
+    .option('--json', 'print JSON')
+    .action(async (name: string, policy: string, o: { json?: boolean }) => {
+      const status = await withContext((ctx) => machines.changePolicy(ctx, name, policy));
+      if (o.json) printJson(status);
+      else process.stdout.write(`${name}: policy ${status.policy.name}\n`);
+    });
+
+  program
+    .command('unprotect <name>')
+    .description(
+      'stop protecting a machine: removes its dirty bitmaps, and its replica and points unless --keep-replica',
+    )
+    .option('--keep-replica', 'keep the replica disks and recovery points')
+    .action(async (name: string, o: { keepReplica?: boolean }) => {
+      const status = await withContext((ctx) =>
+        machines.unprotect(ctx, name, { keepReplica: o.keepReplica }),
+      );
+      process.stdout.write(`${name}: ${status.state}${o.keepReplica ? ' (replica kept)' : ''}\n`);
+    });
+}

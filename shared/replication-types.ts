@@ -1,0 +1,119 @@
+// Types that cross the workflow/activity boundary during replication. Pure: no I/O, safe to import
+// from workflow code. Only ids, extents, cursors and small summaries travel in payloads, never data.
+
+/** A replication policy: how often to cut points and how long to keep them. */
+export interface ReplicationPolicy {
+  name: string;
+  /** RPO alert threshold; replication does not slow down or speed up because of it. */
+  rpoThresholdSeconds: number;
+  /** Crash-consistent recovery point frequency. */
+  crashPointSeconds: number;
+  /** App-consistent point frequency; 0 turns app-consistent points off. */
+  appPointSeconds: number;
+  /** How long points are kept at all. */
+  retentionHours: number;
+  /** Within this many recent minutes every point is kept; older ones are thinned to one an hour. */
+  keepAllMinutes: number;
+}
+
+/** How the process server reaches a machine's disks. */
+export interface QemuSource {
+  type: 'qemu';
+  /** QMP monitor of the VM or qemu-storage-daemon. */
+  qmpSocket: string;
+  /** The process's running NBD server socket, when it has one (qemu-storage-daemon --nbd-server). */
+  nbdSocket?: string;
+  /** Block node names to protect; all top-level disks when omitted. */
+  disks?: string[];
+}
+
+/** Commands run around an app-consistent point (quiesce the application, then thaw). */
+export interface QuiesceHooks {
+  pre?: string;
+  post?: string;
+  timeoutSeconds?: number;
+}
+
+export interface ProtectedMachine {
+  name: string;
+  site: string;
+  source: QemuSource;
+  policy: string;
+  quiesce?: QuiesceHooks;
+  createdAt: string;
+}
+
+export type PointKind = 'crash' | 'app';
+
+export interface PointDisk {
+  diskId: string;
+  /** Replica page blob (container osr-replica). */
+  blob: string;
+  /** Blob snapshot id: the recovery point's image of this disk. */
+  snapshot: string;
+  sizeBytes: number;
+}
+
+/** A recovery point in the catalog (vault: points/<machine>/<id>.json). */
+export interface RecoveryPoint {
+  id: string;
+  machine: string;
+  cycle: number;
+  /** The instant the source disks were frozen: the point is the disks as they were then. */
+  instant: string;
+  kind: PointKind;
+  tag?: string;
+  disks: PointDisk[];
+  createdAt: string;
+}
+
+/** One disk of a frozen point in time, as the process server left it exported. */
+export interface FrozenDisk {
+  diskId: string;
+  sizeBytes: number;
+  exportName: string;
+  nbdSocket: string;
+  /** Dirty bitmap holding the changes since the previous point; absent when tracking was lost. */
+  bitmap?: string;
+  /** What this cycle sends for the disk. */
+  mode: TransferMode;
+}
+
+/**
+ * full: every allocated block (new replica); delta: blocks in the dirty bitmap;
+ * resync: blocks whose checksum differs from the replica's (tracking lost, or replica already there).
+ */
+export type TransferMode = 'full' | 'delta' | 'resync';
+
+export interface FrozenPoint {
+  pitId: string;
+  machine: string;
+  cycle: number;
+  instant: string;
+  disks: FrozenDisk[];
+  /** Problems found while freezing that the operator must see (disk shrank, tracking lost …). */
+  warnings: string[];
+}
+
+/** What crossed the wire for one disk in one cycle. */
+export interface TransferSummary {
+  diskId: string;
+  segments: number;
+  /** Disk bytes covered by the cycle's extents. */
+  rawBytes: number;
+  /** Of those, bytes that were zero and sent as zero extents. */
+  zeroBytes: number;
+  /** Bytes uploaded (segments after compression and encryption), this attempt. */
+  sentBytes: number;
+  /** Segments this attempt skipped because an earlier attempt had uploaded them. */
+  resumedSegments: number;
+  /** Segments uploaded by this attempt. */
+  uploadedSegments: number;
+}
+
+export interface ApplySummary {
+  diskId: string;
+  segments: number;
+  appliedBytes: number;
+  clearedBytes: number;
+}

@@ -1,0 +1,127 @@
+// The vault: configuration and the recovery-point catalog as JSON documents in the recovery
+// site's storage (container osr-vault), so a control plane started anywhere after the loss of the
+// primary site finds everything. Writes carry ETags: a writer that read an older version loses
+// with a VaultConflictError instead of overwriting someone else's change.
+import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
+import { RestError } from '@azure/storage-blob';
+import type { ProtectedMachine, RecoveryPoint, ReplicationPolicy } from './replication-types';
+import { CONTAINERS } from './storage';
+
+export class VaultConflictError extends Error {
+  override name = 'VaultConflictError';
+}
+
+export interface Versioned<T> {
+  value: T;
+  etag: string;
+}
+
+export class Vault {
+  private readonly container: ContainerClient;
+  private ready: Promise<unknown> | undefined;
+
+  constructor(blobService: BlobServiceClient) {
+    this.container = blobService.getContainerClient(CONTAINERS.vault);
+  }
+
+  private ensure(): Promise<unknown> {
+    this.ready ??= this.container.createIfNotExists();
+    return this.ready;
+  }
+
+  async read<T>(name: string): Promise<Versioned<T> | undefined> {
+    await this.ensure();
+    try {
+      const response = await this.container.getBlockBlobClient(name).download();
+      const text = await streamToString(response.readableStreamBody);
+      return { value: JSON.parse(text) as T, etag: response.etag ?? '' };
+    } catch (err) {
+      if (err instanceof RestError && err.statusCode === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Writes a document. `etag` undefined: create only (fails if it exists); a string: replace only
+   * that version; '*': create or replace unconditionally.
+   */
+  async write<T>(name: string, value: T, etag?: string): Promise<string> {
+    await this.ensure();
+    const body = JSON.stringify(value, null, 2);
+    const conditions = etag === undefined ? { ifNoneMatch: '*' } : etag === '*' ? {} : { ifMatch: etag };
+    try {
+      const res = await this.container.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), {
+        conditions,
+        blobHTTPHeaders: { blobContentType: 'application/json' },
+      });
+      return res.etag ?? '';
+    } catch (err) {
+      if (err instanceof RestError && (err.statusCode === 409 || err.statusCode === 412)) {
+        throw new VaultConflictError(
+          etag === undefined
+            ? `${name} already exists in the vault`
+            : `${name} was changed by someone else since it was read; read it again and retry`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Read-modify-write with ETag retry: `change` may run more than once. */
+  async update<T>(name: string, change: (current: T | undefined) => T, attempts = 5): Promise<T> {
+    for (let i = 0; ; i++) {
+      const current = await this.read<T>(name);
+      const next = change(current?.value);
+      try {
+        await this.write(name, next, current?.etag);
+        return next;
+      } catch (err) {
+        if (!(err instanceof VaultConflictError) || i + 1 >= attempts) throw err;
+      }
+    }
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.ensure();
+    await this.container.getBlockBlobClient(name).deleteIfExists();
+  }
+
+  async list<T>(prefix: string): Promise<T[]> {
+    await this.ensure();
+    const names: string[] = [];
+    for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
+    const docs = await Promise.all(names.map((n) => this.read<T>(n)));
+    return docs.filter((d): d is Versioned<T> => d !== undefined).map((d) => d.value);
+  }
+
+  // Typed documents.
+  static policyDoc = (name: string) => `policies/${name}.json`;
+  static machineDoc = (name: string) => `machines/${name}.json`;
+  static pointDoc = (machine: string, pointId: string) => `points/${machine}/${pointId}.json`;
+
+  policies(): Promise<ReplicationPolicy[]> {
+    return this.list<ReplicationPolicy>('policies/');
+  }
+  async policy(name: string): Promise<ReplicationPolicy | undefined> {
+    return (await this.read<ReplicationPolicy>(Vault.policyDoc(name)))?.value;
+  }
+  machines(): Promise<ProtectedMachine[]> {
+    return this.list<ProtectedMachine>('machines/');
+  }
+  async machine(name: string): Promise<ProtectedMachine | undefined> {
+    return (await this.read<ProtectedMachine>(Vault.machineDoc(name)))?.value;
+  }
+  /** A machine's recovery points, oldest first. */
+  async points(machine: string): Promise<RecoveryPoint[]> {
+    const points = await this.list<RecoveryPoint>(`points/${machine}/`);
+    return points.sort((a, b) => a.instant.localeCompare(b.instant) || a.cycle - b.cycle);
+  }
+}
+
+async function streamToString(stream: NodeJS.ReadableStream | undefined): Promise<string> {
+  if (!stream) return '';
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream)
+    chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,215 @@
+// Replication end to end on the real parts: qemu-storage-daemon (the machine), the Temporal dev
+// server, Azurite, and the process-server, cloud-applier and control workers as processes.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { QmpClient } from '../../activities/qemu/qmp-client';
+import { checkRecords, RecordWorkload, type RecordLayout } from '../../shared/demo/record-workload';
+import { ControlContext } from '../../shared/operations/context';
+import * as machines from '../../shared/operations/machines';
+import { createPolicy } from '../../shared/operations/policies';
+import { protectWorkflowId } from '../../workflows/protect-machine-api';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy';
+import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
+import { pseudoRandom, startTestMachine, textLike, type TestMachine } from '../helpers/qemu-machine';
+import { assertReplays } from '../helpers/replay';
+import { startTestStack, type TestStack } from '../helpers/test-stack';
+
+const MiB = 1024 * 1024;
+let stack: TestStack;
+let ctx: ControlContext;
+let vm: TestMachine;
+let proxy: FaultProxy;
+
+before(async () => {
+  stack = await startTestStack();
+  // The process server reaches storage through a proxy that can corrupt an upload on request.
+  proxy = await startFaultProxy(stack.config.storage.azuritePort);
+  await Promise.all([
+    stack.startWorker('control'),
+    stack.startWorker('cloud-applier'),
+    stack.startWorker('process-server', { OSR_AZURITE_PORT: String(proxy.port) }),
+  ]);
+  ctx = new ControlContext(stack.config);
+  // Points only on request: each test decides when a point is cut.
+  await createPolicy(ctx, {
+    name: 'manual',
+    crashPointSeconds: 3600,
+    appPointSeconds: 0,
+    rpoThresholdSeconds: 7200,
+  });
+  vm = await startTestMachine({ sizes: [64 * MiB] });
+  const disk = await vm.disk();
+  await disk.write(0, pseudoRandom(8 * MiB, 1));
+  await disk.write(32 * MiB, textLike(4 * MiB));
+  await disk.flush();
+});
+
+after(async () => {
+  await ctx?.close();
+  await vm?.stop();
+  await proxy?.close();
+  await stack?.stop();
+});
+
+test('initial sync: the first point equals the source, and holes cross no wire', async () => {
+  await machines.protect(ctx, {
+    name: 'vm1',
+    qmpSocket: vm.daemon.qmpSocket,
+    nbdSocket: vm.daemon.nbdSocket,
+    policy: 'manual',
+  });
+  const status = await waitForStatus(ctx, 'vm1', (s) => s.state === 'protected');
+  assert.ok(status.lastPoint, 'a first recovery point exists');
+  const point = await pointById(ctx, 'vm1', status.lastPoint.id);
+  assertSameImage(await exportedImage(ctx, point), await vm.readAll(), 'first point');
+  // 12 MiB of the 64 MiB disk hold data: only those were read and sent.
+  assert.equal(status.stats.bytesChanged, 12 * MiB);
+  assert.ok(
+    status.stats.bytesSent < 12 * MiB,
+    `sent ${status.stats.bytesSent} bytes, less than the 12 MiB of data (text compresses)`,
+  );
+});
+
+test('write order: every point holds exactly a prefix of the acknowledged records', async () => {
+  const disk = await vm.disk();
+  const layout: RecordLayout = { baseOffset: 48 * MiB, slots: 4096 };
+  const workload = new RecordWorkload(disk, layout, 'test');
+  let running = true;
+  const writer = (async () => {
+    while (running && workload.acknowledged < layout.slots - 1) await workload.writeNext();
+  })();
+  const checks = [];
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    const ackBefore = workload.acknowledged;
+    const brief = await machines.takePoint(ctx, 'vm1', { kind: 'crash', tag: `order-${i}` });
+    const ackAfter = workload.acknowledged;
+    const image = await exportedImage(ctx, await pointById(ctx, 'vm1', brief.id));
+    const check = await checkRecords(async (o, l) => image.subarray(o, o + l), layout, ackAfter + 20);
+    checks.push({ ackBefore, ackAfter, ...check });
+  }
+  running = false;
+  await writer;
+  for (const c of checks) {
+    assert.deepEqual(c.outOfOrder, [], `no record newer than a missing one: ${JSON.stringify(c)}`);
+    assert.ok(
+      c.prefix >= c.ackBefore,
+      `every record acknowledged before the point was requested is in it: ${JSON.stringify(c)}`,
+    );
+    assert.ok(
+      c.prefix <= c.ackAfter,
+      `no record acknowledged after the point was published is in it: ${JSON.stringify(c)}`,
+    );
+  }
+  assert.ok(checks[2]!.prefix > checks[0]!.prefix, 'the workload moved on between points');
+
+  // With the workload stopped, the next point is the disk byte for byte.
+  const last = await machines.takePoint(ctx, 'vm1', { kind: 'crash' });
+  assertSameImage(
+    await exportedImage(ctx, await pointById(ctx, 'vm1', last.id)),
+    await vm.readAll(),
+    'point after the workload',
+  );
+});
+
+test('a segment corrupted on its way to the cache is never applied: it is sent again, and an alert says so', async () => {
+  const disk = await vm.disk();
+  await disk.write(20 * MiB, pseudoRandom(2 * MiB, 7));
+  await disk.flush();
+  proxy.rules.push({
+    match: (m, url) => m === 'PUT' && /\/osr-cache\/vm1\/disk0\/\d+\/\d+\.seg/.test(url),
+    action: 'corrupt',
+    times: 1,
+  });
+  const brief = await machines.takePoint(ctx, 'vm1', { kind: 'crash' });
+  assert.equal(proxy.hits.length, 1, 'the proxy corrupted one segment upload');
+  const status = await machines.machineStatus(ctx, 'vm1');
+  assert.ok(
+    status.alerts.some((a) => a.kind === 'segment-corrupt' && /failed verification/.test(a.message)),
+    `a segment-corrupt alert: ${JSON.stringify(status.alerts)}`,
+  );
+  assertSameImage(
+    await exportedImage(ctx, await pointById(ctx, 'vm1', brief.id)),
+    await vm.readAll(),
+    'point after a corrupt segment',
+  );
+});
+
+test('lost tracking triggers a checksum resync that sends only the differing blocks', async () => {
+  const before = await machines.machineStatus(ctx, 'vm1');
+  // The machine's dirty bitmaps are gone, as after a restart of a daemon serving a raw disk.
+  const qmp = await QmpClient.connect(vm.daemon.qmpSocket);
+  const nodes = await qmp.execute<Array<{ 'node-name': string; 'dirty-bitmaps'?: Array<{ name: string }> }>>(
+    'query-named-block-nodes',
+    { flat: true },
+  );
+  for (const b of nodes.find((n) => n['node-name'] === 'disk0')?.['dirty-bitmaps'] ?? []) {
+    await qmp.execute('block-dirty-bitmap-remove', { node: 'disk0', name: b.name });
+  }
+  await qmp.close();
+  const disk = await vm.disk();
+  for (const off of [1 * MiB, 10 * MiB + 4096, 40 * MiB]) await disk.write(off, pseudoRandom(4096, off));
+  await disk.flush();
+
+  const brief = await machines.takePoint(ctx, 'vm1', { kind: 'crash' });
+  const after = await machines.machineStatus(ctx, 'vm1');
+  assert.equal(
+    after.stats.bytesChanged - before.stats.bytesChanged,
+    3 * 64 * 1024,
+    'three 64 KiB blocks differ, only they were sent',
+  );
+  assertSameImage(
+    await exportedImage(ctx, await pointById(ctx, 'vm1', brief.id)),
+    await vm.readAll(),
+    'point after resync',
+  );
+  assert.deepEqual(
+    after.disks.map((d) => d.nextMode),
+    ['delta'],
+    'tracking is back for the next cycle',
+  );
+
+  // An operator's resync with nothing changed sends nothing.
+  await machines.resync(ctx, 'vm1');
+  await waitForStatus(ctx, 'vm1', (s) => s.stats.cycles > after.stats.cycles && s.state === 'protected');
+  const idle = await machines.machineStatus(ctx, 'vm1');
+  assert.equal(
+    idle.stats.bytesChanged,
+    after.stats.bytesChanged,
+    'a resync of identical disks sends no block',
+  );
+});
+
+test('pause, resume and conflicting operations are answered with the reason', async () => {
+  await machines.pause(ctx, 'vm1', 'maintenance');
+  await assert.rejects(machines.pause(ctx, 'vm1'), /cannot pause machine vm1 while it is paused/);
+  await assert.rejects(machines.takePoint(ctx, 'vm1', { kind: 'crash' }), /while it is paused/);
+  const resumed = await machines.resume(ctx, 'vm1');
+  assert.equal(resumed.state, 'protected');
+  await assert.rejects(
+    machines.protect(ctx, { name: 'vm1', qmpSocket: vm.daemon.qmpSocket, policy: 'manual' }),
+    /already protected/,
+  );
+  await assert.rejects(
+    machines.resolvePoint(ctx, 'vm1', 'no-such-point'),
+    /has no recovery point "no-such-point"/,
+  );
+});
+
+test('the protect workflow replays deterministically', async () => {
+  const client = await ctx.client();
+  await assertReplays(client.workflow.getHandle(protectWorkflowId('vm1')), 'protectMachine-vm1');
+});
+
+test('unprotect removes the bitmaps, the replica and the points', async () => {
+  const status = await machines.unprotect(ctx, 'vm1');
+  assert.equal(status.state, 'disabled');
+  assert.deepEqual(await ctx.vault.points('vm1'), []);
+  const qmp = await QmpClient.connect(vm.daemon.qmpSocket);
+  const nodes = await qmp.execute<Array<{ 'node-name': string; 'dirty-bitmaps'?: unknown[] }>>(
+    'query-named-block-nodes',
+    { flat: true },
+  );
+  await qmp.close();
+  assert.deepEqual(nodes.find((n) => n['node-name'] === 'disk0')?.['dirty-bitmaps'] ?? [], []);
+});

@@ -1,0 +1,113 @@
+// The public face of the protectMachine entity workflow: its input, status, updates and query.
+// Pure definitions, shared by the workflow, the CLI and the API.
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import type {
+  PointKind,
+  ProtectedMachine,
+  RecoveryPoint,
+  ReplicationPolicy,
+  TransferMode,
+} from '../shared/replication-types';
+
+export type MachineState =
+  | 'enabling'
+  | 'initial-sync'
+  | 'protected'
+  | 'resyncing'
+  | 'paused'
+  | 'disabling'
+  | 'disabled';
+
+export interface Alert {
+  id: string;
+  at: string;
+  severity: 'warning' | 'critical';
+  kind:
+    | 'rpo-exceeded'
+    | 'cycle-failed'
+    | 'resync-needed'
+    | 'segment-corrupt'
+    | 'disk-shrunk'
+    | 'disk-vanished'
+    | 'disk-added'
+    | 'tracking-volatile'
+    | 'quiesce-failed';
+  message: string;
+}
+
+export interface DiskStatus {
+  diskId: string;
+  sizeBytes: number;
+  /** The replica holds a complete image of this disk (a point can include it). */
+  synced: boolean;
+  /** What the next cycle sends for it. */
+  nextMode: TransferMode;
+  excluded?: string;
+}
+
+export interface SyncProgress {
+  diskId: string;
+  mode: TransferMode;
+  segmentsDone: number;
+  segmentsTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface MachineStatus {
+  machine: string;
+  state: MachineState;
+  policy: ReplicationPolicy;
+  disks: DiskStatus[];
+  cycle: number;
+  progress?: SyncProgress[];
+  lastPoint?: Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>;
+  lastAppPoint?: Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>;
+  /** Seconds between now and the instant of the newest point (undefined before the first). */
+  rpoSeconds?: number;
+  alerts: Alert[];
+  stats: { cycles: number; failedCycles: number; bytesSent: number; bytesChanged: number };
+}
+
+/** State carried across continueAsNew; also the workflow's whole memory. */
+export interface ProtectState {
+  state: MachineState;
+  pausedFrom?: MachineState;
+  policy: ReplicationPolicy;
+  disks: DiskStatus[];
+  cycle: number;
+  lastPoint?: Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>;
+  lastAppPoint?: Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>;
+  alerts: Alert[];
+  alertSeq: number;
+  stats: MachineStatus['stats'];
+}
+
+export interface ProtectInput {
+  machine: ProtectedMachine;
+  policy: ReplicationPolicy;
+  /** Present after continueAsNew. */
+  carried?: ProtectState;
+  /** Cycles per run before continueAsNew (default 100). */
+  maxCyclesPerRun?: number;
+}
+
+export interface PointRequest {
+  kind: PointKind;
+  tag?: string;
+}
+
+export const statusQuery = defineQuery<MachineStatus>('status');
+export const pauseUpdate = defineUpdate<MachineStatus, [{ reason?: string }]>('pause');
+export const resumeUpdate = defineUpdate<MachineStatus>('resume');
+export const resyncUpdate = defineUpdate<MachineStatus>('resync');
+export const changePolicyUpdate = defineUpdate<MachineStatus, [ReplicationPolicy]>('changePolicy');
+export const disableUpdate = defineUpdate<MachineStatus, [{ keepReplica?: boolean }]>('disable');
+/** Cuts a recovery point now (after the one in progress) and returns it once it is published. */
+export const takePointUpdate = defineUpdate<Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>, [PointRequest]>(
+  'takePoint',
+);
+
+export function protectWorkflowId(machine: string): string {
+  return `protect/${machine}`;
+}

@@ -1,0 +1,560 @@
+// protectMachine: the entity workflow of one protected machine. It enables tracking, runs the
+// initial sync, then cuts a recovery point every policy interval (delta cycles; app-consistent
+// ones on their own frequency), tracks RPO, and keeps its history bounded with continueAsNew.
+// All I/O is in activities: only ids, extents counts and small summaries travel here.
+import {
+  ApplicationFailure,
+  CancellationScope,
+  ActivityFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  log,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { CloudApplierActivities } from '../activities/cloud-applier';
+import type { ProcessServerActivities } from '../activities/process-server';
+import type {
+  FrozenDisk,
+  FrozenPoint,
+  PointKind,
+  RecoveryPoint,
+  TransferMode,
+} from '../shared/replication-types';
+import { OSR_LAST_POINT, OSR_RPO_SECONDS, OSR_STATE, OSR_SYNC_PERCENT } from '../shared/search-attributes';
+import { CLOUD_APPLIER_TASK_QUEUE, processServerQueue } from '../shared/task-queues';
+import {
+  changePolicyUpdate,
+  disableUpdate,
+  pauseUpdate,
+  resumeUpdate,
+  resyncUpdate,
+  statusQuery,
+  takePointUpdate,
+  type Alert,
+  type MachineState,
+  type MachineStatus,
+  type PointRequest,
+  type ProtectInput,
+  type ProtectState,
+  type SyncProgress,
+} from './protect-machine-api';
+
+/** Segments per transfer activity call: progress shows after each slice. */
+const SLICE_SEGMENTS = 64;
+/** Block size of resync checksums: the dirty-bitmap granularity. */
+const RESYNC_BLOCK_BYTES = 64 * 1024;
+const MAX_CORRUPT_RESENDS = 3;
+const MAX_ALERTS = 50;
+/** Cycles per run before continueAsNew, unless the server suggests it earlier. */
+const CYCLES_PER_RUN = 100;
+
+export async function protectMachine(input: ProtectInput): Promise<MachineStatus> {
+  const machine = input.machine;
+  const s: ProtectState = input.carried ?? {
+    state: 'enabling',
+    policy: input.policy,
+    disks: [],
+    cycle: 0,
+    alerts: [],
+    alertSeq: 0,
+    stats: { cycles: 0, failedCycles: 0, bytesSent: 0, bytesChanged: 0 },
+  };
+
+  const ps = proxyActivities<ProcessServerActivities>({
+    taskQueue: processServerQueue(machine.site),
+    startToCloseTimeout: '30m',
+    heartbeatTimeout: '15s',
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '30s',
+      maximumAttempts: 20,
+      nonRetryableErrorTypes: ['SourceError'],
+    },
+  });
+  const quickPs = proxyActivities<ProcessServerActivities>({
+    taskQueue: processServerQueue(machine.site),
+    startToCloseTimeout: '2m',
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '20s',
+      maximumAttempts: 10,
+      nonRetryableErrorTypes: ['SourceError'],
+    },
+  });
+  const applier = proxyActivities<CloudApplierActivities>({
+    taskQueue: CLOUD_APPLIER_TASK_QUEUE,
+    startToCloseTimeout: '30m',
+    heartbeatTimeout: '15s',
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '30s',
+      maximumAttempts: 20,
+      nonRetryableErrorTypes: ['SegmentCorrupt'],
+    },
+  });
+
+  let progress: SyncProgress[] | undefined;
+  let wake = false;
+  let cyclesThisRun = 0;
+  let lastCycleStartMs = 0;
+  let keepReplica = false;
+  const pointRequests: Array<{ request: PointRequest; done?: RecoveryPoint; failed?: string }> = [];
+
+  const nowIso = () => new Date(Date.now()).toISOString();
+  const rpoSeconds = () =>
+    s.lastPoint ? Math.max(0, Math.round((Date.now() - Date.parse(s.lastPoint.instant)) / 1000)) : undefined;
+
+  function status(): MachineStatus {
+    return {
+      machine: machine.name,
+      state: s.state,
+      policy: s.policy,
+      disks: s.disks,
+      cycle: s.cycle,
+      progress,
+      lastPoint: s.lastPoint,
+      lastAppPoint: s.lastAppPoint,
+      rpoSeconds: rpoSeconds(),
+      alerts: s.alerts,
+      stats: s.stats,
+    };
+  }
+
+  function raise(kind: Alert['kind'], severity: Alert['severity'], message: string): void {
+    s.alertSeq += 1;
+    s.alerts.push({ id: `${machine.name}-${s.alertSeq}`, at: nowIso(), severity, kind, message });
+    if (s.alerts.length > MAX_ALERTS) s.alerts.splice(0, s.alerts.length - MAX_ALERTS);
+    log.warn('alert', { machine: machine.name, kind, message });
+  }
+
+  function clear(kind: Alert['kind']): void {
+    s.alerts = s.alerts.filter((a) => a.kind !== kind);
+  }
+
+  function setState(next: MachineState): void {
+    s.state = next;
+    upsertSearchAttributes([{ key: OSR_STATE, value: next }]);
+  }
+
+  // Updates: validators refuse what cannot apply now, with the reason, before anything changes.
+  setHandler(statusQuery, status);
+  setHandler(
+    pauseUpdate,
+    (_request) => {
+      s.pausedFrom = s.state;
+      setState('paused');
+      wake = true;
+      return status();
+    },
+    { validator: (_request) => refuseUnless(['initial-sync', 'protected', 'resyncing'], 'pause') },
+  );
+  setHandler(
+    resumeUpdate,
+    () => {
+      setState(s.pausedFrom ?? 'protected');
+      s.pausedFrom = undefined;
+      wake = true;
+      return status();
+    },
+    { validator: () => refuseUnless(['paused'], 'resume') },
+  );
+  setHandler(
+    resyncUpdate,
+    () => {
+      for (const d of s.disks) if (!d.excluded) d.nextMode = d.synced ? 'resync' : 'full';
+      wake = true;
+      return status();
+    },
+    { validator: () => refuseUnless(['initial-sync', 'protected', 'resyncing', 'paused'], 'resync') },
+  );
+  setHandler(
+    changePolicyUpdate,
+    (policy) => {
+      s.policy = policy;
+      wake = true;
+      return status();
+    },
+    {
+      validator: (_policy) =>
+        refuseUnless(
+          ['enabling', 'initial-sync', 'protected', 'resyncing', 'paused'],
+          'change the policy of',
+        ),
+    },
+  );
+  setHandler(
+    disableUpdate,
+    async (options) => {
+      keepReplica = options.keepReplica ?? false;
+      setState('disabling');
+      wake = true;
+      await condition(() => s.state === 'disabled');
+      return status();
+    },
+    {
+      validator: (_options) =>
+        refuseUnless(['enabling', 'initial-sync', 'protected', 'resyncing', 'paused'], 'disable'),
+    },
+  );
+  setHandler(
+    takePointUpdate,
+    async (request) => {
+      const entry: (typeof pointRequests)[number] = { request };
+      pointRequests.push(entry);
+      wake = true;
+      await condition(() => entry.done !== undefined || entry.failed !== undefined);
+      if (entry.failed)
+        throw ApplicationFailure.create({ type: 'PointFailed', message: entry.failed, nonRetryable: true });
+      const p = entry.done as RecoveryPoint;
+      return { id: p.id, instant: p.instant, kind: p.kind };
+    },
+    {
+      validator: (request) => {
+        refuseUnless(['initial-sync', 'protected', 'resyncing'], 'take a point of');
+        if (request.kind !== 'crash' && request.kind !== 'app')
+          throw new Error(`kind must be "crash" or "app", not "${String(request.kind)}"`);
+      },
+    },
+  );
+  function refuseUnless(states: MachineState[], action: string): void {
+    if (!states.includes(s.state)) {
+      throw new Error(`cannot ${action} machine ${machine.name} while it is ${s.state}`);
+    }
+  }
+
+  // --- enable ---------------------------------------------------------------------------
+  if (s.state === 'enabling') {
+    const found = await quickPs.discoverDisks({ machine });
+    const tracking = await quickPs.enableTracking({ machine, diskIds: found.disks.map((d) => d.diskId) });
+    s.disks = found.disks.map((d) => ({
+      diskId: d.diskId,
+      sizeBytes: d.sizeBytes,
+      synced: false,
+      nextMode: 'full',
+    }));
+    for (const diskId of tracking.volatileDisks) {
+      raise(
+        'tracking-volatile',
+        'warning',
+        `${diskId} is not qcow2, so its change tracking lives only in memory: a restart of the VM or storage daemon forces a resync (checksums of every block). Convert the disk to qcow2 to avoid it.`,
+      );
+    }
+    setState('initial-sync');
+  }
+
+  // --- the replication loop --------------------------------------------------------------
+  while (s.state !== 'disabled') {
+    if (s.state === 'disabling') {
+      await disable();
+      break;
+    }
+    if (s.state === 'paused') {
+      failPointRequests(`machine ${machine.name} is paused`);
+      // RPO keeps growing while paused: keep checking it, so the alert comes when it should.
+      await condition(() => s.state !== 'paused', rpoCheckMs());
+      checkRpo();
+      continue;
+    }
+    const due = lastCycleStartMs + s.policy.crashPointSeconds * 1000;
+    const needsSync = s.disks.some((d) => !d.excluded && d.nextMode !== 'delta');
+    if (needsSync || pointRequests.some((r) => !r.done && !r.failed) || Date.now() >= due) {
+      lastCycleStartMs = Date.now();
+      await cycle();
+      if (cyclesThisRun >= (input.maxCyclesPerRun ?? CYCLES_PER_RUN) || workflowInfo().continueAsNewSuggested)
+        break;
+      continue;
+    }
+    wake = false;
+    await condition(() => wake, Math.max(1, Math.min(due - Date.now(), rpoCheckMs())));
+    checkRpo();
+  }
+
+  if (s.state !== 'disabled') {
+    // Keep the history bounded: hand the state to a fresh run once every handler has finished.
+    await condition(allHandlersFinished);
+    await continueAsNew<typeof protectMachine>({
+      machine,
+      policy: s.policy,
+      carried: s,
+      maxCyclesPerRun: input.maxCyclesPerRun,
+    });
+  }
+  return status();
+
+  // --- one cycle: freeze, transfer, apply, publish, release --------------------------------
+  async function cycle(): Promise<void> {
+    cyclesThisRun += 1;
+    s.cycle += 1;
+    let kind = nextPointKind();
+    const modes: Record<string, TransferMode> = {};
+    const sizes: Record<string, number> = {};
+    for (const d of s.disks) {
+      if (d.excluded) continue;
+      modes[d.diskId] = d.nextMode;
+      sizes[d.diskId] = d.sizeBytes;
+    }
+    let frozen: FrozenPoint;
+    try {
+      try {
+        frozen = await quickPs.freezePoint({
+          machine,
+          cycle: s.cycle,
+          modes,
+          sizes,
+          quiesce: kind === 'app',
+        });
+      } catch (err) {
+        if (kind !== 'app' || failureType(err) !== 'QuiesceFailed') throw err;
+        // No app-consistent point without a quiesced application: cut a crash-consistent one now.
+        raise('quiesce-failed', 'warning', `${messageOf(err)}; this point is crash-consistent instead`);
+        kind = 'crash';
+        frozen = await quickPs.freezePoint({ machine, cycle: s.cycle, modes, sizes, quiesce: false });
+      }
+    } catch (err) {
+      return cycleFailed(`could not freeze a point in time: ${messageOf(err)}`);
+    }
+    noteDiskChanges(frozen);
+    const syncing = frozen.disks.some((d) => d.mode !== 'delta');
+    if (syncing && s.state === 'protected') setState('resyncing');
+    let published: RecoveryPoint;
+    try {
+      const summaries = await Promise.all(frozen.disks.map((disk) => syncDisk(frozen, disk)));
+      published = await applier.publishPoint({
+        machine: machine.name,
+        cycle: s.cycle,
+        pointId: pointIdOf(frozen),
+        instant: frozen.instant,
+        kind,
+        tag: pointRequests.find((r) => !r.done && !r.failed)?.request.tag,
+        disks: frozen.disks.map((d) => ({ diskId: d.diskId, sizeBytes: d.sizeBytes })),
+      });
+      for (const sum of summaries) {
+        s.stats.bytesSent += sum.sentBytes;
+        s.stats.bytesChanged += sum.rawBytes;
+      }
+    } catch (err) {
+      await CancellationScope.nonCancellable(() =>
+        quickPs.releasePoint({ machine, pitId: frozen.pitId, success: false }),
+      );
+      return cycleFailed(messageOf(err));
+    }
+    await CancellationScope.nonCancellable(() =>
+      quickPs.releasePoint({ machine, pitId: frozen.pitId, success: true }),
+    );
+    s.stats.cycles += 1;
+    progress = undefined;
+    // Resolved by this point; a corrupt-segment alert stays: the operator should know storage or
+    // the network damaged data, even though nothing damaged was applied.
+    clear('cycle-failed');
+    clear('resync-needed');
+    for (const d of frozen.disks) {
+      const disk = s.disks.find((x) => x.diskId === d.diskId);
+      if (disk) Object.assign(disk, { synced: true, nextMode: 'delta', sizeBytes: d.sizeBytes });
+    }
+    const brief = { id: published.id, instant: published.instant, kind: published.kind };
+    s.lastPoint = brief;
+    if (kind === 'app') s.lastAppPoint = brief;
+    if (s.state === 'initial-sync' || s.state === 'resyncing') setState('protected');
+    for (const r of pointRequests) if (!r.done && !r.failed) r.done = published;
+    pointRequests.splice(0, pointRequests.length);
+    upsertSearchAttributes([
+      { key: OSR_LAST_POINT, value: new Date(Date.parse(published.instant)) },
+      { key: OSR_RPO_SECONDS, value: rpoSeconds() ?? 0 },
+      { key: OSR_SYNC_PERCENT, value: 100 },
+    ]);
+    checkRpo();
+    // Housekeeping after the point is safe: failures here only delay cleanup.
+    try {
+      await Promise.all(
+        frozen.disks.map((d) =>
+          applier.deleteCycleSegments({ machine: machine.name, diskId: d.diskId, cycle: s.cycle }),
+        ),
+      );
+      await applier.pruneRetention({ machine: machine.name, policy: s.policy });
+    } catch (err) {
+      log.warn('cleanup failed; retried next cycle', { error: messageOf(err) });
+    }
+  }
+
+  async function syncDisk(frozen: FrozenPoint, disk: FrozenDisk) {
+    const replica = await applier.ensureReplicaDisk({
+      machine: machine.name,
+      diskId: disk.diskId,
+      sizeBytes: disk.sizeBytes,
+    });
+    // A full copy into a replica that already exists (an earlier protection, a failed first sync)
+    // becomes a checksum resync: only differing blocks cross the wire.
+    const mode: TransferMode = disk.mode === 'full' && replica.existed ? 'resync' : disk.mode;
+    const checksumsBlob =
+      mode === 'resync'
+        ? (
+            await applier.replicaChecksums({
+              machine: machine.name,
+              diskId: disk.diskId,
+              blockBytes: RESYNC_BLOCK_BYTES,
+            })
+          ).blob
+        : undefined;
+    let fromIndex = 0;
+    let total = { segments: 0, rawBytes: 0, zeroBytes: 0, sentBytes: 0 };
+    for (;;) {
+      const slice = await ps.transferDisk({
+        point: frozen,
+        diskId: disk.diskId,
+        mode,
+        fromIndex,
+        maxSegments: SLICE_SEGMENTS,
+        checksumsBlob,
+      });
+      total = {
+        segments: slice.segmentsTotal,
+        rawBytes: slice.bytesTotal,
+        zeroBytes: total.zeroBytes + slice.summary.zeroBytes,
+        sentBytes: total.sentBytes + slice.summary.sentBytes,
+      };
+      reportProgress({
+        diskId: disk.diskId,
+        mode,
+        segmentsDone: slice.nextIndex,
+        segmentsTotal: slice.segmentsTotal,
+        bytesDone: slice.bytesDone,
+        bytesTotal: slice.bytesTotal,
+      });
+      if (slice.done) break;
+      fromIndex = slice.nextIndex;
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await applier.applyCycle({ machine: machine.name, diskId: disk.diskId, cycle: frozen.cycle });
+        break;
+      } catch (err) {
+        const corrupt = corruptIndices(err);
+        if (!corrupt || attempt >= MAX_CORRUPT_RESENDS) throw err;
+        raise(
+          'segment-corrupt',
+          'warning',
+          `segments ${corrupt.join(', ')} of ${disk.diskId} (cycle ${frozen.cycle}) failed verification in the cache and were not applied; sending them again`,
+        );
+        await ps.transferDisk({
+          point: frozen,
+          diskId: disk.diskId,
+          mode,
+          fromIndex: 0,
+          maxSegments: corrupt.length,
+          onlySegments: corrupt,
+          checksumsBlob,
+        });
+      }
+    }
+    return total;
+  }
+
+  function reportProgress(p: SyncProgress): void {
+    progress = [...(progress ?? []).filter((x) => x.diskId !== p.diskId), p];
+    if (s.state === 'initial-sync' || s.state === 'resyncing') {
+      const done = progress.reduce((a, x) => a + x.bytesDone, 0);
+      const all = progress.reduce((a, x) => a + x.bytesTotal, 0);
+      upsertSearchAttributes([
+        { key: OSR_SYNC_PERCENT, value: all === 0 ? 100 : Math.floor((100 * done) / all) },
+      ]);
+    }
+  }
+
+  function noteDiskChanges(frozen: FrozenPoint): void {
+    for (const warning of frozen.warnings) {
+      const kind: Alert['kind'] = warning.startsWith('tracking lost')
+        ? 'resync-needed'
+        : warning.includes('shrank')
+          ? 'disk-shrunk'
+          : warning.includes('vanished')
+            ? 'disk-vanished'
+            : 'disk-added';
+      raise(kind, kind === 'disk-added' ? 'warning' : 'critical', warning);
+    }
+    for (const d of frozen.disks) {
+      const known = s.disks.find((x) => x.diskId === d.diskId);
+      if (!known) s.disks.push({ diskId: d.diskId, sizeBytes: d.sizeBytes, synced: false, nextMode: 'full' });
+    }
+    for (const known of s.disks) {
+      if (!frozen.disks.some((d) => d.diskId === known.diskId))
+        known.excluded = 'not in the last frozen point (see alerts)';
+      else delete known.excluded;
+    }
+  }
+
+  function nextPointKind(): PointKind {
+    if (pointRequests.some((r) => !r.done && !r.failed && r.request.kind === 'app')) return 'app';
+    if (s.policy.appPointSeconds <= 0 || !s.lastPoint) return 'crash';
+    const lastApp = s.lastAppPoint ? Date.parse(s.lastAppPoint.instant) : 0;
+    return Date.now() - lastApp >= s.policy.appPointSeconds * 1000 ? 'app' : 'crash';
+  }
+
+  /** How often RPO is checked between cycles: often enough to alert within a tenth of the threshold. */
+  function rpoCheckMs(): number {
+    return Math.max(1000, Math.min(60_000, (s.policy.rpoThresholdSeconds * 1000) / 10));
+  }
+
+  function checkRpo(): void {
+    const rpo = rpoSeconds();
+    if (rpo === undefined) return;
+    upsertSearchAttributes([{ key: OSR_RPO_SECONDS, value: rpo }]);
+    const exceeded = s.alerts.some((a) => a.kind === 'rpo-exceeded');
+    if (rpo > s.policy.rpoThresholdSeconds && !exceeded) {
+      raise(
+        'rpo-exceeded',
+        'critical',
+        `RPO is ${rpo} s, over the policy's threshold of ${s.policy.rpoThresholdSeconds} s`,
+      );
+    } else if (rpo <= s.policy.rpoThresholdSeconds && exceeded) {
+      clear('rpo-exceeded');
+    }
+  }
+
+  function cycleFailed(reason: string): void {
+    s.stats.failedCycles += 1;
+    progress = undefined;
+    raise('cycle-failed', 'warning', `cycle ${s.cycle} failed, changes kept for the next cycle: ${reason}`);
+    failPointRequests(`cycle ${s.cycle} failed: ${reason}`);
+    checkRpo();
+  }
+
+  function failPointRequests(reason: string): void {
+    for (const r of pointRequests) if (!r.done) r.failed = reason;
+    pointRequests.splice(0, pointRequests.length);
+  }
+
+  async function disable(): Promise<void> {
+    failPointRequests(`machine ${machine.name} is being disabled`);
+    await quickPs.disableTracking({ machine });
+    if (!keepReplica) await applier.deleteReplica({ machine: machine.name });
+    setState('disabled');
+  }
+}
+
+function pointIdOf(frozen: FrozenPoint): string {
+  // Sortable by time; unique per machine and cycle.
+  return `${frozen.instant.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-c${frozen.cycle}`;
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function failureType(err: unknown): string | undefined {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
+}
+
+function corruptIndices(err: unknown): number[] | undefined {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure && cause.type === 'SegmentCorrupt') {
+    const details = cause.details?.[0] as { indices?: number[] } | undefined;
+    return details?.indices;
+  }
+  return undefined;
+}
