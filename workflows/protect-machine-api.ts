@@ -76,6 +76,8 @@ export interface ProtectState {
   policy: ReplicationPolicy;
   disks: DiskStatus[];
   cycle: number;
+  /** Workflow time (ms) the last cycle started; the next is due a policy interval later. */
+  lastCycleAt?: number;
   lastPoint?: Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>;
   lastAppPoint?: Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>;
   alerts: Alert[];

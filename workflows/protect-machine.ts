@@ -51,6 +51,8 @@ const MAX_CORRUPT_RESENDS = 3;
 const MAX_ALERTS = 50;
 /** Cycles per run before continueAsNew, unless the server suggests it earlier. */
 const CYCLES_PER_RUN = 100;
+/** Events per run before continueAsNew, whatever the cycle count (timers while paused add up). */
+const MAX_HISTORY_EVENTS = 5000;
 
 export async function protectMachine(input: ProtectInput): Promise<MachineStatus> {
   const machine = input.machine;
@@ -100,7 +102,6 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
   let progress: SyncProgress[] | undefined;
   let wake = false;
   let cyclesThisRun = 0;
-  let lastCycleStartMs = 0;
   let keepReplica = false;
   const pointRequests: Array<{ request: PointRequest; done?: RecoveryPoint; failed?: string }> = [];
 
@@ -247,41 +248,49 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
   }
 
   // --- the replication loop --------------------------------------------------------------
+  const pendingPoints = () => pointRequests.some((r) => !r.done && !r.failed);
+  // A function, not an inline comparison: handlers change the state while the loop awaits.
+  const disabling = () => s.state === 'disabling';
+  const historyIsLong = () =>
+    cyclesThisRun >= (input.maxCyclesPerRun ?? CYCLES_PER_RUN) ||
+    workflowInfo().continueAsNewSuggested ||
+    workflowInfo().historyLength > MAX_HISTORY_EVENTS;
   while (s.state !== 'disabled') {
     if (s.state === 'disabling') {
       await disable();
       break;
     }
+    if (historyIsLong()) {
+      // Keep the history bounded: hand the state to a fresh run once every handler has finished.
+      // A point requested meanwhile is cut first, so its caller is not left waiting.
+      await condition(() => allHandlersFinished() || pendingPoints() || disabling());
+      if (disabling()) continue;
+      if (!pendingPoints()) {
+        await continueAsNew<typeof protectMachine>({
+          machine,
+          policy: s.policy,
+          carried: s,
+          maxCyclesPerRun: input.maxCyclesPerRun,
+        });
+      }
+    }
     if (s.state === 'paused') {
       failPointRequests(`machine ${machine.name} is paused`);
       // RPO keeps growing while paused: keep checking it, so the alert comes when it should.
-      await condition(() => s.state !== 'paused', rpoCheckMs());
+      await condition(() => s.state !== 'paused' || historyIsLong(), rpoCheckMs());
       checkRpo();
       continue;
     }
-    const due = lastCycleStartMs + s.policy.crashPointSeconds * 1000;
+    const due = (s.lastCycleAt ?? 0) + s.policy.crashPointSeconds * 1000;
     const needsSync = s.disks.some((d) => !d.excluded && d.nextMode !== 'delta');
-    if (needsSync || pointRequests.some((r) => !r.done && !r.failed) || Date.now() >= due) {
-      lastCycleStartMs = Date.now();
+    if (needsSync || pendingPoints() || Date.now() >= due) {
+      s.lastCycleAt = Date.now();
       await cycle();
-      if (cyclesThisRun >= (input.maxCyclesPerRun ?? CYCLES_PER_RUN) || workflowInfo().continueAsNewSuggested)
-        break;
       continue;
     }
     wake = false;
     await condition(() => wake, Math.max(1, Math.min(due - Date.now(), rpoCheckMs())));
     checkRpo();
-  }
-
-  if (s.state !== 'disabled') {
-    // Keep the history bounded: hand the state to a fresh run once every handler has finished.
-    await condition(allHandlersFinished);
-    await continueAsNew<typeof protectMachine>({
-      machine,
-      policy: s.policy,
-      carried: s,
-      maxCyclesPerRun: input.maxCyclesPerRun,
-    });
   }
   return status();
 

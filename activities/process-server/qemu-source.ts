@@ -153,6 +153,7 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
         p.mode = 'resync';
       }
     }
+    plan.sort((a, b) => a.disk.node.localeCompare(b.disk.node, 'en', { numeric: true }));
     const pitId = pitIdOf(machine.name, input.cycle);
     const nodes = plan.map((p) => p.disk.node);
     const view = await withQuiesce(input.quiesce ? machine.quiesce : undefined, machine.name, () =>
