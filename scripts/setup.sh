@@ -8,6 +8,8 @@ need_pkgs=()
 command -v qemu-storage-daemon >/dev/null || need_pkgs+=(qemu-system-common)
 command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
 command -v nbdinfo >/dev/null || need_pkgs+=(libnbd-bin)
+command -v g++ >/dev/null || need_pkgs+=(g++)
+command -v make >/dev/null || need_pkgs+=(make)
 if [ "${OSR_SETUP_BENCH:-}" = 1 ]; then command -v rclone >/dev/null || need_pkgs+=(rclone); fi
 if ((${#need_pkgs[@]})); then
   echo "setup: installing ${need_pkgs[*]} (Debian packages)"
@@ -25,6 +27,17 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   echo "setup: npm ci"
   npm ci --no-audit --no-fund
   cp package-lock.json "$stamp"
+fi
+
+# zstd-napi ships zstd's C sources, not a binary, and its install script would first try to
+# download one: its script stays off (package.json allowScripts) and the sources are compiled
+# here, offline, with npm's own node-gyp and the system's Node headers.
+if [ ! -f node_modules/zstd-napi/build/Release/binding.node ]; then
+  echo "setup: compiling zstd-napi (zstd sources shipped in the package)"
+  gyp="$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js"
+  nodedir=()
+  [ -f /usr/include/node/node.h ] && nodedir=(--nodedir=/usr)
+  (cd node_modules/zstd-napi && node "$gyp" rebuild "${nodedir[@]}" >/dev/null)
 fi
 
 bash temporal-dev/build.sh
