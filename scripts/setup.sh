@@ -37,7 +37,13 @@ if [ ! -f node_modules/zstd-napi/build/Release/binding.node ]; then
   gyp="$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js"
   nodedir=()
   [ -f /usr/include/node/node.h ] && nodedir=(--nodedir=/usr)
-  (cd node_modules/zstd-napi && node "$gyp" rebuild "${nodedir[@]}" >/dev/null)
+  log=$(mktemp)
+  (cd node_modules/zstd-napi && node "$gyp" rebuild "${nodedir[@]}" >"$log" 2>&1) || {
+    tail -30 "$log" >&2
+    echo "setup: compiling zstd-napi failed; it needs g++, make, python3 and Node's headers (Debian: nodejs headers in /usr/include/node)" >&2
+    exit 1
+  }
+  rm -f "$log"
 fi
 
 bash temporal-dev/build.sh
