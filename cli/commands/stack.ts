@@ -2,10 +2,20 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../shared/config';
-import { stackDown, stackStatus, stackUp } from '../../shared/stack/stack';
+import { stackDown, stackStatus, stackUp, type ComponentStatus } from '../../shared/stack/stack';
 import { EXIT, CliError, printJson, printTable } from '../output';
 
 const workersDir = path.join(__dirname, '..', '..', 'workers');
+
+function printStackTable(status: ComponentStatus[]): void {
+  printTable(status as unknown as Array<Record<string, unknown>>, [
+    'name',
+    'state',
+    'pid',
+    'address',
+    'detail',
+  ]);
+}
 
 export function registerStackCommands(program: Command): void {
   const stack = program
@@ -25,13 +35,7 @@ export function registerStackCommands(program: Command): void {
       });
       if (opts.json) printJson(status);
       else {
-        printTable(status as unknown as Array<Record<string, unknown>>, [
-          'name',
-          'state',
-          'pid',
-          'address',
-          'detail',
-        ]);
+        printStackTable(status);
         const ui = status.find((s) => s.name === 'temporal-ui');
         if (ui?.address)
           process.stdout.write(
@@ -48,14 +52,7 @@ export function registerStackCommands(program: Command): void {
     .action(async (opts: { json?: boolean }) => {
       const status = await stackStatus(loadConfig());
       if (opts.json) printJson(status);
-      else
-        printTable(status as unknown as Array<Record<string, unknown>>, [
-          'name',
-          'state',
-          'pid',
-          'address',
-          'detail',
-        ]);
+      else printStackTable(status);
       if (status.some((s) => s.state === 'stopped' || s.state === 'unhealthy'))
         process.exitCode = EXIT.unavailable;
     });
