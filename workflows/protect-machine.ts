@@ -103,6 +103,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
   let wake = false;
   let cyclesThisRun = 0;
   let keepReplica = false;
+  const canQuiesce = Boolean(machine.quiesce?.pre || machine.quiesce?.post);
   const pointRequests: Array<{ request: PointRequest; done?: RecoveryPoint; failed?: string }> = [];
 
   const nowIso = () => new Date(Date.now()).toISOString();
@@ -216,6 +217,11 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
     {
       validator: (request) => {
         refuseUnless(['initial-sync', 'protected', 'resyncing'], 'take a point of');
+        if (request.kind === 'app' && !canQuiesce) {
+          throw new Error(
+            `machine ${machine.name} has no quiesce commands, so no app-consistent point can be cut; take a crash-consistent one, or protect it again with --pre/--post`,
+          );
+        }
         if (request.kind !== 'crash' && request.kind !== 'app')
           throw new Error(`kind must be "crash" or "app", not "${String(request.kind)}"`);
       },
@@ -496,6 +502,8 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
   }
 
   function nextPointKind(): PointKind {
+    // Without a way to quiesce the application, no point can claim to be app-consistent.
+    if (!canQuiesce) return 'crash';
     if (pointRequests.some((r) => !r.done && !r.failed && r.request.kind === 'app')) return 'app';
     if (s.policy.appPointSeconds <= 0 || !s.lastPoint) return 'crash';
     const lastApp = s.lastAppPoint ? Date.parse(s.lastAppPoint.instant) : 0;

@@ -5,15 +5,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { segmentCyclePrefix } from '../../activities/pipeline/segment-format';
-import { ControlContext } from '../../shared/operations/context';
+import type { ControlContext } from '../../shared/operations/context';
 import * as machines from '../../shared/operations/machines';
-import { createPolicy } from '../../shared/operations/policies';
 import { CONTAINERS } from '../../shared/storage';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
-import { startTestStack, type TestStack } from '../helpers/test-stack';
+import type { TestStack } from '../helpers/test-stack';
+import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
+let bed: Testbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let vm: TestMachine;
@@ -21,19 +22,8 @@ let vm: TestMachine;
 const slowPs = { OSR_PIPELINE_THREADS: '1', OSR_UPLOAD_CONCURRENCY: '1' };
 
 before(async () => {
-  stack = await startTestStack();
-  await Promise.all([
-    stack.startWorker('control'),
-    stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server', slowPs),
-  ]);
-  ctx = new ControlContext(stack.config);
-  await createPolicy(ctx, {
-    name: 'manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
+  bed = await startTestbed({ processServerEnv: () => slowPs });
+  ({ stack, ctx } = bed);
   vm = await startTestMachine({ sizes: [256 * MiB] });
   const disk = await vm.disk();
   for (let off = 0; off < 192 * MiB; off += 16 * MiB) await disk.write(off, pseudoRandom(16 * MiB, off + 1));
@@ -41,9 +31,8 @@ before(async () => {
 });
 
 after(async () => {
-  await ctx?.close();
   await vm?.stop();
-  await stack?.stop();
+  await bed?.stop();
 });
 
 async function segmentsInCache(machine: string, cycle: number): Promise<number> {

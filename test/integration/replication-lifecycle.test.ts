@@ -7,36 +7,25 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { NbdClient } from '../../activities/qemu/nbd-client';
 import { QmpClient } from '../../activities/qemu/qmp-client';
-import { ControlContext } from '../../shared/operations/context';
+import type { ControlContext } from '../../shared/operations/context';
 import * as machines from '../../shared/operations/machines';
 import { createPolicy } from '../../shared/operations/policies';
 import { protectWorkflowId } from '../../workflows/protect-machine-api';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
-import { startTestStack, type TestStack } from '../helpers/test-stack';
+import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
-let stack: TestStack;
+let bed: Testbed;
 let ctx: ControlContext;
 let vm: TestMachine;
 let hooksLog: string;
 let failMarker: string;
 
 before(async () => {
-  stack = await startTestStack();
-  await Promise.all([
-    stack.startWorker('control'),
-    stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server'),
-  ]);
-  ctx = new ControlContext(stack.config);
-  await createPolicy(ctx, {
-    name: 'manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 3600,
-    rpoThresholdSeconds: 7200,
-  });
+  bed = await startTestbed();
+  ctx = bed.ctx;
   vm = await startTestMachine({ sizes: [16 * MiB, 16 * MiB] });
   for (const i of [0, 1]) {
     const disk = await vm.disk(i);
@@ -48,9 +37,8 @@ before(async () => {
 });
 
 after(async () => {
-  await ctx?.close();
   await vm?.stop();
-  await stack?.stop();
+  await bed?.stop();
 });
 
 async function qmp<T>(command: string, args?: Record<string, unknown>): Promise<T> {

@@ -4,39 +4,30 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { QmpClient } from '../../activities/qemu/qmp-client';
 import { checkRecords, RecordWorkload, type RecordLayout } from '../../shared/demo/record-workload';
-import { ControlContext } from '../../shared/operations/context';
+import type { ControlContext } from '../../shared/operations/context';
 import * as machines from '../../shared/operations/machines';
-import { createPolicy } from '../../shared/operations/policies';
 import { protectWorkflowId } from '../../workflows/protect-machine-api';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, textLike, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
-import { startTestStack, type TestStack } from '../helpers/test-stack';
+import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
-let stack: TestStack;
+let bed: Testbed;
 let ctx: ControlContext;
 let vm: TestMachine;
 let proxy: FaultProxy;
 
 before(async () => {
-  stack = await startTestStack();
-  // The process server reaches storage through a proxy that can corrupt an upload on request.
-  proxy = await startFaultProxy(stack.config.storage.azuritePort);
-  await Promise.all([
-    stack.startWorker('control'),
-    stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server', { OSR_AZURITE_PORT: String(proxy.port) }),
-  ]);
-  ctx = new ControlContext(stack.config);
-  // Points only on request: each test decides when a point is cut.
-  await createPolicy(ctx, {
-    name: 'manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
+  bed = await startTestbed({
+    // The process server reaches storage through a proxy that can corrupt an upload on request.
+    processServerEnv: async (stack) => {
+      proxy = await startFaultProxy(stack.config.storage.azuritePort);
+      return { OSR_AZURITE_PORT: String(proxy.port) };
+    },
   });
+  ctx = bed.ctx;
   vm = await startTestMachine({ sizes: [64 * MiB] });
   const disk = await vm.disk();
   await disk.write(0, pseudoRandom(8 * MiB, 1));
@@ -45,10 +36,9 @@ before(async () => {
 });
 
 after(async () => {
-  await ctx?.close();
   await vm?.stop();
   await proxy?.close();
-  await stack?.stop();
+  await bed?.stop();
 });
 
 test('initial sync: the first point equals the source, and holes cross no wire', async () => {
