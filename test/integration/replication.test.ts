@@ -1,11 +1,15 @@
 // Replication end to end on the real parts: qemu-storage-daemon (the machine), the Temporal dev
 // server, Azurite, and the process-server, cloud-applier and control workers as processes.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { QmpClient } from '../../activities/qemu/qmp-client';
 import { checkRecords, RecordWorkload, type RecordLayout } from '../../shared/demo/record-workload';
 import type { ControlContext } from '../../shared/operations/context';
 import * as machines from '../../shared/operations/machines';
+import { CONTAINERS } from '../../shared/storage';
 import { protectWorkflowId } from '../../workflows/protect-machine-api';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
@@ -189,6 +193,34 @@ test('pause, resume and conflicting operations are answered with the reason', as
 test('the protect workflow replays deterministically', async () => {
   const client = await ctx.client();
   await assertReplays(client.workflow.getHandle(protectWorkflowId('vm1')), 'protectMachine-vm1');
+});
+
+test('the encryption key appears in no workflow history, log or vault document', async () => {
+  const keyText = fs.readFileSync(path.join(bed.stack.stateDir, 'keys', 'osr.key'), 'utf8').trim();
+  const key = Buffer.from(keyText, 'base64');
+  assert.equal(key.length, 32);
+  const needles = [keyText, key.toString('hex'), key.toString('base64url')];
+  const client = await ctx.client();
+  const haystacks: Array<[string, string]> = [
+    [
+      'history of protect/vm1',
+      historyToJSON(await client.workflow.getHandle(protectWorkflowId('vm1')).fetchHistory()),
+    ],
+  ];
+  const logs = path.join(bed.stack.stateDir, 'logs');
+  for (const f of fs.readdirSync(logs))
+    haystacks.push([`log ${f}`, fs.readFileSync(path.join(logs, f), 'latin1')]);
+  const vault = ctx.blobService.getContainerClient(CONTAINERS.vault);
+  for await (const b of vault.listBlobsFlat()) {
+    haystacks.push([
+      `vault ${b.name}`,
+      (await vault.getBlobClient(b.name).downloadToBuffer()).toString('latin1'),
+    ]);
+  }
+  assert.ok(haystacks.length > 5);
+  for (const [where, text] of haystacks) {
+    for (const needle of needles) assert.ok(!text.includes(needle), `the key is in ${where}`);
+  }
 });
 
 test('unprotect removes the bitmaps, the replica and the points', async () => {
