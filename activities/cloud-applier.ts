@@ -1,9 +1,22 @@
 // Activities of the cloud applier: verify and apply segments to replica page blobs, publish
-// recovery points as blob snapshots, prune by retention, compute replica checksums for resyncs.
+// recovery points as blob snapshots, prune by retention, compute replica checksums for resyncs;
+// and in the recovery site, build the disks of drills and failovers from recovery points.
+import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { CONTAINERS } from '../shared/storage';
+import type { RecoveredMachine } from '../shared/recovery-types';
 import type { ReplicationPolicy } from '../shared/replication-types';
+import { statePaths } from '../shared/state-paths';
 import { applyCycle } from './applier/apply-cycle';
+import { runBootCheck, type BootCheckInput } from './applier/boot-check';
+import { dematerialize, materialize, materializedDir, type MaterializeInput } from './applier/materialize';
+import {
+  createRecoveredDisks,
+  deleteRecoveredDisks,
+  recordRecoveredMachine,
+  removeRecoveredRecord,
+  type RecoveredDisksInput,
+} from './applier/recovered-disks';
 import { deleteCycleSegments } from './applier/cycle-cleanup';
 import type { CycleRef } from './applier/cycle-layout';
 import { publishPoint, type PublishPointInput } from './applier/publish-point';
@@ -67,7 +80,52 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
         await cache.deleteBlob(item.name).catch(() => undefined);
       return { blobs };
     },
+
+    ...createRecoveryActivities(deps),
   };
 }
+
+/** Runs `work` heartbeating on a timer: copies and downloads report no progress of their own. */
+async function withHeartbeat<T>(work: () => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  const timer = setInterval(() => ctx.heartbeat(), 5000);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Activities that build, boot and remove recovered machines (drills and failovers). */
+export function createRecoveryActivities(deps: DataPathDeps) {
+  const stateDir = statePaths(deps.config).root;
+  return {
+    createRecoveredDisks: (input: Omit<RecoveredDisksInput, 'onDisk'>) =>
+      withHeartbeat(() => createRecoveredDisks(deps, input)),
+
+    deleteRecoveredDisks: (input: Pick<RecoveredDisksInput, 'kind' | 'machine' | 'job'>) =>
+      deleteRecoveredDisks(deps, input),
+
+    recordRecoveredMachine: (record: RecoveredMachine) => recordRecoveredMachine(deps, record),
+
+    removeRecoveredRecord: (input: { machine: string; job: string }) => removeRecoveredRecord(deps, input),
+
+    materializeRecovered: (input: MaterializeInput) =>
+      withHeartbeat(() => materialize({ blobService: deps.blobService, stateDir }, input)),
+
+    dematerializeRecovered: (input: { machine: string; job: string }) =>
+      dematerialize({ dir: materializedDir(stateDir, input.machine, input.job) }),
+
+    runBootCheck: (input: Omit<BootCheckInput, 'pidFile'> & { job: string }) =>
+      withHeartbeat(() =>
+        runBootCheck({
+          ...input,
+          pidFile: path.join(stateDir, 'recovered', `${input.machine}-${input.job}.boot.pid`),
+        }),
+      ),
+  };
+}
+
+export type RecoveryActivities = ReturnType<typeof createRecoveryActivities>;
 
 export type CloudApplierActivities = ReturnType<typeof createCloudApplierActivities>;

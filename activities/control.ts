@@ -1,11 +1,15 @@
 // Activities of the control worker (the configuration-server role): vault and catalog work that
-// belongs to no site's data path.
+// belongs to no site's data path, and steering a machine's protection during a failover.
 import { createStackProbeActivity } from './common/stack-probe';
+import { cutFinalPoint, endForwardReplication, releaseFailoverLock } from './control/protection-steering';
 import type { WorkerDeps } from './deps';
 
 export function createControlActivities(deps: WorkerDeps) {
   return {
     probeStorage: createStackProbeActivity('control', deps.blobService),
+    cutFinalPoint: (input: { machine: string }) => cutFinalPoint(deps, input),
+    endForwardReplication: (input: { machine: string; job: string }) => endForwardReplication(deps, input),
+    releaseFailoverLock: (input: { machine: string; job: string }) => releaseFailoverLock(deps, input),
   };
 }
 

@@ -8,6 +8,7 @@ import { createStackProbeActivity } from './common/stack-probe';
 import type { DataPathDeps } from './deps';
 import { transferDisk, type TransferDiskInput, type TransferSlice } from './process-server/transfer-disk';
 import * as source from './process-server/qemu-source';
+import { stopSourceWrites } from './process-server/stop-writes';
 
 export function createProcessServerActivities(deps: DataPathDeps) {
   const sourceDeps = { workRoot: path.join(statePaths(deps.config).machines) };
@@ -26,6 +27,9 @@ export function createProcessServerActivities(deps: DataPathDeps) {
 
     disableTracking: (input: { machine: ProtectedMachine }) =>
       source.disableTracking(sourceDeps, input.machine),
+
+    /** Before a planned failover: no more writes at the source. */
+    stopSourceWrites: (input: { machine: ProtectedMachine }) => stopSourceWrites(input.machine),
 
     async transferDisk(input: TransferDiskInput): Promise<TransferSlice> {
       const ctx = Context.current();

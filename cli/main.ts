@@ -4,6 +4,7 @@ import { ConfigError } from '../shared/config';
 import { PolicyError } from '../shared/policy';
 import { registerDemoCommands } from './commands/demo';
 import { registerExportCommand } from './commands/export';
+import { registerFailoverCommands } from './commands/failover';
 import { registerMachineCommands } from './commands/machines';
 import { registerPolicyCommands } from './commands/policy';
 import { registerDoctorCommand } from './commands/doctor';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerPolicyCommands(program);
   registerMachineCommands(program);
   registerExportCommand(program);
+  registerFailoverCommands(program);
   registerDemoCommands(program);
   return program;
 }

@@ -2,3 +2,5 @@
 // @temporalio/workflow, @temporalio/common and types (lint-enforced).
 export { stackCheck } from './stack-check';
 export { protectMachine } from './protect-machine';
+export { testFailover, cleanupTestFailover } from './test-failover';
+export { failover } from './failover';

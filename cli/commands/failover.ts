@@ -1,0 +1,193 @@
+// Recovery of single machines: `osr failover test|cleanup|start|commit|change-point|status|configure`.
+import type { Command } from 'commander';
+import * as failover from '../../shared/operations/failover';
+import type { RecoverySettings } from '../../shared/recovery-types';
+import type { RecoveryStatus } from '../../workflows/failover-api';
+import { withContext } from '../context';
+import { CliError, EXIT, printJson, printTable } from '../output';
+
+function printRecovery(status: RecoveryStatus): void {
+  printTable([
+    {
+      job: status.job,
+      kind: status.kind,
+      machine: status.machine,
+      state: status.state,
+      point: status.point ? `${status.point.id} (${status.point.kind}, ${status.point.instant})` : '',
+    },
+  ]);
+  if (status.disks.length) {
+    process.stdout.write('\n');
+    printTable(
+      status.disks.map((d) => ({ disk: d.diskId, blob: `osr-failover/${d.blob}`, bytes: d.sizeBytes })),
+    );
+  }
+  if (status.materialized)
+    process.stdout.write(
+      `\nserved locally: QMP ${status.materialized.qmpSocket}, NBD ${status.materialized.nbdSocket}\n`,
+    );
+  if (status.bootCheck)
+    process.stdout.write(
+      `\nboot check: ${status.bootCheck.ok ? 'passed' : `FAILED (${status.bootCheck.reason})`} in ${status.bootCheck.durationMs} ms\n`,
+    );
+  process.stdout.write('\n');
+  printTable(
+    status.steps.map((s) => ({
+      step: s.name,
+      state: s.state,
+      started: s.startedAt,
+      seconds: s.endedAt ? ((Date.parse(s.endedAt) - Date.parse(s.startedAt)) / 1000).toFixed(1) : '',
+      detail: s.detail,
+    })),
+  );
+  if (status.error) process.stdout.write(`\nerror: ${status.error}\n`);
+}
+
+function show(json: boolean | undefined, value: { ref?: failover.JobRef; status?: RecoveryStatus }): void {
+  if (json) return printJson(value);
+  if (value.status) printRecovery(value.status);
+  else if (value.ref) process.stdout.write(`started ${value.ref.workflowId}\n`);
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new CliError(`expected a number of seconds, got ${value}`, EXIT.usage);
+  return n;
+}
+
+export function registerFailoverCommands(program: Command): void {
+  const cmd = program
+    .command('failover')
+    .description('drills (test failover), failover, commit and change of recovery point of one machine');
+
+  cmd
+    .command('test <machine>')
+    .description(
+      'drill: build the machine from a point in osr-failover (test- prefix); replication goes on untouched',
+    )
+    .option(
+      '--point <point>',
+      'latest, latest-app, a point id, or an ISO time (newest point at or before it)',
+      'latest',
+    )
+    .option('--no-wait', 'return once started')
+    .option('--json', 'print JSON')
+    .action(async (machine: string, o: { point: string; wait: boolean; json?: boolean }) => {
+      show(o.json, await withContext((ctx) => failover.startTestFailover(ctx, machine, o)));
+    });
+
+  cmd
+    .command('cleanup <target>')
+    .description(
+      "remove a drill's disks, local copies and record: a drill's job id, or a machine (all its drills)",
+    )
+    .option('--json', 'print JSON')
+    .action(async (target: string, o: { json?: boolean }) => {
+      const results = await withContext((ctx) => failover.cleanupTestFailover(ctx, target));
+      if (o.json) return printJson(results);
+      for (const r of results) show(false, r);
+    });
+
+  cmd
+    .command('start <machine>')
+    .description('fail the machine over; it then waits for `commit` or `change-point`')
+    .option('--planned', "stop the source's writes and cut a final point first: no data loss")
+    .option('--point <point>', 'unplanned: latest, latest-app, a point id, or an ISO time')
+    .option('--no-wait', 'return once started')
+    .option('--json', 'print JSON')
+    .action(
+      async (machine: string, o: { planned?: boolean; point?: string; wait: boolean; json?: boolean }) => {
+        show(o.json, await withContext((ctx) => failover.startFailover(ctx, machine, o)));
+      },
+    );
+
+  cmd
+    .command('commit <machine>')
+    .description(
+      'end forward replication of a failed-over machine; replica and points are kept for reprotect',
+    )
+    .option('--json', 'print JSON')
+    .action(async (machine: string, o: { json?: boolean }) => {
+      show(o.json, { status: await withContext((ctx) => failover.commitFailover(ctx, machine)) });
+    });
+
+  cmd
+    .command('change-point <machine>')
+    .description("rebuild a failed-over machine's disks from another recovery point")
+    .requiredOption('--point <point>', 'latest, latest-app, a point id, or an ISO time')
+    .option('--json', 'print JSON')
+    .action(async (machine: string, o: { point: string; json?: boolean }) => {
+      show(o.json, {
+        status: await withContext((ctx) => failover.changeRecoveryPoint(ctx, machine, o.point)),
+      });
+    });
+
+  cmd
+    .command('status [job]')
+    .description('a recovery job (workflow id, job id or machine) with its steps, or the list of jobs')
+    .option('--json', 'print JSON')
+    .action(async (job: string | undefined, o: { json?: boolean }) => {
+      const result = await withContext((ctx) => failover.recoveryStatus(ctx, job));
+      if (o.json) return printJson(result);
+      if (Array.isArray(result))
+        printTable(
+          result.map((j) => ({ workflow: j.workflowId, kind: j.kind, state: j.state, status: j.status })),
+        );
+      else printRecovery(result);
+    });
+
+  cmd
+    .command('configure <machine>')
+    .description("set the machine's boot check and materialization on the recovery-site QEMU host")
+    .option(
+      '--boot-command <command>',
+      'starts the recovered machine (env: OSR_RECOVERED_DISKS, OSR_MACHINE, OSR_POINT_ID)',
+    )
+    .option('--probe <command>', 'exits 0 once the machine is up; retried')
+    .option('--boot-timeout <seconds>', 'timeout of the boot command', seconds)
+    .option('--probe-timeout <seconds>', 'how long the probe is retried', seconds)
+    .option('--no-boot-check', 'remove the boot check')
+    .option('--materialize <format>', 'qcow2, raw, or off')
+    .option('--json', 'print JSON')
+    .action(
+      async (
+        machine: string,
+        o: {
+          bootCommand?: string;
+          probe?: string;
+          bootTimeout?: number;
+          probeTimeout?: number;
+          bootCheck: boolean;
+          materialize?: string;
+          json?: boolean;
+        },
+      ) => {
+        if ((o.bootCommand === undefined) !== (o.probe === undefined))
+          throw new CliError('--boot-command and --probe go together', EXIT.usage);
+        const bootCheck: RecoverySettings['bootCheck'] | null | undefined = !o.bootCheck
+          ? null
+          : o.bootCommand && o.probe
+            ? {
+                command: o.bootCommand,
+                probe: o.probe,
+                commandTimeoutSeconds: o.bootTimeout,
+                probeTimeoutSeconds: o.probeTimeout,
+              }
+            : undefined;
+        const materialize =
+          o.materialize === undefined
+            ? undefined
+            : o.materialize === 'off'
+              ? null
+              : { format: o.materialize as 'qcow2' | 'raw' };
+        const settings = await withContext((ctx) =>
+          failover.configureRecovery(ctx, machine, { bootCheck, materialize }),
+        );
+        if (o.json) return printJson(settings);
+        process.stdout.write(
+          `${machine}: boot check ${settings.bootCheck ? 'on' : 'off'}, materialize ${settings.materialize?.format ?? 'off'}\n`,
+        );
+      },
+    );
+}

@@ -1,0 +1,160 @@
+// What drills and failovers share: the job's status with timed steps (served by the status query,
+// mirrored in the OsrState search attribute), and the recovery itself: disks from a point, then
+// optionally materialized on the recovery-site QEMU host and boot-checked, recorded in the vault.
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  log,
+  proxyActivities,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import type { RecoveryActivities } from '../activities/cloud-applier';
+import type { RecoveredMachine, RecoveryKind, RecoverySettings } from '../shared/recovery-types';
+import type { ProtectedMachine, RecoveryPoint } from '../shared/replication-types';
+import { OSR_STATE } from '../shared/search-attributes';
+import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
+import type { RecoveryJobState, RecoveryStatus } from './failover-api';
+
+export const applier = proxyActivities<RecoveryActivities>({
+  taskQueue: CLOUD_APPLIER_TASK_QUEUE,
+  startToCloseTimeout: '30m',
+  heartbeatTimeout: '30s',
+  retry: {
+    initialInterval: '1s',
+    maximumInterval: '20s',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: ['PointImageMissing'],
+  },
+});
+
+export interface Tracker {
+  status: RecoveryStatus;
+  step<T>(name: string, run: () => Promise<T>, detail?: (result: T) => string | undefined): Promise<T>;
+  skip(name: string, why: string): void;
+  setState(state: RecoveryJobState): void;
+}
+
+export function createTracker(initial: Omit<RecoveryStatus, 'state' | 'disks' | 'steps'>): Tracker {
+  const status: RecoveryStatus = { ...initial, state: 'running', disks: [], steps: [] };
+  const now = () => new Date(Date.now()).toISOString();
+  return {
+    status,
+    async step(name, run, detail) {
+      const entry: RecoveryStatus['steps'][number] = { name, state: 'running', startedAt: now() };
+      status.steps.push(entry);
+      try {
+        const result = await run();
+        entry.state = 'done';
+        entry.detail = detail?.(result);
+        return result;
+      } catch (err) {
+        entry.state = 'failed';
+        entry.detail = messageOf(err);
+        throw err;
+      } finally {
+        entry.endedAt = now();
+      }
+    },
+    skip(name, why) {
+      const at = now();
+      status.steps.push({ name, state: 'skipped', startedAt: at, endedAt: at, detail: why });
+    },
+    setState(state) {
+      status.state = state;
+      upsertSearchAttributes([{ key: OSR_STATE, value: state }]);
+    },
+  };
+}
+
+export interface RecoverInput {
+  kind: RecoveryKind;
+  job: string;
+  machine: ProtectedMachine;
+  point: RecoveryPoint;
+  settings?: RecoverySettings;
+}
+
+/** Builds the recovered machine from `point` and records it; fills the tracker's status. */
+export async function recover(t: Tracker, input: RecoverInput): Promise<RecoveredMachine> {
+  const { kind, job, point } = input;
+  const machine = input.machine.name;
+  t.status.point = { id: point.id, instant: point.instant, kind: point.kind };
+  const disks = await t.step(
+    'create disks',
+    () => applier.createRecoveredDisks({ kind, machine, job, point }),
+    (d) =>
+      `${d.length} disk(s) copied server-side from point ${point.id}: ${d.map((x) => x.blob).join(', ')}`,
+  );
+  t.status.disks = disks;
+  const record: RecoveredMachine = {
+    machine,
+    job,
+    kind,
+    point: t.status.point,
+    disks,
+    createdAt: new Date(Date.now()).toISOString(),
+  };
+  // Recorded at once, so a cleanup finds the disks even if a later step fails.
+  await t.step('record', () => applier.recordRecoveredMachine(record));
+
+  const materialize = input.settings?.materialize;
+  if (materialize) {
+    record.materialized = await t.step(
+      'materialize',
+      () => applier.materializeRecovered({ machine, job, disks, settings: materialize }),
+      (m) => `${m.format} disks in ${m.dir}, served by qemu-storage-daemon (QMP ${m.qmpSocket})`,
+    );
+    t.status.materialized = record.materialized;
+  } else t.skip('materialize', 'not configured for this machine');
+
+  const check = input.settings?.bootCheck;
+  if (check) {
+    record.bootCheck = await t.step(
+      'boot check',
+      () =>
+        applier.runBootCheck({
+          machine,
+          job,
+          pointId: point.id,
+          check,
+          disks: record.materialized
+            ? record.materialized.files.map((f) => f.path)
+            : disks.map((d) => d.blob),
+          blobs: disks.map((d) => d.blob),
+        }),
+      (r) => (r.ok ? `booted (probe attempts: ${r.probeAttempts})` : `FAILED: ${r.reason}`),
+    );
+    t.status.bootCheck = record.bootCheck;
+  } else t.skip('boot check', 'not configured for this machine');
+
+  if (record.materialized || record.bootCheck) await applier.recordRecoveredMachine(record);
+  return record;
+}
+
+/** Removes everything a recovery made: the local copies and daemon, then the disks, then the record. */
+export async function teardown(
+  t: Tracker,
+  input: { kind: RecoveryKind; machine: string; job: string; keepRecord?: boolean },
+): Promise<string[]> {
+  const { kind, machine, job } = input;
+  await t.step('stop local copies', () => applier.dematerializeRecovered({ machine, job }));
+  const deleted = await t.step(
+    'delete disks',
+    () => applier.deleteRecoveredDisks({ kind, machine, job }),
+    (names) => (names.length ? `deleted ${names.join(', ')}` : 'no disk left to delete'),
+  );
+  if (!input.keepRecord) await t.step('remove record', () => applier.removeRecoveredRecord({ machine, job }));
+  return deleted;
+}
+
+export function messageOf(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A failure for the caller of the workflow or update, with the reason only. */
+export function failed(t: Tracker, err: unknown): ApplicationFailure {
+  t.status.error = messageOf(err);
+  log.warn('recovery job failed', { job: t.status.job, error: t.status.error });
+  return ApplicationFailure.create({ type: 'RecoveryFailed', message: t.status.error, nonRetryable: true });
+}
