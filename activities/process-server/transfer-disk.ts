@@ -207,8 +207,16 @@ async function uploadedIndices(
   return present;
 }
 
-/** Reads the extents of one segment, pipelined, into one buffer. */
+/** Reads the extents of one segment, pipelined, straight into one buffer (moved to the pool next). */
 async function readExtents(nbd: NbdClient, extents: Extent[]): Promise<Buffer> {
-  const parts = await Promise.all(extents.map((e) => nbd.read(e.offset, e.length)));
-  return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+  const data = Buffer.allocUnsafeSlow(extents.reduce((a, e) => a + e.length, 0));
+  let at = 0;
+  await Promise.all(
+    extents.map((e) => {
+      const into = at;
+      at += e.length;
+      return nbd.readInto(data, into, e.offset, e.length);
+    }),
+  );
+  return data;
 }

@@ -122,6 +122,8 @@ interface RequestFields {
   // Reads: where the data goes.
   target?: Buffer;
   targetOffset?: number;
+  /** Bytes of the read filled so far by data and hole chunks (structured replies). */
+  covered?: number;
   offset: number;
   length: number;
   // Block status: which context to keep and what was received.
@@ -294,8 +296,21 @@ export class NbdClient {
 
   /** Reads `length` bytes at `offset`; holes come back as zeros. Large reads are split and pipelined. */
   async read(offset: number, length: number): Promise<Buffer> {
+    // Not zero-filled: every byte is written by a data or hole chunk, and a reply that leaves a
+    // gap fails the read (see finish), so no stale memory can leak into a replica.
+    const target = Buffer.allocUnsafe(length);
+    await this.readInto(target, 0, offset, length);
+    return target;
+  }
+
+  /** Reads `length` bytes at `offset` into `target` at `targetOffset` (no intermediate buffer). */
+  async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
     this.checkRange('read', offset, length);
-    const target = Buffer.alloc(length);
+    if (targetOffset < 0 || targetOffset + length > target.length) {
+      throw new RangeError(
+        `readInto: ${length} bytes at ${targetOffset} do not fit a buffer of ${target.length}`,
+      );
+    }
     const parts: Promise<void>[] = [];
     for (let done = 0; done < length; done += this.chunk) {
       const len = Math.min(this.chunk, length - done);
@@ -303,14 +318,13 @@ export class NbdClient {
         this.send(CMD_READ, 0, offset + done, len, undefined, {
           command: 'read',
           target,
-          targetOffset: done,
+          targetOffset: targetOffset + done,
           offset: offset + done,
           length: len,
         }),
       );
     }
     await Promise.all(parts);
-    return target;
   }
 
   /** Writes `buf` at `offset`; `fua` asks the server to make it durable before answering. */
@@ -473,6 +487,11 @@ export class NbdClient {
 
   private finish(cookie: bigint, req: Request): void {
     this.inFlight.delete(cookie);
+    if (!req.error && req.covered !== undefined && req.covered !== req.length) {
+      req.error = this.error(
+        `the reply to the read ${req.offset}+${req.length} covered only ${req.covered} bytes`,
+      );
+    }
     if (req.error) req.reject(req.error);
     else req.resolve();
   }
@@ -504,6 +523,7 @@ export class NbdClient {
         throw this.error(`data chunk ${at}+${dataLen} is outside the read ${req.offset}+${req.length}`);
       }
       await this.reader.readInto(req.target, (req.targetOffset ?? 0) + rel, dataLen);
+      req.covered = (req.covered ?? 0) + dataLen;
     } else if (type === REPLY_TYPE_OFFSET_HOLE && req.target) {
       const body = await this.reader.read(length);
       const at = Number(body.readBigUInt64BE(0));
@@ -512,9 +532,9 @@ export class NbdClient {
       if (rel < 0 || rel + holeLen > req.length) {
         throw this.error(`hole chunk ${at}+${holeLen} is outside the read ${req.offset}+${req.length}`);
       }
-      // The target was allocated zeroed; filling again keeps this correct if that ever changes.
       const base = (req.targetOffset ?? 0) + rel;
       req.target.fill(0, base, base + holeLen);
+      req.covered = (req.covered ?? 0) + holeLen;
     } else if (type === REPLY_TYPE_BLOCK_STATUS && req.extents) {
       const body = await this.reader.read(length);
       if (body.readUInt32BE(0) === req.contextId) {

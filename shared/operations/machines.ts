@@ -126,7 +126,11 @@ export async function machineStatus(ctx: ControlContext, name: string): Promise<
         'not-found',
       );
     }
-    return await handle.query(statusQuery);
+    const status = await handle.query(statusQuery);
+    // A query sees the workflow's clock as of its last activation: compute RPO on the wall clock.
+    if (status.lastPoint)
+      status.rpoSeconds = Math.max(0, Math.round((Date.now() - Date.parse(status.lastPoint.instant)) / 1000));
+    return status;
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) {
       const known = (await ctx.vault.machines()).map((m) => m.name);
