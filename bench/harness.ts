@@ -1,0 +1,187 @@
+// The benchmark's private stack: a Temporal dev server (in memory), Azurite with its data in a
+// folder (the big runs hold several GiB of blobs at once; on disk they do not compete with the
+// workers for RAM) and the three OSR workers as child processes running the compiled entry
+// points. Also the cleanup list every part registers with, so a failure still stops everything.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig, type OsrConfig } from '../shared/config';
+import { ControlContext } from '../shared/operations/context';
+import { startAzurite } from '../shared/stack/azurite';
+import { spawnManaged, stopPid, type RunningProcess } from '../shared/stack/managed-process';
+import { freePort } from '../shared/stack/ports';
+import type { WorkerRole } from '../shared/stack/stack';
+import { startTemporalDevServer } from '../temporal-dev/dev-server';
+
+/** The folder holding package.json: found by walking up, so dist/ and any other outDir both work. */
+export const projectRoot = findProjectRoot(__dirname);
+const workersDir = path.resolve(__dirname, '..', 'workers');
+
+function findProjectRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg) && fs.existsSync(path.join(dir, 'node_modules'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no project root (package.json) above ${from}`);
+  }
+}
+
+/** Steps run last-in first-out; every step runs even if an earlier one fails. */
+export class Cleanup {
+  readonly #steps: Array<{ what: string; fn: () => Promise<void> | void }> = [];
+  #running: Promise<void> | undefined;
+
+  add(what: string, fn: () => Promise<void> | void): void {
+    this.#steps.push({ what, fn });
+  }
+
+  /** Runs the steps once; a second caller (a signal during the normal end) waits for the same run. */
+  run(): Promise<void> {
+    this.#running ??= (async () => {
+      for (const step of this.#steps.reverse()) {
+        try {
+          await step.fn();
+        } catch (err) {
+          console.error(`cleanup: ${step.what} failed: ${(err as Error).message}`);
+        }
+      }
+    })();
+    return this.#running;
+  }
+}
+
+/** A temp folder removed by the cleanup. */
+export function tempDir(cleanup: Cleanup, prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  cleanup.add(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface BenchStack {
+  config: OsrConfig;
+  ctx: ControlContext;
+  stateDir: string;
+  azuritePort: number;
+  logs: string;
+  /** Processes of the stack by name (temporal, azurite and the worker roles), for CPU accounting. */
+  pids: Record<string, number>;
+}
+
+async function waitForLog(
+  file: string,
+  needle: string,
+  exited: Promise<unknown>,
+  timeoutMs = 60_000,
+): Promise<void> {
+  let done: unknown;
+  void exited.then((c) => (done = c));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes(needle)) return;
+    if (done !== undefined)
+      throw new Error(`worker exited (${String(done)}): ${fs.readFileSync(file, 'utf8').slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for "${needle}" in ${file}`);
+}
+
+export async function startBenchStack(cleanup: Cleanup, workDir: string): Promise<BenchStack> {
+  const stateDir = path.join(workDir, 'state');
+  const logs = path.join(stateDir, 'logs');
+  fs.mkdirSync(logs, { recursive: true });
+  const [temporalPort, azuritePort] = [await freePort(), await freePort()];
+  const configFile = path.join(stateDir, 'bench-config.json');
+  fs.writeFileSync(configFile, '{}');
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    OSR_CONFIG: configFile,
+    OSR_STATE_DIR: stateDir,
+    OSR_TEMPORAL_PORT: String(temporalPort),
+    OSR_AZURITE_PORT: String(azuritePort),
+    OSR_LOG_LEVEL: 'info',
+  };
+  // The benchmark runs the embedded parts only: never a configured cluster or storage account.
+  delete env.OSR_TEMPORAL_ADDRESS;
+  delete env.OSR_STORAGE_CONNECTION_STRING;
+  delete env.AZURE_STORAGE_CONNECTION_STRING;
+  const config = loadConfig({ env });
+
+  const temporal = await startTemporalDevServer({
+    binary: process.env.OSR_TEMPORAL_BINARY ?? path.join(projectRoot, '.osr', 'bin', 'temporal'),
+    port: temporalPort,
+    uiPort: 0,
+    headless: true,
+    namespace: config.temporal.namespace,
+    logFile: path.join(logs, 'temporal.log'),
+  });
+  cleanup.add('stop Temporal', async () => void (await stopPid(temporal.pid)));
+  const azurite = await startAzurite({
+    port: azuritePort,
+    location: path.join(workDir, 'azurite'),
+    logFile: path.join(logs, 'azurite.log'),
+  });
+  cleanup.add('stop Azurite', async () => void (await stopPid(azurite.pid)));
+
+  const startWorker = async (role: WorkerRole): Promise<RunningProcess> => {
+    const logFile = path.join(logs, `${role}.log`);
+    const proc = spawnManaged({
+      name: role,
+      command: process.execPath,
+      // OSR_BENCH_WORKER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": Node flags for the
+      // workers only (NODE_OPTIONS refuses --cpu-prof), to see where a slow step spends its CPU.
+      args: [
+        ...(process.env.OSR_BENCH_WORKER_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []),
+        path.join(workersDir, `${role}.js`),
+      ],
+      logFile,
+      env,
+    });
+    // A worker draining a long activity is not worth waiting for at the end: 5 s, then SIGKILL.
+    cleanup.add(`stop ${role} worker`, async () => void (await stopPid(proc.pid, 5_000)));
+    await waitForLog(logFile, 'worker polling', proc.exited);
+    return proc;
+  };
+  const roles: WorkerRole[] = ['control', 'cloud-applier', 'process-server'];
+  const workers = await Promise.all(roles.map(startWorker));
+  const pids: Record<string, number> = { temporal: temporal.pid, azurite: azurite.pid };
+  roles.forEach((role, i) => (pids[role] = workers[i]?.pid ?? 0));
+
+  const ctx = new ControlContext(config);
+  cleanup.add('close the Temporal client', () => ctx.close());
+  return { config, ctx, stateDir, azuritePort, logs, pids };
+}
+
+/** Seconds since `start` (a performance.now() value). */
+export function secondsSince(start: number): number {
+  return (performance.now() - start) / 1000;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
+
+/** Runs a command to completion; if the run is cut short first, the cleanup kills it. */
+export function runCommand(
+  cleanup: Cleanup,
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const child = execFile(
+      command,
+      args,
+      { env: options.env, timeout: options.timeoutMs ?? 0, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        done = true;
+        if (err) reject(new Error(`${command} failed: ${(stderr || err.message).trim().slice(-2000)}`));
+        else resolve({ stdout, stderr });
+      },
+    );
+    cleanup.add(`stop ${command} (pid ${child.pid ?? '?'})`, () => {
+      if (!done) child.kill('SIGKILL');
+    });
+  });
+}
