@@ -21,7 +21,12 @@ import { deleteCycleSegments } from './applier/cycle-cleanup';
 import type { CycleRef } from './applier/cycle-layout';
 import { publishPoint, type PublishPointInput } from './applier/publish-point';
 import { replicaChecksums, type ReplicaChecksumsInput } from './applier/replica-checksums';
-import { deleteReplica, ensureReplicaDisk, type ReplicaDiskInput } from './applier/replica-disk';
+import {
+  deleteBlobsUnder,
+  deleteReplica,
+  ensureReplicaDisk,
+  type ReplicaDiskInput,
+} from './applier/replica-disk';
 import { pruneRetention } from './applier/retention';
 import { createStackProbeActivity } from './common/stack-probe';
 import type { DataPathDeps } from './deps';
@@ -75,9 +80,7 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
     /** Removes a machine's replica disks with their snapshots, and its leftover cycles in the cache. */
     async deleteReplica(input: { machine: string }) {
       const blobs = await deleteReplica(deps, input.machine);
-      const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
-      for await (const item of cache.listBlobsFlat({ prefix: `${input.machine}/` }))
-        await cache.deleteBlob(item.name).catch(() => undefined);
+      await deleteBlobsUnder(deps.blobService.getContainerClient(CONTAINERS.cache), `${input.machine}/`);
       return { blobs };
     },
 

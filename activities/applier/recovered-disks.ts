@@ -14,7 +14,7 @@ import { recoveredPrefix, recoveryDocs } from '../../shared/recovery-types';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import { CONTAINERS } from '../../shared/storage';
 import type { Vault } from '../../shared/vault';
-import { assertId, forEachLimited, isNotFound, replicaBlobClient } from './replica-disk';
+import { assertId, deleteBlobsUnder, forEachLimited, isNotFound, replicaBlobClient } from './replica-disk';
 
 /** Failure type: a disk image of the point is gone (pruned). Non-retryable: choose another point. */
 export const POINT_IMAGE_MISSING = 'PointImageMissing';
@@ -83,22 +83,9 @@ export async function deleteRecoveredDisks(
 ): Promise<string[]> {
   assertId('machine', input.machine);
   assertId('job', input.job);
-  const container = deps.blobService.getContainerClient(CONTAINERS.failover);
   // The trailing slash keeps job 1 from matching job 10.
   const prefix = `${recoveredPrefix(input.kind, input.machine, input.job)}/`;
-  const names: string[] = [];
-  try {
-    for await (const item of container.listBlobsFlat({ prefix })) names.push(item.name);
-  } catch (err) {
-    if (isNotFound(err)) return [];
-    throw err;
-  }
-  const deleted: string[] = [];
-  await forEachLimited(names, 8, async (name) => {
-    const res = await container.getPageBlobClient(name).deleteIfExists({ deleteSnapshots: 'include' });
-    if (res.succeeded) deleted.push(name);
-  });
-  return deleted.sort();
+  return deleteBlobsUnder(deps.blobService.getContainerClient(CONTAINERS.failover), prefix);
 }
 
 /** Writes (or replaces) the record of a recovered machine in the vault. */

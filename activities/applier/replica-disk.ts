@@ -2,7 +2,12 @@
 // <machine>/<diskId>. The applier writes cycles into it; its blob snapshots are the recovery points.
 // Also the small helpers the other applier modules share: the dependencies they take, page-range
 // listing (with the SDK's inclusive-end quirk handled in one place) and bounded concurrency.
-import type { BlobRequestConditions, BlobServiceClient, PageBlobClient } from '@azure/storage-blob';
+import type {
+  BlobRequestConditions,
+  BlobServiceClient,
+  ContainerClient,
+  PageBlobClient,
+} from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Vault } from '../../shared/vault';
@@ -113,17 +118,21 @@ export async function deleteReplica(
   machine: string,
 ): Promise<string[]> {
   assertId('machine', machine);
-  const container = deps.blobService.getContainerClient(CONTAINERS.replica);
+  return deleteBlobsUnder(deps.blobService.getContainerClient(CONTAINERS.replica), `${machine}/`);
+}
+
+/** Deletes every blob under `prefix` with its snapshots; returns the names deleted, sorted. */
+export async function deleteBlobsUnder(container: ContainerClient, prefix: string): Promise<string[]> {
   const names: string[] = [];
   try {
-    for await (const item of container.listBlobsFlat({ prefix: `${machine}/` })) names.push(item.name);
+    for await (const item of container.listBlobsFlat({ prefix })) names.push(item.name);
   } catch (err) {
     if (isNotFound(err)) return [];
     throw err;
   }
   const deleted: string[] = [];
   await forEachLimited(names, 8, async (name) => {
-    const res = await container.getPageBlobClient(name).deleteIfExists({ deleteSnapshots: 'include' });
+    const res = await container.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include' });
     if (res.succeeded) deleted.push(name);
   });
   return deleted.sort();
