@@ -9,6 +9,7 @@ import { registerMachineCommands } from './commands/machines';
 import { registerPolicyCommands } from './commands/policy';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerStackCommands } from './commands/stack';
+import { registerServeCommand } from './commands/serve';
 import { CliError, EXIT } from './output';
 
 export function buildProgram(): Command {
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerExportCommand(program);
   registerFailoverCommands(program);
   registerDemoCommands(program);
+  registerServeCommand(program);
   return program;
 }
 

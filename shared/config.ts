@@ -63,6 +63,26 @@ export const configSchema = z
       })
       .strict()
       .default({ threads: 2, maxBytesInFlight: 64 * 1024 * 1024, uploadConcurrency: 8 }),
+    // `osr serve`: loopback by default so the API is never exposed by accident.
+    api: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: port.default(7780),
+        token: z.string().min(16, 'use at least 16 characters').optional(),
+        tokenFile: z.string().min(1).optional(),
+        maxBodyBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(16 * 1024 * 1024)
+          .default(64 * 1024),
+        tls: z
+          .object({ certPath: z.string().min(1), keyPath: z.string().min(1) })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 7780, maxBodyBytes: 64 * 1024 }),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -91,6 +111,10 @@ export const ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }
   OSR_PIPELINE_THREADS: { key: 'pipeline.threads', type: 'number' },
   OSR_UPLOAD_CONCURRENCY: { key: 'pipeline.uploadConcurrency', type: 'number' },
   OSR_LOG_LEVEL: { key: 'log.level', type: 'string' },
+  OSR_API_HOST: { key: 'api.host', type: 'string' },
+  OSR_API_PORT: { key: 'api.port', type: 'number' },
+  OSR_API_TOKEN: { key: 'api.token', type: 'string' },
+  OSR_API_TOKEN_FILE: { key: 'api.tokenFile', type: 'string' },
 };
 
 export class ConfigError extends Error {
@@ -195,5 +219,10 @@ export function loadConfig(options: LoadOptions = {}): OsrConfig {
   const config = result.data;
   config.stateDir = path.resolve(cwd, config.stateDir);
   if (config.encryption.keyFile) config.encryption.keyFile = path.resolve(cwd, config.encryption.keyFile);
+  if (config.api.tokenFile) config.api.tokenFile = path.resolve(cwd, config.api.tokenFile);
+  if (config.api.tls) {
+    config.api.tls.certPath = path.resolve(cwd, config.api.tls.certPath);
+    config.api.tls.keyPath = path.resolve(cwd, config.api.tls.keyPath);
+  }
   return config;
 }

@@ -1,0 +1,492 @@
+// The OpenAPI 3.1 document served at /openapi.json, written by hand so it reads as documentation;
+// test/unit/openapi.test.ts keeps its paths and methods equal to the router's.
+type Schema = Record<string, unknown>;
+
+interface Parameter {
+  name: string;
+  in: 'path' | 'query';
+  required: boolean;
+  description: string;
+  schema: Schema;
+}
+
+interface Operation {
+  operationId: string;
+  summary: string;
+  description?: string;
+  tags: string[];
+  security?: Array<Record<string, string[]>>;
+  parameters?: Parameter[];
+  requestBody?: { required: boolean; content: { 'application/json': { schema: Schema } } };
+  responses: Record<string, { description: string; content?: { 'application/json': { schema: Schema } } }>;
+}
+
+export interface OpenApiDocument {
+  openapi: '3.1.0';
+  info: { title: string; version: string; description: string };
+  servers: Array<{ url: string }>;
+  security: Array<Record<string, string[]>>;
+  paths: Record<string, Partial<Record<'get' | 'post', Operation>>>;
+  components: { securitySchemes: Record<string, Schema>; schemas: Record<string, Schema> };
+}
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: Schema) => ({ content: { 'application/json': { schema } } });
+const body = (schema: Schema, required = true) => ({
+  required,
+  content: { 'application/json': { schema } } as const,
+});
+const error = (description: string) => ({ description, ...json(ref('Error')) });
+
+const machineName: Parameter = {
+  name: 'name',
+  in: 'path',
+  required: true,
+  description: 'machine name (lower-case letters, digits, dashes)',
+  schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' },
+};
+
+/** The refusals every authenticated route may answer with. */
+const common = {
+  '400': error('bad body or field; the message names the field and the fix'),
+  '401': error('no or wrong bearer token (WWW-Authenticate: Bearer)'),
+  '503': error('Temporal or storage unavailable'),
+};
+const machineErrors = { ...common, '404': error('no such machine (or point)') };
+const conflict = { '409': error("the operation cannot run in the machine's current state") };
+
+const point = {
+  type: 'string',
+  description: 'latest (default), latest-app, a point id, or an ISO time (newest point at or before it)',
+};
+
+function machineAction(operationId: string, summary: string, extra: Partial<Operation> = {}): Operation {
+  return {
+    operationId,
+    summary,
+    tags: ['machines'],
+    parameters: [machineName],
+    responses: {
+      '200': { description: 'the machine status after the action', ...json(ref('MachineStatus')) },
+      ...machineErrors,
+      ...conflict,
+    },
+    ...extra,
+  };
+}
+
+export const openApiDocument: OpenApiDocument = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Open Site Recovery API',
+    version: '1',
+    description:
+      'Served by `osr serve`. Every /v1 route needs `Authorization: Bearer <token>` (api.token, or the token file `osr serve` creates and names at first start). Long jobs answer 202 with a Location under /v1/jobs to follow their progress.',
+  },
+  servers: [{ url: '/' }],
+  security: [{ bearer: [] }],
+  paths: {
+    '/healthz': {
+      get: {
+        operationId: 'health',
+        summary: 'liveness of the API server (no auth)',
+        tags: ['meta'],
+        security: [],
+        responses: {
+          '200': { description: 'up', ...json({ type: 'object', properties: { ok: { const: true } } }) },
+        },
+      },
+    },
+    '/openapi.json': {
+      get: {
+        operationId: 'openapi',
+        summary: 'this document (no auth)',
+        tags: ['meta'],
+        security: [],
+        responses: { '200': { description: 'OpenAPI 3.1 document', ...json({ type: 'object' }) } },
+      },
+    },
+    '/v1/machines': {
+      get: {
+        operationId: 'listMachines',
+        summary: 'protected machines with their live status',
+        tags: ['machines'],
+        responses: {
+          '200': {
+            description: 'machines',
+            ...json({
+              type: 'object',
+              properties: { machines: { type: 'array', items: ref('MachineOverview') } },
+            }),
+          },
+          ...common,
+        },
+      },
+    },
+    '/v1/machines/{name}': {
+      get: {
+        operationId: 'machineStatus',
+        summary: "a machine's state, RPO, last points, alerts and sync progress",
+        tags: ['machines'],
+        parameters: [machineName],
+        responses: { '200': { description: 'status', ...json(ref('MachineStatus')) }, ...machineErrors },
+      },
+    },
+    '/v1/machines/{name}/points': {
+      get: {
+        operationId: 'listPoints',
+        summary: "a machine's recovery points, oldest first",
+        tags: ['points'],
+        parameters: [machineName],
+        responses: {
+          '200': {
+            description: 'points',
+            ...json({
+              type: 'object',
+              properties: { points: { type: 'array', items: ref('RecoveryPoint') } },
+            }),
+          },
+          ...machineErrors,
+        },
+      },
+      post: {
+        operationId: 'cutPoint',
+        summary: 'cut a recovery point now; answers once it is published',
+        tags: ['points'],
+        parameters: [machineName],
+        requestBody: body(
+          {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              kind: { enum: ['crash', 'app'], default: 'crash' },
+              tag: { type: 'string', minLength: 1 },
+            },
+          },
+          false,
+        ),
+        responses: {
+          '201': { description: 'the published point', ...json(ref('PointRef')) },
+          ...machineErrors,
+          ...conflict,
+        },
+      },
+    },
+    '/v1/machines/{name}/resync': {
+      post: machineAction('resync', 'compare checksums of source and replica; send only the differences'),
+    },
+    '/v1/machines/{name}/pause': {
+      post: machineAction('pause', 'stop cutting points (tracking goes on)', {
+        requestBody: body(
+          { type: 'object', additionalProperties: false, properties: { reason: { type: 'string' } } },
+          false,
+        ),
+      }),
+    },
+    '/v1/machines/{name}/resume': { post: machineAction('resume', 'resume cutting points') },
+    '/v1/policies': {
+      get: {
+        operationId: 'listPolicies',
+        summary: 'replication policies',
+        tags: ['policies'],
+        responses: {
+          '200': {
+            description: 'policies',
+            ...json({ type: 'object', properties: { policies: { type: 'array', items: ref('Policy') } } }),
+          },
+          ...common,
+        },
+      },
+      post: {
+        operationId: 'createPolicy',
+        summary: 'create a policy (durations as seconds or text like 30s, 5m, 1h, 2d)',
+        tags: ['policies'],
+        requestBody: body({
+          type: 'object',
+          additionalProperties: false,
+          required: ['name'],
+          properties: {
+            name: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' },
+            rpo: ref('Duration'),
+            crashEvery: ref('Duration'),
+            appEvery: ref('Duration'),
+            retention: ref('Duration'),
+            keepAll: ref('Duration'),
+          },
+        }),
+        responses: {
+          '201': { description: 'the policy', ...json(ref('Policy')) },
+          ...common,
+          '409': error('a policy of that name exists'),
+        },
+      },
+    },
+    '/v1/machines/{name}/test-failover': {
+      post: {
+        operationId: 'startTestFailover',
+        summary: 'start a drill: the machine built from a point, replication untouched',
+        tags: ['recovery'],
+        parameters: [machineName],
+        requestBody: body({ type: 'object', additionalProperties: false, properties: { point } }, false),
+        responses: { '202': { description: 'started', ...json(ref('JobRef')) }, ...machineErrors },
+      },
+    },
+    '/v1/machines/{name}/test-failover/cleanup': {
+      post: {
+        operationId: 'cleanupTestFailover',
+        summary: "remove what the machine's drills made",
+        tags: ['recovery'],
+        parameters: [machineName],
+        responses: {
+          '202': {
+            description: 'one cleanup job per drill',
+            ...json({ type: 'object', properties: { jobs: { type: 'array', items: ref('JobRef') } } }),
+          },
+          ...machineErrors,
+          '409': error('a drill is still running'),
+        },
+      },
+    },
+    '/v1/machines/{name}/failover': {
+      post: {
+        operationId: 'startFailover',
+        summary: 'fail the machine over; it then waits for commit or change-point',
+        tags: ['recovery'],
+        parameters: [machineName],
+        requestBody: body(
+          {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              point: { ...point, description: `unplanned only: ${point.description}` },
+              planned: {
+                type: 'boolean',
+                description: "stop the source's writes and cut a final point first",
+              },
+            },
+          },
+          false,
+        ),
+        responses: {
+          '202': { description: 'started', ...json(ref('JobRef')) },
+          ...machineErrors,
+          '409': error('a failover of this machine is running or committed'),
+        },
+      },
+    },
+    '/v1/machines/{name}/failover/commit': {
+      post: {
+        operationId: 'commitFailover',
+        summary: 'end forward replication; replica and points are kept for reprotect',
+        tags: ['recovery'],
+        parameters: [machineName],
+        responses: {
+          '200': { description: 'the committed job', ...json(ref('RecoveryStatus')) },
+          ...machineErrors,
+          ...conflict,
+        },
+      },
+    },
+    '/v1/machines/{name}/failover/change-point': {
+      post: {
+        operationId: 'changeRecoveryPoint',
+        summary: "rebuild a failed-over machine's disks from another point",
+        tags: ['recovery'],
+        parameters: [machineName],
+        requestBody: body({
+          type: 'object',
+          additionalProperties: false,
+          required: ['point'],
+          properties: { point },
+        }),
+        responses: {
+          '200': { description: 'the job after the change', ...json(ref('RecoveryStatus')) },
+          ...machineErrors,
+          ...conflict,
+        },
+      },
+    },
+    '/v1/jobs': {
+      get: {
+        operationId: 'listJobs',
+        summary: 'running OSR workflows (OsrJobKind / OsrMachine search attributes)',
+        tags: ['jobs'],
+        parameters: [
+          {
+            name: 'machine',
+            in: 'query',
+            required: false,
+            description: 'only this machine',
+            schema: { type: 'string' },
+          },
+          {
+            name: 'kind',
+            in: 'query',
+            required: false,
+            description: 'only this kind',
+            schema: { enum: ['protect', 'drill', 'drill-cleanup', 'failover'] },
+          },
+        ],
+        responses: {
+          '200': {
+            description: 'jobs, newest first',
+            ...json({ type: 'object', properties: { jobs: { type: 'array', items: ref('Job') } } }),
+          },
+          ...common,
+        },
+      },
+    },
+    '/v1/jobs/{workflowId}': {
+      get: {
+        operationId: 'jobStatus',
+        summary: "a job and its progress (the answer of the workflow's status query)",
+        tags: ['jobs'],
+        parameters: [
+          {
+            name: 'workflowId',
+            in: 'path',
+            required: true,
+            description: 'the workflow id, percent-encoded (drill%2Fweb-1%2F20261125T071800000Z)',
+            schema: { type: 'string' },
+          },
+        ],
+        responses: {
+          '200': {
+            description: 'the job',
+            ...json({
+              allOf: [
+                ref('Job'),
+                {
+                  type: 'object',
+                  properties: {
+                    progress: { oneOf: [ref('MachineStatus'), ref('RecoveryStatus')] },
+                    note: { type: 'string' },
+                  },
+                },
+              ],
+            }),
+          },
+          ...common,
+          '404': error('no OSR job with that id'),
+        },
+      },
+    },
+  },
+  components: {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+    schemas: {
+      Error: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'message'],
+            properties: { code: { type: 'string' }, message: { type: 'string' } },
+          },
+        },
+      },
+      Duration: {
+        oneOf: [
+          { type: 'integer', minimum: 0, description: 'seconds' },
+          { type: 'string', pattern: '^\\d+(\\.\\d+)?\\s*(s|m|h|d)?$' },
+        ],
+      },
+      Policy: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          rpoThresholdSeconds: { type: 'integer' },
+          crashPointSeconds: { type: 'integer' },
+          appPointSeconds: { type: 'integer' },
+          retentionHours: { type: 'number' },
+          keepAllMinutes: { type: 'integer' },
+        },
+      },
+      PointRef: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          instant: { type: 'string', format: 'date-time' },
+          kind: { enum: ['crash', 'app'] },
+        },
+      },
+      RecoveryPoint: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          machine: { type: 'string' },
+          cycle: { type: 'integer' },
+          instant: { type: 'string', format: 'date-time' },
+          kind: { enum: ['crash', 'app'] },
+          tag: { type: 'string' },
+          disks: { type: 'array', items: { type: 'object' } },
+          createdAt: { type: 'string', format: 'date-time' },
+        },
+      },
+      MachineStatus: {
+        type: 'object',
+        properties: {
+          machine: { type: 'string' },
+          state: { type: 'string' },
+          policy: ref('Policy'),
+          disks: { type: 'array', items: { type: 'object' } },
+          cycle: { type: 'integer' },
+          progress: { type: 'array', items: { type: 'object' } },
+          lastPoint: ref('PointRef'),
+          lastAppPoint: ref('PointRef'),
+          rpoSeconds: { type: 'number' },
+          alerts: { type: 'array', items: { type: 'object' } },
+          stats: { type: 'object' },
+        },
+      },
+      MachineOverview: {
+        type: 'object',
+        properties: {
+          machine: { type: 'string' },
+          registered: { type: 'boolean' },
+          status: ref('MachineStatus'),
+          note: { type: 'string' },
+        },
+      },
+      JobRef: {
+        type: 'object',
+        properties: {
+          job: { type: 'string' },
+          workflowId: { type: 'string' },
+          machine: { type: 'string' },
+          kind: { enum: ['drill', 'drill-cleanup', 'failover'] },
+          pointId: { type: 'string' },
+          location: { type: 'string', description: 'GET it to follow the job' },
+        },
+      },
+      Job: {
+        type: 'object',
+        properties: {
+          workflowId: { type: 'string' },
+          runId: { type: 'string' },
+          kind: { type: 'string' },
+          machine: { type: 'string' },
+          state: { type: 'string' },
+          status: { type: 'string' },
+          startTime: { type: 'string', format: 'date-time' },
+          summary: { type: 'string' },
+        },
+      },
+      RecoveryStatus: {
+        type: 'object',
+        properties: {
+          job: { type: 'string' },
+          kind: { enum: ['drill', 'drill-cleanup', 'failover'] },
+          machine: { type: 'string' },
+          state: { enum: ['running', 'ready', 'cleaned-up', 'failed-over', 'committed', 'failed'] },
+          planned: { type: 'boolean' },
+          point: ref('PointRef'),
+          disks: { type: 'array', items: { type: 'object' } },
+          error: { type: 'string' },
+          steps: { type: 'array', items: { type: 'object' } },
+        },
+      },
+    },
+  },
+};

@@ -1,0 +1,224 @@
+// The API's routes, each a thin mapping onto the control-plane operations the CLI uses, so the
+// two cannot drift. Jobs that take long (drills, cleanups, failovers) answer 202 with the job and
+// a Location to follow its progress; updates that finish quickly answer with their result.
+import * as failover from '../shared/operations/failover';
+import * as machines from '../shared/operations/machines';
+import { OperationError } from '../shared/operations/context';
+import { createPolicy, listPolicies } from '../shared/operations/policies';
+import { parseDuration } from '../shared/policy';
+import type { ReplicationPolicy } from '../shared/replication-types';
+import {
+  onlyFields,
+  optionalBoolean,
+  optionalDuration,
+  optionalEnum,
+  optionalString,
+  requiredString,
+} from './body';
+import { jobStatus, listRunningJobs } from './jobs';
+import { openApiDocument } from './openapi';
+import type { ApiRequest, ApiResponse, Route } from './router';
+
+const POINT_FIX = 'use "latest", "latest-app", a point id, or an ISO time';
+const ok = (body: unknown): ApiResponse => ({ status: 200, body });
+
+export function jobLocation(workflowId: string): string {
+  return `/v1/jobs/${encodeURIComponent(workflowId)}`;
+}
+
+function accepted(ref: failover.JobRef): ApiResponse {
+  const location = jobLocation(ref.workflowId);
+  return { status: 202, body: { ...ref, location }, headers: { Location: location } };
+}
+
+/** 404 for a machine that is not registered, before reading anything else about it. */
+async function registered(req: ApiRequest): Promise<string> {
+  const name = req.params.name as string;
+  if (!(await req.ctx.vault.machine(name))) {
+    const known = (await req.ctx.vault.machines()).map((m) => m.name);
+    throw new OperationError(
+      `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
+      'not-found',
+    );
+  }
+  return name;
+}
+
+/** Bodies of routes that take none must be empty: a body there is a client mistake. */
+async function noBody(req: ApiRequest): Promise<void> {
+  onlyFields(await req.body(), []);
+}
+
+export const routes: Route[] = [
+  { method: 'GET', path: '/healthz', auth: false, handler: () => ok({ ok: true }) },
+  { method: 'GET', path: '/openapi.json', auth: false, handler: () => ok(openApiDocument) },
+
+  {
+    method: 'GET',
+    path: '/v1/machines',
+    auth: true,
+    handler: async (req) => ok({ machines: await machines.listMachines(req.ctx) }),
+  },
+  {
+    method: 'GET',
+    path: '/v1/machines/{name}',
+    auth: true,
+    handler: async (req) => ok(await machines.machineStatus(req.ctx, await registered(req))),
+  },
+  {
+    method: 'GET',
+    path: '/v1/machines/{name}/points',
+    auth: true,
+    handler: async (req) => ok({ points: await req.ctx.vault.points(await registered(req)) }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/machines/{name}/points',
+    auth: true,
+    handler: async (req) => {
+      const body = await req.body();
+      onlyFields(body, ['kind', 'tag']);
+      const kind = optionalEnum(body, 'kind', ['crash', 'app'] as const) ?? 'crash';
+      const tag = optionalString(body, 'tag', 'a non-empty label, for example "before-upgrade"');
+      const point = await machines.takePoint(req.ctx, await registered(req), { kind, tag });
+      return { status: 201, body: point };
+    },
+  },
+  ...(['resync', 'pause', 'resume'] as const).map(
+    (action): Route => ({
+      method: 'POST',
+      path: `/v1/machines/{name}/${action}`,
+      auth: true,
+      handler: async (req) => {
+        if (action === 'pause') {
+          const body = await req.body();
+          onlyFields(body, ['reason']);
+          const reason = optionalString(body, 'reason', 'a non-empty text, or leave it out');
+          return ok(await machines.pause(req.ctx, await registered(req), reason));
+        }
+        await noBody(req);
+        const name = await registered(req);
+        return ok(await (action === 'resync' ? machines.resync : machines.resume)(req.ctx, name));
+      },
+    }),
+  ),
+
+  {
+    method: 'GET',
+    path: '/v1/policies',
+    auth: true,
+    handler: async (req) => ok({ policies: await listPolicies(req.ctx) }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/policies',
+    auth: true,
+    handler: async (req) => {
+      const body = await req.body();
+      const durations = ['rpo', 'crashEvery', 'appEvery', 'retention', 'keepAll'];
+      onlyFields(body, ['name', ...durations]);
+      const name = requiredString(body, 'name', 'a policy name of lower-case letters, digits and dashes');
+      const d = (field: string) => optionalDuration(body, field, (t) => parseDuration(t, field));
+      const input: Partial<ReplicationPolicy> & { name: string } = { name };
+      const rpo = d('rpo');
+      const crash = d('crashEvery');
+      const app = d('appEvery');
+      const retention = d('retention');
+      const keepAll = d('keepAll');
+      if (rpo !== undefined) input.rpoThresholdSeconds = rpo;
+      if (crash !== undefined) input.crashPointSeconds = crash;
+      if (app !== undefined) input.appPointSeconds = app;
+      if (retention !== undefined) input.retentionHours = retention / 3600;
+      if (keepAll !== undefined) input.keepAllMinutes = Math.round(keepAll / 60);
+      return { status: 201, body: await createPolicy(req.ctx, input) };
+    },
+  },
+
+  {
+    method: 'POST',
+    path: '/v1/machines/{name}/test-failover',
+    auth: true,
+    handler: async (req) => {
+      const body = await req.body();
+      onlyFields(body, ['point']);
+      const point = optionalString(body, 'point', POINT_FIX);
+      const { ref } = await failover.startTestFailover(req.ctx, await registered(req), {
+        point,
+        wait: false,
+      });
+      return accepted(ref);
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/machines/{name}/test-failover/cleanup',
+    auth: true,
+    handler: async (req) => {
+      await noBody(req);
+      const started = await failover.cleanupTestFailover(req.ctx, await registered(req), { wait: false });
+      const jobs = started.map(({ ref }) => ({ ...ref, location: jobLocation(ref.workflowId) }));
+      return { status: 202, body: { jobs } };
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/machines/{name}/failover',
+    auth: true,
+    handler: async (req) => {
+      const body = await req.body();
+      onlyFields(body, ['point', 'planned']);
+      const point = optionalString(body, 'point', POINT_FIX);
+      const planned = optionalBoolean(body, 'planned');
+      if (planned && point !== undefined)
+        throw new OperationError(
+          'field "point": a planned failover cuts its own final point; leave "point" out or set "planned": false',
+          'invalid',
+        );
+      const { ref } = await failover.startFailover(req.ctx, await registered(req), {
+        point,
+        planned,
+        wait: false,
+      });
+      return accepted(ref);
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/machines/{name}/failover/commit',
+    auth: true,
+    handler: async (req) => {
+      await noBody(req);
+      return ok(await failover.commitFailover(req.ctx, await registered(req)));
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/machines/{name}/failover/change-point',
+    auth: true,
+    handler: async (req) => {
+      const body = await req.body();
+      onlyFields(body, ['point']);
+      const point = requiredString(body, 'point', POINT_FIX);
+      return ok(await failover.changeRecoveryPoint(req.ctx, await registered(req), point));
+    },
+  },
+
+  {
+    method: 'GET',
+    path: '/v1/jobs',
+    auth: true,
+    handler: async (req) =>
+      ok({
+        jobs: await listRunningJobs(req.ctx, {
+          machine: req.query.get('machine') ?? undefined,
+          kind: req.query.get('kind') ?? undefined,
+        }),
+      }),
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/{workflowId}',
+    auth: true,
+    handler: async (req) => ok(await jobStatus(req.ctx, req.params.workflowId as string)),
+  },
+];

@@ -1,0 +1,45 @@
+// `osr serve`: the HTTP API in the foreground until SIGTERM or SIGINT.
+import type { Command } from 'commander';
+import { startApiServer } from '../../api/server';
+import { resolveApiToken } from '../../api/token';
+import { loadConfig } from '../../shared/config';
+import { CliError, EXIT } from '../output';
+
+function portOf(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new CliError(`--port: expected a port number 0-65535, got ${value}`, EXIT.usage);
+  return n;
+}
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('serve the HTTP API (OpenAPI document at /openapi.json; bearer-token auth on /v1)')
+    .option('--host <host>', 'address to listen on (default api.host, 127.0.0.1)')
+    .option('--port <port>', 'port to listen on (default api.port, 7780; 0 picks a free one)', portOf)
+    .action(async (o: { host?: string; port?: number }) => {
+      const config = loadConfig();
+      const token = resolveApiToken(config);
+      const api = await startApiServer({ config, token: token.token, host: o.host, port: o.port });
+      process.stdout.write(`osr API listening on ${api.url} (OpenAPI: ${api.url}/openapi.json)\n`);
+      // The token is shown once, when it is made; afterwards only where it lives.
+      if (token.source === 'created')
+        process.stdout.write(
+          `API token (shown once; also in ${token.file}, mode 0600):\n  ${token.token}\nUse it as: Authorization: Bearer <token>\n`,
+        );
+      else if (token.source === 'file') process.stdout.write(`API token: in ${token.file}\n`);
+      else process.stdout.write('API token: from api.token (config or OSR_API_TOKEN)\n');
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals) => {
+          process.stdout.write(`${signal}: stopping the API server\n`);
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          resolve();
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+      await api.close();
+    });
+}
