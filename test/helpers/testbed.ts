@@ -25,7 +25,7 @@ export async function startTestbed(
   await createPolicy(ctx, {
     name: 'manual',
     crashPointSeconds: 3600,
-    appPointSeconds: 3600,
+    appPointSeconds: 0,
     rpoThresholdSeconds: 7200,
   });
   return {

@@ -5,17 +5,18 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { ControlContext } from '../../shared/operations/context';
+import type { ControlContext } from '../../shared/operations/context';
 import * as machines from '../../shared/operations/machines';
-import { createPolicy } from '../../shared/operations/policies';
 import type { RecoveryStatus } from '../../workflows/failover-api';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
-import { startTestStack, type TestStack } from '../helpers/test-stack';
+import type { TestStack } from '../helpers/test-stack';
+import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const run = promisify(execFile);
 // The CLI of this build, whichever folder it was compiled into.
 const cli = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
+let bed: Testbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let vm: TestMachine;
@@ -34,19 +35,8 @@ async function osr(...args: string[]): Promise<{ code: number; stdout: string; s
 }
 
 before(async () => {
-  stack = await startTestStack();
-  await Promise.all([
-    stack.startWorker('control'),
-    stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server'),
-  ]);
-  ctx = new ControlContext(stack.config);
-  await createPolicy(ctx, {
-    name: 'manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
+  bed = await startTestbed();
+  ({ stack, ctx } = bed);
   vm = await startTestMachine({ sizes: [8 * MiB()] });
   const disk = await vm.disk();
   await disk.write(0, pseudoRandom(MiB(), 5));
@@ -61,9 +51,8 @@ before(async () => {
 });
 
 after(async () => {
-  await ctx?.close();
   await vm?.stop();
-  await stack?.stop();
+  await bed?.stop();
 });
 
 function MiB(): number {

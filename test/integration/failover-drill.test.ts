@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { failoverBlobClient } from '../../activities/applier/recovered-disks';
 import { NbdClient } from '../../activities/qemu/nbd-client';
-import { ControlContext } from '../../shared/operations/context';
+import type { ControlContext } from '../../shared/operations/context';
 import * as failover from '../../shared/operations/failover';
 import * as machines from '../../shared/operations/machines';
 import { createPolicy } from '../../shared/operations/policies';
@@ -17,22 +17,19 @@ import { recoveryStatusQuery, type RecoveryStatus } from '../../workflows/failov
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
-import { startTestStack, type TestStack } from '../helpers/test-stack';
+import type { TestStack } from '../helpers/test-stack';
+import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
 const M = 'drill1';
+let bed: Testbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let vm: TestMachine;
 
 before(async () => {
-  stack = await startTestStack();
-  await Promise.all([
-    stack.startWorker('control'),
-    stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server'),
-  ]);
-  ctx = new ControlContext(stack.config);
+  bed = await startTestbed();
+  ({ stack, ctx } = bed);
   // A point every 2 s: replication is busy while the drill runs.
   await createPolicy(ctx, {
     name: 'busy',
@@ -56,9 +53,8 @@ before(async () => {
 });
 
 after(async () => {
-  await ctx?.close();
   await vm?.stop();
-  await stack?.stop();
+  await bed?.stop();
 });
 
 /** Every recovery point as the catalog has it, and every replica snapshot (blob@snapshot). */

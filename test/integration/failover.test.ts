@@ -8,10 +8,9 @@ import { after, before, test } from 'node:test';
 import { failoverBlobClient } from '../../activities/applier/recovered-disks';
 import { replicaBlobClient } from '../../activities/applier/replica-disk';
 import { checkRecords, RecordWorkload, type RecordLayout } from '../../shared/demo/record-workload';
-import { ControlContext } from '../../shared/operations/context';
+import type { ControlContext } from '../../shared/operations/context';
 import * as failover from '../../shared/operations/failover';
 import * as machines from '../../shared/operations/machines';
-import { createPolicy } from '../../shared/operations/policies';
 import { recoveryDocs, type RecoveredMachine } from '../../shared/recovery-types';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import { CONTAINERS } from '../../shared/storage';
@@ -20,28 +19,17 @@ import { protectWorkflowId, statusQuery } from '../../workflows/protect-machine-
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
-import { startTestStack, type TestStack } from '../helpers/test-stack';
+import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
-let stack: TestStack;
+let bed: Testbed;
 let ctx: ControlContext;
 let vm1: TestMachine;
 let vm2: TestMachine;
 
 before(async () => {
-  stack = await startTestStack();
-  await Promise.all([
-    stack.startWorker('control'),
-    stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server'),
-  ]);
-  ctx = new ControlContext(stack.config);
-  await createPolicy(ctx, {
-    name: 'manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
+  bed = await startTestbed();
+  ctx = bed.ctx;
   [vm1, vm2] = await Promise.all([
     startTestMachine({ sizes: [16 * MiB] }),
     startTestMachine({ sizes: [16 * MiB] }),
@@ -49,10 +37,9 @@ before(async () => {
 });
 
 after(async () => {
-  await ctx?.close();
   await vm1?.stop();
   await vm2?.stop();
-  await stack?.stop();
+  await bed?.stop();
 });
 
 /** The failed-over disks of a job, read back from osr-failover. */
