@@ -2,6 +2,8 @@
 // belongs to no site's data path, and steering a machine's protection during a failover.
 import { createStackProbeActivity } from './common/stack-probe';
 import { cutFinalPoint, endForwardReplication, releaseFailoverLock } from './control/protection-steering';
+import { createPlanFailoverActivities } from './control/plan-failover';
+import { runPlanScript } from './control/plan-script';
 import type { WorkerDeps } from './deps';
 
 export function createControlActivities(deps: WorkerDeps) {
@@ -10,6 +12,9 @@ export function createControlActivities(deps: WorkerDeps) {
     cutFinalPoint: (input: { machine: string }) => cutFinalPoint(deps, input),
     endForwardReplication: (input: { machine: string; job: string }) => endForwardReplication(deps, input),
     releaseFailoverLock: (input: { machine: string; job: string }) => releaseFailoverLock(deps, input),
+    // Recovery plans.
+    runPlanScript,
+    ...createPlanFailoverActivities(deps.config),
   };
 }
 

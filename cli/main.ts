@@ -6,6 +6,7 @@ import { registerDemoCommands } from './commands/demo';
 import { registerExportCommand } from './commands/export';
 import { registerFailoverCommands } from './commands/failover';
 import { registerMachineCommands } from './commands/machines';
+import { registerPlanCommands } from './commands/plan';
 import { registerPolicyCommands } from './commands/policy';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerStackCommands } from './commands/stack';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerMachineCommands(program);
   registerExportCommand(program);
   registerFailoverCommands(program);
+  registerPlanCommands(program);
   registerDemoCommands(program);
   registerServeCommand(program);
   return program;

@@ -4,3 +4,4 @@ export { stackCheck } from './stack-check';
 export { protectMachine } from './protect-machine';
 export { testFailover, cleanupTestFailover } from './test-failover';
 export { failover } from './failover';
+export { recoveryPlan } from './recovery-plan';

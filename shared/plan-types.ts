@@ -1,0 +1,75 @@
+// Recovery plans (vault: plans/<name>.json): named, ordered groups of machines, each group with
+// pre and post actions. Pure types and validation, safe to import from workflow code.
+
+/** A command run by the control worker with OSR_PLAN, OSR_GROUP, OSR_MACHINES, OSR_JOB, OSR_POINTS. */
+export interface ScriptAction {
+  id: string;
+  kind: 'script';
+  command: string;
+  timeoutSeconds: number;
+}
+
+/** The workflow waits for an operator's approval (`osr approve <job> <id>`). */
+export interface ManualAction {
+  id: string;
+  kind: 'manual';
+  instruction: string;
+  timeoutSeconds: number;
+  /** What happens when nobody approves in time: the plan fails, or goes on. */
+  onTimeout: 'fail' | 'continue';
+}
+
+export type PlanAction = ScriptAction | ManualAction;
+
+export interface PlanGroup {
+  name: string;
+  machines: string[];
+  pre: PlanAction[];
+  post: PlanAction[];
+}
+
+export interface RecoveryPlan {
+  name: string;
+  groups: PlanGroup[];
+  createdAt: string;
+}
+
+export const planDoc = (name: string) => `plans/${name}.json`;
+
+const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/**
+ * Every reason the plan cannot run, so the operator fixes them at once. `known`: the protected
+ * machines' names.
+ */
+export function planProblems(plan: RecoveryPlan, known: ReadonlySet<string>): string[] {
+  const problems: string[] = [];
+  if (!NAME.test(plan.name))
+    problems.push(`plan name "${plan.name}" must be lowercase letters, digits and dashes`);
+  if (plan.groups.length === 0) problems.push('a plan needs at least one group');
+  const seenIn = new Map<string, string>();
+  const actionIds = new Set<string>();
+  const groupNames = new Set<string>();
+  for (const group of plan.groups) {
+    if (groupNames.has(group.name)) problems.push(`two groups are named ${group.name}`);
+    groupNames.add(group.name);
+    if (group.machines.length === 0) problems.push(`group ${group.name} has no machine`);
+    for (const m of group.machines) {
+      if (!known.has(m)) problems.push(`group ${group.name}: ${m} is not a protected machine`);
+      const other = seenIn.get(m);
+      if (other !== undefined)
+        problems.push(`${m} is in two groups (${other} and ${group.name}); a machine fails over once`);
+      seenIn.set(m, group.name);
+    }
+    for (const action of [...group.pre, ...group.post]) {
+      if (actionIds.has(action.id)) problems.push(`two actions have the id ${action.id}`);
+      actionIds.add(action.id);
+      if (!(action.timeoutSeconds > 0)) problems.push(`action ${action.id}: the timeout must be positive`);
+      if (action.kind === 'script' && !action.command.trim())
+        problems.push(`action ${action.id}: empty command`);
+      if (action.kind === 'manual' && !['fail', 'continue'].includes(action.onTimeout))
+        problems.push(`action ${action.id}: on timeout must be fail or continue`);
+    }
+  }
+  return problems;
+}
