@@ -341,28 +341,9 @@ let cctx: CCtx | undefined;
 let dctx: DCtx | undefined;
 let scratch: Buffer | undefined;
 
-// Incompressible data (encrypted or already compressed files) costs zstd as much time as text
-// and saves nothing: a 64 KiB probe of four samples spread over the payload decides first.
-const PROBE_SAMPLE_BYTES = 16 * 1024;
-const PROBE_SAMPLES = 4;
-const PROBE_WORTHWHILE = 0.97;
-
-function worthCompressing(payload: Buffer, level: number): boolean {
-  if (payload.length < PROBE_SAMPLE_BYTES * PROBE_SAMPLES * 4) return true;
-  const step = Math.floor((payload.length - PROBE_SAMPLE_BYTES) / (PROBE_SAMPLES - 1));
-  const probe = Buffer.concat(
-    Array.from({ length: PROBE_SAMPLES }, (_, i) =>
-      payload.subarray(i * step, i * step + PROBE_SAMPLE_BYTES),
-    ),
-  );
-  const out = Buffer.allocUnsafe(compressBound(probe.length));
-  return (cctx as CCtx).compress(out, probe, level) < probe.length * PROBE_WORTHWHILE;
-}
-
 function compressIfSmaller(payload: Buffer, level: number): Buffer | undefined {
   if (payload.length === 0) return undefined;
   cctx ??= new CCtx();
-  if (!worthCompressing(payload, level)) return undefined;
   scratch ??= Buffer.allocUnsafeSlow(compressBound(MAX_SEGMENT_RAW_BYTES));
   const written = cctx.compress(scratch, payload, level);
   // The scratch view is consumed (encrypted) before the next call on this thread reuses it.

@@ -205,6 +205,17 @@ describe('segment format', () => {
     assert.equal(stats.payloadBytes, data.length);
   });
 
+  test('a segment mostly incompressible but partly text is still compressed', () => {
+    // Three of the four probe samples land in random data: the text quarter must still be found.
+    const data = Buffer.concat([randomBytes(3 * MiB), compressibleText(1 * MiB)]);
+    const { header, stats } = encodeSegment(
+      input({ extents: [{ offset: 0, length: data.length }], data }),
+      key,
+    );
+    assert.equal(header.compression, 'zstd');
+    assert.ok(stats.payloadBytes < 3.5 * MiB, `payload ${stats.payloadBytes}`);
+  });
+
   test('every single-byte change in header or body is refused', () => {
     const { segment } = encodeSegment(input(mixedSample()), key);
     const headerEnd = 12 + segment.readUInt32BE(8);
