@@ -9,6 +9,19 @@ const execFileAsync = promisify(execFile);
 const START = '<!-- bench:results:start (written by `npm run bench`; edit outside the markers) -->';
 const END = '<!-- bench:results:end -->';
 
+/** A generated part of BENCHMARKS.md: the text between its two markers is rewritten by a run. */
+export interface ReportSection {
+  start: string;
+  end: string;
+}
+
+export const REPLICATION_SECTION: ReportSection = { start: START, end: END };
+export const RECOVERY_SECTION: ReportSection = {
+  start:
+    '<!-- bench:recovery:start (written by `npm run bench` or bench/recovery-time.js; edit outside the markers) -->',
+  end: '<!-- bench:recovery:end -->',
+};
+
 export interface MachineFacts {
   date: string;
   cpu: string;
@@ -106,16 +119,21 @@ ${END}
 `;
 
 /**
- * Replaces the generated part of BENCHMARKS.md (creating the file if needed), formatted as the
+ * Replaces one generated part of BENCHMARKS.md (creating the file, or appending the section's
+ * markers, if needed), formatted as the
  * project's `prettier --check .` expects, so a run never breaks the lint.
  */
-export async function writeBenchmarksFile(file: string, generated: string): Promise<string> {
+export async function writeBenchmarksFile(
+  file: string,
+  generated: string,
+  section: ReportSection = REPLICATION_SECTION,
+): Promise<string> {
   const current = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : TEMPLATE;
-  const at = current.indexOf(START);
-  const end = current.indexOf(END);
-  const base = at >= 0 && end > at ? current : `${current.trimEnd()}\n\n${START}\n${END}\n`;
-  const a = base.indexOf(START) + START.length;
-  const b = base.indexOf(END);
+  const at = current.indexOf(section.start);
+  const end = current.indexOf(section.end);
+  const base = at >= 0 && end > at ? current : `${current.trimEnd()}\n\n${section.start}\n${section.end}\n`;
+  const a = base.indexOf(section.start) + section.start.length;
+  const b = base.indexOf(section.end);
   let text = `${base.slice(0, a)}\n\n${generated.trim()}\n\n${base.slice(b)}`;
   try {
     const prettier = await import('prettier');

@@ -3,6 +3,7 @@
 // Exits non-zero only on errors: a missed target is a result, not a failure.
 import fs from 'node:fs';
 import path from 'node:path';
+import { changePolicy } from '../shared/operations/machines';
 import { createPolicy } from '../shared/operations/policies';
 import { startTestMachine, type TestMachine } from '../test/helpers/qemu-machine';
 import { CpuMeter, formatCpu, type CpuUse } from './cpu';
@@ -24,13 +25,15 @@ import {
   markdownTable,
   mib,
   rate,
+  RECOVERY_SECTION,
   textTable,
   writeBenchmarksFile,
   type Row,
 } from './report';
+import { recoveryMarkdown, recoveryTextTable, recoveryTime, verdict } from './recovery-time';
 import { measureRpo } from './rpo';
 
-/** OSR_BENCH_QUICK=1: a small smoke run of every step (1/16 of the sizes), printed, not written to BENCHMARKS.md. */
+/** OSR_BENCH_QUICK=1: a small smoke run of every step (1/16 of the sizes, a 4-machine plan), printed, not written to BENCHMARKS.md. */
 const QUICK = process.env.OSR_BENCH_QUICK === '1';
 const DISK_BYTES = (QUICK ? 0.25 : 4) * GiB;
 const BIG_DISK_BYTES = 4 * DISK_BYTES;
@@ -221,6 +224,20 @@ async function main(cleanup: Cleanup): Promise<void> {
   );
   say(`  CPU s: ${cpu(rpoCpu)}`);
 
+  // --- 4. recovery time: a plan of 10 machines (4 when quick) in two groups, drill and failover -------
+  // Back to manual points, so the RPO machine's 10 s cycles do not run beside the recovery.
+  await changePolicy(ctx, 'bench4', 'bench-manual');
+  await waitIdle(ctx, 'bench4');
+  const recoveryStart = performance.now();
+  const recovery = await recoveryTime(cleanup, stack, {
+    machines: QUICK ? 4 : 10,
+    meter,
+    cores: facts.cores,
+    say,
+  });
+  const recoverySeconds = secondsSince(recoveryStart);
+  say(`recovery-time section in ${recoverySeconds.toFixed(0)} s`);
+
   // --- results --------------------------------------------------------------------------------
   const sent = small.reduce((a, c) => a + c.sentBytes, 0);
   const reference = small.reduce((a, c) => a + c.referenceBytes, 0);
@@ -277,6 +294,7 @@ async function main(cleanup: Cleanup): Promise<void> {
     },
   ];
   console.log(`\n${textTable(rows)}\n`);
+  console.log(`${recoveryTextTable(recovery)}\n\n${verdict(recovery)}\n`);
 
   const deltaRow = (c: DeltaCycle) =>
     `| ${gib(c.diskBytes)} | ${mib(c.changedBytes)} | ${mib(c.bytesChanged)} | ${mib(c.sentBytes)} | ${mib(c.referenceBytes)} | ${c.seconds.toFixed(2)} s | ${c.phases} |`;
@@ -367,6 +385,14 @@ async function main(cleanup: Cleanup): Promise<void> {
       '',
       details,
     ].join('\n'),
+  );
+  await writeBenchmarksFile(
+    file,
+    recoveryMarkdown(
+      recovery,
+      factsMarkdown(facts, recoverySeconds, `${settings}; recovery-time section of \`npm run bench\``),
+    ),
+    RECOVERY_SECTION,
   );
   say(`results written to ${file}`);
 }
