@@ -29,6 +29,8 @@ export interface QemuSource {
 
 /** Commands run around an app-consistent point (quiesce the application, then thaw). */
 export interface QuiesceHooks {
+  /** Host-side socket of the VM's QEMU guest agent channel; used instead of pre/post when set. */
+  guestAgentSocket?: string;
   pre?: string;
   post?: string;
   timeoutSeconds?: number;

@@ -103,7 +103,9 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
   let wake = false;
   let cyclesThisRun = 0;
   let keepReplica = false;
-  const canQuiesce = Boolean(machine.quiesce?.pre || machine.quiesce?.post);
+  const canQuiesce = Boolean(
+    machine.quiesce?.guestAgentSocket || machine.quiesce?.pre || machine.quiesce?.post,
+  );
   const pointRequests: Array<{ request: PointRequest; done?: RecoveryPoint; failed?: string }> = [];
 
   const nowIso = () => new Date(Date.now()).toISOString();
@@ -219,7 +221,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
         refuseUnless(['initial-sync', 'protected', 'resyncing'], 'take a point of');
         if (request.kind === 'app' && !canQuiesce) {
           throw new Error(
-            `machine ${machine.name} has no quiesce commands, so no app-consistent point can be cut; take a crash-consistent one, or protect it again with --pre/--post`,
+            `machine ${machine.name} has no quiesce commands, so no app-consistent point can be cut; take a crash-consistent one, or protect it again with --guest-agent or --pre/--post`,
           );
         }
         if (request.kind !== 'crash' && request.kind !== 'app')

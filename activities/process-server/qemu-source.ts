@@ -1,18 +1,12 @@
 // The process server's view of a QEMU machine: its disks, change tracking, and frozen points in
 // time, through the CBT connector over QMP. Each call opens QMP and closes it again: a process
 // server holds no connection to a machine between activities.
-import { exec } from 'node:child_process';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type {
-  FrozenDisk,
-  FrozenPoint,
-  ProtectedMachine,
-  QuiesceHooks,
-  TransferMode,
-} from '../../shared/replication-types';
+import type { FrozenDisk, FrozenPoint, ProtectedMachine, TransferMode } from '../../shared/replication-types';
 import { CbtConnector, bitmapGeneration, type ProtectedDisk } from '../qemu/cbt-connector';
 import { QmpClient } from '../qemu/qmp-client';
+import { withQuiesce } from './quiesce';
 
 export interface SourceDeps {
   /** Folder for fleecing overlays and point-in-time manifests, per machine below it. */
@@ -197,48 +191,5 @@ export async function disableTracking(deps: SourceDeps, machine: ProtectedMachin
           await qmp.execute('block-dirty-bitmap-remove', { node: disk.node, name: b.name });
       }
     }
-  });
-}
-
-/** Runs the machine's pre command, then `freeze`, then the post command (always). */
-async function withQuiesce<T>(
-  hooks: QuiesceHooks | undefined,
-  machine: string,
-  freeze: () => Promise<T>,
-): Promise<T> {
-  if (!hooks?.pre && !hooks?.post) return freeze();
-  const timeout = (hooks.timeoutSeconds ?? 60) * 1000;
-  const env = { ...process.env, OSR_MACHINE: machine, OSR_POINT_KIND: 'app' };
-  try {
-    if (hooks.pre) {
-      try {
-        await run(hooks.pre, env, timeout, `pre-quiesce command of ${machine}`);
-      } catch (err) {
-        // Retrying a failing quiesce only delays the point: the workflow cuts a crash-consistent one.
-        throw ApplicationFailure.create({
-          type: 'QuiesceFailed',
-          nonRetryable: true,
-          message: (err as Error).message,
-        });
-      }
-    }
-    return await freeze();
-  } finally {
-    // Thaw even when the quiesce or the freeze failed: a half-quiesced application must not stay so.
-    if (hooks.post) await run(hooks.post, env, timeout, `post-quiesce (thaw) command of ${machine}`);
-  }
-}
-
-function run(command: string, env: NodeJS.ProcessEnv, timeout: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    exec(command, { env, timeout }, (err, _stdout, stderr) => {
-      if (err)
-        reject(
-          new Error(
-            `${what} failed (${err.killed ? `timed out after ${timeout} ms` : `exit ${String(err.code)}`}): ${stderr.trim().slice(0, 500)}`,
-          ),
-        );
-      else resolve();
-    });
   });
 }

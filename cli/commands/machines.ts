@@ -65,6 +65,10 @@ export function registerMachineCommands(program: Command): void {
     )
     .option('--disks <nodes>', 'comma-separated block node names to protect (default: every top-level disk)')
     .option('--policy <name>', 'replication policy', 'default')
+    .option(
+      '--guest-agent <socket>',
+      "host-side socket of the VM's QEMU guest agent: app-consistent points freeze its filesystems",
+    )
     .option('--pre <command>', 'command that quiesces the application before an app-consistent point')
     .option('--post <command>', 'command that thaws it afterwards')
     .option('--json', 'print JSON')
@@ -76,6 +80,7 @@ export function registerMachineCommands(program: Command): void {
           nbd?: string;
           disks?: string;
           policy: string;
+          guestAgent?: string;
           pre?: string;
           post?: string;
           json?: boolean;
@@ -91,7 +96,14 @@ export function registerMachineCommands(program: Command): void {
               .map((d) => d.trim())
               .filter(Boolean),
             policy: o.policy,
-            quiesce: o.pre || o.post ? { pre: o.pre, post: o.post } : undefined,
+            quiesce:
+              o.guestAgent || o.pre || o.post
+                ? {
+                    guestAgentSocket: o.guestAgent ? path.resolve(o.guestAgent) : undefined,
+                    pre: o.pre,
+                    post: o.post,
+                  }
+                : undefined,
           }),
         );
         if (o.json) printJson(result);
