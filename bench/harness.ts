@@ -9,7 +9,7 @@ import path from 'node:path';
 import { loadConfig, type OsrConfig } from '../shared/config';
 import { ControlContext } from '../shared/operations/context';
 import { startAzurite } from '../shared/stack/azurite';
-import { spawnManaged, stopPid, type RunningProcess } from '../shared/stack/managed-process';
+import { spawnManaged, stopPid, type RunningProcess, waitForLogLine } from '../shared/stack/managed-process';
 import { freePort } from '../shared/stack/ports';
 import type { WorkerRole } from '../shared/stack/stack';
 import { startTemporalDevServer } from '../temporal-dev/dev-server';
@@ -67,24 +67,6 @@ export interface BenchStack {
   pids: Record<string, number>;
 }
 
-async function waitForLog(
-  file: string,
-  needle: string,
-  exited: Promise<unknown>,
-  timeoutMs = 60_000,
-): Promise<void> {
-  let done: unknown;
-  void exited.then((c) => (done = c));
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes(needle)) return;
-    if (done !== undefined)
-      throw new Error(`worker exited (${String(done)}): ${fs.readFileSync(file, 'utf8').slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for "${needle}" in ${file}`);
-}
-
 export async function startBenchStack(cleanup: Cleanup, workDir: string): Promise<BenchStack> {
   const stateDir = path.join(workDir, 'state');
   const logs = path.join(stateDir, 'logs');
@@ -138,7 +120,7 @@ export async function startBenchStack(cleanup: Cleanup, workDir: string): Promis
     });
     // A worker draining a long activity is not worth waiting for at the end: 5 s, then SIGKILL.
     cleanup.add(`stop ${role} worker`, async () => void (await stopPid(proc.pid, 5_000)));
-    await waitForLog(logFile, 'worker polling', proc.exited);
+    await waitForLogLine(logFile, 'worker polling', proc.exited, 60_000);
     return proc;
   };
   const roles: WorkerRole[] = ['control', 'cloud-applier', 'process-server'];

@@ -91,3 +91,32 @@ export async function stopPid(pid: number, graceMs = 10_000): Promise<'stopped' 
   while (isAlive(pid)) await sleep(50);
   return 'killed';
 }
+
+/** Resolves when `needle` appears in the process's log; fails with the log's tail if it exits first. */
+export function waitForLogLine(
+  file: string,
+  needle: string,
+  exited: Promise<unknown>,
+  timeoutMs: number,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let exitedWith: unknown;
+    void exited.then((code) => (exitedWith = code));
+    const deadline = Date.now() + timeoutMs;
+    const timer = setInterval(() => {
+      const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+      if (text.includes(needle)) {
+        clearInterval(timer);
+        resolve();
+      } else if (exitedWith !== undefined || Date.now() > deadline) {
+        clearInterval(timer);
+        const tail = text.trim().split('\n').slice(-5).join('\n');
+        reject(
+          new Error(
+            `${path.basename(file, '.log')} did not start (${exitedWith !== undefined ? `exited ${String(exitedWith)}` : 'timed out'}); last lines of ${file}:\n${tail}`,
+          ),
+        );
+      }
+    }, 100);
+  });
+}

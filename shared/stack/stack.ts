@@ -10,7 +10,7 @@ import { isEmbeddedTemporal, temporalAddress } from '../temporal-connection';
 import { startTemporalDevServer } from '../../temporal-dev/dev-server';
 import { stopDemoMachines } from '../demo/demo-machine';
 import { startAzurite } from './azurite';
-import { isAlive, readPidFile, spawnManaged, stopPid } from './managed-process';
+import { isAlive, readPidFile, spawnManaged, stopPid, waitForLogLine } from './managed-process';
 import { isPortFree, isPortOpen } from './ports';
 
 export const WORKER_ROLES = ['control', 'process-server', 'cloud-applier', 'master-target'] as const;
@@ -43,34 +43,6 @@ async function ensurePortFree(port: number, what: string, configKey: string, env
       `Port ${port} (${what}) is taken by another process. Fix: stop that process (\`ss -ltnp 'sport = :${port}'\` shows it), or set ${configKey} in osr.config.json / ${envName} to a free port.`,
     );
   }
-}
-
-function waitForLogLine(
-  file: string,
-  needle: string,
-  exited: Promise<unknown>,
-  timeoutMs: number,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let exitedWith: unknown;
-    void exited.then((code) => (exitedWith = code));
-    const deadline = Date.now() + timeoutMs;
-    const timer = setInterval(() => {
-      const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
-      if (text.includes(needle)) {
-        clearInterval(timer);
-        resolve();
-      } else if (exitedWith !== undefined || Date.now() > deadline) {
-        clearInterval(timer);
-        const tail = text.trim().split('\n').slice(-5).join('\n');
-        reject(
-          new Error(
-            `${path.basename(file, '.log')} did not start (${exitedWith !== undefined ? `exited ${String(exitedWith)}` : 'timed out'}); last lines of ${file}:\n${tail}`,
-          ),
-        );
-      }
-    }, 200);
-  });
 }
 
 export interface StackUpOptions {

@@ -7,7 +7,12 @@ import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { loadConfig, type OsrConfig } from '../../shared/config';
 import { startAzurite } from '../../shared/stack/azurite';
-import { spawnManaged, stopPid, type RunningProcess } from '../../shared/stack/managed-process';
+import {
+  spawnManaged,
+  stopPid,
+  type RunningProcess,
+  waitForLogLine,
+} from '../../shared/stack/managed-process';
 import { freePort } from '../../shared/stack/ports';
 import type { WorkerRole } from '../../shared/stack/stack';
 import { connectClient } from '../../shared/temporal-client';
@@ -26,24 +31,6 @@ export interface TestStack {
   /** kill -9, as a crash would. */
   killWorker(role: WorkerRole): Promise<void>;
   stop(): Promise<void>;
-}
-
-async function waitForLog(
-  file: string,
-  needle: string,
-  exited: Promise<unknown>,
-  timeoutMs = 60_000,
-): Promise<void> {
-  let done: unknown;
-  void exited.then((c) => (done = c));
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes(needle)) return;
-    if (done !== undefined)
-      throw new Error(`worker exited (${String(done)}): ${fs.readFileSync(file, 'utf8').slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for "${needle}" in ${file}`);
 }
 
 export async function startTestStack(options: { extraEnv?: NodeJS.ProcessEnv } = {}): Promise<TestStack> {
@@ -91,7 +78,7 @@ export async function startTestStack(options: { extraEnv?: NodeJS.ProcessEnv } =
         env: { ...env, ...extraEnv },
       });
       workers.set(role, proc);
-      await waitForLog(logFile, 'worker polling', proc.exited);
+      await waitForLogLine(logFile, 'worker polling', proc.exited, 60_000);
       return proc;
     },
     async killWorker(role) {
