@@ -2,7 +2,6 @@
 // failover (unplanned or planned), commit, change of recovery point, job status, and the
 // per-machine recovery settings (boot check, materialization).
 import {
-  WorkflowFailedError,
   WorkflowIdConflictPolicy,
   WorkflowIdReusePolicy,
   WorkflowNotFoundError,
@@ -26,6 +25,7 @@ import {
   type RecoveryJobKind,
   type RecoveryStatus,
 } from '../../workflows/failover-api';
+import { jobResult, untilState } from './job-results';
 import { OperationError, type ControlContext } from './context';
 import { resolvePoint } from './machines';
 
@@ -114,7 +114,7 @@ export async function startTestFailover(
   });
   const ref: JobRef = { job, workflowId, machine: name, kind: 'drill', pointId: point.id };
   if (options.wait === false) return { ref };
-  return { ref, status: await resultOf(handle) };
+  return { ref, status: await jobResult<RecoveryStatus>(handle) };
 }
 
 /**
@@ -160,7 +160,7 @@ export async function cleanupTestFailover(
       memo: { summary: `Cleanup of drill ${drill.job} of ${drill.machine}` },
     });
     const ref: JobRef = { job, workflowId, machine: drill.machine, kind: 'drill-cleanup' };
-    out.push(options.wait === false ? { ref } : { ref, status: await resultOf(handle) });
+    out.push(options.wait === false ? { ref } : { ref, status: await jobResult<RecoveryStatus>(handle) });
   }
   return out;
 }
@@ -211,7 +211,7 @@ export async function startFailover(
   }
   const ref: JobRef = { job, workflowId, machine: name, kind: 'failover', pointId: point?.id };
   if (options.wait === false) return { ref };
-  return { ref, status: await untilFailedOver(handle) };
+  return { ref, status: await untilState(handle, recoveryStatusQuery, ['failed-over', 'committed']) };
 }
 
 async function takeFailoverLock(ctx: ControlContext, lock: FailoverLock): Promise<void> {
@@ -355,30 +355,6 @@ async function listJobs(ctx: ControlContext): Promise<JobSummary[]> {
     if (out.length >= 50) break;
   }
   return out.sort((a, b) => b.startTime.localeCompare(a.startTime));
-}
-
-async function resultOf(handle: WorkflowHandle): Promise<RecoveryStatus> {
-  try {
-    return (await handle.result()) as RecoveryStatus;
-  } catch (err) {
-    if (err instanceof WorkflowFailedError)
-      throw new OperationError(
-        `${handle.workflowId} failed: ${err.cause?.message ?? err.message}`,
-        'conflict',
-      );
-    throw err;
-  }
-}
-
-/** Polls the status until the machine is failed over (or the job failed). */
-async function untilFailedOver(handle: WorkflowHandle): Promise<RecoveryStatus> {
-  for (;;) {
-    const status = await handle.query(recoveryStatusQuery).catch(() => undefined);
-    if (status?.state === 'failed-over' || status?.state === 'committed') return status;
-    const description = await handle.describe();
-    if (description.status.name !== 'RUNNING') return resultOf(handle);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 async function updateOf(call: () => Promise<RecoveryStatus>): Promise<RecoveryStatus> {

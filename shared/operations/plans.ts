@@ -2,12 +2,7 @@
 // plans; start a plan's test failover, cleanup or failover; commit it; approve manual actions;
 // follow a plan job. Each job is one recoveryPlan workflow, `plan/<plan>/<operation>/<job>`,
 // recorded in the vault (plan-jobs/<job>.json) so a job id finds its workflow at once.
-import {
-  WorkflowFailedError,
-  WorkflowIdConflictPolicy,
-  WorkflowNotFoundError,
-  type WorkflowHandle,
-} from '@temporalio/client';
+import { WorkflowIdConflictPolicy, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import { planDoc, planProblems, type PlanAction, type PlanGroup, type RecoveryPlan } from '../plan-types';
 import { recoveryDocs, type FailoverLock } from '../recovery-types';
 import { OSR_JOB_KIND, OSR_PLAN, OSR_STATE } from '../search-attributes';
@@ -23,6 +18,7 @@ import {
   type PlanOperation,
   type PlanStatus,
 } from '../../workflows/recovery-plan-api';
+import { jobResult, untilState } from './job-results';
 import { OperationError, type ControlContext } from './context';
 import { getRecoverySettings } from './failover';
 import { resolvePoint } from './machines';
@@ -179,8 +175,8 @@ export async function startPlan(
   }
   await ctx.vault.write(jobDoc(job), ref, '*');
   if (options.wait === false) return { ref };
-  if (operation !== 'failover') return { ref, status: await resultOf(handle) };
-  return { ref, status: await untilFailedOver(handle) };
+  if (operation !== 'failover') return { ref, status: await jobResult<PlanStatus>(handle) };
+  return { ref, status: await untilState(handle, planStatusQuery, ['failed-over', 'committed']) };
 }
 
 /** The drill a cleanup removes: the one given, or the plan's newest. */
@@ -293,28 +289,6 @@ async function assertRunning(handle: WorkflowHandle, what: string): Promise<void
       .then((s) => s.state)
       .catch(() => description.status.name.toLowerCase());
     throw new OperationError(`plan job ${handle.workflowId} has ended (${state}): ${what}`, 'conflict');
-  }
-}
-
-async function resultOf(handle: WorkflowHandle): Promise<PlanStatus> {
-  try {
-    return (await handle.result()) as PlanStatus;
-  } catch (err) {
-    if (err instanceof WorkflowFailedError)
-      throw new OperationError(
-        `${handle.workflowId} failed: ${err.cause?.message ?? err.message}`,
-        'conflict',
-      );
-    throw err;
-  }
-}
-
-async function untilFailedOver(handle: WorkflowHandle): Promise<PlanStatus> {
-  for (;;) {
-    const status = await handle.query(planStatusQuery).catch(() => undefined);
-    if (status?.state === 'failed-over' || status?.state === 'committed') return status;
-    if ((await handle.describe()).status.name !== 'RUNNING') return resultOf(handle);
-    await new Promise((r) => setTimeout(r, 250));
   }
 }
 
