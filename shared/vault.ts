@@ -4,7 +4,9 @@
 // with a VaultConflictError instead of overwriting someone else's change.
 import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
-import type { ProtectedMachine, RecoveryPoint, ReplicationPolicy } from './replication-types';
+import type { PointKind, ProtectedMachine, RecoveryPoint, ReplicationPolicy } from './replication-types';
+
+export type PointSummary = Pick<RecoveryPoint, 'id' | 'instant' | 'kind' | 'cycle'>;
 import { CONTAINERS } from './storage';
 
 export class VaultConflictError extends Error {
@@ -45,13 +47,14 @@ export class Vault {
    * Writes a document. `etag` undefined: create only (fails if it exists); a string: replace only
    * that version; '*': create or replace unconditionally.
    */
-  async write<T>(name: string, value: T, etag?: string): Promise<string> {
+  async write<T>(name: string, value: T, etag?: string, metadata?: Record<string, string>): Promise<string> {
     await this.ensure();
     const body = JSON.stringify(value, null, 2);
     const conditions = etag === undefined ? { ifNoneMatch: '*' } : etag === '*' ? {} : { ifMatch: etag };
     try {
       const res = await this.container.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), {
         conditions,
+        metadata,
         blobHTTPHeaders: { blobContentType: 'application/json' },
       });
       return res.etag ?? '';
@@ -111,6 +114,42 @@ export class Vault {
   async machine(name: string): Promise<ProtectedMachine | undefined> {
     return (await this.read<ProtectedMachine>(Vault.machineDoc(name)))?.value;
   }
+  /**
+   * Id, instant, kind and cycle of a machine's points from one listing (they are kept as blob
+   * metadata by writePoint), without reading each document: retention runs every cycle.
+   */
+  async pointSummaries(machine: string): Promise<PointSummary[]> {
+    await this.ensure();
+    const out: PointSummary[] = [];
+    for await (const blob of this.container.listBlobsFlat({
+      prefix: `points/${machine}/`,
+      includeMetadata: true,
+    })) {
+      const m = blob.metadata ?? {};
+      if (m.osrinstant && m.osrkind && m.osrcycle) {
+        out.push({
+          id: blob.name.slice(`points/${machine}/`.length, -'.json'.length),
+          instant: m.osrinstant,
+          kind: m.osrkind as PointKind,
+          cycle: Number(m.osrcycle),
+        });
+      } else {
+        const doc = (await this.read<RecoveryPoint>(blob.name))?.value;
+        if (doc) out.push({ id: doc.id, instant: doc.instant, kind: doc.kind, cycle: doc.cycle });
+      }
+    }
+    return out;
+  }
+
+  /** Records a point (create only), with its summary as metadata for pointSummaries. */
+  writePoint(point: RecoveryPoint): Promise<string> {
+    return this.write(Vault.pointDoc(point.machine, point.id), point, undefined, {
+      osrinstant: point.instant,
+      osrkind: point.kind,
+      osrcycle: String(point.cycle),
+    });
+  }
+
   /** A machine's recovery points, oldest first. */
   async points(machine: string): Promise<RecoveryPoint[]> {
     const points = await this.list<RecoveryPoint>(`points/${machine}/`);

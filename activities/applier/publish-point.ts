@@ -75,7 +75,7 @@ export async function publishPoint(
     createdAt: new Date().toISOString(),
   };
   try {
-    await deps.vault.write(doc, point);
+    await deps.vault.writePoint(point);
     return point;
   } catch (err) {
     if (!(err instanceof VaultConflictError)) throw err;

@@ -9,7 +9,7 @@
 // stopped keeps its last image), and neither is a pinned one (e.g. used by a running failover).
 // A point whose instant cannot be read is kept: nothing is deleted on a guess.
 import type { RecoveryPoint, ReplicationPolicy } from '../../shared/replication-types';
-import { Vault } from '../../shared/vault';
+import { Vault, type PointSummary } from '../../shared/vault';
 import type { ApplierDeps } from './replica-disk';
 import { forEachLimited, isNotFound, replicaBlobClient } from './replica-disk';
 
@@ -24,12 +24,12 @@ export interface PruneOptions {
 }
 
 /** The points the policy drops at `now`, oldest first. Pure. */
-export function pointsToPrune(
-  points: readonly RecoveryPoint[],
+export function pointsToPrune<P extends PointSummary>(
+  points: readonly P[],
   policy: RetentionPolicy,
   now: Date,
   options: PruneOptions = {},
-): RecoveryPoint[] {
+): P[] {
   const nowMs = now.getTime();
   if (Number.isNaN(nowMs)) throw new RangeError('pointsToPrune: now is not a valid date');
   const keepAllMs = policy.keepAllMinutes * MINUTE_MS;
@@ -41,18 +41,18 @@ export function pointsToPrune(
     .filter((p) => !Number.isNaN(p.at))
     .sort((a, b) => a.at - b.at || a.point.cycle - b.point.cycle);
 
-  const keep = new Set<RecoveryPoint>();
+  const keep = new Set<P>();
   const newest = dated[dated.length - 1];
   if (newest) keep.add(newest.point);
   // Newest point, and newest app-consistent point, of each clock hour (later entries overwrite).
-  const newestOfHour = new Map<number, RecoveryPoint>();
-  const newestAppOfHour = new Map<number, RecoveryPoint>();
+  const newestOfHour = new Map<number, P>();
+  const newestAppOfHour = new Map<number, P>();
   for (const { point, at } of dated) {
     const hour = Math.floor(at / HOUR_MS);
     newestOfHour.set(hour, point);
     if (point.kind === 'app') newestAppOfHour.set(hour, point);
   }
-  const drop: RecoveryPoint[] = [];
+  const drop: P[] = [];
   for (const { point, at } of dated) {
     if (keep.has(point) || pinned.has(point.id)) continue;
     const age = nowMs - at;
@@ -84,10 +84,13 @@ export async function pruneRetention(
   input: PruneRetentionInput,
 ): Promise<string[]> {
   const now = typeof input.now === 'string' ? new Date(input.now) : input.now;
-  const points = await deps.vault.points(input.machine);
-  const drop = pointsToPrune(points, input.policy, now, { pinned: input.pinned });
+  const summaries = await deps.vault.pointSummaries(input.machine);
+  const drop = pointsToPrune(summaries, input.policy, now, { pinned: input.pinned });
   const dropped: string[] = [];
-  for (const point of drop) {
+  for (const summary of drop) {
+    // Only a dropped point's document is read: its disks name the snapshots to delete.
+    const point = (await deps.vault.read<RecoveryPoint>(Vault.pointDoc(input.machine, summary.id)))?.value;
+    if (!point) continue;
     await forEachLimited(point.disks, 4, async (disk) => {
       try {
         await replicaBlobClient(deps.blobService, disk.blob).withSnapshot(disk.snapshot).deleteIfExists();
