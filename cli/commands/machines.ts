@@ -1,6 +1,7 @@
 // Protecting machines: `osr protect|status|points|point|resync|pause|resume|unprotect|set-policy`.
 import path from 'node:path';
 import type { Command } from 'commander';
+import type { ControlContext } from '../../shared/operations/context';
 import * as machines from '../../shared/operations/machines';
 import type { MachineStatus } from '../../workflows/protect-machine-api';
 import { withContext } from '../context';
@@ -187,13 +188,7 @@ export function registerMachineCommands(program: Command): void {
       else process.stdout.write(`recovery point ${point.id} (${point.kind}) at ${point.instant}\n`);
     });
 
-  const simple: Array<
-    [
-      string,
-      string,
-      (ctx: Parameters<Parameters<typeof withContext>[0]>[0], name: string) => Promise<MachineStatus>,
-    ]
-  > = [
+  const simple: Array<[string, string, (ctx: ControlContext, name: string) => Promise<MachineStatus>]> = [
     [
       'resync',
       'compare block checksums of source and replica and send only the differences',

@@ -167,23 +167,22 @@ export async function stackStatus(config: OsrConfig): Promise<ComponentStatus[]>
   return out;
 }
 
-/** Stops workers first (they drain), then Azurite and Temporal. Leaves no process behind. */
+async function stopComponent(
+  config: OsrConfig,
+  name: string,
+  onProgress: (m: string) => void,
+): Promise<void> {
+  const pid = readPidFile(pidFile(config, name));
+  if (pid !== undefined) onProgress(`${name}: ${await stopPid(pid, 15_000)}`);
+  fs.rmSync(pidFile(config, name), { force: true });
+}
+
+/** Stops workers first (they drain), then demo machines, Azurite and Temporal. Leaves no process behind. */
 export async function stackDown(
   config: OsrConfig,
   onProgress: (m: string) => void = () => undefined,
 ): Promise<void> {
-  const order = [...WORKER_ROLES, 'azurite', 'temporal'];
-  await Promise.all(
-    WORKER_ROLES.map(async (name) => {
-      const pid = readPidFile(pidFile(config, name));
-      if (pid !== undefined) onProgress(`${name}: ${await stopPid(pid, 15_000)}`);
-      fs.rmSync(pidFile(config, name), { force: true });
-    }),
-  );
+  await Promise.all(WORKER_ROLES.map((role) => stopComponent(config, role, onProgress)));
   for (const name of await stopDemoMachines(config)) onProgress(`demo machine ${name}: stopped`);
-  for (const name of order.slice(WORKER_ROLES.length)) {
-    const pid = readPidFile(pidFile(config, name));
-    if (pid !== undefined) onProgress(`${name}: ${await stopPid(pid, 15_000)}`);
-    fs.rmSync(pidFile(config, name), { force: true });
-  }
+  for (const name of ['azurite', 'temporal']) await stopComponent(config, name, onProgress);
 }
