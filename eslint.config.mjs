@@ -51,7 +51,7 @@ const workflowForbidden = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.osr/**', 'bin/**'] },
+  { ignores: ['dist/**', 'dist-*/**', 'node_modules/**', '.osr/**', 'bin/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
