@@ -8,6 +8,9 @@ need_pkgs=()
 command -v qemu-storage-daemon >/dev/null || need_pkgs+=(qemu-system-common)
 command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
 command -v nbdinfo >/dev/null || need_pkgs+=(libnbd-bin)
+# A real VM for the tests (QMP stop/cont, a guest writing through virtio-blk), and what builds its initramfs.
+command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
+command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v g++ >/dev/null || need_pkgs+=(g++)
 command -v make >/dev/null || need_pkgs+=(make)
 if [ "${OSR_SETUP_BENCH:-}" = 1 ]; then command -v rclone >/dev/null || need_pkgs+=(rclone); fi
@@ -47,5 +50,7 @@ if [ ! -f node_modules/zstd-napi/build/Release/binding.node ]; then
 fi
 
 bash temporal-dev/build.sh
+# The tests' tiny guest: Debian's kernel and busybox, fetched with apt-get download (cached).
+bash scripts/build-test-guest.sh
 npm run --silent build
 echo "setup: done"
