@@ -3,6 +3,8 @@
 import { createStackProbeActivity } from './common/stack-probe';
 import { cutFinalPoint, endForwardReplication, releaseFailoverLock } from './control/protection-steering';
 import { createPlanFailoverActivities } from './control/plan-failover';
+import { membersOf, publishGroupPoint } from './control/group-points';
+import type { GroupPoint } from '../shared/group-types';
 import { runPlanScript } from './control/plan-script';
 import type { WorkerDeps } from './deps';
 
@@ -12,6 +14,9 @@ export function createControlActivities(deps: WorkerDeps) {
     cutFinalPoint: (input: { machine: string }) => cutFinalPoint(deps, input),
     endForwardReplication: (input: { machine: string; job: string }) => endForwardReplication(deps, input),
     releaseFailoverLock: (input: { machine: string; job: string }) => releaseFailoverLock(deps, input),
+    // Consistency groups.
+    membersOf: (input: { machines: string[] }) => membersOf(deps, input.machines),
+    publishGroupPoint: (point: GroupPoint) => publishGroupPoint(deps, point),
     // Recovery plans.
     runPlanScript,
     ...createPlanFailoverActivities(deps.config),

@@ -9,6 +9,8 @@ import type { DataPathDeps } from './deps';
 import { transferDisk, type TransferDiskInput, type TransferSlice } from './process-server/transfer-disk';
 import * as source from './process-server/qemu-source';
 import { stopSourceWrites } from './process-server/stop-writes';
+import { barrierMethod, holdWrites, releaseWrites } from './process-server/write-barrier';
+import type { HeldMachine } from '../shared/group-types';
 
 export function createProcessServerActivities(deps: DataPathDeps) {
   const sourceDeps = { workRoot: path.join(statePaths(deps.config).machines) };
@@ -27,6 +29,14 @@ export function createProcessServerActivities(deps: DataPathDeps) {
 
     disableTracking: (input: { machine: ProtectedMachine }) =>
       source.disableTracking(sourceDeps, input.machine),
+
+    /** Consistency groups: can this machine's writes be held? (Fails, non-retryable, saying why not.) */
+    checkWriteBarrier: async (input: { machine: ProtectedMachine }) => ({
+      method: await barrierMethod(input.machine),
+    }),
+    holdWrites: (input: { machines: ProtectedMachine[] }) => holdWrites(input.machines),
+    releaseWrites: (input: { machines: ProtectedMachine[]; held: HeldMachine[] }) =>
+      releaseWrites(input.machines, input.held),
 
     /** Before a planned failover: no more writes at the source. */
     stopSourceWrites: (input: { machine: ProtectedMachine }) => stopSourceWrites(input.machine),

@@ -4,8 +4,22 @@ import { WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/c
 import { OperationError, type ControlContext } from '../shared/operations/context';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 
+/** Where a job's progress is followed. */
+export function jobLocation(workflowId: string): string {
+  return `/v1/jobs/${encodeURIComponent(workflowId)}`;
+}
+
 /** Every job kind OSR starts (protectMachine and the recovery workflows). */
-export const JOB_KINDS = ['protect', 'drill', 'drill-cleanup', 'failover'] as const;
+export const JOB_KINDS = [
+  'protect',
+  'drill',
+  'drill-cleanup',
+  'failover',
+  'plan-test-failover',
+  'plan-cleanup',
+  'plan-failover',
+  'group',
+] as const;
 const MACHINE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const MAX_JOBS = 200;
 

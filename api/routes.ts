@@ -15,16 +15,13 @@ import {
   optionalString,
   requiredString,
 } from './body';
-import { jobStatus, listRunningJobs } from './jobs';
+import { jobLocation, jobStatus, listRunningJobs } from './jobs';
+import { planAndGroupRoutes } from './plan-group-routes';
 import { openApiDocument } from './openapi';
 import type { ApiRequest, ApiResponse, Route } from './router';
 
 const POINT_FIX = 'use "latest", "latest-app", a point id, or an ISO time';
 const ok = (body: unknown): ApiResponse => ({ status: 200, body });
-
-export function jobLocation(workflowId: string): string {
-  return `/v1/jobs/${encodeURIComponent(workflowId)}`;
-}
 
 function accepted(ref: failover.JobRef): ApiResponse {
   const location = jobLocation(ref.workflowId);
@@ -221,4 +218,5 @@ export const routes: Route[] = [
     auth: true,
     handler: async (req) => ok(await jobStatus(req.ctx, req.params.workflowId as string)),
   },
+  ...planAndGroupRoutes,
 ];

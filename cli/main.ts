@@ -5,6 +5,7 @@ import { PolicyError } from '../shared/policy';
 import { registerDemoCommands } from './commands/demo';
 import { registerExportCommand } from './commands/export';
 import { registerFailoverCommands } from './commands/failover';
+import { registerGroupCommands } from './commands/group';
 import { registerMachineCommands } from './commands/machines';
 import { registerPlanCommands } from './commands/plan';
 import { registerPolicyCommands } from './commands/policy';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerExportCommand(program);
   registerFailoverCommands(program);
   registerPlanCommands(program);
+  registerGroupCommands(program);
   registerDemoCommands(program);
   registerServeCommand(program);
   return program;

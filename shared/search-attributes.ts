@@ -6,6 +6,7 @@ export const OSR_MACHINE = defineSearchAttributeKey('OsrMachine', SearchAttribut
 export const OSR_STATE = defineSearchAttributeKey('OsrState', SearchAttributeType.KEYWORD);
 export const OSR_JOB_KIND = defineSearchAttributeKey('OsrJobKind', SearchAttributeType.KEYWORD);
 export const OSR_PLAN = defineSearchAttributeKey('OsrPlan', SearchAttributeType.KEYWORD);
+export const OSR_GROUP = defineSearchAttributeKey('OsrGroup', SearchAttributeType.KEYWORD);
 export const OSR_RPO_SECONDS = defineSearchAttributeKey('OsrRpoSeconds', SearchAttributeType.INT);
 export const OSR_LAST_POINT = defineSearchAttributeKey('OsrLastPoint', SearchAttributeType.DATETIME);
 export const OSR_SYNC_PERCENT = defineSearchAttributeKey('OsrSyncPercent', SearchAttributeType.INT);
@@ -16,6 +17,7 @@ export const SEARCH_ATTRIBUTE_DEFINITIONS: Record<string, string> = {
   OsrState: 'Keyword',
   OsrJobKind: 'Keyword',
   OsrPlan: 'Keyword',
+  OsrGroup: 'Keyword',
   OsrRpoSeconds: 'Int',
   OsrLastPoint: 'Datetime',
   OsrSyncPercent: 'Int',

@@ -5,3 +5,4 @@ export { protectMachine } from './protect-machine';
 export { testFailover, cleanupTestFailover } from './test-failover';
 export { failover } from './failover';
 export { recoveryPlan } from './recovery-plan';
+export { consistencyGroup } from './consistency-group';

@@ -67,6 +67,7 @@ export interface MachineStatus {
   rpoSeconds?: number;
   alerts: Alert[];
   stats: { cycles: number; failedCycles: number; bytesSent: number; bytesChanged: number };
+  group?: string;
 }
 
 /** State carried across continueAsNew; also the workflow's whole memory. */
@@ -83,6 +84,8 @@ export interface ProtectState {
   alerts: Alert[];
   alertSeq: number;
   stats: MachineStatus['stats'];
+  /** The consistency group this machine belongs to: the group, not the policy, times its points. */
+  group?: string;
 }
 
 export interface ProtectInput {

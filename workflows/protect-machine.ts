@@ -9,6 +9,7 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  getExternalWorkflowHandle,
   log,
   proxyActivities,
   setHandler,
@@ -24,6 +25,7 @@ import type {
   RecoveryPoint,
   TransferMode,
 } from '../shared/replication-types';
+import { groupPointTag } from '../shared/group-types';
 import { OSR_LAST_POINT, OSR_RPO_SECONDS, OSR_STATE, OSR_SYNC_PERCENT } from '../shared/search-attributes';
 import { CLOUD_APPLIER_TASK_QUEUE, processServerQueue } from '../shared/task-queues';
 import {
@@ -42,6 +44,20 @@ import {
   type ProtectState,
   type SyncProgress,
 } from './protect-machine-api';
+import {
+  cutDecisionSignal,
+  groupCutSignal,
+  memberReportSignal,
+  setGroupSignal,
+  type GroupCut,
+  type MemberReport,
+} from './consistency-group-api';
+
+/** A group cut in progress on this member, and how to tell the group how it went. */
+interface GroupCycle {
+  cut: GroupCut;
+  report(r: Omit<MemberReport, 'cut' | 'machine'>): Promise<void>;
+}
 
 /** Segments per transfer activity call: progress shows after each slice. */
 const SLICE_SEGMENTS = 64;
@@ -53,6 +69,8 @@ const MAX_ALERTS = 50;
 const CYCLES_PER_RUN = 100;
 /** Events per run before continueAsNew, whatever the cycle count (timers while paused add up). */
 const MAX_HISTORY_EVENTS = 5000;
+/** How long a member that said `ready` waits for the group's go before giving the cut up. */
+const CUT_DECISION_TIMEOUT = '10 minutes';
 
 export async function protectMachine(input: ProtectInput): Promise<MachineStatus> {
   const machine = input.machine;
@@ -107,6 +125,8 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
     machine.quiesce?.guestAgentSocket || machine.quiesce?.pre || machine.quiesce?.post,
   );
   const pointRequests: Array<{ request: PointRequest; done?: RecoveryPoint; failed?: string }> = [];
+  let pendingCut: GroupCut | undefined;
+  let cutDecision: { cut: number; go: boolean } | undefined;
 
   const nowIso = () => new Date(Date.now()).toISOString();
   const rpoSeconds = () =>
@@ -125,6 +145,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
       rpoSeconds: rpoSeconds(),
       alerts: s.alerts,
       stats: s.stats,
+      group: s.group,
     };
   }
 
@@ -146,6 +167,18 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
 
   // Updates: validators refuse what cannot apply now, with the reason, before anything changes.
   setHandler(statusQuery, status);
+  // Consistency groups (see consistency-group-api.ts for the protocol).
+  setHandler(setGroupSignal, ({ group }) => {
+    s.group = group ?? undefined;
+    wake = true;
+  });
+  setHandler(groupCutSignal, (cut) => {
+    pendingCut = cut;
+    wake = true;
+  });
+  setHandler(cutDecisionSignal, (decision) => {
+    cutDecision = decision;
+  });
   setHandler(
     pauseUpdate,
     (_request) => {
@@ -268,11 +301,20 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
       await disable();
       break;
     }
+    if (pendingCut) {
+      const cut = pendingCut;
+      pendingCut = undefined;
+      await groupCycle(cut);
+      continue;
+    }
     if (historyIsLong()) {
       // Keep the history bounded: hand the state to a fresh run once every handler has finished.
-      // A point requested meanwhile is cut first, so its caller is not left waiting.
-      await condition(() => allHandlersFinished() || pendingPoints() || disabling());
-      if (disabling()) continue;
+      // A point requested meanwhile is cut first, so its caller is not left waiting; so is a
+      // group cut, so the group is not left waiting either.
+      await condition(
+        () => allHandlersFinished() || pendingPoints() || disabling() || pendingCut !== undefined,
+      );
+      if (disabling() || pendingCut) continue;
       if (!pendingPoints()) {
         await continueAsNew<typeof protectMachine>({
           machine,
@@ -289,7 +331,8 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
       checkRpo();
       continue;
     }
-    const due = (s.lastCycleAt ?? 0) + s.policy.crashPointSeconds * 1000;
+    // A group member's points are timed by its group; it still syncs and serves requests itself.
+    const due = s.group ? Infinity : (s.lastCycleAt ?? 0) + s.policy.crashPointSeconds * 1000;
     const needsSync = s.disks.some((d) => !d.excluded && d.nextMode !== 'delta');
     if (needsSync || pendingPoints() || Date.now() >= due) {
       s.lastCycleAt = Date.now();
@@ -302,11 +345,41 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
   }
   return status();
 
+  // --- a group cut: wait for the barrier, then one cycle frozen inside it --------------------
+  async function groupCycle(cut: GroupCut): Promise<void> {
+    const groupHandle = getExternalWorkflowHandle(cut.groupWorkflowId);
+    const g: GroupCycle = {
+      cut,
+      report: async (r) => {
+        try {
+          await groupHandle.signal(memberReportSignal, { cut: cut.cut, machine: machine.name, ...r });
+        } catch (err) {
+          // The group is gone (deleted meanwhile): this member's point is an ordinary one.
+          log.warn('group report not delivered', { group: cut.group, error: messageOf(err) });
+        }
+      },
+    };
+    if (s.state !== 'protected') {
+      await g.report({ phase: 'failed', reason: `machine ${machine.name} is ${s.state}` });
+      return;
+    }
+    await g.report({ phase: 'ready' });
+    const decided = await condition(
+      () => cutDecision?.cut === cut.cut || pendingCut !== undefined || disabling(),
+      CUT_DECISION_TIMEOUT,
+    );
+    if (!decided || cutDecision?.cut !== cut.cut || !cutDecision.go) return;
+    s.lastCycleAt = Date.now();
+    await cycle(g);
+  }
+
   // --- one cycle: freeze, transfer, apply, publish, release --------------------------------
-  async function cycle(): Promise<void> {
+  async function cycle(group?: GroupCycle): Promise<void> {
     cyclesThisRun += 1;
     s.cycle += 1;
-    let kind = nextPointKind();
+    // Group points are crash-consistent cuts across members: their barrier holds writes, it
+    // does not quiesce applications.
+    let kind = group ? 'crash' : nextPointKind();
     const modes: Record<string, TransferMode> = {};
     const sizes: Record<string, number> = {};
     for (const d of s.disks) {
@@ -332,8 +405,10 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
         frozen = await quickPs.freezePoint({ machine, cycle: s.cycle, modes, sizes, quiesce: false });
       }
     } catch (err) {
+      await group?.report({ phase: 'failed', reason: `could not freeze: ${messageOf(err)}` });
       return cycleFailed(`could not freeze a point in time: ${messageOf(err)}`);
     }
+    await group?.report({ phase: 'frozen', instant: frozen.instant });
     noteDiskChanges(frozen);
     const syncing = frozen.disks.some((d) => d.mode !== 'delta');
     if (syncing && s.state === 'protected') setState('resyncing');
@@ -346,7 +421,9 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
         pointId: pointIdOf(frozen),
         instant: frozen.instant,
         kind,
-        tag: pointRequests.find((r) => !r.done && !r.failed)?.request.tag,
+        tag: group
+          ? groupPointTag(group.cut.group, group.cut.cut)
+          : pointRequests.find((r) => !r.done && !r.failed)?.request.tag,
         disks: frozen.disks.map((d) => ({ diskId: d.diskId, sizeBytes: d.sizeBytes })),
       });
       for (const sum of summaries) {
@@ -357,8 +434,10 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
       await CancellationScope.nonCancellable(() =>
         quickPs.releasePoint({ machine, pitId: frozen.pitId, success: false }),
       );
+      await group?.report({ phase: 'failed', reason: messageOf(err) });
       return cycleFailed(messageOf(err));
     }
+    await group?.report({ phase: 'published', pointId: published.id, instant: published.instant });
     await CancellationScope.nonCancellable(() =>
       quickPs.releasePoint({ machine, pitId: frozen.pitId, success: true }),
     );

@@ -22,14 +22,14 @@ export async function withQuiesce<T>(
   const env = { ...process.env, OSR_MACHINE: machine, OSR_POINT_KIND: 'app' };
   try {
     if (hooks.pre) {
-      await run(hooks.pre, env, timeout, `pre-quiesce command of ${machine}`).catch((err: Error) => {
+      await runHook(hooks.pre, env, timeout, `pre-quiesce command of ${machine}`).catch((err: Error) => {
         throw quiesceFailed(err.message);
       });
     }
     return await freeze();
   } finally {
     // Thaw even when the quiesce or the freeze failed: a half-quiesced application must not stay so.
-    if (hooks.post) await run(hooks.post, env, timeout, `post-quiesce (thaw) command of ${machine}`);
+    if (hooks.post) await runHook(hooks.post, env, timeout, `post-quiesce (thaw) command of ${machine}`);
   }
 }
 
@@ -61,7 +61,13 @@ async function withGuestAgent<T>(
   }
 }
 
-function run(command: string, env: NodeJS.ProcessEnv, timeout: number, what: string): Promise<void> {
+/** Runs an operator's hook command; rejects with its exit and the tail of its stderr. */
+export function runHook(
+  command: string,
+  env: NodeJS.ProcessEnv,
+  timeout: number,
+  what: string,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     exec(command, { env, timeout }, (err, _stdout, stderr) => {
       if (err) {

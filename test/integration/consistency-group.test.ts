@@ -1,0 +1,200 @@
+// Multi-VM consistency (design invariant 2) on two real VMs (qemu-system with a tiny Linux guest
+// writing through virtio-blk) and a causal workload: machine B writes its record n only after
+// machine A acknowledged its record n. In every group point, B's newest record must be no newer
+// than A's. With the write barrier (QMP stop on both, freeze each, cont) that always holds;
+// without it (members frozen one after the other) the same check finds B ahead of A.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { GroupPoint } from '../../shared/group-types';
+import * as groups from '../../shared/operations/groups';
+import * as machines from '../../shared/operations/machines';
+import { groupWorkflowId } from '../../shared/group-types';
+import { protectWorkflowId } from '../../workflows/protect-machine-api';
+import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
+import { assertReplays } from '../helpers/replay';
+import { startTestMachine } from '../helpers/qemu-machine';
+import { highestRecord, startTestVm, type TestVm } from '../helpers/test-vm';
+import { startTestbed, type Testbed } from '../helpers/testbed';
+
+const MiB = 1024 * 1024;
+const CUTS = 5;
+let bed: Testbed;
+let vmA: TestVm;
+let vmB: TestVm;
+
+before(async () => {
+  bed = await startTestbed();
+  [vmA, vmB] = await Promise.all([startTestVm({ disks: [8 * MiB] }), startTestVm({ disks: [8 * MiB] })]);
+  for (const [name, vm] of [
+    ['cg-a', vmA],
+    ['cg-b', vmB],
+  ] as const) {
+    await machines.protect(bed.ctx, { name, qmpSocket: vm.qmpSocket, policy: 'manual' });
+  }
+  await waitForStatus(bed.ctx, 'cg-a', (s) => s.state === 'protected');
+  await waitForStatus(bed.ctx, 'cg-b', (s) => s.state === 'protected');
+});
+
+after(async () => {
+  await bed?.stop();
+  await vmA?.stop();
+  await vmB?.stop();
+});
+
+/** Runs the causal workload while `cuts` group points are taken; returns the points. */
+async function cutsUnderCausalLoad(group: string): Promise<{ points: GroupPoint[]; written: number }> {
+  let n = 0;
+  let running = true;
+  const workload = (async () => {
+    while (running) {
+      n += 1;
+      await vmA.writeRecord(0, n);
+      await vmB.writeRecord(0, n); // only once A acknowledged record n
+    }
+  })();
+  try {
+    while (n < 20) await new Promise((r) => setTimeout(r, 50));
+    const points: GroupPoint[] = [];
+    for (let i = 0; i < CUTS; i++) points.push(await groups.takeGroupPoint(bed.ctx, group));
+    return { points, written: n };
+  } finally {
+    running = false;
+    await workload;
+  }
+}
+
+async function firstCutDone(group: string) {
+  for (;;) {
+    const status = await groups.groupStatus(bed.ctx, group);
+    if (status.stats.cuts + status.stats.failed + status.stats.skipped > 0 && !status.phase) return status;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The newest record of each member in a group point, read back from storage. */
+async function newestRecords(point: GroupPoint): Promise<{ a: number; b: number }> {
+  const newest = async (machine: string) => {
+    const member = point.members.find((m) => m.machine === machine);
+    assert.ok(member, `${machine} is in group point ${point.id}`);
+    const image = await exportedImage(bed.ctx, await pointById(bed.ctx, machine, member.pointId));
+    return (await highestRecord(image)) ?? 0;
+  };
+  return { a: await newest('cg-a'), b: await newest('cg-b') };
+}
+
+test('with the write barrier, every group point is a consistent cut of a causal workload', async () => {
+  const { ctx } = bed;
+  const created = await groups.createGroup(ctx, {
+    name: 'causal',
+    machines: ['cg-a', 'cg-b'],
+    intervalSeconds: 3600,
+  });
+  assert.equal(created.state, 'active');
+  assert.equal((await machines.machineStatus(ctx, 'cg-a')).group, 'causal');
+  // A new group cuts its first point at once.
+  const before = (await firstCutDone('causal')).stats.cuts;
+
+  const { points, written } = await cutsUnderCausalLoad('causal');
+  const seen: Array<{ a: number; b: number }> = [];
+  for (const point of points) {
+    assert.equal(point.consistent, true);
+    assert.deepEqual(
+      point.methods.map((m) => m.method),
+      ['qmp-stop', 'qmp-stop'],
+    );
+    assert.ok(point.barrierMs > 0, 'the barrier was measured');
+    const records = await newestRecords(point);
+    seen.push(records);
+    assert.ok(
+      records.b <= records.a,
+      `group point ${point.id}: B's newest record ${records.b} is newer than A's ${records.a}`,
+    );
+  }
+  // Not vacuous: the workload was writing across the cuts.
+  assert.ok(new Set(seen.map((r) => r.a)).size > 1, `records moved between cuts: ${JSON.stringify(seen)}`);
+  assert.ok(written > (seen.at(-1)?.a ?? 0) - 1);
+
+  const status = await groups.groupStatus(ctx, 'causal');
+  assert.equal(status.stats.cuts, before + CUTS);
+  assert.equal(status.stats.failed + status.stats.skipped, 0, JSON.stringify(status.alerts));
+  assert.equal(status.barrier?.count, status.stats.cuts);
+  assert.ok((status.barrier?.max ?? 0) >= (status.barrier?.mean ?? 0));
+  console.log(
+    `# write barrier over ${CUTS} cuts: mean ${status.barrier?.mean} ms, max ${status.barrier?.max} ms; newest records per cut ${JSON.stringify(seen)}`,
+  );
+  // The barrier always ends: both VMs run again.
+  assert.equal(await vmA.status(), 'running');
+  assert.equal(await vmB.status(), 'running');
+  const listed = (await groups.groupPoints(ctx, 'causal')).map((p) => p.id);
+  assert.deepEqual(
+    listed.slice(-CUTS),
+    points.map((p) => p.id),
+  );
+
+  const client = await ctx.client();
+  await groups.deleteGroup(ctx, 'causal');
+  assert.equal((await machines.machineStatus(ctx, 'cg-a')).group, undefined, 'members leave the group');
+  await assertReplays(client.workflow.getHandle(groupWorkflowId('causal')), 'consistencyGroup-causal');
+  await assertReplays(client.workflow.getHandle(protectWorkflowId('cg-b')), 'protectMachine-group-member');
+});
+
+test('without the barrier, the same check finds B ahead of A: the barrier is what makes the cut', async () => {
+  const { ctx } = bed;
+  await groups.createGroup(ctx, {
+    name: 'unsafe',
+    machines: ['cg-a', 'cg-b'],
+    intervalSeconds: 3600,
+    barrier: false,
+  });
+  const { points } = await cutsUnderCausalLoad('unsafe');
+  const violations: string[] = [];
+  for (const point of points) {
+    assert.equal(point.consistent, false, 'a cut without the barrier is not marked consistent');
+    const { a, b } = await newestRecords(point);
+    if (b > a) violations.push(`${point.id}: A ${a}, B ${b}`);
+  }
+  console.log(
+    `# without the barrier: ${violations.length} of ${CUTS} cuts inconsistent (${violations.join('; ')})`,
+  );
+  assert.ok(violations.length > 0, 'frozen one after the other, some cut has B ahead of A');
+  await groups.deleteGroup(ctx, 'unsafe');
+});
+
+test('a group is refused with the reason: one machine, unknown machine, a member without a way to hold writes', async () => {
+  const { ctx } = bed;
+  await assert.rejects(
+    groups.createGroup(ctx, { name: 'solo', machines: ['cg-a'] }),
+    /at least two machines/,
+  );
+  await assert.rejects(
+    groups.createGroup(ctx, { name: 'ghost', machines: ['cg-a', 'nope'] }),
+    /machine nope is not protected/,
+  );
+  // A storage daemon whose writers are outside QEMU, with no hooks: nothing can hold its writes.
+  const daemon = await startTestMachine({ sizes: [MiB] });
+  try {
+    await machines.protect(ctx, {
+      name: 'cg-d',
+      qmpSocket: daemon.daemon.qmpSocket,
+      nbdSocket: daemon.daemon.nbdSocket,
+      policy: 'manual',
+    });
+    await waitForStatus(ctx, 'cg-d', (s) => s.state === 'protected');
+    await assert.rejects(
+      groups.createGroup(ctx, { name: 'mixed', machines: ['cg-a', 'cg-d'] }),
+      /group mixed was not created: machine cg-d .*writes cannot be held.*--guest-agent or with both --pre and --post/,
+    );
+    assert.equal(
+      (await machines.machineStatus(ctx, 'cg-a')).group,
+      undefined,
+      'nobody joined the refused group',
+    );
+    await machines.unprotect(ctx, 'cg-d');
+  } finally {
+    await daemon.stop();
+  }
+  await assert.rejects(
+    groups.createGroup(ctx, { name: 'Bad Name', machines: ['cg-a', 'cg-b'] }),
+    /group name "Bad Name" is not valid/,
+  );
+});
