@@ -31,7 +31,8 @@ export interface Alert {
     | 'disk-vanished'
     | 'disk-added'
     | 'tracking-volatile'
-    | 'quiesce-failed';
+    | 'quiesce-failed'
+    | 'storage-rolled-back';
   message: string;
 }
 
@@ -86,6 +87,8 @@ export interface ProtectState {
   stats: MachineStatus['stats'];
   /** The consistency group this machine belongs to: the group, not the policy, times its points. */
   group?: string;
+  /** The last cycle published: storage reporting an older one lost acknowledged writes. */
+  publishedCycle?: number;
 }
 
 export interface ProtectInput {

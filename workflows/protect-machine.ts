@@ -442,6 +442,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
       quickPs.releasePoint({ machine, pitId: frozen.pitId, success: true }),
     );
     s.stats.cycles += 1;
+    s.publishedCycle = s.cycle;
     progress = undefined;
     // Resolved by this point; a corrupt-segment alert stays: the operator should know storage or
     // the network damaged data, even though nothing damaged was applied.
@@ -484,7 +485,21 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
     });
     // A full copy into a replica that already exists (an earlier protection, a failed first sync)
     // becomes a checksum resync: only differing blocks cross the wire.
-    const mode: TransferMode = disk.mode === 'full' && replica.existed ? 'resync' : disk.mode;
+    let mode: TransferMode = disk.mode === 'full' && replica.existed ? 'resync' : disk.mode;
+    // Storage that forgot cycles it had acknowledged (an emulator killed before it saved them)
+    // holds an older replica than the dirty bitmap assumes: a delta would build a wrong image.
+    // (appliedCycle is absent only in histories recorded before it existed.)
+    if (replica.appliedCycle !== undefined && mode === 'delta') {
+      if (!replica.existed) mode = 'full';
+      else if (s.publishedCycle !== undefined && replica.appliedCycle < s.publishedCycle) mode = 'resync';
+      if (mode !== 'delta') {
+        raise(
+          'storage-rolled-back',
+          'critical',
+          `storage lost writes it had acknowledged: the replica of ${disk.diskId} holds cycle ${replica.appliedCycle}, OSR had published cycle ${s.publishedCycle ?? 0}; resynchronizing it by checksums (points after cycle ${replica.appliedCycle} are gone from storage)`,
+        );
+      }
+    }
     const checksumsBlob =
       mode === 'resync'
         ? (

@@ -11,6 +11,7 @@ import { CONTAINERS } from '../../shared/storage';
 import { Vault, VaultConflictError } from '../../shared/vault';
 import type { ApplierDeps } from './replica-disk';
 import {
+  APPLIED_CYCLE_METADATA_KEY,
   REPLICA_MISSING,
   assertId,
   forEachLimited,
@@ -59,6 +60,14 @@ export async function publishPoint(
     const blob = replicaBlobName(input.machine, disk.diskId);
     let snapshot = await findPointSnapshot(deps.blobService, blob, input.pointId);
     const reused = snapshot !== undefined;
+    if (!reused) {
+      // Storage remembers which cycle the replica holds: a later rollback of storage shows.
+      await replicaBlobClient(deps.blobService, blob)
+        .setMetadata({ [APPLIED_CYCLE_METADATA_KEY]: String(input.cycle) })
+        .catch((err: unknown) => {
+          if (!isNotFound(err)) throw err; // a missing replica is reported by the snapshot below
+        });
+    }
     snapshot ??= await snapshotReplica(deps.blobService, blob, input);
     disks[i] = { diskId: disk.diskId, blob, snapshot, sizeBytes: disk.sizeBytes };
     if (!reused) taken.push(disks[i]);

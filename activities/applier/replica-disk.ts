@@ -49,7 +49,16 @@ export interface ReplicaDisk {
   existed: boolean;
   /** The replica's size after this call (a multiple of 512). */
   sizeBytes: number;
+  /**
+   * The last cycle published into this replica, as storage remembers it (0: none). Less than the
+   * workflow's own count means storage lost writes it had acknowledged (an emulator restarted
+   * without having saved them): the replica can no longer be trusted and is resynchronized.
+   */
+  appliedCycle: number;
 }
+
+/** Base-blob metadata: the last cycle published into the replica (set before its snapshot). */
+export const APPLIED_CYCLE_METADATA_KEY = 'osrcycle';
 
 export function replicaBlobName(machine: string, diskId: string): string {
   assertId('machine', machine);
@@ -84,17 +93,19 @@ export async function ensureReplicaDisk(
   const wanted = roundUpToPage(input.sizeBytes);
   const client = replicaBlobClient(deps.blobService, blob);
 
-  let current = await pageBlobSize(client);
-  if (current === undefined) {
+  let props = await pageBlobProperties(client);
+  if (props === undefined) {
     if (await createPageBlob(deps.blobService, client, wanted))
-      return { blob, existed: false, sizeBytes: wanted };
-    current = await pageBlobSize(client); // someone created it between our two calls
-    if (current === undefined)
-      throw new Error(`replica ${CONTAINERS.replica}/${blob} vanished while being created`);
+      return { blob, existed: false, sizeBytes: wanted, appliedCycle: 0 };
+    props = await pageBlobProperties(client); // someone created it between our two calls
   }
+  if (props === undefined)
+    throw new Error(`replica ${CONTAINERS.replica}/${blob} vanished while being created`);
+  const appliedCycle = Number(props.metadata[APPLIED_CYCLE_METADATA_KEY] ?? 0) || 0;
+  const current = props.size;
   if (current < wanted) {
     await client.resize(wanted);
-    return { blob, existed: true, sizeBytes: wanted };
+    return { blob, existed: true, sizeBytes: wanted, appliedCycle };
   }
   if (current > wanted) {
     throw ApplicationFailure.nonRetryable(
@@ -106,7 +117,7 @@ export async function ensureReplicaDisk(
       { machine: input.machine, diskId: input.diskId, sizeBytes: input.sizeBytes, replicaBytes: current },
     );
   }
-  return { blob, existed: true, sizeBytes: current };
+  return { blob, existed: true, sizeBytes: current, appliedCycle };
 }
 
 /**
@@ -139,7 +150,9 @@ export async function deleteBlobsUnder(container: ContainerClient, prefix: strin
 }
 
 /** Size of a page blob, undefined if it does not exist; refuses a blob of another type. */
-async function pageBlobSize(client: PageBlobClient): Promise<number | undefined> {
+async function pageBlobProperties(
+  client: PageBlobClient,
+): Promise<{ size: number; metadata: Record<string, string> } | undefined> {
   try {
     const props = await client.getProperties();
     if (props.blobType !== undefined && props.blobType !== 'PageBlob') {
@@ -147,7 +160,7 @@ async function pageBlobSize(client: PageBlobClient): Promise<number | undefined>
         `${client.containerName}/${client.name} is a ${props.blobType}, not a page blob; delete it`,
       );
     }
-    return props.contentLength ?? 0;
+    return { size: props.contentLength ?? 0, metadata: props.metadata ?? {} };
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;

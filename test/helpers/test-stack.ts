@@ -30,10 +30,19 @@ export interface TestStack {
   startWorker(role: WorkerRole, extraEnv?: NodeJS.ProcessEnv): Promise<RunningProcess>;
   /** kill -9, as a crash would. */
   killWorker(role: WorkerRole): Promise<void>;
+  /** kill -9 of the Temporal server or Azurite (needs `persistent`), then start it again on the same data. */
+  crashServer(which: 'temporal' | 'azurite'): Promise<void>;
+  restartServer(which: 'temporal' | 'azurite'): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startTestStack(options: { extraEnv?: NodeJS.ProcessEnv } = {}): Promise<TestStack> {
+export async function startTestStack(
+  options: {
+    extraEnv?: NodeJS.ProcessEnv;
+    /** Temporal on a SQLite file and Azurite on disk, so both can crash and restart on their data. */
+    persistent?: boolean;
+  } = {},
+): Promise<TestStack> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-test-'));
   const [temporalPort, azuritePort] = [await freePort(), await freePort()];
   const env: NodeJS.ProcessEnv = {
@@ -51,15 +60,23 @@ export async function startTestStack(options: { extraEnv?: NodeJS.ProcessEnv } =
   fs.writeFileSync(env.OSR_CONFIG as string, '{}');
   const config = loadConfig({ env });
   const logs = path.join(stateDir, 'logs');
-  const temporal = await startTemporalDevServer({
-    binary: temporalBinary,
-    port: temporalPort,
-    uiPort: 0,
-    headless: true,
-    namespace: config.temporal.namespace,
-    logFile: path.join(logs, 'temporal.log'),
-  });
-  const azurite = await startAzurite({ port: azuritePort, logFile: path.join(logs, 'azurite.log') });
+  const startTemporal = () =>
+    startTemporalDevServer({
+      binary: temporalBinary,
+      port: temporalPort,
+      uiPort: 0,
+      headless: true,
+      namespace: config.temporal.namespace,
+      logFile: path.join(logs, 'temporal.log'),
+      dbFile: options.persistent ? path.join(stateDir, 'temporal', 'osr.db') : undefined,
+    });
+  const startBlobStore = () =>
+    startAzurite({
+      port: azuritePort,
+      logFile: path.join(logs, 'azurite.log'),
+      location: options.persistent ? path.join(stateDir, 'azurite') : undefined,
+    });
+  const servers = { temporal: await startTemporal(), azurite: await startBlobStore() };
   const client = await connectClient(config);
   const workers = new Map<WorkerRole, RunningProcess>();
 
@@ -88,10 +105,18 @@ export async function startTestStack(options: { extraEnv?: NodeJS.ProcessEnv } =
       await proc.exited;
       workers.delete(role);
     },
+    async crashServer(which) {
+      if (!options.persistent) throw new Error('crashServer needs a persistent test stack');
+      process.kill(servers[which].pid, 'SIGKILL');
+      await servers[which].exited;
+    },
+    async restartServer(which) {
+      servers[which] = which === 'temporal' ? await startTemporal() : await startBlobStore();
+    },
     async stop() {
       await client.connection.close();
       await Promise.all([...workers.values()].map((w) => stopPid(w.pid, 10_000)));
-      await Promise.all([stopPid(azurite.pid), stopPid(temporal.pid)]);
+      await Promise.all([stopPid(servers.azurite.pid), stopPid(servers.temporal.pid)]);
       if (!process.env.OSR_KEEP_TEST_STATE) fs.rmSync(stateDir, { recursive: true, force: true });
     },
   };

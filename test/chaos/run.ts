@@ -1,0 +1,365 @@
+// The fault suite (`npm run chaos`): kill -9 an OSR worker, the Temporal server (restarted on its
+// SQLite file) or Azurite (restarted on its folder) at a random moment of an initial sync, of delta
+// cycles (transfer and apply) or of a failover drill, on loopback only, then check that the job
+// completes by itself, that no acknowledged write is missing from any point cut after it was
+// acknowledged, and that every point and drill disk is exactly the source at its instant.
+//
+//   npm run chaos -- [--trials 20] [--max-minutes 60] [--seed 1] [--victims process-server,azurite]
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { failoverBlobClient } from '../../activities/applier/recovered-disks';
+import { replicaBlobClient } from '../../activities/applier/replica-disk';
+import { checkRecords, RecordWorkload, type RecordLayout } from '../../shared/demo/record-workload';
+import { ControlContext } from '../../shared/operations/context';
+import * as failover from '../../shared/operations/failover';
+import * as machines from '../../shared/operations/machines';
+import { createPolicy } from '../../shared/operations/policies';
+import type { RecoveryPoint } from '../../shared/replication-types';
+import type { WorkerRole } from '../../shared/stack/stack';
+import type { RecoveryStatus } from '../../workflows/failover-api';
+import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
+import { startTestStack, type TestStack } from '../helpers/test-stack';
+
+const MiB = 1024 * 1024;
+const VICTIMS = ['process-server', 'cloud-applier', 'control', 'temporal', 'azurite'] as const;
+const PHASES = ['initial-sync', 'delta', 'drill'] as const;
+type Victim = (typeof VICTIMS)[number];
+type Phase = (typeof PHASES)[number];
+/** Each delta trial writes into its own region of the steady machine's disk. */
+const REGION_BYTES = 2 * MiB;
+const STEADY_DISK = 160 * MiB;
+const JOB_TIMEOUT_MS = 5 * 60_000;
+
+interface Trial {
+  victim: Victim;
+  phase: Phase;
+  ok: boolean;
+  lostWrites: number;
+  corruptPoints: number;
+  pointsChecked: number;
+  recoveryMs: number;
+  note?: string;
+}
+
+const { values: args } = parseArgs({
+  options: {
+    trials: { type: 'string', default: '20' },
+    'max-minutes': { type: 'string', default: '60' },
+    seed: { type: 'string', default: String(Date.now() % 100000) },
+    victims: { type: 'string', default: VICTIMS.join(',') },
+  },
+});
+
+let seed = Number(args.seed) | 1;
+function random(): number {
+  seed ^= seed << 13;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  return (seed >>> 0) / 2 ** 32;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Retries through the outage: the server or storage may be down or restarting. */
+async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  timeoutMs = JOB_TIMEOUT_MS,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await fn();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(250);
+  }
+  throw new Error(`${what} did not happen within ${timeoutMs / 1000} s${last ? `: ${String(last)}` : ''}`);
+}
+
+class Chaos {
+  private regions = 0;
+  private steady!: TestMachine;
+
+  constructor(
+    private readonly stack: TestStack,
+    private readonly ctx: ControlContext,
+  ) {}
+
+  async setUp(): Promise<void> {
+    await createPolicy(this.ctx, {
+      name: 'chaos',
+      crashPointSeconds: 2,
+      appPointSeconds: 0,
+      rpoThresholdSeconds: 120,
+    });
+    this.steady = await startTestMachine({ sizes: [STEADY_DISK] });
+    await machines.protect(this.ctx, {
+      name: 'steady',
+      qmpSocket: this.steady.daemon.qmpSocket,
+      nbdSocket: this.steady.daemon.nbdSocket,
+      policy: 'chaos',
+    });
+    await eventually('steady protected', async () =>
+      (await machines.machineStatus(this.ctx, 'steady')).state === 'protected' ? true : undefined,
+    );
+  }
+
+  async tearDown(): Promise<void> {
+    await this.steady?.stop();
+  }
+
+  async crash(victim: Victim): Promise<number> {
+    const at = Date.now();
+    if (victim === 'temporal' || victim === 'azurite') {
+      await this.stack.crashServer(victim);
+      await this.stack.restartServer(victim);
+    } else {
+      await this.stack.killWorker(victim as WorkerRole);
+      await this.stack.startWorker(victim as WorkerRole);
+    }
+    return at;
+  }
+
+  async trial(victim: Victim, phase: Phase): Promise<Trial> {
+    const base: Trial = {
+      victim,
+      phase,
+      ok: false,
+      lostWrites: 0,
+      corruptPoints: 0,
+      pointsChecked: 0,
+      recoveryMs: 0,
+    };
+    try {
+      if (phase === 'initial-sync') return { ...base, ...(await this.initialSync(victim)) };
+      if (phase === 'delta') return { ...base, ...(await this.delta(victim)) };
+      return { ...base, ...(await this.drill(victim)) };
+    } catch (err) {
+      return { ...base, note: (err as Error).message.slice(0, 300) };
+    }
+  }
+
+  /** A new machine's initial sync, crashed at a random moment; its first point must equal the source. */
+  private async initialSync(victim: Victim): Promise<Partial<Trial>> {
+    const name = `sync-${randomBytes(3).toString('hex')}`;
+    const vm = await startTestMachine({ sizes: [24 * MiB] });
+    try {
+      const disk = await vm.disk();
+      for (let off = 0; off < 24 * MiB; off += 4 * MiB) await disk.write(off, pseudoRandom(3 * MiB, off + 7));
+      await disk.flush();
+      const source = await vm.readAll();
+      await machines.protect(this.ctx, {
+        name,
+        qmpSocket: vm.daemon.qmpSocket,
+        nbdSocket: vm.daemon.nbdSocket,
+        policy: 'chaos',
+      });
+      await sleep(random() * 3000);
+      const crashedAt = await this.crash(victim);
+      const status = await eventually(`${name} protected`, async () => {
+        const s = await machines.machineStatus(this.ctx, name);
+        return s.state === 'protected' && s.lastPoint ? s : undefined;
+      });
+      const recoveryMs = Date.now() - crashedAt;
+      const point = (await this.ctx.vault.points(name)).find(
+        (p) => p.id === status.lastPoint?.id,
+      ) as RecoveryPoint;
+      const image = await snapshotRange(this.ctx, point, 0, source.length);
+      const corrupt = image.equals(source) ? 0 : 1;
+      await eventually('unprotect', () => machines.unprotect(this.ctx, name));
+      return { ok: corrupt === 0, corruptPoints: corrupt, pointsChecked: 1, recoveryMs };
+    } finally {
+      await vm.stop();
+    }
+  }
+
+  /** Delta cycles under a writer, crashed at a random moment; every point since must hold every
+   * record acknowledged before its instant, and no record beyond a gap (write order). */
+  private async delta(victim: Victim): Promise<Partial<Trial>> {
+    const region = this.regions++;
+    if ((region + 1) * REGION_BYTES > STEADY_DISK) throw new Error('steady disk full: fewer delta trials');
+    const layout: RecordLayout = { baseOffset: region * REGION_BYTES, slots: REGION_BYTES / 4096 };
+    const workload = new RecordWorkload(await this.steady.disk(), layout, `r${region}`);
+    const timeline: Array<{ at: number; ack: number }> = [];
+    let writing = true;
+    const writer = (async () => {
+      while (writing && workload.acknowledged < layout.slots - 1) {
+        const ack = await workload.writeNext();
+        timeline.push({ at: Date.now(), ack });
+        await sleep(5);
+      }
+    })();
+    const start = Date.now();
+    await sleep(500 + random() * 3000);
+    const crashedAt = await this.crash(victim);
+    // Replication is back when a point is cut after the restart.
+    const restartedAt = Date.now();
+    await eventually('a point after the restart', async () => {
+      const points = await this.ctx.vault.points('steady');
+      return points.some((p) => Date.parse(p.instant) > restartedAt) ? true : undefined;
+    });
+    const recoveryMs = Date.now() - crashedAt;
+    writing = false;
+    await writer;
+    const finalAck = workload.acknowledged;
+    // The point after the writer stopped must hold every record.
+    const stoppedAt = Date.now();
+    await eventually('a point after the writer stopped', async () => {
+      const points = await this.ctx.vault.points('steady');
+      return points.some((p) => Date.parse(p.instant) > stoppedAt) ? true : undefined;
+    });
+    const points = (await this.ctx.vault.points('steady')).filter((p) => Date.parse(p.instant) >= start);
+    let lost = 0;
+    let corrupt = 0;
+    for (const point of points) {
+      const instant = Date.parse(point.instant);
+      const required = timeline.filter((t) => t.at < instant).at(-1)?.ack ?? 0;
+      const data = await snapshotRange(this.ctx, point, layout.baseOffset, REGION_BYTES);
+      const check = await checkRecords(
+        async (o, l) => data.subarray(o - layout.baseOffset, o - layout.baseOffset + l),
+        layout,
+        Math.min(layout.slots - 1, finalAck + 8),
+      );
+      if (check.outOfOrder.length) corrupt += 1;
+      if (check.prefix < required) lost += required - check.prefix;
+    }
+    const last = points.at(-1);
+    if (!last || Date.parse(last.instant) <= stoppedAt) corrupt += 1;
+    return {
+      ok: lost === 0 && corrupt === 0,
+      lostWrites: lost,
+      corruptPoints: corrupt,
+      pointsChecked: points.length,
+      recoveryMs,
+    };
+  }
+
+  /** A drill of the steady machine crashed at a random moment; its disk must equal the point. */
+  private async drill(victim: Victim): Promise<Partial<Trial>> {
+    const { ref } = await eventually('drill started', () =>
+      failover.startTestFailover(this.ctx, 'steady', { wait: false }),
+    );
+    await sleep(random() * 2500);
+    const crashedAt = await this.crash(victim);
+    const status = await eventually('drill ready', async () => {
+      const handle = (await this.ctx.client()).workflow.getHandle(ref.workflowId);
+      const s = (await handle.query('status')) as RecoveryStatus;
+      if (s.state === 'failed') throw new Error(`drill failed: ${s.error}`);
+      return s.state === 'ready' ? s : undefined;
+    });
+    const recoveryMs = Date.now() - crashedAt;
+    const point = (await this.ctx.vault.points('steady')).find(
+      (p) => p.id === status.point?.id,
+    ) as RecoveryPoint;
+    const used = Math.max(1, this.regions) * REGION_BYTES;
+    const expected = await snapshotRange(this.ctx, point, 0, used);
+    const disk = status.disks.find((d) => d.diskId === 'disk0');
+    const actual = disk
+      ? await failoverBlobClient(this.ctx.blobService, disk.blob).downloadToBuffer(0, used)
+      : Buffer.alloc(0);
+    const corrupt = actual.equals(expected) ? 0 : 1;
+    await eventually('drill cleaned up', () => failover.cleanupTestFailover(this.ctx, ref.job));
+    return { ok: corrupt === 0, corruptPoints: corrupt, pointsChecked: 1, recoveryMs };
+  }
+}
+
+/** Bytes of a point's disk0 image, read from its replica snapshot. */
+async function snapshotRange(
+  ctx: ControlContext,
+  point: RecoveryPoint,
+  offset: number,
+  length: number,
+): Promise<Buffer> {
+  const disk = point.disks.find((d) => d.diskId === 'disk0');
+  if (!disk) throw new Error(`point ${point.id} has no disk0`);
+  return eventually('read the point', () =>
+    replicaBlobClient(ctx.blobService, disk.blob)
+      .withSnapshot(disk.snapshot)
+      .downloadToBuffer(offset, length),
+  );
+}
+
+function percentile(values: number[], p: number): number {
+  if (!values.length) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+function printTable(trials: Trial[]): void {
+  const rows = [...new Set(trials.map((t) => `${t.victim}|${t.phase}`))].map((key) => {
+    const [victim, phase] = key.split('|');
+    const ts = trials.filter((t) => t.victim === victim && t.phase === phase);
+    const rec = ts.filter((t) => t.ok || t.recoveryMs).map((t) => t.recoveryMs / 1000);
+    return {
+      victim,
+      phase,
+      trials: ts.length,
+      faults: ts.length,
+      failed: ts.filter((t) => !t.ok).length,
+      'lost writes': ts.reduce((a, t) => a + t.lostWrites, 0),
+      'corrupt points': ts.reduce((a, t) => a + t.corruptPoints, 0),
+      'points checked': ts.reduce((a, t) => a + t.pointsChecked, 0),
+      'recovery s (median)': percentile(rec, 50).toFixed(1),
+      'recovery s (max)': Math.max(0, ...rec).toFixed(1),
+    };
+  });
+  const columns = Object.keys(rows[0] ?? {});
+  const widths = columns.map((c) =>
+    Math.max(c.length, ...rows.map((r) => String(r[c as keyof typeof r]).length)),
+  );
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ');
+  console.log(line(columns));
+  for (const r of rows) console.log(line(columns.map((c) => String(r[c as keyof typeof r]))));
+}
+
+async function main(): Promise<void> {
+  const trialsPerVictim = Number(args.trials);
+  const deadline = Date.now() + Number(args['max-minutes']) * 60_000;
+  const victims = (args.victims as string).split(',') as Victim[];
+  for (const v of victims)
+    if (!VICTIMS.includes(v)) throw new Error(`unknown victim ${v}: use ${VICTIMS.join(', ')}`);
+  console.log(`chaos: ${trialsPerVictim} trials per victim (${victims.join(', ')}), seed ${args.seed}`);
+  const stack = await startTestStack({ persistent: true });
+  const ctx = new ControlContext(stack.config);
+  const chaos = new Chaos(stack, ctx);
+  const trials: Trial[] = [];
+  try {
+    await Promise.all([
+      stack.startWorker('control'),
+      stack.startWorker('cloud-applier'),
+      stack.startWorker('process-server'),
+    ]);
+    await chaos.setUp();
+    outer: for (let i = 0; i < trialsPerVictim; i++) {
+      for (const victim of victims) {
+        if (Date.now() > deadline) {
+          console.log(`chaos: time budget spent after ${trials.length} trials`);
+          break outer;
+        }
+        const phase = PHASES[(i + victims.indexOf(victim)) % PHASES.length] as Phase;
+        const t = await chaos.trial(victim, phase);
+        trials.push(t);
+        console.log(
+          `${String(trials.length).padStart(3)} ${victim.padEnd(14)} ${phase.padEnd(12)} ${t.ok ? 'ok  ' : 'FAIL'} recovery ${(t.recoveryMs / 1000).toFixed(1)} s, ${t.pointsChecked} points checked${t.note ? `: ${t.note}` : ''}`,
+        );
+      }
+    }
+  } finally {
+    await chaos.tearDown().catch(() => undefined);
+    await ctx.close().catch(() => undefined);
+    await stack.stop();
+  }
+  console.log('');
+  printTable(trials);
+  const failed = trials.filter((t) => !t.ok).length;
+  console.log(`\nchaos: ${trials.length} trials, ${failed} failed`);
+  process.exitCode = failed ? 1 : 0;
+}
+
+void main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
