@@ -4,9 +4,9 @@
 // are outside QEMU, so the machine's quiesce `pre` command is run and left in effect (no thaw: the
 // source is being retired). Without such a command the operator must have stopped the writers;
 // the result says so and the failover's status shows it.
-import { exec } from 'node:child_process';
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { QmpClient, QmpError } from '../qemu/qmp-client';
+import { runState, withQmp } from '../qemu/run-state';
+import { runHook } from './quiesce';
 
 export interface StopWritesResult {
   method: 'qmp-stop' | 'quiesce-hook' | 'none';
@@ -14,33 +14,22 @@ export interface StopWritesResult {
 }
 
 export async function stopSourceWrites(machine: ProtectedMachine): Promise<StopWritesResult> {
-  const qmp = await QmpClient.connect(machine.source.qmpSocket, { greetingTimeoutMs: 10_000 });
-  let isVm = true;
-  try {
-    await qmp.execute('query-status');
-  } catch (err) {
-    if (!(err instanceof QmpError && err.errorClass === 'CommandNotFound')) throw err;
-    isVm = false;
-  }
-  try {
-    if (isVm) {
-      await qmp.execute('stop');
-      return { method: 'qmp-stop', note: `VM ${machine.name} paused with QMP stop` };
-    }
-  } finally {
-    await qmp.close();
+  const state = await withQmp(machine.source.qmpSocket, async (qmp) => {
+    const current = await runState(qmp);
+    if (current === 'running') await qmp.execute('stop');
+    return current;
+  });
+  if (state !== 'not-a-vm') {
+    return {
+      method: 'qmp-stop',
+      note: `VM ${machine.name} ${state === 'running' ? 'paused with QMP stop' : 'was already paused'}`,
+    };
   }
   const pre = machine.quiesce?.pre;
   if (pre) {
     const timeout = (machine.quiesce?.timeoutSeconds ?? 60) * 1000;
-    await new Promise<void>((resolve, reject) => {
-      const env = { ...process.env, OSR_MACHINE: machine.name, OSR_POINT_KIND: 'final' };
-      exec(pre, { env, timeout }, (err, _stdout, stderr) =>
-        err
-          ? reject(new Error(`quiesce command of ${machine.name} failed: ${stderr.trim().slice(0, 500)}`))
-          : resolve(),
-      );
-    });
+    const env = { ...process.env, OSR_MACHINE: machine.name, OSR_POINT_KIND: 'final' };
+    await runHook(pre, env, timeout, `quiesce command of ${machine.name}`);
     return { method: 'quiesce-hook', note: `quiesce command of ${machine.name} run (no thaw)` };
   }
   return {

@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { BarrierMethod, HeldMachine } from '../../shared/group-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { GuestAgentClient } from '../qemu/guest-agent-client';
-import { QmpClient, QmpError } from '../qemu/qmp-client';
+import { runState, withQmp } from '../qemu/run-state';
 import { runHook } from './quiesce';
 
 export const NO_WRITE_BARRIER = 'NoWriteBarrier';
@@ -24,7 +24,7 @@ export interface HoldResult {
 
 /** How the machine's writes can be held, or a non-retryable failure that says what it lacks. */
 export async function barrierMethod(machine: ProtectedMachine): Promise<BarrierMethod> {
-  const running = await vmRunState(machine);
+  const running = await withQmp(machine.source.qmpSocket, runState);
   if (running !== 'not-a-vm') return running === 'running' ? 'qmp-stop' : 'already-paused';
   if (machine.quiesce?.guestAgentSocket) return 'guest-agent';
   if (machine.quiesce?.pre && machine.quiesce.post) return 'quiesce-hook';
@@ -71,7 +71,7 @@ export async function releaseWrites(
 async function holdOne(machine: ProtectedMachine): Promise<HeldMachine> {
   const method = await barrierMethod(machine);
   const timeout = (machine.quiesce?.timeoutSeconds ?? 60) * 1000;
-  if (method === 'qmp-stop') await withQmp(machine, (qmp) => qmp.execute('stop'));
+  if (method === 'qmp-stop') await withQmp(machine.source.qmpSocket, (qmp) => qmp.execute('stop'));
   if (method === 'guest-agent') {
     const agent = await GuestAgentClient.connect(machine.quiesce?.guestAgentSocket as string, timeout);
     try {
@@ -93,7 +93,7 @@ async function holdOne(machine: ProtectedMachine): Promise<HeldMachine> {
 
 async function releaseOne(machine: ProtectedMachine, method: BarrierMethod): Promise<void> {
   const timeout = (machine.quiesce?.timeoutSeconds ?? 60) * 1000;
-  if (method === 'qmp-stop') await withQmp(machine, (qmp) => qmp.execute('cont'));
+  if (method === 'qmp-stop') await withQmp(machine.source.qmpSocket, (qmp) => qmp.execute('cont'));
   if (method === 'guest-agent') {
     const agent = await GuestAgentClient.connect(machine.quiesce?.guestAgentSocket as string, timeout);
     try {
@@ -114,26 +114,4 @@ async function releaseOne(machine: ProtectedMachine, method: BarrierMethod): Pro
 
 function hookEnv(machine: ProtectedMachine): NodeJS.ProcessEnv {
   return { ...process.env, OSR_MACHINE: machine.name, OSR_POINT_KIND: 'group' };
-}
-
-async function vmRunState(machine: ProtectedMachine): Promise<'running' | 'paused' | 'not-a-vm'> {
-  return withQmp(machine, async (qmp) => {
-    try {
-      const status = await qmp.execute<{ running: boolean }>('query-status');
-      return status.running ? 'running' : 'paused';
-    } catch (err) {
-      // qemu-storage-daemon has no run state: it is not a VM.
-      if (err instanceof QmpError && err.errorClass === 'CommandNotFound') return 'not-a-vm';
-      throw err;
-    }
-  });
-}
-
-async function withQmp<T>(machine: ProtectedMachine, fn: (qmp: QmpClient) => Promise<T>): Promise<T> {
-  const qmp = await QmpClient.connect(machine.source.qmpSocket, { greetingTimeoutMs: 10_000 });
-  try {
-    return await fn(qmp);
-  } finally {
-    await qmp.close();
-  }
 }

@@ -1,7 +1,6 @@
 // Stopping a source's writes before a planned failover, against a real qemu-storage-daemon (no
 // guest, no QMP `stop`): its quiesce command is run and left in effect, or the result says the
-// operator must stop the writers. (QMP `stop` of a qemu-system VM is not exercised here: this
-// machine has no qemu-system binary.)
+// operator must stop the writers. (QMP `stop` of a real VM is in test-vm.test.ts.)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -47,6 +46,6 @@ test('a storage daemon without one: the operator is told to stop the writers', a
 test('a failing quiesce command fails the step with its output', async () => {
   await assert.rejects(
     stopSourceWrites({ ...machine, quiesce: { pre: 'echo app refuses >&2; exit 1' } }),
-    /quiesce command of sw1 failed: app refuses/,
+    /quiesce command of sw1 failed \(exit 1\): app refuses/,
   );
 });
