@@ -2,6 +2,15 @@
 // belongs to no site's data path, and steering a machine's protection during a failover.
 import { createStackProbeActivity } from './common/stack-probe';
 import { cutFinalPoint, endForwardReplication, releaseFailoverLock } from './control/protection-steering';
+import {
+  adoptNewDisks,
+  awaitForwardSynced,
+  awaitReprotected,
+  finalReverseCycle,
+  finishReenable,
+  recordFailbackStage,
+  startForwardReplication,
+} from './control/failback-steering';
 import { createPlanFailoverActivities } from './control/plan-failover';
 import { membersOf, publishGroupPoint } from './control/group-points';
 import type { GroupPoint } from '../shared/group-types';
@@ -17,6 +26,15 @@ export function createControlActivities(deps: WorkerDeps) {
     // Consistency groups.
     membersOf: (input: { machines: string[] }) => membersOf(deps, input.machines),
     publishGroupPoint: (point: GroupPoint) => publishGroupPoint(deps, point),
+    // Failback (reprotect, failback, re-enable).
+    finalReverseCycle,
+    awaitReprotected,
+    startForwardReplication: (input: { machine: string }) => startForwardReplication(deps, input),
+    awaitForwardSynced,
+    recordFailbackStage: (input: Parameters<typeof recordFailbackStage>[1]) =>
+      recordFailbackStage(deps, input),
+    finishReenable: (input: { machine: string }) => finishReenable(deps, input),
+    adoptNewDisks: (input: { machine: string }) => adoptNewDisks(deps, input),
     // Recovery plans.
     runPlanScript,
     ...createPlanFailoverActivities(deps.config),

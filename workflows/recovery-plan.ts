@@ -14,6 +14,7 @@ import {
   proxyActivities,
   setHandler,
   startChild,
+  setCurrentDetails,
   upsertSearchAttributes,
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
@@ -29,16 +30,15 @@ import {
   type RecoveryStatus,
 } from './failover-api';
 import {
-  approveUpdate,
   planCommitUpdate,
   planStatusQuery,
-  type ActionStatus,
   type GroupStatus,
   type MachineStatus,
   type PlanState,
   type PlanStatus,
   type RecoveryPlanInput,
 } from './recovery-plan-api';
+import { actionStatuses, planActions } from './plan-actions';
 import { messageOf } from './recovery-steps';
 
 const watch = proxyActivities<ControlActivities>({
@@ -66,14 +66,10 @@ export async function recoveryPlan(input: RecoveryPlanInput): Promise<PlanStatus
     groups: plan.groups.map((g) => ({
       name: g.name,
       state: 'pending',
-      actions: [
-        ...g.pre.map((a) => ({ id: a.id, kind: a.kind, when: 'pre' as const, state: 'pending' as const })),
-        ...g.post.map((a) => ({ id: a.id, kind: a.kind, when: 'post' as const, state: 'pending' as const })),
-      ],
+      actions: actionStatuses(g),
       machines: g.machines.map((m) => ({ machine: m, workflowId: childId(m), state: 'pending' as const })),
     })),
   };
-  const approvals = new Map<string, string>();
   let commitRequested = false;
   const failoverChildren: Array<ChildWorkflowHandle<() => Promise<RecoveryStatus>>> = [];
 
@@ -85,39 +81,20 @@ export async function recoveryPlan(input: RecoveryPlanInput): Promise<PlanStatus
   function setState(state: PlanState): void {
     status.state = state;
     upsertSearchAttributes([{ key: OSR_STATE, value: state }]);
+    showDetails();
   }
-  function actionStatus(id: string): ActionStatus | undefined {
-    for (const g of status.groups) for (const a of g.actions) if (a.id === id) return a;
-    return undefined;
+  /** The Temporal Web UI's current details: the plan's state and where each group is. */
+  function showDetails(): void {
+    setCurrentDetails(`${status.state} · ${status.groups.map((g) => `${g.name}: ${g.state}`).join(', ')}`);
   }
 
   setHandler(planStatusQuery, () => status);
-  setHandler(
-    approveUpdate,
-    ({ action, by }) => {
-      approvals.set(action, by);
-      // Recorded at once, so the caller sees its approval in the status it gets back.
-      const a = actionStatus(action);
-      if (a) {
-        a.state = 'done';
-        a.approvedBy = by;
-        a.endedAt = now();
-      }
-      return status;
-    },
-    {
-      // Refused unless the action is a manual action waiting now: an approval is for what the
-      // operator sees, not for something later in the plan.
-      validator: ({ action, by }) => {
-        const a = actionStatus(action);
-        if (!a) throw new Error(`plan ${plan.name} has no action ${action}`);
-        if (a.kind !== 'manual') throw new Error(`action ${action} is a script, not a manual action`);
-        if (a.state !== 'waiting')
-          throw new Error(`action ${action} is ${a.state}, not waiting for approval`);
-        if (!by?.trim()) throw new Error("an approval needs the approver's name");
-      },
-    },
-  );
+  const actions = planActions({
+    plan: plan.name,
+    job,
+    actions: () => status.groups.flatMap((g) => g.actions),
+    status: () => status,
+  });
   setHandler(
     planCommitUpdate,
     async () => {
@@ -247,63 +224,19 @@ export async function recoveryPlan(input: RecoveryPlanInput): Promise<PlanStatus
 
   async function runAction(group: PlanGroup, action: PlanAction, gs: GroupStatus): Promise<void> {
     const as = gs.actions.find((a) => a.id === action.id)!;
-    as.startedAt = now();
     if (operation === 'cleanup') {
       // Actions bring a group up (drill or failover); removing a drill's disks needs none of them.
       as.state = 'skipped';
       as.detail = 'actions run on test failover and failover, not on cleanup';
-      as.endedAt = as.startedAt;
+      as.startedAt = as.endedAt = now();
       return;
     }
-    try {
-      if (action.kind === 'script') {
-        as.state = 'running';
-        const script = proxyActivities<ControlActivities>({
-          taskQueue: CONTROL_TASK_QUEUE,
-          startToCloseTimeout: `${action.timeoutSeconds + 60}s`,
-          heartbeatTimeout: '30s',
-          // A script is not known to be idempotent: run it once.
-          retry: { maximumAttempts: 1 },
-        });
-        const r = await script.runPlanScript({
-          plan: plan.name,
-          group: group.name,
-          job,
-          actionId: action.id,
-          command: action.command,
-          timeoutSeconds: action.timeoutSeconds,
-          machines: group.machines,
-          points: Object.fromEntries(
-            group.machines.flatMap((m) => {
-              const p = input.machines[m]?.point;
-              return p ? [[m, p.id]] : [];
-            }),
-          ),
-        });
-        as.state = 'done';
-        as.detail = `exit 0 in ${r.durationMs} ms`;
-      } else {
-        as.state = 'waiting';
-        as.detail = action.instruction;
-        const approved = await condition(() => approvals.has(action.id), action.timeoutSeconds * 1000);
-        if (approved) {
-          as.state = 'done';
-          as.approvedBy = approvals.get(action.id);
-        } else {
-          as.state = 'timed-out';
-          as.detail = `no approval in ${action.timeoutSeconds} s (${action.onTimeout}): ${action.instruction}`;
-          if (action.onTimeout === 'fail')
-            throw new Error(`manual action ${action.id} was not approved within ${action.timeoutSeconds} s`);
-        }
-      }
-    } catch (err) {
-      if (as.state !== 'timed-out') {
-        as.state = 'failed';
-        as.detail = messageOf(err);
-      }
-      throw err;
-    } finally {
-      as.endedAt = now();
-    }
+    const points = Object.fromEntries(
+      group.machines.flatMap((m) => {
+        const p = input.machines[m]?.point;
+        return p ? [[m, p.id]] : [];
+      }),
+    );
+    await actions.run(group, action, as, points);
   }
 }

@@ -12,6 +12,9 @@
 // Re-applying a cycle, whole or from a heartbeated index, writes the same bytes to the same pages
 // again: harmless, as long as no later cycle of the disk has been applied in between (the workflow
 // applies cycles of a disk strictly in order).
+//
+// The writes go to the replica page blob by default; the master target (failback) passes its own
+// `target` (a primary disk over NBD, with an undo journal) and gets the same verification.
 import type { BlobClient, PageBlobClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ApplySummary } from '../../shared/replication-types';
@@ -54,6 +57,33 @@ export interface ApplyCycleInput {
   requestsInFlight?: number;
   /** Stops the apply (no new segment starts); the call rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Where verified segments are written; default: the disk's replica page blob. */
+  target?: ApplyTarget;
+}
+
+/** Where an apply writes. Only segments that passed every check ever reach it. */
+export interface ApplyTarget {
+  sizeBytes: number;
+  /** Runs before a verified segment's first write (the master target journals what it overwrites). */
+  beforeWrite?(decoded: DecodeResult, index: number): Promise<void>;
+  /** Writes data (at most 4 MiB per call). */
+  write(offset: number, body: Buffer, signal: AbortSignal | undefined): Promise<void>;
+  /** Makes `length` bytes at `offset` read as zeros. */
+  clear(offset: number, length: number, signal: AbortSignal | undefined): Promise<void>;
+  /** After the last segment: make the writes durable. */
+  flush?(): Promise<void>;
+}
+
+function pageBlobTarget(pageBlob: PageBlobClient, sizeBytes: number): ApplyTarget {
+  return {
+    sizeBytes,
+    write: async (offset, body, signal) => {
+      await pageBlob.uploadPages(body, offset, body.length, { abortSignal: signal });
+    },
+    clear: async (offset, length, signal) => {
+      await pageBlob.clearPages(offset, length, { abortSignal: signal });
+    },
+  };
 }
 
 // A segment blob is at most the 12-byte prefix, a header of at most 1 MiB, a payload of at most
@@ -85,8 +115,12 @@ export async function applyCycle(
     );
   }
 
-  const replica = await ensureReplicaDisk(deps, { machine, diskId, sizeBytes: manifest.sizeBytes });
-  const pageBlob = replicaBlobClient(deps.blobService, replica.blob);
+  let target = input.target;
+  if (!target) {
+    const replica = await ensureReplicaDisk(deps, { machine, diskId, sizeBytes: manifest.sizeBytes });
+    target = pageBlobTarget(replicaBlobClient(deps.blobService, replica.blob), replica.sizeBytes);
+  }
+  const sink = target;
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
   const window = Math.max(1, input.segmentsInFlight ?? 4);
   const requests = new Semaphore(Math.max(1, input.requestsInFlight ?? 8));
@@ -121,7 +155,7 @@ export async function applyCycle(
       };
     }
     const last = h.extents[h.extents.length - 1];
-    if (last !== undefined && last.offset + last.length > replica.sizeBytes) {
+    if (last !== undefined && last.offset + last.length > sink.sizeBytes) {
       return {
         kind: 'corrupt',
         reason: `out-of-range: extents end at ${last.offset + last.length}, the disk has ${manifest.sizeBytes} bytes`,
@@ -195,17 +229,20 @@ export async function applyCycle(
       await Promise.race(blockers.map((w) => w.done));
     }
     if (stopped()) break;
-    const done = writeSegment(pageBlob, outcome.decoded, requests, input.signal, summary).then(
-      () => {
-        writing.delete(index);
-        summary.segments++;
-        segmentWritten(index);
-      },
-      (error: unknown) => {
-        writing.delete(index);
-        fatal ??= { error };
-      },
-    );
+    const decoded = outcome.decoded;
+    const done = (sink.beforeWrite ? sink.beforeWrite(decoded, index) : Promise.resolve())
+      .then(() => writeSegment(sink, decoded, requests, input.signal, summary))
+      .then(
+        () => {
+          writing.delete(index);
+          summary.segments++;
+          segmentWritten(index);
+        },
+        (error: unknown) => {
+          writing.delete(index);
+          fatal ??= { error };
+        },
+      );
     writing.set(index, { span, done });
   }
 
@@ -230,6 +267,7 @@ export async function applyCycle(
     );
   }
   if (fatal !== undefined) throw fatal.error;
+  await sink.flush?.();
   return summary;
 }
 
@@ -297,7 +335,7 @@ async function downloadSegment(
 }
 
 async function writeSegment(
-  blob: PageBlobClient,
+  blob: ApplyTarget,
   { header, data }: DecodeResult,
   requests: Semaphore,
   signal: AbortSignal | undefined,
@@ -309,7 +347,7 @@ async function writeSegment(
     if (extent.kind === 'zero') {
       calls.push(
         requests
-          .run(() => blob.clearPages(extent.offset, extent.length, { abortSignal: signal }))
+          .run(() => blob.clear(extent.offset, extent.length, signal))
           .then(() => {
             summary.clearedBytes += extent.length;
           }),
@@ -322,7 +360,7 @@ async function writeSegment(
       const offset = extent.offset + done;
       calls.push(
         requests
-          .run(() => blob.uploadPages(body, offset, count, { abortSignal: signal }))
+          .run(() => blob.write(offset, body, signal))
           .then(() => {
             summary.appliedBytes += count;
           }),

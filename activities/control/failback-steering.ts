@@ -1,0 +1,150 @@
+// What failback and re-enable ask of other workflows and of the vault. Workflows cannot send
+// updates to other workflows or start a workflow that outlives them, so these activities do it
+// with the worker's own Temporal client (Context.client), heartbeating while they wait.
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from '@temporalio/client';
+import { failbackDocs, type FailbackRecord } from '../../shared/failback-types';
+import { recoveryDocs, type FailoverLock } from '../../shared/recovery-types';
+import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../../shared/search-attributes';
+import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
+import { Vault } from '../../shared/vault';
+import { finalCycleUpdate, reprotectStatusQuery, type FinalCycleResult } from '../../workflows/failback-api';
+import { protectWorkflowId, statusQuery } from '../../workflows/protect-machine-api';
+import type { WorkerDeps } from '../deps';
+
+/** Failure type: the reprotect workflow refused or failed the final cycle. Non-retryable. */
+export const FINAL_CYCLE_REFUSED = 'FinalCycleRefused';
+
+async function heartbeating<T>(work: () => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  const timer = setInterval(() => ctx.heartbeat(), 5000);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Asks the reprotect workflow for its final cycle and waits for it to be applied. */
+export function finalReverseCycle(input: { workflowId: string }): Promise<FinalCycleResult> {
+  return heartbeating(async () => {
+    const handle = Context.current().client.workflow.getHandle(input.workflowId);
+    try {
+      return await handle.executeUpdate(finalCycleUpdate);
+    } catch (err) {
+      const cause = (err as { cause?: Error }).cause;
+      throw ApplicationFailure.nonRetryable(cause?.message ?? (err as Error).message, FINAL_CYCLE_REFUSED);
+    }
+  });
+}
+
+/** Starts forward replication of the machine again, as `osr protect` does, from its registration. */
+export async function startForwardReplication(deps: WorkerDeps, input: { machine: string }): Promise<string> {
+  const machine = await deps.vault.machine(input.machine);
+  if (!machine) throw ApplicationFailure.nonRetryable(`machine ${input.machine} is not registered`);
+  const policy = await deps.vault.policy(machine.policy);
+  if (!policy) throw ApplicationFailure.nonRetryable(`policy ${machine.policy} of ${input.machine} is gone`);
+  const client = Context.current().client;
+  const workflowId = protectWorkflowId(machine.name);
+  try {
+    const running = (await client.workflow.getHandle(workflowId).describe()).status.name === 'RUNNING';
+    if (running) return workflowId; // a retried attempt started it already
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  }
+  await client.workflow.start('protectMachine', {
+    taskQueue: CONTROL_TASK_QUEUE,
+    workflowId,
+    args: [{ machine, policy }],
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    typedSearchAttributes: [
+      { key: OSR_MACHINE, value: machine.name },
+      { key: OSR_STATE, value: 'enabling' },
+      { key: OSR_JOB_KIND, value: 'protect' },
+    ],
+    memo: { summary: `Protects ${machine.name} again after failback (resync against the kept replica)` },
+  });
+  return workflowId;
+}
+
+/** Waits until forward replication has published a point after its (re)sync; returns its counters. */
+export function awaitForwardSynced(input: { machine: string }): Promise<{
+  bytesSent: number;
+  bytesChanged: number;
+  cycles: number;
+  diskBytes: number;
+  lastPoint: string;
+}> {
+  return heartbeating(async () => {
+    const handle = Context.current().client.workflow.getHandle(protectWorkflowId(input.machine));
+    for (;;) {
+      const status = await handle.query(statusQuery).catch(() => undefined);
+      if (status && status.state === 'protected' && status.stats.cycles > 0 && status.lastPoint) {
+        return {
+          bytesSent: status.stats.bytesSent,
+          bytesChanged: status.stats.bytesChanged,
+          cycles: status.stats.cycles,
+          diskBytes: status.disks.reduce((a, d) => a + d.sizeBytes, 0),
+          lastPoint: status.lastPoint.id,
+        };
+      }
+      const described = await handle.describe();
+      if (described.status.name !== 'RUNNING')
+        throw ApplicationFailure.nonRetryable(
+          `forward replication of ${input.machine} ended (${described.status.name.toLowerCase()}) before its first point`,
+        );
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  });
+}
+
+/** Sets the machine's failback stage (and what else is given) in the vault. */
+export async function recordFailbackStage(
+  deps: WorkerDeps,
+  input: Partial<FailbackRecord> & Pick<FailbackRecord, 'machine' | 'stage'>,
+): Promise<FailbackRecord> {
+  return deps.vault.update<FailbackRecord>(failbackDocs.record(input.machine), (current) => ({
+    ...(current ?? { failoverJob: input.failoverJob ?? '' }),
+    ...input,
+    at: new Date().toISOString(),
+  }));
+}
+
+/** Re-enable: the machine may be failed over again, and its registration follows new disks. */
+export async function finishReenable(deps: WorkerDeps, input: { machine: string }): Promise<void> {
+  const lock = await deps.vault.read<FailoverLock>(recoveryDocs.failoverLock(input.machine));
+  if (lock?.value.state === 'committed') await deps.vault.remove(recoveryDocs.failoverLock(input.machine));
+}
+
+/** The failback record's new disks become the machine's source (original disks were gone). */
+export async function adoptNewDisks(deps: WorkerDeps, input: { machine: string }): Promise<boolean> {
+  const record = (await deps.vault.read<FailbackRecord>(failbackDocs.record(input.machine)))?.value;
+  if (!record?.newDisks) return false;
+  const nd = record.newDisks;
+  await deps.vault.update(Vault.machineDoc(input.machine), (current: Record<string, unknown> | undefined) => {
+    if (!current) throw new Error(`machine ${input.machine} is not registered`);
+    const src = current.source as Record<string, unknown>;
+    return { ...current, source: { ...src, qmpSocket: nd.qmpSocket, nbdSocket: nd.nbdSocket } };
+  });
+  return true;
+}
+
+/** A plan's reprotect child: returns once its diff resync is applied; fails if it stopped or ended. */
+export function awaitReprotected(input: { workflowId: string }): Promise<string> {
+  return heartbeating(async () => {
+    const handle = Context.current().client.workflow.getHandle(input.workflowId);
+    for (;;) {
+      const status = await handle.query(reprotectStatusQuery).catch(() => undefined);
+      if (status?.state === 'protected' || status?.state === 'synced') return status.state;
+      const described = await handle.describe().catch(() => undefined);
+      if (status?.state === 'stopped' || (described && described.status.name !== 'RUNNING'))
+        throw ApplicationFailure.nonRetryable(
+          `${input.workflowId} ended before its resync was applied (${status?.state ?? described?.status.name})`,
+          'ReprotectFailed',
+        );
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  });
+}

@@ -1,0 +1,70 @@
+// Failback's last step on the primary site: the original disks become the machine's again. Any
+// cycle the master target left half-applied is rolled back to its last point (normally none: the
+// final cycle completed), the master target's exports are removed, and the machine resumes: a VM
+// paused at the planned failover gets QMP `cont`; a qemu-storage-daemon (no guest) gets its thaw
+// (`post`) command, the counterpart of the quiesce command that stopped its writers.
+import type { FailbackTarget } from '../../shared/failback-types';
+import type { ProtectedMachine } from '../../shared/replication-types';
+import { runHook } from '../process-server/quiesce';
+import { QmpClient, QmpError } from '../qemu/qmp-client';
+import { rollbackIncomplete, type MasterTargetDeps } from './apply-reverse';
+import { removeExports } from './targets';
+
+export interface BringUpResult {
+  method: 'qmp-cont' | 'thaw-hook' | 'none';
+  note: string;
+  rolledBack: Array<{ diskId: string; cycles: number[] }>;
+  exportsRemoved: number;
+}
+
+export async function bringUp(
+  deps: MasterTargetDeps,
+  input: { machine: ProtectedMachine; target: FailbackTarget },
+): Promise<BringUpResult> {
+  const { machine, target } = input;
+  const rolledBack: BringUpResult['rolledBack'] = [];
+  for (const disk of target.disks) {
+    const r = await rollbackIncomplete(deps, { machine: machine.name, disk });
+    if (r.rolledBack.length) rolledBack.push({ diskId: disk.diskId, cycles: r.rolledBack });
+  }
+  const exportsRemoved = await removeExports(target);
+  if (target.createdDir) {
+    return {
+      method: 'none',
+      note: `the original disks were gone: the machine's disks are the new ones in ${target.createdDir}, served by a qemu-storage-daemon (QMP ${target.qmpSocket}, NBD ${target.nbdSocket}); attach them to the VM`,
+      rolledBack,
+      exportsRemoved,
+    };
+  }
+  const qmp = await QmpClient.connect(target.qmpSocket, { greetingTimeoutMs: 10_000 });
+  try {
+    const status = await qmp.execute<{ status: string; running: boolean }>('query-status');
+    if (!status.running) await qmp.execute('cont');
+    return {
+      method: 'qmp-cont',
+      note: `VM ${machine.name} runs on its original disks`,
+      rolledBack,
+      exportsRemoved,
+    };
+  } catch (err) {
+    if (!(err instanceof QmpError && err.errorClass === 'CommandNotFound')) throw err;
+  } finally {
+    await qmp.close();
+  }
+  const post = machine.quiesce?.post;
+  if (post) {
+    await runHook(
+      post,
+      { ...process.env, OSR_MACHINE: machine.name, OSR_POINT_KIND: 'failback' },
+      (machine.quiesce?.timeoutSeconds ?? 60) * 1000,
+      `thaw command of ${machine.name}`,
+    );
+    return { method: 'thaw-hook', note: `thaw command of ${machine.name} run`, rolledBack, exportsRemoved };
+  }
+  return {
+    method: 'none',
+    note: `${machine.name} is served by a qemu-storage-daemon (no guest to resume) and has no thaw command: start its writers on the original disks`,
+    rolledBack,
+    exportsRemoved,
+  };
+}

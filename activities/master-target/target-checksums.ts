@@ -1,0 +1,85 @@
+// Checksums of an original disk, block by block, in exactly the format (and block size) of the
+// replica checksums (applier/replica-checksums.ts), so that the recovery-site process server's
+// existing `resync` transfer compares the failed-over disk against them and sends only the blocks
+// that differ. The list is stored in osr-cache, never in a payload. Holes and known-zero ranges
+// (base:allocation) hash as zeros without being read.
+import type { BlobServiceClient } from '@azure/storage-blob';
+import { CONTAINERS } from '../../shared/storage';
+import {
+  CHECKSUMS_MAGIC,
+  CHECKSUM_BYTES,
+  blockChecksum,
+  checksumsBlobName,
+} from '../applier/replica-checksums';
+import { NBD_STATE_HOLE, NBD_STATE_ZERO, NbdClient } from '../qemu/nbd-client';
+import type { FailbackTargetDisk } from '../../shared/failback-types';
+
+const HEADER_BYTES = 32;
+const READ_BYTES = 4 * 1024 * 1024;
+
+export interface TargetChecksumsInput {
+  /** Name the list is stored under (the reverse direction's id). */
+  listId: string;
+  disk: FailbackTargetDisk;
+  blockBytes: number;
+}
+
+export async function targetChecksums(
+  deps: { blobService: BlobServiceClient },
+  input: TargetChecksumsInput,
+  onProgress?: (bytes: number) => void,
+): Promise<{ blob: string; blocks: number; bytesRead: number }> {
+  const { blockBytes, disk } = input;
+  const nbd = await NbdClient.connect({
+    socket: disk.nbdSocket,
+    exportName: disk.exportName,
+    metaContexts: ['base:allocation'],
+  });
+  try {
+    const size = nbd.size;
+    const blocks = Math.ceil(size / blockBytes);
+    const list = Buffer.alloc(HEADER_BYTES + blocks * CHECKSUM_BYTES);
+    CHECKSUMS_MAGIC.copy(list, 0);
+    list.writeUInt32BE(blockBytes, 8);
+    list.writeUInt32BE(CHECKSUM_BYTES, 12);
+    list.writeBigUInt64BE(BigInt(size), 16);
+    list.writeBigUInt64BE(BigInt(blocks), 24);
+    const at = (b: number) => HEADER_BYTES + b * CHECKSUM_BYTES;
+    const status = await nbd.blockStatus(0, size, 'base:allocation');
+    const data = status.filter((e) => (e.flags & (NBD_STATE_HOLE | NBD_STATE_ZERO)) === 0);
+    const hasData = (offset: number, length: number) =>
+      data.some((e) => e.offset < offset + length && offset < e.offset + e.length);
+    const zeroSums = new Map<number, Buffer>();
+    const zeroSum = (length: number) => {
+      let sum = zeroSums.get(length);
+      if (!sum) zeroSums.set(length, (sum = blockChecksum(Buffer.alloc(length))));
+      return sum;
+    };
+    const perRead = Math.max(1, Math.floor(READ_BYTES / blockBytes));
+    let bytesRead = 0;
+    for (let first = 0; first < blocks; first += perRead) {
+      const last = Math.min(blocks, first + perRead);
+      const start = first * blockBytes;
+      const end = Math.min(size, last * blockBytes);
+      const buf = hasData(start, end - start) ? await nbd.read(start, end - start) : undefined;
+      if (buf) bytesRead += buf.length;
+      for (let b = first; b < last; b++) {
+        const offset = b * blockBytes;
+        const length = Math.min(blockBytes, size - offset);
+        const sum = buf
+          ? blockChecksum(buf.subarray(offset - start, offset - start + length))
+          : zeroSum(length);
+        sum.copy(list, at(b));
+      }
+      onProgress?.(end);
+    }
+    const blob = checksumsBlobName(input.listId, disk.diskId, blockBytes);
+    await deps.blobService
+      .getContainerClient(CONTAINERS.cache)
+      .getBlockBlobClient(blob)
+      .uploadData(list, { blobHTTPHeaders: { blobContentType: 'application/octet-stream' } });
+    return { blob, blocks, bytesRead };
+  } finally {
+    await nbd.close();
+  }
+}

@@ -1,0 +1,173 @@
+// The master target's disks: the failed-back machine's ORIGINAL disks in the primary site, reached
+// through the QEMU process that serves them (a VM or a qemu-storage-daemon; its source stopped
+// writing at the planned failover). Each disk gets a writable NBD export of its own
+// (`osrmt-<node>`), so the master target never depends on the machine's own exports. When the
+// original machine is gone (no QMP, or a disk missing or smaller), new qcow2 disks are created
+// under the state folder and served by a qemu-storage-daemon the master target starts: reprotect
+// then copies everything into them (a full copy), and they become the machine's disks.
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import type { FailbackTarget, FailbackTargetDisk } from '../../shared/failback-types';
+import type { ProtectedMachine } from '../../shared/replication-types';
+import { CbtConnector } from '../qemu/cbt-connector';
+import { QmpClient, QmpError } from '../qemu/qmp-client';
+import { createQcow2, startStorageDaemon, storageDaemonPaths } from '../qemu/storage-daemon';
+import { assertId } from '../applier/replica-disk';
+
+export const EXPORT_PREFIX = 'osrmt-';
+const MAX_UNIX_PATH = 107;
+
+export interface PrepareTargetsInput {
+  machine: ProtectedMachine;
+  /** The disks the recovery site serves (ids of the original machine) and their sizes. */
+  disks: Array<{ diskId: string; sizeBytes: number }>;
+}
+
+export interface TargetDeps {
+  /** Per-machine folders of the master target (new disks, its NBD server socket). */
+  workRoot: string;
+}
+
+/** Folder of the disks the master target creates when the original machine is gone. */
+export function newDisksDir(deps: TargetDeps, machine: string): string {
+  assertId('machine', machine);
+  return path.join(deps.workRoot, machine);
+}
+
+export async function prepareTargets(deps: TargetDeps, input: PrepareTargetsInput): Promise<FailbackTarget> {
+  const { machine } = input;
+  const created = await existingCreated(deps, machine.name);
+  if (created) return exportAll(deps, input, created.qmpSocket, created.nbdSocket, false, created.dir);
+  let qmp: QmpClient | undefined;
+  try {
+    qmp = await QmpClient.connect(machine.source.qmpSocket, { greetingTimeoutMs: 10_000 });
+  } catch {
+    qmp = undefined;
+  }
+  if (qmp) {
+    let usable = false;
+    try {
+      const disks = await new CbtConnector(qmp, {
+        workDir: newDisksDir(deps, machine.name),
+        nbdSocket: machine.source.nbdSocket,
+      }).listDisks();
+      usable = input.disks.every((want) =>
+        disks.some((d) => d.node === want.diskId && d.size >= want.sizeBytes),
+      );
+    } finally {
+      // A QMP socket takes one client at a time: close before exportAll opens its own.
+      await qmp.close();
+    }
+    if (usable) return exportAll(deps, input, machine.source.qmpSocket, machine.source.nbdSocket, true);
+  }
+  // The original disks are gone: new ones, copied in full.
+  const dir = newDisksDir(deps, machine.name);
+  await fs.mkdir(dir, { recursive: true });
+  const images = [];
+  for (const d of input.disks) {
+    const file = path.join(dir, `${d.diskId}.qcow2`);
+    await fs.rm(file, { force: true });
+    await createQcow2(file, d.sizeBytes);
+    images.push({ path: file, format: 'qcow2' as const });
+  }
+  const daemon = await startStorageDaemon({ stateDir: dir, images, detached: true });
+  // The daemon names its nodes disk0, disk1 … in order; exportAll maps them back to the disk ids.
+  return exportAll(deps, input, daemon.qmpSocket, daemon.nbdSocket, false, dir);
+}
+
+/** A daemon this master target started earlier for the machine (a retried attempt reuses it). */
+async function existingCreated(
+  deps: TargetDeps,
+  machine: string,
+): Promise<{ dir: string; qmpSocket: string; nbdSocket: string } | undefined> {
+  const dir = newDisksDir(deps, machine);
+  const paths = storageDaemonPaths(dir);
+  try {
+    const pid = Number((await fs.readFile(paths.pidFile, 'utf8')).trim());
+    process.kill(pid, 0);
+  } catch {
+    return undefined;
+  }
+  return { dir, qmpSocket: paths.qmpSocket, nbdSocket: paths.nbdSocket };
+}
+
+async function exportAll(
+  deps: TargetDeps,
+  input: PrepareTargetsInput,
+  qmpSocket: string,
+  nbdSocket: string | undefined,
+  existed: boolean,
+  createdDir?: string,
+): Promise<FailbackTarget> {
+  const qmp = await QmpClient.connect(qmpSocket, { greetingTimeoutMs: 10_000 });
+  try {
+    const socket = nbdSocket ?? (await ensureNbdServer(qmp, newDisksDir(deps, input.machine.name)));
+    const exports = await qmp.execute<Array<{ id: string }>>('query-block-exports');
+    const disks: FailbackTargetDisk[] = [];
+    for (const [i, d] of input.disks.entries()) {
+      const node = createdDir ? `disk${i}` : d.diskId;
+      const id = `${EXPORT_PREFIX}${node}`;
+      if (!exports.some((e) => e.id === id)) {
+        await qmp.execute('block-export-add', {
+          type: 'nbd',
+          id,
+          'node-name': node,
+          name: id,
+          writable: true,
+        });
+      }
+      disks.push({
+        diskId: d.diskId,
+        node,
+        sizeBytes: d.sizeBytes,
+        exportName: id,
+        nbdSocket: socket,
+        existed,
+      });
+    }
+    return { qmpSocket, nbdSocket: socket, disks, ...(createdDir ? { createdDir } : {}) };
+  } finally {
+    await qmp.close();
+  }
+}
+
+async function ensureNbdServer(qmp: QmpClient, dir: string): Promise<string> {
+  await fs.mkdir(dir, { recursive: true });
+  const socketPath = path.join(dir, 'mt-nbd.sock');
+  if (Buffer.byteLength(socketPath) > MAX_UNIX_PATH)
+    throw ApplicationFailure.nonRetryable(
+      `NBD socket path ${socketPath} is too long: use a shorter state folder`,
+    );
+  try {
+    await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: socketPath } } });
+  } catch (err) {
+    if (!(err instanceof QmpError && /already running/i.test(err.desc))) throw err;
+    // Started by an earlier attempt: it is ours if its socket is there.
+    try {
+      await fs.stat(socketPath);
+    } catch {
+      throw ApplicationFailure.nonRetryable(
+        `the original machine's QEMU process runs an NBD server OSR did not start: register its socket (protect with --nbd <socket>)`,
+      );
+    }
+  }
+  return socketPath;
+}
+
+/** Removes the master target's exports of the disks (failback done, or reprotect stopped). */
+export async function removeExports(target: FailbackTarget): Promise<number> {
+  const qmp = await QmpClient.connect(target.qmpSocket, { greetingTimeoutMs: 10_000 });
+  let removed = 0;
+  try {
+    const exports = await qmp.execute<Array<{ id: string }>>('query-block-exports');
+    for (const d of target.disks) {
+      if (!exports.some((e) => e.id === d.exportName)) continue;
+      await qmp.execute('block-export-del', { id: d.exportName });
+      removed++;
+    }
+  } finally {
+    await qmp.close();
+  }
+  return removed;
+}
