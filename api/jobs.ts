@@ -19,6 +19,12 @@ export const JOB_KINDS = [
   'plan-cleanup',
   'plan-failover',
   'group',
+  'reprotect',
+  'failback',
+  'reenable',
+  'plan-reprotect',
+  'plan-failback',
+  'plan-reenable',
 ] as const;
 const MACHINE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const MAX_JOBS = 200;

@@ -1,6 +1,8 @@
 // The OpenAPI 3.1 document served at /openapi.json, written by hand so it reads as documentation;
 // test/unit/openapi.test.ts keeps its paths and methods equal to the router's.
 import { JOB_KINDS } from './jobs';
+import { failbackPaths, failbackSchemas } from './openapi-failback';
+import { operatorPaths, operatorSchemas } from './openapi-operator';
 
 type Schema = Record<string, unknown>;
 
@@ -59,7 +61,8 @@ const conflict = { '409': error("the operation cannot run in the machine's curre
 
 const point = {
   type: 'string',
-  description: 'latest (default), latest-app, a point id, or an ISO time (newest point at or before it)',
+  description:
+    'latest (default), latest-app, a point id, an ISO time (newest point at or before it), or group:<group>[/<group point id>] (the member point of a consistency group point)',
 };
 
 function machineAction(operationId: string, summary: string, extra: Partial<Operation> = {}): Operation {
@@ -117,6 +120,8 @@ export const openApiDocument: OpenApiDocument = {
   servers: [{ url: '/' }],
   security: [{ bearer: [] }],
   paths: {
+    ...operatorPaths,
+    ...failbackPaths,
     '/healthz': {
       get: {
         operationId: 'health',
@@ -603,6 +608,8 @@ export const openApiDocument: OpenApiDocument = {
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
     schemas: {
+      ...operatorSchemas,
+      ...failbackSchemas,
       Error: {
         type: 'object',
         required: ['error'],

@@ -20,6 +20,8 @@ export interface ApiResponse {
   status: number;
   body: unknown;
   headers?: Record<string, string>;
+  /** Sent as is instead of JSON (metrics, the dashboard); headers then carry its Content-Type. */
+  text?: string;
 }
 
 export interface Route {

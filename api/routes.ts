@@ -16,11 +16,14 @@ import {
   requiredString,
 } from './body';
 import { jobLocation, jobStatus, listRunningJobs } from './jobs';
+import { failbackRoutes } from './failback-routes';
 import { planAndGroupRoutes } from './plan-group-routes';
+import { operatorRoutes } from './operator-routes';
 import { openApiDocument } from './openapi';
 import type { ApiRequest, ApiResponse, Route } from './router';
 
-const POINT_FIX = 'use "latest", "latest-app", a point id, or an ISO time';
+const POINT_FIX =
+  'use "latest", "latest-app", a point id, an ISO time, or "group:<group>[/<group point id>]"';
 const ok = (body: unknown): ApiResponse => ({ status: 200, body });
 
 function accepted(ref: failover.JobRef): ApiResponse {
@@ -219,4 +222,6 @@ export const routes: Route[] = [
     handler: async (req) => ok(await jobStatus(req.ctx, req.params.workflowId as string)),
   },
   ...planAndGroupRoutes,
+  ...failbackRoutes,
+  ...operatorRoutes,
 ];

@@ -89,6 +89,14 @@ export class Vault {
     await this.container.getBlockBlobClient(name).deleteIfExists();
   }
 
+  /** Names of the documents under a prefix, in name order, without reading them. */
+  async listNames(prefix: string): Promise<string[]> {
+    await this.ensure();
+    const names: string[] = [];
+    for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
+    return names;
+  }
+
   async list<T>(prefix: string): Promise<T[]> {
     await this.ensure();
     const names: string[] = [];

@@ -8,5 +8,6 @@ main({
   role: 'control',
   taskQueue: () => CONTROL_TASK_QUEUE,
   workflowsPath: require.resolve('../workflows'),
+  alertNotifier: true,
   setup: async (config, log) => ({ activities: createControlActivities(createWorkerDeps(config, log)) }),
 });

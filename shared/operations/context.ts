@@ -36,3 +36,11 @@ export class OperationError extends Error {
     super(message);
   }
 }
+
+/**
+ * A job's description where operators look: the Temporal Web UI's summary (staticSummary) and the
+ * memo that OSR's own listings read.
+ */
+export function jobSummary(summary: string): { memo: { summary: string }; staticSummary: string } {
+  return { memo: { summary }, staticSummary: summary };
+}

@@ -19,7 +19,8 @@ import {
   type GroupStatus,
 } from '../../workflows/consistency-group-api';
 import type { consistencyGroup } from '../../workflows/consistency-group';
-import { OperationError, type ControlContext } from './context';
+import { audited } from './audit';
+import { OperationError, type ControlContext, jobSummary } from './context';
 import { untilState } from './job-results';
 import { machineStatus } from './machines';
 
@@ -33,7 +34,16 @@ export interface GroupSpec {
   barrier?: boolean;
 }
 
-export async function createGroup(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus> {
+export const createGroup = audited(
+  'group.create',
+  (ctx: ControlContext, spec: GroupSpec) => create(ctx, spec),
+  (_ctx, spec) => ({
+    target: spec.name,
+    details: { machines: spec.machines, intervalSeconds: spec.intervalSeconds },
+  }),
+);
+
+async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus> {
   if (!GROUP_NAME.test(spec.name))
     throw new OperationError(
       `group name "${spec.name}" is not valid: use lower-case letters, digits and dashes (at most 63)`,
@@ -89,9 +99,9 @@ export async function createGroup(ctx: ControlContext, spec: GroupSpec): Promise
         { key: OSR_STATE, value: 'starting' },
         { key: OSR_JOB_KIND, value: 'group' },
       ],
-      memo: {
-        summary: `Cuts consistent points of ${machines.join(', ')} every ${interval} s, holding their writes for each cut`,
-      },
+      ...jobSummary(
+        `Cuts consistent points of ${machines.join(', ')} every ${interval} s, holding their writes for each cut`,
+      ),
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError)
@@ -125,18 +135,29 @@ export async function groupPoints(ctx: ControlContext, name: string): Promise<Gr
   return points.sort((a, b) => a.cut - b.cut);
 }
 
-export const takeGroupPoint = (ctx: ControlContext, name: string) =>
-  withGroup(ctx, name, (h) => h.executeUpdate(takeGroupPointUpdate));
+export const takeGroupPoint = audited(
+  'group.point',
+  (ctx: ControlContext, name: string) => withGroup(ctx, name, (h) => h.executeUpdate(takeGroupPointUpdate)),
+  (_ctx, name) => ({ target: name }),
+);
 
-export const setGroupInterval = (ctx: ControlContext, name: string, intervalSeconds: number) =>
-  withGroup(ctx, name, (h) => h.executeUpdate(setIntervalUpdate, { args: [{ intervalSeconds }] }));
+export const setGroupInterval = audited(
+  'group.set-interval',
+  (ctx: ControlContext, name: string, intervalSeconds: number) =>
+    withGroup(ctx, name, (h) => h.executeUpdate(setIntervalUpdate, { args: [{ intervalSeconds }] })),
+  (_ctx, name, intervalSeconds) => ({ target: name, details: { intervalSeconds } }),
+);
 
 /** Ends the group: members go back to their own policies; group points stay in the catalog. */
-export async function deleteGroup(ctx: ControlContext, name: string): Promise<GroupStatus> {
-  const status = await withGroup(ctx, name, (h) => h.executeUpdate(disableGroupUpdate));
-  await ctx.vault.remove(groupDocs.group(name));
-  return status;
-}
+export const deleteGroup = audited(
+  'group.delete',
+  async (ctx: ControlContext, name: string): Promise<GroupStatus> => {
+    const status = await withGroup(ctx, name, (h) => h.executeUpdate(disableGroupUpdate));
+    await ctx.vault.remove(groupDocs.group(name));
+    return status;
+  },
+  (_ctx, name) => ({ target: name }),
+);
 
 async function withGroup<T>(
   ctx: ControlContext,

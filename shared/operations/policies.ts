@@ -2,9 +2,16 @@
 import { DEFAULT_POLICY, validatePolicy } from '../policy';
 import type { ReplicationPolicy } from '../replication-types';
 import { Vault, VaultConflictError } from '../vault';
+import { audited } from './audit';
 import { OperationError, type ControlContext } from './context';
 
-export async function createPolicy(
+export const createPolicy = audited(
+  'policy.create',
+  (ctx: ControlContext, input: Partial<ReplicationPolicy> & { name: string }) => storePolicy(ctx, input),
+  (_ctx, input) => ({ target: input.name, details: { ...input, name: undefined } }),
+);
+
+async function storePolicy(
   ctx: ControlContext,
   input: Partial<ReplicationPolicy> & { name: string },
 ): Promise<ReplicationPolicy> {
