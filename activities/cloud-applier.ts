@@ -29,29 +29,39 @@ import {
 } from './applier/replica-disk';
 import { pruneRetention } from './applier/retention';
 import { createStackProbeActivity } from './common/stack-probe';
+import { stopStorageDaemon } from './qemu/storage-daemon';
 import type { DataPathDeps } from './deps';
+import { guardStorage, watchStorage, type ReportsStorageFaults } from './common/storage-failure';
 
 export function createCloudApplierActivities(deps: DataPathDeps) {
   return {
     probeStorage: createStackProbeActivity('cloud-applier', deps.blobService),
 
-    ensureReplicaDisk: (input: ReplicaDiskInput) => ensureReplicaDisk(deps, input),
+    ensureReplicaDisk: (input: ReplicaDiskInput & ReportsStorageFaults) =>
+      watchStorage(input, `preparing the replica of ${input.machine}/${input.diskId}`, () =>
+        ensureReplicaDisk(deps, input),
+      ),
 
-    async applyCycle(input: CycleRef) {
+    async applyCycle(input: CycleRef & ReportsStorageFaults) {
       const ctx = Context.current();
       const previous = ctx.info.heartbeatDetails as { nextIndex: number } | undefined;
       // onProgress fires only when every segment below an index is written: heartbeat on a timer too.
       let cursor = previous ?? { nextIndex: 0 };
       const timer = setInterval(() => ctx.heartbeat(cursor), 5000);
-      const summary = await applyCycle(deps, {
-        ...input,
-        startIndex: cursor.nextIndex,
-        onProgress: (nextIndex) => {
-          cursor = { nextIndex };
-          ctx.heartbeat(cursor);
-        },
-        signal: ctx.cancellationSignal,
-      }).finally(() => clearInterval(timer));
+      const summary = await watchStorage(
+        input,
+        `applying cycle ${input.cycle} of ${input.machine}/${input.diskId}`,
+        () =>
+          applyCycle(deps, {
+            ...input,
+            startIndex: cursor.nextIndex,
+            onProgress: (nextIndex) => {
+              cursor = { nextIndex };
+              ctx.heartbeat(cursor);
+            },
+            signal: ctx.cancellationSignal,
+          }),
+      ).finally(() => clearInterval(timer));
       deps.log.info(
         { ...input, attempt: ctx.info.attempt, resumedAt: previous?.nextIndex ?? 0, ...summary },
         'cycle applied',
@@ -59,7 +69,10 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
       return summary;
     },
 
-    publishPoint: (input: PublishPointInput) => publishPoint(deps, input),
+    publishPoint: (input: PublishPointInput & ReportsStorageFaults) =>
+      guardStorage(input, `publishing point ${input.pointId} of ${input.machine}`, () =>
+        publishPoint(deps, input),
+      ),
 
     deleteCycleSegments: (input: CycleRef) => deleteCycleSegments(deps, input),
 
@@ -118,6 +131,10 @@ export function createRecoveryActivities(deps: DataPathDeps) {
 
     dematerializeRecovered: (input: { machine: string; job: string }) =>
       dematerialize({ dir: materializedDir(stateDir, input.machine, input.job) }),
+
+    /** Failback: the recovery-site copy stops (its files stay until re-enable removes them). */
+    stopRecoveredDaemon: (input: { machine: string; job: string }) =>
+      stopStorageDaemon(materializedDir(stateDir, input.machine, input.job)),
 
     runBootCheck: (input: Omit<BootCheckInput, 'pidFile'> & { job: string }) =>
       withHeartbeat(() =>

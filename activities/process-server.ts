@@ -11,9 +11,22 @@ import * as source from './process-server/qemu-source';
 import { stopSourceWrites } from './process-server/stop-writes';
 import { barrierMethod, holdWrites, releaseWrites } from './process-server/write-barrier';
 import type { HeldMachine } from '../shared/group-types';
+import { storageFailure } from './common/storage-failure';
+import { IntakeGate } from './process-server/intake-gate';
+import { withStorageWatch, hasTrouble } from '../shared/storage-health';
 
 export function createProcessServerActivities(deps: DataPathDeps) {
   const sourceDeps = { workRoot: path.join(statePaths(deps.config).machines) };
+  // The spool bound of this process (see intake-gate.ts): the same size as the pipeline's.
+  const intake = new IntakeGate(deps.config.pipeline.maxBytesInFlight, {
+    onPause: (s) =>
+      deps.log.warn(
+        { heldBytes: s.heldBytes, capacityBytes: s.capacityBytes, waiting: s.waiting },
+        'intake paused: the spool is full (segments read and not yet stored); reads wait for uploads',
+      ),
+    onResume: (s, pausedMs) =>
+      deps.log.info({ pausedMs, heldBytes: s.heldBytes, pauses: s.pauses }, 'intake resumed'),
+  });
   return {
     probeStorage: createStackProbeActivity('process-server', deps.blobService),
 
@@ -47,20 +60,37 @@ export function createProcessServerActivities(deps: DataPathDeps) {
       // Heartbeat on a timer too: listing extents or a slow upload must not look like a dead worker.
       let cursor = previous ?? { nextIndex: input.fromIndex };
       const timer = setInterval(() => ctx.heartbeat(cursor), 5000);
-      const slice = await transferDisk(
-        {
-          blobService: deps.blobService,
-          pipeline: deps.pipeline,
-          uploadConcurrency: deps.config.pipeline.uploadConcurrency,
-          heartbeat: (next) => {
-            cursor = next;
-            ctx.heartbeat(next);
+      // Storage trouble (throttling, time-outs) is retried by the SDK and reported to the workflow:
+      // in the result when the slice got through, as a StorageUnavailable failure when it did not.
+      const watched = await withStorageWatch(() =>
+        transferDisk(
+          {
+            blobService: deps.blobService,
+            pipeline: deps.pipeline,
+            uploadConcurrency: deps.config.pipeline.uploadConcurrency,
+            heartbeat: (next) => {
+              cursor = next;
+              ctx.heartbeat(next);
+            },
+            resumeCursor: previous,
+            isCancelled: () => ctx.cancellationSignal.aborted,
+            intake,
           },
-          resumeCursor: previous,
-          isCancelled: () => ctx.cancellationSignal.aborted,
-        },
-        input,
-      ).finally(() => clearInterval(timer));
+          input,
+        ),
+      )
+        .catch((err: unknown) => {
+          throw storageFailure(
+            err,
+            `sending ${input.diskId} of ${input.point.machine} to the cache`,
+            cursor.nextIndex,
+            input.reportStorageFaults === true,
+          );
+        })
+        .finally(() => clearInterval(timer));
+      const slice = hasTrouble(watched.trouble)
+        ? { ...watched.result, storage: watched.trouble }
+        : watched.result;
       deps.log.info(
         {
           machine: input.point.machine,

@@ -13,6 +13,7 @@ import {
   getExternalWorkflowHandle,
   log,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -88,6 +89,17 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
   let wake = false;
   let cutsThisRun = 0;
   const requests: Array<{ done?: GroupPoint; failed?: string }> = [];
+
+  /** The cut's phase, also shown as the workflow's current details in the Temporal Web UI. */
+  function setPhase(next: GroupStatus['phase']): void {
+    phase = next;
+    const last = s.lastPoint
+      ? `last point ${s.lastPoint.id}, writes held ${s.lastPoint.barrierMs} ms`
+      : 'no point yet';
+    setCurrentDetails(
+      `${s.state} · ${group.machines.join(', ')} · ${next ? `cut ${s.cut}: ${next}` : 'idle'} · ${last}`,
+    );
+  }
 
   const rpoSeconds = () =>
     s.lastPoint ? Math.max(0, Math.round((Date.now() - Date.parse(s.lastPoint.instant)) / 1000)) : undefined;
@@ -226,7 +238,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
     const failures = () =>
       names.flatMap((m) => (phaseOf(m) === 'failed' ? [`${m}: ${reports.get(m)?.reason ?? 'failed'}`] : []));
 
-    phase = 'waiting-for-members';
+    setPhase('waiting-for-members');
     await Promise.all(
       names.map((m) =>
         member(m)
@@ -255,7 +267,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
     let startedAt = 0;
     const machines: ProtectedMachine[] = [];
     if (barrier) {
-      phase = 'holding-writes';
+      setPhase('holding-writes');
       try {
         const members = await control.membersOf({ machines: names });
         machines.push(...members);
@@ -270,7 +282,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
     }
     let releasedAt = 0;
     try {
-      phase = 'freezing';
+      setPhase('freezing');
       const settled = (m: string) => ['frozen', 'failed', 'published'].includes(phaseOf(m) ?? '');
       if (barrier) {
         await decide(cut, true, names);
@@ -284,7 +296,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
       }
     } finally {
       if (barrier) {
-        phase = 'releasing';
+        setPhase('releasing');
         releasedAt = (await CancellationScope.nonCancellable(() => release.releaseWrites({ machines, held })))
           .releasedAt;
       }
@@ -297,7 +309,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
       );
     }
 
-    phase = 'publishing';
+    setPhase('publishing');
     await condition(
       () => names.every((m) => phaseOf(m) === 'published' || phaseOf(m) === 'failed'),
       PUBLISH_TIMEOUT,
@@ -325,7 +337,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
       consistent: barrier,
       createdAt: new Date(Date.now()).toISOString(),
     });
-    phase = undefined;
+    setPhase(undefined);
     s.stats.cuts += 1;
     s.lastPoint = { id: point.id, instant: point.instant, barrierMs, consistent: point.consistent };
     if (barrier) {
@@ -369,7 +381,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
   }
 
   function alert(kind: GroupAlert['kind'], severity: GroupAlert['severity'], message: string): void {
-    phase = undefined;
+    setPhase(undefined);
     s.alertSeq += 1;
     s.alerts.push({
       id: `${group.name}-${s.alertSeq}`,

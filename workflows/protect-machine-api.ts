@@ -32,7 +32,11 @@ export interface Alert {
     | 'disk-added'
     | 'tracking-volatile'
     | 'quiesce-failed'
-    | 'storage-rolled-back';
+    | 'storage-rolled-back'
+    // The storage endpoint throttled (503 Server Busy / 500) or did not answer in time; the
+    // requests are retried with backoff, nothing is lost; cleared after a cycle without trouble.
+    | 'storage-throttled'
+    | 'storage-unreachable';
   message: string;
 }
 

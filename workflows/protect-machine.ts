@@ -12,12 +12,16 @@ import {
   getExternalWorkflowHandle,
   log,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { CloudApplierActivities } from '../activities/cloud-applier';
 import type { ProcessServerActivities } from '../activities/process-server';
+import type { StorageUnavailableDetails } from '../activities/common/storage-failure';
+import type { StorageTrouble } from '../shared/storage-health';
 import type {
   FrozenDisk,
   FrozenPoint,
@@ -69,6 +73,10 @@ const MAX_ALERTS = 50;
 const CYCLES_PER_RUN = 100;
 /** Events per run before continueAsNew, whatever the cycle count (timers while paused add up). */
 const MAX_HISTORY_EVENTS = 5000;
+/** How long one step of a cycle waits for storage to come back before the cycle fails (changes kept). */
+const STORAGE_PATIENCE_MS = 10 * 60_000;
+/** Backoff between tries of a step that storage kept from finishing: doubling, capped. */
+const STORAGE_BACKOFF_MS = { first: 2000, max: 60_000 };
 /** How long a member that said `ready` waits for the group's go before giving the cut up. */
 const CUT_DECISION_TIMEOUT = '10 minutes';
 
@@ -113,7 +121,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
       initialInterval: '1s',
       maximumInterval: '30s',
       maximumAttempts: 20,
-      nonRetryableErrorTypes: ['SegmentCorrupt'],
+      nonRetryableErrorTypes: ['SegmentCorrupt', 'CycleNotUploaded'],
     },
   });
 
@@ -127,6 +135,8 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
   const pointRequests: Array<{ request: PointRequest; done?: RecoveryPoint; failed?: string }> = [];
   let pendingCut: GroupCut | undefined;
   let cutDecision: { cut: number; go: boolean } | undefined;
+  /** Storage trouble seen during the cycle in progress; a cycle without any clears the alerts. */
+  let storageTroubleThisCycle = false;
 
   const nowIso = () => new Date(Date.now()).toISOString();
   const rpoSeconds = () =>
@@ -163,6 +173,21 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
   function setState(next: MachineState): void {
     s.state = next;
     upsertSearchAttributes([{ key: OSR_STATE, value: next }]);
+    showDetails();
+  }
+
+  /** What the Temporal Web UI shows as the workflow's current details: state, progress, last point. */
+  function showDetails(): void {
+    const parts: string[] = [s.state];
+    if (progress?.length) {
+      const done = progress.reduce((a, x) => a + x.bytesDone, 0);
+      const all = progress.reduce((a, x) => a + x.bytesTotal, 0);
+      parts.push(`cycle ${s.cycle}: ${all ? Math.floor((100 * done) / all) : 100}% of ${all} bytes`);
+    }
+    if (s.lastPoint) parts.push(`last point ${s.lastPoint.id} (${s.lastPoint.kind})`);
+    if (s.group) parts.push(`group ${s.group}`);
+    if (s.alerts.length) parts.push(`${s.alerts.length} alert(s), newest: ${s.alerts.at(-1)?.message ?? ''}`);
+    setCurrentDetails(parts.join(' · '));
   }
 
   // Updates: validators refuse what cannot apply now, with the reason, before anything changes.
@@ -377,6 +402,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
   async function cycle(group?: GroupCycle): Promise<void> {
     cyclesThisRun += 1;
     s.cycle += 1;
+    storageTroubleThisCycle = false;
     // Group points are crash-consistent cuts across members: their barrier holds writes, it
     // does not quiesce applications.
     let kind = group ? 'crash' : nextPointKind();
@@ -415,17 +441,26 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
     let published: RecoveryPoint;
     try {
       const summaries = await Promise.all(frozen.disks.map((disk) => syncDisk(frozen, disk)));
-      published = await applier.publishPoint({
-        machine: machine.name,
-        cycle: s.cycle,
-        pointId: pointIdOf(frozen),
-        instant: frozen.instant,
-        kind,
-        tag: group
-          ? groupPointTag(group.cut.group, group.cut.cut)
-          : pointRequests.find((r) => !r.done && !r.failed)?.request.tag,
-        disks: frozen.disks.map((d) => ({ diskId: d.diskId, sizeBytes: d.sizeBytes })),
-      });
+      const tag = group
+        ? groupPointTag(group.cut.group, group.cut.cut)
+        : pointRequests.find((r) => !r.done && !r.failed)?.request.tag;
+      const publish = () =>
+        applier.publishPoint({
+          machine: machine.name,
+          cycle: s.cycle,
+          pointId: pointIdOf(frozen),
+          instant: frozen.instant,
+          kind,
+          tag,
+          disks: frozen.disks.map((d) => ({ diskId: d.diskId, sizeBytes: d.sizeBytes })),
+          reportStorageFaults: true,
+        });
+      try {
+        published = await publish();
+      } catch (err) {
+        if (!storageUnavailable(err)) throw err;
+        published = await retryStorage(err, 'publishing the point', publish);
+      }
       for (const sum of summaries) {
         s.stats.bytesSent += sum.sentBytes;
         s.stats.bytesChanged += sum.rawBytes;
@@ -448,6 +483,11 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
     // the network damaged data, even though nothing damaged was applied.
     clear('cycle-failed');
     clear('resync-needed');
+    // Storage alerts stay until a whole cycle went through without throttling or time-outs.
+    if (!storageTroubleThisCycle) {
+      clear('storage-throttled');
+      clear('storage-unreachable');
+    }
     for (const d of frozen.disks) {
       const disk = s.disks.find((x) => x.diskId === d.diskId);
       if (disk) Object.assign(disk, { synced: true, nextMode: 'delta', sizeBytes: d.sizeBytes });
@@ -456,6 +496,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
     s.lastPoint = brief;
     if (kind === 'app') s.lastAppPoint = brief;
     if (s.state === 'initial-sync' || s.state === 'resyncing') setState('protected');
+    else showDetails();
     for (const r of pointRequests) if (!r.done && !r.failed) r.done = published;
     pointRequests.splice(0, pointRequests.length);
     upsertSearchAttributes([
@@ -478,11 +519,21 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
   }
 
   async function syncDisk(frozen: FrozenPoint, disk: FrozenDisk) {
-    const replica = await applier.ensureReplicaDisk({
-      machine: machine.name,
-      diskId: disk.diskId,
-      sizeBytes: disk.sizeBytes,
-    });
+    const ensureReplica = () =>
+      applier.ensureReplicaDisk({
+        machine: machine.name,
+        diskId: disk.diskId,
+        sizeBytes: disk.sizeBytes,
+        reportStorageFaults: true,
+      });
+    let replica: Awaited<ReturnType<typeof ensureReplica>>;
+    try {
+      replica = await ensureReplica();
+    } catch (err) {
+      if (!storageUnavailable(err)) throw err;
+      replica = await retryStorage(err, `preparing the replica of ${disk.diskId}`, ensureReplica);
+    }
+    noteStorageTrouble(`preparing the replica of ${disk.diskId}`, replica.storage);
     // A full copy into a replica that already exists (an earlier protection, a failed first sync)
     // becomes a checksum resync: only differing blocks cross the wire.
     let mode: TransferMode = disk.mode === 'full' && replica.existed ? 'resync' : disk.mode;
@@ -510,62 +561,191 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
             })
           ).blob
         : undefined;
-    let fromIndex = 0;
     let total = { segments: 0, rawBytes: 0, zeroBytes: 0, sentBytes: 0 };
-    for (;;) {
-      const slice = await ps.transferDisk({
-        point: frozen,
-        diskId: disk.diskId,
-        mode,
-        fromIndex,
-        maxSegments: SLICE_SEGMENTS,
-        checksumsBlob,
-      });
-      total = {
-        segments: slice.segmentsTotal,
-        rawBytes: slice.bytesTotal,
-        zeroBytes: total.zeroBytes + slice.summary.zeroBytes,
-        sentBytes: total.sentBytes + slice.summary.sentBytes,
-      };
-      reportProgress({
-        diskId: disk.diskId,
-        mode,
-        segmentsDone: slice.nextIndex,
-        segmentsTotal: slice.segmentsTotal,
-        bytesDone: slice.bytesDone,
-        bytesTotal: slice.bytesTotal,
-      });
-      if (slice.done) break;
-      fromIndex = slice.nextIndex;
-    }
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await applier.applyCycle({ machine: machine.name, diskId: disk.diskId, cycle: frozen.cycle });
-        break;
-      } catch (err) {
-        const corrupt = corruptIndices(err);
-        if (!corrupt || attempt >= MAX_CORRUPT_RESENDS) throw err;
-        raise(
-          'segment-corrupt',
-          'warning',
-          `segments ${corrupt.join(', ')} of ${disk.diskId} (cycle ${frozen.cycle}) failed verification in the cache and were not applied; sending them again`,
-        );
-        await ps.transferDisk({
-          point: frozen,
+    // Loops, not helper functions: an extra await would reorder commands between parallel disks
+    // and break the replay of recorded histories.
+    let attempt = 0;
+    for (let fromIndex = 0; ; fromIndex = 0) {
+      for (;;) {
+        const send = (resumeAt?: number) =>
+          ps.transferDisk({
+            point: frozen,
+            diskId: disk.diskId,
+            mode,
+            fromIndex: Math.max(fromIndex, resumeAt ?? 0),
+            maxSegments: SLICE_SEGMENTS,
+            checksumsBlob,
+            reportStorageFaults: true,
+          });
+        let slice: Awaited<ReturnType<typeof send>>;
+        try {
+          slice = await send();
+        } catch (err) {
+          if (!storageUnavailable(err)) throw err;
+          slice = await retryStorage(err, `sending ${disk.diskId}`, send);
+        }
+        noteStorageTrouble(`sending ${disk.diskId}`, slice.storage);
+        total = {
+          segments: slice.segmentsTotal,
+          rawBytes: slice.bytesTotal,
+          zeroBytes: total.zeroBytes + slice.summary.zeroBytes,
+          sentBytes: total.sentBytes + slice.summary.sentBytes,
+        };
+        reportProgress({
           diskId: disk.diskId,
           mode,
-          fromIndex: 0,
-          maxSegments: corrupt.length,
-          onlySegments: corrupt,
-          checksumsBlob,
+          segmentsDone: slice.nextIndex,
+          segmentsTotal: slice.segmentsTotal,
+          bytesDone: slice.bytesDone,
+          bytesTotal: slice.bytesTotal,
         });
+        if (slice.done) break;
+        fromIndex = slice.nextIndex;
       }
+      let sendAgain = false;
+      for (; ; attempt++) {
+        try {
+          const apply = () =>
+            applier.applyCycle({
+              machine: machine.name,
+              diskId: disk.diskId,
+              cycle: frozen.cycle,
+              reportStorageFaults: true,
+            });
+          let applied: Awaited<ReturnType<typeof apply>>;
+          try {
+            applied = await apply();
+          } catch (err) {
+            if (!storageUnavailable(err)) throw err;
+            applied = await retryStorage(err, `applying ${disk.diskId}`, apply);
+          }
+          noteStorageTrouble(`applying ${disk.diskId}`, applied.storage);
+          break;
+        } catch (err) {
+          if (failureType(err) === 'CycleNotUploaded' && attempt < MAX_CORRUPT_RESENDS) {
+            // The transfer had finished, so the cycle's manifest was written: storage lost it (an
+            // emulator restarted without having saved it). Send the cycle again; segments still in
+            // the cache are skipped.
+            raise(
+              'storage-rolled-back',
+              'warning',
+              `cycle ${frozen.cycle} of ${disk.diskId} vanished from the cache after it was uploaded (storage lost acknowledged writes); sending it again`,
+            );
+            attempt += 1;
+            sendAgain = true;
+            break;
+          }
+          const corrupt = corruptIndices(err);
+          if (!corrupt || attempt >= MAX_CORRUPT_RESENDS) throw err;
+          raise(
+            'segment-corrupt',
+            'warning',
+            `segments ${corrupt.join(', ')} of ${disk.diskId} (cycle ${frozen.cycle}) failed verification in the cache and were not applied; sending them again`,
+          );
+          const resend = () =>
+            ps.transferDisk({
+              point: frozen,
+              diskId: disk.diskId,
+              mode,
+              fromIndex: 0,
+              maxSegments: corrupt.length,
+              onlySegments: corrupt,
+              checksumsBlob,
+              reportStorageFaults: true,
+            });
+          try {
+            await resend();
+          } catch (resendErr) {
+            if (!storageUnavailable(resendErr)) throw resendErr;
+            await retryStorage(resendErr, `sending segments of ${disk.diskId} again`, resend);
+          }
+        }
+      }
+      if (!sendAgain) break;
     }
     return total;
   }
 
+  /**
+   * The failure path of a storage step of a cycle (the success path is a plain `await` at the call
+   * site, so a history recorded before this code replays: no extra promise hops between commands).
+   * Trouble the step's requests went through and survived (retried by the storage client) raises
+   * a warning naming it (noteStorageTrouble); a step that storage kept from finishing
+   * (StorageUnavailable, after the client's own retries) raises a critical alert and is tried again
+   * with backoff, from where a transfer got to, for up to STORAGE_PATIENCE_MS; then the cycle fails
+   * and its changes go with the next one (releasePoint merges the bitmap back). Nothing is dropped.
+   */
+  async function retryStorage<T>(
+    first: unknown,
+    what: string,
+    step: (resumeAt?: number) => Promise<T>,
+  ): Promise<T> {
+    const began = Date.now();
+    let delay = STORAGE_BACKOFF_MS.first;
+    let resumeAt: number | undefined;
+    let err = first;
+    for (;;) {
+      {
+        const details = storageUnavailable(err);
+        if (!details) throw err;
+        storageTroubleThisCycle = true;
+        const giveUp = Date.now() - began + delay > STORAGE_PATIENCE_MS;
+        raiseStorage(
+          details.problem === 'throttled' ? 'storage-throttled' : 'storage-unreachable',
+          'critical',
+          `${messageOf(err)}; ${giveUp ? `gave up after ${Math.round((Date.now() - began) / 1000)} s: this cycle fails and its changes go with the next one` : `trying again in ${delay / 1000} s`}. Nothing is lost: unsent changes stay at the source.`,
+        );
+        if (giveUp) throw err;
+        if (details.nextIndex !== undefined) resumeAt = details.nextIndex;
+        await sleep(delay);
+        delay = Math.min(delay * 2, STORAGE_BACKOFF_MS.max);
+        checkRpo();
+      }
+      try {
+        const result = await step(resumeAt);
+        noteStorageTrouble(what, (result as { storage?: StorageTrouble } | undefined)?.storage);
+        return result;
+      } catch (next) {
+        err = next;
+      }
+    }
+  }
+
+  function noteStorageTrouble(what: string, t: StorageTrouble | undefined): void {
+    if (!t || t.throttled + t.timeouts + t.unreachable === 0) return;
+    storageTroubleThisCycle = true;
+    const last = t.last ? ` (last: ${t.last})` : '';
+    if (t.throttled > 0) {
+      raiseStorage(
+        'storage-throttled',
+        'warning',
+        `${what} (cycle ${s.cycle}): the storage endpoint answered 503 Server Busy / 500 to ${t.throttled} request tries${last}; they were retried with backoff and went through`,
+      );
+    }
+    if (t.timeouts + t.unreachable > 0) {
+      raiseStorage(
+        'storage-unreachable',
+        'warning',
+        `${what} (cycle ${s.cycle}): ${t.timeouts} request tries got no answer in time and ${t.unreachable} could not reach the storage endpoint${last}; they were retried with backoff and went through`,
+      );
+    }
+  }
+
+  /** One standing alert per storage problem: later news updates its message, keeping its id. */
+  function raiseStorage(
+    kind: 'storage-throttled' | 'storage-unreachable',
+    severity: Alert['severity'],
+    message: string,
+  ): void {
+    const standing = s.alerts.find((a) => a.kind === kind);
+    if (!standing) return raise(kind, severity, message);
+    standing.message = message;
+    if (severity === 'critical') standing.severity = 'critical';
+  }
+
   function reportProgress(p: SyncProgress): void {
     progress = [...(progress ?? []).filter((x) => x.diskId !== p.diskId), p];
+    showDetails();
     if (s.state === 'initial-sync' || s.state === 'resyncing') {
       const done = progress.reduce((a, x) => a + x.bytesDone, 0);
       const all = progress.reduce((a, x) => a + x.bytesTotal, 0);
@@ -661,6 +841,14 @@ function messageOf(err: unknown): string {
 function failureType(err: unknown): string | undefined {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
+}
+
+function storageUnavailable(err: unknown): StorageUnavailableDetails | undefined {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure && cause.type === 'StorageUnavailable') {
+    return (cause.details?.[0] as StorageUnavailableDetails | undefined) ?? { problem: 'unreachable' };
+  }
+  return undefined;
 }
 
 function corruptIndices(err: unknown): number[] | undefined {

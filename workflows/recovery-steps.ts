@@ -6,6 +6,7 @@ import {
   ApplicationFailure,
   log,
   proxyActivities,
+  setCurrentDetails,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { RecoveryActivities } from '../activities/cloud-applier';
@@ -42,6 +43,7 @@ export function createTracker(initial: Omit<RecoveryStatus, 'state' | 'disks' | 
     async step(name, run, detail) {
       const entry: RecoveryStatus['steps'][number] = { name, state: 'running', startedAt: now() };
       status.steps.push(entry);
+      showDetails();
       try {
         const result = await run();
         entry.state = 'done';
@@ -62,8 +64,18 @@ export function createTracker(initial: Omit<RecoveryStatus, 'state' | 'disks' | 
     setState(state) {
       status.state = state;
       upsertSearchAttributes([{ key: OSR_STATE, value: state }]);
+      showDetails();
     },
   };
+
+  /** The Temporal Web UI's current details: the job's state and the step it is in. */
+  function showDetails(): void {
+    const running = status.steps.filter((x) => x.state === 'running').map((x) => x.name);
+    const done = status.steps.filter((x) => x.state === 'done').length;
+    setCurrentDetails(
+      `${status.state}${running.length ? ` · ${running.join(', ')}` : ''} · ${done}/${status.steps.length} steps done`,
+    );
+  }
 }
 
 export interface RecoverInput {

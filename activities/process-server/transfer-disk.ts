@@ -17,9 +17,12 @@ import { CONTAINERS } from '../../shared/storage';
 import { writeCycleManifest } from '../applier/cycle-layout';
 import { readCyclePlan, writeCyclePlan } from './cycle-plan';
 import { planSegments, totalBytes, type SegmentPlan } from './extent-plan';
+import type { StorageTrouble } from '../../shared/storage-health';
+import type { ReportsStorageFaults } from '../common/storage-failure';
+import type { IntakeGate } from './intake-gate';
 import { sourceExtents } from './source-extents';
 
-export interface TransferDiskInput {
+export interface TransferDiskInput extends ReportsStorageFaults {
   point: FrozenPoint;
   diskId: string;
   mode: TransferMode;
@@ -40,6 +43,8 @@ export interface TransferSlice {
   /** Disk bytes covered by segments below nextIndex. */
   bytesDone: number;
   summary: TransferSummary;
+  /** What the storage endpoint did to this slice's requests (retried throttling, time-outs), if anything. */
+  storage?: StorageTrouble;
 }
 
 export interface TransferDeps {
@@ -51,6 +56,8 @@ export interface TransferDeps {
   /** The cursor a previous attempt of this same activity heartbeated, if any. */
   resumeCursor?: { nextIndex: number };
   isCancelled?: () => boolean;
+  /** The process's spool bound (read → upload); without one, only the pipeline's encode bound applies. */
+  intake?: IntakeGate;
 }
 
 export async function transferDisk(deps: TransferDeps, input: TransferDiskInput): Promise<TransferSlice> {
@@ -162,24 +169,36 @@ async function uploadSegments(
   let watermark = cursorStart;
   let next = 0;
 
+  // The first failure stops every lane (no new read starts); the call returns only once every
+  // lane has stopped, so no read outlives the NBD connection and the spool room is all given back.
+  let failure: { error: unknown } | undefined;
+  async function sendSegment(plan: SegmentPlan): Promise<{ zeroBytes: number; segmentBytes: number }> {
+    const data = await readExtents(nbd, plan.extents);
+    const encoded = await deps.pipeline.encode({
+      machineId: point.machine,
+      diskId,
+      cycle: point.cycle,
+      index: plan.index,
+      extents: plan.extents,
+      data,
+    });
+    const name = segmentBlobName(point.machine, diskId, point.cycle, plan.index);
+    await cache.getBlockBlobClient(name).uploadData(encoded.segment);
+    return { zeroBytes: encoded.stats.zeroBytes, segmentBytes: encoded.segment.length };
+  }
+
   async function lane(): Promise<void> {
-    while (next < segments.length) {
+    while (next < segments.length && failure === undefined) {
       if (deps.isCancelled?.()) throw new Error('transfer cancelled');
       const plan = segments[next++] as SegmentPlan;
-      const data = await readExtents(nbd, plan.extents);
-      const encoded = await deps.pipeline.encode({
-        machineId: point.machine,
-        diskId,
-        cycle: point.cycle,
-        index: plan.index,
-        extents: plan.extents,
-        data,
-      });
-      const name = segmentBlobName(point.machine, diskId, point.cycle, plan.index);
-      await cache.getBlockBlobClient(name).uploadData(encoded.segment);
+      // A lane that waited for spool room while another failed stops without reading.
+      const sent = await (deps.intake
+        ? deps.intake.with(plan.rawBytes, async () => (failure ? undefined : sendSegment(plan)))
+        : sendSegment(plan));
+      if (!sent) break;
       summary.rawBytes += plan.rawBytes;
-      summary.zeroBytes += encoded.stats.zeroBytes;
-      summary.sentBytes += encoded.segment.length;
+      summary.zeroBytes += sent.zeroBytes;
+      summary.sentBytes += sent.segmentBytes;
       summary.uploadedSegments += 1;
       uploaded.add(plan.index);
       while (uploaded.has(watermark)) uploaded.delete(watermark++);
@@ -187,7 +206,14 @@ async function uploadSegments(
     }
   }
 
-  await Promise.all(Array.from({ length: Math.min(deps.uploadConcurrency, segments.length) }, lane));
+  await Promise.all(
+    Array.from({ length: Math.min(deps.uploadConcurrency, segments.length) }, () =>
+      lane().catch((error: unknown) => {
+        failure ??= { error };
+      }),
+    ),
+  );
+  if (failure) throw failure.error;
   return summary;
 }
 
