@@ -3,6 +3,7 @@
 import { ConfigError } from '../shared/config';
 import { OperationError } from '../shared/operations/context';
 import { PolicyError } from '../shared/policy';
+import { storageCredentialProblem } from '../shared/storage';
 
 export class ApiError extends Error {
   constructor(
@@ -39,6 +40,9 @@ export function toApiError(err: unknown): { error: ApiError; expected: boolean }
     return { error: new ApiError(STATUS_OF[err.code], err.message, err.code), expected: true };
   if (err instanceof PolicyError || err instanceof ConfigError)
     return { error: new ApiError(400, err.message, 'invalid'), expected: true };
+  const storage = storageCredentialProblem(err);
+  // The server's own configuration is wrong: not the client's fault, and the operator must act.
+  if (storage) return { error: new ApiError(503, storage, 'unavailable'), expected: false };
   if (err instanceof Error && isUnavailable(err))
     return {
       error: new ApiError(

@@ -3,9 +3,11 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { OsrConfig } from '../shared/config';
 import { createLogger, type Logger } from '../shared/logger';
+import { runAs } from '../shared/operations/audit';
 import { ControlContext } from '../shared/operations/context';
 import { authorize } from './auth';
 import { readJsonBody, type JsonObject } from './body';
@@ -50,13 +52,24 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       const { route, params } = router.match(req.method ?? 'GET', url.pathname);
       if (route.auth) authorize(req.headers.authorization, token);
       let body: Promise<JsonObject> | undefined;
-      response = await route.handler({
-        ctx,
-        params,
-        query: url.searchParams,
-        raw: req,
-        body: () => (body ??= readJsonBody(req, config.api.maxBodyBytes)),
-      });
+      // Audit entries of the operations name the API's caller (the token's holder) and address.
+      const claimed = req.headers['x-osr-operator'];
+      const actor = {
+        via: 'api' as const,
+        user: 'token',
+        host: os.hostname(),
+        address: req.socket.remoteAddress,
+        claimedOperator: typeof claimed === 'string' ? claimed.slice(0, 100) : undefined,
+      };
+      response = await runAs(actor, () =>
+        route.handler({
+          ctx,
+          params,
+          query: url.searchParams,
+          raw: req,
+          body: () => (body ??= readJsonBody(req, config.api.maxBodyBytes)),
+        }),
+      );
     } catch (err) {
       const { error, expected } = toApiError(err);
       // Unexpected errors are logged in full here and never sent to the client.
@@ -74,7 +87,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         headers: error.headers,
       };
     }
-    const payload = JSON.stringify(response.body);
+    const payload = response.text ?? JSON.stringify(response.body);
     res.writeHead(response.status, {
       ...HEADERS,
       ...response.headers,

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { CONTAINERS } from '../../shared/storage';
+import { CONTAINERS, storageCredentialProblem } from '../../shared/storage';
 
 export interface ProbeResult {
   role: string;
@@ -15,6 +15,15 @@ export interface ProbeResult {
 
 export function createStackProbeActivity(role: string, blobService: BlobServiceClient) {
   return async function probeStorage(): Promise<ProbeResult> {
+    try {
+      return await roundTrip();
+    } catch (err) {
+      const problem = storageCredentialProblem(err);
+      throw problem ? new Error(`${role} worker: ${problem}`) : err;
+    }
+  };
+
+  async function roundTrip(): Promise<ProbeResult> {
     const started = performance.now();
     const container = blobService.getContainerClient(CONTAINERS.vault);
     await container.createIfNotExists();
@@ -34,5 +43,5 @@ export function createStackProbeActivity(role: string, blobService: BlobServiceC
       bytes: payload.length,
       roundTripMs: Math.round(performance.now() - started),
     };
-  };
+  }
 }

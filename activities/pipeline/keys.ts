@@ -13,7 +13,7 @@ export const KEY_BYTES = 32;
 const BASE64_KEY = /^[A-Za-z0-9+/_-]{43}=?$/;
 // A key file is tiny; refuse to read anything larger so a wrong path cannot make us load a disk.
 const MAX_KEY_FILE_BYTES = 1024;
-const CREATE_HINT = 'create one with `osr keys create`';
+const CREATE_HINT = 'create one with `(umask 077; openssl rand -base64 32 > <file>)`';
 
 export type KeyErrorCode =
   | 'bad-length'
@@ -115,7 +115,7 @@ export class Keyring implements Iterable<EncryptionKey> {
     if (existing !== undefined && !existing.equals(key)) {
       throw new KeyError(
         'id-collision',
-        `two different keys share the id ${key.id}; generate a new key with \`osr keys create\``,
+        `two different keys share the id ${key.id}; generate a new key with \`openssl rand -base64 32\``,
       );
     }
     this.#keys.set(key.id, key);

@@ -1,6 +1,7 @@
 // A small QMP (QEMU Machine Protocol) client: JSON lines over a unix socket. Used to drive
 // dirty bitmaps, fleecing jobs and NBD exports of a qemu-system VM or a qemu-storage-daemon.
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import * as net from 'node:net';
 
 /** An error answered by QEMU itself: `errorClass` is QMP's class (GenericError, DeviceNotFound…). */
@@ -176,6 +177,16 @@ export class QmpClient extends EventEmitter {
 
   private onData(chunk: string): void {
     this.buffered += chunk;
+    // A QMP monitor greets with a JSON object; anything else is another kind of socket.
+    const start = this.buffered.trimStart();
+    if (this.greeting && start.length > 0 && !start.startsWith('{')) {
+      const what = start.startsWith('NBDMAGIC')
+        ? 'an NBD server socket, not a QMP monitor: give it as --nbd, and the QMP monitor socket as --qmp'
+        : `not a QMP monitor (it greeted with ${JSON.stringify(start.slice(0, 20))}): give --qmp the socket of the VM's or qemu-storage-daemon's QMP monitor`;
+      this.fail(new Error(`${this.socketPath} is ${what}`));
+      this.socket.destroy();
+      return;
+    }
     let nl: number;
     while ((nl = this.buffered.indexOf('\n')) >= 0) {
       const line = this.buffered.slice(0, nl).trim();
@@ -244,11 +255,19 @@ function openSocket(socketPath: string): Promise<net.Socket> {
       resolve(socket);
     });
     socket.once('error', (err: NodeJS.ErrnoException) => {
-      const why =
-        err.code === 'ENOENT'
+      let kind = '';
+      try {
+        const stat = fs.statSync(socketPath);
+        if (!stat.isSocket()) kind = stat.isDirectory() ? 'a directory' : 'a regular file';
+      } catch {
+        // gone or unreadable: the error code says enough
+      }
+      const why = kind
+        ? `it is ${kind}, not a socket`
+        : err.code === 'ENOENT'
           ? 'no such socket'
           : err.code === 'ECONNREFUSED'
-            ? 'connection refused'
+            ? 'connection refused: the process that made it is gone'
             : err.message;
       reject(
         new Error(

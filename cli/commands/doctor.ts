@@ -1,6 +1,8 @@
 // `osr doctor`: a storage round trip from a worker of every role, through Temporal.
 import type { Command } from 'commander';
+import { insecureChannels } from '../../shared/channel-security';
 import { loadConfig } from '../../shared/config';
+import { CONTAINERS, createBlobServiceClient, storageCredentialProblem } from '../../shared/storage';
 import { connectClient } from '../../shared/temporal-client';
 import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
 import type { stackCheck } from '../../workflows/stack-check';
@@ -14,6 +16,14 @@ export function registerDoctorCommand(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (opts: { wait: string; json?: boolean }) => {
       const config = loadConfig();
+      // This host's own storage credentials first (a 403 is reported with the fix by main);
+      // the workers' are checked by the workflow below, which also reports any other failure.
+      await createBlobServiceClient(config)
+        .getContainerClient(CONTAINERS.vault)
+        .exists()
+        .catch((err: unknown) => {
+          if (storageCredentialProblem(err)) throw err;
+        });
       const client = await connectClient(config);
       const result = await client.workflow.execute<typeof stackCheck>('stackCheck', {
         taskQueue: CONTROL_TASK_QUEUE,
@@ -22,7 +32,10 @@ export function registerDoctorCommand(program: Command): void {
         workflowExecutionTimeout: '5m',
       });
       await client.connection.close();
-      if (opts.json) printJson(result);
+      // Channels that would cross a network in clear: not a failure, but said every time.
+      const warnings = insecureChannels(config);
+      for (const w of warnings) process.stderr.write(`osr: warning: ${w}\n`);
+      if (opts.json) printJson({ ...result, warnings });
       else
         printTable(
           result.probes.map((p) => ({

@@ -1,7 +1,7 @@
 // Protecting machines: `osr protect|status|points|point|resync|pause|resume|unprotect|set-policy`.
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { ControlContext } from '../../shared/operations/context';
+import { OperationError, type ControlContext } from '../../shared/operations/context';
 import * as machines from '../../shared/operations/machines';
 import type { MachineStatus } from '../../workflows/protect-machine-api';
 import { withContext } from '../context';
@@ -87,8 +87,8 @@ export function registerMachineCommands(program: Command): void {
           json?: boolean;
         },
       ) => {
-        const result = await withContext((ctx) =>
-          machines.protect(ctx, {
+        const result = await withContext(async (ctx) => {
+          const started = await machines.protect(ctx, {
             name,
             qmpSocket: path.resolve(o.qmp),
             nbdSocket: o.nbd ? path.resolve(o.nbd) : undefined,
@@ -105,12 +105,16 @@ export function registerMachineCommands(program: Command): void {
                     post: o.post,
                   }
                 : undefined,
-          }),
-        );
+          });
+          // Its disks found and tracking on, or the process server's reason why not.
+          return { ...started, state: await machines.enableOutcome(ctx, name) };
+        });
         if (o.json) printJson(result);
         else
           process.stdout.write(
-            `protecting ${name}: workflow ${result.workflowId}; follow it with \`osr status ${name}\`\n`,
+            result.state === 'enabling'
+              ? `protecting ${name}: workflow ${result.workflowId}, still enabling after 30 s: is a process server of site ${result.machine.site} running (\`osr doctor\`)? Follow it with \`osr status ${name}\`\n`
+              : `protecting ${name}: workflow ${result.workflowId}, ${result.state}; follow it with \`osr status ${name}\`\n`,
           );
       },
     );
@@ -160,7 +164,19 @@ export function registerMachineCommands(program: Command): void {
     .description("a machine's recovery points, oldest first")
     .option('--json', 'print JSON')
     .action(async (name: string, o: { json?: boolean }) => {
-      const points = await withContext((ctx) => ctx.vault.points(name));
+      const points = await withContext(async (ctx) => {
+        const found = await ctx.vault.points(name);
+        // No points and no such machine is a typo, not an empty list (an unprotected machine's
+        // points kept with --keep-replica are still listed).
+        if (found.length === 0 && !(await ctx.vault.machine(name))) {
+          const known = (await ctx.vault.machines()).map((m) => m.name);
+          throw new OperationError(
+            `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
+            'not-found',
+          );
+        }
+        return found;
+      });
       if (o.json) printJson(points);
       else
         printTable(

@@ -1,7 +1,9 @@
 // `osr serve`: the HTTP API in the foreground until SIGTERM or SIGINT.
 import type { Command } from 'commander';
 import { startApiServer } from '../../api/server';
+import { resolveApiTls } from '../../api/tls';
 import { resolveApiToken } from '../../api/token';
+import { insecureChannels } from '../../shared/channel-security';
 import { loadConfig } from '../../shared/config';
 import { CliError, EXIT } from '../output';
 
@@ -21,8 +23,36 @@ export function registerServeCommand(program: Command): void {
     .action(async (o: { host?: string; port?: number }) => {
       const config = loadConfig();
       const token = resolveApiToken(config);
-      const api = await startApiServer({ config, token: token.token, host: o.host, port: o.port });
+      // TLS unless api.insecureHttp: the configured certificate, or a self-signed one made once.
+      const tls = await resolveApiTls(config, o.host);
+      const served = tls
+        ? { ...config, api: { ...config.api, tls: { certPath: tls.certPath, keyPath: tls.keyPath } } }
+        : config;
+      const api = await startApiServer({ config: served, token: token.token, host: o.host, port: o.port });
       process.stdout.write(`osr API listening on ${api.url} (OpenAPI: ${api.url}/openapi.json)\n`);
+      if (tls)
+        process.stdout.write(
+          `TLS certificate: ${tls.certPath} (${tls.source === 'created' ? 'self-signed, made now' : tls.source === 'existing' ? 'self-signed' : 'api.tls'}; valid until ${tls.validTo})\n` +
+            `  SHA-256 fingerprint: ${tls.fingerprint256}\n` +
+            (tls.source === 'configured'
+              ? ''
+              : `  clients trust or pin it, e.g. curl --cacert ${tls.certPath} ${api.url}/healthz\n`),
+        );
+      else
+        process.stdout.write(
+          'TLS: off (api.insecureHttp): plain HTTP; the token crosses the network in clear unless a proxy terminates TLS\n',
+        );
+      for (const w of insecureChannels({
+        ...config,
+        api: { ...config.api, host: o.host ?? config.api.host },
+      }))
+        process.stdout.write(`warning: ${w}\n`);
+      // The fragment never reaches the server or its logs; the page keeps the token in this tab only.
+      process.stdout.write(
+        token.source === 'created'
+          ? `Dashboard: ${api.url}/#token=${token.token}\n`
+          : `Dashboard: ${api.url}/ (enter the token once, or open ${api.url}/#token=<token>)\nMetrics: ${api.url}/metrics (same bearer token)\n`,
+      );
       // The token is shown once, when it is made; afterwards only where it lives.
       if (token.source === 'created')
         process.stdout.write(

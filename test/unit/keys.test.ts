@@ -105,7 +105,7 @@ describe('encryption keys', () => {
     const shortError = await errorOf(() => loadKeyFile(short));
     assert.equal(
       shortError.message,
-      `key file ${short} has 17 bytes; expected 32 random bytes, base64 or raw; create one with \`osr keys create\``,
+      `key file ${short} has 17 bytes; expected 32 random bytes, base64 or raw; create one with \`(umask 077; openssl rand -base64 32 > <file>)\``,
     );
     assert.equal(shortError.code, 'bad-length');
 
@@ -122,14 +122,14 @@ describe('encryption keys', () => {
     for (const error of errors) {
       assert.match(
         error.message,
-        /expected 32 random bytes, base64 or raw; create one with `osr keys create`/,
+        /expected 32 random bytes, base64 or raw; create one with `\(umask 077; openssl rand -base64 32 > <file>\)`/,
       );
       assertNoLeak(`${error.message} ${inspect(error)}`, secret.subarray(0, 32), 'error');
       assertNoLeak(error.message, secret.subarray(16, 48), 'error');
     }
     const missing = await errorOf(() => loadKeyFile(path.join(dir, 'missing.key')));
     assert.equal(missing.code, 'not-found');
-    assert.match(missing.message, /does not exist; create one with `osr keys create`/);
+    assert.match(missing.message, /does not exist; create one with `\(umask 077; openssl rand/);
   });
 
   test('a missing key file is created with mode 0600 when asked, and reloads to the same key', async () => {
