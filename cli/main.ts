@@ -1,12 +1,16 @@
 // The `osr` command line.
 import { Command } from 'commander';
 import { ConfigError } from '../shared/config';
+import { cliActor, runAs } from '../shared/operations/audit';
 import { PolicyError } from '../shared/policy';
+import { storageCredentialProblem } from '../shared/storage';
 import { registerDemoCommands } from './commands/demo';
 import { registerExportCommand } from './commands/export';
+import { registerFailbackCommands } from './commands/failback';
 import { registerFailoverCommands } from './commands/failover';
 import { registerGroupCommands } from './commands/group';
 import { registerMachineCommands } from './commands/machines';
+import { registerOperatorCommands } from './commands/operator';
 import { registerPlanCommands } from './commands/plan';
 import { registerPolicyCommands } from './commands/policy';
 import { registerDoctorCommand } from './commands/doctor';
@@ -25,16 +29,26 @@ export function buildProgram(): Command {
   registerExportCommand(program);
   registerFailoverCommands(program);
   registerPlanCommands(program);
+  registerFailbackCommands(program);
   registerGroupCommands(program);
   registerDemoCommands(program);
   registerServeCommand(program);
+  registerOperatorCommands(program);
   return program;
 }
 
 export async function run(argv: string[]): Promise<void> {
   try {
-    await buildProgram().parseAsync(argv);
+    // Audit entries of the operations name the OS user running the CLI.
+    await runAs(cliActor(), () => buildProgram().parseAsync(argv));
   } catch (err) {
+    // Wrong storage credentials are a configuration problem: say which and how to fix it.
+    const storage = storageCredentialProblem(err);
+    if (storage) {
+      process.stderr.write(`osr: ${storage}\n`);
+      process.exitCode = EXIT.usage;
+      return;
+    }
     const code =
       err instanceof CliError
         ? err.exitCode

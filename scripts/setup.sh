@@ -13,6 +13,8 @@ command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v g++ >/dev/null || need_pkgs+=(g++)
 command -v make >/dev/null || need_pkgs+=(make)
+command -v openssl >/dev/null || need_pkgs+=(openssl) # osr serve's self-signed TLS certificate
+command -v chromium >/dev/null || need_pkgs+=(chromium) # the dashboard's test (playwright-core drives it)
 if [ "${OSR_SETUP_BENCH:-}" = 1 ]; then command -v rclone >/dev/null || need_pkgs+=(rclone); fi
 if ((${#need_pkgs[@]})); then
   echo "setup: installing ${need_pkgs[*]} (Debian packages)"

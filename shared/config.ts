@@ -18,6 +18,15 @@ export const configSchema = z
       .string()
       .regex(/^[a-z0-9-]{1,40}$/, 'lower-case letters, digits and dashes')
       .default('primary'),
+    // Reprotect: the recovery site's process-server role reads the failed-over machines (the
+    // recovery-site QEMU host) on processServerQueue(recoverySite).
+    recoverySite: z
+      .string()
+      .regex(/^[a-z0-9-]{1,40}$/, 'lower-case letters, digits and dashes')
+      .default('recovery'),
+    // Whether this process server also polls the recovery site's queue: auto = yes when Temporal
+    // is embedded (the embedded stack is one host playing both sites).
+    serveRecoverySite: z.enum(['auto', 'yes', 'no']).default('auto'),
     temporal: z
       .object({
         address: hostPort.optional(),
@@ -41,9 +50,13 @@ export const configSchema = z
       .object({
         connectionString: z.string().min(1).optional(),
         azuritePort: port.default(10000),
+        // Each try of a blob request gets no answer for this long: it is aborted and retried.
+        tryTimeoutSeconds: z.number().min(0.1).max(3600).default(60),
+        // Tries per blob request (throttling, time-outs, network errors), with exponential backoff.
+        maxTries: z.number().int().min(1).max(20).default(5),
       })
       .strict()
-      .default({ azuritePort: 10000 }),
+      .default({ azuritePort: 10000, tryTimeoutSeconds: 60, maxTries: 5 }),
     encryption: z
       .object({
         keyFile: z.string().min(1).optional(),
@@ -80,9 +93,47 @@ export const configSchema = z
           .object({ certPath: z.string().min(1), keyPath: z.string().min(1) })
           .strict()
           .optional(),
+        // Without api.tls, `osr serve` makes a self-signed certificate at its first start
+        // (<stateDir>/api/tls); true serves plain HTTP instead (behind a TLS-terminating proxy).
+        insecureHttp: z.boolean().default(false),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 7780, maxBodyBytes: 64 * 1024 }),
+      .default({ host: '127.0.0.1', port: 7780, maxBodyBytes: 64 * 1024, insecureHttp: false }),
+    // Operator experience: alert webhook, worker heartbeats (osr servers) and their thresholds,
+    // the Temporal SDK's Prometheus exporter in each worker.
+    alerts: z
+      .object({
+        webhookUrl: z.url({ protocol: /^https?$/ }).optional(),
+        webhookSecret: z.string().min(16, 'use at least 16 characters').optional(),
+        intervalSeconds: z.number().min(0.2).max(3600).default(15),
+      })
+      .strict()
+      .default({ intervalSeconds: 15 }),
+    health: z
+      .object({
+        heartbeatSeconds: z.number().min(0.2).max(3600).default(15),
+        staleSeconds: z.number().min(1).max(86400).default(60),
+        rssAlertBytes: z
+          .number()
+          .int()
+          .min(1)
+          .default(4 * 1024 * 1024 * 1024),
+        backlogAlertRatio: z.number().min(0).max(1).default(0.9),
+      })
+      .strict()
+      .default({
+        heartbeatSeconds: 15,
+        staleSeconds: 60,
+        rssAlertBytes: 4 * 1024 * 1024 * 1024,
+        backlogAlertRatio: 0.9,
+      }),
+    metrics: z
+      .object({
+        sdkExporter: z.boolean().default(true),
+        sdkBindAddress: hostPort.optional(),
+      })
+      .strict()
+      .default({ sdkExporter: true }),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -98,6 +149,8 @@ export type OsrConfig = z.infer<typeof configSchema>;
 export const ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }> = {
   OSR_STATE_DIR: { key: 'stateDir', type: 'string' },
   OSR_SITE: { key: 'site', type: 'string' },
+  OSR_RECOVERY_SITE: { key: 'recoverySite', type: 'string' },
+  OSR_SERVE_RECOVERY_SITE: { key: 'serveRecoverySite', type: 'string' },
   OSR_TEMPORAL_ADDRESS: { key: 'temporal.address', type: 'string' },
   OSR_TEMPORAL_NAMESPACE: { key: 'temporal.namespace', type: 'string' },
   OSR_TEMPORAL_PORT: { key: 'temporal.port', type: 'number' },
@@ -106,6 +159,8 @@ export const ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }
   OSR_STORAGE_CONNECTION_STRING: { key: 'storage.connectionString', type: 'string' },
   AZURE_STORAGE_CONNECTION_STRING: { key: 'storage.connectionString', type: 'string' },
   OSR_AZURITE_PORT: { key: 'storage.azuritePort', type: 'number' },
+  OSR_STORAGE_TRY_TIMEOUT_SECONDS: { key: 'storage.tryTimeoutSeconds', type: 'number' },
+  OSR_STORAGE_MAX_TRIES: { key: 'storage.maxTries', type: 'number' },
   OSR_KEY_FILE: { key: 'encryption.keyFile', type: 'string' },
   OSR_ENCRYPTION_KEY: { key: 'encryption.key', type: 'string' },
   OSR_PIPELINE_THREADS: { key: 'pipeline.threads', type: 'number' },
@@ -115,6 +170,13 @@ export const ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }
   OSR_API_PORT: { key: 'api.port', type: 'number' },
   OSR_API_TOKEN: { key: 'api.token', type: 'string' },
   OSR_API_TOKEN_FILE: { key: 'api.tokenFile', type: 'string' },
+  OSR_ALERT_WEBHOOK_URL: { key: 'alerts.webhookUrl', type: 'string' },
+  OSR_ALERT_WEBHOOK_SECRET: { key: 'alerts.webhookSecret', type: 'string' },
+  OSR_ALERT_INTERVAL_SECONDS: { key: 'alerts.intervalSeconds', type: 'number' },
+  OSR_HEARTBEAT_SECONDS: { key: 'health.heartbeatSeconds', type: 'number' },
+  OSR_HEALTH_STALE_SECONDS: { key: 'health.staleSeconds', type: 'number' },
+  OSR_HEALTH_RSS_ALERT_BYTES: { key: 'health.rssAlertBytes', type: 'number' },
+  OSR_SDK_METRICS_ADDRESS: { key: 'metrics.sdkBindAddress', type: 'string' },
 };
 
 export class ConfigError extends Error {

@@ -2,18 +2,25 @@
 // worker on the role's task queue, clean shutdown on SIGTERM/SIGINT (the SDK drains in-flight
 // tasks), and the process's resources closed after the worker stops.
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
+import { insecureChannels } from '../shared/channel-security';
 import { loadConfig, type OsrConfig } from '../shared/config';
 import { createLogger, type Logger } from '../shared/logger';
+import { storageCredentialProblem } from '../shared/storage';
 import { temporalConnectionOptions } from '../shared/temporal-connection';
+import { sdkMetricsExporter, startObservability } from './observability';
 
 export interface WorkerSpec {
   role: string;
   taskQueue: (config: OsrConfig) => string;
+  /** More queues the same activities serve (one Worker each, sharing the connection and activities). */
+  extraTaskQueues?: (config: OsrConfig) => string[];
   /** Builds the role's activities; `close` releases what they hold (thread pools, sockets). */
   setup: (config: OsrConfig, log: Logger) => Promise<{ activities: object; close?: () => Promise<void> }>;
   /** Only the control worker runs workflow code. */
   workflowsPath?: string;
   maxConcurrentActivityTaskExecutions?: number;
+  /** Runs the alert notifier (webhook) in this process: the control worker. */
+  alertNotifier?: boolean;
 }
 
 const sdkLevels: Record<string, LogLevel> = {
@@ -27,7 +34,10 @@ const sdkLevels: Record<string, LogLevel> = {
 export async function runWorker(spec: WorkerSpec): Promise<void> {
   const config = loadConfig();
   const log = createLogger(spec.role, config.log.level);
+  for (const finding of insecureChannels(config)) log.warn({ insecureChannel: true }, finding);
+  const sdkMetrics = await sdkMetricsExporter(config);
   Runtime.install({
+    telemetryOptions: sdkMetrics.telemetryOptions,
     logger: new DefaultLogger(sdkLevels[config.log.level] ?? 'WARN', (entry) => {
       const method =
         entry.level === 'TRACE'
@@ -39,6 +49,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   const connection = await NativeConnection.connect(temporalConnectionOptions(config));
   const { activities, close } = await spec.setup(config, log);
   const taskQueue = spec.taskQueue(config);
+  const extra = (spec.extraTaskQueues?.(config) ?? []).filter((q) => q !== taskQueue);
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
@@ -47,10 +58,33 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     workflowsPath: spec.workflowsPath,
     maxConcurrentActivityTaskExecutions: spec.maxConcurrentActivityTaskExecutions,
   });
+  const others = await Promise.all(
+    extra.map((queue) =>
+      Worker.create({
+        connection,
+        namespace: config.temporal.namespace,
+        taskQueue: queue,
+        activities,
+        maxConcurrentActivityTaskExecutions: spec.maxConcurrentActivityTaskExecutions,
+      }),
+    ),
+  );
+  if (extra.length) log.info({ taskQueues: extra }, `${spec.role} worker also serves`);
+  // Heartbeat document (osr servers), and the alert notifier in the control worker.
+  const observability = startObservability({
+    config,
+    log,
+    role: spec.role,
+    taskQueue,
+    alertNotifier: spec.alertNotifier,
+    sdkMetricsUrl: sdkMetrics.url,
+  });
+  observability.attachWorker(worker);
   log.info({ taskQueue, namespace: config.temporal.namespace }, `${spec.role} worker polling`);
   try {
-    await worker.run();
+    await Promise.all([worker.run(), ...others.map((w) => w.run())]);
   } finally {
+    await observability.stop();
     await close?.();
     await connection.close();
     log.info(`${spec.role} worker stopped`);
@@ -59,7 +93,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
 
 export function main(spec: WorkerSpec): void {
   runWorker(spec).catch((err: unknown) => {
-    process.stderr.write(`${spec.role} worker failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    const message = storageCredentialProblem(err) ?? (err instanceof Error ? err.message : String(err));
+    process.stderr.write(`${spec.role} worker failed: ${message}\n`);
     process.exit(1);
   });
 }

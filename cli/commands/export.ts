@@ -14,7 +14,7 @@ export function registerExportCommand(program: Command): void {
     .description('write one disk of a recovery point to a raw image file (sparse where the disk has holes)')
     .requiredOption(
       '--point <id>',
-      'latest, latest-app, a point id, or an ISO time (the newest point at or before it)',
+      'latest, latest-app, a point id, an ISO time, or group:<group>[/<id>] (the newest point at or before it)',
     )
     .option('--disk <disk>', 'disk id (e.g. disk0) or index', '0')
     .requiredOption('--out <file>', 'raw image file to write')

@@ -68,7 +68,7 @@ export function registerFailoverCommands(program: Command): void {
     )
     .option(
       '--point <point>',
-      'latest, latest-app, a point id, or an ISO time (newest point at or before it)',
+      'latest, latest-app, a point id, an ISO time, or group:<group>[/<id>] (newest point at or before it)',
       'latest',
     )
     .option('--no-wait', 'return once started')
@@ -93,7 +93,10 @@ export function registerFailoverCommands(program: Command): void {
     .command('start <machine>')
     .description('fail the machine over; it then waits for `commit` or `change-point`')
     .option('--planned', "stop the source's writes and cut a final point first: no data loss")
-    .option('--point <point>', 'unplanned: latest, latest-app, a point id, or an ISO time')
+    .option(
+      '--point <point>',
+      'unplanned: latest, latest-app, a point id, an ISO time, or group:<group>[/<id>]',
+    )
     .option('--no-wait', 'return once started')
     .option('--json', 'print JSON')
     .action(
@@ -115,7 +118,7 @@ export function registerFailoverCommands(program: Command): void {
   cmd
     .command('change-point <machine>')
     .description("rebuild a failed-over machine's disks from another recovery point")
-    .requiredOption('--point <point>', 'latest, latest-app, a point id, or an ISO time')
+    .requiredOption('--point <point>', 'latest, latest-app, a point id, an ISO time, or group:<group>[/<id>]')
     .option('--json', 'print JSON')
     .action(async (machine: string, o: { point: string; json?: boolean }) => {
       show(o.json, {

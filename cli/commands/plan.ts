@@ -214,7 +214,11 @@ export function registerPlanCommands(program: Command): void {
       .option('--json', 'print JSON');
 
   start('test-failover', 'drill every machine of the plan, group by group; replication goes on')
-    .option('--point <point>', 'latest, latest-app, a point id, or an ISO time', 'latest')
+    .option(
+      '--point <point>',
+      'latest, latest-app, a point id, an ISO time, or group:<group>[/<id>]',
+      'latest',
+    )
     .action(async (name: string, o: { point: string; wait: boolean; json?: boolean }) => {
       showJob(o.json, await withContext((ctx) => plans.startPlan(ctx, name, 'test-failover', o)));
     });
@@ -224,7 +228,10 @@ export function registerPlanCommands(program: Command): void {
       showJob(o.json, await withContext((ctx) => plans.startPlan(ctx, name, 'cleanup', o)));
     });
   start('failover', 'fail the plan over, group by group; it then waits for `osr plan commit`')
-    .option('--point <point>', 'unplanned: latest, latest-app, a point id, or an ISO time')
+    .option(
+      '--point <point>',
+      'unplanned: latest, latest-app, a point id, an ISO time, or group:<group>[/<id>]',
+    )
     .option('--planned', "stop each machine's writes and cut a final point first")
     .action(async (name: string, o: { point?: string; planned?: boolean; wait: boolean; json?: boolean }) => {
       showJob(o.json, await withContext((ctx) => plans.startPlan(ctx, name, 'failover', o)));
@@ -259,13 +266,16 @@ export function registerPlanCommands(program: Command): void {
 
   program
     .command('approve <job> <action>')
-    .description('approve a manual action a plan job is waiting on')
+    .description(
+      'approve a manual action a plan job is waiting on (<job>: a plan job id, or the workflow id of a plan failback: plan/<plan>/failback/<job>)',
+    )
     .option('--by <name>', 'who approves', process.env.USER ?? 'operator')
     .option('--json', 'print JSON')
     .action(async (job: string, action: string, o: { by: string; json?: boolean }) => {
       const status = await withContext((ctx) => plans.approve(ctx, job, action, o.by));
       if (o.json) return printJson(status);
       process.stdout.write(`approved ${action} of ${job} as ${o.by}\n\n`);
-      printStatus(status);
+      // A plan failback answers with its own status (stages, not operations): `osr plan status` shows it.
+      if ('operation' in status) printStatus(status);
     });
 }

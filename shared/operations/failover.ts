@@ -26,7 +26,8 @@ import {
   type RecoveryStatus,
 } from '../../workflows/failover-api';
 import { jobResult, untilState } from './job-results';
-import { OperationError, type ControlContext } from './context';
+import { audited } from './audit';
+import { OperationError, type ControlContext, jobSummary } from './context';
 import { resolvePoint } from './machines';
 
 export interface JobRef {
@@ -58,8 +59,20 @@ export async function getRecoverySettings(ctx: ControlContext, machine: string):
   return (await ctx.vault.read<RecoverySettings>(recoveryDocs.settings(machine)))?.value ?? { machine };
 }
 
+type RecoveryChange = {
+  bootCheck?: RecoverySettings['bootCheck'] | null;
+  materialize?: RecoverySettings['materialize'] | null;
+};
+
 /** Sets a machine's boot check and materialization (each replaced as given; `null` removes it). */
-export async function configureRecovery(
+export const configureRecovery = audited(
+  'recovery.configure',
+  (ctx: ControlContext, machine: string, change: RecoveryChange) =>
+    storeRecoverySettings(ctx, machine, change),
+  (_ctx, machine, change) => ({ target: machine, details: { ...change } }),
+);
+
+async function storeRecoverySettings(
   ctx: ControlContext,
   machine: string,
   change: {
@@ -94,7 +107,13 @@ function startAttributes(machine: string, kind: RecoveryJobKind) {
 }
 
 /** Starts a drill of one machine from a point; replication is not touched. */
-export async function startTestFailover(
+export const startTestFailover = audited(
+  'drill.start',
+  (ctx: ControlContext, name: string, options: StartOptions = {}) => startDrill(ctx, name, options),
+  (_ctx, name, options?) => ({ target: name, details: { point: options?.point ?? 'latest' } }),
+);
+
+async function startDrill(
   ctx: ControlContext,
   name: string,
   options: StartOptions = {},
@@ -110,7 +129,7 @@ export async function startTestFailover(
     args: [{ job, machine, point, settings: await getRecoverySettings(ctx, name) }],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
     typedSearchAttributes: startAttributes(name, 'drill'),
-    memo: { summary: `Drill of ${name} from point ${point.id} (${point.instant})` },
+    ...jobSummary(`Drill of ${name} from point ${point.id} (${point.instant})`),
   });
   const ref: JobRef = { job, workflowId, machine: name, kind: 'drill', pointId: point.id };
   if (options.wait === false) return { ref };
@@ -121,7 +140,14 @@ export async function startTestFailover(
  * Cleans up drills: `target` is a drill's job id or workflow id (that drill), or a machine name
  * (every drill of it still recorded). Returns one cleanup per drill.
  */
-export async function cleanupTestFailover(
+export const cleanupTestFailover = audited(
+  'drill.cleanup',
+  (ctx: ControlContext, target: string, options: { wait?: boolean } = {}) =>
+    cleanupDrills(ctx, target, options),
+  (_ctx, target, _options?) => ({ target }),
+);
+
+async function cleanupDrills(
   ctx: ControlContext,
   target: string,
   options: { wait?: boolean } = {},
@@ -157,7 +183,7 @@ export async function cleanupTestFailover(
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
       typedSearchAttributes: startAttributes(drill.machine, 'drill-cleanup'),
-      memo: { summary: `Cleanup of drill ${drill.job} of ${drill.machine}` },
+      ...jobSummary(`Cleanup of drill ${drill.job} of ${drill.machine}`),
     });
     const ref: JobRef = { job, workflowId, machine: drill.machine, kind: 'drill-cleanup' };
     out.push(options.wait === false ? { ref } : { ref, status: await jobResult<RecoveryStatus>(handle) });
@@ -170,7 +196,20 @@ export async function cleanupTestFailover(
  * point, no data loss). Only one failover per machine: a second is refused with the first's id.
  * With `wait` (default) returns once the machine is failed over, waiting for commit.
  */
-export async function startFailover(
+export const startFailover = audited(
+  'failover.start',
+  (ctx: ControlContext, name: string, options: StartOptions & { planned?: boolean } = {}) =>
+    startMachineFailover(ctx, name, options),
+  (_ctx, name, options?) => ({
+    target: name,
+    details: {
+      planned: options?.planned ?? false,
+      point: options?.planned ? undefined : (options?.point ?? 'latest'),
+    },
+  }),
+);
+
+async function startMachineFailover(
   ctx: ControlContext,
   name: string,
   options: StartOptions & { planned?: boolean } = {},
@@ -198,11 +237,11 @@ export async function startFailover(
       args: [{ job, machine, planned, point, settings: await getRecoverySettings(ctx, name) }],
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
       typedSearchAttributes: startAttributes(name, 'failover'),
-      memo: {
-        summary: planned
+      ...jobSummary(
+        planned
           ? `Planned failover of ${name} (writes stopped, final point)`
           : `Unplanned failover of ${name} from point ${point?.id} (${point?.instant})`,
-      },
+      ),
     });
   } catch (err) {
     const held = await ctx.vault.read<FailoverLock>(recoveryDocs.failoverLock(name));
@@ -281,7 +320,13 @@ async function failoverHandle(ctx: ControlContext, name: string): Promise<Workfl
 }
 
 /** Commits a machine's failover: forward replication ends, replica and points are kept. */
-export async function commitFailover(ctx: ControlContext, name: string): Promise<RecoveryStatus> {
+export const commitFailover = audited(
+  'failover.commit',
+  (ctx: ControlContext, name: string) => commitMachineFailover(ctx, name),
+  (_ctx, name) => ({ target: name }),
+);
+
+async function commitMachineFailover(ctx: ControlContext, name: string): Promise<RecoveryStatus> {
   const handle = await failoverHandle(ctx, name);
   const status = await updateOf(() => handle.executeUpdate(commitUpdate));
   await handle.result().catch(() => undefined);
@@ -289,7 +334,13 @@ export async function commitFailover(ctx: ControlContext, name: string): Promise
 }
 
 /** Rebuilds a failed-over machine's disks from another point. */
-export async function changeRecoveryPoint(
+export const changeRecoveryPoint = audited(
+  'failover.change-point',
+  (ctx: ControlContext, name: string, selector: string) => changeMachinePoint(ctx, name, selector),
+  (_ctx, name, point) => ({ target: name, details: { point } }),
+);
+
+async function changeMachinePoint(
   ctx: ControlContext,
   name: string,
   selector: string,

@@ -9,6 +9,8 @@ import {
   WorkflowUpdateFailedError,
   type WorkflowHandle,
 } from '@temporalio/client';
+import { QmpClient } from '../../activities/qemu/qmp-client';
+import { groupDocs, type GroupPoint } from '../group-types';
 import type { ProtectedMachine, QuiesceHooks, RecoveryPoint } from '../replication-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../search-attributes';
 import { CONTROL_TASK_QUEUE } from '../task-queues';
@@ -26,7 +28,8 @@ import {
   type PointRequest,
 } from '../../workflows/protect-machine-api';
 import type { protectMachine } from '../../workflows/protect-machine';
-import { OperationError, type ControlContext } from './context';
+import { audited } from './audit';
+import { OperationError, type ControlContext, jobSummary } from './context';
 import { getPolicy } from './policies';
 
 const MACHINE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -42,7 +45,13 @@ export interface ProtectOptions {
   maxCyclesPerRun?: number;
 }
 
-export async function protect(
+export const protect = audited(
+  'machine.protect',
+  (ctx: ControlContext, options: ProtectOptions) => startProtection(ctx, options),
+  (_ctx, o) => ({ target: o.name, details: { qmp: o.qmpSocket, disks: o.disks, policy: o.policy } }),
+);
+
+async function startProtection(
   ctx: ControlContext,
   options: ProtectOptions,
 ): Promise<{ machine: ProtectedMachine; workflowId: string }> {
@@ -58,6 +67,7 @@ export async function protect(
       'invalid',
     );
   }
+  await probeQmp(options.qmpSocket);
   const policy = await getPolicy(ctx, options.policy ?? 'default');
   const machine: ProtectedMachine = {
     name: options.name,
@@ -86,9 +96,7 @@ export async function protect(
         { key: OSR_STATE, value: 'enabling' },
         { key: OSR_JOB_KIND, value: 'protect' },
       ],
-      memo: {
-        summary: `Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`,
-      },
+      ...jobSummary(`Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`),
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
@@ -101,6 +109,62 @@ export async function protect(
   }
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   return { machine, workflowId };
+}
+
+/**
+ * Refuses, before anything is started or recorded, a --qmp path that is no QMP monitor: a plain
+ * file, a dead socket, an NBD socket. A monitor that accepts but stays silent (another client
+ * holds it; QEMU serves one at a time) is not refused: the process server will wait its turn.
+ */
+async function probeQmp(socketPath: string): Promise<void> {
+  let qmp: QmpClient | undefined;
+  try {
+    qmp = await QmpClient.connect(socketPath, { greetingTimeoutMs: 3000 });
+  } catch (err) {
+    const message = (err as Error).message;
+    if (/sent no greeting/.test(message)) return;
+    throw new OperationError(`${message}. Nothing was started.`, 'invalid');
+  } finally {
+    await qmp?.close();
+  }
+}
+
+/**
+ * Waits (up to `timeoutMs`) for a just-protected machine to leave `enabling`: its disks found and
+ * tracking on. Resolves with the state then (still `enabling` at the time-out: no process server
+ * took the work); a failed enable is refused with the process server's reason, so `osr protect`
+ * says what is wrong instead of only that it started.
+ */
+export async function enableOutcome(ctx: ControlContext, name: string, timeoutMs = 30_000): Promise<string> {
+  const handle = await handleOf(ctx, name);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const description = await handle.describe();
+    if (description.status.name === 'FAILED')
+      throw new OperationError(
+        `protecting ${name} failed${(await failureOf(handle)).replace(/\.$/, '')}. Nothing is replicated; fix it and run \`osr protect ${name}\` again`,
+        'invalid',
+      );
+    if (description.status.name !== 'RUNNING') return description.status.name.toLowerCase();
+    const state = await handle.query(statusQuery).then(
+      (s) => s.state,
+      () => 'enabling', // no workflow task has run yet
+    );
+    if (state !== 'enabling' || Date.now() > deadline) return state;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Why a closed workflow failed: the innermost cause's message (e.g. the activity's SourceError). */
+async function failureOf(handle: WorkflowHandle): Promise<string> {
+  try {
+    await handle.result();
+    return '';
+  } catch (err) {
+    let cause = err as Error & { cause?: unknown };
+    while (cause.cause instanceof Error) cause = cause.cause as Error & { cause?: unknown };
+    return `: ${cause.message}`;
+  }
 }
 
 async function handleOf(ctx: ControlContext, name: string): Promise<WorkflowHandle<typeof protectMachine>> {
@@ -121,8 +185,9 @@ export async function machineStatus(ctx: ControlContext, name: string): Promise<
   try {
     const description = await handle.describe();
     if (description.status.name !== 'RUNNING') {
+      const why = description.status.name === 'FAILED' ? await failureOf(handle) : '';
       throw new OperationError(
-        `machine ${name} is not protected (its workflow ${handle.workflowId} is ${description.status.name.toLowerCase()})`,
+        `machine ${name} is not protected (its workflow ${handle.workflowId} is ${description.status.name.toLowerCase()}${why})`,
         'not-found',
       );
     }
@@ -174,16 +239,36 @@ async function runUpdate<T>(
   }
 }
 
-export const pause = (ctx: ControlContext, name: string, reason?: string) =>
-  runUpdate(ctx, name, (h) => h.executeUpdate(pauseUpdate, { args: [{ reason }] }));
-export const resume = (ctx: ControlContext, name: string) =>
-  runUpdate(ctx, name, (h) => h.executeUpdate(resumeUpdate));
-export const resync = (ctx: ControlContext, name: string) =>
-  runUpdate(ctx, name, (h) => h.executeUpdate(resyncUpdate));
-export const takePoint = (ctx: ControlContext, name: string, request: PointRequest) =>
-  runUpdate(ctx, name, (h) => h.executeUpdate(takePointUpdate, { args: [request] }));
+export const pause = audited(
+  'machine.pause',
+  (ctx: ControlContext, name: string, reason?: string) =>
+    runUpdate(ctx, name, (h) => h.executeUpdate(pauseUpdate, { args: [{ reason }] })),
+  (_ctx, name, reason?) => ({ target: name, details: { reason } }),
+);
+export const resume = audited(
+  'machine.resume',
+  (ctx: ControlContext, name: string) => runUpdate(ctx, name, (h) => h.executeUpdate(resumeUpdate)),
+  (_ctx, name) => ({ target: name }),
+);
+export const resync = audited(
+  'machine.resync',
+  (ctx: ControlContext, name: string) => runUpdate(ctx, name, (h) => h.executeUpdate(resyncUpdate)),
+  (_ctx, name) => ({ target: name }),
+);
+export const takePoint = audited(
+  'machine.point',
+  (ctx: ControlContext, name: string, request: PointRequest) =>
+    runUpdate(ctx, name, (h) => h.executeUpdate(takePointUpdate, { args: [request] })),
+  (_ctx, name, request) => ({ target: name, details: { kind: request.kind, tag: request.tag } }),
+);
 
-export async function changePolicy(
+export const changePolicy = audited(
+  'machine.set-policy',
+  (ctx: ControlContext, name: string, policyName: string) => changeMachinePolicy(ctx, name, policyName),
+  (_ctx, name, policy) => ({ target: name, details: { policy } }),
+);
+
+async function changeMachinePolicy(
   ctx: ControlContext,
   name: string,
   policyName: string,
@@ -197,7 +282,14 @@ export async function changePolicy(
   return status;
 }
 
-export async function unprotect(
+export const unprotect = audited(
+  'machine.unprotect',
+  (ctx: ControlContext, name: string, options: { keepReplica?: boolean } = {}) =>
+    unprotectMachine(ctx, name, options),
+  (_ctx, name, options?) => ({ target: name, details: { keepReplica: options?.keepReplica } }),
+);
+
+async function unprotectMachine(
   ctx: ControlContext,
   name: string,
   options: { keepReplica?: boolean } = {},
@@ -210,7 +302,40 @@ export async function unprotect(
   return status;
 }
 
-/** Resolves `latest`, `latest-app`, a point id, or "at or before" an ISO time. */
+/**
+ * A machine's point in a group point: `group:<group>` (the group's newest) or
+ * `group:<group>/<group point id>`. Failing a group's machines over from one group point recovers
+ * a consistent cut of them all.
+ */
+async function groupMemberPoint(
+  ctx: ControlContext,
+  machine: string,
+  selector: string,
+  points: RecoveryPoint[],
+): Promise<RecoveryPoint> {
+  const [group = '', id] = selector.slice('group:'.length).split('/');
+  const groupPoints = (await ctx.vault.list<GroupPoint>(groupDocs.points(group))).sort(
+    (a, b) => a.cut - b.cut,
+  );
+  const groupPoint = id ? groupPoints.find((p) => p.id === id) : groupPoints[groupPoints.length - 1];
+  if (!groupPoint)
+    throw new OperationError(
+      `group ${group} has no group point ${id ?? 'yet'}; see \`osr group points ${group}\``,
+      'not-found',
+    );
+  const member = groupPoint.members.find((m) => m.machine === machine);
+  const found = member && points.find((p) => p.id === member.pointId);
+  if (!found)
+    throw new OperationError(
+      member
+        ? `point ${member.pointId} of ${machine} (group point ${groupPoint.id}) is no longer in the catalog (pruned by retention)`
+        : `machine ${machine} is not a member of group point ${groupPoint.id} of group ${group}`,
+      'not-found',
+    );
+  return found;
+}
+
+/** Resolves `latest`, `latest-app`, a point id, "at or before" an ISO time, or `group:<group>[/<id>]`. */
 export async function resolvePoint(
   ctx: ControlContext,
   machine: string,
@@ -223,6 +348,7 @@ export async function resolvePoint(
       'not-found',
     );
   let found: RecoveryPoint | undefined;
+  if (selector.startsWith('group:')) return groupMemberPoint(ctx, machine, selector, points);
   if (selector === 'latest') found = points[points.length - 1];
   else if (selector === 'latest-app') found = [...points].reverse().find((p) => p.kind === 'app');
   else if (/^\d{4}-\d{2}-\d{2}T/.test(selector) && !Number.isNaN(Date.parse(selector))) {
@@ -231,7 +357,7 @@ export async function resolvePoint(
   } else found = points.find((p) => p.id === selector);
   if (!found) {
     throw new OperationError(
-      `machine ${machine} has no recovery point "${selector}"; use latest, latest-app, an ISO time, or one of: ${points
+      `machine ${machine} has no recovery point "${selector}"; use latest, latest-app, an ISO time, group:<group>[/<id>], or one of: ${points
         .slice(-5)
         .map((p) => p.id)
         .join(', ')}${points.length > 5 ? ' … (osr points ' + machine + ')' : ''}`,

@@ -19,7 +19,8 @@ import {
   type PlanStatus,
 } from '../../workflows/recovery-plan-api';
 import { jobResult, untilState } from './job-results';
-import { OperationError, type ControlContext } from './context';
+import { audited } from './audit';
+import { OperationError, type ControlContext, jobSummary } from './context';
 import { getRecoverySettings } from './failover';
 import { resolvePoint } from './machines';
 
@@ -83,7 +84,16 @@ export function planFromSpec(spec: PlanSpec): RecoveryPlan {
 }
 
 /** Validates against the protected machines and stores a new plan (refused if the name exists). */
-export async function createPlan(ctx: ControlContext, spec: PlanSpec): Promise<RecoveryPlan> {
+export const createPlan = audited(
+  'plan.create',
+  (ctx: ControlContext, spec: PlanSpec) => storePlan(ctx, spec),
+  (_ctx, spec) => ({
+    target: spec?.name ?? '?',
+    details: { groups: spec?.groups?.map((g) => g.machines?.join(',')) },
+  }),
+);
+
+async function storePlan(ctx: ControlContext, spec: PlanSpec): Promise<RecoveryPlan> {
   const plan = planFromSpec(spec);
   const known = new Set((await ctx.vault.machines()).map((m) => m.name));
   const problems = planProblems(plan, known);
@@ -124,7 +134,17 @@ export interface PlanStartOptions {
   wait?: boolean;
 }
 
-export async function startPlan(
+export const startPlan = audited(
+  'plan.start',
+  (ctx: ControlContext, name: string, operation: PlanOperation, options: PlanStartOptions = {}) =>
+    startPlanJob(ctx, name, operation, options),
+  (_ctx, name, operation, options?) => ({
+    target: name,
+    details: { operation, point: options?.point, planned: options?.planned, drill: options?.drill },
+  }),
+);
+
+async function startPlanJob(
   ctx: ControlContext,
   name: string,
   operation: PlanOperation,
@@ -167,7 +187,7 @@ export async function startPlan(
         { key: OSR_JOB_KIND, value: `plan-${operation}` },
         { key: OSR_STATE, value: 'running' },
       ],
-      memo: { summary: `${operation} of plan ${name} (${names.length} machines)` },
+      ...jobSummary(`${operation} of plan ${name} (${names.length} machines)`),
     });
   } catch (err) {
     if (operation === 'failover') await releaseLocks(ctx, names, job);
@@ -254,20 +274,35 @@ export async function listPlanJobs(ctx: ControlContext, plan?: string): Promise<
 }
 
 /** Approves a manual action the plan job is waiting on. */
-export async function approve(
+export const approve = audited(
+  'plan.approve',
+  (ctx: ControlContext, target: string, action: string, by: string) => approveAction(ctx, target, action, by),
+  (_ctx, target, action, by) => ({ target, details: { action, by } }),
+);
+
+async function approveAction(
   ctx: ControlContext,
   target: string,
   action: string,
   by: string,
 ): Promise<PlanStatus> {
-  const ref = await planJob(ctx, target);
-  const handle = (await ctx.client()).workflow.getHandle(ref.workflowId);
+  // A failback stage of a plan (plan/<plan>/failback/<job>) is named by its workflow id.
+  const workflowId = /^plan\/[^/]+\/failback\//.test(target)
+    ? target
+    : (await planJob(ctx, target)).workflowId;
+  const handle = (await ctx.client()).workflow.getHandle(workflowId);
   await assertRunning(handle, `nothing to approve`);
   return updateOf(() => handle.executeUpdate(approveUpdate, { args: [{ action, by }] }));
 }
 
 /** Commits a failed-over plan: every machine's failover, group by group. `target`: job or plan name. */
-export async function commitPlan(ctx: ControlContext, target: string): Promise<PlanStatus> {
+export const commitPlan = audited(
+  'plan.commit',
+  (ctx: ControlContext, target: string) => commitPlanJob(ctx, target),
+  (_ctx, target) => ({ target }),
+);
+
+async function commitPlanJob(ctx: ControlContext, target: string): Promise<PlanStatus> {
   let ref: PlanJob | undefined;
   if (!(await ctx.vault.read<RecoveryPlan>(planDoc(target)))) ref = await planJob(ctx, target);
   else ref = (await listPlanJobs(ctx, target)).find((j) => j.operation === 'failover');

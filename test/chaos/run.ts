@@ -5,12 +5,17 @@
 // acknowledged, and that every point and drill disk is exactly the source at its instant.
 //
 //   npm run chaos -- [--trials 20] [--max-minutes 60] [--seed 1] [--victims process-server,azurite]
+//                    [--phases initial-sync,delta,drill,reprotect] (reprotect, and the master-target
+//                    victim, take a failover round trip per trial: about a minute each)
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { failoverBlobClient } from '../../activities/applier/recovered-disks';
 import { replicaBlobClient } from '../../activities/applier/replica-disk';
+import { NbdClient } from '../../activities/qemu/nbd-client';
+import { stopStorageDaemon } from '../../activities/qemu/storage-daemon';
 import { checkRecords, RecordWorkload, type RecordLayout } from '../../shared/demo/record-workload';
 import { ControlContext } from '../../shared/operations/context';
+import * as failback from '../../shared/operations/failback';
 import * as failover from '../../shared/operations/failover';
 import * as machines from '../../shared/operations/machines';
 import { createPolicy } from '../../shared/operations/policies';
@@ -21,8 +26,15 @@ import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qem
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 
 const MiB = 1024 * 1024;
-const VICTIMS = ['process-server', 'cloud-applier', 'control', 'temporal', 'azurite'] as const;
-const PHASES = ['initial-sync', 'delta', 'drill'] as const;
+const VICTIMS = [
+  'process-server',
+  'cloud-applier',
+  'control',
+  'master-target',
+  'temporal',
+  'azurite',
+] as const;
+const PHASES = ['initial-sync', 'delta', 'drill', 'reprotect'] as const;
 type Victim = (typeof VICTIMS)[number];
 type Phase = (typeof PHASES)[number];
 /** Each delta trial writes into its own region of the steady machine's disk. */
@@ -37,6 +49,8 @@ interface Trial {
   lostWrites: number;
   corruptPoints: number;
   pointsChecked: number;
+  /** Points the storage emulator forgot after a kill -9 (it saves its metadata every 5 s). */
+  forgotten?: number;
   recoveryMs: number;
   note?: string;
 }
@@ -46,7 +60,8 @@ const { values: args } = parseArgs({
     trials: { type: 'string', default: '20' },
     'max-minutes': { type: 'string', default: '60' },
     seed: { type: 'string', default: String(Date.now() % 100000) },
-    victims: { type: 'string', default: VICTIMS.join(',') },
+    victims: { type: 'string', default: VICTIMS.filter((v) => v !== 'master-target').join(',') },
+    phases: { type: 'string', default: PHASES.filter((p) => p !== 'reprotect').join(',') },
   },
 });
 
@@ -136,6 +151,7 @@ class Chaos {
     try {
       if (phase === 'initial-sync') return { ...base, ...(await this.initialSync(victim)) };
       if (phase === 'delta') return { ...base, ...(await this.delta(victim)) };
+      if (phase === 'reprotect') return { ...base, ...(await this.reprotect(victim)) };
       return { ...base, ...(await this.drill(victim)) };
     } catch (err) {
       return { ...base, note: (err as Error).message.slice(0, 300) };
@@ -164,9 +180,16 @@ class Chaos {
         return s.state === 'protected' && s.lastPoint ? s : undefined;
       });
       const recoveryMs = Date.now() - crashedAt;
-      const point = (await this.ctx.vault.points(name)).find(
-        (p) => p.id === status.lastPoint?.id,
-      ) as RecoveryPoint;
+      const point = (await this.ctx.vault.points(name)).find((p) => p.id === status.lastPoint?.id);
+      if (!point) {
+        await eventually('unprotect', () => machines.unprotect(this.ctx, name));
+        return {
+          ok: victim === 'azurite',
+          forgotten: 1,
+          recoveryMs,
+          note: 'first point forgotten by storage',
+        };
+      }
       const image = await snapshotRange(this.ctx, point, 0, source.length);
       const corrupt = image.equals(source) ? 0 : 1;
       await eventually('unprotect', () => machines.unprotect(this.ctx, name));
@@ -237,6 +260,64 @@ class Chaos {
     };
   }
 
+  /**
+   * A machine failed over (planned, committed, materialized), written in the recovery site, then
+   * reprotected with a crash at a random moment of the diff resync; failback must bring up on the
+   * original disk exactly the recovery-site disk.
+   */
+  private async reprotect(victim: Victim): Promise<Partial<Trial>> {
+    const name = `rp-${randomBytes(3).toString('hex')}`;
+    const vm = await startTestMachine({ sizes: [16 * MiB] });
+    let recovery: NbdClient | undefined;
+    let recoveredDir: string | undefined;
+    try {
+      const primary = await vm.disk();
+      await primary.write(0, pseudoRandom(4 * MiB, 11));
+      await primary.flush();
+      const marker = `${vm.dir}/writers-stopped`;
+      await machines.protect(this.ctx, {
+        name,
+        qmpSocket: vm.daemon.qmpSocket,
+        nbdSocket: vm.daemon.nbdSocket,
+        policy: 'chaos',
+        quiesce: { pre: `touch ${marker}`, post: `rm -f ${marker}` },
+      });
+      await failover.configureRecovery(this.ctx, name, { materialize: { format: 'qcow2' } });
+      await eventually(`${name} protected`, async () =>
+        (await machines.machineStatus(this.ctx, name)).state === 'protected' ? true : undefined,
+      );
+      const { status } = await failover.startFailover(this.ctx, name, { planned: true });
+      if (status?.state !== 'failed-over' || !status.materialized)
+        throw new Error(`failover of ${name} ended ${status?.state}: ${status?.error ?? 'not materialized'}`);
+      await failover.commitFailover(this.ctx, name);
+      recoveredDir = status.materialized.dir;
+      recovery = await NbdClient.connect({ socket: status.materialized.nbdSocket, exportName: 'disk0' });
+      await recovery.write(8 * MiB, pseudoRandom(MiB, 13)); // written in the recovery site
+      await recovery.write(MiB, pseudoRandom(256 * 1024, 17));
+      await recovery.flush();
+      await failback.startReprotect(this.ctx, name, { intervalSeconds: 2, wait: false });
+      await sleep(random() * 3000);
+      const crashedAt = await this.crash(victim);
+      await eventually(`${name} reprotected`, async () =>
+        (await failback.reprotectStatus(this.ctx, name)).state === 'protected' ? true : undefined,
+      );
+      const recoveryMs = Date.now() - crashedAt;
+      await recovery.write(12 * MiB, pseudoRandom(MiB, 19)); // more, for the final cycle
+      await recovery.flush();
+      const atFailback = await recovery.read(0, 16 * MiB);
+      await recovery.close();
+      recovery = undefined;
+      const fb = await eventually('failback', () => failback.startFailback(this.ctx, name));
+      if (fb.status?.state !== 'done') throw new Error(`failback ended ${fb.status?.state}`);
+      const corrupt = (await vm.readAll()).equals(atFailback) ? 0 : 1;
+      return { ok: corrupt === 0, corruptPoints: corrupt, pointsChecked: 1, recoveryMs };
+    } finally {
+      await recovery?.close().catch(() => undefined);
+      if (recoveredDir) await stopStorageDaemon(recoveredDir).catch(() => undefined);
+      await vm.stop();
+    }
+  }
+
   /** A drill of the steady machine crashed at a random moment; its disk must equal the point. */
   private async drill(victim: Victim): Promise<Partial<Trial>> {
     const { ref } = await eventually('drill started', () =>
@@ -251,9 +332,16 @@ class Chaos {
       return s.state === 'ready' ? s : undefined;
     });
     const recoveryMs = Date.now() - crashedAt;
-    const point = (await this.ctx.vault.points('steady')).find(
-      (p) => p.id === status.point?.id,
-    ) as RecoveryPoint;
+    const point = (await this.ctx.vault.points('steady')).find((p) => p.id === status.point?.id);
+    if (!point) {
+      await eventually('drill cleaned up', () => failover.cleanupTestFailover(this.ctx, ref.job));
+      return {
+        ok: victim === 'azurite',
+        forgotten: 1,
+        recoveryMs,
+        note: `point ${status.point?.id} forgotten by storage`,
+      };
+    }
     const used = Math.max(1, this.regions) * REGION_BYTES;
     const expected = await snapshotRange(this.ctx, point, 0, used);
     const disk = status.disks.find((d) => d.diskId === 'disk0');
@@ -302,6 +390,7 @@ function printTable(trials: Trial[]): void {
       'lost writes': ts.reduce((a, t) => a + t.lostWrites, 0),
       'corrupt points': ts.reduce((a, t) => a + t.corruptPoints, 0),
       'points checked': ts.reduce((a, t) => a + t.pointsChecked, 0),
+      'forgotten by storage': ts.reduce((a, t) => a + (t.forgotten ?? 0), 0),
       'recovery s (median)': percentile(rec, 50).toFixed(1),
       'recovery s (max)': Math.max(0, ...rec).toFixed(1),
     };
@@ -321,7 +410,12 @@ async function main(): Promise<void> {
   const victims = (args.victims as string).split(',') as Victim[];
   for (const v of victims)
     if (!VICTIMS.includes(v)) throw new Error(`unknown victim ${v}: use ${VICTIMS.join(', ')}`);
-  console.log(`chaos: ${trialsPerVictim} trials per victim (${victims.join(', ')}), seed ${args.seed}`);
+  const phases = (args.phases as string).split(',') as Phase[];
+  for (const p of phases)
+    if (!PHASES.includes(p)) throw new Error(`unknown phase ${p}: use ${PHASES.join(', ')}`);
+  console.log(
+    `chaos: ${trialsPerVictim} trials per victim (${victims.join(', ')}), phases ${phases.join(', ')}, seed ${args.seed}`,
+  );
   const stack = await startTestStack({ persistent: true });
   const ctx = new ControlContext(stack.config);
   const chaos = new Chaos(stack, ctx);
@@ -331,6 +425,7 @@ async function main(): Promise<void> {
       stack.startWorker('control'),
       stack.startWorker('cloud-applier'),
       stack.startWorker('process-server'),
+      stack.startWorker('master-target'),
     ]);
     await chaos.setUp();
     outer: for (let i = 0; i < trialsPerVictim; i++) {
@@ -339,7 +434,7 @@ async function main(): Promise<void> {
           console.log(`chaos: time budget spent after ${trials.length} trials`);
           break outer;
         }
-        const phase = PHASES[(i + victims.indexOf(victim)) % PHASES.length] as Phase;
+        const phase = phases[(i + victims.indexOf(victim)) % phases.length] as Phase;
         const t = await chaos.trial(victim, phase);
         trials.push(t);
         console.log(

@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import type { GroupPoint } from '../../shared/group-types';
 import * as groups from '../../shared/operations/groups';
 import * as machines from '../../shared/operations/machines';
+import * as plans from '../../shared/operations/plans';
 import { groupWorkflowId } from '../../shared/group-types';
 import { protectWorkflowId } from '../../workflows/protect-machine-api';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
@@ -18,6 +19,7 @@ import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
 const CUTS = 5;
+let recordsWritten = 0;
 let bed: Testbed;
 let vmA: TestVm;
 let vmB: TestVm;
@@ -43,7 +45,9 @@ after(async () => {
 
 /** Runs the causal workload while `cuts` group points are taken; returns the points. */
 async function cutsUnderCausalLoad(group: string): Promise<{ points: GroupPoint[]; written: number }> {
-  let n = 0;
+  // Record numbers keep growing across runs: the newest record on a disk is then the newest written.
+  let n = recordsWritten;
+  const start = n;
   let running = true;
   const workload = (async () => {
     while (running) {
@@ -53,13 +57,14 @@ async function cutsUnderCausalLoad(group: string): Promise<{ points: GroupPoint[
     }
   })();
   try {
-    while (n < 20) await new Promise((r) => setTimeout(r, 50));
+    while (n < start + 20) await new Promise((r) => setTimeout(r, 50));
     const points: GroupPoint[] = [];
     for (let i = 0; i < CUTS; i++) points.push(await groups.takeGroupPoint(bed.ctx, group));
     return { points, written: n };
   } finally {
     running = false;
     await workload;
+    recordsWritten = n;
   }
 }
 
@@ -129,6 +134,21 @@ test('with the write barrier, every group point is a consistent cut of a causal 
   assert.deepEqual(
     listed.slice(-CUTS),
     points.map((p) => p.id),
+  );
+
+  // A drill of both machines from the newest group point recovers exactly its member points.
+  await plans.createPlan(ctx, { name: 'causal-plan', groups: [{ machines: ['cg-a', 'cg-b'] }] });
+  const drill = await plans.startPlan(ctx, 'causal-plan', 'test-failover', { point: 'group:causal' });
+  assert.equal(drill.status?.state, 'ready', drill.status?.error);
+  const newest = points.at(-1) as GroupPoint;
+  assert.deepEqual(
+    drill.status.groups[0]?.machines.map((m) => [m.machine, m.pointId]).sort(),
+    newest.members.map((m) => [m.machine, m.pointId]).sort(),
+  );
+  await plans.startPlan(ctx, 'causal-plan', 'cleanup');
+  await assert.rejects(
+    plans.startPlan(ctx, 'causal-plan', 'test-failover', { point: 'group:causal/nope' }),
+    /group causal has no group point nope/,
   );
 
   const client = await ctx.client();
