@@ -8,13 +8,16 @@ need_pkgs=()
 command -v qemu-storage-daemon >/dev/null || need_pkgs+=(qemu-system-common)
 command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
 command -v nbdinfo >/dev/null || need_pkgs+=(libnbd-bin)
-# A real VM for the tests (QMP stop/cont, a guest writing through virtio-blk), and what builds its initramfs.
-command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
-command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v g++ >/dev/null || need_pkgs+=(g++)
 command -v make >/dev/null || need_pkgs+=(make)
 command -v openssl >/dev/null || need_pkgs+=(openssl) # osr serve's self-signed TLS certificate
-command -v chromium >/dev/null || need_pkgs+=(chromium) # the dashboard's test (playwright-core drives it)
+if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then
+  # A real VM for the tests (QMP stop/cont, a guest writing through virtio-blk), what builds its
+  # initramfs, and the browser the dashboard's test drives (playwright-core).
+  command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
+  command -v cpio >/dev/null || need_pkgs+=(cpio)
+  command -v chromium >/dev/null || need_pkgs+=(chromium)
+fi
 if [ "${OSR_SETUP_BENCH:-}" = 1 ]; then command -v rclone >/dev/null || need_pkgs+=(rclone); fi
 if ((${#need_pkgs[@]})); then
   echo "setup: installing ${need_pkgs[*]} (Debian packages)"
@@ -53,6 +56,6 @@ fi
 
 bash temporal-dev/build.sh
 # The tests' tiny guest: Debian's kernel and busybox, fetched with apt-get download (cached).
-bash scripts/build-test-guest.sh
+if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then bash scripts/build-test-guest.sh; fi
 npm run --silent build
 echo "setup: done"

@@ -3,7 +3,8 @@
 # Azurite and qemu-storage-daemon (each test file starts and stops its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+# Tests need more than running OSR does: a real VM (qemu-system + a tiny guest) and Chromium.
+OSR_SETUP_TESTS=1 bash scripts/setup.sh
 # One file at a time: integration files each run a whole stack, and this machine has 2 cores.
 # Test files only: given a folder, Node 20 would also run the helpers as if they were tests.
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
