@@ -4,7 +4,6 @@
 // their disks, releases the writes as soon as the last one is frozen, and once every member's point
 // is published writes the group point to the catalog. Barrier lengths are measured and reported.
 import {
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   allHandlersFinished,
@@ -40,6 +39,7 @@ import {
   type MemberReport,
 } from './consistency-group-api';
 import { protectWorkflowId } from './protect-machine-api';
+import { messageOf } from './failures';
 
 const CUTS_PER_RUN = 200;
 const MAX_HISTORY_EVENTS = 5000;
@@ -399,9 +399,4 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
 
 function member(machine: string) {
   return getExternalWorkflowHandle(protectWorkflowId(machine));
-}
-
-function messageOf(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
 }

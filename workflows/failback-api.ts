@@ -4,6 +4,7 @@ import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { FailbackTarget, ReverseDiskStats } from '../shared/failback-types';
 import type { PlanAction } from '../shared/plan-types';
 import type { ProtectedMachine, TransferMode } from '../shared/replication-types';
+import type { RecoveryStep } from './failover-api';
 import type { ActionStatus } from './recovery-plan-api';
 
 export type ReprotectState =
@@ -76,13 +77,8 @@ export const stopReprotectUpdate = defineUpdate<ReprotectStatus>('stopReprotect'
 
 export type FailbackJobState = 'running' | 'done' | 'failed';
 
-export interface FailbackStep {
-  name: string;
-  state: 'running' | 'done' | 'failed' | 'skipped';
-  startedAt: string;
-  endedAt?: string;
-  detail?: string;
-}
+/** A step of a failback job: the same shape as a recovery job's. */
+export type FailbackStep = RecoveryStep;
 
 export interface FailbackStatus {
   job: string;

@@ -9,7 +9,6 @@
 // blocks that differ cross), never a full copy. Then the recovery-site copy and failover disks go
 // and the machine may be failed over again.
 import {
-  ActivityFailure,
   ApplicationFailure,
   log,
   proxyActivities,
@@ -34,6 +33,8 @@ import {
   type FailbackStatus,
   type ReenableInput,
 } from './failback-api';
+import { messageOf } from './failures';
+import { runStep } from './recovery-steps';
 
 const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,
@@ -55,25 +56,10 @@ const applier = proxyActivities<RecoveryActivities>({
 
 function tracker(initial: Pick<FailbackStatus, 'job' | 'kind' | 'machine'>) {
   const status: FailbackStatus = { ...initial, state: 'running', steps: [] };
-  const now = () => new Date(Date.now()).toISOString();
   return {
     status,
-    async step<T>(name: string, run: () => Promise<T>, detail?: (r: T) => string | undefined): Promise<T> {
-      const entry: FailbackStatus['steps'][number] = { name, state: 'running', startedAt: now() };
-      status.steps.push(entry);
-      try {
-        const result = await run();
-        entry.state = 'done';
-        entry.detail = detail?.(result);
-        return result;
-      } catch (err) {
-        entry.state = 'failed';
-        entry.detail = messageOf(err);
-        throw err;
-      } finally {
-        entry.endedAt = now();
-      }
-    },
+    step: <T>(name: string, run: () => Promise<T>, detail?: (r: T) => string | undefined): Promise<T> =>
+      runStep(status.steps, name, run, detail),
     setState(state: FailbackJobState) {
       status.state = state;
       upsertSearchAttributes([{ key: OSR_STATE, value: state }]);
@@ -203,9 +189,4 @@ export async function reenable(input: ReenableInput): Promise<FailbackStatus> {
   }
   t.setState('done');
   return t.status;
-}
-
-function messageOf(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
 }

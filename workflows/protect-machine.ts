@@ -56,6 +56,7 @@ import {
   type GroupCut,
   type MemberReport,
 } from './consistency-group-api';
+import { failureType, messageOf } from './failures';
 
 /** A group cut in progress on this member, and how to tell the group how it went. */
 interface GroupCycle {
@@ -831,16 +832,6 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
 function pointIdOf(frozen: FrozenPoint): string {
   // Sortable by time; unique per machine and cycle.
   return `${frozen.instant.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-c${frozen.cycle}`;
-}
-
-function messageOf(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
-
-function failureType(err: unknown): string | undefined {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
 }
 
 function storageUnavailable(err: unknown): StorageUnavailableDetails | undefined {

@@ -2,7 +2,6 @@
 // mirrored in the OsrState search attribute), and the recovery itself: disks from a point, then
 // optionally materialized on the recovery-site QEMU host and boot-checked, recorded in the vault.
 import {
-  ActivityFailure,
   ApplicationFailure,
   log,
   proxyActivities,
@@ -14,7 +13,9 @@ import type { RecoveredMachine, RecoveryKind, RecoverySettings } from '../shared
 import type { ProtectedMachine, RecoveryPoint } from '../shared/replication-types';
 import { OSR_STATE } from '../shared/search-attributes';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
-import type { RecoveryJobState, RecoveryStatus } from './failover-api';
+import type { RecoveryJobState, RecoveryStatus, RecoveryStep } from './failover-api';
+import { messageOf } from './failures';
+export { messageOf };
 
 export const applier = proxyActivities<RecoveryActivities>({
   taskQueue: CLOUD_APPLIER_TASK_QUEUE,
@@ -35,28 +36,38 @@ export interface Tracker {
   setState(state: RecoveryJobState): void;
 }
 
+/** Runs one step of a job, recording its state, times and detail (or error) in `steps`. */
+export async function runStep<T>(
+  steps: RecoveryStep[],
+  name: string,
+  run: () => Promise<T>,
+  detail?: (result: T) => string | undefined,
+  onStart?: () => void,
+): Promise<T> {
+  const now = () => new Date(Date.now()).toISOString();
+  const entry: RecoveryStep = { name, state: 'running', startedAt: now() };
+  steps.push(entry);
+  onStart?.();
+  try {
+    const result = await run();
+    entry.state = 'done';
+    entry.detail = detail?.(result);
+    return result;
+  } catch (err) {
+    entry.state = 'failed';
+    entry.detail = messageOf(err);
+    throw err;
+  } finally {
+    entry.endedAt = now();
+  }
+}
+
 export function createTracker(initial: Omit<RecoveryStatus, 'state' | 'disks' | 'steps'>): Tracker {
   const status: RecoveryStatus = { ...initial, state: 'running', disks: [], steps: [] };
   const now = () => new Date(Date.now()).toISOString();
   return {
     status,
-    async step(name, run, detail) {
-      const entry: RecoveryStatus['steps'][number] = { name, state: 'running', startedAt: now() };
-      status.steps.push(entry);
-      showDetails();
-      try {
-        const result = await run();
-        entry.state = 'done';
-        entry.detail = detail?.(result);
-        return result;
-      } catch (err) {
-        entry.state = 'failed';
-        entry.detail = messageOf(err);
-        throw err;
-      } finally {
-        entry.endedAt = now();
-      }
-    },
+    step: (name, run, detail) => runStep(status.steps, name, run, detail, showDetails),
     skip(name, why) {
       const at = now();
       status.steps.push({ name, state: 'skipped', startedAt: at, endedAt: at, detail: why });
@@ -157,11 +168,6 @@ export async function teardown(
   );
   if (!input.keepRecord) await t.step('remove record', () => applier.removeRecoveredRecord({ machine, job }));
   return deleted;
-}
-
-export function messageOf(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** A failure for the caller of the workflow or update, with the reason only. */

@@ -35,6 +35,7 @@ import {
   type ReprotectStatus,
   type ReverseProgress,
 } from './failback-api';
+import { messageOf } from './failures';
 
 const SLICE_SEGMENTS = 64;
 /** The replica checksums' block size: the process server's resync compares in these blocks. */
@@ -367,11 +368,6 @@ export async function reprotect(input: ReprotectInput): Promise<ReprotectStatus>
     s.progress = undefined;
     alert(`reverse cycle ${s.cycle} failed, changes kept for the next cycle: ${reason}`);
   }
-}
-
-function messageOf(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
 }
 
 function corruptIndices(err: unknown): number[] | undefined {

@@ -267,24 +267,35 @@ async function prepareFailback(
 }
 
 /** Fails a reprotected machine back: final cycle, then its original disks run again. */
-async function startFailbackNow(
+async function startFailbackNow(ctx: ControlContext, name: string, options: { wait?: boolean } = {}) {
+  const { workflowId, input } = await prepareFailback(ctx, name);
+  return startStageJob(ctx, name, 'failback', workflowId, input, options, {
+    summary: `Failback of ${name} to its original disks (planned: no data loss)`,
+  });
+}
+
+/** Starts a failback or re-enable job of one machine; with `wait` (default) returns its end. */
+async function startStageJob(
   ctx: ControlContext,
   name: string,
-  options: { wait?: boolean } = {},
+  kind: 'failback' | 'reenable',
+  workflowId: string,
+  input: FailbackInput | ReenableInput,
+  options: { wait?: boolean },
+  meta: { summary: string },
 ): Promise<{ workflowId: string; status?: FailbackStatus }> {
-  const { workflowId, input } = await prepareFailback(ctx, name);
   const client = await ctx.client();
-  const handle = await client.workflow.start('failback', {
+  const handle = await client.workflow.start(kind, {
     taskQueue: CONTROL_TASK_QUEUE,
     workflowId,
     args: [input],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
     typedSearchAttributes: [
       { key: OSR_MACHINE, value: name },
-      { key: OSR_JOB_KIND, value: 'failback' },
+      { key: OSR_JOB_KIND, value: kind },
       { key: OSR_STATE, value: 'running' },
     ],
-    ...jobSummary(`Failback of ${name} to its original disks (planned: no data loss)`),
+    ...jobSummary(meta.summary),
   });
   if (options.wait === false) return { workflowId };
   return { workflowId, status: await jobResult<FailbackStatus>(handle) };
@@ -311,27 +322,11 @@ async function prepareReenable(
 }
 
 /** Forward replication again, after failback: a resync against the kept replica. */
-async function startReenableNow(
-  ctx: ControlContext,
-  name: string,
-  options: { wait?: boolean } = {},
-): Promise<{ workflowId: string; status?: FailbackStatus }> {
+async function startReenableNow(ctx: ControlContext, name: string, options: { wait?: boolean } = {}) {
   const { workflowId, input } = await prepareReenable(ctx, name);
-  const client = await ctx.client();
-  const handle = await client.workflow.start('reenable', {
-    taskQueue: CONTROL_TASK_QUEUE,
-    workflowId,
-    args: [input],
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
-    typedSearchAttributes: [
-      { key: OSR_MACHINE, value: name },
-      { key: OSR_JOB_KIND, value: 'reenable' },
-      { key: OSR_STATE, value: 'running' },
-    ],
-    ...jobSummary(`Re-enable forward replication of ${name} (resync against the kept replica)`),
+  return startStageJob(ctx, name, 'reenable', workflowId, input, options, {
+    summary: `Re-enable forward replication of ${name} (resync against the kept replica)`,
   });
-  if (options.wait === false) return { workflowId };
-  return { workflowId, status: await jobResult<FailbackStatus>(handle) };
 }
 
 /** A failback or re-enable job's status, by workflow id. */

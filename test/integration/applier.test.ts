@@ -585,11 +585,12 @@ describe('replica disks and cache cleanup', () => {
   test('ensureReplicaDisk creates, grows and refuses to shrink; deleteReplica removes blobs and snapshots', async () => {
     const machine = 'vm-r1';
     const created = await ensureReplicaDisk(deps, { machine, diskId: 'd0', sizeBytes: 1000 });
-    assert.deepEqual(created, { blob: 'vm-r1/d0', existed: false, sizeBytes: 1024 });
+    assert.deepEqual(created, { blob: 'vm-r1/d0', existed: false, sizeBytes: 1024, appliedCycle: 0 });
     assert.deepEqual(await ensureReplicaDisk(deps, { machine, diskId: 'd0', sizeBytes: 1024 }), {
       blob: 'vm-r1/d0',
       existed: true,
       sizeBytes: 1024,
+      appliedCycle: 0,
     });
     assert.equal(
       (await ensureReplicaDisk(deps, { machine, diskId: 'd0', sizeBytes: 1 * MiB })).sizeBytes,
