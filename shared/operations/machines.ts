@@ -235,6 +235,15 @@ async function runUpdate<T>(
       const cause = (err as { cause?: Error }).cause;
       throw new OperationError(cause?.message ?? (err as Error).message, 'conflict');
     }
+    // The protection ended between the check above and the update (unprotected meanwhile).
+    if (
+      err instanceof WorkflowNotFoundError ||
+      /workflow execution already completed/i.test((err as Error).message)
+    )
+      throw new OperationError(
+        `machine ${name} is not protected any more (its protection ended while this was asked); see \`osr status\``,
+        'not-found',
+      );
     throw err;
   }
 }
