@@ -345,9 +345,17 @@ class Chaos {
     const used = Math.max(1, this.regions) * REGION_BYTES;
     const expected = await snapshotRange(this.ctx, point, 0, used);
     const disk = status.disks.find((d) => d.diskId === 'disk0');
-    const actual = disk
-      ? await failoverBlobClient(this.ctx.blobService, disk.blob).downloadToBuffer(0, used)
-      : Buffer.alloc(0);
+    let actual: Buffer;
+    try {
+      actual = disk
+        ? await failoverBlobClient(this.ctx.blobService, disk.blob).downloadToBuffer(0, used)
+        : Buffer.alloc(0);
+    } catch (err) {
+      // The drill's disk copy, made in Azurite's last unsaved seconds, forgotten by its restart.
+      if (victim !== 'azurite' || (err as { statusCode?: number }).statusCode !== 404) throw err;
+      await cleanUp(this.ctx, ref.job, victim);
+      return { ok: true, forgotten: 1, recoveryMs, note: `disk of drill ${ref.job} forgotten by storage` };
+    }
     const corrupt = actual.equals(expected) ? 0 : 1;
     // Azurite may have forgotten the drill's record (written in its last unsaved seconds).
     const forgotten = await cleanUp(this.ctx, ref.job, victim);
