@@ -32,6 +32,7 @@ import { createStackProbeActivity } from './common/stack-probe';
 import { stopStorageDaemon } from './qemu/storage-daemon';
 import type { DataPathDeps } from './deps';
 import { guardStorage, watchStorage, type ReportsStorageFaults } from './common/storage-failure';
+import { withHeartbeat } from './common/with-heartbeat';
 
 export function createCloudApplierActivities(deps: DataPathDeps) {
   return {
@@ -99,17 +100,6 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
 
     ...createRecoveryActivities(deps),
   };
-}
-
-/** Runs `work` heartbeating on a timer: copies and downloads report no progress of their own. */
-async function withHeartbeat<T>(work: () => Promise<T>): Promise<T> {
-  const ctx = Context.current();
-  const timer = setInterval(() => ctx.heartbeat(), 5000);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 /** Activities that build, boot and remove recovered machines (drills and failovers). */

@@ -17,6 +17,7 @@ import {
 import { bringUp } from './master-target/bring-up';
 import { targetChecksums } from './master-target/target-checksums';
 import { prepareTargets, removeExports, type PrepareTargetsInput } from './master-target/targets';
+import { withHeartbeat } from './common/with-heartbeat';
 
 export function createMasterTargetActivities(deps: DataPathDeps) {
   const targetDeps = { workRoot: path.join(statePaths(deps.config).root, 'failback') };
@@ -106,17 +107,6 @@ export function createMasterTargetActivities(deps: DataPathDeps) {
     forgetReverseState: (input: { machine: string }) =>
       withHeartbeat(() => deleteMasterTargetState(deps.blobService, input.machine)),
   };
-}
-
-/** Runs `work` heartbeating on a timer, for steps that report no progress of their own. */
-async function withHeartbeat<T>(work: () => Promise<T>): Promise<T> {
-  const ctx = Context.current();
-  const timer = setInterval(() => ctx.heartbeat(), 5000);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 export type MasterTargetActivities = ReturnType<typeof createMasterTargetActivities>;

@@ -12,23 +12,14 @@ import { Vault } from '../../shared/vault';
 import { finalCycleUpdate, reprotectStatusQuery, type FinalCycleResult } from '../../workflows/failback-api';
 import { protectWorkflowId, statusQuery } from '../../workflows/protect-machine-api';
 import type { WorkerDeps } from '../deps';
+import { withHeartbeat } from '../common/with-heartbeat';
 
 /** Failure type: the reprotect workflow refused or failed the final cycle. Non-retryable. */
 export const FINAL_CYCLE_REFUSED = 'FinalCycleRefused';
 
-async function heartbeating<T>(work: () => Promise<T>): Promise<T> {
-  const ctx = Context.current();
-  const timer = setInterval(() => ctx.heartbeat(), 5000);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-  }
-}
-
 /** Asks the reprotect workflow for its final cycle and waits for it to be applied. */
 export function finalReverseCycle(input: { workflowId: string }): Promise<FinalCycleResult> {
-  return heartbeating(async () => {
+  return withHeartbeat(async () => {
     const handle = Context.current().client.workflow.getHandle(input.workflowId);
     try {
       return await handle.executeUpdate(finalCycleUpdate);
@@ -77,7 +68,7 @@ export function awaitForwardSynced(input: { machine: string }): Promise<{
   diskBytes: number;
   lastPoint: string;
 }> {
-  return heartbeating(async () => {
+  return withHeartbeat(async () => {
     const handle = Context.current().client.workflow.getHandle(protectWorkflowId(input.machine));
     for (;;) {
       const status = await handle.query(statusQuery).catch(() => undefined);
@@ -133,7 +124,7 @@ export async function adoptNewDisks(deps: WorkerDeps, input: { machine: string }
 
 /** A plan's reprotect child: returns once its diff resync is applied; fails if it stopped or ended. */
 export function awaitReprotected(input: { workflowId: string }): Promise<string> {
-  return heartbeating(async () => {
+  return withHeartbeat(async () => {
     const handle = Context.current().client.workflow.getHandle(input.workflowId);
     for (;;) {
       const status = await handle.query(reprotectStatusQuery).catch(() => undefined);

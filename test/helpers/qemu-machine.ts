@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { NbdClient } from '../../activities/qemu/nbd-client';
 import { createQcow2, startStorageDaemon, type StorageDaemon } from '../../activities/qemu/storage-daemon';
+import type { ProtectedMachine } from '../../shared/replication-types';
 
 export interface TestMachine {
   dir: string;
@@ -69,4 +70,15 @@ export function textLike(length: number): Buffer {
   const buf = Buffer.alloc(length);
   for (let i = 0; i < length; i += line.length) line.copy(buf, i);
   return buf;
+}
+
+/** The registration a test machine gets when protected (source: its storage daemon's QMP). */
+export function machineOf(vm: TestMachine, name: string): ProtectedMachine {
+  return {
+    name,
+    site: 'primary',
+    source: { type: 'qemu', qmpSocket: vm.daemon.qmpSocket },
+    policy: 'default',
+    createdAt: new Date().toISOString(),
+  };
 }

@@ -7,20 +7,14 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { barrierMethod, holdWrites, releaseWrites } from '../../activities/process-server/write-barrier';
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { startTestMachine, type TestMachine } from '../helpers/qemu-machine';
+import { machineOf, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 
 let vm: TestMachine;
 let machine: ProtectedMachine;
 
 before(async () => {
   vm = await startTestMachine({ sizes: [1024 * 1024] });
-  machine = {
-    name: 'wb1',
-    site: 'primary',
-    source: { type: 'qemu', qmpSocket: vm.daemon.qmpSocket },
-    policy: 'default',
-    createdAt: new Date().toISOString(),
-  };
+  machine = machineOf(vm, 'wb1');
 });
 
 after(async () => {
