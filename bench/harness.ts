@@ -67,7 +67,18 @@ export interface BenchStack {
   pids: Record<string, number>;
 }
 
-export async function startBenchStack(cleanup: Cleanup, workDir: string): Promise<BenchStack> {
+export interface BenchStackOptions {
+  /** More environment for the workers (e.g. OSR_HEARTBEAT_SECONDS). */
+  env?: NodeJS.ProcessEnv;
+  /** Process-server workers polling the same queue (default 1; named process-server-<n> when more). */
+  processServers?: number;
+}
+
+export async function startBenchStack(
+  cleanup: Cleanup,
+  workDir: string,
+  options: BenchStackOptions = {},
+): Promise<BenchStack> {
   const stateDir = path.join(workDir, 'state');
   const logs = path.join(stateDir, 'logs');
   fs.mkdirSync(logs, { recursive: true });
@@ -81,6 +92,7 @@ export async function startBenchStack(cleanup: Cleanup, workDir: string): Promis
     OSR_TEMPORAL_PORT: String(temporalPort),
     OSR_AZURITE_PORT: String(azuritePort),
     OSR_LOG_LEVEL: 'info',
+    ...options.env,
   };
   // The benchmark runs the embedded parts only: never a configured cluster or storage account.
   delete env.OSR_TEMPORAL_ADDRESS;
@@ -104,10 +116,11 @@ export async function startBenchStack(cleanup: Cleanup, workDir: string): Promis
   });
   cleanup.add('stop Azurite', async () => void (await stopPid(azurite.pid)));
 
-  const startWorker = async (role: WorkerRole): Promise<RunningProcess> => {
-    const logFile = path.join(logs, `${role}.log`);
+  const pids: Record<string, number> = { temporal: temporal.pid, azurite: azurite.pid };
+  const startWorker = async (role: WorkerRole, name: string = role): Promise<RunningProcess> => {
+    const logFile = path.join(logs, `${name}.log`);
     const proc = spawnManaged({
-      name: role,
+      name,
       command: process.execPath,
       // OSR_BENCH_WORKER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": Node flags for the
       // workers only (NODE_OPTIONS refuses --cpu-prof), to see where a slow step spends its CPU.
@@ -119,14 +132,19 @@ export async function startBenchStack(cleanup: Cleanup, workDir: string): Promis
       env,
     });
     // A worker draining a long activity is not worth waiting for at the end: 5 s, then SIGKILL.
-    cleanup.add(`stop ${role} worker`, async () => void (await stopPid(proc.pid, 5_000)));
+    cleanup.add(`stop ${name} worker`, async () => void (await stopPid(proc.pid, 5_000)));
     await waitForLogLine(logFile, 'worker polling', proc.exited, 60_000);
+    pids[name] = proc.pid;
     return proc;
   };
-  const roles: WorkerRole[] = ['control', 'cloud-applier', 'process-server'];
-  const workers = await Promise.all(roles.map(startWorker));
-  const pids: Record<string, number> = { temporal: temporal.pid, azurite: azurite.pid };
-  roles.forEach((role, i) => (pids[role] = workers[i]?.pid ?? 0));
+  // The applier first: it creates the key file the process servers then read.
+  await Promise.all([startWorker('control'), startWorker('cloud-applier')]);
+  const servers = options.processServers ?? 1;
+  await Promise.all(
+    Array.from({ length: servers }, (_, i) =>
+      startWorker('process-server', servers === 1 ? 'process-server' : `process-server-${i + 1}`),
+    ),
+  );
 
   const ctx = new ControlContext(config);
   cleanup.add('close the Temporal client', () => ctx.close());

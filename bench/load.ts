@@ -17,21 +17,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { NbdClient } from '../activities/qemu/nbd-client';
-import { loadConfig } from '../shared/config';
 import { listServers } from '../shared/health';
-import { ControlContext } from '../shared/operations/context';
 import * as machines from '../shared/operations/machines';
 import { createPolicy } from '../shared/operations/policies';
-import { startAzurite } from '../shared/stack/azurite';
-import { spawnManaged, stopPid, waitForLogLine } from '../shared/stack/managed-process';
-import { freePort } from '../shared/stack/ports';
-import type { WorkerRole } from '../shared/stack/stack';
-import { startTemporalDevServer } from '../temporal-dev/dev-server';
 import { protectWorkflowId, type MachineStatus } from '../workflows/protect-machine-api';
 import { startTestMachine, type TestMachine } from '../test/helpers/qemu-machine';
 import { CpuMeter, type CpuSnapshot } from './cpu';
 import { BLOCK_BYTES, fillBlock, pickKind, seededRandom } from './disk-data';
-import { Cleanup, MiB, projectRoot, secondsSince, sleep, tempDir } from './harness';
+import { Cleanup, MiB, projectRoot, secondsSince, sleep, startBenchStack, tempDir } from './harness';
 import { machineFacts, mib, writeBenchmarksFile, type ReportSection } from './report';
 import { percentile } from './rpo';
 
@@ -198,68 +191,18 @@ async function main(cleanup: Cleanup): Promise<void> {
       `points every ${opts.crashEvery} s, RPO threshold ${opts.rpo} s, ${opts.minutes} min measured`,
   );
   const work = tempDir(cleanup, 'osr-load-');
-  const stateDir = path.join(work, 'state');
-  const logs = path.join(stateDir, 'logs');
-  fs.mkdirSync(logs, { recursive: true });
-  const [temporalPort, azuritePort] = [await freePort(), await freePort()];
-  const configFile = path.join(stateDir, 'load-config.json');
-  fs.writeFileSync(configFile, '{}');
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    OSR_CONFIG: configFile,
-    OSR_STATE_DIR: stateDir,
-    OSR_TEMPORAL_PORT: String(temporalPort),
-    OSR_AZURITE_PORT: String(azuritePort),
-    OSR_LOG_LEVEL: 'info',
-    OSR_HEARTBEAT_SECONDS: String(opts.heartbeatSeconds),
-  };
-  delete env.OSR_TEMPORAL_ADDRESS;
-  delete env.OSR_STORAGE_CONNECTION_STRING;
-  delete env.AZURE_STORAGE_CONNECTION_STRING;
-  const config = loadConfig({ env });
-  const temporal = await startTemporalDevServer({
-    binary: temporalBinary,
-    port: temporalPort,
-    uiPort: 0,
-    headless: true,
-    namespace: config.temporal.namespace,
-    logFile: path.join(logs, 'temporal.log'),
+  const stack = await startBenchStack(cleanup, work, {
+    env: { OSR_HEARTBEAT_SECONDS: String(opts.heartbeatSeconds) },
+    processServers: opts.processServers,
   });
-  cleanup.add('stop Temporal', async () => void (await stopPid(temporal.pid)));
-  const azurite = await startAzurite({
-    port: azuritePort,
-    location: path.join(work, 'azurite'),
-    logFile: path.join(logs, 'azurite.log'),
-  });
-  cleanup.add('stop Azurite', async () => void (await stopPid(azurite.pid)));
+  const { ctx, config } = stack;
   const meter = new CpuMeter();
-  meter.track('temporal', temporal.pid);
-  meter.track('azurite', azurite.pid);
   meter.track('bench (writers)', process.pid);
-  const workerPids: Record<string, number> = {};
-  const startWorker = async (role: WorkerRole, name: string): Promise<void> => {
-    const logFile = path.join(logs, `${name}.log`);
-    const proc = spawnManaged({
-      name,
-      command: process.execPath,
-      args: [path.join(__dirname, '..', 'workers', `${role}.js`)],
-      logFile,
-      env,
-    });
-    cleanup.add(`stop ${name}`, async () => void (await stopPid(proc.pid, 5_000)));
-    await waitForLogLine(logFile, 'worker polling', proc.exited, 60_000);
-    workerPids[name] = proc.pid;
-    meter.track(name, proc.pid);
-  };
-  // The applier first: it creates the key file the process servers then read.
-  await Promise.all([startWorker('control', 'control'), startWorker('cloud-applier', 'cloud-applier')]);
-  await Promise.all(
-    Array.from({ length: opts.processServers }, (_, i) =>
-      startWorker('process-server', `process-server-${i + 1}`),
-    ),
+  for (const [name, pid] of Object.entries(stack.pids)) meter.track(name, pid);
+  // Workers only: Temporal and Azurite are measured apart.
+  const workerPids: Record<string, number> = Object.fromEntries(
+    Object.entries(stack.pids).filter(([name]) => name !== 'temporal' && name !== 'azurite'),
   );
-  const ctx = new ControlContext(config);
-  cleanup.add('close the Temporal client', () => ctx.close());
   say(
     `stack up in ${work}: Temporal, Azurite, control, cloud-applier, ${opts.processServers} process servers`,
   );
@@ -373,11 +316,8 @@ async function main(cleanup: Cleanup): Promise<void> {
         bytesInFlight: hb?.pipeline?.bytesInFlight,
       });
     }
-    for (const [name, pid] of [
-      ['temporal', temporal.pid],
-      ['azurite', azurite.pid],
-    ] as const)
-      mem.push({ t, name, rss: rssOf(pid) });
+    for (const name of ['temporal', 'azurite'] as const)
+      mem.push({ t, name, rss: rssOf(stack.pids[name] as number) });
     if (t >= nextHistory) {
       nextHistory = t + 60;
       const client = await ctx.client();

@@ -5,7 +5,7 @@
 // source is being retired). Without such a command the operator must have stopped the writers;
 // the result says so and the failover's status shows it.
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { runState, withQmp } from '../qemu/run-state';
+import { pauseIfRunning } from '../qemu/run-state';
 import { runHook } from './quiesce';
 
 export interface StopWritesResult {
@@ -14,11 +14,7 @@ export interface StopWritesResult {
 }
 
 export async function stopSourceWrites(machine: ProtectedMachine): Promise<StopWritesResult> {
-  const state = await withQmp(machine.source.qmpSocket, async (qmp) => {
-    const current = await runState(qmp);
-    if (current === 'running') await qmp.execute('stop');
-    return current;
-  });
+  const state = await pauseIfRunning(machine.source.qmpSocket);
   if (state !== 'not-a-vm') {
     return {
       method: 'qmp-stop',

@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { BarrierMethod, HeldMachine } from '../../shared/group-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { GuestAgentClient } from '../qemu/guest-agent-client';
-import { runState, withQmp } from '../qemu/run-state';
+import { pauseIfRunning, runState, withQmp } from '../qemu/run-state';
 import { runHook } from './quiesce';
 
 export const NO_WRITE_BARRIER = 'NoWriteBarrier';
@@ -26,6 +26,11 @@ export interface HoldResult {
 export async function barrierMethod(machine: ProtectedMachine): Promise<BarrierMethod> {
   const running = await withQmp(machine.source.qmpSocket, runState);
   if (running !== 'not-a-vm') return running === 'running' ? 'qmp-stop' : 'already-paused';
+  return storageDaemonMethod(machine);
+}
+
+/** A storage daemon's writers are outside QEMU: only the guest agent or hook commands hold them. */
+function storageDaemonMethod(machine: ProtectedMachine): BarrierMethod {
   if (machine.quiesce?.guestAgentSocket) return 'guest-agent';
   if (machine.quiesce?.pre && machine.quiesce.post) return 'quiesce-hook';
   throw ApplicationFailure.create({
@@ -69,9 +74,12 @@ export async function releaseWrites(
 }
 
 async function holdOne(machine: ProtectedMachine): Promise<HeldMachine> {
-  const method = await barrierMethod(machine);
+  // A VM is asked and paused in one QMP connection: the barrier's length is what it costs.
+  const vmState = await pauseIfRunning(machine.source.qmpSocket);
+  if (vmState !== 'not-a-vm')
+    return { machine: machine.name, method: vmState === 'running' ? 'qmp-stop' : 'already-paused' };
+  const method = storageDaemonMethod(machine);
   const timeout = (machine.quiesce?.timeoutSeconds ?? 60) * 1000;
-  if (method === 'qmp-stop') await withQmp(machine.source.qmpSocket, (qmp) => qmp.execute('stop'));
   if (method === 'guest-agent') {
     const agent = await GuestAgentClient.connect(machine.quiesce?.guestAgentSocket as string, timeout);
     try {

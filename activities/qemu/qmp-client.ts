@@ -279,7 +279,8 @@ function openSocket(socketPath: string): Promise<net.Socket> {
   });
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+/** Rejects with `onTimeout()` when `p` has not settled within `ms`. */
+export function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(onTimeout()), ms);
     p.then(

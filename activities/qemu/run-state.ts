@@ -22,3 +22,12 @@ export async function runState(qmp: QmpClient): Promise<RunState> {
     throw err;
   }
 }
+
+/** Pauses a running VM (QMP `stop`: QEMU drains in-flight I/O) in one connection; returns its state before. */
+export function pauseIfRunning(qmpSocket: string): Promise<RunState> {
+  return withQmp(qmpSocket, async (qmp) => {
+    const state = await runState(qmp);
+    if (state === 'running') await qmp.execute('stop');
+    return state;
+  });
+}

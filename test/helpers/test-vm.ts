@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { NbdClient } from '../../activities/qemu/nbd-client';
-import { QmpClient } from '../../activities/qemu/qmp-client';
+import { QmpClient, withTimeout } from '../../activities/qemu/qmp-client';
 import { createQcow2 } from '../../activities/qemu/storage-daemon';
 
 const execFileAsync = promisify(execFile);
@@ -452,20 +452,4 @@ function tailOf(file: string, lines = 20): string {
   } catch {
     return '(none)';
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout()), ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }
