@@ -673,6 +673,18 @@ export const openApiDocument: OpenApiDocument = {
           rpoSeconds: { type: 'number' },
           alerts: { type: 'array', items: { type: 'object' } },
           stats: { type: 'object' },
+          failing: {
+            type: 'object',
+            description:
+              'present while cycles keep failing: they back off (doubling, capped at 60 s) until one succeeds',
+            properties: {
+              since: { type: 'string', format: 'date-time' },
+              failures: { type: 'integer' },
+              reason: { type: 'string' },
+              sourceUnreachable: { type: 'boolean' },
+              retryAt: { type: 'string', format: 'date-time' },
+            },
+          },
         },
       },
       MachineOverview: {
@@ -807,6 +819,18 @@ export const openApiDocument: OpenApiDocument = {
           },
           alerts: { type: 'array', items: { type: 'object' } },
           stats: { type: 'object' },
+          failing: {
+            type: 'object',
+            description:
+              'present while cycles keep failing: they back off (doubling, capped at 60 s) until one succeeds',
+            properties: {
+              since: { type: 'string', format: 'date-time' },
+              failures: { type: 'integer' },
+              reason: { type: 'string' },
+              sourceUnreachable: { type: 'boolean' },
+              retryAt: { type: 'string', format: 'date-time' },
+            },
+          },
         },
       },
       GroupPoint: {

@@ -36,8 +36,31 @@ export interface Alert {
     // The storage endpoint throttled (503 Server Busy / 500) or did not answer in time; the
     // requests are retried with backoff, nothing is lost; cleared after a cycle without trouble.
     | 'storage-throttled'
-    | 'storage-unreachable';
+    | 'storage-unreachable'
+    // The machine's QMP monitor or NBD export does not answer (the VM or storage daemon is gone):
+    // cycles back off until it answers again; cleared by the next published point.
+    | 'source-unreachable';
   message: string;
+  /** The disk the alert is about, where it is about one: problems fold per kind and disk. */
+  subject?: string;
+  /** How many times this problem was seen (one alert per problem, not per occurrence). */
+  count?: number;
+  /** When it was last seen (`at` is the first time). */
+  lastAt?: string;
+}
+
+/** Cycles that keep failing: the machine backs off, and says so, until one succeeds. */
+export interface CycleFailing {
+  /** When the first of these consecutive failures happened. */
+  since: string;
+  /** Consecutive failed cycles. */
+  failures: number;
+  /** The latest failure's reason. */
+  reason: string;
+  /** The source did not answer (as opposed to a failure in storage or the pipeline). */
+  sourceUnreachable: boolean;
+  /** Workflow time (ms) of the next try, unless a point is asked for before. */
+  retryAt: number;
 }
 
 export interface DiskStatus {
@@ -73,6 +96,8 @@ export interface MachineStatus {
   alerts: Alert[];
   stats: { cycles: number; failedCycles: number; bytesSent: number; bytesChanged: number };
   group?: string;
+  /** Present while cycles keep failing: since when, how often, why, and when the next try is. */
+  failing?: Omit<CycleFailing, 'retryAt'> & { retryAt: string };
 }
 
 /** State carried across continueAsNew; also the workflow's whole memory. */
@@ -93,6 +118,10 @@ export interface ProtectState {
   group?: string;
   /** The last cycle published: storage reporting an older one lost acknowledged writes. */
   publishedCycle?: number;
+  /** Consecutive failed cycles, and the backoff before the next (absent while cycles succeed). */
+  failing?: CycleFailing;
+  /** Points in time a failed cycle could not release (source unreachable): released first next time. */
+  unreleased?: string[];
 }
 
 export interface ProtectInput {

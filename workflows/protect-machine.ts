@@ -11,6 +11,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -22,6 +23,7 @@ import type { CloudApplierActivities } from '../activities/cloud-applier';
 import type { ProcessServerActivities } from '../activities/process-server';
 import type { StorageUnavailableDetails } from '../activities/common/storage-failure';
 import type { StorageTrouble } from '../shared/storage-health';
+import type { CycleFailing } from './protect-machine-api';
 import type {
   FrozenDisk,
   FrozenPoint,
@@ -80,6 +82,14 @@ const STORAGE_PATIENCE_MS = 10 * 60_000;
 const STORAGE_BACKOFF_MS = { first: 2000, max: 60_000 };
 /** How long a member that said `ready` waits for the group's go before giving the cut up. */
 const CUT_DECISION_TIMEOUT = '10 minutes';
+/** Backoff after a failed cycle: doubling per consecutive failure, capped, reset by a success. */
+const CYCLE_BACKOFF_MS = { first: 2000, max: 60_000 };
+/**
+ * patched() ids. Histories recorded before these changes replay on the old path: failed cycles
+ * there were retried at once, and a failed release after a failed cycle failed the workflow.
+ */
+const PATCH_CYCLE_BACKOFF = 'cycle-backoff';
+const PATCH_DEFERRED_RELEASE = 'deferred-release';
 
 export async function protectMachine(input: ProtectInput): Promise<MachineStatus> {
   const machine = input.machine;
@@ -157,14 +167,27 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
       alerts: s.alerts,
       stats: s.stats,
       group: s.group,
+      failing: s.failing && { ...s.failing, retryAt: new Date(s.failing.retryAt).toISOString() },
     };
   }
 
-  function raise(kind: Alert['kind'], severity: Alert['severity'], message: string): void {
-    s.alertSeq += 1;
-    s.alerts.push({ id: `${machine.name}-${s.alertSeq}`, at: nowIso(), severity, kind, message });
-    if (s.alerts.length > MAX_ALERTS) s.alerts.splice(0, s.alerts.length - MAX_ALERTS);
+  /**
+   * One alert per problem: a problem seen again (same kind, same disk where it names one) updates
+   * the standing alert (count, last time, latest message, worst severity) instead of adding one.
+   */
+  function raise(kind: Alert['kind'], severity: Alert['severity'], message: string, subject?: string): void {
     log.warn('alert', { machine: machine.name, kind, message });
+    const standing = s.alerts.find((a) => a.kind === kind && a.subject === subject);
+    if (standing) {
+      standing.count = (standing.count ?? 1) + 1;
+      standing.lastAt = nowIso();
+      standing.message = message;
+      if (severity === 'critical') standing.severity = 'critical';
+      return;
+    }
+    s.alertSeq += 1;
+    s.alerts.push({ id: `${machine.name}-${s.alertSeq}`, at: nowIso(), severity, kind, message, subject });
+    if (s.alerts.length > MAX_ALERTS) s.alerts.splice(0, s.alerts.length - MAX_ALERTS);
   }
 
   function clear(kind: Alert['kind']): void {
@@ -187,6 +210,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
     }
     if (s.lastPoint) parts.push(`last point ${s.lastPoint.id} (${s.lastPoint.kind})`);
     if (s.group) parts.push(`group ${s.group}`);
+    if (s.failing) parts.push(`failing: ${s.failing.failures} cycle(s) in a row, ${s.failing.reason}`);
     if (s.alerts.length) parts.push(`${s.alerts.length} alert(s), newest: ${s.alerts.at(-1)?.message ?? ''}`);
     setCurrentDetails(parts.join(' · '));
   }
@@ -309,6 +333,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
         'tracking-volatile',
         'warning',
         `${diskId} is not qcow2, so its change tracking lives only in memory: a restart of the VM or storage daemon forces a resync (checksums of every block). Convert the disk to qcow2 to avoid it.`,
+        diskId,
       );
     }
     setState('initial-sync');
@@ -360,6 +385,15 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
     // A group member's points are timed by its group; it still syncs and serves requests itself.
     const due = s.group ? Infinity : (s.lastCycleAt ?? 0) + s.policy.crashPointSeconds * 1000;
     const needsSync = s.disks.some((d) => !d.excluded && d.nextMode !== 'delta');
+    // Cycles that keep failing wait out their backoff (a point asked for tries at once), so a
+    // source that fails fast does not spin thousands of cycles and alerts.
+    const backoffMs = s.failing ? s.failing.retryAt - Date.now() : 0;
+    if (backoffMs > 0 && !pendingPoints()) {
+      wake = false;
+      await condition(() => wake || pendingCut !== undefined, Math.max(1, Math.min(backoffMs, rpoCheckMs())));
+      checkRpo();
+      continue;
+    }
     if (needsSync || pendingPoints() || Date.now() >= due) {
       s.lastCycleAt = Date.now();
       await cycle();
@@ -415,6 +449,17 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
       sizes[d.diskId] = d.sizeBytes;
     }
     let frozen: FrozenPoint;
+    // Points in time an earlier failed cycle could not release go first: their bitmaps hold
+    // changes that must be merged back before a new point is frozen.
+    for (let pitId = s.unreleased?.[0]; pitId !== undefined; pitId = s.unreleased?.[0]) {
+      try {
+        await quickPs.releasePoint({ machine, pitId, success: false });
+      } catch (err) {
+        await group?.report({ phase: 'failed', reason: `could not release: ${messageOf(err)}` });
+        return cycleFailed(`could not release the earlier point in time ${pitId}: ${messageOf(err)}`, err);
+      }
+      s.unreleased?.shift();
+    }
     try {
       try {
         frozen = await quickPs.freezePoint({
@@ -433,7 +478,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
       }
     } catch (err) {
       await group?.report({ phase: 'failed', reason: `could not freeze: ${messageOf(err)}` });
-      return cycleFailed(`could not freeze a point in time: ${messageOf(err)}`);
+      return cycleFailed(`could not freeze a point in time: ${messageOf(err)}`, err);
     }
     await group?.report({ phase: 'frozen', instant: frozen.instant });
     noteDiskChanges(frozen);
@@ -467,23 +512,39 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
         s.stats.bytesChanged += sum.rawBytes;
       }
     } catch (err) {
-      await CancellationScope.nonCancellable(() =>
-        quickPs.releasePoint({ machine, pitId: frozen.pitId, success: false }),
-      );
+      try {
+        await CancellationScope.nonCancellable(() =>
+          quickPs.releasePoint({ machine, pitId: frozen.pitId, success: false }),
+        );
+      } catch (releaseErr) {
+        // The source went away with the cycle: keep the point to release (and its changes to merge
+        // back) for when it answers again, instead of failing protection.
+        if (!patched(PATCH_DEFERRED_RELEASE)) throw releaseErr;
+        s.unreleased = [...(s.unreleased ?? []), frozen.pitId];
+      }
       await group?.report({ phase: 'failed', reason: messageOf(err) });
-      return cycleFailed(messageOf(err));
+      return cycleFailed(messageOf(err), err);
     }
     await group?.report({ phase: 'published', pointId: published.id, instant: published.instant });
-    await CancellationScope.nonCancellable(() =>
-      quickPs.releasePoint({ machine, pitId: frozen.pitId, success: true }),
-    );
+    try {
+      await CancellationScope.nonCancellable(() =>
+        quickPs.releasePoint({ machine, pitId: frozen.pitId, success: true }),
+      );
+    } catch (err) {
+      // The point is published; the source went away before its view was dropped. Release it
+      // when the source answers again, merging its changes back: they are sent once more, not lost.
+      if (!patched(PATCH_DEFERRED_RELEASE)) throw err;
+      s.unreleased = [...(s.unreleased ?? []), frozen.pitId];
+    }
     s.stats.cycles += 1;
     s.publishedCycle = s.cycle;
     progress = undefined;
     // Resolved by this point; a corrupt-segment alert stays: the operator should know storage or
     // the network damaged data, even though nothing damaged was applied.
     clear('cycle-failed');
+    clear('source-unreachable');
     clear('resync-needed');
+    s.failing = undefined;
     // Storage alerts stay until a whole cycle went through without throttling or time-outs.
     if (!storageTroubleThisCycle) {
       clear('storage-throttled');
@@ -549,6 +610,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
           'storage-rolled-back',
           'critical',
           `storage lost writes it had acknowledged: the replica of ${disk.diskId} holds cycle ${replica.appliedCycle}, OSR had published cycle ${s.publishedCycle ?? 0}; resynchronizing it by checksums (points after cycle ${replica.appliedCycle} are gone from storage)`,
+          disk.diskId,
         );
       }
     }
@@ -631,6 +693,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
               'storage-rolled-back',
               'warning',
               `cycle ${frozen.cycle} of ${disk.diskId} vanished from the cache after it was uploaded (storage lost acknowledged writes); sending it again`,
+              disk.diskId,
             );
             attempt += 1;
             sendAgain = true;
@@ -642,6 +705,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
             'segment-corrupt',
             'warning',
             `segments ${corrupt.join(', ')} of ${disk.diskId} (cycle ${frozen.cycle}) failed verification in the cache and were not applied; sending them again`,
+            disk.diskId,
           );
           const resend = () =>
             ps.transferDisk({
@@ -691,7 +755,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
         if (!details) throw err;
         storageTroubleThisCycle = true;
         const giveUp = Date.now() - began + delay > STORAGE_PATIENCE_MS;
-        raiseStorage(
+        raise(
           details.problem === 'throttled' ? 'storage-throttled' : 'storage-unreachable',
           'critical',
           `${messageOf(err)}; ${giveUp ? `gave up after ${Math.round((Date.now() - began) / 1000)} s: this cycle fails and its changes go with the next one` : `trying again in ${delay / 1000} s`}. Nothing is lost: unsent changes stay at the source.`,
@@ -717,31 +781,19 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
     storageTroubleThisCycle = true;
     const last = t.last ? ` (last: ${t.last})` : '';
     if (t.throttled > 0) {
-      raiseStorage(
+      raise(
         'storage-throttled',
         'warning',
         `${what} (cycle ${s.cycle}): the storage endpoint answered 503 Server Busy / 500 to ${t.throttled} request tries${last}; they were retried with backoff and went through`,
       );
     }
     if (t.timeouts + t.unreachable > 0) {
-      raiseStorage(
+      raise(
         'storage-unreachable',
         'warning',
         `${what} (cycle ${s.cycle}): ${t.timeouts} request tries got no answer in time and ${t.unreachable} could not reach the storage endpoint${last}; they were retried with backoff and went through`,
       );
     }
-  }
-
-  /** One standing alert per storage problem: later news updates its message, keeping its id. */
-  function raiseStorage(
-    kind: 'storage-throttled' | 'storage-unreachable',
-    severity: Alert['severity'],
-    message: string,
-  ): void {
-    const standing = s.alerts.find((a) => a.kind === kind);
-    if (!standing) return raise(kind, severity, message);
-    standing.message = message;
-    if (severity === 'critical') standing.severity = 'critical';
   }
 
   function reportProgress(p: SyncProgress): void {
@@ -765,7 +817,9 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
           : warning.includes('vanished')
             ? 'disk-vanished'
             : 'disk-added';
-      raise(kind, kind === 'disk-added' ? 'warning' : 'critical', warning);
+      // The disk a warning is about leads it ("tracking lost on <disk> …", "<disk> vanished …").
+      const subject = kind === 'resync-needed' ? warning.split(' ')[3] : warning.split(' ')[0];
+      raise(kind, kind === 'disk-added' ? 'warning' : 'critical', warning, subject);
     }
     for (const d of frozen.disks) {
       const known = s.disks.find((x) => x.diskId === d.diskId);
@@ -808,11 +862,27 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
     }
   }
 
-  function cycleFailed(reason: string): void {
+  function cycleFailed(reason: string, err?: unknown): void {
     s.stats.failedCycles += 1;
     progress = undefined;
+    const unreachable = failureType(err) === 'SourceUnreachable';
+    if (unreachable) {
+      raise('source-unreachable', 'critical', `the source of ${machine.name} does not answer: ${reason}`);
+    }
     raise('cycle-failed', 'warning', `cycle ${s.cycle} failed, changes kept for the next cycle: ${reason}`);
     failPointRequests(`cycle ${s.cycle} failed: ${reason}`);
+    if (patched(PATCH_CYCLE_BACKOFF)) {
+      const failures = (s.failing?.failures ?? 0) + 1;
+      const delay = Math.min(CYCLE_BACKOFF_MS.first * 2 ** (failures - 1), CYCLE_BACKOFF_MS.max);
+      s.failing = {
+        since: s.failing?.since ?? nowIso(),
+        failures,
+        reason,
+        sourceUnreachable: unreachable,
+        retryAt: Date.now() + delay,
+      } satisfies CycleFailing;
+      showDetails();
+    }
     checkRpo();
   }
 

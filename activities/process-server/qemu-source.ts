@@ -22,9 +22,10 @@ async function withConnector<T>(
   try {
     qmp = await QmpClient.connect(machine.source.qmpSocket);
   } catch (err) {
-    // A wrong socket does not fix itself by retrying: fail the activity for good, with the fix.
+    // A wrong or dead socket does not fix itself by retrying within the activity: fail it for good;
+    // the workflow raises source-unreachable and backs off between cycles.
     throw ApplicationFailure.create({
-      type: 'SourceError',
+      type: 'SourceUnreachable',
       nonRetryable: true,
       message: `machine ${machine.name}: ${(err as Error).message}`,
     });

@@ -70,7 +70,16 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
     exportName: disk.exportName,
     metaContexts: ['base:allocation', ...(disk.bitmap ? [`qemu:dirty-bitmap:${disk.bitmap}`] : [])],
   }).catch((err: Error) => {
-    if (!/no such export|no such socket/.test(err.message)) throw err;
+    if (/no such socket|connection refused/.test(err.message)) {
+      // The VM or storage daemon is gone: retrying for minutes would hide it. Fail the cycle now;
+      // the workflow alerts, backs off and keeps the changes for when the source answers again.
+      throw ApplicationFailure.create({
+        type: 'SourceUnreachable',
+        nonRetryable: true,
+        message: `the source of ${point.machine} does not answer on ${disk.nbdSocket}: ${err.message}`,
+      });
+    }
+    if (!/no such export/.test(err.message)) throw err;
     // Retrying cannot bring a frozen view back: end the cycle; its changes go with the next one.
     throw ApplicationFailure.create({
       type: 'PointInTimeLost',

@@ -46,10 +46,18 @@ function printStatus(status: MachineStatus): void {
   );
   const progress = progressText(status);
   if (progress) process.stdout.write(`\nsync: ${progress}\n`);
+  if (status.failing) {
+    const f = status.failing;
+    process.stdout.write(
+      `\nfailing: ${f.failures} cycle(s) in a row since ${f.since}; next try ${f.retryAt}: ${f.reason}\n`,
+    );
+  }
   if (status.alerts.length) {
     process.stdout.write('\nalerts:\n');
-    for (const a of status.alerts)
-      process.stdout.write(`  [${a.severity}] ${a.at} ${a.kind}: ${a.message}\n`);
+    for (const a of status.alerts) {
+      const seen = a.count && a.count > 1 ? ` (${a.count} times, last ${a.lastAt})` : '';
+      process.stdout.write(`  [${a.severity}] ${a.at} ${a.kind}: ${a.message}${seen}\n`);
+    }
   }
 }
 

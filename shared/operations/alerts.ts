@@ -18,6 +18,9 @@ export interface OsrAlert {
   /** When the condition began. */
   at: string;
   message: string;
+  /** How many times the problem was seen, and when last (one alert per problem). */
+  count?: number;
+  lastAt?: string;
   machine?: string;
   plan?: string;
   workflowId?: string;
@@ -79,6 +82,8 @@ function machineAlerts(machines: MachineOverview[]): OsrAlert[] {
         severity: a.severity,
         at: a.at,
         message: `${m.machine}: ${a.message}`,
+        count: a.count,
+        lastAt: a.lastAt,
         machine: m.machine,
       });
   }
