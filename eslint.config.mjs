@@ -32,21 +32,60 @@ const workflowForbidden = [
     message: 'Workflows must not import I/O libraries: call an activity.',
   },
   {
-    group: ['../activities/*', '../activities/**', '../workers/*'],
+    group: ['../activities/*', '../activities/**', '../../activities/*', '../../activities/**'],
     allowTypeImports: true,
     message:
       'Workflows may import activities only as types (import type) and call them through proxyActivities.',
   },
   {
     group: [
-      '../shared/config',
-      '../shared/storage',
-      '../shared/logger',
-      '../shared/stack/*',
-      '../shared/temporal-connection',
+      '../lib/*',
+      '../lib/**',
+      '../operations/*',
+      '../stack/*',
+      '../stack/**',
+      '../workers/*',
+      '../api/*',
+      '../cli/*',
+      '../../lib/**',
+      '../../operations/*',
+      '../../stack/**',
+      '../../workers/*',
     ],
-    allowTypeImports: true,
-    message: 'This shared module does I/O: workflows may import only its types.',
+    message:
+      'Workflows import only shared/ (contracts, types, ids) and their own siblings: lib/, operations/ and stack/ do I/O.',
+  },
+];
+
+// shared/ is what workflow code may import: an ALLOWLIST, not a denylist. A shared file imports
+// only its siblings (shared/contracts/ may also reach shared/ one level up), the workflow SDK's
+// pure packages and zod.
+const sharedOnly = (siblingPattern) => [
+  {
+    regex: `^(?!${siblingPattern}|@temporalio/(workflow|common)$|zod$)`,
+    message: 'shared/ holds only what workflow code may import: no Node, no I/O, nothing outside shared/.',
+  },
+];
+
+// lib/ holds Node libraries with no Temporal and no OSR roles in them: it never imports the
+// layers that put it together.
+const libForbidden = [
+  {
+    group: [
+      '**/activities/**',
+      '**/workflows/**',
+      '**/operations/**',
+      '**/workers/**',
+      '**/stack/**',
+      '**/api/**',
+      '**/cli/**',
+    ],
+    message:
+      'lib/ imports only lib/ and shared/: the roles that use a library depend on it, not the other way.',
+  },
+  {
+    group: ['@temporalio/*'],
+    message: 'lib/ has no Temporal in it: wrap a library in an activity (activities/) instead.',
   },
 ];
 
@@ -59,6 +98,23 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/consistent-type-imports': 'error',
     },
+  },
+  {
+    files: ['shared/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: sharedOnly('\\./') }] },
+  },
+  {
+    files: ['shared/*/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { patterns: sharedOnly('\\./|\\.\\./[^./][^/]*$') },
+      ],
+    },
+  },
+  {
+    files: ['lib/**/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: libForbidden }] },
   },
   {
     files: ['workflows/**/*.ts'],

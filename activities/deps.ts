@@ -2,12 +2,12 @@
 // client and (for the data-path roles) its one block pipeline. Built once per process and handed
 // to each role's createActivities factory.
 import type { BlobServiceClient } from '@azure/storage-blob';
-import type { OsrConfig } from '../shared/config';
-import type { Logger } from '../shared/logger';
-import { createBlobServiceClient, ensureContainers } from '../shared/storage';
-import { Vault } from '../shared/vault';
+import type { OsrConfig } from '../lib/config/config';
+import type { Logger } from '../lib/config/logger';
+import { createBlobServiceClient, ensureContainers } from '../lib/azure/blob-client';
+import { Vault } from '../lib/azure/vault';
 import { loadEncryptionKey } from './common/encryption-key';
-import { BlockPipeline } from './pipeline/block-pipeline';
+import { BlockPipeline } from '../lib/segments/block-pipeline';
 
 export interface WorkerDeps {
   config: OsrConfig;

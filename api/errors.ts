@@ -1,9 +1,9 @@
 // HTTP errors of the API: every refusal becomes a status and a JSON message the client can act
 // on; anything unexpected becomes a 500 without internals (the details go to the server's log).
-import { ConfigError } from '../shared/config';
-import { OperationError } from '../shared/operations/context';
+import { ConfigError } from '../lib/config/config';
+import { OperationError } from '../operations/context';
 import { PolicyError } from '../shared/policy';
-import { storageCredentialProblem } from '../shared/storage';
+import { storageCredentialProblem } from '../lib/azure/blob-client';
 
 export class ApiError extends Error {
   constructor(

@@ -1,8 +1,8 @@
 // Routes of the three stages after a committed failover (reprotect, failback, re-enable), for one
 // machine and for a recovery plan: thin mappings onto shared/operations/failback.ts, as the CLI.
 // Starting a stage answers 202 with the job's workflow id and a Location to follow it.
-import * as failback from '../shared/operations/failback';
-import { OperationError } from '../shared/operations/context';
+import * as failback from '../operations/failback';
+import { OperationError } from '../operations/context';
 import { parseDuration } from '../shared/policy';
 import { onlyFields, optionalDuration, optionalString } from './body';
 import { jobLocation } from './jobs';

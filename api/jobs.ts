@@ -1,7 +1,7 @@
 // OSR jobs as Temporal sees them: the running workflows that carry the OSR search attributes
 // (the same filter an operator types in the Web UI), and one job's progress from its status query.
 import { WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
-import { OperationError, type ControlContext } from '../shared/operations/context';
+import { OperationError, type ControlContext } from '../operations/context';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 
 /** Where a job's progress is followed. */

@@ -3,13 +3,13 @@
 // sync progress, alerts), the workers' heartbeat documents (CPU, memory, pipeline), running jobs,
 // current alerts; and the Temporal SDK's own metrics of every live worker, fetched from the
 // exporter its heartbeat names and relabelled with osr_role and osr_server.
-import type { ControlContext } from '../shared/operations/context';
-import { listServers, type ServerView } from '../shared/health';
-import { listAlerts } from '../shared/operations/alerts';
-import { listMachines, type MachineOverview } from '../shared/operations/machines';
-import { MetricsRegistry } from '../shared/prometheus';
+import type { ControlContext } from '../operations/context';
+import { listServers, type ServerView } from '../lib/observability/server-health';
+import { listAlerts } from '../operations/alerts';
+import { listMachines, type MachineOverview } from '../operations/machines';
+import { MetricsRegistry } from '../lib/observability/prometheus';
 import type { RecoveryPoint } from '../shared/replication-types';
-import { Vault } from '../shared/vault';
+import { Vault } from '../lib/azure/vault';
 import { JOB_KINDS, listRunningJobs } from './jobs';
 
 const MACHINE_STATES = [

@@ -3,11 +3,11 @@
 // call the page makes carries the bearer token like any client).
 import fs from 'node:fs';
 import path from 'node:path';
-import { listServers } from '../shared/health';
-import { listAlerts } from '../shared/operations/alerts';
-import { listAudit } from '../shared/operations/audit';
-import { OperationError } from '../shared/operations/context';
-import { PROMETHEUS_CONTENT_TYPE } from '../shared/prometheus';
+import { listServers } from '../lib/observability/server-health';
+import { listAlerts } from '../operations/alerts';
+import { listAudit } from '../operations/audit';
+import { OperationError } from '../operations/context';
+import { PROMETHEUS_CONTENT_TYPE } from '../lib/observability/prometheus';
 import { renderMetrics } from './metrics';
 import type { ApiResponse, Route } from './router';
 

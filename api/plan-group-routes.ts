@@ -1,10 +1,10 @@
 // Routes of recovery plans (create, list, start a drill, cleanup or failover, commit, approve a
 // manual action) and of consistency groups, mapped onto the same operations as `osr plan` and
 // `osr group`. Plan jobs answer 202 with a Location to follow at /v1/jobs/{workflowId}.
-import * as groups from '../shared/operations/groups';
-import * as plans from '../shared/operations/plans';
-import { OperationError } from '../shared/operations/context';
-import type { PlanOperation } from '../workflows/recovery-plan-api';
+import * as groups from '../operations/groups';
+import * as plans from '../operations/plans';
+import { OperationError } from '../operations/context';
+import type { PlanOperation } from '../shared/contracts/recovery-plan';
 import { onlyFields, optionalBoolean, optionalString, requiredString, type JsonObject } from './body';
 import type { ApiResponse, Route } from './router';
 import { jobLocation } from './jobs';

@@ -1,7 +1,7 @@
 // A small router: routes are data (method, OpenAPI-style path template, auth), so the OpenAPI
 // document can be checked against exactly what the server answers.
 import type { IncomingMessage } from 'node:http';
-import type { ControlContext } from '../shared/operations/context';
+import type { ControlContext } from '../operations/context';
 import { ApiError } from './errors';
 import type { JsonObject } from './body';
 

@@ -1,10 +1,10 @@
 // The API's routes, each a thin mapping onto the control-plane operations the CLI uses, so the
 // two cannot drift. Jobs that take long (drills, cleanups, failovers) answer 202 with the job and
 // a Location to follow its progress; updates that finish quickly answer with their result.
-import * as failover from '../shared/operations/failover';
-import * as machines from '../shared/operations/machines';
-import { OperationError } from '../shared/operations/context';
-import { createPolicy, listPolicies } from '../shared/operations/policies';
+import * as failover from '../operations/failover';
+import * as machines from '../operations/machines';
+import { OperationError } from '../operations/context';
+import { createPolicy, listPolicies } from '../operations/policies';
 import { parseDuration } from '../shared/policy';
 import type { ReplicationPolicy } from '../shared/replication-types';
 import {

@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ConfigError, type OsrConfig } from '../shared/config';
+import { ConfigError, type OsrConfig } from '../lib/config/config';
 
 const execFileAsync = promisify(execFile);
 

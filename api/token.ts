@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { OsrConfig } from '../shared/config';
+import type { OsrConfig } from '../lib/config/config';
 
 export interface ApiToken {
   token: string;

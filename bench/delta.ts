@@ -1,10 +1,10 @@
 // One delta cycle after scattered change: what it sends against the zstd level 1 size of the
 // changed bytes (the least a compressing replicator could send), and how long it takes.
 import { compress } from 'zstd-napi';
-import type { NbdClient } from '../activities/qemu/nbd-client';
-import * as machines from '../shared/operations/machines';
-import type { ControlContext } from '../shared/operations/context';
-import { protectWorkflowId } from '../workflows/protect-machine-api';
+import type { NbdClient } from '../lib/qemu/nbd-client';
+import * as machines from '../operations/machines';
+import type { ControlContext } from '../operations/context';
+import { protectWorkflowId } from '../shared/contracts/protect-machine';
 import { scatteredChange } from './disk-data';
 import { activitySpans, formatPhases, phases } from './history';
 import { secondsSince, sleep } from './harness';

@@ -2,7 +2,7 @@
 // 64 KiB blocks of random bytes (incompressible), log-like text (zstd level 1 takes it to about a
 // third) or zeros. Seeded, so every run lays out the same disk.
 import { randomFillSync } from 'node:crypto';
-import type { NbdClient } from '../activities/qemu/nbd-client';
+import type { NbdClient } from '../lib/qemu/nbd-client';
 
 export const BLOCK_BYTES = 64 * 1024;
 const TEXT_CORPUS_BYTES = 16 * 1024 * 1024;

@@ -6,12 +6,12 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig, type OsrConfig } from '../shared/config';
-import { ControlContext } from '../shared/operations/context';
-import { startAzurite } from '../shared/stack/azurite';
-import { spawnManaged, stopPid, type RunningProcess, waitForLogLine } from '../shared/stack/managed-process';
-import { freePort } from '../shared/stack/ports';
-import type { WorkerRole } from '../shared/stack/stack';
+import { loadConfig, type OsrConfig } from '../lib/config/config';
+import { ControlContext } from '../operations/context';
+import { startAzurite } from '../stack/azurite';
+import { spawnManaged, stopPid, type RunningProcess, waitForLogLine } from '../lib/process/managed-process';
+import { freePort } from '../lib/process/ports';
+import type { WorkerRole } from '../stack/stack';
 import { startTemporalDevServer } from '../temporal-dev/dev-server';
 
 /** The folder holding package.json: found by walking up, so dist/ and any other outDir both work. */

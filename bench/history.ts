@@ -2,7 +2,7 @@
 // scheduled to closed, by the Temporal server's clock. The benchmark reports these next to its
 // own wall-clock figures, so a missed target names the slow step.
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { protectWorkflowId } from '../workflows/protect-machine-api';
+import { protectWorkflowId } from '../shared/contracts/protect-machine';
 
 type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
 type HistoryEvent = NonNullable<History['events']>[number];

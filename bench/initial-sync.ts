@@ -5,9 +5,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ContainerSASPermissions, type BlobServiceClient } from '@azure/storage-blob';
-import { NbdClient, NBD_STATE_HOLE, NBD_STATE_ZERO } from '../activities/qemu/nbd-client';
-import * as machines from '../shared/operations/machines';
-import type { ControlContext } from '../shared/operations/context';
+import { NbdClient, NBD_STATE_HOLE, NBD_STATE_ZERO } from '../lib/qemu/nbd-client';
+import * as machines from '../operations/machines';
+import type { ControlContext } from '../operations/context';
 import type { Extent } from './disk-data';
 import { activitySpans, formatPhases, phases, sliceGaps } from './history';
 import { runCommand, secondsSince, sleep, type Cleanup } from './harness';

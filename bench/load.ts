@@ -16,11 +16,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { NbdClient } from '../activities/qemu/nbd-client';
-import { listServers } from '../shared/health';
-import * as machines from '../shared/operations/machines';
-import { createPolicy } from '../shared/operations/policies';
-import { protectWorkflowId, type MachineStatus } from '../workflows/protect-machine-api';
+import type { NbdClient } from '../lib/qemu/nbd-client';
+import { listServers } from '../lib/observability/server-health';
+import * as machines from '../operations/machines';
+import { createPolicy } from '../operations/policies';
+import { protectWorkflowId, type MachineStatus } from '../shared/contracts/protect-machine';
 import { startTestMachine, type TestMachine } from '../test/helpers/qemu-machine';
 import { CpuMeter, type CpuSnapshot } from './cpu';
 import { BLOCK_BYTES, fillBlock, pickKind, seededRandom } from './disk-data';

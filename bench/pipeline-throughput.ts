@@ -5,9 +5,9 @@
 // slower while the allocator and the heap grow into the hundreds of MiB the runs allocate.
 import { randomFillSync } from 'node:crypto';
 import os from 'node:os';
-import { BlockPipeline } from '../activities/pipeline/block-pipeline';
-import { EncryptionKey } from '../activities/pipeline/keys';
-import { encodeSegment, MAX_SEGMENT_RAW_BYTES } from '../activities/pipeline/segment-format';
+import { BlockPipeline } from '../lib/segments/block-pipeline';
+import { EncryptionKey } from '../lib/segments/keys';
+import { encodeSegment, MAX_SEGMENT_RAW_BYTES } from '../lib/segments/segment-format';
 
 type Kind = 'random' | 'compressible' | 'zero';
 

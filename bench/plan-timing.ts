@@ -2,8 +2,8 @@
 // their times) and each machine's child job status (its steps: create disks, record, materialize,
 // boot check). Times are the workflows' own clocks (ISO strings), in seconds from the request.
 import type { Client } from '@temporalio/client';
-import { recoveryStatusQuery, type RecoveryStatus } from '../workflows/failover-api';
-import type { PlanStatus } from '../workflows/recovery-plan-api';
+import { recoveryStatusQuery, type RecoveryStatus } from '../shared/contracts/failover';
+import type { PlanStatus } from '../shared/contracts/recovery-plan';
 
 export interface Spread {
   min: number;

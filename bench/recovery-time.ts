@@ -7,13 +7,13 @@
 // printed only; OSR_BENCH_OUT=<file>: write elsewhere than BENCHMARKS.md).
 import fs from 'node:fs';
 import path from 'node:path';
-import { configureRecovery } from '../shared/operations/failover';
-import * as machines from '../shared/operations/machines';
-import { createPlan, startPlan } from '../shared/operations/plans';
-import { createPolicy } from '../shared/operations/policies';
-import { stopPid } from '../shared/stack/managed-process';
+import { configureRecovery } from '../operations/failover';
+import * as machines from '../operations/machines';
+import { createPlan, startPlan } from '../operations/plans';
+import { createPolicy } from '../operations/policies';
+import { stopPid } from '../lib/process/managed-process';
 import { startTestMachine } from '../test/helpers/qemu-machine';
-import type { PlanStatus } from '../workflows/recovery-plan-api';
+import type { PlanStatus } from '../shared/contracts/recovery-plan';
 import { CpuMeter, formatCpu, type CpuUse } from './cpu';
 import { allocationPlan, BLOCK_BYTES, fillDisk } from './disk-data';
 import {

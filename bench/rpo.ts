@@ -2,10 +2,10 @@
 // writer changes 64 KiB blocks at random places at a steady rate, and the RPO is sampled every
 // second: wall time now minus the instant of the newest published point. The status query's own
 // rpoSeconds is recorded beside it, and the catalog gives the worst case between samples.
-import type { NbdClient } from '../activities/qemu/nbd-client';
-import * as machines from '../shared/operations/machines';
-import type { ControlContext } from '../shared/operations/context';
-import { createPolicy } from '../shared/operations/policies';
+import type { NbdClient } from '../lib/qemu/nbd-client';
+import * as machines from '../operations/machines';
+import type { ControlContext } from '../operations/context';
+import { createPolicy } from '../operations/policies';
 import { BLOCK_BYTES, fillBlock, pickKind, seededRandom } from './disk-data';
 import { activitySpans, type ActivitySpan } from './history';
 import { sleep } from './harness';

@@ -3,8 +3,8 @@
 // Exits non-zero only on errors: a missed target is a result, not a failure.
 import fs from 'node:fs';
 import path from 'node:path';
-import { changePolicy } from '../shared/operations/machines';
-import { createPolicy } from '../shared/operations/policies';
+import { changePolicy } from '../operations/machines';
+import { createPolicy } from '../operations/policies';
 import { startTestMachine, type TestMachine } from '../test/helpers/qemu-machine';
 import { CpuMeter, formatCpu, type CpuUse } from './cpu';
 import { deltaCycle, waitIdle, type DeltaCycle } from './delta';

@@ -1,9 +1,9 @@
 // The `osr` command line.
 import { Command } from 'commander';
-import { ConfigError } from '../shared/config';
-import { cliActor, runAs } from '../shared/operations/audit';
+import { ConfigError } from '../lib/config/config';
+import { cliActor, runAs } from '../operations/audit';
 import { PolicyError } from '../shared/policy';
-import { storageCredentialProblem } from '../shared/storage';
+import { storageCredentialProblem } from '../lib/azure/blob-client';
 import { registerDemoCommands } from './commands/demo';
 import { registerExportCommand } from './commands/export';
 import { registerFailbackCommands } from './commands/failback';

@@ -1,6 +1,5 @@
 // Task queues: one per role, process servers and master targets per site, so that more workers
 // of a role scale out by polling the same queue.
-import type { OsrConfig } from './config';
 export const CONTROL_TASK_QUEUE = 'osr-control';
 export const CLOUD_APPLIER_TASK_QUEUE = 'osr-cloud-applier';
 
@@ -13,9 +12,12 @@ export function masterTargetQueue(site: string): string {
 }
 
 /** Whether a process server also polls the recovery site's queue (reprotect reads from there). */
-export function servesRecoverySite(
-  config: Pick<OsrConfig, 'site' | 'recoverySite' | 'serveRecoverySite' | 'temporal'>,
-): boolean {
+export function servesRecoverySite(config: {
+  site: string;
+  recoverySite: string;
+  serveRecoverySite: 'auto' | 'yes' | 'no';
+  temporal: { address?: string };
+}): boolean {
   if (config.recoverySite === config.site || config.serveRecoverySite === 'no') return false;
   return config.serveRecoverySite === 'yes' || config.temporal.address === undefined;
 }

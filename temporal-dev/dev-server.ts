@@ -3,8 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../shared/search-attributes';
-import { spawnManaged, type RunningProcess } from '../shared/stack/managed-process';
-import { waitForPort } from '../shared/stack/ports';
+import { spawnManaged, type RunningProcess } from '../lib/process/managed-process';
+import { waitForPort } from '../lib/process/ports';
 
 export interface DevServerOptions {
   binary: string;

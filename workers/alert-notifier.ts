@@ -7,12 +7,12 @@
 // after PENDING_TAKEOVER_MS.
 import { createHash, createHmac } from 'node:crypto';
 import os from 'node:os';
-import type { OsrConfig } from '../shared/config';
-import type { NotifierHealth } from '../shared/health';
-import type { Logger } from '../shared/logger';
-import { listAlerts, type OsrAlert } from '../shared/operations/alerts';
-import { ControlContext } from '../shared/operations/context';
-import { VaultConflictError } from '../shared/vault';
+import type { OsrConfig } from '../lib/config/config';
+import type { NotifierHealth } from '../lib/observability/server-health';
+import type { Logger } from '../lib/config/logger';
+import { listAlerts, type OsrAlert } from '../operations/alerts';
+import { ControlContext } from '../operations/context';
+import { VaultConflictError } from '../lib/azure/vault';
 
 export const SENT_PREFIX = 'alerts/sent/';
 const PENDING_TAKEOVER_MS = 120_000;

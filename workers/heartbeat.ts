@@ -7,8 +7,8 @@ import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import type { Worker } from '@temporalio/worker';
-import { BlockPipeline } from '../activities/pipeline/block-pipeline';
-import type { OsrConfig } from '../shared/config';
+import { BlockPipeline } from '../lib/segments/block-pipeline';
+import type { OsrConfig } from '../lib/config/config';
 import {
   SERVERS_PREFIX,
   serverDoc,
@@ -17,9 +17,9 @@ import {
   type PipelineHealth,
   type ServerAlert,
   type ServerHeartbeat,
-} from '../shared/health';
-import type { Logger } from '../shared/logger';
-import type { Vault } from '../shared/vault';
+} from '../lib/observability/server-health';
+import type { Logger } from '../lib/config/logger';
+import type { Vault } from '../lib/azure/vault';
 
 export interface HeartbeatOptions {
   config: OsrConfig;

@@ -3,11 +3,11 @@
 // that names where those metrics are, and in the control worker the alert notifier.
 import os from 'node:os';
 import type { RuntimeOptions, Worker } from '@temporalio/worker';
-import type { OsrConfig } from '../shared/config';
-import type { Logger } from '../shared/logger';
-import { freePort } from '../shared/stack/ports';
-import { createBlobServiceClient } from '../shared/storage';
-import { Vault } from '../shared/vault';
+import type { OsrConfig } from '../lib/config/config';
+import type { Logger } from '../lib/config/logger';
+import { freePort } from '../lib/process/ports';
+import { createBlobServiceClient } from '../lib/azure/blob-client';
+import { Vault } from '../lib/azure/vault';
 import { startAlertNotifier, type AlertNotifier } from './alert-notifier';
 import { startHeartbeat, type Heartbeat } from './heartbeat';
 

@@ -2,11 +2,11 @@
 // worker on the role's task queue, clean shutdown on SIGTERM/SIGINT (the SDK drains in-flight
 // tasks), and the process's resources closed after the worker stops.
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
-import { insecureChannels } from '../shared/channel-security';
-import { loadConfig, type OsrConfig } from '../shared/config';
-import { createLogger, type Logger } from '../shared/logger';
-import { storageCredentialProblem } from '../shared/storage';
-import { temporalConnectionOptions } from '../shared/temporal-connection';
+import { insecureChannels } from '../lib/config/channel-security';
+import { loadConfig, type OsrConfig } from '../lib/config/config';
+import { createLogger, type Logger } from '../lib/config/logger';
+import { storageCredentialProblem } from '../lib/azure/blob-client';
+import { temporalConnectionOptions } from '../operations/temporal-connection';
 import { sdkMetricsExporter, startObservability } from './observability';
 
 export interface WorkerSpec {

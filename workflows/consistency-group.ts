@@ -37,8 +37,8 @@ import {
   type GroupState,
   type GroupStatus,
   type MemberReport,
-} from './consistency-group-api';
-import { protectWorkflowId } from './protect-machine-api';
+} from '../shared/contracts/consistency-group';
+import { protectWorkflowId } from '../shared/contracts/protect-machine';
 import { messageOf } from './failures';
 
 const CUTS_PER_RUN = 200;

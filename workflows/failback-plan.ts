@@ -25,7 +25,7 @@ import {
   type FailbackPlanStatus,
   type FailbackStatus,
   type PlanStageMachine,
-} from './failback-api';
+} from '../shared/contracts/failback';
 import { actionStatuses, planActions } from './plan-actions';
 import { messageOf } from './recovery-steps';
 

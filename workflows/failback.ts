@@ -32,7 +32,7 @@ import {
   type FailbackJobState,
   type FailbackStatus,
   type ReenableInput,
-} from './failback-api';
+} from '../shared/contracts/failback';
 import { messageOf } from './failures';
 import { runStep } from './recovery-steps';
 

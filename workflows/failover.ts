@@ -22,7 +22,7 @@ import {
   recoveryStatusQuery,
   type FailoverInput,
   type RecoveryStatus,
-} from './failover-api';
+} from '../shared/contracts/failover';
 import { createTracker, failed, recover, teardown } from './recovery-steps';
 
 const control = proxyActivities<ControlActivities>({

@@ -6,7 +6,7 @@ import { condition, defineUpdate, proxyActivities, setHandler } from '@temporali
 import type { ControlActivities } from '../activities/control';
 import type { PlanAction, PlanGroup } from '../shared/plan-types';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
-import type { ActionStatus, ApproveInput } from './recovery-plan-api';
+import type { ActionStatus, ApproveInput } from '../shared/contracts/recovery-plan';
 import { messageOf } from './recovery-steps';
 
 const now = () => new Date(Date.now()).toISOString();

@@ -21,9 +21,8 @@ import {
 } from '@temporalio/workflow';
 import type { CloudApplierActivities } from '../activities/cloud-applier';
 import type { ProcessServerActivities } from '../activities/process-server';
-import type { StorageUnavailableDetails } from '../activities/common/storage-failure';
-import type { StorageTrouble } from '../shared/storage-health';
-import type { CycleFailing } from './protect-machine-api';
+import type { StorageTrouble, StorageUnavailableDetails } from '../shared/storage-faults';
+import type { CycleFailing } from '../shared/contracts/protect-machine';
 import type {
   FrozenDisk,
   FrozenPoint,
@@ -49,7 +48,7 @@ import {
   type ProtectInput,
   type ProtectState,
   type SyncProgress,
-} from './protect-machine-api';
+} from '../shared/contracts/protect-machine';
 import {
   cutDecisionSignal,
   groupCutSignal,
@@ -57,7 +56,7 @@ import {
   setGroupSignal,
   type GroupCut,
   type MemberReport,
-} from './consistency-group-api';
+} from '../shared/contracts/consistency-group';
 import { failureType, messageOf } from './failures';
 
 /** A group cut in progress on this member, and how to tell the group how it went. */

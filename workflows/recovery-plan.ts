@@ -28,7 +28,7 @@ import {
   failoverWorkflowId,
   type RecoveryJobKind,
   type RecoveryStatus,
-} from './failover-api';
+} from '../shared/contracts/failover';
 import {
   planCommitUpdate,
   planStatusQuery,
@@ -37,7 +37,7 @@ import {
   type PlanState,
   type PlanStatus,
   type RecoveryPlanInput,
-} from './recovery-plan-api';
+} from '../shared/contracts/recovery-plan';
 import { actionStatuses, planActions } from './plan-actions';
 import { messageOf } from './recovery-steps';
 

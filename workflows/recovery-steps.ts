@@ -13,7 +13,7 @@ import type { RecoveredMachine, RecoveryKind, RecoverySettings } from '../shared
 import type { ProtectedMachine, RecoveryPoint } from '../shared/replication-types';
 import { OSR_STATE } from '../shared/search-attributes';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
-import type { RecoveryJobState, RecoveryStatus, RecoveryStep } from './failover-api';
+import type { RecoveryJobState, RecoveryStatus, RecoveryStep } from '../shared/contracts/failover';
 import { messageOf } from './failures';
 export { messageOf };
 

@@ -34,7 +34,7 @@ import {
   type ReprotectState,
   type ReprotectStatus,
   type ReverseProgress,
-} from './failback-api';
+} from '../shared/contracts/failback';
 import { messageOf } from './failures';
 
 const SLICE_SEGMENTS = 64;

@@ -9,7 +9,7 @@ import {
   type CleanupTestFailoverInput,
   type RecoveryStatus,
   type TestFailoverInput,
-} from './failover-api';
+} from '../shared/contracts/failover';
 import { createTracker, failed, recover, teardown } from './recovery-steps';
 
 export async function testFailover(input: TestFailoverInput): Promise<RecoveryStatus> {

@@ -1,8 +1,8 @@
 // The segment encryption key of this process, from the configuration: a base64 value, a key
 // file, or (embedded default) .osr/keys/osr.key, created with mode 0600 at first use.
-import type { OsrConfig } from '../../shared/config';
-import { statePaths } from '../../shared/state-paths';
-import { keyFromBase64, loadKeyFile, type EncryptionKey } from '../pipeline/keys';
+import type { OsrConfig } from '../../lib/config/config';
+import { statePaths } from '../../lib/config/state-paths';
+import { keyFromBase64, loadKeyFile, type EncryptionKey } from '../../lib/segments/keys';
 
 export async function loadEncryptionKey(config: OsrConfig): Promise<EncryptionKey> {
   if (config.encryption.key)

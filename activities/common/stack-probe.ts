@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { CONTAINERS, storageCredentialProblem } from '../../shared/storage';
+import { CONTAINERS, storageCredentialProblem } from '../../lib/azure/blob-client';
 
 export interface ProbeResult {
   role: string;

@@ -7,24 +7,12 @@
 //   backoff, try the step again) ask for it non-retryable with `reportStorageFaults`; for everyone
 //   else it stays retryable, so Temporal's own retries go on as before.
 import { ApplicationFailure } from '@temporalio/common';
+import { hasTrouble, storageProblem, withStorageWatch } from '../../lib/azure/storage-health';
 import {
-  hasTrouble,
-  storageProblem,
-  withStorageWatch,
+  STORAGE_UNAVAILABLE,
   type StorageTrouble,
-} from '../../shared/storage-health';
-
-/** Failure type of a step that storage throttling or time-outs kept from finishing. */
-export const STORAGE_UNAVAILABLE = 'StorageUnavailable';
-
-/** details[0] of a StorageUnavailable failure. */
-export interface StorageUnavailableDetails {
-  problem: 'throttled' | 'unreachable';
-  /** What the step's requests went through before it gave up. */
-  trouble?: StorageTrouble;
-  /** transferDisk: every segment below this index is stored; a new attempt may start there. */
-  nextIndex?: number;
-}
+  type StorageUnavailableDetails,
+} from '../../shared/storage-faults';
 
 export interface ReportsStorageFaults {
   /** The caller handles StorageUnavailable itself: fail it non-retryable, at once. */

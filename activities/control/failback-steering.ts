@@ -8,9 +8,13 @@ import { failbackDocs, type FailbackRecord } from '../../shared/failback-types';
 import { recoveryDocs, type FailoverLock } from '../../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
-import { Vault } from '../../shared/vault';
-import { finalCycleUpdate, reprotectStatusQuery, type FinalCycleResult } from '../../workflows/failback-api';
-import { protectWorkflowId, statusQuery } from '../../workflows/protect-machine-api';
+import { Vault } from '../../lib/azure/vault';
+import {
+  finalCycleUpdate,
+  reprotectStatusQuery,
+  type FinalCycleResult,
+} from '../../shared/contracts/failback';
+import { protectWorkflowId, statusQuery } from '../../shared/contracts/protect-machine';
 import type { WorkerDeps } from '../deps';
 import { withHeartbeat } from '../common/with-heartbeat';
 

@@ -3,7 +3,7 @@
 import type { GroupPoint } from '../../shared/group-types';
 import { groupDocs } from '../../shared/group-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
-import type { Vault } from '../../shared/vault';
+import type { Vault } from '../../lib/azure/vault';
 import { ApplicationFailure } from '@temporalio/common';
 
 /** The members' current definitions (sockets, quiesce commands), read at each cut. */

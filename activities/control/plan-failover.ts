@@ -4,9 +4,9 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
-import type { OsrConfig } from '../../shared/config';
-import { connectClient } from '../../shared/temporal-client';
-import { commitUpdate, recoveryStatusQuery } from '../../workflows/failover-api';
+import type { OsrConfig } from '../../lib/config/config';
+import { connectClient } from '../../operations/temporal-client';
+import { commitUpdate, recoveryStatusQuery } from '../../shared/contracts/failover';
 
 export function createPlanFailoverActivities(config: OsrConfig) {
   let client: Promise<Client> | undefined;

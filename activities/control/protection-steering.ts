@@ -7,14 +7,14 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { CommitRecord, FailoverLock, RecoveredMachine } from '../../shared/recovery-types';
 import { recoveryDocs } from '../../shared/recovery-types';
 import type { RecoveryPoint } from '../../shared/replication-types';
-import { CONTAINERS } from '../../shared/storage';
-import type { Vault } from '../../shared/vault';
+import { CONTAINERS } from '../../lib/azure/blob-client';
+import type { Vault } from '../../lib/azure/vault';
 import {
   disableUpdate,
   protectWorkflowId,
   statusQuery,
   takePointUpdate,
-} from '../../workflows/protect-machine-api';
+} from '../../shared/contracts/protect-machine';
 import type { WorkerDeps } from '../deps';
 
 /** Failure type: forward replication cannot cut the final point (paused, disabled …). Non-retryable. */

@@ -14,12 +14,12 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
 import type { ApplySummary } from '../../shared/replication-types';
-import { CONTAINERS } from '../../shared/storage';
+import { CONTAINERS } from '../../lib/azure/blob-client';
 import { reverseId, undoId, type FailbackTargetDisk } from '../../shared/failback-types';
-import { applyCycle, type ApplyTarget } from '../applier/apply-cycle';
-import type { BlockPipeline } from '../pipeline/block-pipeline';
-import { segmentBlobName, segmentCyclePrefix, type SegmentExtent } from '../pipeline/segment-format';
-import { NbdClient } from '../qemu/nbd-client';
+import { applyCycle, type ApplyTarget } from '../cloud-applier/apply-cycle';
+import type { BlockPipeline } from '../../lib/segments/block-pipeline';
+import { segmentBlobName, segmentCyclePrefix, type SegmentExtent } from '../../lib/segments/segment-format';
+import { NbdClient } from '../../lib/qemu/nbd-client';
 
 const ZEROS = Buffer.alloc(4 * 1024 * 1024);
 

@@ -6,7 +6,7 @@
 import type { FailbackTarget } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { runHook } from '../process-server/quiesce';
-import { QmpClient, QmpError } from '../qemu/qmp-client';
+import { QmpClient, QmpError } from '../../lib/qemu/qmp-client';
 import { rollbackIncomplete, type MasterTargetDeps } from './apply-reverse';
 import { removeExports } from './targets';
 

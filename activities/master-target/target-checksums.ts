@@ -4,14 +4,14 @@
 // that differ. The list is stored in osr-cache, never in a payload. Holes and known-zero ranges
 // (base:allocation) hash as zeros without being read.
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { CONTAINERS } from '../../shared/storage';
+import { CONTAINERS } from '../../lib/azure/blob-client';
 import {
   CHECKSUMS_MAGIC,
   CHECKSUM_BYTES,
   blockChecksum,
   checksumsBlobName,
-} from '../applier/replica-checksums';
-import { NBD_STATE_HOLE, NBD_STATE_ZERO, NbdClient } from '../qemu/nbd-client';
+} from '../cloud-applier/replica-checksums';
+import { NBD_STATE_HOLE, NBD_STATE_ZERO, NbdClient } from '../../lib/qemu/nbd-client';
 import type { FailbackTargetDisk } from '../../shared/failback-types';
 
 const HEADER_BYTES = 32;

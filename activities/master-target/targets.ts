@@ -10,10 +10,10 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { FailbackTarget, FailbackTargetDisk } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { CbtConnector } from '../qemu/cbt-connector';
-import { QmpClient, QmpError } from '../qemu/qmp-client';
-import { createQcow2, startStorageDaemon, storageDaemonPaths } from '../qemu/storage-daemon';
-import { assertId } from '../applier/replica-disk';
+import { CbtConnector } from '../../lib/qemu/cbt-connector';
+import { QmpClient, QmpError } from '../../lib/qemu/qmp-client';
+import { createQcow2, startStorageDaemon, storageDaemonPaths } from '../../lib/qemu/storage-daemon';
+import { assertId } from '../cloud-applier/replica-disk';
 
 export const EXPORT_PREFIX = 'osrmt-';
 const MAX_UNIX_PATH = 107;

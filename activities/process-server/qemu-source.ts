@@ -4,8 +4,8 @@
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { FrozenDisk, FrozenPoint, ProtectedMachine, TransferMode } from '../../shared/replication-types';
-import { CbtConnector, bitmapGeneration, type ProtectedDisk } from '../qemu/cbt-connector';
-import { QmpClient } from '../qemu/qmp-client';
+import { CbtConnector, bitmapGeneration, type ProtectedDisk } from '../../lib/qemu/cbt-connector';
+import { QmpClient } from '../../lib/qemu/qmp-client';
 import { withQuiesce } from './quiesce';
 
 export interface SourceDeps {

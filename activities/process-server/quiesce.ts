@@ -4,7 +4,7 @@
 import { exec } from 'node:child_process';
 import { ApplicationFailure } from '@temporalio/common';
 import type { QuiesceHooks } from '../../shared/replication-types';
-import { GuestAgentClient } from '../qemu/guest-agent-client';
+import { GuestAgentClient } from '../../lib/qemu/guest-agent-client';
 
 function quiesceFailed(message: string): ApplicationFailure {
   // Retrying a failing quiesce only delays the point: the workflow cuts a crash-consistent one.

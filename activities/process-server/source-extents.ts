@@ -2,11 +2,11 @@
 // bitmap) or resync (blocks whose checksum differs from the replica's).
 import type { BlobServiceClient } from '@azure/storage-blob';
 import type { TransferMode } from '../../shared/replication-types';
-import { CONTAINERS } from '../../shared/storage';
-import { blockChecksum, checksumAt, parseChecksums } from '../applier/replica-checksums';
-import type { Extent } from '../pipeline/segment-format';
-import { NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO, type NbdClient } from '../qemu/nbd-client';
-import { coalesceExtents as coalesce } from '../qemu/cbt-connector';
+import { CONTAINERS } from '../../lib/azure/blob-client';
+import { blockChecksum, checksumAt, parseChecksums } from '../cloud-applier/replica-checksums';
+import type { Extent } from '../../lib/segments/segment-format';
+import { NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO, type NbdClient } from '../../lib/qemu/nbd-client';
+import { coalesceExtents as coalesce } from '../../lib/qemu/cbt-connector';
 
 export interface ChecksumSource {
   blobService: BlobServiceClient;

@@ -5,7 +5,7 @@
 // source is being retired). Without such a command the operator must have stopped the writers;
 // the result says so and the failover's status shows it.
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { pauseIfRunning } from '../qemu/run-state';
+import { pauseIfRunning } from '../../lib/qemu/run-state';
 import { runHook } from './quiesce';
 
 export interface StopWritesResult {

@@ -8,18 +8,18 @@
 // were in flight are sent twice.
 import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Extent } from '../pipeline/segment-format';
-import { segmentBlobName, segmentCyclePrefix } from '../pipeline/segment-format';
-import type { BlockPipeline } from '../pipeline/block-pipeline';
-import { NbdClient } from '../qemu/nbd-client';
+import type { Extent } from '../../lib/segments/segment-format';
+import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/segment-format';
+import type { BlockPipeline } from '../../lib/segments/block-pipeline';
+import { NbdClient } from '../../lib/qemu/nbd-client';
 import type { FrozenPoint, TransferMode, TransferSummary } from '../../shared/replication-types';
-import { CONTAINERS } from '../../shared/storage';
-import { writeCycleManifest } from '../applier/cycle-layout';
-import { readCyclePlan, writeCyclePlan } from './cycle-plan';
-import { planSegments, totalBytes, type SegmentPlan } from './extent-plan';
-import type { StorageTrouble } from '../../shared/storage-health';
+import { CONTAINERS } from '../../lib/azure/blob-client';
+import { writeCycleManifest } from '../../lib/segments/cycle-layout';
+import { readCyclePlan, writeCyclePlan } from '../../lib/segments/cycle-plan';
+import { planSegments, totalBytes, type SegmentPlan } from '../../lib/segments/extent-plan';
+import type { StorageTrouble } from '../../shared/storage-faults';
 import type { ReportsStorageFaults } from '../common/storage-failure';
-import type { IntakeGate } from './intake-gate';
+import type { IntakeGate } from '../../lib/segments/intake-gate';
 import { sourceExtents } from './source-extents';
 
 export interface TransferDiskInput extends ReportsStorageFaults {

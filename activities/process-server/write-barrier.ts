@@ -9,8 +9,8 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { BarrierMethod, HeldMachine } from '../../shared/group-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { GuestAgentClient } from '../qemu/guest-agent-client';
-import { pauseIfRunning, runState, withQmp } from '../qemu/run-state';
+import { GuestAgentClient } from '../../lib/qemu/guest-agent-client';
+import { pauseIfRunning, runState, withQmp } from '../../lib/qemu/run-state';
 import { runHook } from './quiesce';
 
 export const NO_WRITE_BARRIER = 'NoWriteBarrier';

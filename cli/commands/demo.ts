@@ -1,12 +1,12 @@
 // `osr demo start|stop`: a demo machine (qemu-storage-daemon + workload) protected by OSR.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig } from '../../shared/config';
-import { startDemoMachine, stopDemoMachines } from '../../shared/demo/demo-machine';
-import * as machines from '../../shared/operations/machines';
-import { OperationError } from '../../shared/operations/context';
-import { createPolicy, listPolicies } from '../../shared/operations/policies';
-import { protectWorkflowId } from '../../workflows/protect-machine-api';
+import { loadConfig } from '../../lib/config/config';
+import { startDemoMachine, stopDemoMachines } from '../../stack/demo/demo-machine';
+import * as machines from '../../operations/machines';
+import { OperationError } from '../../operations/context';
+import { createPolicy, listPolicies } from '../../operations/policies';
+import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { parseDuration } from '../../shared/policy';
 import { withContext } from '../context';
 

@@ -1,9 +1,9 @@
 // `osr doctor`: a storage round trip from a worker of every role, through Temporal.
 import type { Command } from 'commander';
-import { insecureChannels } from '../../shared/channel-security';
-import { loadConfig } from '../../shared/config';
-import { CONTAINERS, createBlobServiceClient, storageCredentialProblem } from '../../shared/storage';
-import { connectClient } from '../../shared/temporal-client';
+import { insecureChannels } from '../../lib/config/channel-security';
+import { loadConfig } from '../../lib/config/config';
+import { CONTAINERS, createBlobServiceClient, storageCredentialProblem } from '../../lib/azure/blob-client';
+import { connectClient } from '../../operations/temporal-client';
 import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
 import type { stackCheck } from '../../workflows/stack-check';
 import { EXIT, printJson, printTable } from '../output';

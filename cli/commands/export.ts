@@ -1,9 +1,9 @@
 // `osr export`: a recovery point as a raw disk image, for restore and verification.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { exportPoint } from '../../activities/applier/export-point';
-import { resolvePoint } from '../../shared/operations/machines';
-import { OperationError } from '../../shared/operations/context';
+import { exportPoint } from '../../activities/cloud-applier/export-point';
+import { resolvePoint } from '../../operations/machines';
+import { OperationError } from '../../operations/context';
 import { withContext } from '../context';
 import { printJson } from '../output';
 import { formatBytes, ProgressLine, renderBar } from '../progress-bar';

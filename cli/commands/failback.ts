@@ -1,8 +1,8 @@
 // The three stages after a committed failover: `osr reprotect`, `osr failback`, `osr reenable`
 // (and `reprotect-status`, `reprotect-stop`), and their plan variants `osr plan reprotect|failback|reenable`.
 import type { Command } from 'commander';
-import * as failback from '../../shared/operations/failback';
-import type { FailbackPlanStatus, FailbackStatus, ReprotectStatus } from '../../workflows/failback-api';
+import * as failback from '../../operations/failback';
+import type { FailbackPlanStatus, FailbackStatus, ReprotectStatus } from '../../shared/contracts/failback';
 import { withContext } from '../context';
 import { CliError, EXIT, printJson, printTable } from '../output';
 

@@ -1,8 +1,8 @@
 // Recovery of single machines: `osr failover test|cleanup|start|commit|change-point|status|configure`.
 import type { Command } from 'commander';
-import * as failover from '../../shared/operations/failover';
+import * as failover from '../../operations/failover';
 import type { RecoverySettings } from '../../shared/recovery-types';
-import type { RecoveryStatus } from '../../workflows/failover-api';
+import type { RecoveryStatus } from '../../shared/contracts/failover';
 import { withContext } from '../context';
 import { CliError, EXIT, printJson, printTable } from '../output';
 

@@ -1,7 +1,7 @@
 // Multi-VM consistency groups: `osr group create|list|show|points|point|set-interval|delete`.
 import type { Command } from 'commander';
-import * as groups from '../../shared/operations/groups';
-import type { GroupStatus } from '../../workflows/consistency-group-api';
+import * as groups from '../../operations/groups';
+import type { GroupStatus } from '../../shared/contracts/consistency-group';
 import { withContext } from '../context';
 import { CliError, EXIT, printJson, printTable } from '../output';
 

@@ -1,9 +1,9 @@
 // Protecting machines: `osr protect|status|points|point|resync|pause|resume|unprotect|set-policy`.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { OperationError, type ControlContext } from '../../shared/operations/context';
-import * as machines from '../../shared/operations/machines';
-import type { MachineStatus } from '../../workflows/protect-machine-api';
+import { OperationError, type ControlContext } from '../../operations/context';
+import * as machines from '../../operations/machines';
+import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import { withContext } from '../context';
 import { formatBytes, ProgressLine, renderBar } from '../progress-bar';
 import { printJson, printTable } from '../output';

@@ -1,9 +1,9 @@
 // Operator views: `osr alerts` (current alerts), `osr audit` (who did what, when), `osr servers`
 // (process-server health from the workers' heartbeats).
 import type { Command } from 'commander';
-import { listServers } from '../../shared/health';
-import { listAlerts } from '../../shared/operations/alerts';
-import { listAudit } from '../../shared/operations/audit';
+import { listServers } from '../../lib/observability/server-health';
+import { listAlerts } from '../../operations/alerts';
+import { listAudit } from '../../operations/audit';
 import { withContext } from '../context';
 import { formatBytes } from '../progress-bar';
 import { CliError, EXIT, printJson, printTable } from '../output';

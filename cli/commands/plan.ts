@@ -2,9 +2,9 @@
 // `osr approve <job> <action>`.
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import * as plans from '../../shared/operations/plans';
+import * as plans from '../../operations/plans';
 import type { RecoveryPlan } from '../../shared/plan-types';
-import type { PlanStatus } from '../../workflows/recovery-plan-api';
+import type { PlanStatus } from '../../shared/contracts/recovery-plan';
 import { withContext } from '../context';
 import { CliError, EXIT, printJson, printTable } from '../output';
 

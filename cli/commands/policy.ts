@@ -1,7 +1,7 @@
 // `osr policy create|list`: replication policies.
 import type { Command } from 'commander';
 import { parseDuration } from '../../shared/policy';
-import { createPolicy, listPolicies } from '../../shared/operations/policies';
+import { createPolicy, listPolicies } from '../../operations/policies';
 import type { ReplicationPolicy } from '../../shared/replication-types';
 import { withContext } from '../context';
 import { printJson, printTable } from '../output';

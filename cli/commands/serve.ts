@@ -3,8 +3,8 @@ import type { Command } from 'commander';
 import { startApiServer } from '../../api/server';
 import { resolveApiTls } from '../../api/tls';
 import { resolveApiToken } from '../../api/token';
-import { insecureChannels } from '../../shared/channel-security';
-import { loadConfig } from '../../shared/config';
+import { insecureChannels } from '../../lib/config/channel-security';
+import { loadConfig } from '../../lib/config/config';
 import { CliError, EXIT } from '../output';
 
 function portOf(value: string): number {

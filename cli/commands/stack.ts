@@ -1,8 +1,8 @@
 // `osr stack up|down|status`: the embedded Temporal dev server, Azurite and the OSR workers.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig } from '../../shared/config';
-import { stackDown, stackStatus, stackUp, type ComponentStatus } from '../../shared/stack/stack';
+import { loadConfig } from '../../lib/config/config';
+import { stackDown, stackStatus, stackUp, type ComponentStatus } from '../../stack/stack';
 import { EXIT, CliError, printJson, printTable } from '../output';
 
 const workersDir = path.join(__dirname, '..', '..', 'workers');

@@ -9,19 +9,19 @@
 //                    victim, take a failover round trip per trial: about a minute each)
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { failoverBlobClient } from '../../activities/applier/recovered-disks';
-import { replicaBlobClient } from '../../activities/applier/replica-disk';
-import { NbdClient } from '../../activities/qemu/nbd-client';
-import { stopStorageDaemon } from '../../activities/qemu/storage-daemon';
-import { checkRecords, RecordWorkload, type RecordLayout } from '../../shared/demo/record-workload';
-import { ControlContext } from '../../shared/operations/context';
-import * as failback from '../../shared/operations/failback';
-import * as failover from '../../shared/operations/failover';
-import * as machines from '../../shared/operations/machines';
-import { createPolicy } from '../../shared/operations/policies';
+import { failoverBlobClient } from '../../activities/cloud-applier/recovered-disks';
+import { replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
+import { NbdClient } from '../../lib/qemu/nbd-client';
+import { stopStorageDaemon } from '../../lib/qemu/storage-daemon';
+import { checkRecords, RecordWorkload, type RecordLayout } from '../../stack/demo/record-workload';
+import { ControlContext } from '../../operations/context';
+import * as failback from '../../operations/failback';
+import * as failover from '../../operations/failover';
+import * as machines from '../../operations/machines';
+import { createPolicy } from '../../operations/policies';
 import type { RecoveryPoint } from '../../shared/replication-types';
-import type { WorkerRole } from '../../shared/stack/stack';
-import type { RecoveryStatus } from '../../workflows/failover-api';
+import type { WorkerRole } from '../../stack/stack';
+import type { RecoveryStatus } from '../../shared/contracts/failover';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 

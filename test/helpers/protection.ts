@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { exportPoint } from '../../activities/applier/export-point';
-import type { ControlContext } from '../../shared/operations/context';
-import { machineStatus } from '../../shared/operations/machines';
+import { exportPoint } from '../../activities/cloud-applier/export-point';
+import type { ControlContext } from '../../operations/context';
+import { machineStatus } from '../../operations/machines';
 import type { RecoveryPoint } from '../../shared/replication-types';
-import type { MachineStatus } from '../../workflows/protect-machine-api';
+import type { MachineStatus } from '../../shared/contracts/protect-machine';
 
 export async function waitForStatus(
   ctx: ControlContext,

@@ -3,8 +3,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { NbdClient } from '../../activities/qemu/nbd-client';
-import { createQcow2, startStorageDaemon, type StorageDaemon } from '../../activities/qemu/storage-daemon';
+import { NbdClient } from '../../lib/qemu/nbd-client';
+import { createQcow2, startStorageDaemon, type StorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { ProtectedMachine } from '../../shared/replication-types';
 
 export interface TestMachine {

@@ -5,17 +5,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { loadConfig, type OsrConfig } from '../../shared/config';
-import { startAzurite } from '../../shared/stack/azurite';
+import { loadConfig, type OsrConfig } from '../../lib/config/config';
+import { startAzurite } from '../../stack/azurite';
 import {
   spawnManaged,
   stopPid,
   type RunningProcess,
   waitForLogLine,
-} from '../../shared/stack/managed-process';
-import { freePort } from '../../shared/stack/ports';
-import type { WorkerRole } from '../../shared/stack/stack';
-import { connectClient } from '../../shared/temporal-client';
+} from '../../lib/process/managed-process';
+import { freePort } from '../../lib/process/ports';
+import type { WorkerRole } from '../../stack/stack';
+import { connectClient } from '../../operations/temporal-client';
 import { startTemporalDevServer } from '../../temporal-dev/dev-server';
 
 export const projectRoot = path.resolve(__dirname, '..', '..', '..');

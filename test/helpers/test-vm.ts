@@ -10,9 +10,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { NbdClient } from '../../activities/qemu/nbd-client';
-import { QmpClient, withTimeout } from '../../activities/qemu/qmp-client';
-import { createQcow2 } from '../../activities/qemu/storage-daemon';
+import type { NbdClient } from '../../lib/qemu/nbd-client';
+import { QmpClient, withTimeout } from '../../lib/qemu/qmp-client';
+import { createQcow2 } from '../../lib/qemu/storage-daemon';
 
 const execFileAsync = promisify(execFile);
 

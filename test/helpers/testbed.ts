@@ -1,8 +1,8 @@
 // The setup replication tests share: a private stack with the control, cloud-applier and
 // process-server workers, a control-plane context, and a "manual" policy under which points are
 // cut only on request (each test decides when).
-import { ControlContext } from '../../shared/operations/context';
-import { createPolicy } from '../../shared/operations/policies';
+import { ControlContext } from '../../operations/context';
+import { createPolicy } from '../../operations/policies';
 import { startTestStack, type TestStack } from './test-stack';
 
 export interface Testbed {

@@ -9,37 +9,41 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
-import { applyCycle, CYCLE_NOT_UPLOADED, SEGMENT_CORRUPT } from '../../activities/applier/apply-cycle';
-import type { SegmentCorruptDetails } from '../../activities/applier/apply-cycle';
-import { deleteCycleSegments } from '../../activities/applier/cycle-cleanup';
+import { applyCycle, CYCLE_NOT_UPLOADED, SEGMENT_CORRUPT } from '../../activities/cloud-applier/apply-cycle';
+import type { SegmentCorruptDetails } from '../../activities/cloud-applier/apply-cycle';
+import { deleteCycleSegments } from '../../activities/cloud-applier/cycle-cleanup';
 import {
   cycleManifestBlobName,
   readCycleManifest,
   writeCycleManifest,
-} from '../../activities/applier/cycle-layout';
-import { exportPoint } from '../../activities/applier/export-point';
-import { POINT_ID_CONFLICT, publishPoint } from '../../activities/applier/publish-point';
-import type { PublishPointInput } from '../../activities/applier/publish-point';
-import { checksumAt, parseChecksums, replicaChecksums } from '../../activities/applier/replica-checksums';
-import type { ApplierDeps } from '../../activities/applier/replica-disk';
+} from '../../lib/segments/cycle-layout';
+import { exportPoint } from '../../activities/cloud-applier/export-point';
+import { POINT_ID_CONFLICT, publishPoint } from '../../activities/cloud-applier/publish-point';
+import type { PublishPointInput } from '../../activities/cloud-applier/publish-point';
+import {
+  checksumAt,
+  parseChecksums,
+  replicaChecksums,
+} from '../../activities/cloud-applier/replica-checksums';
+import type { ApplierDeps } from '../../activities/cloud-applier/replica-disk';
 import {
   DISK_SHRUNK,
   deleteReplica,
   ensureReplicaDisk,
   replicaBlobClient,
-} from '../../activities/applier/replica-disk';
-import { pointsToPrune, pruneRetention } from '../../activities/applier/retention';
-import { BlockPipeline } from '../../activities/pipeline/block-pipeline';
-import { EncryptionKey } from '../../activities/pipeline/keys';
-import { segmentBlobName } from '../../activities/pipeline/segment-format';
-import type { Extent } from '../../activities/pipeline/segment-format';
+} from '../../activities/cloud-applier/replica-disk';
+import { pointsToPrune, pruneRetention } from '../../activities/cloud-applier/retention';
+import { BlockPipeline } from '../../lib/segments/block-pipeline';
+import { EncryptionKey } from '../../lib/segments/keys';
+import { segmentBlobName } from '../../lib/segments/segment-format';
+import type { Extent } from '../../lib/segments/segment-format';
 import type { RecoveryPoint, ReplicationPolicy } from '../../shared/replication-types';
-import { startAzurite } from '../../shared/stack/azurite';
-import { stopPid } from '../../shared/stack/managed-process';
-import type { RunningProcess } from '../../shared/stack/managed-process';
-import { freePort } from '../../shared/stack/ports';
-import { azuriteConnectionString, CONTAINERS, ensureContainers } from '../../shared/storage';
-import { Vault } from '../../shared/vault';
+import { startAzurite } from '../../stack/azurite';
+import { stopPid } from '../../lib/process/managed-process';
+import type { RunningProcess } from '../../lib/process/managed-process';
+import { freePort } from '../../lib/process/ports';
+import { azuriteConnectionString, CONTAINERS, ensureContainers } from '../../lib/azure/blob-client';
+import { Vault } from '../../lib/azure/vault';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

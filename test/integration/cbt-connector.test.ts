@@ -5,12 +5,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CbtConnector, allocatedExtents, dirtyExtents } from '../../activities/qemu/cbt-connector';
-import type { Extent, FrozenDisk, FrozenView } from '../../activities/qemu/cbt-connector';
-import { NbdClient } from '../../activities/qemu/nbd-client';
-import { QmpClient, QmpError } from '../../activities/qemu/qmp-client';
-import { createQcow2, startStorageDaemon } from '../../activities/qemu/storage-daemon';
-import type { StorageDaemon } from '../../activities/qemu/storage-daemon';
+import { CbtConnector, allocatedExtents, dirtyExtents } from '../../lib/qemu/cbt-connector';
+import type { Extent, FrozenDisk, FrozenView } from '../../lib/qemu/cbt-connector';
+import { NbdClient } from '../../lib/qemu/nbd-client';
+import { QmpClient, QmpError } from '../../lib/qemu/qmp-client';
+import { createQcow2, startStorageDaemon } from '../../lib/qemu/storage-daemon';
+import type { StorageDaemon } from '../../lib/qemu/storage-daemon';
 
 const BLOCK = 64 * 1024; // the default bitmap granularity: a qcow2 cluster
 const SIZE = 64 * 1024 * 1024;

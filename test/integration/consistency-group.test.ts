@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { GroupPoint } from '../../shared/group-types';
-import * as groups from '../../shared/operations/groups';
-import * as machines from '../../shared/operations/machines';
-import * as plans from '../../shared/operations/plans';
+import * as groups from '../../operations/groups';
+import * as machines from '../../operations/machines';
+import * as plans from '../../operations/plans';
 import { groupWorkflowId } from '../../shared/group-types';
-import { protectWorkflowId } from '../../workflows/protect-machine-api';
+import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { assertReplays } from '../helpers/replay';
 import { startTestMachine } from '../helpers/qemu-machine';

@@ -9,8 +9,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { replicaBlobClient } from '../../activities/applier/replica-disk';
-import { writeCycleManifest } from '../../activities/applier/cycle-layout';
+import { replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
+import { writeCycleManifest } from '../../lib/segments/cycle-layout';
 import { loadEncryptionKey } from '../../activities/common/encryption-key';
 import {
   applyReverseCycle,
@@ -18,21 +18,25 @@ import {
   readMasterTargetPoint,
   rollbackIncomplete,
 } from '../../activities/master-target/apply-reverse';
-import { BlockPipeline } from '../../activities/pipeline/block-pipeline';
-import { segmentBlobName } from '../../activities/pipeline/segment-format';
+import { BlockPipeline } from '../../lib/segments/block-pipeline';
+import { segmentBlobName } from '../../lib/segments/segment-format';
 import { startApiServer } from '../../api/server';
-import { NbdClient } from '../../activities/qemu/nbd-client';
-import { stopStorageDaemon } from '../../activities/qemu/storage-daemon';
-import { checkRecords, RecordWorkload, type RecordLayout } from '../../shared/demo/record-workload';
+import { NbdClient } from '../../lib/qemu/nbd-client';
+import { stopStorageDaemon } from '../../lib/qemu/storage-daemon';
+import { checkRecords, RecordWorkload, type RecordLayout } from '../../stack/demo/record-workload';
 import { reverseId, undoId } from '../../shared/failback-types';
-import { createLogger } from '../../shared/logger';
-import type { ControlContext } from '../../shared/operations/context';
-import * as failback from '../../shared/operations/failback';
-import * as failover from '../../shared/operations/failover';
-import * as machines from '../../shared/operations/machines';
-import * as plans from '../../shared/operations/plans';
-import { CONTAINERS } from '../../shared/storage';
-import { failbackWorkflowId, reprotectStatusQuery, reprotectWorkflowId } from '../../workflows/failback-api';
+import { createLogger } from '../../lib/config/logger';
+import type { ControlContext } from '../../operations/context';
+import * as failback from '../../operations/failback';
+import * as failover from '../../operations/failover';
+import * as machines from '../../operations/machines';
+import * as plans from '../../operations/plans';
+import { CONTAINERS } from '../../lib/azure/blob-client';
+import {
+  failbackWorkflowId,
+  reprotectStatusQuery,
+  reprotectWorkflowId,
+} from '../../shared/contracts/failback';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';

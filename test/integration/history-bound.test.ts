@@ -5,9 +5,9 @@
 // stays under a bound that the whole chain of runs, taken as one history, goes well past.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import * as machines from '../../shared/operations/machines';
-import { createPolicy } from '../../shared/operations/policies';
-import { protectWorkflowId } from '../../workflows/protect-machine-api';
+import * as machines from '../../operations/machines';
+import { createPolicy } from '../../operations/policies';
+import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestbed, type Testbed } from '../helpers/testbed';

@@ -8,9 +8,9 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { promisify } from 'node:util';
-import { NbdClient, NBD_STATE_HOLE, NBD_STATE_ZERO } from '../../activities/qemu/nbd-client';
-import { createQcow2, startStorageDaemon } from '../../activities/qemu/storage-daemon';
-import type { StorageDaemon } from '../../activities/qemu/storage-daemon';
+import { NbdClient, NBD_STATE_HOLE, NBD_STATE_ZERO } from '../../lib/qemu/nbd-client';
+import { createQcow2, startStorageDaemon } from '../../lib/qemu/storage-daemon';
+import type { StorageDaemon } from '../../lib/qemu/storage-daemon';
 
 const run = promisify(execFile);
 const KiB = 1024;

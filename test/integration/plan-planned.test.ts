@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, test } from 'node:test';
-import { failoverBlobClient } from '../../activities/applier/recovered-disks';
-import { checkRecords, RecordWorkload, type RecordLayout } from '../../shared/demo/record-workload';
-import * as machines from '../../shared/operations/machines';
-import * as plans from '../../shared/operations/plans';
+import { failoverBlobClient } from '../../activities/cloud-applier/recovered-disks';
+import { checkRecords, RecordWorkload, type RecordLayout } from '../../stack/demo/record-workload';
+import * as machines from '../../operations/machines';
+import * as plans from '../../operations/plans';
 import { recoveryDocs, type RecoveredMachine } from '../../shared/recovery-types';
 import { assertSameImage, pointById, waitForStatus } from '../helpers/protection';
 import { startTestMachine, type TestMachine } from '../helpers/qemu-machine';

@@ -7,14 +7,14 @@
 // plan's history stays bounded: children keep the per-machine events out of it.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { publishPoint } from '../../activities/applier/publish-point';
-import { ensureReplicaDisk, replicaBlobClient } from '../../activities/applier/replica-disk';
-import { failoverBlobClient } from '../../activities/applier/recovered-disks';
-import * as plans from '../../shared/operations/plans';
+import { publishPoint } from '../../activities/cloud-applier/publish-point';
+import { ensureReplicaDisk, replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
+import { failoverBlobClient } from '../../activities/cloud-applier/recovered-disks';
+import * as plans from '../../operations/plans';
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { CONTAINERS } from '../../shared/storage';
-import { Vault } from '../../shared/vault';
-import { planWorkflowId } from '../../workflows/recovery-plan-api';
+import { CONTAINERS } from '../../lib/azure/blob-client';
+import { Vault } from '../../lib/azure/vault';
+import { planWorkflowId } from '../../shared/contracts/recovery-plan';
 import { pseudoRandom } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
 import { startTestbed, type Testbed } from '../helpers/testbed';

@@ -18,26 +18,26 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { cycleManifestBlobName } from '../../activities/applier/cycle-layout';
+import { cycleManifestBlobName } from '../../lib/segments/cycle-layout';
 import { createCloudApplierActivities } from '../../activities/cloud-applier';
 import { createDataPathDeps } from '../../activities/deps';
-import { segmentBlobName } from '../../activities/pipeline/segment-format';
+import { segmentBlobName } from '../../lib/segments/segment-format';
 import { resolveApiToken } from '../../api/token';
-import { loadConfig, type OsrConfig } from '../../shared/config';
-import { ControlContext } from '../../shared/operations/context';
-import { createPolicy } from '../../shared/operations/policies';
-import { startAzurite } from '../../shared/stack/azurite';
+import { loadConfig, type OsrConfig } from '../../lib/config/config';
+import { ControlContext } from '../../operations/context';
+import { createPolicy } from '../../operations/policies';
+import { startAzurite } from '../../stack/azurite';
 import {
   spawnManaged,
   stopPid,
   waitForLogLine,
   type RunningProcess,
-} from '../../shared/stack/managed-process';
-import { freePort } from '../../shared/stack/ports';
+} from '../../lib/process/managed-process';
+import { freePort } from '../../lib/process/ports';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../../shared/task-queues';
-import { connectClient } from '../../shared/temporal-client';
-import { temporalConnectionOptions } from '../../shared/temporal-connection';
-import { createLogger } from '../../shared/logger';
+import { connectClient } from '../../operations/temporal-client';
+import { temporalConnectionOptions } from '../../operations/temporal-connection';
+import { createLogger } from '../../lib/config/logger';
 import { startTemporalDevServer } from '../../temporal-dev/dev-server';
 import { exportedImage, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';

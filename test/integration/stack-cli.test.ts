@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { isAlive } from '../../shared/stack/managed-process';
-import { freePort } from '../../shared/stack/ports';
+import { isAlive } from '../../lib/process/managed-process';
+import { freePort } from '../../lib/process/ports';
 
 const run = promisify(execFile);
 const osr = path.resolve(__dirname, '..', '..', '..', 'bin', 'osr.js');

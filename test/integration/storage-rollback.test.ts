@@ -5,8 +5,8 @@
 // set back, as a restarted emulator would have them.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { APPLIED_CYCLE_METADATA_KEY, replicaBlobClient } from '../../activities/applier/replica-disk';
-import * as machines from '../../shared/operations/machines';
+import { APPLIED_CYCLE_METADATA_KEY, replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
+import * as machines from '../../operations/machines';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestbed, type Testbed } from '../helpers/testbed';

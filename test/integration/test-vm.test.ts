@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { discoverDisks, freezePoint, releasePoint } from '../../activities/process-server/qemu-source';
 import { stopSourceWrites } from '../../activities/process-server/stop-writes';
-import { NbdClient } from '../../activities/qemu/nbd-client';
+import { NbdClient } from '../../lib/qemu/nbd-client';
 import type { FrozenPoint, ProtectedMachine } from '../../shared/replication-types';
 import { highestRecord, readRecords, startTestVm, type TestVm } from '../helpers/test-vm';
 

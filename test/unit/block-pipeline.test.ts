@@ -4,10 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { after, afterEach, describe, test } from 'node:test';
 import { serialize } from 'node:v8';
 import { MessagePort } from 'node:worker_threads';
-import { BlockPipeline } from '../../activities/pipeline/block-pipeline';
-import type { EncodeJob } from '../../activities/pipeline/block-pipeline';
-import { EncryptionKey, Keyring } from '../../activities/pipeline/keys';
-import { SegmentVerificationError } from '../../activities/pipeline/segment-format';
+import { BlockPipeline } from '../../lib/segments/block-pipeline';
+import type { EncodeJob } from '../../lib/segments/block-pipeline';
+import { EncryptionKey, Keyring } from '../../lib/segments/keys';
+import { SegmentVerificationError } from '../../lib/segments/segment-format';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

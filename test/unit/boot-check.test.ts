@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { runBootCheck } from '../../activities/applier/boot-check';
+import { runBootCheck } from '../../activities/cloud-applier/boot-check';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-boot-'));
 const base = {

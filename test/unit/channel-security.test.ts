@@ -4,8 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { insecureChannels } from '../../shared/channel-security';
-import { loadConfig } from '../../shared/config';
+import { insecureChannels } from '../../lib/config/channel-security';
+import { loadConfig } from '../../lib/config/config';
 
 function configWith(env: NodeJS.ProcessEnv, file: object = {}) {
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-channels-'));

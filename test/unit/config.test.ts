@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig } from '../../shared/config';
+import { ConfigError, loadConfig } from '../../lib/config/config';
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'osr-config-'));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { planSegments } from '../../activities/process-server/extent-plan';
-import { coalesceExtents as coalesce } from '../../activities/qemu/cbt-connector';
+import { planSegments } from '../../lib/segments/extent-plan';
+import { coalesceExtents as coalesce } from '../../lib/qemu/cbt-connector';
 
 const MiB = 1024 * 1024;
 

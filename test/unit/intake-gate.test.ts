@@ -2,7 +2,7 @@
 // order, never more than the capacity, and a full gate pauses intake until uploads give room back.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { IntakeGate } from '../../activities/process-server/intake-gate';
+import { IntakeGate } from '../../lib/segments/intake-gate';
 
 const MiB = 1024 * 1024;
 

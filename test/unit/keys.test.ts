@@ -14,7 +14,7 @@ import {
   keyFromBase64,
   Keyring,
   loadKeyFile,
-} from '../../activities/pipeline/keys';
+} from '../../lib/segments/keys';
 
 // Every spelling of the key bytes that could leak through text.
 function spellings(bytes: Buffer): string[] {

@@ -2,7 +2,7 @@
 // exporters' text merged under their families with extra labels.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MetricsRegistry, escapeLabelValue, formatValue } from '../../shared/prometheus';
+import { MetricsRegistry, escapeLabelValue, formatValue } from '../../lib/observability/prometheus';
 
 test('families are written once with HELP and TYPE, samples with escaped labels', () => {
   const r = new MetricsRegistry();

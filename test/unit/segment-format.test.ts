@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { CCtx, compressBound } from 'zstd-napi/binding';
-import { EncryptionKey, Keyring } from '../../activities/pipeline/keys';
+import { EncryptionKey, Keyring } from '../../lib/segments/keys';
 import {
   decodeSegment,
   encodeSegment,
@@ -13,13 +13,13 @@ import {
   segmentBlobName,
   segmentCyclePrefix,
   SegmentVerificationError,
-} from '../../activities/pipeline/segment-format';
+} from '../../lib/segments/segment-format';
 import type {
   Extent,
   SegmentHeader,
   SegmentInput,
   SegmentRejectReason,
-} from '../../activities/pipeline/segment-format';
+} from '../../lib/segments/segment-format';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -8,9 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
-import { loadConfig } from '../../shared/config';
-import { createBlobServiceClient } from '../../shared/storage';
-import { storageProblem, withStorageWatch } from '../../shared/storage-health';
+import { loadConfig } from '../../lib/config/config';
+import { createBlobServiceClient } from '../../lib/azure/blob-client';
+import { storageProblem, withStorageWatch } from '../../lib/azure/storage-health';
 
 let server: http.Server;
 let port = 0;

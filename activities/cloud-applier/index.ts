@@ -1,0 +1,136 @@
+// Activities of the cloud applier: verify and apply segments to replica page blobs, publish
+// recovery points as blob snapshots, prune by retention, compute replica checksums for resyncs;
+// and in the recovery site, build the disks of drills and failovers from recovery points.
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import { CONTAINERS } from '../../lib/azure/blob-client';
+import type { RecoveredMachine } from '../../shared/recovery-types';
+import type { ReplicationPolicy } from '../../shared/replication-types';
+import { statePaths } from '../../lib/config/state-paths';
+import { applyCycle } from './apply-cycle';
+import { runBootCheck, type BootCheckInput } from './boot-check';
+import { dematerialize, materialize, materializedDir, type MaterializeInput } from './materialize';
+import {
+  createRecoveredDisks,
+  deleteRecoveredDisks,
+  recordRecoveredMachine,
+  removeRecoveredRecord,
+  type RecoveredDisksInput,
+} from './recovered-disks';
+import { deleteCycleSegments } from './cycle-cleanup';
+import type { CycleRef } from '../../lib/segments/cycle-layout';
+import { publishPoint, type PublishPointInput } from './publish-point';
+import { replicaChecksums, type ReplicaChecksumsInput } from './replica-checksums';
+import { deleteBlobsUnder, deleteReplica, ensureReplicaDisk, type ReplicaDiskInput } from './replica-disk';
+import { pruneRetention } from './retention';
+import { createStackProbeActivity } from '../common/stack-probe';
+import { stopStorageDaemon } from '../../lib/qemu/storage-daemon';
+import type { DataPathDeps } from '../deps';
+import { guardStorage, watchStorage, type ReportsStorageFaults } from '../common/storage-failure';
+import { withHeartbeat } from '../common/with-heartbeat';
+
+export function createCloudApplierActivities(deps: DataPathDeps) {
+  return {
+    probeStorage: createStackProbeActivity('cloud-applier', deps.blobService),
+
+    ensureReplicaDisk: (input: ReplicaDiskInput & ReportsStorageFaults) =>
+      watchStorage(input, `preparing the replica of ${input.machine}/${input.diskId}`, () =>
+        ensureReplicaDisk(deps, input),
+      ),
+
+    async applyCycle(input: CycleRef & ReportsStorageFaults) {
+      const ctx = Context.current();
+      const previous = ctx.info.heartbeatDetails as { nextIndex: number } | undefined;
+      // onProgress fires only when every segment below an index is written: heartbeat on a timer too.
+      let cursor = previous ?? { nextIndex: 0 };
+      const timer = setInterval(() => ctx.heartbeat(cursor), 5000);
+      const summary = await watchStorage(
+        input,
+        `applying cycle ${input.cycle} of ${input.machine}/${input.diskId}`,
+        () =>
+          applyCycle(deps, {
+            ...input,
+            startIndex: cursor.nextIndex,
+            onProgress: (nextIndex) => {
+              cursor = { nextIndex };
+              ctx.heartbeat(cursor);
+            },
+            signal: ctx.cancellationSignal,
+          }),
+      ).finally(() => clearInterval(timer));
+      deps.log.info(
+        { ...input, attempt: ctx.info.attempt, resumedAt: previous?.nextIndex ?? 0, ...summary },
+        'cycle applied',
+      );
+      return summary;
+    },
+
+    publishPoint: (input: PublishPointInput & ReportsStorageFaults) =>
+      guardStorage(input, `publishing point ${input.pointId} of ${input.machine}`, () =>
+        publishPoint(deps, input),
+      ),
+
+    deleteCycleSegments: (input: CycleRef) => deleteCycleSegments(deps, input),
+
+    // The activity's own clock, not the workflow's: retention is about wall time in storage.
+    pruneRetention: (input: { machine: string; policy: ReplicationPolicy }) =>
+      pruneRetention(deps, { machine: input.machine, policy: input.policy, now: new Date() }),
+
+    async replicaChecksums(input: ReplicaChecksumsInput) {
+      const ctx = Context.current();
+      const timer = setInterval(() => ctx.heartbeat(), 5000);
+      try {
+        return await replicaChecksums(deps, input);
+      } finally {
+        clearInterval(timer);
+      }
+    },
+
+    /** Removes a machine's replica disks with their snapshots, and its leftover cycles in the cache. */
+    async deleteReplica(input: { machine: string }) {
+      const blobs = await deleteReplica(deps, input.machine);
+      await deleteBlobsUnder(deps.blobService.getContainerClient(CONTAINERS.cache), `${input.machine}/`);
+      return { blobs };
+    },
+
+    ...createRecoveryActivities(deps),
+  };
+}
+
+/** Activities that build, boot and remove recovered machines (drills and failovers). */
+export function createRecoveryActivities(deps: DataPathDeps) {
+  const stateDir = statePaths(deps.config).root;
+  return {
+    createRecoveredDisks: (input: Omit<RecoveredDisksInput, 'onDisk'>) =>
+      withHeartbeat(() => createRecoveredDisks(deps, input)),
+
+    deleteRecoveredDisks: (input: Pick<RecoveredDisksInput, 'kind' | 'machine' | 'job'>) =>
+      deleteRecoveredDisks(deps, input),
+
+    recordRecoveredMachine: (record: RecoveredMachine) => recordRecoveredMachine(deps, record),
+
+    removeRecoveredRecord: (input: { machine: string; job: string }) => removeRecoveredRecord(deps, input),
+
+    materializeRecovered: (input: MaterializeInput) =>
+      withHeartbeat(() => materialize({ blobService: deps.blobService, stateDir }, input)),
+
+    dematerializeRecovered: (input: { machine: string; job: string }) =>
+      dematerialize({ dir: materializedDir(stateDir, input.machine, input.job) }),
+
+    /** Failback: the recovery-site copy stops (its files stay until re-enable removes them). */
+    stopRecoveredDaemon: (input: { machine: string; job: string }) =>
+      stopStorageDaemon(materializedDir(stateDir, input.machine, input.job)),
+
+    runBootCheck: (input: Omit<BootCheckInput, 'pidFile'> & { job: string }) =>
+      withHeartbeat(() =>
+        runBootCheck({
+          ...input,
+          pidFile: path.join(stateDir, 'recovered', `${input.machine}-${input.job}.boot.pid`),
+        }),
+      ),
+  };
+}
+
+export type RecoveryActivities = ReturnType<typeof createRecoveryActivities>;
+
+export type CloudApplierActivities = ReturnType<typeof createCloudApplierActivities>;

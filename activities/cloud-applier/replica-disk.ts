@@ -1,0 +1,265 @@
+// Replica disks: one page blob per protected disk in the container osr-replica, named
+// <machine>/<diskId>. The applier writes cycles into it; its blob snapshots are the recovery points.
+// Also the small helpers the other applier modules share: the dependencies they take, page-range
+// listing (with the SDK's inclusive-end quirk handled in one place) and bounded concurrency.
+import type {
+  BlobRequestConditions,
+  BlobServiceClient,
+  ContainerClient,
+  PageBlobClient,
+} from '@azure/storage-blob';
+import { RestError } from '@azure/storage-blob';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Vault } from '../../lib/azure/vault';
+import { CONTAINERS } from '../../lib/azure/blob-client';
+import type { BlockPipeline } from '../../lib/segments/block-pipeline';
+import type { Extent } from '../../lib/segments/segment-format';
+
+/** What the applier's functions work with; each function takes only the part it needs. */
+export interface ApplierDeps {
+  blobService: BlobServiceClient;
+  pipeline: BlockPipeline;
+  vault: Vault;
+}
+
+/** Page blobs are addressed in 512-byte pages. */
+export const PAGE_BYTES = 512;
+/** The most one Put Page (uploadPages) call may carry on Azure. */
+export const MAX_PAGE_WRITE_BYTES = 4 * 1024 * 1024;
+/** Get Page Ranges is asked about this much of a blob at a time: large fragmented blobs time out otherwise. */
+const PAGE_RANGE_WINDOW_BYTES = 1024 * 1024 * 1024;
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Error type of the failure thrown when a disk is smaller than its replica. */
+export const DISK_SHRUNK = 'DiskShrunk';
+/** Error type of the failure thrown when a disk has no replica where one is needed. Non-retryable. */
+export const REPLICA_MISSING = 'ReplicaMissing';
+
+export interface ReplicaDiskInput {
+  machine: string;
+  diskId: string;
+  /** The disk's virtual size now; the replica is made at least this big (rounded up to 512). */
+  sizeBytes: number;
+}
+
+export interface ReplicaDisk {
+  /** Blob name in osr-replica. */
+  blob: string;
+  /** The replica was there before this call. */
+  existed: boolean;
+  /** The replica's size after this call (a multiple of 512). */
+  sizeBytes: number;
+  /**
+   * The last cycle published into this replica, as storage remembers it (0: none). Less than the
+   * workflow's own count means storage lost writes it had acknowledged (an emulator restarted
+   * without having saved them): the replica can no longer be trusted and is resynchronized.
+   */
+  appliedCycle: number;
+}
+
+/** Base-blob metadata: the last cycle published into the replica (set before its snapshot). */
+export const APPLIED_CYCLE_METADATA_KEY = 'osrcycle';
+
+export function replicaBlobName(machine: string, diskId: string): string {
+  assertId('machine', machine);
+  assertId('diskId', diskId);
+  return `${machine}/${diskId}`;
+}
+
+export function replicaBlobClient(blobService: BlobServiceClient, blob: string): PageBlobClient {
+  return blobService.getContainerClient(CONTAINERS.replica).getPageBlobClient(blob);
+}
+
+export function roundUpToPage(bytes: number): number {
+  return Math.ceil(bytes / PAGE_BYTES) * PAGE_BYTES;
+}
+
+/**
+ * Makes sure the replica page blob of a disk exists and is at least as big as the disk: creates it
+ * (all pages empty, i.e. zeros) or grows it. A disk smaller than its replica is refused with a
+ * non-retryable DiskShrunk failure: shrinking would cut the tail off an image that recovery
+ * points share, and retrying cannot fix it.
+ */
+export async function ensureReplicaDisk(
+  deps: Pick<ApplierDeps, 'blobService'>,
+  input: ReplicaDiskInput,
+): Promise<ReplicaDisk> {
+  const blob = replicaBlobName(input.machine, input.diskId);
+  if (!Number.isSafeInteger(input.sizeBytes) || input.sizeBytes <= 0) {
+    throw new RangeError(
+      `disk ${input.diskId} of ${input.machine}: sizeBytes must be an integer > 0, got ${input.sizeBytes}`,
+    );
+  }
+  const wanted = roundUpToPage(input.sizeBytes);
+  const client = replicaBlobClient(deps.blobService, blob);
+
+  let props = await pageBlobProperties(client);
+  if (props === undefined) {
+    if (await createPageBlob(deps.blobService, client, wanted))
+      return { blob, existed: false, sizeBytes: wanted, appliedCycle: 0 };
+    props = await pageBlobProperties(client); // someone created it between our two calls
+  }
+  if (props === undefined)
+    throw new Error(`replica ${CONTAINERS.replica}/${blob} vanished while being created`);
+  const appliedCycle = Number(props.metadata[APPLIED_CYCLE_METADATA_KEY] ?? 0) || 0;
+  const current = props.size;
+  if (current < wanted) {
+    await client.resize(wanted);
+    return { blob, existed: true, sizeBytes: wanted, appliedCycle };
+  }
+  if (current > wanted) {
+    throw ApplicationFailure.nonRetryable(
+      `disk ${input.diskId} of machine ${input.machine} is ${input.sizeBytes} bytes but its replica ` +
+        `(${CONTAINERS.replica}/${blob}) holds ${current}: a disk that shrank cannot be applied to its replica. ` +
+        `Grow the disk back to at least ${current} bytes, or remove the disk from protection and add it ` +
+        'again so that a new replica is built by a full sync (existing recovery points keep the old size).',
+      DISK_SHRUNK,
+      { machine: input.machine, diskId: input.diskId, sizeBytes: input.sizeBytes, replicaBytes: current },
+    );
+  }
+  return { blob, existed: true, sizeBytes: current, appliedCycle };
+}
+
+/**
+ * Deletes every replica page blob of a machine together with its snapshots (so every recovery
+ * point image of it). Catalog documents in the vault are not touched. Returns the blob names deleted.
+ */
+export async function deleteReplica(
+  deps: Pick<ApplierDeps, 'blobService'>,
+  machine: string,
+): Promise<string[]> {
+  assertId('machine', machine);
+  return deleteBlobsUnder(deps.blobService.getContainerClient(CONTAINERS.replica), `${machine}/`);
+}
+
+/** Deletes every blob under `prefix` with its snapshots; returns the names deleted, sorted. */
+export async function deleteBlobsUnder(container: ContainerClient, prefix: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const item of container.listBlobsFlat({ prefix })) names.push(item.name);
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw err;
+  }
+  const deleted: string[] = [];
+  await forEachLimited(names, 8, async (name) => {
+    const res = await container.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include' });
+    if (res.succeeded) deleted.push(name);
+  });
+  return deleted.sort();
+}
+
+/** Size of a page blob, undefined if it does not exist; refuses a blob of another type. */
+async function pageBlobProperties(
+  client: PageBlobClient,
+): Promise<{ size: number; metadata: Record<string, string> } | undefined> {
+  try {
+    const props = await client.getProperties();
+    if (props.blobType !== undefined && props.blobType !== 'PageBlob') {
+      throw new Error(
+        `${client.containerName}/${client.name} is a ${props.blobType}, not a page blob; delete it`,
+      );
+    }
+    return { size: props.contentLength ?? 0, metadata: props.metadata ?? {} };
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+/** Creates the blob unless it exists; true if this call created it. Creates the container if missing. */
+async function createPageBlob(
+  blobService: BlobServiceClient,
+  client: PageBlobClient,
+  size: number,
+): Promise<boolean> {
+  try {
+    return (await client.createIfNotExists(size)).succeeded;
+  } catch (err) {
+    if (!(err instanceof RestError && err.code === 'ContainerNotFound')) throw err;
+  }
+  await blobService.getContainerClient(client.containerName).createIfNotExists();
+  return (await client.createIfNotExists(size)).succeeded;
+}
+
+export interface ListPagesOptions {
+  /** E.g. `{ ifMatch: etag }`, so a blob changed while being read fails with 412 instead. */
+  conditions?: BlobRequestConditions;
+  abortSignal?: AbortSignal;
+}
+
+/**
+ * The ranges of a page blob (or snapshot) that hold pages, below `sizeBytes`: ascending, merged,
+ * 512-aligned, end exclusive. Everything else reads as zeros. Uses Get Page Ranges window by
+ * window; never the diff API (Azurite ignores its previous-snapshot argument).
+ */
+export async function listPages(
+  client: PageBlobClient,
+  sizeBytes: number,
+  options: ListPagesOptions = {},
+): Promise<Extent[]> {
+  const out: Extent[] = [];
+  const limit = roundUpToPage(sizeBytes);
+  for (let windowStart = 0; windowStart < limit; windowStart += PAGE_RANGE_WINDOW_BYTES) {
+    const windowEnd = Math.min(limit, windowStart + PAGE_RANGE_WINDOW_BYTES);
+    const res = await client.getPageRanges(windowStart, windowEnd - windowStart, {
+      conditions: options.conditions,
+      abortSignal: options.abortSignal,
+    });
+    for (const range of res.pageRange ?? []) {
+      // The SDK reports count = end - start with the service's INCLUSIVE end, so a 4096-byte page
+      // range comes back as count 4095. Accept a corrected SDK (count a multiple of 512) too.
+      const count = range.count ?? 0;
+      const length = (count + 1) % PAGE_BYTES === 0 ? count + 1 : count;
+      // Azurite clips ranges to the window it was asked about; clip ourselves in case Azure does not.
+      const start = Math.max(windowStart, Math.floor(range.offset / PAGE_BYTES) * PAGE_BYTES);
+      const end = Math.min(windowEnd, roundUpToPage(range.offset + length));
+      if (end <= start) continue;
+      const last = out[out.length - 1];
+      if (last !== undefined && start <= last.offset + last.length) {
+        last.length = Math.max(last.length, end - last.offset);
+      } else {
+        out.push({ offset: start, length: end - start });
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Runs `fn` on every item, at most `limit` at a time, in order of items. After the first failure
+ * no new call starts; the calls already running are awaited, then the first error is thrown.
+ */
+export async function forEachLimited<T>(
+  items: Iterable<T>,
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  const iterator = items[Symbol.iterator]();
+  let failed = false;
+  let firstError: unknown;
+  const lane = async (): Promise<void> => {
+    for (let next = iterator.next(); !failed && next.done !== true; next = iterator.next()) {
+      try {
+        await fn(next.value);
+      } catch (err) {
+        if (!failed) firstError = err;
+        failed = true;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, limit) }, lane));
+  if (failed) throw firstError;
+}
+
+export function isNotFound(err: unknown): boolean {
+  return err instanceof RestError && err.statusCode === 404;
+}
+
+export function assertId(what: string, value: string): void {
+  if (typeof value !== 'string' || !ID_PATTERN.test(value)) {
+    throw new RangeError(
+      `${what} ${JSON.stringify(value)} must match ${ID_PATTERN} (it becomes part of a blob name)`,
+    );
+  }
+}

@@ -1,0 +1,111 @@
+// Activities of a process server: reach the source machine's disks (QMP + NBD), freeze points in
+// time, read changed extents, run them through the block pipeline and upload segments.
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { ProtectedMachine } from '../../shared/replication-types';
+import { statePaths } from '../../lib/config/state-paths';
+import { createStackProbeActivity } from '../common/stack-probe';
+import type { DataPathDeps } from '../deps';
+import { transferDisk, type TransferDiskInput, type TransferSlice } from './transfer-disk';
+import * as source from './qemu-source';
+import { stopSourceWrites } from './stop-writes';
+import { barrierMethod, holdWrites, releaseWrites } from './write-barrier';
+import type { HeldMachine } from '../../shared/group-types';
+import { storageFailure } from '../common/storage-failure';
+import { IntakeGate } from '../../lib/segments/intake-gate';
+import { withStorageWatch, hasTrouble } from '../../lib/azure/storage-health';
+
+export function createProcessServerActivities(deps: DataPathDeps) {
+  const sourceDeps = { workRoot: path.join(statePaths(deps.config).machines) };
+  // The spool bound of this process (see intake-gate.ts): the same size as the pipeline's.
+  const intake = new IntakeGate(deps.config.pipeline.maxBytesInFlight, {
+    onPause: (s) =>
+      deps.log.warn(
+        { heldBytes: s.heldBytes, capacityBytes: s.capacityBytes, waiting: s.waiting },
+        'intake paused: the spool is full (segments read and not yet stored); reads wait for uploads',
+      ),
+    onResume: (s, pausedMs) =>
+      deps.log.info({ pausedMs, heldBytes: s.heldBytes, pauses: s.pauses }, 'intake resumed'),
+  });
+  return {
+    probeStorage: createStackProbeActivity('process-server', deps.blobService),
+
+    discoverDisks: (input: { machine: ProtectedMachine }) => source.discoverDisks(sourceDeps, input.machine),
+
+    enableTracking: (input: { machine: ProtectedMachine; diskIds: string[] }) =>
+      source.enableTracking(sourceDeps, input.machine, input.diskIds),
+
+    freezePoint: (input: source.FreezeInput) => source.freezePoint(sourceDeps, input),
+
+    releasePoint: (input: { machine: ProtectedMachine; pitId: string; success: boolean }) =>
+      source.releasePoint(sourceDeps, input.machine, input.pitId, input.success),
+
+    disableTracking: (input: { machine: ProtectedMachine }) =>
+      source.disableTracking(sourceDeps, input.machine),
+
+    /** Consistency groups: can this machine's writes be held? (Fails, non-retryable, saying why not.) */
+    checkWriteBarrier: async (input: { machine: ProtectedMachine }) => ({
+      method: await barrierMethod(input.machine),
+    }),
+    holdWrites: (input: { machines: ProtectedMachine[] }) => holdWrites(input.machines),
+    releaseWrites: (input: { machines: ProtectedMachine[]; held: HeldMachine[] }) =>
+      releaseWrites(input.machines, input.held),
+
+    /** Before a planned failover: no more writes at the source. */
+    stopSourceWrites: (input: { machine: ProtectedMachine }) => stopSourceWrites(input.machine),
+
+    async transferDisk(input: TransferDiskInput): Promise<TransferSlice> {
+      const ctx = Context.current();
+      const previous = ctx.info.heartbeatDetails as { nextIndex: number } | undefined;
+      // Heartbeat on a timer too: listing extents or a slow upload must not look like a dead worker.
+      let cursor = previous ?? { nextIndex: input.fromIndex };
+      const timer = setInterval(() => ctx.heartbeat(cursor), 5000);
+      // Storage trouble (throttling, time-outs) is retried by the SDK and reported to the workflow:
+      // in the result when the slice got through, as a StorageUnavailable failure when it did not.
+      const watched = await withStorageWatch(() =>
+        transferDisk(
+          {
+            blobService: deps.blobService,
+            pipeline: deps.pipeline,
+            uploadConcurrency: deps.config.pipeline.uploadConcurrency,
+            heartbeat: (next) => {
+              cursor = next;
+              ctx.heartbeat(next);
+            },
+            resumeCursor: previous,
+            isCancelled: () => ctx.cancellationSignal.aborted,
+            intake,
+          },
+          input,
+        ),
+      )
+        .catch((err: unknown) => {
+          throw storageFailure(
+            err,
+            `sending ${input.diskId} of ${input.point.machine} to the cache`,
+            cursor.nextIndex,
+            input.reportStorageFaults === true,
+          );
+        })
+        .finally(() => clearInterval(timer));
+      const slice = hasTrouble(watched.trouble)
+        ? { ...watched.result, storage: watched.trouble }
+        : watched.result;
+      deps.log.info(
+        {
+          machine: input.point.machine,
+          disk: input.diskId,
+          cycle: input.point.cycle,
+          attempt: ctx.info.attempt,
+          resumed: slice.summary.resumedSegments,
+          uploaded: slice.summary.uploadedSegments,
+          sentBytes: slice.summary.sentBytes,
+        },
+        'transfer slice done',
+      );
+      return slice;
+    },
+  };
+}
+
+export type ProcessServerActivities = ReturnType<typeof createProcessServerActivities>;

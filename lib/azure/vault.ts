@@ -1,0 +1,179 @@
+// The vault: configuration and the recovery-point catalog as JSON documents in the recovery
+// site's storage (container osr-vault), so a control plane started anywhere after the loss of the
+// primary site finds everything. Writes carry ETags: a writer that read an older version loses
+// with a VaultConflictError instead of overwriting someone else's change.
+import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
+import { RestError } from '@azure/storage-blob';
+import type {
+  PointKind,
+  ProtectedMachine,
+  RecoveryPoint,
+  ReplicationPolicy,
+} from '../../shared/replication-types';
+
+export type PointSummary = Pick<RecoveryPoint, 'id' | 'instant' | 'kind' | 'cycle'>;
+import { CONTAINERS } from './blob-client';
+
+export class VaultConflictError extends Error {
+  override name = 'VaultConflictError';
+}
+
+export interface Versioned<T> {
+  value: T;
+  etag: string;
+}
+
+export class Vault {
+  private readonly container: ContainerClient;
+  private ready: Promise<unknown> | undefined;
+
+  constructor(blobService: BlobServiceClient) {
+    this.container = blobService.getContainerClient(CONTAINERS.vault);
+  }
+
+  private ensure(): Promise<unknown> {
+    this.ready ??= this.container.createIfNotExists();
+    return this.ready;
+  }
+
+  async read<T>(name: string): Promise<Versioned<T> | undefined> {
+    await this.ensure();
+    try {
+      const response = await this.container.getBlockBlobClient(name).download();
+      const text = await streamToString(response.readableStreamBody);
+      return { value: JSON.parse(text) as T, etag: response.etag ?? '' };
+    } catch (err) {
+      if (err instanceof RestError && err.statusCode === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Writes a document. `etag` undefined: create only (fails if it exists); a string: replace only
+   * that version; '*': create or replace unconditionally.
+   */
+  async write<T>(name: string, value: T, etag?: string, metadata?: Record<string, string>): Promise<string> {
+    await this.ensure();
+    const body = JSON.stringify(value, null, 2);
+    const conditions = etag === undefined ? { ifNoneMatch: '*' } : etag === '*' ? {} : { ifMatch: etag };
+    try {
+      const res = await this.container.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), {
+        conditions,
+        metadata,
+        blobHTTPHeaders: { blobContentType: 'application/json' },
+      });
+      return res.etag ?? '';
+    } catch (err) {
+      if (err instanceof RestError && (err.statusCode === 409 || err.statusCode === 412)) {
+        throw new VaultConflictError(
+          etag === undefined
+            ? `${name} already exists in the vault`
+            : `${name} was changed by someone else since it was read; read it again and retry`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Read-modify-write with ETag retry: `change` may run more than once. */
+  async update<T>(name: string, change: (current: T | undefined) => T, attempts = 5): Promise<T> {
+    for (let i = 0; ; i++) {
+      const current = await this.read<T>(name);
+      const next = change(current?.value);
+      try {
+        await this.write(name, next, current?.etag);
+        return next;
+      } catch (err) {
+        if (!(err instanceof VaultConflictError) || i + 1 >= attempts) throw err;
+      }
+    }
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.ensure();
+    await this.container.getBlockBlobClient(name).deleteIfExists();
+  }
+
+  /** Names of the documents under a prefix, in name order, without reading them. */
+  async listNames(prefix: string): Promise<string[]> {
+    await this.ensure();
+    const names: string[] = [];
+    for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
+    return names;
+  }
+
+  async list<T>(prefix: string): Promise<T[]> {
+    await this.ensure();
+    const names: string[] = [];
+    for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
+    const docs = await Promise.all(names.map((n) => this.read<T>(n)));
+    return docs.filter((d): d is Versioned<T> => d !== undefined).map((d) => d.value);
+  }
+
+  // Typed documents.
+  static policyDoc = (name: string) => `policies/${name}.json`;
+  static machineDoc = (name: string) => `machines/${name}.json`;
+  static pointDoc = (machine: string, pointId: string) => `points/${machine}/${pointId}.json`;
+
+  policies(): Promise<ReplicationPolicy[]> {
+    return this.list<ReplicationPolicy>('policies/');
+  }
+  async policy(name: string): Promise<ReplicationPolicy | undefined> {
+    return (await this.read<ReplicationPolicy>(Vault.policyDoc(name)))?.value;
+  }
+  machines(): Promise<ProtectedMachine[]> {
+    return this.list<ProtectedMachine>('machines/');
+  }
+  async machine(name: string): Promise<ProtectedMachine | undefined> {
+    return (await this.read<ProtectedMachine>(Vault.machineDoc(name)))?.value;
+  }
+  /**
+   * Id, instant, kind and cycle of a machine's points from one listing (they are kept as blob
+   * metadata by writePoint), without reading each document: retention runs every cycle.
+   */
+  async pointSummaries(machine: string): Promise<PointSummary[]> {
+    await this.ensure();
+    const out: PointSummary[] = [];
+    for await (const blob of this.container.listBlobsFlat({
+      prefix: `points/${machine}/`,
+      includeMetadata: true,
+    })) {
+      const m = blob.metadata ?? {};
+      if (m.osrinstant && m.osrkind && m.osrcycle) {
+        out.push({
+          id: blob.name.slice(`points/${machine}/`.length, -'.json'.length),
+          instant: m.osrinstant,
+          kind: m.osrkind as PointKind,
+          cycle: Number(m.osrcycle),
+        });
+      } else {
+        const doc = (await this.read<RecoveryPoint>(blob.name))?.value;
+        if (doc) out.push({ id: doc.id, instant: doc.instant, kind: doc.kind, cycle: doc.cycle });
+      }
+    }
+    return out;
+  }
+
+  /** Records a point (create only), with its summary as metadata for pointSummaries. */
+  writePoint(point: RecoveryPoint): Promise<string> {
+    return this.write(Vault.pointDoc(point.machine, point.id), point, undefined, {
+      osrinstant: point.instant,
+      osrkind: point.kind,
+      osrcycle: String(point.cycle),
+    });
+  }
+
+  /** A machine's recovery points, oldest first. */
+  async points(machine: string): Promise<RecoveryPoint[]> {
+    const points = await this.list<RecoveryPoint>(`points/${machine}/`);
+    return points.sort((a, b) => a.instant.localeCompare(b.instant) || a.cycle - b.cycle);
+  }
+}
+
+async function streamToString(stream: NodeJS.ReadableStream | undefined): Promise<string> {
+  if (!stream) return '';
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream)
+    chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,164 @@
+// Current alerts across OSR, in one list: each protected machine's alerts (from its protectMachine
+// status query), recovery jobs that failed (drills, cleanups, failovers, plans) in the last 24 h,
+// drills whose boot check failed, and the process servers' own alerts (memory or backlog
+// pressure) or silence (stale heartbeat). Every alert has a global id that stays the same while
+// the condition lasts: the webhook notifier sends each id once.
+import { listServers } from '../lib/observability/server-health';
+import type { RecoveredMachine } from '../shared/recovery-types';
+import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN } from '../shared/search-attributes';
+import type { ControlContext } from './context';
+import { listMachines, type MachineOverview } from './machines';
+
+export interface OsrAlert {
+  /** Global and stable: machine:<machine>:<id>, job:<workflowId>, drill-boot:<machine>:<job>, server:<server>:<id>. */
+  id: string;
+  source: 'machine' | 'job' | 'server';
+  kind: string;
+  severity: 'warning' | 'critical';
+  /** When the condition began. */
+  at: string;
+  message: string;
+  /** How many times the problem was seen, and when last (one alert per problem). */
+  count?: number;
+  lastAt?: string;
+  machine?: string;
+  plan?: string;
+  workflowId?: string;
+  server?: string;
+}
+
+export const FAILED_JOB_WINDOW_HOURS = 24;
+const RECOVERY_KINDS = [
+  'drill',
+  'drill-cleanup',
+  'failover',
+  'plan-test-failover',
+  'plan-cleanup',
+  'plan-failover',
+  // Reprotect and failback (their single-machine and plan-stage jobs).
+  'reprotect',
+  'failback',
+  'reenable',
+  'plan-reprotect',
+  'plan-failback',
+  'plan-reenable',
+];
+
+export interface AlertList {
+  alerts: OsrAlert[];
+  /** Sources that could not be read (the list is then partial). */
+  problems: string[];
+}
+
+/** Every current alert, newest first. `machines`: statuses already read (saves querying twice). */
+export async function listAlerts(ctx: ControlContext, machines?: MachineOverview[]): Promise<AlertList> {
+  const problems: string[] = [];
+  const guard = async <T>(what: string, read: () => Promise<T[]>): Promise<T[]> => {
+    try {
+      return await read();
+    } catch (err) {
+      problems.push(`${what}: ${(err as Error).message}`);
+      return [];
+    }
+  };
+  const parts = await Promise.all([
+    guard('machines', async () => machineAlerts(machines ?? (await listMachines(ctx)))),
+    guard('recovery jobs', () => failedJobAlerts(ctx)),
+    guard('drill records', () => bootCheckAlerts(ctx)),
+    guard('servers', () => serverAlerts(ctx)),
+  ]);
+  const alerts = parts.flat().sort((a, b) => b.at.localeCompare(a.at) || a.id.localeCompare(b.id));
+  return { alerts, problems };
+}
+
+function machineAlerts(machines: MachineOverview[]): OsrAlert[] {
+  const out: OsrAlert[] = [];
+  for (const m of machines) {
+    for (const a of m.status?.alerts ?? [])
+      out.push({
+        id: `machine:${m.machine}:${a.id}`,
+        source: 'machine',
+        kind: a.kind,
+        severity: a.severity,
+        at: a.at,
+        message: `${m.machine}: ${a.message}`,
+        count: a.count,
+        lastAt: a.lastAt,
+        machine: m.machine,
+      });
+  }
+  return out;
+}
+
+async function failedJobAlerts(ctx: ControlContext): Promise<OsrAlert[]> {
+  const since = new Date(Date.now() - FAILED_JOB_WINDOW_HOURS * 3600_000).toISOString();
+  const query =
+    `OsrJobKind IN (${RECOVERY_KINDS.map((k) => `'${k}'`).join(', ')}) AND StartTime > '${since}'` +
+    ` AND (ExecutionStatus IN ('Failed', 'TimedOut', 'Terminated') OR OsrState = 'failed')`;
+  const client = await ctx.client();
+  const out: OsrAlert[] = [];
+  for await (const wf of client.workflow.list({ query })) {
+    const attrs = wf.typedSearchAttributes;
+    const kind = attrs.get(OSR_JOB_KIND) ?? 'job';
+    const machine = attrs.get(OSR_MACHINE);
+    const plan = attrs.get(OSR_PLAN);
+    const what = plan && !machine ? `plan ${plan}` : (machine ?? wf.workflowId);
+    const summary = typeof wf.memo?.summary === 'string' ? ` (${wf.memo.summary})` : '';
+    out.push({
+      id: `job:${wf.workflowId}`,
+      source: 'job',
+      kind: `${kind}-failed`,
+      severity: /^(plan-)?(failover|failback)$/.test(kind) ? 'critical' : 'warning',
+      at: (wf.closeTime ?? wf.startTime).toISOString(),
+      message: `${kind} of ${what} ${wf.status.name === 'RUNNING' ? 'failed' : wf.status.name.toLowerCase()}${summary}; see GET /v1/jobs/${encodeURIComponent(wf.workflowId)} or the Temporal Web UI`,
+      machine,
+      plan,
+      workflowId: wf.workflowId,
+    });
+    if (out.length >= 100) break;
+  }
+  return out;
+}
+
+async function bootCheckAlerts(ctx: ControlContext): Promise<OsrAlert[]> {
+  const records = await ctx.vault.list<RecoveredMachine>('recovered/');
+  return records
+    .filter((r) => r.kind === 'drill' && r.bootCheck && !r.bootCheck.ok)
+    .map((r) => ({
+      id: `drill-boot:${r.machine}:${r.job}`,
+      source: 'job' as const,
+      kind: 'drill-boot-check-failed',
+      severity: 'warning' as const,
+      at: r.createdAt,
+      message: `drill ${r.job} of ${r.machine}: the boot check failed (${r.bootCheck?.reason ?? 'probe never succeeded'})`,
+      machine: r.machine,
+    }));
+}
+
+async function serverAlerts(ctx: ControlContext): Promise<OsrAlert[]> {
+  const out: OsrAlert[] = [];
+  for (const s of await listServers(ctx.vault, ctx.config)) {
+    if (s.stale)
+      out.push({
+        id: `server:${s.id}:stale`,
+        source: 'server',
+        kind: 'server-stale',
+        severity: s.role === 'control' || s.role === 'process-server' ? 'critical' : 'warning',
+        at: s.at,
+        message: `${s.role} worker on ${s.host} (pid ${s.pid}) has sent no heartbeat for ${s.ageSeconds} s: it is stopped, hung or cannot reach storage`,
+        server: s.id,
+      });
+    else
+      for (const a of s.alerts)
+        out.push({
+          id: `server:${s.id}:${a.id}`,
+          source: 'server',
+          kind: a.kind,
+          severity: a.severity,
+          at: a.at,
+          message: a.message,
+          server: s.id,
+        });
+  }
+  return out;
+}

@@ -1,0 +1,421 @@
+// Recovery operations of the control plane (CLI now, HTTP API later): drills and their cleanup,
+// failover (unplanned or planned), commit, change of recovery point, job status, and the
+// per-machine recovery settings (boot check, materialization).
+import {
+  WorkflowIdConflictPolicy,
+  WorkflowIdReusePolicy,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import type { ProtectedMachine } from '../shared/replication-types';
+import type { FailoverLock, RecoveredMachine, RecoverySettings } from '../shared/recovery-types';
+import { recoveryDocs } from '../shared/recovery-types';
+import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
+import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
+import { VaultConflictError } from '../lib/azure/vault';
+import {
+  changeRecoveryPointUpdate,
+  cleanupWorkflowId,
+  commitUpdate,
+  drillWorkflowId,
+  failoverWorkflowId,
+  jobIdAt,
+  recoveryStatusQuery,
+  type RecoveryJobKind,
+  type RecoveryStatus,
+} from '../shared/contracts/failover';
+import { jobResult, untilState } from './job-results';
+import { audited } from './audit';
+import { OperationError, type ControlContext, jobSummary } from './context';
+import { resolvePoint } from './machines';
+
+export interface JobRef {
+  job: string;
+  workflowId: string;
+  machine: string;
+  kind: RecoveryJobKind;
+  pointId?: string;
+}
+
+export interface StartOptions {
+  /** latest (default), latest-app, a point id, or an ISO time (newest point at or before it). */
+  point?: string;
+  /** Return once the job is done (drill, cleanup) or failed over (failover); default true. */
+  wait?: boolean;
+}
+
+async function protectedMachine(ctx: ControlContext, name: string): Promise<ProtectedMachine> {
+  const machine = await ctx.vault.machine(name);
+  if (machine) return machine;
+  const known = (await ctx.vault.machines()).map((m) => m.name);
+  throw new OperationError(
+    `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
+    'not-found',
+  );
+}
+
+export async function getRecoverySettings(ctx: ControlContext, machine: string): Promise<RecoverySettings> {
+  return (await ctx.vault.read<RecoverySettings>(recoveryDocs.settings(machine)))?.value ?? { machine };
+}
+
+type RecoveryChange = {
+  bootCheck?: RecoverySettings['bootCheck'] | null;
+  materialize?: RecoverySettings['materialize'] | null;
+};
+
+/** Sets a machine's boot check and materialization (each replaced as given; `null` removes it). */
+export const configureRecovery = audited(
+  'recovery.configure',
+  (ctx: ControlContext, machine: string, change: RecoveryChange) =>
+    storeRecoverySettings(ctx, machine, change),
+  (_ctx, machine, change) => ({ target: machine, details: { ...change } }),
+);
+
+async function storeRecoverySettings(
+  ctx: ControlContext,
+  machine: string,
+  change: {
+    bootCheck?: RecoverySettings['bootCheck'] | null;
+    materialize?: RecoverySettings['materialize'] | null;
+  },
+): Promise<RecoverySettings> {
+  await protectedMachine(ctx, machine);
+  if (change.bootCheck && (!change.bootCheck.command.trim() || !change.bootCheck.probe.trim()))
+    throw new OperationError('a boot check needs both a command and a probe command', 'invalid');
+  if (change.materialize && !['qcow2', 'raw'].includes(change.materialize.format))
+    throw new OperationError(
+      `materialize format must be qcow2 or raw, not ${change.materialize.format}`,
+      'invalid',
+    );
+  return ctx.vault.update<RecoverySettings>(recoveryDocs.settings(machine), (current) => {
+    const next: RecoverySettings = { ...(current ?? { machine }) };
+    if (change.bootCheck === null) delete next.bootCheck;
+    else if (change.bootCheck) next.bootCheck = change.bootCheck;
+    if (change.materialize === null) delete next.materialize;
+    else if (change.materialize) next.materialize = change.materialize;
+    return next;
+  });
+}
+
+function startAttributes(machine: string, kind: RecoveryJobKind) {
+  return [
+    { key: OSR_MACHINE, value: machine },
+    { key: OSR_JOB_KIND, value: kind },
+    { key: OSR_STATE, value: 'running' },
+  ];
+}
+
+/** Starts a drill of one machine from a point; replication is not touched. */
+export const startTestFailover = audited(
+  'drill.start',
+  (ctx: ControlContext, name: string, options: StartOptions = {}) => startDrill(ctx, name, options),
+  (_ctx, name, options?) => ({ target: name, details: { point: options?.point ?? 'latest' } }),
+);
+
+async function startDrill(
+  ctx: ControlContext,
+  name: string,
+  options: StartOptions = {},
+): Promise<{ ref: JobRef; status?: RecoveryStatus }> {
+  const machine = await protectedMachine(ctx, name);
+  const point = await resolvePoint(ctx, name, options.point ?? 'latest');
+  const job = jobIdAt(new Date());
+  const workflowId = drillWorkflowId(name, job);
+  const client = await ctx.client();
+  const handle = await client.workflow.start('testFailover', {
+    taskQueue: CONTROL_TASK_QUEUE,
+    workflowId,
+    args: [{ job, machine, point, settings: await getRecoverySettings(ctx, name) }],
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
+    typedSearchAttributes: startAttributes(name, 'drill'),
+    ...jobSummary(`Drill of ${name} from point ${point.id} (${point.instant})`),
+  });
+  const ref: JobRef = { job, workflowId, machine: name, kind: 'drill', pointId: point.id };
+  if (options.wait === false) return { ref };
+  return { ref, status: await jobResult<RecoveryStatus>(handle) };
+}
+
+/**
+ * Cleans up drills: `target` is a drill's job id or workflow id (that drill), or a machine name
+ * (every drill of it still recorded). Returns one cleanup per drill.
+ */
+export const cleanupTestFailover = audited(
+  'drill.cleanup',
+  (ctx: ControlContext, target: string, options: { wait?: boolean } = {}) =>
+    cleanupDrills(ctx, target, options),
+  (_ctx, target, _options?) => ({ target }),
+);
+
+async function cleanupDrills(
+  ctx: ControlContext,
+  target: string,
+  options: { wait?: boolean } = {},
+): Promise<Array<{ ref: JobRef; status?: RecoveryStatus }>> {
+  const drills = (await ctx.vault.list<RecoveredMachine>('recovered/')).filter((r) => r.kind === 'drill');
+  const jobOf = target.startsWith('drill/') ? target.split('/')[2] : target;
+  let chosen = drills.filter((r) => r.job === jobOf);
+  if (chosen.length === 0) chosen = drills.filter((r) => r.machine === target);
+  if (chosen.length === 0) {
+    throw new OperationError(
+      `no drill to clean up for "${target}"; drills on record: ${drills.map((d) => `${d.machine} ${d.job}`).join(', ') || 'none'}`,
+      'not-found',
+    );
+  }
+  const client = await ctx.client();
+  for (const drill of chosen) {
+    // Cleaning up under a drill still building would race it: wait for the drill to end first.
+    if ((await workflowState(ctx, drillWorkflowId(drill.machine, drill.job))) === 'running')
+      throw new OperationError(
+        `drill ${drill.job} of ${drill.machine} is still running; clean it up once it is ready`,
+        'conflict',
+      );
+  }
+  const out: Array<{ ref: JobRef; status?: RecoveryStatus }> = [];
+  for (const drill of chosen) {
+    const job = jobIdAt(new Date());
+    const workflowId = cleanupWorkflowId(drill.machine, drill.job);
+    const handle = await client.workflow.start('cleanupTestFailover', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId,
+      args: [{ job, machine: drill.machine, drillJob: drill.job }],
+      // A cleanup that failed may be run again; two at once may not.
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      typedSearchAttributes: startAttributes(drill.machine, 'drill-cleanup'),
+      ...jobSummary(`Cleanup of drill ${drill.job} of ${drill.machine}`),
+    });
+    const ref: JobRef = { job, workflowId, machine: drill.machine, kind: 'drill-cleanup' };
+    out.push(options.wait === false ? { ref } : { ref, status: await jobResult<RecoveryStatus>(handle) });
+  }
+  return out;
+}
+
+/**
+ * Fails one machine over: unplanned from `options.point`, or planned (writes stopped, final
+ * point, no data loss). Only one failover per machine: a second is refused with the first's id.
+ * With `wait` (default) returns once the machine is failed over, waiting for commit.
+ */
+export const startFailover = audited(
+  'failover.start',
+  (ctx: ControlContext, name: string, options: StartOptions & { planned?: boolean } = {}) =>
+    startMachineFailover(ctx, name, options),
+  (_ctx, name, options?) => ({
+    target: name,
+    details: {
+      planned: options?.planned ?? false,
+      point: options?.planned ? undefined : (options?.point ?? 'latest'),
+    },
+  }),
+);
+
+async function startMachineFailover(
+  ctx: ControlContext,
+  name: string,
+  options: StartOptions & { planned?: boolean } = {},
+): Promise<{ ref: JobRef; status?: RecoveryStatus }> {
+  const machine = await protectedMachine(ctx, name);
+  const planned = options.planned ?? false;
+  if (planned && options.point)
+    throw new OperationError('a planned failover uses the final point it cuts: leave out --point', 'invalid');
+  const point = planned ? undefined : await resolvePoint(ctx, name, options.point ?? 'latest');
+  const job = jobIdAt(new Date());
+  const workflowId = failoverWorkflowId(name, job);
+  await takeFailoverLock(ctx, {
+    machine: name,
+    job,
+    workflowId,
+    state: 'running',
+    at: new Date().toISOString(),
+  });
+  const client = await ctx.client();
+  let handle: WorkflowHandle;
+  try {
+    handle = await client.workflow.start('failover', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId,
+      args: [{ job, machine, planned, point, settings: await getRecoverySettings(ctx, name) }],
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
+      typedSearchAttributes: startAttributes(name, 'failover'),
+      ...jobSummary(
+        planned
+          ? `Planned failover of ${name} (writes stopped, final point)`
+          : `Unplanned failover of ${name} from point ${point?.id} (${point?.instant})`,
+      ),
+    });
+  } catch (err) {
+    const held = await ctx.vault.read<FailoverLock>(recoveryDocs.failoverLock(name));
+    if (held?.value.job === job) await ctx.vault.remove(recoveryDocs.failoverLock(name));
+    throw err;
+  }
+  const ref: JobRef = { job, workflowId, machine: name, kind: 'failover', pointId: point?.id };
+  if (options.wait === false) return { ref };
+  return { ref, status: await untilState(handle, recoveryStatusQuery, ['failed-over', 'committed']) };
+}
+
+async function takeFailoverLock(ctx: ControlContext, lock: FailoverLock): Promise<void> {
+  const doc = recoveryDocs.failoverLock(lock.machine);
+  try {
+    await ctx.vault.write(doc, lock);
+    return;
+  } catch (err) {
+    if (!(err instanceof VaultConflictError)) throw err;
+  }
+  const current = await ctx.vault.read<FailoverLock>(doc);
+  if (current) {
+    const held = current.value;
+    if (held.state === 'committed') {
+      throw new OperationError(
+        `machine ${lock.machine} was failed over by job ${held.job} and committed: it runs in the recovery site now; reprotect it before another failover`,
+        'conflict',
+      );
+    }
+    const state = await workflowState(ctx, held.workflowId);
+    // A lock whose workflow is not there yet may be one being started right now.
+    const starting = state === 'missing' && Date.now() - Date.parse(held.at) < 120_000;
+    if (state === 'running' || starting) {
+      throw new OperationError(
+        `a failover of ${lock.machine} is already running: ${held.workflowId}. Commit it (osr failover commit ${lock.machine}) or change its point; only one failover per machine`,
+        'conflict',
+      );
+    }
+  }
+  // The holder ended without releasing (terminated): take the lock over, unless someone else just did.
+  try {
+    await ctx.vault.write(doc, lock, current?.etag);
+  } catch (err) {
+    if (!(err instanceof VaultConflictError)) throw err;
+    throw new OperationError(`another failover of ${lock.machine} was started at the same time`, 'conflict');
+  }
+}
+
+async function workflowState(
+  ctx: ControlContext,
+  workflowId: string,
+): Promise<'running' | 'closed' | 'missing'> {
+  try {
+    const client = await ctx.client();
+    return (await client.workflow.getHandle(workflowId).describe()).status.name === 'RUNNING'
+      ? 'running'
+      : 'closed';
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return 'missing';
+    throw err;
+  }
+}
+
+/** The running (or committed) failover of a machine. */
+async function failoverHandle(ctx: ControlContext, name: string): Promise<WorkflowHandle> {
+  await protectedMachine(ctx, name);
+  const lock = (await ctx.vault.read<FailoverLock>(recoveryDocs.failoverLock(name)))?.value;
+  if (!lock || (await workflowState(ctx, lock.workflowId)) !== 'running') {
+    throw new OperationError(
+      lock?.state === 'committed'
+        ? `the failover of ${name} (${lock.workflowId}) is already committed`
+        : `no failover of ${name} is running; start one with \`osr failover start ${name}\``,
+      'not-found',
+    );
+  }
+  return (await ctx.client()).workflow.getHandle(lock.workflowId);
+}
+
+/** Commits a machine's failover: forward replication ends, replica and points are kept. */
+export const commitFailover = audited(
+  'failover.commit',
+  (ctx: ControlContext, name: string) => commitMachineFailover(ctx, name),
+  (_ctx, name) => ({ target: name }),
+);
+
+async function commitMachineFailover(ctx: ControlContext, name: string): Promise<RecoveryStatus> {
+  const handle = await failoverHandle(ctx, name);
+  const status = await updateOf(() => handle.executeUpdate(commitUpdate));
+  await handle.result().catch(() => undefined);
+  return status;
+}
+
+/** Rebuilds a failed-over machine's disks from another point. */
+export const changeRecoveryPoint = audited(
+  'failover.change-point',
+  (ctx: ControlContext, name: string, selector: string) => changeMachinePoint(ctx, name, selector),
+  (_ctx, name, point) => ({ target: name, details: { point } }),
+);
+
+async function changeMachinePoint(
+  ctx: ControlContext,
+  name: string,
+  selector: string,
+): Promise<RecoveryStatus> {
+  const handle = await failoverHandle(ctx, name);
+  const point = await resolvePoint(ctx, name, selector);
+  return updateOf(() => handle.executeUpdate(changeRecoveryPointUpdate, { args: [{ point }] }));
+}
+
+export interface JobSummary {
+  workflowId: string;
+  machine?: string;
+  kind?: string;
+  state?: string;
+  status: string;
+  startTime: string;
+  summary?: string;
+}
+
+/**
+ * A job's status: `target` is a workflow id, a job id or a machine (its newest recovery job).
+ * Without a target, the recovery jobs (newest first, at most 50).
+ */
+export async function recoveryStatus(
+  ctx: ControlContext,
+  target?: string,
+): Promise<RecoveryStatus | JobSummary[]> {
+  const client = await ctx.client();
+  if (target === undefined) return listJobs(ctx);
+  let workflowId = target;
+  if (!target.includes('/')) {
+    const jobs = await listJobs(ctx);
+    const match =
+      jobs.find((j) => j.workflowId.endsWith(`/${target}`)) ?? jobs.find((j) => j.machine === target);
+    if (!match)
+      throw new OperationError(`no recovery job "${target}"; see \`osr failover status\``, 'not-found');
+    workflowId = match.workflowId;
+  }
+  try {
+    return await client.workflow.getHandle(workflowId).query(recoveryStatusQuery);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError)
+      throw new OperationError(`no recovery job ${workflowId}; see \`osr failover status\``, 'not-found');
+    throw err;
+  }
+}
+
+async function listJobs(ctx: ControlContext): Promise<JobSummary[]> {
+  const client = await ctx.client();
+  const out: JobSummary[] = [];
+  const query = `OsrJobKind IN ('drill', 'drill-cleanup', 'failover')`;
+  for await (const wf of client.workflow.list({ query })) {
+    const attrs = wf.typedSearchAttributes;
+    out.push({
+      workflowId: wf.workflowId,
+      machine: attrs.get(OSR_MACHINE),
+      kind: attrs.get(OSR_JOB_KIND),
+      state: attrs.get(OSR_STATE),
+      status: wf.status.name.toLowerCase(),
+      startTime: wf.startTime.toISOString(),
+      summary: (wf.memo?.summary as string | undefined) ?? undefined,
+    });
+    if (out.length >= 50) break;
+  }
+  return out.sort((a, b) => b.startTime.localeCompare(a.startTime));
+}
+
+async function updateOf(call: () => Promise<RecoveryStatus>): Promise<RecoveryStatus> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError || (err as Error).name === 'WorkflowUpdateFailedError') {
+      const cause = (err as { cause?: Error }).cause;
+      throw new OperationError(cause?.message ?? (err as Error).message, 'conflict');
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,179 @@
+// Consistency group operations of the control plane (CLI and HTTP API): create a group of
+// protected machines, show it, list its group points, cut one now, delete it. Each group is one
+// consistencyGroup workflow, `group/<name>`, and a vault document groups/<name>.json.
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowIdReusePolicy,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { groupDocs, groupWorkflowId, type ConsistencyGroup, type GroupPoint } from '../shared/group-types';
+import { OSR_GROUP, OSR_JOB_KIND, OSR_STATE } from '../shared/search-attributes';
+import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
+import {
+  disableGroupUpdate,
+  groupStatusQuery,
+  setIntervalUpdate,
+  takeGroupPointUpdate,
+  type GroupStatus,
+} from '../shared/contracts/consistency-group';
+import type { consistencyGroup } from '../workflows/consistency-group';
+import { audited } from './audit';
+import { OperationError, type ControlContext, jobSummary } from './context';
+import { untilState } from './job-results';
+import { machineStatus } from './machines';
+
+const GROUP_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+export interface GroupSpec {
+  name: string;
+  machines: string[];
+  intervalSeconds?: number;
+  /** Tests only: cut without holding writes, to show what the barrier prevents. */
+  barrier?: boolean;
+}
+
+export const createGroup = audited(
+  'group.create',
+  (ctx: ControlContext, spec: GroupSpec) => create(ctx, spec),
+  (_ctx, spec) => ({
+    target: spec.name,
+    details: { machines: spec.machines, intervalSeconds: spec.intervalSeconds },
+  }),
+);
+
+async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus> {
+  if (!GROUP_NAME.test(spec.name))
+    throw new OperationError(
+      `group name "${spec.name}" is not valid: use lower-case letters, digits and dashes (at most 63)`,
+      'invalid',
+    );
+  const machines = [...new Set(spec.machines)];
+  if (machines.length < 2)
+    throw new OperationError('a consistency group needs at least two machines (--machines a,b)', 'invalid');
+  const interval = spec.intervalSeconds ?? 300;
+  if (!Number.isInteger(interval) || interval < 1)
+    throw new OperationError(
+      `--interval must be a whole number of seconds, at least 1 (got ${interval})`,
+      'invalid',
+    );
+  const sites = new Set<string>();
+  for (const name of machines) {
+    const machine = await ctx.vault.machine(name);
+    if (!machine)
+      throw new OperationError(
+        `machine ${name} is not protected: \`osr protect ${name} …\` first`,
+        'not-found',
+      );
+    sites.add(machine.site);
+    const status = await machineStatus(ctx, name);
+    if (status.group)
+      throw new OperationError(
+        `machine ${name} already belongs to group ${status.group}: a machine is in at most one group`,
+        'conflict',
+      );
+  }
+  if (sites.size > 1)
+    throw new OperationError(
+      `the machines are on several sites (${[...sites].join(', ')}): one process server must hold all their writes, so a group lives on one site`,
+      'invalid',
+    );
+  const group: ConsistencyGroup = {
+    name: spec.name,
+    machines,
+    site: [...sites][0] as string,
+    intervalSeconds: interval,
+    createdAt: new Date().toISOString(),
+  };
+  const client = await ctx.client();
+  let handle: WorkflowHandle<typeof consistencyGroup>;
+  try {
+    handle = await client.workflow.start<typeof consistencyGroup>('consistencyGroup', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: groupWorkflowId(group.name),
+      args: [{ group, barrier: spec.barrier }],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      typedSearchAttributes: [
+        { key: OSR_GROUP, value: group.name },
+        { key: OSR_STATE, value: 'starting' },
+        { key: OSR_JOB_KIND, value: 'group' },
+      ],
+      ...jobSummary(
+        `Cuts consistent points of ${machines.join(', ')} every ${interval} s, holding their writes for each cut`,
+      ),
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError)
+      throw new OperationError(
+        `group ${group.name} exists already (osr group show ${group.name})`,
+        'conflict',
+      );
+    throw err;
+  }
+  // The workflow checks every member can hold its writes before it joins them.
+  const status = await untilState(handle, groupStatusQuery, ['active']).catch((err: Error) => {
+    throw new OperationError(
+      `group ${group.name} was not created: ${err.message.replace(/^group\/[^ ]+ failed: /, '')}`,
+      'invalid',
+    );
+  });
+  await ctx.vault.write(groupDocs.group(group.name), group, '*');
+  return status;
+}
+
+export async function listGroups(ctx: ControlContext): Promise<ConsistencyGroup[]> {
+  return ctx.vault.list<ConsistencyGroup>('groups/');
+}
+
+export async function groupStatus(ctx: ControlContext, name: string): Promise<GroupStatus> {
+  return withGroup(ctx, name, (h) => h.query(groupStatusQuery));
+}
+
+export async function groupPoints(ctx: ControlContext, name: string): Promise<GroupPoint[]> {
+  const points = await ctx.vault.list<GroupPoint>(groupDocs.points(name));
+  return points.sort((a, b) => a.cut - b.cut);
+}
+
+export const takeGroupPoint = audited(
+  'group.point',
+  (ctx: ControlContext, name: string) => withGroup(ctx, name, (h) => h.executeUpdate(takeGroupPointUpdate)),
+  (_ctx, name) => ({ target: name }),
+);
+
+export const setGroupInterval = audited(
+  'group.set-interval',
+  (ctx: ControlContext, name: string, intervalSeconds: number) =>
+    withGroup(ctx, name, (h) => h.executeUpdate(setIntervalUpdate, { args: [{ intervalSeconds }] })),
+  (_ctx, name, intervalSeconds) => ({ target: name, details: { intervalSeconds } }),
+);
+
+/** Ends the group: members go back to their own policies; group points stay in the catalog. */
+export const deleteGroup = audited(
+  'group.delete',
+  async (ctx: ControlContext, name: string): Promise<GroupStatus> => {
+    const status = await withGroup(ctx, name, (h) => h.executeUpdate(disableGroupUpdate));
+    await ctx.vault.remove(groupDocs.group(name));
+    return status;
+  },
+  (_ctx, name) => ({ target: name }),
+);
+
+async function withGroup<T>(
+  ctx: ControlContext,
+  name: string,
+  fn: (h: WorkflowHandle<typeof consistencyGroup>) => Promise<T>,
+): Promise<T> {
+  const client = await ctx.client();
+  try {
+    return await fn(client.workflow.getHandle<typeof consistencyGroup>(groupWorkflowId(name)));
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError)
+      throw new OperationError(`no consistency group ${name} (osr group list)`, 'not-found');
+    if (err instanceof WorkflowUpdateFailedError) {
+      const cause = (err as { cause?: Error }).cause;
+      throw new OperationError(cause?.message ?? err.message, 'conflict');
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,377 @@
+// Protecting machines: start, query and steer each machine's protectMachine workflow, and keep
+// its registration in the vault.
+import fs from 'node:fs';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowIdConflictPolicy,
+  WorkflowIdReusePolicy,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { QmpClient } from '../lib/qemu/qmp-client';
+import { groupDocs, type GroupPoint } from '../shared/group-types';
+import type { ProtectedMachine, QuiesceHooks, RecoveryPoint } from '../shared/replication-types';
+import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
+import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
+import { Vault } from '../lib/azure/vault';
+import {
+  changePolicyUpdate,
+  disableUpdate,
+  pauseUpdate,
+  protectWorkflowId,
+  resumeUpdate,
+  resyncUpdate,
+  statusQuery,
+  takePointUpdate,
+  type MachineStatus,
+  type PointRequest,
+} from '../shared/contracts/protect-machine';
+import type { protectMachine } from '../workflows/protect-machine';
+import { audited } from './audit';
+import { OperationError, type ControlContext, jobSummary } from './context';
+import { getPolicy } from './policies';
+
+const MACHINE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+export interface ProtectOptions {
+  name: string;
+  qmpSocket: string;
+  nbdSocket?: string;
+  disks?: string[];
+  policy?: string;
+  quiesce?: QuiesceHooks;
+  /** Cycles per workflow run before continueAsNew; only tests change the default. */
+  maxCyclesPerRun?: number;
+}
+
+export const protect = audited(
+  'machine.protect',
+  (ctx: ControlContext, options: ProtectOptions) => startProtection(ctx, options),
+  (_ctx, o) => ({ target: o.name, details: { qmp: o.qmpSocket, disks: o.disks, policy: o.policy } }),
+);
+
+async function startProtection(
+  ctx: ControlContext,
+  options: ProtectOptions,
+): Promise<{ machine: ProtectedMachine; workflowId: string }> {
+  if (!MACHINE_NAME.test(options.name)) {
+    throw new OperationError(
+      `machine name "${options.name}" is not valid: use lower-case letters, digits and dashes (at most 63)`,
+      'invalid',
+    );
+  }
+  if (!fs.existsSync(options.qmpSocket)) {
+    throw new OperationError(
+      `no QMP socket at ${options.qmpSocket}: start the VM or qemu-storage-daemon with a QMP monitor (--chardev socket,path=…,server=on,wait=off --monitor chardev=…) and pass its path with --qmp`,
+      'invalid',
+    );
+  }
+  await probeQmp(options.qmpSocket);
+  const policy = await getPolicy(ctx, options.policy ?? 'default');
+  const machine: ProtectedMachine = {
+    name: options.name,
+    site: ctx.config.site,
+    source: {
+      type: 'qemu',
+      qmpSocket: options.qmpSocket,
+      nbdSocket: options.nbdSocket,
+      disks: options.disks,
+    },
+    policy: policy.name,
+    quiesce: options.quiesce,
+    createdAt: new Date().toISOString(),
+  };
+  const client = await ctx.client();
+  const workflowId = protectWorkflowId(machine.name);
+  try {
+    await client.workflow.start<typeof protectMachine>('protectMachine', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId,
+      args: [{ machine, policy, maxCyclesPerRun: options.maxCyclesPerRun }],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
+      typedSearchAttributes: [
+        { key: OSR_MACHINE, value: machine.name },
+        { key: OSR_STATE, value: 'enabling' },
+        { key: OSR_JOB_KIND, value: 'protect' },
+      ],
+      ...jobSummary(`Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`),
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) {
+      throw new OperationError(
+        `machine ${machine.name} is already protected (workflow ${workflowId} is running). See \`osr status ${machine.name}\`; to start over, \`osr unprotect ${machine.name}\` first.`,
+        'conflict',
+      );
+    }
+    throw err;
+  }
+  await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
+  return { machine, workflowId };
+}
+
+/**
+ * Refuses, before anything is started or recorded, a --qmp path that is no QMP monitor: a plain
+ * file, a dead socket, an NBD socket. A monitor that accepts but stays silent (another client
+ * holds it; QEMU serves one at a time) is not refused: the process server will wait its turn.
+ */
+async function probeQmp(socketPath: string): Promise<void> {
+  let qmp: QmpClient | undefined;
+  try {
+    qmp = await QmpClient.connect(socketPath, { greetingTimeoutMs: 3000 });
+  } catch (err) {
+    const message = (err as Error).message;
+    if (/sent no greeting/.test(message)) return;
+    throw new OperationError(`${message}. Nothing was started.`, 'invalid');
+  } finally {
+    await qmp?.close();
+  }
+}
+
+/**
+ * Waits (up to `timeoutMs`) for a just-protected machine to leave `enabling`: its disks found and
+ * tracking on. Resolves with the state then (still `enabling` at the time-out: no process server
+ * took the work); a failed enable is refused with the process server's reason, so `osr protect`
+ * says what is wrong instead of only that it started.
+ */
+export async function enableOutcome(ctx: ControlContext, name: string, timeoutMs = 30_000): Promise<string> {
+  const handle = await handleOf(ctx, name);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const description = await handle.describe();
+    if (description.status.name === 'FAILED')
+      throw new OperationError(
+        `protecting ${name} failed${(await failureOf(handle)).replace(/\.$/, '')}. Nothing is replicated; fix it and run \`osr protect ${name}\` again`,
+        'invalid',
+      );
+    if (description.status.name !== 'RUNNING') return description.status.name.toLowerCase();
+    const state = await handle.query(statusQuery).then(
+      (s) => s.state,
+      () => 'enabling', // no workflow task has run yet
+    );
+    if (state !== 'enabling' || Date.now() > deadline) return state;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Why a closed workflow failed: the innermost cause's message (e.g. the activity's SourceError). */
+async function failureOf(handle: WorkflowHandle): Promise<string> {
+  try {
+    await handle.result();
+    return '';
+  } catch (err) {
+    let cause = err as Error & { cause?: unknown };
+    while (cause.cause instanceof Error) cause = cause.cause as Error & { cause?: unknown };
+    return `: ${cause.message}`;
+  }
+}
+
+async function handleOf(ctx: ControlContext, name: string): Promise<WorkflowHandle<typeof protectMachine>> {
+  const client = await ctx.client();
+  return client.workflow.getHandle<typeof protectMachine>(protectWorkflowId(name));
+}
+
+export interface MachineOverview {
+  machine: string;
+  registered: boolean;
+  status?: MachineStatus;
+  /** Why there is no live status (workflow not running). */
+  note?: string;
+}
+
+export async function machineStatus(ctx: ControlContext, name: string): Promise<MachineStatus> {
+  const handle = await handleOf(ctx, name);
+  try {
+    const description = await handle.describe();
+    if (description.status.name !== 'RUNNING') {
+      const why = description.status.name === 'FAILED' ? await failureOf(handle) : '';
+      throw new OperationError(
+        `machine ${name} is not protected (its workflow ${handle.workflowId} is ${description.status.name.toLowerCase()}${why})`,
+        'not-found',
+      );
+    }
+    const status = await handle.query(statusQuery);
+    // A query sees the workflow's clock as of its last activation: compute RPO on the wall clock.
+    if (status.lastPoint)
+      status.rpoSeconds = Math.max(0, Math.round((Date.now() - Date.parse(status.lastPoint.instant)) / 1000));
+    return status;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) {
+      const known = (await ctx.vault.machines()).map((m) => m.name);
+      throw new OperationError(
+        `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}. Protect it with \`osr protect ${name} --qmp <socket>\``,
+        'not-found',
+      );
+    }
+    throw err;
+  }
+}
+
+export async function listMachines(ctx: ControlContext): Promise<MachineOverview[]> {
+  const machines = await ctx.vault.machines();
+  return Promise.all(
+    machines.map(async (m) => {
+      try {
+        return { machine: m.name, registered: true, status: await machineStatus(ctx, m.name) };
+      } catch (err) {
+        return { machine: m.name, registered: true, note: (err as Error).message };
+      }
+    }),
+  );
+}
+
+async function runUpdate<T>(
+  ctx: ControlContext,
+  name: string,
+  call: (h: WorkflowHandle<typeof protectMachine>) => Promise<T>,
+): Promise<T> {
+  await machineStatus(ctx, name); // a clear not-found before anything else
+  const handle = await handleOf(ctx, name);
+  try {
+    return await call(handle);
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError || (err as Error).name === 'WorkflowUpdateFailedError') {
+      const cause = (err as { cause?: Error }).cause;
+      throw new OperationError(cause?.message ?? (err as Error).message, 'conflict');
+    }
+    // The protection ended between the check above and the update (unprotected meanwhile).
+    if (
+      err instanceof WorkflowNotFoundError ||
+      /workflow execution already completed/i.test((err as Error).message)
+    )
+      throw new OperationError(
+        `machine ${name} is not protected any more (its protection ended while this was asked); see \`osr status\``,
+        'not-found',
+      );
+    throw err;
+  }
+}
+
+export const pause = audited(
+  'machine.pause',
+  (ctx: ControlContext, name: string, reason?: string) =>
+    runUpdate(ctx, name, (h) => h.executeUpdate(pauseUpdate, { args: [{ reason }] })),
+  (_ctx, name, reason?) => ({ target: name, details: { reason } }),
+);
+export const resume = audited(
+  'machine.resume',
+  (ctx: ControlContext, name: string) => runUpdate(ctx, name, (h) => h.executeUpdate(resumeUpdate)),
+  (_ctx, name) => ({ target: name }),
+);
+export const resync = audited(
+  'machine.resync',
+  (ctx: ControlContext, name: string) => runUpdate(ctx, name, (h) => h.executeUpdate(resyncUpdate)),
+  (_ctx, name) => ({ target: name }),
+);
+export const takePoint = audited(
+  'machine.point',
+  (ctx: ControlContext, name: string, request: PointRequest) =>
+    runUpdate(ctx, name, (h) => h.executeUpdate(takePointUpdate, { args: [request] })),
+  (_ctx, name, request) => ({ target: name, details: { kind: request.kind, tag: request.tag } }),
+);
+
+export const changePolicy = audited(
+  'machine.set-policy',
+  (ctx: ControlContext, name: string, policyName: string) => changeMachinePolicy(ctx, name, policyName),
+  (_ctx, name, policy) => ({ target: name, details: { policy } }),
+);
+
+async function changeMachinePolicy(
+  ctx: ControlContext,
+  name: string,
+  policyName: string,
+): Promise<MachineStatus> {
+  const policy = await getPolicy(ctx, policyName);
+  const status = await runUpdate(ctx, name, (h) => h.executeUpdate(changePolicyUpdate, { args: [policy] }));
+  await ctx.vault.update<ProtectedMachine>(Vault.machineDoc(name), (m) => {
+    if (!m) throw new OperationError(`machine ${name} is not in the vault`, 'not-found');
+    return { ...m, policy: policy.name };
+  });
+  return status;
+}
+
+export const unprotect = audited(
+  'machine.unprotect',
+  (ctx: ControlContext, name: string, options: { keepReplica?: boolean } = {}) =>
+    unprotectMachine(ctx, name, options),
+  (_ctx, name, options?) => ({ target: name, details: { keepReplica: options?.keepReplica } }),
+);
+
+async function unprotectMachine(
+  ctx: ControlContext,
+  name: string,
+  options: { keepReplica?: boolean } = {},
+): Promise<MachineStatus> {
+  const status = await runUpdate(ctx, name, (h) => h.executeUpdate(disableUpdate, { args: [options] }));
+  await ctx.vault.remove(Vault.machineDoc(name));
+  if (!options.keepReplica) {
+    for (const p of await ctx.vault.points(name)) await ctx.vault.remove(Vault.pointDoc(name, p.id));
+  }
+  return status;
+}
+
+/**
+ * A machine's point in a group point: `group:<group>` (the group's newest) or
+ * `group:<group>/<group point id>`. Failing a group's machines over from one group point recovers
+ * a consistent cut of them all.
+ */
+async function groupMemberPoint(
+  ctx: ControlContext,
+  machine: string,
+  selector: string,
+  points: RecoveryPoint[],
+): Promise<RecoveryPoint> {
+  const [group = '', id] = selector.slice('group:'.length).split('/');
+  const groupPoints = (await ctx.vault.list<GroupPoint>(groupDocs.points(group))).sort(
+    (a, b) => a.cut - b.cut,
+  );
+  const groupPoint = id ? groupPoints.find((p) => p.id === id) : groupPoints[groupPoints.length - 1];
+  if (!groupPoint)
+    throw new OperationError(
+      `group ${group} has no group point ${id ?? 'yet'}; see \`osr group points ${group}\``,
+      'not-found',
+    );
+  const member = groupPoint.members.find((m) => m.machine === machine);
+  const found = member && points.find((p) => p.id === member.pointId);
+  if (!found)
+    throw new OperationError(
+      member
+        ? `point ${member.pointId} of ${machine} (group point ${groupPoint.id}) is no longer in the catalog (pruned by retention)`
+        : `machine ${machine} is not a member of group point ${groupPoint.id} of group ${group}`,
+      'not-found',
+    );
+  return found;
+}
+
+/** Resolves `latest`, `latest-app`, a point id, "at or before" an ISO time, or `group:<group>[/<id>]`. */
+export async function resolvePoint(
+  ctx: ControlContext,
+  machine: string,
+  selector: string,
+): Promise<RecoveryPoint> {
+  const points = await ctx.vault.points(machine);
+  if (points.length === 0)
+    throw new OperationError(
+      `machine ${machine} has no recovery point yet (initial sync still running?)`,
+      'not-found',
+    );
+  let found: RecoveryPoint | undefined;
+  if (selector.startsWith('group:')) return groupMemberPoint(ctx, machine, selector, points);
+  if (selector === 'latest') found = points[points.length - 1];
+  else if (selector === 'latest-app') found = [...points].reverse().find((p) => p.kind === 'app');
+  else if (/^\d{4}-\d{2}-\d{2}T/.test(selector) && !Number.isNaN(Date.parse(selector))) {
+    const at = Date.parse(selector);
+    found = [...points].reverse().find((p) => Date.parse(p.instant) <= at);
+  } else found = points.find((p) => p.id === selector);
+  if (!found) {
+    throw new OperationError(
+      `machine ${machine} has no recovery point "${selector}"; use latest, latest-app, an ISO time, group:<group>[/<id>], or one of: ${points
+        .slice(-5)
+        .map((p) => p.id)
+        .join(', ')}${points.length > 5 ? ' … (osr points ' + machine + ')' : ''}`,
+      'not-found',
+    );
+  }
+  return found;
+}

@@ -1,0 +1,154 @@
+// The public face of the protectMachine entity workflow: its input, status, updates and query.
+// Pure definitions, shared by the workflow, the CLI and the API.
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import type {
+  PointKind,
+  ProtectedMachine,
+  RecoveryPoint,
+  ReplicationPolicy,
+  TransferMode,
+} from '../replication-types';
+
+export type MachineState =
+  | 'enabling'
+  | 'initial-sync'
+  | 'protected'
+  | 'resyncing'
+  | 'paused'
+  | 'disabling'
+  | 'disabled';
+
+export interface Alert {
+  id: string;
+  at: string;
+  severity: 'warning' | 'critical';
+  kind:
+    | 'rpo-exceeded'
+    | 'cycle-failed'
+    | 'resync-needed'
+    | 'segment-corrupt'
+    | 'disk-shrunk'
+    | 'disk-vanished'
+    | 'disk-added'
+    | 'tracking-volatile'
+    | 'quiesce-failed'
+    | 'storage-rolled-back'
+    // The storage endpoint throttled (503 Server Busy / 500) or did not answer in time; the
+    // requests are retried with backoff, nothing is lost; cleared after a cycle without trouble.
+    | 'storage-throttled'
+    | 'storage-unreachable'
+    // The machine's QMP monitor or NBD export does not answer (the VM or storage daemon is gone):
+    // cycles back off until it answers again; cleared by the next published point.
+    | 'source-unreachable';
+  message: string;
+  /** The disk the alert is about, where it is about one: problems fold per kind and disk. */
+  subject?: string;
+  /** How many times this problem was seen (one alert per problem, not per occurrence). */
+  count?: number;
+  /** When it was last seen (`at` is the first time). */
+  lastAt?: string;
+}
+
+/** Cycles that keep failing: the machine backs off, and says so, until one succeeds. */
+export interface CycleFailing {
+  /** When the first of these consecutive failures happened. */
+  since: string;
+  /** Consecutive failed cycles. */
+  failures: number;
+  /** The latest failure's reason. */
+  reason: string;
+  /** The source did not answer (as opposed to a failure in storage or the pipeline). */
+  sourceUnreachable: boolean;
+  /** Workflow time (ms) of the next try, unless a point is asked for before. */
+  retryAt: number;
+}
+
+export interface DiskStatus {
+  diskId: string;
+  sizeBytes: number;
+  /** The replica holds a complete image of this disk (a point can include it). */
+  synced: boolean;
+  /** What the next cycle sends for it. */
+  nextMode: TransferMode;
+  excluded?: string;
+}
+
+export interface SyncProgress {
+  diskId: string;
+  mode: TransferMode;
+  segmentsDone: number;
+  segmentsTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface MachineStatus {
+  machine: string;
+  state: MachineState;
+  policy: ReplicationPolicy;
+  disks: DiskStatus[];
+  cycle: number;
+  progress?: SyncProgress[];
+  lastPoint?: Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>;
+  lastAppPoint?: Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>;
+  /** Seconds between now and the instant of the newest point (undefined before the first). */
+  rpoSeconds?: number;
+  alerts: Alert[];
+  stats: { cycles: number; failedCycles: number; bytesSent: number; bytesChanged: number };
+  group?: string;
+  /** Present while cycles keep failing: since when, how often, why, and when the next try is. */
+  failing?: Omit<CycleFailing, 'retryAt'> & { retryAt: string };
+}
+
+/** State carried across continueAsNew; also the workflow's whole memory. */
+export interface ProtectState {
+  state: MachineState;
+  pausedFrom?: MachineState;
+  policy: ReplicationPolicy;
+  disks: DiskStatus[];
+  cycle: number;
+  /** Workflow time (ms) the last cycle started; the next is due a policy interval later. */
+  lastCycleAt?: number;
+  lastPoint?: Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>;
+  lastAppPoint?: Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>;
+  alerts: Alert[];
+  alertSeq: number;
+  stats: MachineStatus['stats'];
+  /** The consistency group this machine belongs to: the group, not the policy, times its points. */
+  group?: string;
+  /** The last cycle published: storage reporting an older one lost acknowledged writes. */
+  publishedCycle?: number;
+  /** Consecutive failed cycles, and the backoff before the next (absent while cycles succeed). */
+  failing?: CycleFailing;
+  /** Points in time a failed cycle could not release (source unreachable): released first next time. */
+  unreleased?: string[];
+}
+
+export interface ProtectInput {
+  machine: ProtectedMachine;
+  policy: ReplicationPolicy;
+  /** Present after continueAsNew. */
+  carried?: ProtectState;
+  /** Cycles per run before continueAsNew (default 100). */
+  maxCyclesPerRun?: number;
+}
+
+export interface PointRequest {
+  kind: PointKind;
+  tag?: string;
+}
+
+export const statusQuery = defineQuery<MachineStatus>('status');
+export const pauseUpdate = defineUpdate<MachineStatus, [{ reason?: string }]>('pause');
+export const resumeUpdate = defineUpdate<MachineStatus>('resume');
+export const resyncUpdate = defineUpdate<MachineStatus>('resync');
+export const changePolicyUpdate = defineUpdate<MachineStatus, [ReplicationPolicy]>('changePolicy');
+export const disableUpdate = defineUpdate<MachineStatus, [{ keepReplica?: boolean }]>('disable');
+/** Cuts a recovery point now (after the one in progress) and returns it once it is published. */
+export const takePointUpdate = defineUpdate<Pick<RecoveryPoint, 'id' | 'instant' | 'kind'>, [PointRequest]>(
+  'takePoint',
+);
+
+export function protectWorkflowId(machine: string): string {
+  return `protect/${machine}`;
+}

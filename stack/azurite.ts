@@ -1,0 +1,39 @@
+// Starts Azurite's blob service on loopback: persistent under .osr/azurite for the stack, in
+// memory for tests. Telemetry off: this machine must not call home.
+import fs from 'node:fs';
+import { spawnManaged, type RunningProcess } from '../lib/process/managed-process';
+import { waitForPort } from '../lib/process/ports';
+
+export interface AzuriteOptions {
+  port: number;
+  /** Folder for Azurite's data; omitted means in memory. */
+  location?: string;
+  logFile: string;
+  detached?: boolean;
+  pidFile?: string;
+}
+
+export function azuriteEntryPoint(): string {
+  return require.resolve('azurite/dist/src/blob/main.js');
+}
+
+export async function startAzurite(options: AzuriteOptions): Promise<RunningProcess> {
+  const args = [azuriteEntryPoint(), '--blobHost', '127.0.0.1', '--blobPort', String(options.port)];
+  args.push('--disableTelemetry', '--skipApiVersionCheck', '--loose', '--silent');
+  if (options.location) {
+    fs.mkdirSync(options.location, { recursive: true });
+    args.push('--location', options.location);
+  } else {
+    args.push('--inMemoryPersistence');
+  }
+  const proc = spawnManaged({
+    name: 'azurite',
+    command: process.execPath,
+    args,
+    logFile: options.logFile,
+    detached: options.detached,
+    pidFile: options.pidFile,
+  });
+  await waitForPort(options.port, 'Azurite', { logFile: options.logFile, exited: proc.exited });
+  return proc;
+}
