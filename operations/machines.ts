@@ -266,10 +266,32 @@ export const resync = audited(
 );
 export const takePoint = audited(
   'machine.point',
-  (ctx: ControlContext, name: string, request: PointRequest) =>
-    runUpdate(ctx, name, (h) => h.executeUpdate(takePointUpdate, { args: [request] })),
+  (ctx: ControlContext, name: string, request: PointRequest) => {
+    checkPointTag(request.tag);
+    return runUpdate(ctx, name, (h) => h.executeUpdate(takePointUpdate, { args: [request] }));
+  },
   (_ctx, name, request) => ({ target: name, details: { kind: request.kind, tag: request.tag } }),
 );
+
+const MAX_TAG_LENGTH = 128;
+
+/** A point's tag is printed in tables and terminals: bounded, and no control characters. */
+function checkPointTag(tag: string | undefined): void {
+  if (tag === undefined) return;
+  if (tag.length === 0 || tag.length > MAX_TAG_LENGTH) {
+    throw new OperationError(
+      `a point tag has 1 to ${MAX_TAG_LENGTH} characters; this one has ${tag.length}`,
+      'invalid',
+    );
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(tag)) {
+    throw new OperationError(
+      'a point tag cannot contain control characters (escape sequences, newlines, tabs); use printable text',
+      'invalid',
+    );
+  }
+}
 
 export const changePolicy = audited(
   'machine.set-policy',
@@ -351,11 +373,20 @@ export async function resolvePoint(
   selector: string,
 ): Promise<RecoveryPoint> {
   const points = await ctx.vault.points(machine);
-  if (points.length === 0)
+  if (points.length === 0) {
+    // Points outlive their machine's registration (unprotect --keep-replica); no points and no
+    // registration means the name is wrong, not that the sync is slow.
+    if (!(await ctx.vault.read(Vault.machineDoc(machine)))) {
+      throw new OperationError(
+        `no protected machine named ${machine}, and no recovery points under that name: see \`osr status\` for the machines OSR knows`,
+        'not-found',
+      );
+    }
     throw new OperationError(
       `machine ${machine} has no recovery point yet (initial sync still running?)`,
       'not-found',
     );
+  }
   let found: RecoveryPoint | undefined;
   if (selector.startsWith('group:')) return groupMemberPoint(ctx, machine, selector, points);
   if (selector === 'latest') found = points[points.length - 1];
