@@ -15,6 +15,7 @@ import { OSR_JOB_KIND, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { VaultConflictError } from '../lib/azure/vault';
 import { failoverWorkflowId, jobIdAt } from '../shared/contracts/failover';
+import { isName, vaultSegment } from '../shared/names';
 import {
   approveUpdate,
   planCommitUpdate,
@@ -38,7 +39,7 @@ export interface PlanJob {
   startedAt: string;
 }
 
-const jobDoc = (job: string) => `plan-jobs/${job}.json`;
+const jobDoc = (job: string) => `plan-jobs/${vaultSegment('job id', job)}.json`;
 
 export const DEFAULT_SCRIPT_TIMEOUT_SECONDS = 300;
 export const DEFAULT_MANUAL_TIMEOUT_SECONDS = 3600;
@@ -310,7 +311,9 @@ export const commitPlan = audited(
 
 async function commitPlanJob(ctx: ControlContext, target: string): Promise<PlanStatus> {
   let ref: PlanJob | undefined;
-  if (!(await ctx.vault.read<RecoveryPlan>(planDoc(target)))) ref = await planJob(ctx, target);
+  // A workflow id (plan/<plan>/failover/<job>) is no plan name: the guard of planDoc would refuse it.
+  if (!isName('plan', target) || !(await ctx.vault.read<RecoveryPlan>(planDoc(target))))
+    ref = await planJob(ctx, target);
   else ref = (await listPlanJobs(ctx, target)).find((j) => j.operation === 'failover');
   if (!ref || ref.operation !== 'failover')
     throw new OperationError(`no failover of plan ${target} to commit`, 'not-found');

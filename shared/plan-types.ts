@@ -1,5 +1,6 @@
 // Recovery plans (vault: plans/<name>.json): named, ordered groups of machines, each group with
 // pre and post actions. Pure types and validation, safe to import from workflow code.
+import { vaultSegment } from './names';
 
 /** A command run by the control worker with OSR_PLAN, OSR_GROUP, OSR_MACHINES, OSR_JOB, OSR_POINTS. */
 export interface ScriptAction {
@@ -34,7 +35,7 @@ export interface RecoveryPlan {
   createdAt: string;
 }
 
-export const planDoc = (name: string) => `plans/${name}.json`;
+export const planDoc = (name: string) => `plans/${vaultSegment('plan name', name)}.json`;
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 

@@ -1,8 +1,20 @@
-// The name checker: one check per noun.
+// The name checker (one check per noun) and the vault's guard under its path builders.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkName, checkPointSelector, isName, nameProblem } from '../../shared/names';
+import { failbackDocs } from '../../shared/failback-types';
+import { groupDocs } from '../../shared/group-types';
+import {
+  checkName,
+  checkPointSelector,
+  isName,
+  nameProblem,
+  vaultPath,
+  vaultSegment,
+} from '../../shared/names';
 import { OperationError } from '../../shared/operations/context';
+import { planDoc } from '../../shared/plan-types';
+import { recoveryDocs } from '../../shared/recovery-types';
+import { Vault } from '../../shared/vault';
 
 const BAD = [
   '../policies/demo',
@@ -109,4 +121,53 @@ test('point selectors: latest, latest-app, ISO times, group points and point ids
   refused(() => checkPointSelector('group:g1/../../x'), /^group point id "\.\.\/\.\.\/x" is not valid/);
   refused(() => checkPointSelector('group:'), /^group name "" is not valid/);
   refused(() => checkPointSelector(7), /^point 7 is not valid/);
+});
+
+test('the vault guard refuses a part that could reach another document, and leaves valid paths as they were', () => {
+  // Valid names build the same paths as before the guard.
+  assert.equal(Vault.machineDoc('web-1'), 'machines/web-1.json');
+  assert.equal(Vault.policyDoc('default'), 'policies/default.json');
+  assert.equal(Vault.pointDoc('web-1', '20261125T080000Z-c3'), 'points/web-1/20261125T080000Z-c3.json');
+  assert.equal(Vault.pointsPrefix('web-1'), 'points/web-1/');
+  assert.equal(planDoc('p1'), 'plans/p1.json');
+  assert.equal(groupDocs.group('g1'), 'groups/g1.json');
+  assert.equal(groupDocs.points('g1'), 'group-points/g1/');
+  assert.equal(groupDocs.point('g1', '20261125T080000Z-g3'), 'group-points/g1/20261125T080000Z-g3.json');
+  assert.equal(recoveryDocs.settings('web-1'), 'recovery-settings/web-1.json');
+  assert.equal(
+    recoveryDocs.recovered('web-1', '20261125T080000000Z'),
+    'recovered/web-1/20261125T080000000Z.json',
+  );
+  assert.equal(recoveryDocs.failoverLock('web-1'), 'failover-locks/web-1.json');
+  assert.equal(failbackDocs.record('web-1'), 'failback/web-1.json');
+  // Names the workers make (reverse replication) are not user names but are valid parts.
+  assert.equal(vaultSegment('machine name', 'web-1.reverse'), 'web-1.reverse');
+
+  const builders: Array<(bad: string) => string> = [
+    (b) => Vault.machineDoc(b),
+    (b) => Vault.policyDoc(b),
+    (b) => Vault.pointDoc(b, 'p1'),
+    (b) => Vault.pointDoc('web-1', b),
+    (b) => Vault.pointsPrefix(b),
+    (b) => planDoc(b),
+    (b) => groupDocs.group(b),
+    (b) => groupDocs.points(b),
+    (b) => groupDocs.point('g1', b),
+    (b) => recoveryDocs.settings(b),
+    (b) => recoveryDocs.recovered(b, 'j1'),
+    (b) => recoveryDocs.recovered('web-1', b),
+    (b) => recoveryDocs.failoverLock(b),
+    (b) => failbackDocs.record(b),
+  ];
+  for (const bad of ['../policies/demo', '..', '.', '', 'a/b', 'a\\b', 'a\u0001b', 'a%2Fb', 'a?b', 'a#b'])
+    for (const build of builders) refused(() => build(bad), /cannot be part of a vault document name: /);
+
+  // And the whole document name, at read, write, remove and list.
+  for (const ok of ['machines/web-1.json', 'audit/2026-11-25/20261125T080000000Z-0a1b2c3d.json'])
+    assert.equal(vaultPath(ok), ok);
+  for (const prefix of ['points/web-1/', 'policies/', ''])
+    assert.equal(vaultPath(prefix, { prefix: true }), prefix);
+  for (const bad of ['machines/../policies/demo.json', 'a//b.json', '/a.json', 'a/./b', 'points/x/', 'a\nb'])
+    refused(() => vaultPath(bad), /^vault document name ".*" is not valid: /);
+  refused(() => vaultPath('points/../', { prefix: true }), /is not valid/);
 });
