@@ -3,6 +3,7 @@
 // Starting a stage answers 202 with the job's workflow id and a Location to follow it.
 import * as failback from '../operations/failback';
 import { OperationError } from '../operations/context';
+import { registeredMachine } from '../operations/machines';
 import { parseDuration } from '../shared/policy';
 import { onlyFields, optionalDuration, optionalString } from './body';
 import { jobLocation } from './jobs';
@@ -14,10 +15,7 @@ function accepted(workflowId: string): ApiResponse {
 }
 
 async function registered(req: ApiRequest): Promise<string> {
-  const name = req.params.name as string;
-  if (!(await req.ctx.vault.machine(name)))
-    throw new OperationError(`no protected machine named ${name}`, 'not-found');
-  return name;
+  return (await registeredMachine(req.ctx, req.params.name as string)).name;
 }
 
 async function noBody(req: ApiRequest): Promise<void> {

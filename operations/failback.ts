@@ -15,6 +15,7 @@ import type { ProtectedMachine, QuiesceHooks } from '../shared/replication-types
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { jobIdAt } from '../shared/contracts/failover';
+import { checkName } from '../shared/names';
 import {
   failbackPlanStatusQuery,
   failbackPlanWorkflowId,
@@ -37,6 +38,7 @@ import {
 import { jobResult } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
+import { registeredMachine } from './machines';
 import { getPlan } from './plans';
 import { getPolicy } from './policies';
 
@@ -53,16 +55,6 @@ export interface ReprotectOptions {
   onStatus?: (status: ReprotectStatus) => void;
 }
 
-async function registered(ctx: ControlContext, name: string): Promise<ProtectedMachine> {
-  const machine = await ctx.vault.machine(name);
-  if (machine) return machine;
-  const known = (await ctx.vault.machines()).map((m) => m.name);
-  throw new OperationError(
-    `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
-    'not-found',
-  );
-}
-
 async function workflowRunning(ctx: ControlContext, workflowId: string): Promise<boolean> {
   try {
     const client = await ctx.client();
@@ -74,11 +66,13 @@ async function workflowRunning(ctx: ControlContext, workflowId: string): Promise
 }
 
 async function failbackRecord(ctx: ControlContext, name: string): Promise<FailbackRecord | undefined> {
+  checkName('machine', name);
   return (await ctx.vault.read<FailbackRecord>(failbackDocs.record(name)))?.value;
 }
 
 /** The committed failover a failback starts from, with its recovery-site copy. */
 async function committedFailover(ctx: ControlContext, name: string): Promise<RecoveredMachine> {
+  checkName('machine', name);
   const lock = (await ctx.vault.read<FailoverLock>(recoveryDocs.failoverLock(name)))?.value;
   if (!lock)
     throw new OperationError(
@@ -110,7 +104,7 @@ async function prepareReprotect(
   name: string,
   options: ReprotectOptions,
 ): Promise<{ workflowId: string; input: ReprotectInput }> {
-  const machine = await registered(ctx, name);
+  const machine = await registeredMachine(ctx, name);
   const existing = await failbackRecord(ctx, name);
   const workflowId = reprotectWorkflowId(name);
   if (existing?.stage === 'failed-back')
@@ -202,6 +196,7 @@ async function startReprotectNow(
 }
 
 export async function reprotectStatus(ctx: ControlContext, name: string): Promise<ReprotectStatus> {
+  checkName('machine', name);
   const client = await ctx.client();
   try {
     return await client.workflow.getHandle(reprotectWorkflowId(name)).query(reprotectStatusQuery);
@@ -217,6 +212,7 @@ export async function reprotectStatus(ctx: ControlContext, name: string): Promis
 
 /** Gives reverse replication up (nothing is brought up; the machine keeps running in the recovery site). */
 async function stopReprotectNow(ctx: ControlContext, name: string): Promise<ReprotectStatus> {
+  checkName('machine', name);
   const workflowId = reprotectWorkflowId(name);
   if (!(await workflowRunning(ctx, workflowId)))
     throw new OperationError(`${name} is not being reprotected`, 'not-found');
@@ -234,7 +230,7 @@ async function prepareFailback(
   ctx: ControlContext,
   name: string,
 ): Promise<{ workflowId: string; input: FailbackInput }> {
-  const machine = await registered(ctx, name);
+  const machine = await registeredMachine(ctx, name);
   const record = await failbackRecord(ctx, name);
   if (record?.stage === 'failed-back')
     throw new OperationError(
@@ -305,7 +301,7 @@ async function prepareReenable(
   ctx: ControlContext,
   name: string,
 ): Promise<{ workflowId: string; input: ReenableInput }> {
-  const machine = await registered(ctx, name);
+  const machine = await registeredMachine(ctx, name);
   const record = await failbackRecord(ctx, name);
   if (record?.stage !== 'failed-back')
     throw new OperationError(
@@ -331,6 +327,7 @@ async function startReenableNow(ctx: ControlContext, name: string, options: { wa
 
 /** A failback or re-enable job's status, by workflow id. */
 export async function failbackJobStatus(ctx: ControlContext, workflowId: string): Promise<FailbackStatus> {
+  checkName('job', workflowId);
   const client = await ctx.client();
   try {
     return await client.workflow.getHandle(workflowId).query(failbackStatusQuery);
@@ -352,6 +349,7 @@ async function planStageNow(
   stage: FailbackStage,
   options: ReprotectOptions = {},
 ): Promise<{ workflowId: string; status?: FailbackPlanStatus }> {
+  checkName('plan', planName);
   const plan = await getPlan(ctx, planName);
   const machines: Record<string, PlanStageMachine> = {};
   const problems: string[] = [];
@@ -405,6 +403,7 @@ async function planStageNow(
 
 /** A plan stage job's status, by workflow id. */
 export async function planStageStatus(ctx: ControlContext, workflowId: string): Promise<FailbackPlanStatus> {
+  checkName('job', workflowId);
   const client = await ctx.client();
   try {
     return await client.workflow.getHandle(workflowId).query(failbackPlanStatusQuery);

@@ -14,6 +14,7 @@ import { recoveryDocs } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { VaultConflictError } from '../lib/azure/vault';
+import { checkName, checkPointSelector } from '../shared/names';
 import {
   changeRecoveryPointUpdate,
   cleanupWorkflowId,
@@ -28,7 +29,7 @@ import {
 import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
-import { resolvePoint } from './machines';
+import { registeredMachine, resolvePoint } from './machines';
 
 export interface JobRef {
   job: string;
@@ -45,17 +46,8 @@ export interface StartOptions {
   wait?: boolean;
 }
 
-async function protectedMachine(ctx: ControlContext, name: string): Promise<ProtectedMachine> {
-  const machine = await ctx.vault.machine(name);
-  if (machine) return machine;
-  const known = (await ctx.vault.machines()).map((m) => m.name);
-  throw new OperationError(
-    `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
-    'not-found',
-  );
-}
-
 export async function getRecoverySettings(ctx: ControlContext, machine: string): Promise<RecoverySettings> {
+  checkName('machine', machine);
   return (await ctx.vault.read<RecoverySettings>(recoveryDocs.settings(machine)))?.value ?? { machine };
 }
 
@@ -80,7 +72,7 @@ async function storeRecoverySettings(
     materialize?: RecoverySettings['materialize'] | null;
   },
 ): Promise<RecoverySettings> {
-  await protectedMachine(ctx, machine);
+  await registeredMachine(ctx, machine);
   if (change.bootCheck && (!change.bootCheck.command.trim() || !change.bootCheck.probe.trim()))
     throw new OperationError('a boot check needs both a command and a probe command', 'invalid');
   if (change.materialize && !['qcow2', 'raw'].includes(change.materialize.format))
@@ -118,7 +110,9 @@ async function startDrill(
   name: string,
   options: StartOptions = {},
 ): Promise<{ ref: JobRef; status?: RecoveryStatus }> {
-  const machine = await protectedMachine(ctx, name);
+  checkName('machine', name);
+  if (options.point !== undefined) checkPointSelector(options.point);
+  const machine = await registeredMachine(ctx, name);
   const point = await resolvePoint(ctx, name, options.point ?? 'latest');
   const job = jobIdAt(new Date());
   const workflowId = drillWorkflowId(name, job);
@@ -152,6 +146,7 @@ async function cleanupDrills(
   target: string,
   options: { wait?: boolean } = {},
 ): Promise<Array<{ ref: JobRef; status?: RecoveryStatus }>> {
+  checkName('job', target);
   const drills = (await ctx.vault.list<RecoveredMachine>('recovered/')).filter((r) => r.kind === 'drill');
   const jobOf = target.startsWith('drill/') ? target.split('/')[2] : target;
   let chosen = drills.filter((r) => r.job === jobOf);
@@ -214,7 +209,9 @@ async function startMachineFailover(
   name: string,
   options: StartOptions & { planned?: boolean } = {},
 ): Promise<{ ref: JobRef; status?: RecoveryStatus }> {
-  const machine = await protectedMachine(ctx, name);
+  checkName('machine', name);
+  if (options.point !== undefined) checkPointSelector(options.point);
+  const machine = await registeredMachine(ctx, name);
   const planned = options.planned ?? false;
   if (planned && options.point)
     throw new OperationError('a planned failover uses the final point it cuts: leave out --point', 'invalid');
@@ -306,7 +303,7 @@ async function workflowState(
 
 /** The running (or committed) failover of a machine. */
 async function failoverHandle(ctx: ControlContext, name: string): Promise<WorkflowHandle> {
-  await protectedMachine(ctx, name);
+  await registeredMachine(ctx, name);
   const lock = (await ctx.vault.read<FailoverLock>(recoveryDocs.failoverLock(name)))?.value;
   if (!lock || (await workflowState(ctx, lock.workflowId)) !== 'running') {
     throw new OperationError(
@@ -345,6 +342,8 @@ async function changeMachinePoint(
   name: string,
   selector: string,
 ): Promise<RecoveryStatus> {
+  checkName('machine', name);
+  checkPointSelector(selector);
   const handle = await failoverHandle(ctx, name);
   const point = await resolvePoint(ctx, name, selector);
   return updateOf(() => handle.executeUpdate(changeRecoveryPointUpdate, { args: [{ point }] }));
@@ -368,6 +367,7 @@ export async function recoveryStatus(
   ctx: ControlContext,
   target?: string,
 ): Promise<RecoveryStatus | JobSummary[]> {
+  if (target !== undefined) checkName('job', target);
   const client = await ctx.client();
   if (target === undefined) return listJobs(ctx);
   let workflowId = target;

@@ -15,6 +15,7 @@ import type { ProtectedMachine, QuiesceHooks, RecoveryPoint } from '../shared/re
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { Vault } from '../lib/azure/vault';
+import { checkName, checkPointSelector } from '../shared/names';
 import {
   changePolicyUpdate,
   disableUpdate,
@@ -31,8 +32,6 @@ import type { protectMachine } from '../workflows/protect-machine';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { getPolicy } from './policies';
-
-const MACHINE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 export interface ProtectOptions {
   name: string;
@@ -55,12 +54,8 @@ async function startProtection(
   ctx: ControlContext,
   options: ProtectOptions,
 ): Promise<{ machine: ProtectedMachine; workflowId: string }> {
-  if (!MACHINE_NAME.test(options.name)) {
-    throw new OperationError(
-      `machine name "${options.name}" is not valid: use lower-case letters, digits and dashes (at most 63)`,
-      'invalid',
-    );
-  }
+  checkName('machine', options.name);
+  if (options.policy !== undefined) checkName('policy', options.policy);
   if (!fs.existsSync(options.qmpSocket)) {
     throw new OperationError(
       `no QMP socket at ${options.qmpSocket}: start the VM or qemu-storage-daemon with a QMP monitor (--chardev socket,path=…,server=on,wait=off --monitor chardev=…) and pass its path with --qmp`,
@@ -168,8 +163,32 @@ async function failureOf(handle: WorkflowHandle): Promise<string> {
 }
 
 async function handleOf(ctx: ControlContext, name: string): Promise<WorkflowHandle<typeof protectMachine>> {
+  checkName('machine', name);
   const client = await ctx.client();
   return client.workflow.getHandle<typeof protectMachine>(protectWorkflowId(name));
+}
+
+/** A registered machine (its vault document), or a not-found refusal that lists the known ones. */
+export async function registeredMachine(ctx: ControlContext, name: string): Promise<ProtectedMachine> {
+  checkName('machine', name);
+  const machine = await ctx.vault.machine(name);
+  if (machine) return machine;
+  const known = (await ctx.vault.machines()).map((m) => m.name);
+  throw new OperationError(
+    `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
+    'not-found',
+  );
+}
+
+/**
+ * A machine's recovery points, oldest first. No points and no such machine is a typo, not an
+ * empty list (an unprotected machine's points kept with --keep-replica are still listed).
+ */
+export async function listPoints(ctx: ControlContext, name: string): Promise<RecoveryPoint[]> {
+  checkName('machine', name);
+  const found = await ctx.vault.points(name);
+  if (found.length === 0) await registeredMachine(ctx, name);
+  return found;
 }
 
 export interface MachineOverview {
@@ -181,6 +200,7 @@ export interface MachineOverview {
 }
 
 export async function machineStatus(ctx: ControlContext, name: string): Promise<MachineStatus> {
+  checkName('machine', name);
   const handle = await handleOf(ctx, name);
   try {
     const description = await handle.describe();
@@ -226,6 +246,7 @@ async function runUpdate<T>(
   name: string,
   call: (h: WorkflowHandle<typeof protectMachine>) => Promise<T>,
 ): Promise<T> {
+  checkName('machine', name);
   await machineStatus(ctx, name); // a clear not-found before anything else
   const handle = await handleOf(ctx, name);
   try {
@@ -304,6 +325,8 @@ async function changeMachinePolicy(
   name: string,
   policyName: string,
 ): Promise<MachineStatus> {
+  checkName('machine', name);
+  checkName('policy', policyName);
   const policy = await getPolicy(ctx, policyName);
   const status = await runUpdate(ctx, name, (h) => h.executeUpdate(changePolicyUpdate, { args: [policy] }));
   await ctx.vault.update<ProtectedMachine>(Vault.machineDoc(name), (m) => {
@@ -325,6 +348,7 @@ async function unprotectMachine(
   name: string,
   options: { keepReplica?: boolean } = {},
 ): Promise<MachineStatus> {
+  checkName('machine', name);
   const status = await runUpdate(ctx, name, (h) => h.executeUpdate(disableUpdate, { args: [options] }));
   await ctx.vault.remove(Vault.machineDoc(name));
   if (!options.keepReplica) {
@@ -372,6 +396,8 @@ export async function resolvePoint(
   machine: string,
   selector: string,
 ): Promise<RecoveryPoint> {
+  checkName('machine', machine);
+  checkPointSelector(selector);
   const points = await ctx.vault.points(machine);
   if (points.length === 0) {
     // Points outlive their machine's registration (unprotect --keep-replica); no points and no

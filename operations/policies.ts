@@ -1,4 +1,5 @@
 // Replication policies in the vault.
+import { checkName } from '../shared/names';
 import { DEFAULT_POLICY, validatePolicy } from '../shared/policy';
 import type { ReplicationPolicy } from '../shared/replication-types';
 import { Vault, VaultConflictError } from '../lib/azure/vault';
@@ -16,6 +17,7 @@ async function storePolicy(
   ctx: ControlContext,
   input: Partial<ReplicationPolicy> & { name: string },
 ): Promise<ReplicationPolicy> {
+  checkName('policy', input.name);
   const policy = validatePolicy({ ...DEFAULT_POLICY, ...input });
   try {
     await ctx.vault.write(Vault.policyDoc(policy.name), policy);
@@ -35,6 +37,7 @@ export async function listPolicies(ctx: ControlContext): Promise<ReplicationPoli
 
 /** The named policy; `default` exists even before anyone stored it. */
 export async function getPolicy(ctx: ControlContext, name: string): Promise<ReplicationPolicy> {
+  checkName('policy', name);
   const policy = await ctx.vault.policy(name);
   if (policy) return policy;
   if (name === DEFAULT_POLICY.name) return DEFAULT_POLICY;

@@ -11,10 +11,10 @@ import {
   vaultPath,
   vaultSegment,
 } from '../../shared/names';
-import { OperationError } from '../../shared/operations/context';
+import { OperationError } from '../../operations/context';
 import { planDoc } from '../../shared/plan-types';
 import { recoveryDocs } from '../../shared/recovery-types';
-import { Vault } from '../../shared/vault';
+import { Vault } from '../../lib/azure/vault';
 
 const BAD = [
   '../policies/demo',
