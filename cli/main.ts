@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../lib/config/config';
 import { cliActor, runAs } from '../operations/audit';
+import { OperationError } from '../operations/context';
 import { PolicyError } from '../shared/policy';
 import { storageCredentialProblem } from '../lib/azure/blob-client';
 import { registerDemoCommands } from './commands/demo';
@@ -16,6 +17,7 @@ import { registerPolicyCommands } from './commands/policy';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerStackCommands } from './commands/stack';
 import { registerServeCommand } from './commands/serve';
+import { exitCodes } from './context';
 import { CliError, EXIT } from './output';
 
 export function buildProgram(): Command {
@@ -62,9 +64,11 @@ export async function run(argv: string[]): Promise<void> {
     const code =
       err instanceof CliError
         ? err.exitCode
-        : err instanceof ConfigError || err instanceof PolicyError
-          ? EXIT.usage
-          : EXIT.failure;
+        : err instanceof OperationError
+          ? exitCodes[err.code]
+          : err instanceof ConfigError || err instanceof PolicyError
+            ? EXIT.usage
+            : EXIT.failure;
     fail(json, err instanceof Error ? err.message : String(err), code);
   }
 }
