@@ -2,7 +2,6 @@
 // machine and for a recovery plan: thin mappings onto shared/operations/failback.ts, as the CLI.
 // Starting a stage answers 202 with the job's workflow id and a Location to follow it.
 import * as failback from '../operations/failback';
-import { OperationError } from '../operations/context';
 import { registeredMachine } from '../operations/machines';
 import { parseDuration } from '../shared/policy';
 import { onlyFields, optionalDuration, optionalString } from './body';

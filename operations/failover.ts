@@ -8,7 +8,6 @@ import {
   WorkflowUpdateFailedError,
   type WorkflowHandle,
 } from '@temporalio/client';
-import type { ProtectedMachine } from '../shared/replication-types';
 import type { FailoverLock, RecoveredMachine, RecoverySettings } from '../shared/recovery-types';
 import { recoveryDocs } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';

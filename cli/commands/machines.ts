@@ -1,7 +1,7 @@
 // Protecting machines: `osr protect|status|points|point|resync|pause|resume|unprotect|set-policy`.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { OperationError, type ControlContext } from '../../operations/context';
+import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import { withContext } from '../context';
