@@ -3,6 +3,7 @@
 // server holds no connection to a machine between activities.
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { FrozenDisk, FrozenPoint, ProtectedMachine, TransferMode } from '../../shared/replication-types';
 import { CbtConnector, bitmapGeneration, type ProtectedDisk } from '../../lib/qemu/cbt-connector';
 import { QmpClient } from '../../lib/qemu/qmp-client';
@@ -25,7 +26,7 @@ async function withConnector<T>(
     // A wrong or dead socket does not fix itself by retrying within the activity: fail it for good;
     // the workflow raises source-unreachable and backs off between cycles.
     throw ApplicationFailure.create({
-      type: 'SourceUnreachable',
+      type: FAILURE.SourceUnreachable,
       nonRetryable: true,
       message: `machine ${machine.name}: ${(err as Error).message}`,
     });
@@ -47,7 +48,7 @@ function selectDisks(machine: ProtectedMachine, disks: ProtectedDisk[]): Protect
   const missing = wanted.filter((w) => !disks.some((d) => d.node === w));
   if (missing.length) {
     throw ApplicationFailure.create({
-      type: 'SourceError',
+      type: FAILURE.SourceError,
       nonRetryable: true,
       message: `machine ${machine.name} has no disk ${missing.join(', ')}; it has ${disks.map((d) => d.node).join(', ') || 'none'}. Fix the --disks list.`,
     });
@@ -60,7 +61,7 @@ export async function discoverDisks(deps: SourceDeps, machine: ProtectedMachine)
     const disks = selectDisks(machine, await c.listDisks());
     if (disks.length === 0) {
       throw ApplicationFailure.create({
-        type: 'SourceError',
+        type: FAILURE.SourceError,
         nonRetryable: true,
         message: `machine ${machine.name} (QMP ${machine.source.qmpSocket}) shows no qcow2 or raw disk to protect`,
       });
@@ -132,7 +133,7 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
     }
     if (plan.length === 0) {
       throw ApplicationFailure.create({
-        type: 'SourceError',
+        type: FAILURE.SourceError,
         nonRetryable: false,
         message: `machine ${machine.name} has no disk left to replicate`,
       });
