@@ -17,6 +17,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { ControlActivities } from '../activities/control';
 import type { ProcessServerActivities } from '../activities/process-server';
 import type { GroupPoint, HeldMachine } from '../shared/group-types';
@@ -39,7 +40,7 @@ import {
   type MemberReport,
 } from '../shared/contracts/consistency-group';
 import { protectWorkflowId } from '../shared/contracts/protect-machine';
-import { messageOf } from './failures';
+import { messageOf } from './lib/failures';
 
 const CUTS_PER_RUN = 200;
 const MAX_HISTORY_EVENTS = 5000;
@@ -69,7 +70,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
       initialInterval: '1s',
       maximumInterval: '10s',
       maximumAttempts: 5,
-      nonRetryableErrorTypes: ['NoWriteBarrier'],
+      nonRetryableErrorTypes: [FAILURE.NoWriteBarrier],
     },
   });
   // Releasing writes must happen: retried until it does.
@@ -126,7 +127,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
       await condition(() => request.done !== undefined || request.failed !== undefined);
       if (request.failed)
         throw ApplicationFailure.create({
-          type: 'GroupPointFailed',
+          type: FAILURE.GroupPointFailed,
           message: request.failed,
           nonRetryable: true,
         });
@@ -171,7 +172,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
           await ps.checkWriteBarrier({ machine });
         } catch (err) {
           throw ApplicationFailure.create({
-            type: 'NoWriteBarrier',
+            type: FAILURE.NoWriteBarrier,
             nonRetryable: true,
             message: messageOf(err),
           });
@@ -184,7 +185,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
         .signal(setGroupSignal, { group: group.name })
         .catch(() => {
           throw ApplicationFailure.create({
-            type: 'MemberNotProtected',
+            type: FAILURE.MemberNotProtected,
             nonRetryable: true,
             message: `machine ${m} has no running protection workflow: protect it first`,
           });

@@ -16,6 +16,7 @@ import {
   startChild,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { ControlActivities } from '../activities/control';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
@@ -37,7 +38,7 @@ const watch = proxyActivities<ControlActivities>({
     initialInterval: '1s',
     maximumInterval: '10s',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: ['ReprotectFailed'],
+    nonRetryableErrorTypes: [FAILURE.ReprotectFailed],
   },
 });
 
@@ -131,7 +132,7 @@ export async function failbackPlan(input: FailbackPlanInput): Promise<FailbackPl
   }
   if (status.state === 'failed')
     throw ApplicationFailure.create({
-      type: 'PlanFailed',
+      type: FAILURE.PlanFailed,
       message: status.error ?? 'failed',
       nonRetryable: true,
     });

@@ -15,6 +15,7 @@ import {
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { RecoveryActivities } from '../activities/cloud-applier';
 import type { ControlActivities } from '../activities/control';
 import type { MasterTargetActivities } from '../activities/master-target';
@@ -33,7 +34,7 @@ import {
   type FailbackStatus,
   type ReenableInput,
 } from '../shared/contracts/failback';
-import { messageOf } from './failures';
+import { messageOf } from './lib/failures';
 import { runStep } from './recovery-steps';
 
 const control = proxyActivities<ControlActivities>({
@@ -44,7 +45,7 @@ const control = proxyActivities<ControlActivities>({
     initialInterval: '1s',
     maximumInterval: '20s',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: ['FinalCycleRefused'],
+    nonRetryableErrorTypes: [FAILURE.FinalCycleRefused],
   },
 });
 const applier = proxyActivities<RecoveryActivities>({
@@ -69,7 +70,11 @@ function tracker(initial: Pick<FailbackStatus, 'job' | 'kind' | 'machine'>) {
       status.state = 'failed';
       upsertSearchAttributes([{ key: OSR_STATE, value: 'failed' }]);
       log.warn('failback job failed', { job: status.job, error: status.error });
-      return ApplicationFailure.create({ type: 'FailbackFailed', message: status.error, nonRetryable: true });
+      return ApplicationFailure.create({
+        type: FAILURE.FailbackFailed,
+        message: status.error,
+        nonRetryable: true,
+      });
     },
   };
 }

@@ -12,6 +12,7 @@ import {
   proxyActivities,
   setHandler,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { ControlActivities } from '../activities/control';
 import type { ProcessServerActivities } from '../activities/process-server';
 import type { RecoveryPoint } from '../shared/replication-types';
@@ -33,7 +34,7 @@ const control = proxyActivities<ControlActivities>({
     initialInterval: '1s',
     maximumInterval: '20s',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: ['FinalPointRefused'],
+    nonRetryableErrorTypes: [FAILURE.FinalPointRefused],
   },
 });
 

@@ -18,6 +18,7 @@ import {
   upsertSearchAttributes,
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { ControlActivities } from '../activities/control';
 import type { PlanAction, PlanGroup } from '../shared/plan-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
@@ -49,7 +50,7 @@ const watch = proxyActivities<ControlActivities>({
     initialInterval: '1s',
     maximumInterval: '10s',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: ['RecoveryFailed'],
+    nonRetryableErrorTypes: [FAILURE.RecoveryFailed],
   },
 });
 
@@ -149,7 +150,7 @@ export async function recoveryPlan(input: RecoveryPlanInput): Promise<PlanStatus
     status.endedAt = now();
     setState('failed');
     log.warn('recovery plan failed', { job, plan: plan.name, error: status.error });
-    return ApplicationFailure.create({ type: 'PlanFailed', message: status.error, nonRetryable: true });
+    return ApplicationFailure.create({ type: FAILURE.PlanFailed, message: status.error, nonRetryable: true });
   }
 
   async function runGroup(group: PlanGroup, gs: GroupStatus): Promise<void> {

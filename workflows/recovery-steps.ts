@@ -8,13 +8,14 @@ import {
   setCurrentDetails,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { RecoveryActivities } from '../activities/cloud-applier';
 import type { RecoveredMachine, RecoveryKind, RecoverySettings } from '../shared/recovery-types';
 import type { ProtectedMachine, RecoveryPoint } from '../shared/replication-types';
 import { OSR_STATE } from '../shared/search-attributes';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
 import type { RecoveryJobState, RecoveryStatus, RecoveryStep } from '../shared/contracts/failover';
-import { messageOf } from './failures';
+import { messageOf } from './lib/failures';
 export { messageOf };
 
 export const applier = proxyActivities<RecoveryActivities>({
@@ -25,7 +26,7 @@ export const applier = proxyActivities<RecoveryActivities>({
     initialInterval: '1s',
     maximumInterval: '20s',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: ['PointImageMissing'],
+    nonRetryableErrorTypes: [FAILURE.PointImageMissing],
   },
 });
 
@@ -174,5 +175,9 @@ export async function teardown(
 export function failed(t: Tracker, err: unknown): ApplicationFailure {
   t.status.error = messageOf(err);
   log.warn('recovery job failed', { job: t.status.job, error: t.status.error });
-  return ApplicationFailure.create({ type: 'RecoveryFailed', message: t.status.error, nonRetryable: true });
+  return ApplicationFailure.create({
+    type: FAILURE.RecoveryFailed,
+    message: t.status.error,
+    nonRetryable: true,
+  });
 }

@@ -19,6 +19,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { MasterTargetActivities } from '../activities/master-target';
 import type { ProcessServerActivities } from '../activities/process-server';
 import type { FailbackTargetDisk } from '../shared/failback-types';
@@ -35,7 +36,7 @@ import {
   type ReprotectStatus,
   type ReverseProgress,
 } from '../shared/contracts/failback';
-import { messageOf } from './failures';
+import { messageOf } from './lib/failures';
 
 const SLICE_SEGMENTS = 64;
 /** The replica checksums' block size: the process server's resync compares in these blocks. */
@@ -65,18 +66,18 @@ export async function reprotect(input: ReprotectInput): Promise<ReprotectStatus>
     taskQueue: processServerQueue(source.site),
     startToCloseTimeout: '30m',
     heartbeatTimeout: '15s',
-    retry: { ...retry, nonRetryableErrorTypes: ['SourceError'] },
+    retry: { ...retry, nonRetryableErrorTypes: [FAILURE.SourceError] },
   });
   const quickPs = proxyActivities<ProcessServerActivities>({
     taskQueue: processServerQueue(source.site),
     startToCloseTimeout: '2m',
-    retry: { ...retry, maximumAttempts: 10, nonRetryableErrorTypes: ['SourceError'] },
+    retry: { ...retry, maximumAttempts: 10, nonRetryableErrorTypes: [FAILURE.SourceError] },
   });
   const mt = proxyActivities<MasterTargetActivities>({
     taskQueue: masterTargetQueue(machine.site),
     startToCloseTimeout: '30m',
     heartbeatTimeout: '15s',
-    retry: { ...retry, nonRetryableErrorTypes: ['SegmentCorrupt'] },
+    retry: { ...retry, nonRetryableErrorTypes: [FAILURE.SegmentCorrupt] },
   });
 
   let finalRequested = false;
@@ -111,7 +112,7 @@ export async function reprotect(input: ReprotectInput): Promise<ReprotectStatus>
       await condition(() => finalResult !== undefined || finalFailed !== undefined);
       if (finalFailed)
         throw ApplicationFailure.create({
-          type: 'FinalCycleFailed',
+          type: FAILURE.FinalCycleFailed,
           message: finalFailed,
           nonRetryable: true,
         });
@@ -372,7 +373,7 @@ export async function reprotect(input: ReprotectInput): Promise<ReprotectStatus>
 
 function corruptIndices(err: unknown): number[] | undefined {
   const cause = err instanceof ActivityFailure ? err.cause : err;
-  if (cause instanceof ApplicationFailure && cause.type === 'SegmentCorrupt') {
+  if (cause instanceof ApplicationFailure && cause.type === FAILURE.SegmentCorrupt) {
     const details = cause.details?.[0] as { indices?: number[] } | undefined;
     return details?.indices;
   }
