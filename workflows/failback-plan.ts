@@ -24,9 +24,9 @@ import {
   failbackPlanStatusQuery,
   type FailbackPlanInput,
   type FailbackPlanStatus,
-  type FailbackStatus,
   type PlanStageMachine,
-} from '../shared/contracts/failback';
+} from '../shared/contracts/failback-plan';
+import type { FailbackStatus } from '../shared/contracts/failback';
 import { actionStatuses, planActions } from './plan-actions';
 import { messageOf } from './recovery-steps';
 

@@ -32,8 +32,8 @@ import {
   type FailbackInput,
   type FailbackJobState,
   type FailbackStatus,
-  type ReenableInput,
 } from '../shared/contracts/failback';
+import type { ReenableInput } from '../shared/contracts/reenable';
 import { messageOf } from './lib/failures';
 import { runStep } from './recovery-steps';
 

@@ -23,13 +23,9 @@ import type { ControlActivities } from '../activities/control';
 import type { PlanAction, PlanGroup } from '../shared/plan-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
-import {
-  cleanupWorkflowId,
-  drillWorkflowId,
-  failoverWorkflowId,
-  type RecoveryJobKind,
-  type RecoveryStatus,
-} from '../shared/contracts/failover';
+import { cleanupWorkflowId, drillWorkflowId } from '../shared/contracts/test-failover';
+import { failoverWorkflowId } from '../shared/contracts/failover';
+import type { RecoveryJobKind, RecoveryStatus } from '../shared/contracts/recovery-job';
 import {
   planCommitUpdate,
   planStatusQuery,

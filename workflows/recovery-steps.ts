@@ -14,7 +14,7 @@ import type { RecoveredMachine, RecoveryKind, RecoverySettings } from '../shared
 import type { ProtectedMachine, RecoveryPoint } from '../shared/replication-types';
 import { OSR_STATE } from '../shared/search-attributes';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
-import type { RecoveryJobState, RecoveryStatus, RecoveryStep } from '../shared/contracts/failover';
+import type { RecoveryJobState, RecoveryStatus, RecoveryStep } from '../shared/contracts/recovery-job';
 import { messageOf } from './lib/failures';
 export { messageOf };
 

@@ -35,7 +35,7 @@ import {
   type ReprotectState,
   type ReprotectStatus,
   type ReverseProgress,
-} from '../shared/contracts/failback';
+} from '../shared/contracts/reprotect';
 import { messageOf } from './lib/failures';
 
 const SLICE_SEGMENTS = 64;

@@ -14,7 +14,7 @@ import {
   finalCycleUpdate,
   reprotectStatusQuery,
   type FinalCycleResult,
-} from '../../shared/contracts/failback';
+} from '../../shared/contracts/reprotect';
 import { protectWorkflowId, statusQuery } from '../../shared/contracts/protect-machine';
 import type { WorkerDeps } from '../deps';
 import { withHeartbeat } from '../common/with-heartbeat';

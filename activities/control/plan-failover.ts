@@ -6,7 +6,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
 import type { OsrConfig } from '../../lib/config/config';
 import { connectClient } from '../../operations/temporal-client';
-import { commitUpdate, recoveryStatusQuery } from '../../shared/contracts/failover';
+import { commitUpdate } from '../../shared/contracts/failover';
+import { recoveryStatusQuery } from '../../shared/contracts/recovery-job';
 
 export function createPlanFailoverActivities(config: OsrConfig) {
   let client: Promise<Client> | undefined;
