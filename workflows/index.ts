@@ -6,6 +6,6 @@ export { testFailover, cleanupTestFailover } from './test-failover';
 export { failover } from './failover';
 export { recoveryPlan } from './recovery-plan';
 export { consistencyGroup } from './consistency-group';
-export { reprotect } from './reprotect';
+export { reprotect } from './reprotect/workflow';
 export { failback, reenable } from './failback';
 export { failbackPlan } from './failback-plan';
