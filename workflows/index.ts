@@ -5,7 +5,7 @@ export { protectMachine } from './protect-machine/workflow';
 export { testFailover, cleanupTestFailover } from './test-failover';
 export { failover } from './failover';
 export { recoveryPlan } from './recovery-plan';
-export { consistencyGroup } from './consistency-group';
+export { consistencyGroup } from './consistency-group/workflow';
 export { reprotect } from './reprotect/workflow';
 export { failback, reenable } from './failback';
 export { failbackPlan } from './failback-plan';
