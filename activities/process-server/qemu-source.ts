@@ -4,7 +4,13 @@
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
-import type { FrozenDisk, FrozenPoint, ProtectedMachine, TransferMode } from '../../shared/replication-types';
+import type {
+  DiskChangeWarning,
+  FrozenDisk,
+  FrozenPoint,
+  ProtectedMachine,
+  TransferMode,
+} from '../../shared/replication-types';
 import { CbtConnector, bitmapGeneration, type ProtectedDisk } from '../../lib/qemu/cbt-connector';
 import { QmpClient } from '../../lib/qemu/qmp-client';
 import { withQuiesce } from './quiesce';
@@ -105,29 +111,37 @@ export function pitIdOf(machine: string, cycle: number): string {
 export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise<FrozenPoint> {
   const { machine } = input;
   return withConnector(deps, machine, async (c) => {
-    const warnings: string[] = [];
+    const warnings: DiskChangeWarning[] = [];
     const found = selectDisks(machine, await c.listDisks());
     const plan: Array<{ disk: ProtectedDisk; mode: TransferMode }> = [];
     for (const [diskId, mode] of Object.entries(input.modes)) {
       const disk = found.find((d) => d.node === diskId);
       if (!disk) {
-        warnings.push(
-          `${diskId} vanished from machine ${machine.name}: its replica is kept but no longer updated. If it was removed on purpose, unprotect and protect the machine again; otherwise attach it back.`,
-        );
+        warnings.push({
+          kind: 'disk-vanished',
+          diskId,
+          message: `${diskId} vanished from machine ${machine.name}: its replica is kept but no longer updated. If it was removed on purpose, unprotect and protect the machine again; otherwise attach it back.`,
+        });
         continue;
       }
       const known = input.sizes?.[diskId];
       if (known !== undefined && disk.size < known) {
-        warnings.push(
-          `${diskId} shrank from ${known} to ${disk.size} bytes: OSR cannot follow a shrink and stopped replicating it. Grow it back, or unprotect and protect the machine again to start over at the new size.`,
-        );
+        warnings.push({
+          kind: 'disk-shrunk',
+          diskId,
+          message: `${diskId} shrank from ${known} to ${disk.size} bytes: OSR cannot follow a shrink and stopped replicating it. Grow it back, or unprotect and protect the machine again to start over at the new size.`,
+        });
         continue;
       }
       plan.push({ disk, mode });
     }
     for (const disk of found) {
       if (!(disk.node in input.modes)) {
-        warnings.push(`${disk.node} was added to machine ${machine.name}: it gets its own initial sync`);
+        warnings.push({
+          kind: 'disk-added',
+          diskId: disk.node,
+          message: `${disk.node} was added to machine ${machine.name}: it gets its own initial sync`,
+        });
         plan.push({ disk, mode: 'full' });
       }
     }
@@ -143,9 +157,11 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
       // No recording bitmap: a restart of the QEMU process lost it (raw disk) or it never existed.
       await c.enableTracking(p.disk.node);
       if (p.mode === 'delta') {
-        warnings.push(
-          `tracking lost on ${p.disk.node} (no OSR dirty bitmap: the VM or storage daemon restarted with a raw disk, or the bitmap was removed): resynchronizing by checksums`,
-        );
+        warnings.push({
+          kind: 'resync-needed',
+          diskId: p.disk.node,
+          message: `tracking lost on ${p.disk.node} (no OSR dirty bitmap: the VM or storage daemon restarted with a raw disk, or the bitmap was removed): resynchronizing by checksums`,
+        });
         p.mode = 'resync';
       }
     }

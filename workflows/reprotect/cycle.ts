@@ -5,6 +5,7 @@ import { CancellationScope, log, upsertSearchAttributes } from '@temporalio/work
 import type { ReverseProgress } from '../../shared/contracts/reprotect';
 import type { FrozenDisk, FrozenPoint, TransferMode } from '../../shared/replication-types';
 import { OSR_SYNC_PERCENT } from '../../shared/search-attributes';
+import { diskChangesOf } from '../lib/disk-changes';
 import { messageOf } from '../lib/failures';
 import { RESYNC_BLOCK_BYTES, SLICE_SEGMENTS, resendRequest, segmentsToResend } from '../lib/segments';
 import { alert, nodeOf, setState, targetOf, type ReprotectRun } from './run';
@@ -28,7 +29,7 @@ export async function cycle(run: ReprotectRun): Promise<FrozenPoint | undefined>
     cycleFailed(run, `could not freeze a point in time: ${messageOf(err)}`);
     return undefined;
   }
-  for (const w of frozen.warnings) alert(run, w);
+  for (const change of diskChangesOf(frozen)) alert(run, change.message);
   try {
     const sums = await Promise.all(frozen.disks.map((d) => syncDisk(run, frozen, d)));
     // Every disk has the cycle: the master target's point, the state failback may bring up.
