@@ -28,7 +28,7 @@ import {
 } from '../shared/contracts/failback-plan';
 import type { FailbackStatus } from '../shared/contracts/failback';
 import { actionStatuses, planActions } from './plan-actions';
-import { messageOf } from './recovery-steps';
+import { messageOf } from './lib/failures';
 
 const watch = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,

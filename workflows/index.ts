@@ -7,5 +7,6 @@ export { failover } from './failover';
 export { recoveryPlan } from './recovery-plan';
 export { consistencyGroup } from './consistency-group/workflow';
 export { reprotect } from './reprotect/workflow';
-export { failback, reenable } from './failback';
+export { failback } from './failback';
+export { reenable } from './reenable';
 export { failbackPlan } from './failback-plan';

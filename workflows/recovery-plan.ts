@@ -36,7 +36,7 @@ import {
   type RecoveryPlanInput,
 } from '../shared/contracts/recovery-plan';
 import { actionStatuses, planActions } from './plan-actions';
-import { messageOf } from './recovery-steps';
+import { messageOf } from './lib/failures';
 
 const watch = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,

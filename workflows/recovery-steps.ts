@@ -14,9 +14,9 @@ import type { RecoveredMachine, RecoveryKind, RecoverySettings } from '../shared
 import type { ProtectedMachine, RecoveryPoint } from '../shared/replication-types';
 import { OSR_STATE } from '../shared/search-attributes';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
-import type { RecoveryJobState, RecoveryStatus, RecoveryStep } from '../shared/contracts/recovery-job';
+import type { RecoveryJobState, RecoveryStatus } from '../shared/contracts/recovery-job';
 import { messageOf } from './lib/failures';
-export { messageOf };
+import { runStep } from './lib/steps';
 
 export const applier = proxyActivities<RecoveryActivities>({
   taskQueue: CLOUD_APPLIER_TASK_QUEUE,
@@ -35,32 +35,6 @@ export interface Tracker {
   step<T>(name: string, run: () => Promise<T>, detail?: (result: T) => string | undefined): Promise<T>;
   skip(name: string, why: string): void;
   setState(state: RecoveryJobState): void;
-}
-
-/** Runs one step of a job, recording its state, times and detail (or error) in `steps`. */
-export async function runStep<T>(
-  steps: RecoveryStep[],
-  name: string,
-  run: () => Promise<T>,
-  detail?: (result: T) => string | undefined,
-  onStart?: () => void,
-): Promise<T> {
-  const now = () => new Date(Date.now()).toISOString();
-  const entry: RecoveryStep = { name, state: 'running', startedAt: now() };
-  steps.push(entry);
-  onStart?.();
-  try {
-    const result = await run();
-    entry.state = 'done';
-    entry.detail = detail?.(result);
-    return result;
-  } catch (err) {
-    entry.state = 'failed';
-    entry.detail = messageOf(err);
-    throw err;
-  } finally {
-    entry.endedAt = now();
-  }
 }
 
 export function createTracker(initial: Omit<RecoveryStatus, 'state' | 'disks' | 'steps'>): Tracker {
