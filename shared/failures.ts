@@ -28,6 +28,8 @@ export const FAILURE = {
   ReplicaChanged: 'ReplicaChanged',
   PointIdConflict: 'PointIdConflict',
   PointImageMissing: 'PointImageMissing',
+  /** An apply request that cannot be right (a bug, not a fault): never retried. */
+  InvalidApplyRequest: 'InvalidApplyRequest',
   // --- workflows and steering ---
   /** A requested point (takePoint) could not be cut. */
   PointFailed: 'PointFailed',
@@ -41,6 +43,8 @@ export const FAILURE = {
   RecoveryFailed: 'RecoveryFailed',
   FailbackFailed: 'FailbackFailed',
   PlanFailed: 'PlanFailed',
+  /** A plan's script action exited non-zero or timed out (scripts are run once). */
+  PlanScriptFailed: 'PlanScriptFailed',
   GroupPointFailed: 'GroupPointFailed',
   MemberNotProtected: 'MemberNotProtected',
 } as const;

@@ -120,7 +120,7 @@ export async function applyCycle(
   if (!Number.isSafeInteger(start) || start < 0 || start > total) {
     throw ApplicationFailure.nonRetryable(
       `startIndex ${start} is outside cycle ${cycle} of ${machine}/${diskId}, which has ${total} segments`,
-      'InvalidApplyRequest',
+      FAILURE.InvalidApplyRequest,
     );
   }
 
