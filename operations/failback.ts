@@ -14,27 +14,30 @@ import { recoveryDocs, type FailoverLock, type RecoveredMachine } from '../share
 import type { ProtectedMachine, QuiesceHooks } from '../shared/replication-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
-import { jobIdAt } from '../shared/contracts/failover';
+import { jobIdAt } from '../shared/contracts/recovery-job';
 import { checkName } from '../shared/names';
 import {
   failbackPlanStatusQuery,
   failbackPlanWorkflowId,
-  failbackStatusQuery,
-  failbackWorkflowId,
-  reenableWorkflowId,
-  reprotectStatusQuery,
-  reprotectWorkflowId,
-  stopReprotectUpdate,
-  type FailbackInput,
   type FailbackPlanInput,
   type FailbackPlanStatus,
   type FailbackStage,
-  type FailbackStatus,
   type PlanStageMachine,
-  type ReenableInput,
+} from '../shared/contracts/failback-plan';
+import {
+  failbackStatusQuery,
+  failbackWorkflowId,
+  type FailbackInput,
+  type FailbackStatus,
+} from '../shared/contracts/failback';
+import { reenableWorkflowId, type ReenableInput } from '../shared/contracts/reenable';
+import {
+  reprotectStatusQuery,
+  reprotectWorkflowId,
+  stopReprotectUpdate,
   type ReprotectInput,
   type ReprotectStatus,
-} from '../shared/contracts/failback';
+} from '../shared/contracts/reprotect';
 import { jobResult } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';

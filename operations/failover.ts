@@ -13,18 +13,15 @@ import { recoveryDocs } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { VaultConflictError } from '../lib/azure/vault';
+import { changeRecoveryPointUpdate, commitUpdate, failoverWorkflowId } from '../shared/contracts/failover';
+import { cleanupWorkflowId, drillWorkflowId } from '../shared/contracts/test-failover';
 import { checkName, checkPointSelector } from '../shared/names';
 import {
-  changeRecoveryPointUpdate,
-  cleanupWorkflowId,
-  commitUpdate,
-  drillWorkflowId,
-  failoverWorkflowId,
   jobIdAt,
   recoveryStatusQuery,
   type RecoveryJobKind,
   type RecoveryStatus,
-} from '../shared/contracts/failover';
+} from '../shared/contracts/recovery-job';
 import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';

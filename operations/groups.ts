@@ -19,7 +19,7 @@ import {
   takeGroupPointUpdate,
   type GroupStatus,
 } from '../shared/contracts/consistency-group';
-import type { consistencyGroup } from '../workflows/consistency-group';
+import type { consistencyGroup } from '../workflows/consistency-group/workflow';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { untilState } from './job-results';

@@ -28,7 +28,7 @@ import {
   type MachineStatus,
   type PointRequest,
 } from '../shared/contracts/protect-machine';
-import type { protectMachine } from '../workflows/protect-machine';
+import type { protectMachine } from '../workflows/protect-machine/workflow';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { getPolicy } from './policies';

@@ -14,7 +14,8 @@ import { recoveryDocs, type FailoverLock } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { VaultConflictError } from '../lib/azure/vault';
-import { failoverWorkflowId, jobIdAt } from '../shared/contracts/failover';
+import { failoverWorkflowId } from '../shared/contracts/failover';
+import { jobIdAt } from '../shared/contracts/recovery-job';
 import { checkName, checkPointSelector, isName, vaultSegment } from '../shared/names';
 import {
   approveUpdate,

@@ -20,7 +20,7 @@ import { createLogger } from '../../lib/config/logger';
 import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import { CONTAINERS } from '../../lib/azure/blob-client';
-import type { RecoveryStatus } from '../../shared/contracts/failover';
+import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import type { AuditEntry } from '../../operations/audit';
 import { createPolicy } from '../../operations/policies';

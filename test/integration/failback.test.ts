@@ -32,11 +32,8 @@ import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
 import * as plans from '../../operations/plans';
 import { CONTAINERS } from '../../lib/azure/blob-client';
-import {
-  failbackWorkflowId,
-  reprotectStatusQuery,
-  reprotectWorkflowId,
-} from '../../shared/contracts/failback';
+import { failbackWorkflowId } from '../../shared/contracts/failback';
+import { reprotectStatusQuery, reprotectWorkflowId } from '../../shared/contracts/reprotect';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
