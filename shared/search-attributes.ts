@@ -10,6 +10,8 @@ export const OSR_GROUP = defineSearchAttributeKey('OsrGroup', SearchAttributeTyp
 export const OSR_RPO_SECONDS = defineSearchAttributeKey('OsrRpoSeconds', SearchAttributeType.INT);
 export const OSR_LAST_POINT = defineSearchAttributeKey('OsrLastPoint', SearchAttributeType.DATETIME);
 export const OSR_SYNC_PERCENT = defineSearchAttributeKey('OsrSyncPercent', SearchAttributeType.INT);
+/** A protected machine's health: healthy, warning or critical (shared/machine-health.ts). */
+export const OSR_HEALTH = defineSearchAttributeKey('OsrHealth', SearchAttributeType.KEYWORD);
 
 /** name → CLI type, for `temporal server start-dev --search-attribute name=Type`. */
 export const SEARCH_ATTRIBUTE_DEFINITIONS: Record<string, string> = {
@@ -21,4 +23,5 @@ export const SEARCH_ATTRIBUTE_DEFINITIONS: Record<string, string> = {
   OsrRpoSeconds: 'Int',
   OsrLastPoint: 'Datetime',
   OsrSyncPercent: 'Int',
+  OsrHealth: 'Keyword',
 };

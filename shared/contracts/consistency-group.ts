@@ -33,7 +33,11 @@ export interface GroupAlert {
   at: string;
   severity: 'warning' | 'critical';
   kind: 'cut-skipped' | 'cut-failed';
+  /** The latest occurrence. */
   message: string;
+  /** How many cuts in a row failed (or were skipped) this way; `at` is the first, `lastAt` the latest. */
+  count?: number;
+  lastAt?: string;
 }
 
 export interface BarrierStats {

@@ -8,6 +8,7 @@ import type {
   ReplicationPolicy,
   TransferMode,
 } from '../replication-types';
+import type { MachineHealth } from '../machine-health';
 
 export type MachineState =
   | 'enabling'
@@ -39,7 +40,11 @@ export interface Alert {
     | 'storage-unreachable'
     // The machine's QMP monitor or NBD export does not answer (the VM or storage daemon is gone):
     // cycles back off until it answers again; cleared by the next published point.
-    | 'source-unreachable';
+    | 'source-unreachable'
+    // Added by the control plane, not the workflow: the machine's consistency group could not cut
+    // (or skipped) a group point; folded per group, cleared by the group's next good cut.
+    | 'group-cut-failed'
+    | 'group-cut-skipped';
   message: string;
   /** The disk the alert is about, where it is about one: problems fold per kind and disk. */
   subject?: string;
@@ -98,6 +103,10 @@ export interface MachineStatus {
   group?: string;
   /** Present while cycles keep failing: since when, how often, why, and when the next try is. */
   failing?: Omit<CycleFailing, 'retryAt'> & { retryAt: string };
+  /** When protection started (the registration's time): RPO before the first point counts from it. */
+  protectedSince?: string;
+  /** healthy / warning / critical with the reasons: shared/machine-health.ts, shown everywhere. */
+  health?: MachineHealth;
 }
 
 /** State carried across continueAsNew; also the workflow's whole memory. */

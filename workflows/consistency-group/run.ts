@@ -117,14 +117,19 @@ export function alert(
 ): void {
   const { s, group, requests } = run;
   setPhase(run, undefined);
-  s.alertSeq += 1;
-  pushCapped(s.alerts, {
-    id: `${group.name}-${s.alertSeq}`,
-    at: new Date(Date.now()).toISOString(),
-    severity,
-    kind,
-    message,
-  });
+  const at = new Date(Date.now()).toISOString();
+  // One alert per problem: a cut failing (or skipped) again folds into the standing alert of its
+  // kind (count, last time, latest message) until a good cut clears them all.
+  const standing = s.alerts.find((a) => a.kind === kind);
+  if (standing) {
+    standing.count = (standing.count ?? 1) + 1;
+    standing.lastAt = at;
+    standing.message = message;
+    if (severity === 'critical') standing.severity = 'critical';
+  } else {
+    s.alertSeq += 1;
+    pushCapped(s.alerts, { id: `${group.name}-${s.alertSeq}`, at, severity, kind, message });
+  }
   for (const r of requests) if (!r.done && !r.failed) r.failed = message;
   requests.splice(0, requests.length);
   log.warn('group alert', { group: group.name, kind, message });

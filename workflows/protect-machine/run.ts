@@ -1,7 +1,7 @@
 // The state of one protectMachine run: what is carried across continueAsNew (`s`), what lives only
 // in this run (wake-ups, point requests, a group cut in progress), the activities, and the small
 // synchronous helpers every part of the workflow uses (alerts, state, details, RPO, progress).
-import { log, proxyActivities, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
+import { log, patched, proxyActivities, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
 import type { CloudApplierActivities } from '../../activities/cloud-applier';
 import type { ProcessServerActivities } from '../../activities/process-server';
 import type {
@@ -16,7 +16,8 @@ import type {
 import type { GroupCut } from '../../shared/contracts/consistency-group';
 import { FAILURE } from '../../shared/failures';
 import type { ProtectedMachine, RecoveryPoint } from '../../shared/replication-types';
-import { OSR_RPO_SECONDS, OSR_STATE, OSR_SYNC_PERCENT } from '../../shared/search-attributes';
+import { machineHealth, type HealthLevel } from '../../shared/machine-health';
+import { OSR_HEALTH, OSR_RPO_SECONDS, OSR_STATE, OSR_SYNC_PERCENT } from '../../shared/search-attributes';
 import { CLOUD_APPLIER_TASK_QUEUE, processServerQueue } from '../../shared/task-queues';
 import { clearAlerts, raiseAlert } from '../lib/alerts';
 import { rpoSecondsSince } from '../lib/points';
@@ -49,7 +50,16 @@ export interface ProtectRun {
   storageTroubleThisCycle: boolean;
   /** The storage helpers' view of this run (workflows/lib/storage-retry.ts). */
   readonly storage: StorageWatch;
+  /**
+   * Whether this run keeps the OsrHealth search attribute current (patched() once, at the start:
+   * histories recorded before it replay without the upserts), and the level last upserted.
+   */
+  readonly healthAttribute: boolean;
+  healthUpserted?: HealthLevel;
 }
+
+/** patched() id: runs that upsert OsrHealth whenever the machine's health changes. */
+const PATCH_HEALTH_SEARCH_ATTRIBUTE = 'health-search-attribute';
 
 function activities(machine: ProtectedMachine) {
   const ps = proxyActivities<ProcessServerActivities>({
@@ -109,6 +119,7 @@ export function startRun(input: ProtectInput): ProtectRun {
     cyclesThisRun: 0,
     keepReplica: false,
     storageTroubleThisCycle: false,
+    healthAttribute: patched(PATCH_HEALTH_SEARCH_ATTRIBUTE),
     storage: {
       raise: (kind, severity, message) => raise(run, kind, severity, message),
       troubled: () => {
@@ -141,7 +152,34 @@ export function status(run: ProtectRun): MachineStatus {
     stats: s.stats,
     group: s.group,
     failing: s.failing && { ...s.failing, retryAt: new Date(s.failing.retryAt).toISOString() },
+    protectedSince: run.machine.createdAt,
+    health: health(run),
   };
+}
+
+/** The machine's health now (shared/machine-health.ts), on the workflow's clock. */
+export function health(run: ProtectRun): MachineStatus['health'] {
+  const s = run.s;
+  return machineHealth(
+    {
+      state: s.state,
+      policy: s.policy,
+      lastPoint: s.lastPoint,
+      alerts: s.alerts,
+      failing: s.failing && { ...s.failing },
+      protectedSince: run.machine.createdAt,
+    },
+    Date.now(),
+  );
+}
+
+/** Upserts OsrHealth when the level changed (only in runs that took the patch: a new command). */
+export function updateHealth(run: ProtectRun): void {
+  if (!run.healthAttribute) return;
+  const level = health(run)?.level;
+  if (!level || level === run.healthUpserted) return;
+  run.healthUpserted = level;
+  upsertSearchAttributes([{ key: OSR_HEALTH, value: level }]);
 }
 
 /** Raises an alert, folded into the standing one of the same kind and subject (workflows/lib/alerts.ts). */
@@ -154,10 +192,12 @@ export function raise(
 ): void {
   log.warn('alert', { machine: run.machine.name, kind, message });
   raiseAlert(run.s, run.machine.name, nowIso(), { kind, severity, message, subject });
+  updateHealth(run);
 }
 
 export function clear(run: ProtectRun, kind: Alert['kind']): void {
   clearAlerts(run.s, kind);
+  updateHealth(run);
 }
 
 export function setState(run: ProtectRun, next: MachineState): void {
@@ -180,6 +220,7 @@ export function showDetails(run: ProtectRun): void {
   if (s.failing) parts.push(`failing: ${s.failing.failures} cycle(s) in a row, ${s.failing.reason}`);
   if (s.alerts.length) parts.push(`${s.alerts.length} alert(s), newest: ${s.alerts.at(-1)?.message ?? ''}`);
   setCurrentDetails(parts.join(' · '));
+  updateHealth(run);
 }
 
 export function reportProgress(run: ProtectRun, p: SyncProgress): void {
@@ -201,6 +242,8 @@ export function rpoCheckMs(run: ProtectRun): number {
 }
 
 export function checkRpo(run: ProtectRun): void {
+  // Health changes with time alone (a point growing late, a first sync taking long): looked at here.
+  updateHealth(run);
   const rpo = rpoSeconds(run);
   if (rpo === undefined) return;
   const s = run.s;
