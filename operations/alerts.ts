@@ -7,12 +7,16 @@ import { listServers } from '../lib/observability/server-health';
 import type { RecoveredMachine } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN } from '../shared/search-attributes';
 import type { ControlContext } from './context';
+import { groupAlerts } from './health';
 import { listMachines, type MachineOverview } from './machines';
 
 export interface OsrAlert {
-  /** Global and stable: machine:<machine>:<id>, job:<workflowId>, drill-boot:<machine>:<job>, server:<server>:<id>. */
+  /**
+   * Global and stable: machine:<machine>:<id>, machine:<machine>:ended:<closeTime>,
+   * group:<group>:<id>, job:<workflowId>, drill-boot:<machine>:<job>, server:<server>:<id>.
+   */
   id: string;
-  source: 'machine' | 'job' | 'server';
+  source: 'machine' | 'group' | 'job' | 'server';
   kind: string;
   severity: 'warning' | 'critical';
   /** When the condition began. */
@@ -22,6 +26,9 @@ export interface OsrAlert {
   count?: number;
   lastAt?: string;
   machine?: string;
+  /** A consistency group's alert: the group, and its members (`machines`). */
+  group?: string;
+  machines?: string[];
   plan?: string;
   workflowId?: string;
   server?: string;
@@ -63,6 +70,20 @@ export async function listAlerts(ctx: ControlContext, machines?: MachineOverview
   };
   const parts = await Promise.all([
     guard('machines', async () => machineAlerts(machines ?? (await listMachines(ctx)))),
+    guard('groups', async () =>
+      (await groupAlerts(ctx)).map(({ group, alert: a }) => ({
+        id: `group:${group.name}:${a.id}`,
+        source: 'group' as const,
+        kind: `group-${a.kind}`,
+        severity: a.severity,
+        at: a.at,
+        message: `group ${group.name} (${group.machines.join(', ')}): ${a.message}`,
+        count: a.count,
+        lastAt: a.lastAt,
+        group: group.name,
+        machines: group.machines,
+      })),
+    ),
     guard('recovery jobs', () => failedJobAlerts(ctx)),
     guard('drill records', () => bootCheckAlerts(ctx)),
     guard('servers', () => serverAlerts(ctx)),
@@ -74,7 +95,21 @@ export async function listAlerts(ctx: ControlContext, machines?: MachineOverview
 function machineAlerts(machines: MachineOverview[]): OsrAlert[] {
   const out: OsrAlert[] = [];
   for (const m of machines) {
-    for (const a of m.status?.alerts ?? [])
+    // Protection ended outside OSR (workflow cancelled or terminated while still registered).
+    if (m.ended)
+      out.push({
+        id: `machine:${m.machine}:ended:${m.ended.closedAt ?? m.ended.closedAs}`,
+        source: 'machine',
+        kind: 'protection-ended',
+        severity: 'critical',
+        at: m.ended.closedAt ?? new Date().toISOString(),
+        message: `${m.machine}: ${m.ended.reason}. Fix: ${m.ended.fix}`,
+        machine: m.machine,
+        workflowId: m.ended.workflowId,
+      });
+    for (const a of m.status?.alerts ?? []) {
+      // A group's alerts are listed once, as the group's (source group), not once per member.
+      if (a.kind === 'group-cut-failed' || a.kind === 'group-cut-skipped') continue;
       out.push({
         id: `machine:${m.machine}:${a.id}`,
         source: 'machine',
@@ -86,6 +121,7 @@ function machineAlerts(machines: MachineOverview[]): OsrAlert[] {
         lastAt: a.lastAt,
         machine: m.machine,
       });
+    }
   }
   return out;
 }

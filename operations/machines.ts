@@ -32,6 +32,15 @@ import type { protectMachine } from '../workflows/protect-machine/workflow';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { getPolicy } from './policies';
+import {
+  endedHealth,
+  endedProtection,
+  finishStatus,
+  unprotectEnded,
+  type EndedProtection,
+} from './health';
+import type { MachineHealth } from '../shared/machine-health';
+import type { GroupStatus } from '../shared/contracts/consistency-group';
 
 export interface ProtectOptions {
   name: string;
@@ -197,9 +206,17 @@ export interface MachineOverview {
   status?: MachineStatus;
   /** Why there is no live status (workflow not running). */
   note?: string;
+  /** Its protection was ended outside OSR (operations/health.ts): state, reason and fix. */
+  ended?: EndedProtection;
+  /** Without a live status, the health shown (critical when its protection ended outside OSR). */
+  health?: MachineHealth;
 }
 
-export async function machineStatus(ctx: ControlContext, name: string): Promise<MachineStatus> {
+export async function machineStatus(
+  ctx: ControlContext,
+  name: string,
+  groups?: Map<string, Promise<GroupStatus | undefined>>,
+): Promise<MachineStatus> {
   checkName('machine', name);
   const handle = await handleOf(ctx, name);
   try {
@@ -212,10 +229,9 @@ export async function machineStatus(ctx: ControlContext, name: string): Promise<
       );
     }
     const status = await handle.query(statusQuery);
-    // A query sees the workflow's clock as of its last activation: compute RPO on the wall clock.
-    if (status.lastPoint)
-      status.rpoSeconds = Math.max(0, Math.round((Date.now() - Date.parse(status.lastPoint.instant)) / 1000));
-    return status;
+    // A query sees the workflow's clock as of its last activation: RPO and health on the wall
+    // clock, with the group's failed cuts (operations/health.ts).
+    return await finishStatus(ctx, status, groups);
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) {
       const known = (await ctx.vault.machines()).map((m) => m.name);
@@ -230,11 +246,21 @@ export async function machineStatus(ctx: ControlContext, name: string): Promise<
 
 export async function listMachines(ctx: ControlContext): Promise<MachineOverview[]> {
   const machines = await ctx.vault.machines();
+  const groups = new Map<string, Promise<GroupStatus | undefined>>();
   return Promise.all(
     machines.map(async (m) => {
       try {
-        return { machine: m.name, registered: true, status: await machineStatus(ctx, m.name) };
+        return { machine: m.name, registered: true, status: await machineStatus(ctx, m.name, groups) };
       } catch (err) {
+        const ended = await endedProtection(ctx, m.name).catch(() => undefined);
+        if (ended)
+          return {
+            machine: m.name,
+            registered: true,
+            note: `${ended.state}: ${ended.reason}. Fix: ${ended.fix}`,
+            ended,
+            health: endedHealth(ended),
+          };
         return { machine: m.name, registered: true, note: (err as Error).message };
       }
     }),
@@ -349,7 +375,12 @@ async function unprotectMachine(
   options: { keepReplica?: boolean } = {},
 ): Promise<MachineStatus> {
   checkName('machine', name);
-  const status = await runUpdate(ctx, name, (h) => h.executeUpdate(disableUpdate, { args: [options] }));
+  // Protection ended outside OSR (its workflow cancelled or terminated): no workflow to disable,
+  // the same cleanup runs in its own workflow, then the registration goes as usual.
+  const ended = await endedProtection(ctx, name);
+  const status = ended
+    ? await unprotectEnded(ctx, name, ended, options.keepReplica ?? false)
+    : await runUpdate(ctx, name, (h) => h.executeUpdate(disableUpdate, { args: [options] }));
   await ctx.vault.remove(Vault.machineDoc(name));
   if (!options.keepReplica) {
     for (const p of await ctx.vault.points(name)) await ctx.vault.remove(Vault.pointDoc(name, p.id));

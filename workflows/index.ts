@@ -10,3 +10,4 @@ export { reprotect } from './reprotect/workflow';
 export { failback } from './failback';
 export { reenable } from './reenable';
 export { failbackPlan } from './failback-plan';
+export { endProtection } from './end-protection';

@@ -1,0 +1,53 @@
+// endProtection: the cleanup `osr unprotect` runs for a machine whose protectMachine workflow ended
+// outside OSR (cancelled, terminated, failed or timed out from the Temporal UI or CLI), so it cannot
+// do its own `disable`. The same activities as protectMachine's disable: remove the source's dirty
+// bitmaps (best effort: the source may be gone, and then there is nothing to remove on it) and,
+// unless the replica is kept, delete the replica disks.
+import { proxyActivities } from '@temporalio/workflow';
+import type { CloudApplierActivities } from '../activities/cloud-applier';
+import type { ProcessServerActivities } from '../activities/process-server';
+import { FAILURE } from '../shared/failures';
+import type { ProtectedMachine } from '../shared/replication-types';
+import { CLOUD_APPLIER_TASK_QUEUE, processServerQueue } from '../shared/task-queues';
+import { messageOf } from './lib/failures';
+
+export interface EndProtectionInput {
+  machine: ProtectedMachine;
+  keepReplica?: boolean;
+}
+
+export interface EndProtectionResult {
+  trackingRemoved: boolean;
+  replicaDeleted: boolean;
+  /** What could not be done, with the reason (e.g. the source does not answer). */
+  notes: string[];
+}
+
+export async function endProtection(input: EndProtectionInput): Promise<EndProtectionResult> {
+  const { machine } = input;
+  const ps = proxyActivities<ProcessServerActivities>({
+    taskQueue: processServerQueue(machine.site),
+    scheduleToStartTimeout: '1m',
+    startToCloseTimeout: '1m',
+    retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: [FAILURE.SourceError] },
+  });
+  const applier = proxyActivities<CloudApplierActivities>({
+    taskQueue: CLOUD_APPLIER_TASK_QUEUE,
+    startToCloseTimeout: '30m',
+    retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 20 },
+  });
+  const notes: string[] = [];
+  let trackingRemoved = false;
+  try {
+    await ps.disableTracking({ machine });
+    trackingRemoved = true;
+  } catch (err) {
+    notes.push(`the source's change tracking was not removed: ${messageOf(err)}`);
+  }
+  let replicaDeleted = false;
+  if (!input.keepReplica) {
+    await applier.deleteReplica({ machine: machine.name });
+    replicaDeleted = true;
+  }
+  return { trackingRemoved, replicaDeleted, notes };
+}
