@@ -8,6 +8,7 @@ import { listServers, type ServerView } from '../lib/observability/server-health
 import { listAlerts } from '../operations/alerts';
 import { listMachines, type MachineOverview } from '../operations/machines';
 import { MetricsRegistry } from '../lib/observability/prometheus';
+import { HEALTH_RANK } from '../shared/machine-health';
 import type { RecoveryPoint } from '../shared/replication-types';
 import { Vault } from '../lib/azure/vault';
 import { JOB_KINDS, listRunningJobs } from './jobs';
@@ -61,6 +62,10 @@ export async function renderMetrics(ctx: ControlContext): Promise<string> {
     "From the newest point's instant (freeze) to its publication: the duration of the last complete cycle",
   );
   const pointCount = r.gauge('osr_machine_recovery_points', 'Recovery points kept, by kind');
+  const health = r.gauge(
+    'osr_machine_health',
+    "The machine's health (shared/machine-health.ts): 0 healthy, 1 warning, 2 critical",
+  );
   let overviews: MachineOverview[] | undefined;
   try {
     overviews = await listMachines(ctx);
@@ -68,6 +73,8 @@ export async function renderMetrics(ctx: ControlContext): Promise<string> {
       const labels = { machine: m.machine };
       const s = m.status;
       statusUp(labels, s ? 1 : 0);
+      const level = (s?.health ?? m.health)?.level;
+      if (level) health(labels, HEALTH_RANK[level]);
       if (!s) continue;
       for (const st of MACHINE_STATES) state({ ...labels, state: st }, s.state === st ? 1 : 0);
       rpo(labels, s.rpoSeconds);
@@ -181,7 +188,7 @@ export async function renderMetrics(ctx: ControlContext): Promise<string> {
   const active = r.gauge('osr_alerts_active', 'Current alerts (GET /v1/alerts), by source and severity');
   try {
     const list = await listAlerts(ctx, overviews);
-    for (const source of ['machine', 'job', 'server'])
+    for (const source of ['machine', 'group', 'job', 'server'])
       for (const severity of ['warning', 'critical'])
         active(
           { source, severity },

@@ -685,6 +685,20 @@ export const openApiDocument: OpenApiDocument = {
               retryAt: { type: 'string', format: 'date-time' },
             },
           },
+          protectedSince: { type: 'string', format: 'date-time' },
+          health: ref('MachineHealth'),
+        },
+      },
+      MachineHealth: {
+        type: 'object',
+        description: 'computed by shared/machine-health.ts; the rules are in docs/operations.md',
+        properties: {
+          level: { enum: ['healthy', 'warning', 'critical'] },
+          reasons: {
+            type: 'array',
+            items: { type: 'string' },
+            description: 'worst first; empty when healthy',
+          },
         },
       },
       MachineOverview: {
@@ -694,6 +708,19 @@ export const openApiDocument: OpenApiDocument = {
           registered: { type: 'boolean' },
           status: ref('MachineStatus'),
           note: { type: 'string' },
+          ended: {
+            type: 'object',
+            description: 'its protectMachine workflow was ended outside OSR (cancelled, terminated…)',
+            properties: {
+              state: { enum: ['ended-outside-osr'] },
+              workflowId: { type: 'string' },
+              closedAs: { enum: ['canceled', 'terminated', 'failed', 'timed-out', 'missing'] },
+              closedAt: { type: 'string', format: 'date-time' },
+              reason: { type: 'string' },
+              fix: { type: 'string' },
+            },
+          },
+          health: ref('MachineHealth'),
         },
       },
       JobRef: {

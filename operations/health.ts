@@ -5,11 +5,7 @@
 //   terminated, failed, timed out from the Temporal UI or CLI) is named as such, with the fix;
 // - `osr unprotect` of such a machine cleans up through the endProtection workflow.
 import { WorkflowNotFoundError, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
-import {
-  groupStatusQuery,
-  type GroupAlert,
-  type GroupStatus,
-} from '../shared/contracts/consistency-group';
+import { groupStatusQuery, type GroupAlert, type GroupStatus } from '../shared/contracts/consistency-group';
 import { protectWorkflowId, type Alert, type MachineStatus } from '../shared/contracts/protect-machine';
 import { groupWorkflowId, type ConsistencyGroup } from '../shared/group-types';
 import { machineHealth, type MachineHealth } from '../shared/machine-health';
@@ -45,7 +41,10 @@ const ENDED = new Map([
  * The ended protection of a registered machine, or undefined (not registered, still running, or
  * completed through `osr unprotect`).
  */
-export async function endedProtection(ctx: ControlContext, name: string): Promise<EndedProtection | undefined> {
+export async function endedProtection(
+  ctx: ControlContext,
+  name: string,
+): Promise<EndedProtection | undefined> {
   const machine = await ctx.vault.machine(name);
   if (!machine) return undefined;
   const workflowId = protectWorkflowId(name);
@@ -140,9 +139,9 @@ function memberAlert(group: string, a: GroupAlert): Alert {
 }
 
 /** Every group's current cut alerts, for the alert list (source group). */
-export async function groupAlerts(ctx: ControlContext): Promise<
-  Array<{ group: ConsistencyGroup; alert: GroupAlert }>
-> {
+export async function groupAlerts(
+  ctx: ControlContext,
+): Promise<Array<{ group: ConsistencyGroup; alert: GroupAlert }>> {
   const client = await ctx.client();
   const groups = await ctx.vault.list<ConsistencyGroup>('groups/');
   const out = await Promise.all(

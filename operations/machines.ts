@@ -32,13 +32,7 @@ import type { protectMachine } from '../workflows/protect-machine/workflow';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { getPolicy } from './policies';
-import {
-  endedHealth,
-  endedProtection,
-  finishStatus,
-  unprotectEnded,
-  type EndedProtection,
-} from './health';
+import { endedHealth, endedProtection, finishStatus, unprotectEnded, type EndedProtection } from './health';
 import type { MachineHealth } from '../shared/machine-health';
 import type { GroupStatus } from '../shared/contracts/consistency-group';
 

@@ -15,7 +15,10 @@ export interface MachineHealth {
 
 /** What health is judged from: a machine status, or the parts of one. */
 export type HealthInput = Pick<MachineStatus, 'state' | 'policy' | 'lastPoint' | 'alerts'> & {
-  failing?: Pick<NonNullable<MachineStatus['failing']>, 'since' | 'failures' | 'reason' | 'sourceUnreachable'>;
+  failing?: Pick<
+    NonNullable<MachineStatus['failing']>,
+    'since' | 'failures' | 'reason' | 'sourceUnreachable'
+  >;
   /** When protection started (the machine's registration): how long it has been without a point. */
   protectedSince?: string;
 };

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { ControlContext } from '../../operations/context';
+import { endedHealth, endedProtection } from '../../operations/health';
 import * as machines from '../../operations/machines';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import { withContext } from '../context';
@@ -26,6 +27,7 @@ function printStatus(status: MachineStatus): void {
     {
       machine: status.machine,
       state: status.state,
+      health: status.health?.level ?? '',
       rpo: status.rpoSeconds === undefined ? '' : `${status.rpoSeconds}s`,
       threshold: `${status.policy.rpoThresholdSeconds}s`,
       last_point: status.lastPoint ? `${status.lastPoint.id} (${ago(status.lastPoint.instant)})` : '',
@@ -44,6 +46,10 @@ function printStatus(status: MachineStatus): void {
       note: d.excluded,
     })),
   );
+  if (status.health && status.health.level !== 'healthy') {
+    process.stdout.write(`\nhealth: ${status.health.level}\n`);
+    for (const r of status.health.reasons) process.stdout.write(`  - ${r}\n`);
+  }
   const progress = progressText(status);
   if (progress) process.stdout.write(`\nsync: ${progress}\n`);
   if (status.failing) {
@@ -142,7 +148,8 @@ export function registerMachineCommands(program: Command): void {
           return printTable(
             all.map((m) => ({
               machine: m.machine,
-              state: m.status?.state ?? 'unknown',
+              state: m.status?.state ?? m.ended?.state ?? 'unknown',
+              health: (m.status?.health ?? m.health)?.level ?? '',
               rpo: m.status?.rpoSeconds === undefined ? '' : `${m.status.rpoSeconds}s`,
               last_point: ago(m.status?.lastPoint?.instant),
               alerts: m.status?.alerts.length ?? '',
@@ -150,7 +157,20 @@ export function registerMachineCommands(program: Command): void {
             })),
           );
         }
-        let status = await machines.machineStatus(ctx, name);
+        let status: MachineStatus;
+        try {
+          status = await machines.machineStatus(ctx, name);
+        } catch (err) {
+          // Its protection was ended outside OSR: say so, why, and how to clean up.
+          const ended = await endedProtection(ctx, name).catch(() => undefined);
+          if (!ended) throw err;
+          const health = endedHealth(ended);
+          if (o.json) return printJson({ machine: name, ...ended, health });
+          process.stdout.write(
+            `${name}: ${ended.state} (workflow ${ended.workflowId} ${ended.closedAs}${ended.closedAt ? ` at ${ended.closedAt}` : ''})\nhealth: critical\n  - ${ended.reason}\nfix: ${ended.fix}\n`,
+          );
+          return;
+        }
         if (o.json) return printJson(status);
         const line = new ProgressLine();
         const syncing = (s: MachineStatus) =>

@@ -1,7 +1,13 @@
 // The state of one protectMachine run: what is carried across continueAsNew (`s`), what lives only
 // in this run (wake-ups, point requests, a group cut in progress), the activities, and the small
 // synchronous helpers every part of the workflow uses (alerts, state, details, RPO, progress).
-import { log, patched, proxyActivities, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  log,
+  patched,
+  proxyActivities,
+  setCurrentDetails,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
 import type { CloudApplierActivities } from '../../activities/cloud-applier';
 import type { ProcessServerActivities } from '../../activities/process-server';
 import type {
