@@ -81,7 +81,11 @@ function stateTone(st) {
     ['protected', 'ready', 'done', 'committed', 'failed-over', 'cleaned-up', 'completed', 'ok'].includes(st)
   )
     return 'ok';
-  if (['failed', 'timed-out', 'terminated', 'critical', 'stale'].includes(st)) return 'bad';
+  if (
+    ['failed', 'timed-out', 'terminated', 'critical', 'stale', 'cut-failed', 'ended-outside-osr'].includes(st)
+  )
+    return 'bad';
+  if (st === 'healthy') return 'ok';
   return 'warn';
 }
 
@@ -360,6 +364,18 @@ function rpoCell(status) {
   );
 }
 
+/** The machine's health badge: the API's health field (shared/machine-health.ts), never judged here. */
+function healthCell(health) {
+  const level = health ? health.level : 'unknown';
+  const reasons = health && health.reasons.length ? health.reasons : [];
+  return h(
+    'td',
+    { 'data-health': level, title: reasons.join('\n') || undefined },
+    badge(level, stateTone(level)),
+    reasons.length ? h('div', { class: 'muted' }, reasons[0]) : null,
+  );
+}
+
 function renderMachines(machines, jobs) {
   const failovers = new Map(
     jobs.filter((j) => j.kind === 'failover' && j.machine).map((j) => [j.machine, j]),
@@ -389,7 +405,8 @@ function renderMachines(machines, jobs) {
         'tr',
         { 'data-machine': name },
         h('td', {}, h('strong', {}, name)),
-        h('td', {}, badge('not replicating', 'bad')),
+        h('td', {}, badge(m.ended ? m.ended.state : 'not replicating', 'bad')),
+        healthCell(m.health),
         h('td', { colspan: 5, class: 'muted' }, m.note || ''),
         buttons,
       );
@@ -405,6 +422,7 @@ function renderMachines(machines, jobs) {
       { 'data-machine': name, 'data-state': st.state },
       h('td', {}, h('strong', {}, name), h('div', { class: 'muted' }, `policy ${st.policy.name}`)),
       h('td', {}, badge(`${st.state}${syncing}`, stateTone(st.state))),
+      healthCell(st.health),
       rpoCell(st),
       h(
         'td',
@@ -433,7 +451,7 @@ function renderMachines(machines, jobs) {
           h(
             'tr',
             {},
-            h('td', { colspan: 8, class: 'empty' }, 'No protected machine. Protect one with osr protect.'),
+            h('td', { colspan: 9, class: 'empty' }, 'No protected machine. Protect one with osr protect.'),
           ),
         ]),
   );
@@ -589,7 +607,15 @@ async function renderJobs(running) {
     if (!detail) continue;
     const t = state.tracked.get(id);
     if (t) t.job = detail;
-    const jobState = (detail.progress && detail.progress.state) || detail.state || detail.status;
+    // A consistency group whose cuts fail is not "active" with an empty bar: it says so.
+    const groupAlerts =
+      detail.kind === 'group' && detail.progress && Array.isArray(detail.progress.alerts)
+        ? detail.progress.alerts
+        : [];
+    const cutFailed = groupAlerts.find((a) => a.kind === 'cut-failed') || groupAlerts[0];
+    const jobState = cutFailed
+      ? cutFailed.kind
+      : (detail.progress && detail.progress.state) || detail.state || detail.status;
     const p = progressOf(detail.progress);
     const finished = detail.status && detail.status !== 'running';
     const bar = h(
@@ -620,7 +646,11 @@ async function renderJobs(running) {
           'span',
           { class: 'what' },
           h('strong', {}, detail.summary || id),
-          h('div', { class: 'muted' }, `${detail.kind || ''} · ${id}${p ? ` · ${p.text}` : ''}`),
+          h(
+            'div',
+            { class: 'muted' },
+            `${detail.kind || ''} · ${id}${p ? ` · ${p.text}` : ''}${cutFailed ? ` · ${cutFailed.message}${cutFailed.count > 1 ? ` (${cutFailed.count} times)` : ''}` : ''}`,
+          ),
         ),
         h('div', { class: 'progress' }, bar),
         commitButton,

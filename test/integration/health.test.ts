@@ -129,7 +129,7 @@ test('a machine whose source is killed is critical everywhere, and healthy once 
   assert.equal(fromCli.health?.level, 'critical');
   assert.match(fromCli.health?.reasons.join('\n') ?? '', /source unreachable/);
   const table = await osr(['status']);
-  assert.match(table.stdout, /health/);
+  assert.match(table.stdout, /HEALTH/);
   assert.match(table.stdout, new RegExp(`${SRC}\\s+protected\\s+critical`));
   const fromApi = await apiStatus(SRC);
   assert.equal(fromApi.health?.level, 'critical');
