@@ -712,7 +712,7 @@ export const openApiDocument: OpenApiDocument = {
             type: 'object',
             description: 'its protectMachine workflow was ended outside OSR (cancelled, terminated…)',
             properties: {
-              state: { enum: ['ended-outside-osr'] },
+              state: { enum: ['ended-outside-osr', 'failed'] },
               workflowId: { type: 'string' },
               closedAs: { enum: ['canceled', 'terminated', 'failed', 'timed-out', 'missing'] },
               closedAt: { type: 'string', format: 'date-time' },

@@ -95,7 +95,7 @@ export async function listAlerts(ctx: ControlContext, machines?: MachineOverview
 function machineAlerts(machines: MachineOverview[]): OsrAlert[] {
   const out: OsrAlert[] = [];
   for (const m of machines) {
-    // Protection ended outside OSR (workflow cancelled or terminated while still registered).
+    // Protection ended (workflow cancelled, terminated, failed or timed out while still registered).
     if (m.ended)
       out.push({
         id: `machine:${m.machine}:ended:${m.ended.closedAt ?? m.ended.closedAs}`,

@@ -21,7 +21,8 @@ import { getPolicy } from './policies';
 export const ENDED_OUTSIDE_OSR = 'ended-outside-osr';
 
 export interface EndedProtection {
-  state: typeof ENDED_OUTSIDE_OSR;
+  /** `failed`: the workflow failed by itself (e.g. its enable step); otherwise ended outside OSR. */
+  state: typeof ENDED_OUTSIDE_OSR | 'failed';
   workflowId: string;
   /** How the workflow closed: canceled, terminated, failed, timed-out, or missing (no history). */
   closedAs: string;
@@ -76,19 +77,20 @@ export async function endedProtection(
     while (cause.cause instanceof Error) cause = cause.cause as Error & { cause?: unknown };
     why = cause.message;
   }
+  const how = closedAs === 'failed' ? 'failed' : `was ${closedAs} outside OSR`;
   return {
-    state: ENDED_OUTSIDE_OSR,
+    state: closedAs === 'failed' ? 'failed' : ENDED_OUTSIDE_OSR,
     workflowId,
     closedAs,
     closedAt: closedAt?.toISOString(),
-    reason: `its protectMachine workflow ${workflowId} was ${closedAs} outside OSR${why ? ` (${why})` : ''}: nothing is replicated, no new recovery point is cut`,
+    reason: `its protectMachine workflow ${workflowId} ${how}${why ? ` (${why})` : ''}: nothing is replicated, no new recovery point is cut`,
     fix,
   };
 }
 
 /** An ended protection's health: always critical, nothing protects the machine any more. */
 export function endedHealth(ended: EndedProtection): MachineHealth {
-  return { level: 'critical', reasons: [`protection ended outside OSR: ${ended.reason}`] };
+  return { level: 'critical', reasons: [`protection ended: ${ended.reason}`] };
 }
 
 /**

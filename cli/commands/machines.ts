@@ -162,8 +162,9 @@ export function registerMachineCommands(program: Command): void {
           status = await machines.machineStatus(ctx, name);
         } catch (err) {
           // Its protection was ended outside OSR: say so, why, and how to clean up.
+          // A workflow that failed by itself (its enable step) keeps its refusal, which says why.
           const ended = await endedProtection(ctx, name).catch(() => undefined);
-          if (!ended) throw err;
+          if (!ended || ended.state === 'failed') throw err;
           const health = endedHealth(ended);
           if (o.json) return printJson({ machine: name, ...ended, health });
           process.stdout.write(
