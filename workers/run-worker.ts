@@ -7,6 +7,7 @@ import { loadConfig, type OsrConfig } from '../lib/config/config';
 import { createLogger, type Logger } from '../lib/config/logger';
 import { storageCredentialProblem } from '../lib/azure/blob-client';
 import { temporalConnectionOptions } from '../operations/temporal-connection';
+import { ensureSearchAttributes } from './search-attributes';
 import { sdkMetricsExporter, startObservability } from './observability';
 
 export interface WorkerSpec {
@@ -47,6 +48,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     }),
   });
   const connection = await NativeConnection.connect(temporalConnectionOptions(config));
+  // The worker that runs workflows makes sure the search attributes they set exist.
+  if (spec.workflowsPath) await ensureSearchAttributes(connection, config.temporal.namespace, log);
   const { activities, close } = await spec.setup(config, log);
   const taskQueue = spec.taskQueue(config);
   const extra = (spec.extraTaskQueues?.(config) ?? []).filter((q) => q !== taskQueue);
