@@ -266,4 +266,14 @@ test('a protectMachine terminated outside OSR shows in status and alerts, and os
     0,
     'no alert about it remains',
   );
+  // The cleanup ran as an endProtection workflow: its history replays (and is kept with the others).
+  const client = await ctx.client();
+  const query = `OsrJobKind = 'unprotect' AND OsrMachine = '${SRC}'`;
+  let cleanup: string | undefined;
+  for (const deadline = Date.now() + 30_000; !cleanup && Date.now() < deadline; ) {
+    for await (const wf of client.workflow.list({ query })) cleanup = wf.workflowId;
+    if (!cleanup) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.ok(cleanup, `an endProtection workflow for ${SRC}`);
+  await assertReplays(client.workflow.getHandle(cleanup), 'endProtection-terminated');
 });
