@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../lib/config/config';
 import { startDemoMachine, stopDemoMachines } from '../../stack/demo/demo-machine';
+import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
 import { OperationError } from '../../operations/context';
 import { createPolicy, listPolicies } from '../../operations/policies';
@@ -49,6 +50,13 @@ export function registerDemoCommands(program: Command): void {
             policy: 'demo',
           });
           process.stdout.write(`protecting ${o.name} (workflow ${protectWorkflowId(o.name)})\n`);
+          // Drills of the demo show the whole promise: the disk comes up (a local copy served by a
+          // storage daemon) and its application replays its journal before the probe says up.
+          const app = `'${process.execPath}' '${path.join(__dirname, '..', 'demo-app.js')}'`;
+          await failover.configureRecovery(ctx, o.name, {
+            materialize: { format: 'qcow2' },
+            bootCheck: { command: `exec ${app} boot`, probe: `${app} probe`, probeTimeoutSeconds: 120 },
+          });
         } catch (err) {
           if (!(err instanceof OperationError && err.code === 'conflict')) throw err;
           process.stdout.write(`${o.name} is already protected\n`);
