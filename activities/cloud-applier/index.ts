@@ -7,7 +7,7 @@ import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { RecoveredMachine } from '../../shared/recovery-types';
 import type { ReplicationPolicy } from '../../shared/replication-types';
 import { statePaths } from '../../lib/config/state-paths';
-import { applyCycle } from './apply-cycle';
+import { applyCycle } from './apply-replica';
 import { runBootCheck, type BootCheckInput } from './boot-check';
 import { dematerialize, materialize, materializedDir, type MaterializeInput } from './materialize';
 import {
@@ -17,7 +17,7 @@ import {
   removeRecoveredRecord,
   type RecoveredDisksInput,
 } from './recovered-disks';
-import { deleteCycleSegments } from './cycle-cleanup';
+import { deleteCycleSegments } from '../../lib/segments/cycle-cleanup';
 import type { CycleRef } from '../../lib/segments/cycle-layout';
 import { publishPoint, type PublishPointInput } from './publish-point';
 import { replicaChecksums, type ReplicaChecksumsInput } from './replica-checksums';

@@ -16,9 +16,10 @@ import { RestError } from '@azure/storage-blob';
 import type { ApplySummary } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { reverseId, undoId, type FailbackTargetDisk } from '../../shared/failback-types';
-import { applyCycle, type ApplyTarget } from '../cloud-applier/apply-cycle';
+import { applyCycle, type ApplyTarget } from '../common/apply-cycle';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
-import { segmentBlobName, segmentCyclePrefix, type SegmentExtent } from '../../lib/segments/segment-format';
+import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
+import type { SegmentExtent } from '../../lib/segments/segment-header';
 import { NbdClient } from '../../lib/qemu/nbd-client';
 
 const ZEROS = Buffer.alloc(4 * 1024 * 1024);
@@ -100,7 +101,7 @@ export async function applyReverseCycle(
       const plain = extents.map((e) => ({ offset: e.offset, length: e.length }));
       const old = await readRanges(nbd, plain);
       const encoded = await deps.pipeline.encode({
-        machineId: undoId(machine),
+        machine: undoId(machine),
         diskId: disk.diskId,
         cycle,
         index,

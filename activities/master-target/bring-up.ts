@@ -5,7 +5,7 @@
 // (`post`) command, the counterpart of the quiesce command that stopped its writers.
 import type { FailbackTarget } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { runHook } from '../process-server/quiesce';
+import { runHook } from '../../lib/process/hook';
 import { QmpClient, QmpError } from '../../lib/qemu/qmp-client';
 import { rollbackIncomplete, type MasterTargetDeps } from './apply-reverse';
 import { removeExports } from './targets';

@@ -5,7 +5,7 @@ import type { FailbackTarget, FailbackTargetDisk } from '../../shared/failback-t
 import { reverseId } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { statePaths } from '../../lib/config/state-paths';
-import { deleteCycleSegments } from '../cloud-applier/cycle-cleanup';
+import { deleteCycleSegments } from '../../lib/segments/cycle-cleanup';
 import { createStackProbeActivity } from '../common/stack-probe';
 import type { DataPathDeps } from '../deps';
 import {

@@ -13,7 +13,7 @@ import type { ProtectedMachine } from '../../shared/replication-types';
 import { CbtConnector } from '../../lib/qemu/cbt-connector';
 import { QmpClient, QmpError } from '../../lib/qemu/qmp-client';
 import { createQcow2, startStorageDaemon, storageDaemonPaths } from '../../lib/qemu/storage-daemon';
-import { assertId } from '../cloud-applier/replica-disk';
+import { assertId } from '../../lib/azure/page-blobs';
 
 export const EXPORT_PREFIX = 'osrmt-';
 const MAX_UNIX_PATH = 107;

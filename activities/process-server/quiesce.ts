@@ -1,10 +1,10 @@
 // Quiescing the application around an app-consistent point: through the QEMU guest agent when
 // the machine has one (guest-fsfreeze-freeze/thaw), otherwise through configured pre/post
 // commands. Whatever happens, what was frozen is thawed again.
-import { exec } from 'node:child_process';
 import { ApplicationFailure } from '@temporalio/common';
 import type { QuiesceHooks } from '../../shared/replication-types';
 import { GuestAgentClient } from '../../lib/qemu/guest-agent-client';
+import { runHook } from '../../lib/process/hook';
 
 function quiesceFailed(message: string): ApplicationFailure {
   // Retrying a failing quiesce only delays the point: the workflow cuts a crash-consistent one.
@@ -59,21 +59,4 @@ async function withGuestAgent<T>(
       agent.close();
     }
   }
-}
-
-/** Runs an operator's hook command; rejects with its exit and the tail of its stderr. */
-export function runHook(
-  command: string,
-  env: NodeJS.ProcessEnv,
-  timeout: number,
-  what: string,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    exec(command, { env, timeout }, (err, _stdout, stderr) => {
-      if (err) {
-        const why = err.killed ? `timed out after ${timeout} ms` : `exit ${String(err.code)}`;
-        reject(new Error(`${what} failed (${why}): ${stderr.trim().slice(0, 500)}`));
-      } else resolve();
-    });
-  });
 }

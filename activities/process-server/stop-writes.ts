@@ -6,7 +6,7 @@
 // the result says so and the failover's status shows it.
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { pauseIfRunning } from '../../lib/qemu/run-state';
-import { runHook } from './quiesce';
+import { runHook } from '../../lib/process/hook';
 
 export interface StopWritesResult {
   method: 'qmp-stop' | 'quiesce-hook' | 'none';

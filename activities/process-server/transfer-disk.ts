@@ -8,8 +8,8 @@
 // were in flight are sent twice.
 import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Extent } from '../../lib/segments/segment-format';
-import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/segment-format';
+import type { Extent } from '../../lib/disk/extents';
+import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
 import { NbdClient } from '../../lib/qemu/nbd-client';
 import type { FrozenPoint, TransferMode, TransferSummary } from '../../shared/replication-types';
@@ -20,7 +20,7 @@ import { planSegments, totalBytes, type SegmentPlan } from '../../lib/segments/e
 import type { StorageTrouble } from '../../shared/storage-faults';
 import type { ReportsStorageFaults } from '../common/storage-failure';
 import type { IntakeGate } from '../../lib/segments/intake-gate';
-import { sourceExtents } from './source-extents';
+import { sourceExtents } from '../../lib/qemu/changed-extents';
 
 export interface TransferDiskInput extends ReportsStorageFaults {
   point: FrozenPoint;
@@ -184,7 +184,7 @@ async function uploadSegments(
   async function sendSegment(plan: SegmentPlan): Promise<{ zeroBytes: number; segmentBytes: number }> {
     const data = await readExtents(nbd, plan.extents);
     const encoded = await deps.pipeline.encode({
-      machineId: point.machine,
+      machine: point.machine,
       diskId,
       cycle: point.cycle,
       index: plan.index,

@@ -11,7 +11,7 @@ import type { BarrierMethod, HeldMachine } from '../../shared/group-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { GuestAgentClient } from '../../lib/qemu/guest-agent-client';
 import { pauseIfRunning, runState, withQmp } from '../../lib/qemu/run-state';
-import { runHook } from './quiesce';
+import { runHook } from '../../lib/process/hook';
 
 export const NO_WRITE_BARRIER = 'NoWriteBarrier';
 

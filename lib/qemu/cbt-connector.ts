@@ -14,6 +14,9 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { NbdClient, NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO } from './nbd-client';
 import { QmpError } from './qmp-client';
+import { coalesceExtents, type Extent } from '../disk/extents';
+
+export { coalesceExtents, type Extent } from '../disk/extents';
 import type { QmpClient } from './qmp-client';
 
 const execFileAsync = promisify(execFile);
@@ -86,11 +89,6 @@ export interface ReleaseResult {
   released: boolean;
   /** Disks whose recording bitmap vanished: their next cycle must be a full sync. */
   fullSyncRequired: string[];
-}
-
-export interface Extent {
-  offset: number;
-  length: number;
 }
 
 interface ManifestDisk extends FrozenDisk {
@@ -733,21 +731,6 @@ export async function dirtyExtents(nbd: NbdClient, disk: FrozenDisk): Promise<Ex
 export async function allocatedExtents(nbd: NbdClient): Promise<Extent[]> {
   const all = await nbd.blockStatus(0, nbd.size, 'base:allocation');
   return coalesceExtents(all.filter((e) => (e.flags & (NBD_STATE_HOLE | NBD_STATE_ZERO)) === 0));
-}
-
-/** Sorts and merges touching or overlapping extents. */
-export function coalesceExtents(extents: readonly Extent[]): Extent[] {
-  const sorted = [...extents].filter((e) => e.length > 0).sort((a, b) => a.offset - b.offset);
-  const out: Extent[] = [];
-  for (const e of sorted) {
-    const last = out[out.length - 1];
-    if (last && e.offset <= last.offset + last.length) {
-      last.length = Math.max(last.length, e.offset + e.length - last.offset);
-    } else {
-      out.push({ offset: e.offset, length: e.length });
-    }
-  }
-  return out;
 }
 
 function publicView(m: Manifest): FrozenView {

@@ -2,11 +2,10 @@
 // bitmap) or resync (blocks whose checksum differs from the replica's).
 import type { BlobServiceClient } from '@azure/storage-blob';
 import type { TransferMode } from '../../shared/replication-types';
-import { CONTAINERS } from '../../lib/azure/blob-client';
-import { blockChecksum, checksumAt, parseChecksums } from '../cloud-applier/replica-checksums';
-import type { Extent } from '../../lib/segments/segment-format';
-import { NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO, type NbdClient } from '../../lib/qemu/nbd-client';
-import { coalesceExtents as coalesce } from '../../lib/qemu/cbt-connector';
+import { CONTAINERS } from '../azure/blob-client';
+import { coalesceExtents as coalesce, type Extent } from '../disk/extents';
+import { blockChecksum, checksumAt, parseChecksums } from '../segments/checksums';
+import { NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO, type NbdClient } from './nbd-client';
 
 export interface ChecksumSource {
   blobService: BlobServiceClient;
