@@ -7,7 +7,7 @@ import { statePaths } from '../../lib/config/state-paths';
 import { createStackProbeActivity } from '../common/stack-probe';
 import type { DataPathDeps } from '../deps';
 import { transferDisk, type TransferDiskInput, type TransferSlice } from './transfer-disk';
-import * as source from './qemu-source';
+import * as source from './machine-source';
 import { stopSourceWrites } from './stop-writes';
 import { barrierMethod, holdWrites, releaseWrites } from './write-barrier';
 import type { HeldMachine } from '../../shared/group-types';

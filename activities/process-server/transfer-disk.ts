@@ -11,7 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Extent } from '../../lib/disk/extents';
 import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
-import { NbdClient } from '../../lib/qemu/nbd-client';
+import type { FrozenDiskReader } from '../../lib/sources/source-connector';
 import type { FrozenPoint, TransferMode, TransferSummary } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { writeCycleManifest } from '../../lib/segments/cycle-layout';
@@ -20,7 +20,7 @@ import { planSegments, totalBytes, type SegmentPlan } from '../../lib/segments/e
 import type { StorageTrouble } from '../../shared/storage-faults';
 import type { ReportsStorageFaults } from '../common/storage-failure';
 import type { IntakeGate } from '../../lib/segments/intake-gate';
-import { sourceExtents } from '../../lib/qemu/changed-extents';
+import { sourceKind } from './source';
 
 export interface TransferDiskInput extends ReportsStorageFaults {
   point: FrozenPoint;
@@ -65,28 +65,26 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
   const disk = point.disks.find((d) => d.diskId === diskId);
   if (!disk) throw new Error(`disk ${diskId} is not part of point ${point.pitId}`);
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
-  const nbd = await NbdClient.connect({
-    socket: disk.nbdSocket,
-    exportName: disk.exportName,
-    metaContexts: ['base:allocation', ...(disk.bitmap ? [`qemu:dirty-bitmap:${disk.bitmap}`] : [])],
-  }).catch((err: Error) => {
-    if (/no such socket|connection refused/.test(err.message)) {
-      // The VM or storage daemon is gone: retrying for minutes would hide it. Fail the cycle now;
-      // the workflow alerts, backs off and keeps the changes for when the source answers again.
+  const reader = await sourceKind()
+    .openFrozenDisk(disk)
+    .catch((err: Error) => {
+      if (/no such socket|connection refused/.test(err.message)) {
+        // The VM or storage daemon is gone: retrying for minutes would hide it. Fail the cycle now;
+        // the workflow alerts, backs off and keeps the changes for when the source answers again.
+        throw ApplicationFailure.create({
+          type: 'SourceUnreachable',
+          nonRetryable: true,
+          message: `the source of ${point.machine} does not answer on ${disk.nbdSocket}: ${err.message}`,
+        });
+      }
+      if (!/no such export/.test(err.message)) throw err;
+      // Retrying cannot bring a frozen view back: end the cycle; its changes go with the next one.
       throw ApplicationFailure.create({
-        type: 'SourceUnreachable',
+        type: 'PointInTimeLost',
         nonRetryable: true,
-        message: `the source of ${point.machine} does not answer on ${disk.nbdSocket}: ${err.message}`,
+        message: `the frozen point in time ${point.pitId} is gone from the source (did the VM or storage daemon restart?): ${err.message}`,
       });
-    }
-    if (!/no such export/.test(err.message)) throw err;
-    // Retrying cannot bring a frozen view back: end the cycle; its changes go with the next one.
-    throw ApplicationFailure.create({
-      type: 'PointInTimeLost',
-      nonRetryable: true,
-      message: `the frozen point in time ${point.pitId} is gone from the source (did the VM or storage daemon restart?): ${err.message}`,
     });
-  });
   try {
     let plan = await readCyclePlan(cache, point.machine, diskId, point.cycle);
     if (!plan) {
@@ -96,9 +94,8 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
       })) {
         await cache.deleteBlob(old.name).catch(() => undefined);
       }
-      const extents = await sourceExtents(nbd, {
+      const extents = await reader.changedExtents({
         mode: input.mode,
-        bitmap: disk.bitmap,
         checksums: input.checksumsBlob
           ? { blobService: deps.blobService, blob: input.checksumsBlob }
           : undefined,
@@ -126,7 +123,7 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
       wanted = segments.slice(resumeFrom, sliceEnd).filter((s) => !present.has(s.index));
       resumed = Math.min(sliceEnd, segments.length) - input.fromIndex - wanted.length;
     }
-    const summary = await uploadSegments(deps, nbd, point, diskId, wanted, cursor, present);
+    const summary = await uploadSegments(deps, reader, point, diskId, wanted, cursor, present);
     summary.resumedSegments = resumed;
     const nextIndex = input.onlySegments
       ? segments.length
@@ -151,13 +148,13 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
       summary,
     };
   } finally {
-    await nbd.close();
+    await reader.close();
   }
 }
 
 async function uploadSegments(
   deps: TransferDeps,
-  nbd: NbdClient,
+  reader: FrozenDiskReader,
   point: FrozenPoint,
   diskId: string,
   segments: SegmentPlan[],
@@ -182,7 +179,7 @@ async function uploadSegments(
   // lane has stopped, so no read outlives the NBD connection and the spool room is all given back.
   let failure: { error: unknown } | undefined;
   async function sendSegment(plan: SegmentPlan): Promise<{ zeroBytes: number; segmentBytes: number }> {
-    const data = await readExtents(nbd, plan.extents);
+    const data = await readExtents(reader, plan.extents);
     const encoded = await deps.pipeline.encode({
       machine: point.machine,
       diskId,
@@ -243,14 +240,14 @@ async function uploadedIndices(
 }
 
 /** Reads the extents of one segment, pipelined, straight into one buffer (moved to the pool next). */
-async function readExtents(nbd: NbdClient, extents: Extent[]): Promise<Buffer> {
+async function readExtents(reader: FrozenDiskReader, extents: Extent[]): Promise<Buffer> {
   const data = Buffer.allocUnsafeSlow(extents.reduce((a, e) => a + e.length, 0));
   let at = 0;
   await Promise.all(
     extents.map((e) => {
       const into = at;
       at += e.length;
-      return nbd.readInto(data, into, e.offset, e.length);
+      return reader.readInto(data, into, e.offset, e.length);
     }),
   );
   return data;
