@@ -27,7 +27,7 @@ import { createStackProbeActivity } from '../common/stack-probe';
 import { stopStorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { DataPathDeps } from '../deps';
 import { guardStorage, watchStorage, type ReportsStorageFaults } from '../common/storage-failure';
-import { withHeartbeat } from '../common/with-heartbeat';
+import { withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 
 export function createCloudApplierActivities(deps: DataPathDeps) {
   return {
@@ -42,22 +42,18 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
       const ctx = Context.current();
       const previous = ctx.info.heartbeatDetails as { nextIndex: number } | undefined;
       // onProgress fires only when every segment below an index is written: heartbeat on a timer too.
-      let cursor = previous ?? { nextIndex: 0 };
-      const timer = setInterval(() => ctx.heartbeat(cursor), 5000);
-      const summary = await watchStorage(
-        input,
-        `applying cycle ${input.cycle} of ${input.machine}/${input.diskId}`,
-        () =>
-          applyCycle(deps, {
-            ...input,
-            startIndex: cursor.nextIndex,
-            onProgress: (nextIndex) => {
-              cursor = { nextIndex };
-              ctx.heartbeat(cursor);
-            },
-            signal: ctx.cancellationSignal,
-          }),
-      ).finally(() => clearInterval(timer));
+      const summary = await withHeartbeat(
+        (hb: Heartbeat<{ nextIndex: number }>) =>
+          watchStorage(input, `applying cycle ${input.cycle} of ${input.machine}/${input.diskId}`, () =>
+            applyCycle(deps, {
+              ...input,
+              startIndex: previous?.nextIndex ?? 0,
+              onProgress: (nextIndex) => hb.beat({ nextIndex }),
+              signal: ctx.cancellationSignal,
+            }),
+          ),
+        { initial: (prev) => prev ?? { nextIndex: 0 } },
+      );
       deps.log.info(
         { ...input, attempt: ctx.info.attempt, resumedAt: previous?.nextIndex ?? 0, ...summary },
         'cycle applied',
@@ -76,15 +72,7 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
     pruneRetention: (input: { machine: string; policy: ReplicationPolicy }) =>
       pruneRetention(deps, { machine: input.machine, policy: input.policy, now: new Date() }),
 
-    async replicaChecksums(input: ReplicaChecksumsInput) {
-      const ctx = Context.current();
-      const timer = setInterval(() => ctx.heartbeat(), 5000);
-      try {
-        return await replicaChecksums(deps, input);
-      } finally {
-        clearInterval(timer);
-      }
-    },
+    replicaChecksums: (input: ReplicaChecksumsInput) => withHeartbeat(() => replicaChecksums(deps, input)),
 
     /** Removes a machine's replica disks with their snapshots, and its leftover cycles in the cache. */
     async deleteReplica(input: { machine: string }) {
