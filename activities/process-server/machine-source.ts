@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { FrozenDisk, FrozenPoint, ProtectedMachine, TransferMode } from '../../shared/replication-types';
 import type { SourceConnector, SourceDisk } from '../../lib/sources/source-connector';
-import { withQuiesce } from './quiesce';
+import { asQuiesceFailed } from './quiesce';
 import { withSource } from './source';
 
 export interface SourceDeps {
@@ -142,9 +142,7 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
     plan.sort((a, b) => a.disk.diskId.localeCompare(b.disk.diskId, 'en', { numeric: true }));
     const pitId = pitIdOf(machine.name, input.cycle);
     const diskIds = plan.map((p) => p.disk.diskId);
-    const view = await withQuiesce(input.quiesce ? machine.quiesce : undefined, machine.name, () =>
-      c.freeze(diskIds, pitId),
-    );
+    const view = await c.freeze(diskIds, pitId, { quiesce: input.quiesce }).catch(asQuiesceFailed);
     const disks: FrozenDisk[] = view.disks.map((d) => ({
       diskId: d.diskId,
       sizeBytes: d.sizeBytes,

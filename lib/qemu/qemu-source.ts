@@ -21,6 +21,7 @@ import { sourceExtents } from './changed-extents';
 import { GuestAgentClient } from './guest-agent-client';
 import { NbdClient } from './nbd-client';
 import { QmpClient } from './qmp-client';
+import { quiesceAround } from './quiesce';
 import { runState } from './run-state';
 
 export const qemuSource: SourceKind = {
@@ -70,8 +71,9 @@ class QemuSourceConnector implements SourceConnector {
     };
   }
 
-  async freeze(diskIds: string[], pitId: string) {
-    const view = await this.cbt.freeze(diskIds, pitId);
+  async freeze(diskIds: string[], pitId: string, options: { quiesce?: boolean } = {}) {
+    const hooks = options.quiesce ? this.machine.quiesce : undefined;
+    const view = await quiesceAround(hooks, this.machine.name, () => this.cbt.freeze(diskIds, pitId));
     return {
       pitId: view.pitId,
       instant: view.instant,

@@ -116,13 +116,22 @@ export class NoWriteBarrierError extends Error {
   override readonly name = 'NoWriteBarrierError';
 }
 
+/** The application could not be quiesced: the point can still be cut crash-consistent. */
+export class QuiesceError extends Error {
+  override readonly name = 'QuiesceError';
+}
+
 /** A session with one source machine; close it when done. */
 export interface SourceConnector {
   /** Every disk of the machine (the caller applies the machine's selection). */
   discoverDisks(): Promise<SourceDisk[]>;
   enableTracking(diskId: string): Promise<TrackingStarted>;
-  /** One crash-consistent point across all `diskIds` at once; see the contract above. */
-  freeze(diskIds: string[], pitId: string): Promise<FrozenSourceView>;
+  /**
+   * One crash-consistent point across all `diskIds` at once; see the contract above. With
+   * `quiesce`, the machine's application is quiesced around it (app-consistent); if that fails,
+   * nothing is frozen and it throws QuiesceError.
+   */
+  freeze(diskIds: string[], pitId: string, options?: { quiesce?: boolean }): Promise<FrozenSourceView>;
   /** Points frozen (or left half-done by an interrupted call) and not released. */
   listFrozen(): Promise<string[]>;
   release(pitId: string, options: { success: boolean }): Promise<ReleaseOutcome>;
