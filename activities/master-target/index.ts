@@ -15,7 +15,7 @@ import {
   rollbackIncomplete,
 } from './apply-reverse';
 import { bringUp } from './bring-up';
-import { targetChecksums } from './target-checksums';
+import { targetChecksums } from '../../lib/qemu/nbd-checksums';
 import { prepareTargets, removeExports, type PrepareTargetsInput } from './targets';
 import { withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 

@@ -1,13 +1,13 @@
-// Checksums of an original disk, block by block, in exactly the format (and block size) of the
+// Checksums of a disk served over NBD (the master target's original disks), block by block, in exactly the format (and block size) of the
 // replica checksums (lib/segments/checksums.ts), so that the recovery-site process server's
 // existing `resync` transfer compares the failed-over disk against them and sends only the blocks
 // that differ. The list is stored in osr-cache, never in a payload. Holes and known-zero ranges
 // (base:allocation) hash as zeros without being read.
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { CONTAINERS } from '../../lib/azure/blob-client';
-import { checksumsBlobName } from '../../lib/segments/cache-layout';
-import { blockChecksum, newChecksumList } from '../../lib/segments/checksums';
-import { NBD_STATE_HOLE, NBD_STATE_ZERO, NbdClient } from '../../lib/qemu/nbd-client';
+import { CONTAINERS } from '../azure/blob-client';
+import { checksumsBlobName } from '../segments/cache-layout';
+import { blockChecksum, newChecksumList } from '../segments/checksums';
+import { NBD_STATE_HOLE, NBD_STATE_ZERO, NbdClient } from './nbd-client';
 import type { FailbackTargetDisk } from '../../shared/failback-types';
 
 const READ_BYTES = 4 * 1024 * 1024;
