@@ -21,8 +21,7 @@ import type { BlockPipeline } from '../../lib/segments/block-pipeline';
 import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
 import type { SegmentExtent } from '../../lib/segments/segment-header';
 import { NbdClient } from '../../lib/qemu/nbd-client';
-
-const ZEROS = Buffer.alloc(4 * 1024 * 1024);
+import { readRanges, zeroFill } from '../../lib/qemu/nbd-ranges';
 
 export interface MasterTargetDeps {
   blobService: BlobServiceClient;
@@ -63,26 +62,6 @@ export async function readMasterTargetPoint(
     if (err instanceof RestError && err.statusCode === 404) return undefined;
     throw err;
   }
-}
-
-async function zeroFill(nbd: NbdClient, offset: number, length: number): Promise<void> {
-  for (let done = 0; done < length; done += ZEROS.length) {
-    const n = Math.min(ZEROS.length, length - done);
-    await nbd.write(offset + done, ZEROS.subarray(0, n));
-  }
-}
-
-async function readRanges(nbd: NbdClient, extents: readonly { offset: number; length: number }[]) {
-  const data = Buffer.allocUnsafeSlow(extents.reduce((a, e) => a + e.length, 0));
-  let at = 0;
-  await Promise.all(
-    extents.map((e) => {
-      const into = at;
-      at += e.length;
-      return nbd.readInto(data, into, e.offset, e.length);
-    }),
-  );
-  return data;
 }
 
 export async function applyReverseCycle(

@@ -11,7 +11,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Extent } from '../../lib/disk/extents';
 import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
-import type { FrozenDiskReader } from '../../lib/sources/source-connector';
+import {
+  FrozenPointLostError,
+  SourceUnreachableError,
+  type FrozenDiskReader,
+} from '../../lib/sources/source-connector';
 import type { FrozenPoint, TransferMode, TransferSummary } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { writeCycleManifest } from '../../lib/segments/cycle-layout';
@@ -68,7 +72,7 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
   const reader = await sourceKind()
     .openFrozenDisk(disk)
     .catch((err: Error) => {
-      if (/no such socket|connection refused/.test(err.message)) {
+      if (err instanceof SourceUnreachableError) {
         // The VM or storage daemon is gone: retrying for minutes would hide it. Fail the cycle now;
         // the workflow alerts, backs off and keeps the changes for when the source answers again.
         throw ApplicationFailure.create({
@@ -77,7 +81,7 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
           message: `the source of ${point.machine} does not answer on ${disk.nbdSocket}: ${err.message}`,
         });
       }
-      if (!/no such export/.test(err.message)) throw err;
+      if (!(err instanceof FrozenPointLostError)) throw err;
       // Retrying cannot bring a frozen view back: end the cycle; its changes go with the next one.
       throw ApplicationFailure.create({
         type: 'PointInTimeLost',

@@ -8,7 +8,9 @@ import type { BarrierMethod } from '../../shared/group-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { runHook } from '../process/hook';
 import {
+  FrozenPointLostError,
   NoWriteBarrierError,
+  SourceUnreachableError,
   type FrozenDiskReader,
   type FrozenSourceDisk,
   type SourceConnector,
@@ -203,6 +205,11 @@ async function openFrozenDisk(disk: FrozenSourceDisk): Promise<FrozenDiskReader>
     socket: disk.nbdSocket,
     exportName: disk.exportName,
     metaContexts: ['base:allocation', ...(disk.bitmap ? [`qemu:dirty-bitmap:${disk.bitmap}`] : [])],
+  }).catch((err: Error) => {
+    // The VM or storage daemon is gone, or still there without the point's export (it restarted).
+    if (/no such socket|connection refused/.test(err.message)) throw new SourceUnreachableError(err.message);
+    if (/no such export/.test(err.message)) throw new FrozenPointLostError(err.message);
+    throw err;
   });
   return {
     sizeBytes: nbd.size,

@@ -121,6 +121,16 @@ export class QuiesceError extends Error {
   override readonly name = 'QuiesceError';
 }
 
+/** The source does not answer (its process is gone, or the address is wrong). */
+export class SourceUnreachableError extends Error {
+  override readonly name = 'SourceUnreachableError';
+}
+
+/** A frozen point is gone from the source (it restarted): retrying cannot bring it back. */
+export class FrozenPointLostError extends Error {
+  override readonly name = 'FrozenPointLostError';
+}
+
 /** A session with one source machine; close it when done. */
 export interface SourceConnector {
   /** Every disk of the machine (the caller applies the machine's selection). */
@@ -159,5 +169,6 @@ export interface SourceKind {
   readonly type: ProtectedMachine['source']['type'];
   /** Opens a session; rejects when the source does not answer. */
   connect(machine: ProtectedMachine, options: SourceConnectorOptions): Promise<SourceConnector>;
+  /** Rejects with SourceUnreachableError or FrozenPointLostError when it cannot be read. */
   openFrozenDisk(disk: FrozenSourceDisk): Promise<FrozenDiskReader>;
 }
