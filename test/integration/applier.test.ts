@@ -9,9 +9,13 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
-import { applyCycle, CYCLE_NOT_UPLOADED, SEGMENT_CORRUPT } from '../../activities/cloud-applier/apply-cycle';
-import type { SegmentCorruptDetails } from '../../activities/cloud-applier/apply-cycle';
-import { deleteCycleSegments } from '../../activities/cloud-applier/cycle-cleanup';
+import {
+  applyCycle,
+  CYCLE_NOT_UPLOADED,
+  SEGMENT_CORRUPT,
+} from '../../activities/cloud-applier/apply-replica';
+import type { SegmentCorruptDetails } from '../../activities/cloud-applier/apply-replica';
+import { deleteCycleSegments } from '../../lib/segments/cycle-cleanup';
 import {
   cycleManifestBlobName,
   readCycleManifest,
@@ -20,11 +24,8 @@ import {
 import { exportPoint } from '../../activities/cloud-applier/export-point';
 import { POINT_ID_CONFLICT, publishPoint } from '../../activities/cloud-applier/publish-point';
 import type { PublishPointInput } from '../../activities/cloud-applier/publish-point';
-import {
-  checksumAt,
-  parseChecksums,
-  replicaChecksums,
-} from '../../activities/cloud-applier/replica-checksums';
+import { replicaChecksums } from '../../activities/cloud-applier/replica-checksums';
+import { checksumAt, parseChecksums } from '../../lib/segments/checksums';
 import type { ApplierDeps } from '../../activities/cloud-applier/replica-disk';
 import {
   DISK_SHRUNK,
@@ -122,7 +123,7 @@ async function uploadCycle(
     cut.map(async (segmentExtents, index) => {
       const data = Buffer.concat(segmentExtents.map((e) => image.subarray(e.offset, e.offset + e.length)));
       const { segment } = await pipeline!.encode({
-        machineId: machine,
+        machine,
         diskId,
         cycle,
         index,

@@ -519,7 +519,7 @@ test("the master target's undo journal: an interrupted apply rolls back to its l
     const upload = async (cycle: number, segments: Buffer[], tamper = false) => {
       for (const [index, data] of segments.entries()) {
         const encoded = await pipeline.encode({
-          machineId: reverseId('fbu'),
+          machine: reverseId('fbu'),
           diskId: 'disk0',
           cycle,
           index,
