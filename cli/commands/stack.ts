@@ -47,7 +47,8 @@ export function registerStackCommands(program: Command): void {
         const ui = status.find((s) => s.name === 'temporal-ui');
         if (ui?.address)
           process.stdout.write(
-            `\nTemporal Web UI: ${ui.address}/namespaces/${config.temporal.namespace}/workflows\n`,
+            `\nTemporal Web UI: ${ui.address}/namespaces/${config.temporal.namespace}/workflows\n` +
+              `protected machines: ${ui.address}/namespaces/${config.temporal.namespace}/workflows?query=${encodeURIComponent('OsrJobKind="protect"')} (add the Osr* columns and save it as a view: see the README)\n`,
           );
       }
     });
