@@ -1,17 +1,22 @@
 // Protecting machines: start, query and steer each machine's protectMachine workflow, and keep
 // its registration in the vault.
-import fs from 'node:fs';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowIdConflictPolicy,
   WorkflowIdReusePolicy,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
+  WorkflowFailedError,
+  type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { QmpClient } from '../lib/qemu/qmp-client';
 import { groupDocs, type GroupPoint } from '../shared/group-types';
-import type { ProtectedMachine, QuiesceHooks, RecoveryPoint } from '../shared/replication-types';
+import type {
+  ProtectedMachine,
+  QuiesceHooks,
+  RecoveryPoint,
+  ReplicationPolicy,
+} from '../shared/replication-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { Vault } from '../lib/azure/vault';
@@ -28,6 +33,7 @@ import {
   type PointRequest,
 } from '../shared/contracts/protect-machine';
 import type { protectMachine } from '../workflows/protect-machine';
+import type { checkSource } from '../workflows/check-source';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { getPolicy } from './policies';
@@ -47,11 +53,63 @@ export interface ProtectOptions {
 
 export const protect = audited(
   'machine.protect',
-  (ctx: ControlContext, options: ProtectOptions) => startProtection(ctx, options),
+  (ctx: ControlContext, options: ProtectOptions) => protectNew(ctx, options),
   (_ctx, o) => ({ target: o.name, details: { qmp: o.qmpSocket, disks: o.disks, policy: o.policy } }),
 );
 
-async function startProtection(
+/**
+ * A registered machine, or a not-found naming the machines there are. Every operation and route
+ * that takes a machine name asks this first.
+ */
+export async function requireMachine(ctx: ControlContext, name: string): Promise<ProtectedMachine> {
+  const machine = await ctx.vault.machine(name);
+  if (machine) return machine;
+  throw await noSuchMachine(ctx, name);
+}
+
+async function noSuchMachine(ctx: ControlContext, name: string, fix = ''): Promise<OperationError> {
+  const known = (await ctx.vault.machines()).map((m) => m.name);
+  return new OperationError(
+    `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}${fix}`,
+    'not-found',
+  );
+}
+
+export interface StartProtectionInput {
+  machine: ProtectedMachine;
+  policy: ReplicationPolicy;
+  maxCyclesPerRun?: number;
+  /** `fail`: a running protection is a conflict (`osr protect`); `use-existing`: keep it (a retried re-enable). */
+  ifRunning: 'fail' | 'use-existing';
+  summary: string;
+}
+
+/**
+ * Starts a machine's protectMachine workflow (id, task queue, search attributes): `osr protect`
+ * and re-enable after failback (a control activity, with the worker's client) both start it here.
+ */
+export async function startProtection(
+  client: Client,
+  input: StartProtectionInput,
+): Promise<WorkflowHandle<typeof protectMachine>> {
+  const { machine, policy } = input;
+  return client.workflow.start<typeof protectMachine>('protectMachine', {
+    taskQueue: CONTROL_TASK_QUEUE,
+    workflowId: protectWorkflowId(machine.name),
+    args: [{ machine, policy, maxCyclesPerRun: input.maxCyclesPerRun }],
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    workflowIdConflictPolicy:
+      input.ifRunning === 'fail' ? WorkflowIdConflictPolicy.FAIL : WorkflowIdConflictPolicy.USE_EXISTING,
+    typedSearchAttributes: [
+      { key: OSR_MACHINE, value: machine.name },
+      { key: OSR_STATE, value: 'enabling' },
+      { key: OSR_JOB_KIND, value: 'protect' },
+    ],
+    ...jobSummary(input.summary),
+  });
+}
+
+async function protectNew(
   ctx: ControlContext,
   options: ProtectOptions,
 ): Promise<{ machine: ProtectedMachine; workflowId: string }> {
@@ -61,13 +119,7 @@ async function startProtection(
       'invalid',
     );
   }
-  if (!fs.existsSync(options.qmpSocket)) {
-    throw new OperationError(
-      `no QMP socket at ${options.qmpSocket}: start the VM or qemu-storage-daemon with a QMP monitor (--chardev socket,path=…,server=on,wait=off --monitor chardev=…) and pass its path with --qmp`,
-      'invalid',
-    );
-  }
-  await probeQmp(options.qmpSocket);
+  await checkSourceOnItsHost(ctx, options);
   const policy = await getPolicy(ctx, options.policy ?? 'default');
   const machine: ProtectedMachine = {
     name: options.name,
@@ -85,18 +137,12 @@ async function startProtection(
   const client = await ctx.client();
   const workflowId = protectWorkflowId(machine.name);
   try {
-    await client.workflow.start<typeof protectMachine>('protectMachine', {
-      taskQueue: CONTROL_TASK_QUEUE,
-      workflowId,
-      args: [{ machine, policy, maxCyclesPerRun: options.maxCyclesPerRun }],
-      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-      workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
-      typedSearchAttributes: [
-        { key: OSR_MACHINE, value: machine.name },
-        { key: OSR_STATE, value: 'enabling' },
-        { key: OSR_JOB_KIND, value: 'protect' },
-      ],
-      ...jobSummary(`Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`),
+    await startProtection(client, {
+      machine,
+      policy,
+      maxCyclesPerRun: options.maxCyclesPerRun,
+      ifRunning: 'fail',
+      summary: `Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`,
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
@@ -111,22 +157,40 @@ async function startProtection(
   return { machine, workflowId };
 }
 
+/** How long the control worker may take to run the source check at all. */
+const CHECK_SOURCE_WORKFLOW_SECONDS = 60;
+
 /**
- * Refuses, before anything is started or recorded, a --qmp path that is no QMP monitor: a plain
- * file, a dead socket, an NBD socket. A monitor that accepts but stays silent (another client
- * holds it; QEMU serves one at a time) is not refused: the process server will wait its turn.
+ * Refuses, before anything is started or recorded, a --qmp path that is no QMP monitor (missing, a
+ * plain file, a dead socket, an NBD socket). The socket is on the machine's host, which this
+ * process may not be: a process server of the machine's site looks (checkSource workflow,
+ * probeSource activity). A monitor held silently by another client is accepted.
  */
-async function probeQmp(socketPath: string): Promise<void> {
-  let qmp: QmpClient | undefined;
+async function checkSourceOnItsHost(ctx: ControlContext, options: ProtectOptions): Promise<void> {
+  const client = await ctx.client();
+  let result;
   try {
-    qmp = await QmpClient.connect(socketPath, { greetingTimeoutMs: 3000 });
+    result = await client.workflow.execute<typeof checkSource>('checkSource', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: `check-source/${options.name}/${new Date().toISOString()}`,
+      args: [{ site: ctx.config.site, qmpSocket: options.qmpSocket }],
+      workflowExecutionTimeout: `${CHECK_SOURCE_WORKFLOW_SECONDS}s`,
+    });
   } catch (err) {
-    const message = (err as Error).message;
-    if (/sent no greeting/.test(message)) return;
-    throw new OperationError(`${message}. Nothing was started.`, 'invalid');
-  } finally {
-    await qmp?.close();
+    if (err instanceof WorkflowFailedError)
+      throw new OperationError(
+        `the source check of ${options.name} did not run within ${CHECK_SOURCE_WORKFLOW_SECONDS} s: is the control worker running? (\`osr doctor\`). Nothing was started.`,
+        'unavailable',
+      );
+    throw err;
   }
+  if (result.ok) return;
+  // A refusal's message already says that nothing was started.
+  if (result.problem === 'refused') throw new OperationError(result.message, 'invalid');
+  throw new OperationError(
+    `${result.message.replace(/\.$/, '')}. Nothing was started.`,
+    result.problem === 'unavailable' ? 'unavailable' : 'invalid',
+  );
 }
 
 /**
@@ -198,11 +262,7 @@ export async function machineStatus(ctx: ControlContext, name: string): Promise<
     return status;
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) {
-      const known = (await ctx.vault.machines()).map((m) => m.name);
-      throw new OperationError(
-        `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}. Protect it with \`osr protect ${name} --qmp <socket>\``,
-        'not-found',
-      );
+      throw await noSuchMachine(ctx, name, `. Protect it with \`osr protect ${name} --qmp <socket>\``);
     }
     throw err;
   }
