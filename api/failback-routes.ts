@@ -2,7 +2,7 @@
 // machine and for a recovery plan: thin mappings onto shared/operations/failback.ts, as the CLI.
 // Starting a stage answers 202 with the job's workflow id and a Location to follow it.
 import * as failback from '../operations/failback';
-import { OperationError } from '../operations/context';
+import { requireMachine } from '../operations/machines';
 import { parseDuration } from '../shared/policy';
 import { onlyFields, optionalDuration, optionalString } from './body';
 import { jobLocation } from './jobs';
@@ -15,8 +15,7 @@ function accepted(workflowId: string): ApiResponse {
 
 async function registered(req: ApiRequest): Promise<string> {
   const name = req.params.name as string;
-  if (!(await req.ctx.vault.machine(name)))
-    throw new OperationError(`no protected machine named ${name}`, 'not-found');
+  await requireMachine(req.ctx, name);
   return name;
 }
 

@@ -34,13 +34,7 @@ function accepted(ref: failover.JobRef): ApiResponse {
 /** 404 for a machine that is not registered, before reading anything else about it. */
 async function registered(req: ApiRequest): Promise<string> {
   const name = req.params.name as string;
-  if (!(await req.ctx.vault.machine(name))) {
-    const known = (await req.ctx.vault.machines()).map((m) => m.name);
-    throw new OperationError(
-      `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
-      'not-found',
-    );
-  }
+  await machines.requireMachine(req.ctx, name);
   return name;
 }
 

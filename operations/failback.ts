@@ -38,6 +38,7 @@ import { jobResult } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { getPlan } from './plans';
+import { requireMachine } from './machines';
 import { getPolicy } from './policies';
 
 export interface ReprotectOptions {
@@ -51,16 +52,6 @@ export interface ReprotectOptions {
   maxCyclesPerRun?: number;
   /** Called with each status seen while waiting (progress). */
   onStatus?: (status: ReprotectStatus) => void;
-}
-
-async function registered(ctx: ControlContext, name: string): Promise<ProtectedMachine> {
-  const machine = await ctx.vault.machine(name);
-  if (machine) return machine;
-  const known = (await ctx.vault.machines()).map((m) => m.name);
-  throw new OperationError(
-    `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
-    'not-found',
-  );
 }
 
 async function workflowRunning(ctx: ControlContext, workflowId: string): Promise<boolean> {
@@ -110,7 +101,7 @@ async function prepareReprotect(
   name: string,
   options: ReprotectOptions,
 ): Promise<{ workflowId: string; input: ReprotectInput }> {
-  const machine = await registered(ctx, name);
+  const machine = await requireMachine(ctx, name);
   const existing = await failbackRecord(ctx, name);
   const workflowId = reprotectWorkflowId(name);
   if (existing?.stage === 'failed-back')
@@ -234,7 +225,7 @@ async function prepareFailback(
   ctx: ControlContext,
   name: string,
 ): Promise<{ workflowId: string; input: FailbackInput }> {
-  const machine = await registered(ctx, name);
+  const machine = await requireMachine(ctx, name);
   const record = await failbackRecord(ctx, name);
   if (record?.stage === 'failed-back')
     throw new OperationError(
@@ -305,7 +296,7 @@ async function prepareReenable(
   ctx: ControlContext,
   name: string,
 ): Promise<{ workflowId: string; input: ReenableInput }> {
-  const machine = await registered(ctx, name);
+  const machine = await requireMachine(ctx, name);
   const record = await failbackRecord(ctx, name);
   if (record?.stage !== 'failed-back')
     throw new OperationError(

@@ -8,7 +8,6 @@ import {
   WorkflowUpdateFailedError,
   type WorkflowHandle,
 } from '@temporalio/client';
-import type { ProtectedMachine } from '../shared/replication-types';
 import type { FailoverLock, RecoveredMachine, RecoverySettings } from '../shared/recovery-types';
 import { recoveryDocs } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
@@ -28,7 +27,7 @@ import {
 import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
-import { resolvePoint } from './machines';
+import { requireMachine, resolvePoint } from './machines';
 
 export interface JobRef {
   job: string;
@@ -43,16 +42,6 @@ export interface StartOptions {
   point?: string;
   /** Return once the job is done (drill, cleanup) or failed over (failover); default true. */
   wait?: boolean;
-}
-
-async function protectedMachine(ctx: ControlContext, name: string): Promise<ProtectedMachine> {
-  const machine = await ctx.vault.machine(name);
-  if (machine) return machine;
-  const known = (await ctx.vault.machines()).map((m) => m.name);
-  throw new OperationError(
-    `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
-    'not-found',
-  );
 }
 
 export async function getRecoverySettings(ctx: ControlContext, machine: string): Promise<RecoverySettings> {
@@ -80,7 +69,7 @@ async function storeRecoverySettings(
     materialize?: RecoverySettings['materialize'] | null;
   },
 ): Promise<RecoverySettings> {
-  await protectedMachine(ctx, machine);
+  await requireMachine(ctx, machine);
   if (change.bootCheck && (!change.bootCheck.command.trim() || !change.bootCheck.probe.trim()))
     throw new OperationError('a boot check needs both a command and a probe command', 'invalid');
   if (change.materialize && !['qcow2', 'raw'].includes(change.materialize.format))
@@ -118,7 +107,7 @@ async function startDrill(
   name: string,
   options: StartOptions = {},
 ): Promise<{ ref: JobRef; status?: RecoveryStatus }> {
-  const machine = await protectedMachine(ctx, name);
+  const machine = await requireMachine(ctx, name);
   const point = await resolvePoint(ctx, name, options.point ?? 'latest');
   const job = jobIdAt(new Date());
   const workflowId = drillWorkflowId(name, job);
@@ -214,7 +203,7 @@ async function startMachineFailover(
   name: string,
   options: StartOptions & { planned?: boolean } = {},
 ): Promise<{ ref: JobRef; status?: RecoveryStatus }> {
-  const machine = await protectedMachine(ctx, name);
+  const machine = await requireMachine(ctx, name);
   const planned = options.planned ?? false;
   if (planned && options.point)
     throw new OperationError('a planned failover uses the final point it cuts: leave out --point', 'invalid');
@@ -306,7 +295,7 @@ async function workflowState(
 
 /** The running (or committed) failover of a machine. */
 async function failoverHandle(ctx: ControlContext, name: string): Promise<WorkflowHandle> {
-  await protectedMachine(ctx, name);
+  await requireMachine(ctx, name);
   const lock = (await ctx.vault.read<FailoverLock>(recoveryDocs.failoverLock(name)))?.value;
   if (!lock || (await workflowState(ctx, lock.workflowId)) !== 'running') {
     throw new OperationError(

@@ -1,7 +1,7 @@
 // Protecting machines: `osr protect|status|points|point|resync|pause|resume|unprotect|set-policy`.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { OperationError, type ControlContext } from '../../operations/context';
+import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import { withContext } from '../context';
@@ -176,13 +176,7 @@ export function registerMachineCommands(program: Command): void {
         const found = await ctx.vault.points(name);
         // No points and no such machine is a typo, not an empty list (an unprotected machine's
         // points kept with --keep-replica are still listed).
-        if (found.length === 0 && !(await ctx.vault.machine(name))) {
-          const known = (await ctx.vault.machines()).map((m) => m.name);
-          throw new OperationError(
-            `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
-            'not-found',
-          );
-        }
+        if (found.length === 0) await machines.requireMachine(ctx, name);
         return found;
       });
       if (o.json) printJson(points);
