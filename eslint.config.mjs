@@ -89,6 +89,17 @@ const libForbidden = [
   },
 ];
 
+// The control plane (operations/, the CLI, the HTTP API) may run on any host: it never opens a
+// machine's QMP or NBD socket itself. What needs the machine's host is a process-server activity
+// (e.g. probeSource, run through the checkSource workflow).
+const controlPlaneForbidden = [
+  {
+    group: ['**/lib/qemu', '**/lib/qemu/*', '**/lib/qemu/**'],
+    message:
+      "The control plane does not reach QEMU: the machine's socket is on its own host. Ask a process server (an activity on processServerQueue(site)).",
+  },
+];
+
 export default tseslint.config(
   { ignores: ['dist/**', 'dist-*/**', 'node_modules/**', '.osr/**', 'bin/**'] },
   js.configs.recommended,
@@ -111,6 +122,10 @@ export default tseslint.config(
         { patterns: sharedOnly('\\./|\\.\\./[^./][^/]*$') },
       ],
     },
+  },
+  {
+    files: ['operations/**/*.ts', 'api/**/*.ts', 'cli/**/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: controlPlaneForbidden }] },
   },
   {
     files: ['lib/**/*.ts'],

@@ -28,7 +28,7 @@ export function registerDemoCommands(program: Command): void {
       const source = await startDemoMachine(config, o.name, {
         sizeBytes: size,
         rate: Number(o.rate),
-        workloadEntry: path.join(__dirname, '..', 'demo-workload.js'),
+        workloadEntry: path.join(__dirname, '..', '..', 'stack', 'demo', 'demo-workload.js'),
       });
       process.stdout.write(`demo machine ${o.name}: disk ${source.disk}, QMP ${source.qmpSocket}\n`);
       await withContext(async (ctx) => {
