@@ -100,6 +100,22 @@ const controlPlaneForbidden = [
   },
 ];
 
+// operations/ is the layer under the CLI and the API, and reaches workflows only through Temporal
+// (by name, typed with shared/contracts/): no import cycle through the folders above or beside it.
+const operationsForbidden = [
+  ...controlPlaneForbidden,
+  {
+    group: ['**/api/*', '**/api/**', '**/cli/*', '**/cli/**'],
+    message: 'operations/ is used by the CLI and the API, never the other way.',
+  },
+  {
+    group: ['**/workflows/*', '**/workflows/**'],
+    allowTypeImports: false,
+    message:
+      "operations/ starts workflows by name; type them with shared/contracts/, not the workflow's code.",
+  },
+];
+
 export default tseslint.config(
   { ignores: ['dist/**', 'dist-*/**', 'node_modules/**', '.osr/**', 'bin/**'] },
   js.configs.recommended,
@@ -124,8 +140,12 @@ export default tseslint.config(
     },
   },
   {
-    files: ['operations/**/*.ts', 'api/**/*.ts', 'cli/**/*.ts'],
+    files: ['api/**/*.ts', 'cli/**/*.ts'],
     rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: controlPlaneForbidden }] },
+  },
+  {
+    files: ['operations/**/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: operationsForbidden }] },
   },
   {
     files: ['lib/**/*.ts'],

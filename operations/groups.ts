@@ -16,13 +16,16 @@ import {
   groupStatusQuery,
   setIntervalUpdate,
   takeGroupPointUpdate,
+  type GroupInput,
   type GroupStatus,
 } from '../shared/contracts/consistency-group';
-import type { consistencyGroup } from '../workflows/consistency-group';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { untilState } from './job-results';
 import { machineStatus } from './machines';
+
+/** consistencyGroup's signature (workflows/consistency-group.ts), typed here without importing workflow code. */
+type ConsistencyGroupWorkflow = (input: GroupInput) => Promise<GroupStatus>;
 
 const GROUP_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -87,9 +90,9 @@ async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus
     createdAt: new Date().toISOString(),
   };
   const client = await ctx.client();
-  let handle: WorkflowHandle<typeof consistencyGroup>;
+  let handle: WorkflowHandle<ConsistencyGroupWorkflow>;
   try {
-    handle = await client.workflow.start<typeof consistencyGroup>('consistencyGroup', {
+    handle = await client.workflow.start<ConsistencyGroupWorkflow>('consistencyGroup', {
       taskQueue: CONTROL_TASK_QUEUE,
       workflowId: groupWorkflowId(group.name),
       args: [{ group, barrier: spec.barrier }],
@@ -162,11 +165,11 @@ export const deleteGroup = audited(
 async function withGroup<T>(
   ctx: ControlContext,
   name: string,
-  fn: (h: WorkflowHandle<typeof consistencyGroup>) => Promise<T>,
+  fn: (h: WorkflowHandle<ConsistencyGroupWorkflow>) => Promise<T>,
 ): Promise<T> {
   const client = await ctx.client();
   try {
-    return await fn(client.workflow.getHandle<typeof consistencyGroup>(groupWorkflowId(name)));
+    return await fn(client.workflow.getHandle<ConsistencyGroupWorkflow>(groupWorkflowId(name)));
   } catch (err) {
     if (err instanceof WorkflowNotFoundError)
       throw new OperationError(`no consistency group ${name} (osr group list)`, 'not-found');

@@ -31,12 +31,15 @@ import {
   takePointUpdate,
   type MachineStatus,
   type PointRequest,
+  type ProtectInput,
 } from '../shared/contracts/protect-machine';
-import type { protectMachine } from '../workflows/protect-machine';
-import type { checkSource } from '../workflows/check-source';
+import type { CheckSourceWorkflow } from '../shared/contracts/check-source';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { getPolicy } from './policies';
+
+/** protectMachine's signature (workflows/protect-machine.ts), typed here without importing workflow code. */
+type ProtectMachineWorkflow = (input: ProtectInput) => Promise<MachineStatus>;
 
 const MACHINE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -91,9 +94,9 @@ export interface StartProtectionInput {
 export async function startProtection(
   client: Client,
   input: StartProtectionInput,
-): Promise<WorkflowHandle<typeof protectMachine>> {
+): Promise<WorkflowHandle<ProtectMachineWorkflow>> {
   const { machine, policy } = input;
-  return client.workflow.start<typeof protectMachine>('protectMachine', {
+  return client.workflow.start<ProtectMachineWorkflow>('protectMachine', {
     taskQueue: CONTROL_TASK_QUEUE,
     workflowId: protectWorkflowId(machine.name),
     args: [{ machine, policy, maxCyclesPerRun: input.maxCyclesPerRun }],
@@ -170,7 +173,7 @@ async function checkSourceOnItsHost(ctx: ControlContext, options: ProtectOptions
   const client = await ctx.client();
   let result;
   try {
-    result = await client.workflow.execute<typeof checkSource>('checkSource', {
+    result = await client.workflow.execute<CheckSourceWorkflow>('checkSource', {
       taskQueue: CONTROL_TASK_QUEUE,
       workflowId: `check-source/${options.name}/${new Date().toISOString()}`,
       args: [{ site: ctx.config.site, qmpSocket: options.qmpSocket }],
@@ -231,9 +234,9 @@ async function failureOf(handle: WorkflowHandle): Promise<string> {
   }
 }
 
-async function handleOf(ctx: ControlContext, name: string): Promise<WorkflowHandle<typeof protectMachine>> {
+async function handleOf(ctx: ControlContext, name: string): Promise<WorkflowHandle<ProtectMachineWorkflow>> {
   const client = await ctx.client();
-  return client.workflow.getHandle<typeof protectMachine>(protectWorkflowId(name));
+  return client.workflow.getHandle<ProtectMachineWorkflow>(protectWorkflowId(name));
 }
 
 export interface MachineOverview {
@@ -284,7 +287,7 @@ export async function listMachines(ctx: ControlContext): Promise<MachineOverview
 async function runUpdate<T>(
   ctx: ControlContext,
   name: string,
-  call: (h: WorkflowHandle<typeof protectMachine>) => Promise<T>,
+  call: (h: WorkflowHandle<ProtectMachineWorkflow>) => Promise<T>,
 ): Promise<T> {
   await machineStatus(ctx, name); // a clear not-found before anything else
   const handle = await handleOf(ctx, name);

@@ -5,21 +5,17 @@ import { ActivityFailure, ApplicationFailure, TimeoutFailure, proxyActivities } 
 import type { ProcessServerActivities } from '../activities/process-server';
 import type { SOURCE_REFUSED } from '../activities/process-server/probe-source';
 import { processServerQueue } from '../shared/task-queues';
+import type {
+  CheckSourceInput,
+  CheckSourceResult,
+  CheckSourceWorkflow,
+} from '../shared/contracts/check-source';
 
 const REFUSED: typeof SOURCE_REFUSED = 'SourceRefused';
 
-export interface CheckSourceInput {
-  site: string;
-  qmpSocket: string;
-  /** How long a process server of the site has to take and answer the probe. */
-  timeoutSeconds?: number;
-}
-
-export type CheckSourceResult =
-  | { ok: true; greeted: boolean }
-  | { ok: false; problem: 'refused' | 'unavailable' | 'failed'; message: string };
-
-export async function checkSource(input: CheckSourceInput): Promise<CheckSourceResult> {
+export const checkSource: CheckSourceWorkflow = async function checkSource(
+  input: CheckSourceInput,
+): Promise<CheckSourceResult> {
   const seconds = input.timeoutSeconds ?? 20;
   const queue = processServerQueue(input.site);
   const { probeSource } = proxyActivities<Pick<ProcessServerActivities, 'probeSource'>>({
@@ -42,4 +38,4 @@ export async function checkSource(input: CheckSourceInput): Promise<CheckSourceR
       };
     return { ok: false, problem: 'failed', message: cause instanceof Error ? cause.message : String(cause) };
   }
-}
+};
