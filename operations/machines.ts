@@ -2,23 +2,12 @@
 // its registration in the vault.
 import {
   WorkflowExecutionAlreadyStartedError,
-  WorkflowIdConflictPolicy,
-  WorkflowIdReusePolicy,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
-  WorkflowFailedError,
-  type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
 import { groupDocs, type GroupPoint } from '../shared/group-types';
-import type {
-  ProtectedMachine,
-  QuiesceHooks,
-  RecoveryPoint,
-  ReplicationPolicy,
-} from '../shared/replication-types';
-import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
-import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
+import type { ProtectedMachine, QuiesceHooks, RecoveryPoint } from '../shared/replication-types';
 import { Vault } from '../lib/azure/vault';
 import {
   changePolicyUpdate,
@@ -31,15 +20,11 @@ import {
   takePointUpdate,
   type MachineStatus,
   type PointRequest,
-  type ProtectInput,
 } from '../shared/contracts/protect-machine';
-import type { CheckSourceWorkflow } from '../shared/contracts/check-source';
 import { audited } from './audit';
-import { OperationError, type ControlContext, jobSummary } from './context';
+import { OperationError, type ControlContext } from './context';
 import { getPolicy } from './policies';
-
-/** protectMachine's signature (workflows/protect-machine.ts), typed here without importing workflow code. */
-type ProtectMachineWorkflow = (input: ProtectInput) => Promise<MachineStatus>;
+import { checkSourceOnItsHost, startProtection, type ProtectMachineWorkflow } from './protection-start';
 
 const MACHINE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -76,40 +61,6 @@ async function noSuchMachine(ctx: ControlContext, name: string, fix = ''): Promi
     `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}${fix}`,
     'not-found',
   );
-}
-
-export interface StartProtectionInput {
-  machine: ProtectedMachine;
-  policy: ReplicationPolicy;
-  maxCyclesPerRun?: number;
-  /** `fail`: a running protection is a conflict (`osr protect`); `use-existing`: keep it (a retried re-enable). */
-  ifRunning: 'fail' | 'use-existing';
-  summary: string;
-}
-
-/**
- * Starts a machine's protectMachine workflow (id, task queue, search attributes): `osr protect`
- * and re-enable after failback (a control activity, with the worker's client) both start it here.
- */
-export async function startProtection(
-  client: Client,
-  input: StartProtectionInput,
-): Promise<WorkflowHandle<ProtectMachineWorkflow>> {
-  const { machine, policy } = input;
-  return client.workflow.start<ProtectMachineWorkflow>('protectMachine', {
-    taskQueue: CONTROL_TASK_QUEUE,
-    workflowId: protectWorkflowId(machine.name),
-    args: [{ machine, policy, maxCyclesPerRun: input.maxCyclesPerRun }],
-    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-    workflowIdConflictPolicy:
-      input.ifRunning === 'fail' ? WorkflowIdConflictPolicy.FAIL : WorkflowIdConflictPolicy.USE_EXISTING,
-    typedSearchAttributes: [
-      { key: OSR_MACHINE, value: machine.name },
-      { key: OSR_STATE, value: 'enabling' },
-      { key: OSR_JOB_KIND, value: 'protect' },
-    ],
-    ...jobSummary(input.summary),
-  });
 }
 
 async function protectNew(
@@ -158,42 +109,6 @@ async function protectNew(
   }
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   return { machine, workflowId };
-}
-
-/** How long the control worker may take to run the source check at all. */
-const CHECK_SOURCE_WORKFLOW_SECONDS = 60;
-
-/**
- * Refuses, before anything is started or recorded, a --qmp path that is no QMP monitor (missing, a
- * plain file, a dead socket, an NBD socket). The socket is on the machine's host, which this
- * process may not be: a process server of the machine's site looks (checkSource workflow,
- * probeSource activity). A monitor held silently by another client is accepted.
- */
-async function checkSourceOnItsHost(ctx: ControlContext, options: ProtectOptions): Promise<void> {
-  const client = await ctx.client();
-  let result;
-  try {
-    result = await client.workflow.execute<CheckSourceWorkflow>('checkSource', {
-      taskQueue: CONTROL_TASK_QUEUE,
-      workflowId: `check-source/${options.name}/${new Date().toISOString()}`,
-      args: [{ site: ctx.config.site, qmpSocket: options.qmpSocket }],
-      workflowExecutionTimeout: `${CHECK_SOURCE_WORKFLOW_SECONDS}s`,
-    });
-  } catch (err) {
-    if (err instanceof WorkflowFailedError)
-      throw new OperationError(
-        `the source check of ${options.name} did not run within ${CHECK_SOURCE_WORKFLOW_SECONDS} s: is the control worker running? (\`osr doctor\`). Nothing was started.`,
-        'unavailable',
-      );
-    throw err;
-  }
-  if (result.ok) return;
-  // A refusal's message already says that nothing was started.
-  if (result.problem === 'refused') throw new OperationError(result.message, 'invalid');
-  throw new OperationError(
-    `${result.message.replace(/\.$/, '')}. Nothing was started.`,
-    result.problem === 'unavailable' ? 'unavailable' : 'invalid',
-  );
 }
 
 /**

@@ -13,7 +13,7 @@ import {
   type FinalCycleResult,
 } from '../../shared/contracts/failback';
 import { protectWorkflowId, statusQuery } from '../../shared/contracts/protect-machine';
-import { startProtection } from '../../operations/machines';
+import { startProtection } from '../../operations/protection-start';
 import type { WorkerDeps } from '../deps';
 import { withHeartbeat } from '../common/with-heartbeat';
 
