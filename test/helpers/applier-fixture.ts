@@ -25,6 +25,7 @@ import type { RunningProcess } from '../../lib/process/managed-process';
 import { freePort } from '../../lib/process/ports';
 import { azuriteConnectionString, CONTAINERS, ensureContainers } from '../../lib/azure/blob-client';
 import { Vault } from '../../lib/azure/vault';
+
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
 
