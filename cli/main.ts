@@ -16,7 +16,7 @@ import { registerPolicyCommands } from './commands/policy';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerStackCommands } from './commands/stack';
 import { registerServeCommand } from './commands/serve';
-import { CliError, EXIT } from './output';
+import { CliError, EXIT } from './common/output';
 
 export function buildProgram(): Command {
   const program = new Command('osr')

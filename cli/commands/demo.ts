@@ -8,7 +8,7 @@ import { OperationError } from '../../operations/context';
 import { createPolicy, listPolicies } from '../../operations/policies';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { parseDuration } from '../../shared/policy';
-import { withContext } from '../context';
+import { withContext } from '../common/context';
 
 export function registerDemoCommands(program: Command): void {
   const demo = program

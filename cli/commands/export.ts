@@ -4,9 +4,9 @@ import type { Command } from 'commander';
 import { exportPoint } from '../../activities/cloud-applier/export-point';
 import { resolvePoint } from '../../operations/machines';
 import { OperationError } from '../../operations/context';
-import { withContext } from '../context';
-import { printJson } from '../output';
-import { formatBytes, ProgressLine, renderBar } from '../progress-bar';
+import { withContext } from '../common/context';
+import { printJson } from '../common/output';
+import { formatBytes, ProgressLine, renderBar } from '../common/progress-bar';
 
 export function registerExportCommand(program: Command): void {
   program

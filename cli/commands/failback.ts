@@ -3,8 +3,8 @@
 import type { Command } from 'commander';
 import * as failback from '../../operations/failback';
 import type { FailbackPlanStatus, FailbackStatus, ReprotectStatus } from '../../shared/contracts/failback';
-import { withContext } from '../context';
-import { CliError, EXIT, printJson, printTable } from '../output';
+import { withContext } from '../common/context';
+import { CliError, EXIT, printJson, printTable } from '../common/output';
 
 function positiveSeconds(value: string): number {
   const n = Number(value);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../lib/config/config';
 import { stackDown, stackStatus, stackUp, type ComponentStatus } from '../../stack/stack';
-import { EXIT, CliError, printJson, printTable } from '../output';
+import { EXIT, CliError, printJson, printTable } from '../common/output';
 
 const workersDir = path.join(__dirname, '..', '..', 'workers');
 
