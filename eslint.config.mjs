@@ -148,6 +148,23 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: operationsForbidden }] },
   },
   {
+    // The dev server's launcher is a library of the stack and of the benchmarks, never the reverse.
+    files: ['temporal-dev/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/stack/*', '**/stack/**', '**/operations/*', '**/api/*', '**/cli/*', '**/workers/*'],
+              message: 'temporal-dev/ imports only lib/ and shared/: stack/ uses it, not the other way.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['lib/**/*.ts'],
     rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: libForbidden }] },
   },
