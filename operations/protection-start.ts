@@ -3,6 +3,7 @@
 // queue and search attributes. `osr protect` (machines.ts) and re-enable after failback (a
 // control activity) both start protection here.
 import {
+  TimeoutFailure,
   WorkflowFailedError,
   WorkflowIdConflictPolicy,
   WorkflowIdReusePolicy,
@@ -80,7 +81,7 @@ export async function checkSourceOnItsHost(
       workflowExecutionTimeout: `${CHECK_SOURCE_WORKFLOW_SECONDS}s`,
     });
   } catch (err) {
-    if (err instanceof WorkflowFailedError)
+    if (err instanceof WorkflowFailedError && err.cause instanceof TimeoutFailure)
       throw new OperationError(
         `the source check of ${options.name} did not run within ${CHECK_SOURCE_WORKFLOW_SECONDS} s: is the control worker running? (\`osr doctor\`). Nothing was started.`,
         'unavailable',
