@@ -3,7 +3,7 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const workflowForbidden = [
+const workflowCommon = [
   {
     group: [
       'node:*',
@@ -37,25 +37,20 @@ const workflowForbidden = [
     message:
       'Workflows may import activities only as types (import type) and call them through proxyActivities.',
   },
-  {
-    group: [
-      '../lib/*',
-      '../lib/**',
-      '../operations/*',
-      '../stack/*',
-      '../stack/**',
-      '../workers/*',
-      '../api/*',
-      '../cli/*',
-      '../../lib/**',
-      '../../operations/*',
-      '../../stack/**',
-      '../../workers/*',
-    ],
-    message:
-      'Workflows import only shared/ (contracts, types, ids) and their own siblings: lib/, operations/ and stack/ do I/O.',
-  },
 ];
+
+// The root's lib/, operations/, stack/ … are I/O; workflows/lib/ is workflow code they share. The
+// same relative path means one or the other depending on how deep the importing file is.
+const layers = ['lib', 'operations', 'stack', 'workers', 'api', 'cli'];
+const workflowLayers = (up) => ({
+  group: layers.flatMap((l) => [`${up}${l}/*`, `${up}${l}/**`]),
+  message:
+    'Workflows import only shared/ (contracts, types, ids), workflows/lib/ and their own siblings: lib/, operations/ and stack/ do I/O.',
+});
+/** workflows/*.ts */
+const workflowForbidden = [...workflowCommon, workflowLayers('../')];
+/** workflows/<folder>/*.ts (workflows/lib/ too): `../lib/` is workflows/lib/, the root is `../../`. */
+const workflowFolderForbidden = [...workflowCommon, workflowLayers('../../')];
 
 // shared/ is what workflow code may import: an ALLOWLIST, not a denylist. A shared file imports
 // only its siblings (shared/contracts/ may also reach shared/ one level up), the workflow SDK's
@@ -169,9 +164,16 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: libForbidden }] },
   },
   {
+    files: ['workflows/*/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: workflowFolderForbidden }] },
+  },
+  {
+    files: ['workflows/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: workflowForbidden }] },
+  },
+  {
     files: ['workflows/**/*.ts'],
     rules: {
-      '@typescript-eslint/no-restricted-imports': ['error', { patterns: workflowForbidden }],
       'no-restricted-globals': [
         'error',
         { name: 'setTimeout', message: 'Use sleep() from @temporalio/workflow.' },

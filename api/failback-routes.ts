@@ -2,7 +2,7 @@
 // machine and for a recovery plan: thin mappings onto shared/operations/failback.ts, as the CLI.
 // Starting a stage answers 202 with the job's workflow id and a Location to follow it.
 import * as failback from '../operations/failback';
-import { requireMachine } from '../operations/machines';
+import { registeredMachine } from '../operations/machines';
 import { parseDuration } from '../shared/policy';
 import { onlyFields, optionalDuration, optionalString } from './body';
 import { jobLocation } from './jobs';
@@ -14,9 +14,7 @@ function accepted(workflowId: string): ApiResponse {
 }
 
 async function registered(req: ApiRequest): Promise<string> {
-  const name = req.params.name as string;
-  await requireMachine(req.ctx, name);
-  return name;
+  return (await registeredMachine(req.ctx, req.params.name as string)).name;
 }
 
 async function noBody(req: ApiRequest): Promise<void> {

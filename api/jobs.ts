@@ -2,6 +2,7 @@
 // (the same filter an operator types in the Web UI), and one job's progress from its status query.
 import { WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
 import { OperationError, type ControlContext } from '../operations/context';
+import { checkName, isName } from '../shared/names';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 
 /** Where a job's progress is followed. */
@@ -26,7 +27,6 @@ export const JOB_KINDS = [
   'plan-failback',
   'plan-reenable',
 ] as const;
-const MACHINE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const MAX_JOBS = 200;
 
 export interface JobView {
@@ -61,7 +61,7 @@ export async function listRunningJobs(
   filter: { machine?: string; kind?: string } = {},
 ): Promise<JobView[]> {
   // Values are checked against fixed patterns before they go into the visibility query.
-  if (filter.machine !== undefined && !MACHINE_NAME.test(filter.machine))
+  if (filter.machine !== undefined && !isName('machine', filter.machine))
     throw new OperationError(
       `query "machine": "${filter.machine}" is not a machine name (lower-case letters, digits, dashes)`,
       'invalid',
@@ -85,6 +85,7 @@ export async function jobStatus(
   ctx: ControlContext,
   workflowId: string,
 ): Promise<JobView & { progress?: unknown; note?: string }> {
+  checkName('job', workflowId);
   const client = await ctx.client();
   const handle = client.workflow.getHandle(workflowId);
   let description: Awaited<ReturnType<typeof handle.describe>>;

@@ -31,11 +31,9 @@ function accepted(ref: failover.JobRef): ApiResponse {
   return { status: 202, body: { ...ref, location }, headers: { Location: location } };
 }
 
-/** 404 for a machine that is not registered, before reading anything else about it. */
+/** 400 for a name that is not valid, 404 for a machine not registered, before reading anything else. */
 async function registered(req: ApiRequest): Promise<string> {
-  const name = req.params.name as string;
-  await machines.requireMachine(req.ctx, name);
-  return name;
+  return (await machines.registeredMachine(req.ctx, req.params.name as string)).name;
 }
 
 /** Bodies of routes that take none must be empty: a body there is a client mistake. */
@@ -63,7 +61,7 @@ export const routes: Route[] = [
     method: 'GET',
     path: '/v1/machines/{name}/points',
     auth: true,
-    handler: async (req) => ok({ points: await req.ctx.vault.points(await registered(req)) }),
+    handler: async (req) => ok({ points: await machines.listPoints(req.ctx, await registered(req)) }),
   },
   {
     method: 'POST',

@@ -2,7 +2,7 @@
 // their times) and each machine's child job status (its steps: create disks, record, materialize,
 // boot check). Times are the workflows' own clocks (ISO strings), in seconds from the request.
 import type { Client } from '@temporalio/client';
-import { recoveryStatusQuery, type RecoveryStatus } from '../shared/contracts/failover';
+import { recoveryStatusQuery, type RecoveryStatus } from '../shared/contracts/recovery-job';
 import type { PlanStatus } from '../shared/contracts/recovery-plan';
 
 export interface Spread {

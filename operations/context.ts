@@ -27,15 +27,7 @@ export class ControlContext {
   }
 }
 
-/** An operation refused for a reason the operator can fix; `code` maps to CLI exit codes and HTTP statuses. */
-export class OperationError extends Error {
-  constructor(
-    message: string,
-    readonly code: 'not-found' | 'conflict' | 'invalid' | 'unavailable',
-  ) {
-    super(message);
-  }
-}
+export { OperationError } from '../shared/operation-error';
 
 /**
  * A job's description where operators look: the Temporal Web UI's summary (staticSummary) and the

@@ -5,19 +5,18 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { failbackDocs, reverseId, type FailbackRecord } from '../shared/failback-types';
 import { recoveryDocs, type FailoverLock, type RecoveredMachine } from '../shared/recovery-types';
 import type { ProtectedMachine, QuiesceHooks } from '../shared/replication-types';
-import { jobIdAt } from '../shared/contracts/failover';
+import { jobIdAt } from '../shared/contracts/recovery-job';
+import { checkName } from '../shared/names';
+import { failbackWorkflowId, type FailbackInput } from '../shared/contracts/failback';
+import { reenableWorkflowId, type ReenableInput } from '../shared/contracts/reenable';
 import {
-  failbackWorkflowId,
-  reenableWorkflowId,
   reprotectStatusQuery,
   reprotectWorkflowId,
-  type FailbackInput,
-  type ReenableInput,
   type ReprotectInput,
   type ReprotectStatus,
-} from '../shared/contracts/failback';
+} from '../shared/contracts/reprotect';
 import { OperationError, type ControlContext } from './context';
-import { requireMachine } from './machines';
+import { registeredMachine } from './machines';
 import { getPolicy } from './policies';
 
 export interface ReprotectOptions {
@@ -44,11 +43,13 @@ export async function workflowRunning(ctx: ControlContext, workflowId: string): 
 }
 
 async function failbackRecord(ctx: ControlContext, name: string): Promise<FailbackRecord | undefined> {
+  checkName('machine', name);
   return (await ctx.vault.read<FailbackRecord>(failbackDocs.record(name)))?.value;
 }
 
 /** The committed failover a failback starts from, with its recovery-site copy. */
 async function committedFailover(ctx: ControlContext, name: string): Promise<RecoveredMachine> {
+  checkName('machine', name);
   const lock = (await ctx.vault.read<FailoverLock>(recoveryDocs.failoverLock(name)))?.value;
   if (!lock)
     throw new OperationError(
@@ -80,7 +81,7 @@ export async function prepareReprotect(
   name: string,
   options: ReprotectOptions,
 ): Promise<{ workflowId: string; input: ReprotectInput }> {
-  const machine = await requireMachine(ctx, name);
+  const machine = await registeredMachine(ctx, name);
   const existing = await failbackRecord(ctx, name);
   const workflowId = reprotectWorkflowId(name);
   if (existing?.stage === 'failed-back')
@@ -122,6 +123,7 @@ export async function prepareReprotect(
 }
 
 export async function reprotectStatus(ctx: ControlContext, name: string): Promise<ReprotectStatus> {
+  checkName('machine', name);
   const client = await ctx.client();
   try {
     return await client.workflow.getHandle(reprotectWorkflowId(name)).query(reprotectStatusQuery);
@@ -139,7 +141,7 @@ export async function prepareFailback(
   ctx: ControlContext,
   name: string,
 ): Promise<{ workflowId: string; input: FailbackInput }> {
-  const machine = await requireMachine(ctx, name);
+  const machine = await registeredMachine(ctx, name);
   const record = await failbackRecord(ctx, name);
   if (record?.stage === 'failed-back')
     throw new OperationError(
@@ -175,7 +177,7 @@ export async function prepareReenable(
   ctx: ControlContext,
   name: string,
 ): Promise<{ workflowId: string; input: ReenableInput }> {
-  const machine = await requireMachine(ctx, name);
+  const machine = await registeredMachine(ctx, name);
   const record = await failbackRecord(ctx, name);
   if (record?.stage !== 'failed-back')
     throw new OperationError(

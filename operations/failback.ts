@@ -12,24 +12,25 @@ import {
 import { failbackDocs, type FailbackRecord } from '../shared/failback-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
-import { jobIdAt } from '../shared/contracts/failover';
+import { jobIdAt } from '../shared/contracts/recovery-job';
+import { checkName } from '../shared/names';
 import {
   failbackPlanStatusQuery,
   failbackPlanWorkflowId,
-  failbackStatusQuery,
-  reprotectStatusQuery,
-  reprotectWorkflowId,
-  stopReprotectUpdate,
-  type FailbackInput,
   type FailbackPlanInput,
   type FailbackPlanStatus,
   type FailbackStage,
-  type FailbackStatus,
   type PlanStageMachine,
-  type ReenableInput,
+} from '../shared/contracts/failback-plan';
+import { failbackStatusQuery, type FailbackInput, type FailbackStatus } from '../shared/contracts/failback';
+import { type ReenableInput } from '../shared/contracts/reenable';
+import {
+  reprotectStatusQuery,
+  reprotectWorkflowId,
+  stopReprotectUpdate,
   type ReprotectInput,
   type ReprotectStatus,
-} from '../shared/contracts/failback';
+} from '../shared/contracts/reprotect';
 import { jobResult } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
@@ -95,6 +96,7 @@ async function startReprotectNow(
 
 /** Gives reverse replication up (nothing is brought up; the machine keeps running in the recovery site). */
 async function stopReprotectNow(ctx: ControlContext, name: string): Promise<ReprotectStatus> {
+  checkName('machine', name);
   const workflowId = reprotectWorkflowId(name);
   if (!(await workflowRunning(ctx, workflowId)))
     throw new OperationError(`${name} is not being reprotected`, 'not-found');
@@ -153,6 +155,7 @@ async function startReenableNow(ctx: ControlContext, name: string, options: { wa
 
 /** A failback or re-enable job's status, by workflow id. */
 export async function failbackJobStatus(ctx: ControlContext, workflowId: string): Promise<FailbackStatus> {
+  checkName('job', workflowId);
   const client = await ctx.client();
   try {
     return await client.workflow.getHandle(workflowId).query(failbackStatusQuery);
@@ -174,6 +177,7 @@ async function planStageNow(
   stage: FailbackStage,
   options: ReprotectOptions = {},
 ): Promise<{ workflowId: string; status?: FailbackPlanStatus }> {
+  checkName('plan', planName);
   const plan = await getPlan(ctx, planName);
   const machines: Record<string, PlanStageMachine> = {};
   const problems: string[] = [];
@@ -227,6 +231,7 @@ async function planStageNow(
 
 /** A plan stage job's status, by workflow id. */
 export async function planStageStatus(ctx: ControlContext, workflowId: string): Promise<FailbackPlanStatus> {
+  checkName('job', workflowId);
   const client = await ctx.client();
   try {
     return await client.workflow.getHandle(workflowId).query(failbackPlanStatusQuery);

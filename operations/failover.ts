@@ -12,22 +12,21 @@ import type { FailoverLock, RecoveredMachine, RecoverySettings } from '../shared
 import { recoveryDocs } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
+import { changeRecoveryPointUpdate, commitUpdate, failoverWorkflowId } from '../shared/contracts/failover';
+import { cleanupWorkflowId, drillWorkflowId } from '../shared/contracts/test-failover';
+import { checkName, checkPointSelector } from '../shared/names';
 import {
-  changeRecoveryPointUpdate,
-  cleanupWorkflowId,
-  commitUpdate,
-  drillWorkflowId,
-  failoverWorkflowId,
   jobIdAt,
   recoveryStatusQuery,
   type RecoveryJobKind,
   type RecoveryStatus,
-} from '../shared/contracts/failover';
+} from '../shared/contracts/recovery-job';
 import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { takeFailoverLock, workflowState } from './failover-lock';
-import { requireMachine, resolvePoint } from './machines';
+import { registeredMachine } from './machines';
+import { resolvePoint } from './points';
 
 export interface JobRef {
   job: string;
@@ -45,6 +44,7 @@ export interface StartOptions {
 }
 
 export async function getRecoverySettings(ctx: ControlContext, machine: string): Promise<RecoverySettings> {
+  checkName('machine', machine);
   return (await ctx.vault.read<RecoverySettings>(recoveryDocs.settings(machine)))?.value ?? { machine };
 }
 
@@ -69,7 +69,7 @@ async function storeRecoverySettings(
     materialize?: RecoverySettings['materialize'] | null;
   },
 ): Promise<RecoverySettings> {
-  await requireMachine(ctx, machine);
+  await registeredMachine(ctx, machine);
   if (change.bootCheck && (!change.bootCheck.command.trim() || !change.bootCheck.probe.trim()))
     throw new OperationError('a boot check needs both a command and a probe command', 'invalid');
   if (change.materialize && !['qcow2', 'raw'].includes(change.materialize.format))
@@ -107,7 +107,9 @@ async function startDrill(
   name: string,
   options: StartOptions = {},
 ): Promise<{ ref: JobRef; status?: RecoveryStatus }> {
-  const machine = await requireMachine(ctx, name);
+  checkName('machine', name);
+  if (options.point !== undefined) checkPointSelector(options.point);
+  const machine = await registeredMachine(ctx, name);
   const point = await resolvePoint(ctx, name, options.point ?? 'latest');
   const job = jobIdAt(new Date());
   const workflowId = drillWorkflowId(name, job);
@@ -141,6 +143,7 @@ async function cleanupDrills(
   target: string,
   options: { wait?: boolean } = {},
 ): Promise<Array<{ ref: JobRef; status?: RecoveryStatus }>> {
+  checkName('job', target);
   const drills = (await ctx.vault.list<RecoveredMachine>('recovered/')).filter((r) => r.kind === 'drill');
   const jobOf = target.startsWith('drill/') ? target.split('/')[2] : target;
   let chosen = drills.filter((r) => r.job === jobOf);
@@ -203,7 +206,9 @@ async function startMachineFailover(
   name: string,
   options: StartOptions & { planned?: boolean } = {},
 ): Promise<{ ref: JobRef; status?: RecoveryStatus }> {
-  const machine = await requireMachine(ctx, name);
+  checkName('machine', name);
+  if (options.point !== undefined) checkPointSelector(options.point);
+  const machine = await registeredMachine(ctx, name);
   const planned = options.planned ?? false;
   if (planned && options.point)
     throw new OperationError('a planned failover uses the final point it cuts: leave out --point', 'invalid');
@@ -244,7 +249,7 @@ async function startMachineFailover(
 
 /** The running (or committed) failover of a machine. */
 async function failoverHandle(ctx: ControlContext, name: string): Promise<WorkflowHandle> {
-  await requireMachine(ctx, name);
+  await registeredMachine(ctx, name);
   const lock = (await ctx.vault.read<FailoverLock>(recoveryDocs.failoverLock(name)))?.value;
   if (!lock || (await workflowState(ctx, lock.workflowId)) !== 'running') {
     throw new OperationError(
@@ -283,6 +288,8 @@ async function changeMachinePoint(
   name: string,
   selector: string,
 ): Promise<RecoveryStatus> {
+  checkName('machine', name);
+  checkPointSelector(selector);
   const handle = await failoverHandle(ctx, name);
   const point = await resolvePoint(ctx, name, selector);
   return updateOf(() => handle.executeUpdate(changeRecoveryPointUpdate, { args: [{ point }] }));
@@ -306,6 +313,7 @@ export async function recoveryStatus(
   ctx: ControlContext,
   target?: string,
 ): Promise<RecoveryStatus | JobSummary[]> {
+  if (target !== undefined) checkName('job', target);
   const client = await ctx.client();
   if (target === undefined) return listJobs(ctx);
   let workflowId = target;

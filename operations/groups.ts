@@ -11,6 +11,7 @@ import {
 import { groupDocs, groupWorkflowId, type ConsistencyGroup, type GroupPoint } from '../shared/group-types';
 import { OSR_GROUP, OSR_JOB_KIND, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
+import { checkName } from '../shared/names';
 import {
   disableGroupUpdate,
   groupStatusQuery,
@@ -26,8 +27,6 @@ import { machineStatus } from './machines';
 
 /** consistencyGroup's signature (workflows/consistency-group.ts), typed here without importing workflow code. */
 type ConsistencyGroupWorkflow = (input: GroupInput) => Promise<GroupStatus>;
-
-const GROUP_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 export interface GroupSpec {
   name: string;
@@ -47,12 +46,9 @@ export const createGroup = audited(
 );
 
 async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus> {
-  if (!GROUP_NAME.test(spec.name))
-    throw new OperationError(
-      `group name "${spec.name}" is not valid: use lower-case letters, digits and dashes (at most 63)`,
-      'invalid',
-    );
+  checkName('group', spec.name);
   const machines = [...new Set(spec.machines)];
+  for (const machine of machines) checkName('machine', machine);
   if (machines.length < 2)
     throw new OperationError('a consistency group needs at least two machines (--machines a,b)', 'invalid');
   const interval = spec.intervalSeconds ?? 300;
@@ -134,6 +130,7 @@ export async function groupStatus(ctx: ControlContext, name: string): Promise<Gr
 }
 
 export async function groupPoints(ctx: ControlContext, name: string): Promise<GroupPoint[]> {
+  checkName('group', name);
   const points = await ctx.vault.list<GroupPoint>(groupDocs.points(name));
   return points.sort((a, b) => a.cut - b.cut);
 }
@@ -167,6 +164,7 @@ async function withGroup<T>(
   name: string,
   fn: (h: WorkflowHandle<ConsistencyGroupWorkflow>) => Promise<T>,
 ): Promise<T> {
+  checkName('group', name);
   const client = await ctx.client();
   try {
     return await fn(client.workflow.getHandle<ConsistencyGroupWorkflow>(groupWorkflowId(name)));

@@ -6,9 +6,9 @@ import {
   WorkflowUpdateFailedError,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { groupDocs, type GroupPoint } from '../shared/group-types';
 import type { ProtectedMachine, QuiesceHooks, RecoveryPoint } from '../shared/replication-types';
 import { Vault } from '../lib/azure/vault';
+import { checkName } from '../shared/names';
 import {
   changePolicyUpdate,
   disableUpdate,
@@ -25,8 +25,6 @@ import { audited } from './audit';
 import { OperationError, type ControlContext } from './context';
 import { getPolicy } from './policies';
 import { checkSourceOnItsHost, startProtection, type ProtectMachineWorkflow } from './protection-start';
-
-const MACHINE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 export interface ProtectOptions {
   name: string;
@@ -45,16 +43,6 @@ export const protect = audited(
   (_ctx, o) => ({ target: o.name, details: { qmp: o.qmpSocket, disks: o.disks, policy: o.policy } }),
 );
 
-/**
- * A registered machine, or a not-found naming the machines there are. Every operation and route
- * that takes a machine name asks this first.
- */
-export async function requireMachine(ctx: ControlContext, name: string): Promise<ProtectedMachine> {
-  const machine = await ctx.vault.machine(name);
-  if (machine) return machine;
-  throw await noSuchMachine(ctx, name);
-}
-
 async function noSuchMachine(ctx: ControlContext, name: string, fix = ''): Promise<OperationError> {
   const known = (await ctx.vault.machines()).map((m) => m.name);
   return new OperationError(
@@ -67,12 +55,8 @@ async function protectNew(
   ctx: ControlContext,
   options: ProtectOptions,
 ): Promise<{ machine: ProtectedMachine; workflowId: string }> {
-  if (!MACHINE_NAME.test(options.name)) {
-    throw new OperationError(
-      `machine name "${options.name}" is not valid: use lower-case letters, digits and dashes (at most 63)`,
-      'invalid',
-    );
-  }
+  checkName('machine', options.name);
+  if (options.policy !== undefined) checkName('policy', options.policy);
   await checkSourceOnItsHost(ctx, options);
   const policy = await getPolicy(ctx, options.policy ?? 'default');
   const machine: ProtectedMachine = {
@@ -150,8 +134,31 @@ async function failureOf(handle: WorkflowHandle): Promise<string> {
 }
 
 async function handleOf(ctx: ControlContext, name: string): Promise<WorkflowHandle<ProtectMachineWorkflow>> {
+  checkName('machine', name);
   const client = await ctx.client();
   return client.workflow.getHandle<ProtectMachineWorkflow>(protectWorkflowId(name));
+}
+
+/**
+ * A registered machine (its vault document), or a not-found refusal that lists the known ones.
+ * Every operation and route that takes a machine name asks this first.
+ */
+export async function registeredMachine(ctx: ControlContext, name: string): Promise<ProtectedMachine> {
+  checkName('machine', name);
+  const machine = await ctx.vault.machine(name);
+  if (machine) return machine;
+  throw await noSuchMachine(ctx, name);
+}
+
+/**
+ * A machine's recovery points, oldest first. No points and no such machine is a typo, not an
+ * empty list (an unprotected machine's points kept with --keep-replica are still listed).
+ */
+export async function listPoints(ctx: ControlContext, name: string): Promise<RecoveryPoint[]> {
+  checkName('machine', name);
+  const found = await ctx.vault.points(name);
+  if (found.length === 0) await registeredMachine(ctx, name);
+  return found;
 }
 
 export interface MachineOverview {
@@ -163,6 +170,7 @@ export interface MachineOverview {
 }
 
 export async function machineStatus(ctx: ControlContext, name: string): Promise<MachineStatus> {
+  checkName('machine', name);
   const handle = await handleOf(ctx, name);
   try {
     const description = await handle.describe();
@@ -204,6 +212,7 @@ async function runUpdate<T>(
   name: string,
   call: (h: WorkflowHandle<ProtectMachineWorkflow>) => Promise<T>,
 ): Promise<T> {
+  checkName('machine', name);
   await machineStatus(ctx, name); // a clear not-found before anything else
   const handle = await handleOf(ctx, name);
   try {
@@ -244,10 +253,32 @@ export const resync = audited(
 );
 export const takePoint = audited(
   'machine.point',
-  (ctx: ControlContext, name: string, request: PointRequest) =>
-    runUpdate(ctx, name, (h) => h.executeUpdate(takePointUpdate, { args: [request] })),
+  (ctx: ControlContext, name: string, request: PointRequest) => {
+    checkPointTag(request.tag);
+    return runUpdate(ctx, name, (h) => h.executeUpdate(takePointUpdate, { args: [request] }));
+  },
   (_ctx, name, request) => ({ target: name, details: { kind: request.kind, tag: request.tag } }),
 );
+
+const MAX_TAG_LENGTH = 128;
+
+/** A point's tag is printed in tables and terminals: bounded, and no control characters. */
+function checkPointTag(tag: string | undefined): void {
+  if (tag === undefined) return;
+  if (tag.length === 0 || tag.length > MAX_TAG_LENGTH) {
+    throw new OperationError(
+      `a point tag has 1 to ${MAX_TAG_LENGTH} characters; this one has ${tag.length}`,
+      'invalid',
+    );
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(tag)) {
+    throw new OperationError(
+      'a point tag cannot contain control characters (escape sequences, newlines, tabs); use printable text',
+      'invalid',
+    );
+  }
+}
 
 export const changePolicy = audited(
   'machine.set-policy',
@@ -260,6 +291,8 @@ async function changeMachinePolicy(
   name: string,
   policyName: string,
 ): Promise<MachineStatus> {
+  checkName('machine', name);
+  checkName('policy', policyName);
   const policy = await getPolicy(ctx, policyName);
   const status = await runUpdate(ctx, name, (h) => h.executeUpdate(changePolicyUpdate, { args: [policy] }));
   await ctx.vault.update<ProtectedMachine>(Vault.machineDoc(name), (m) => {
@@ -281,6 +314,7 @@ async function unprotectMachine(
   name: string,
   options: { keepReplica?: boolean } = {},
 ): Promise<MachineStatus> {
+  checkName('machine', name);
   const status = await runUpdate(ctx, name, (h) => h.executeUpdate(disableUpdate, { args: [options] }));
   await ctx.vault.remove(Vault.machineDoc(name));
   if (!options.keepReplica) {
@@ -289,67 +323,4 @@ async function unprotectMachine(
   return status;
 }
 
-/**
- * A machine's point in a group point: `group:<group>` (the group's newest) or
- * `group:<group>/<group point id>`. Failing a group's machines over from one group point recovers
- * a consistent cut of them all.
- */
-async function groupMemberPoint(
-  ctx: ControlContext,
-  machine: string,
-  selector: string,
-  points: RecoveryPoint[],
-): Promise<RecoveryPoint> {
-  const [group = '', id] = selector.slice('group:'.length).split('/');
-  const groupPoints = (await ctx.vault.list<GroupPoint>(groupDocs.points(group))).sort(
-    (a, b) => a.cut - b.cut,
-  );
-  const groupPoint = id ? groupPoints.find((p) => p.id === id) : groupPoints[groupPoints.length - 1];
-  if (!groupPoint)
-    throw new OperationError(
-      `group ${group} has no group point ${id ?? 'yet'}; see \`osr group points ${group}\``,
-      'not-found',
-    );
-  const member = groupPoint.members.find((m) => m.machine === machine);
-  const found = member && points.find((p) => p.id === member.pointId);
-  if (!found)
-    throw new OperationError(
-      member
-        ? `point ${member.pointId} of ${machine} (group point ${groupPoint.id}) is no longer in the catalog (pruned by retention)`
-        : `machine ${machine} is not a member of group point ${groupPoint.id} of group ${group}`,
-      'not-found',
-    );
-  return found;
-}
-
-/** Resolves `latest`, `latest-app`, a point id, "at or before" an ISO time, or `group:<group>[/<id>]`. */
-export async function resolvePoint(
-  ctx: ControlContext,
-  machine: string,
-  selector: string,
-): Promise<RecoveryPoint> {
-  const points = await ctx.vault.points(machine);
-  if (points.length === 0)
-    throw new OperationError(
-      `machine ${machine} has no recovery point yet (initial sync still running?)`,
-      'not-found',
-    );
-  let found: RecoveryPoint | undefined;
-  if (selector.startsWith('group:')) return groupMemberPoint(ctx, machine, selector, points);
-  if (selector === 'latest') found = points[points.length - 1];
-  else if (selector === 'latest-app') found = [...points].reverse().find((p) => p.kind === 'app');
-  else if (/^\d{4}-\d{2}-\d{2}T/.test(selector) && !Number.isNaN(Date.parse(selector))) {
-    const at = Date.parse(selector);
-    found = [...points].reverse().find((p) => Date.parse(p.instant) <= at);
-  } else found = points.find((p) => p.id === selector);
-  if (!found) {
-    throw new OperationError(
-      `machine ${machine} has no recovery point "${selector}"; use latest, latest-app, an ISO time, group:<group>[/<id>], or one of: ${points
-        .slice(-5)
-        .map((p) => p.id)
-        .join(', ')}${points.length > 5 ? ' … (osr points ' + machine + ')' : ''}`,
-      'not-found',
-    );
-  }
-  return found;
-}
+export { resolvePoint } from './points';

@@ -14,7 +14,9 @@ import { recoveryDocs, type FailoverLock } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { VaultConflictError } from '../lib/azure/vault';
-import { failoverWorkflowId, jobIdAt } from '../shared/contracts/failover';
+import { failoverWorkflowId } from '../shared/contracts/failover';
+import { jobIdAt } from '../shared/contracts/recovery-job';
+import { checkName, checkPointSelector, isName, vaultSegment } from '../shared/names';
 import {
   approveUpdate,
   planCommitUpdate,
@@ -28,7 +30,7 @@ import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { getRecoverySettings } from './failover';
-import { resolvePoint } from './machines';
+import { resolvePoint } from './points';
 
 export interface PlanJob {
   job: string;
@@ -38,7 +40,7 @@ export interface PlanJob {
   startedAt: string;
 }
 
-const jobDoc = (job: string) => `plan-jobs/${job}.json`;
+const jobDoc = (job: string) => `plan-jobs/${vaultSegment('job id', job)}.json`;
 
 export const DEFAULT_SCRIPT_TIMEOUT_SECONDS = 300;
 export const DEFAULT_MANUAL_TIMEOUT_SECONDS = 3600;
@@ -101,6 +103,7 @@ export const createPlan = audited(
 
 async function storePlan(ctx: ControlContext, spec: PlanSpec): Promise<RecoveryPlan> {
   const plan = planFromSpec(spec);
+  checkName('plan', plan.name);
   const known = new Set((await ctx.vault.machines()).map((m) => m.name));
   const problems = planProblems(plan, known);
   if (problems.length)
@@ -120,6 +123,7 @@ export function listPlans(ctx: ControlContext): Promise<RecoveryPlan[]> {
 }
 
 export async function getPlan(ctx: ControlContext, name: string): Promise<RecoveryPlan> {
+  checkName('plan', name);
   const plan = (await ctx.vault.read<RecoveryPlan>(planDoc(name)))?.value;
   if (plan) return plan;
   const known = (await listPlans(ctx)).map((p) => p.name);
@@ -156,6 +160,9 @@ async function startPlanJob(
   operation: PlanOperation,
   options: PlanStartOptions = {},
 ): Promise<{ ref: PlanJob; status?: PlanStatus }> {
+  checkName('plan', name);
+  if (options.point !== undefined) checkPointSelector(options.point);
+  if (options.drill !== undefined) checkName('job', options.drill);
   const plan = await getPlan(ctx, name);
   const names = plan.groups.flatMap((g) => g.machines);
   const problems = planProblems(plan, new Set((await ctx.vault.machines()).map((m) => m.name)));
@@ -255,6 +262,7 @@ async function releaseLocks(ctx: ControlContext, machines: string[], job: string
 
 /** A plan job by job id or workflow id. */
 export async function planJob(ctx: ControlContext, target: string): Promise<PlanJob> {
+  checkName('job', target);
   const job = target.startsWith('plan/') ? target.split('/')[3] : target;
   const found = job ? (await ctx.vault.read<PlanJob>(jobDoc(job)))?.value : undefined;
   if (!found) throw new OperationError(`no plan job ${target}; see \`osr plan status\``, 'not-found');
@@ -292,6 +300,7 @@ async function approveAction(
   action: string,
   by: string,
 ): Promise<PlanStatus> {
+  checkName('job', target);
   // A failback stage of a plan (plan/<plan>/failback/<job>) is named by its workflow id.
   const workflowId = /^plan\/[^/]+\/failback\//.test(target)
     ? target
@@ -309,8 +318,11 @@ export const commitPlan = audited(
 );
 
 async function commitPlanJob(ctx: ControlContext, target: string): Promise<PlanStatus> {
+  checkName('job', target);
   let ref: PlanJob | undefined;
-  if (!(await ctx.vault.read<RecoveryPlan>(planDoc(target)))) ref = await planJob(ctx, target);
+  // A workflow id (plan/<plan>/failover/<job>) is no plan name: the guard of planDoc would refuse it.
+  if (!isName('plan', target) || !(await ctx.vault.read<RecoveryPlan>(planDoc(target))))
+    ref = await planJob(ctx, target);
   else ref = (await listPlanJobs(ctx, target)).find((j) => j.operation === 'failover');
   if (!ref || ref.operation !== 'failover')
     throw new OperationError(`no failover of plan ${target} to commit`, 'not-found');

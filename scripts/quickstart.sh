@@ -6,8 +6,18 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 node bin/osr.js stack up
 node bin/osr.js doctor
-if node bin/osr.js demo --help >/dev/null 2>&1; then
-  node bin/osr.js demo start
+# Machines protected before this run (the embedded stack keeps its state in .osr/): say so, and how
+# to start clean, so nobody mistakes them for something this quickstart made.
+earlier=$(node bin/osr.js status --json | node -e '
+  let t = ""; process.stdin.on("data", (c) => (t += c)).on("end", () => {
+    const all = JSON.parse(t);
+    process.stdout.write(all.map((m) => m.machine).join(", "));
+  });')
+node bin/osr.js demo start
+if [ -n "$earlier" ]; then
+  echo
+  echo "Reusing the state of an earlier run: these machines were already there: $earlier"
+  echo "  To start clean: node bin/osr.js stack reset   (asks before it deletes anything)"
 fi
 cat <<'TXT'
 

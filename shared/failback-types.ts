@@ -1,5 +1,6 @@
 // Types of reprotect, failback and re-enable that cross the workflow/activity boundary and live in
 // the vault. Pure: no I/O, safe to import from workflow code.
+import { vaultSegment } from './names';
 
 /** One original disk as the master target writes it: a writable NBD export on the primary site. */
 export interface FailbackTargetDisk {
@@ -50,7 +51,7 @@ export interface FailbackRecord {
 }
 
 export const failbackDocs = {
-  record: (machine: string) => `failback/${machine}.json`,
+  record: (machine: string) => `failback/${vaultSegment('machine name', machine)}.json`,
 };
 
 /** Name of the reverse direction's data in osr-cache (a dot never appears in machine names). */

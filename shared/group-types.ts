@@ -1,5 +1,6 @@
 // Multi-VM consistency groups: machines whose recovery points are cut together as one consistent
 // cut (design invariant 2). Pure types and vault names, safe to import from workflow code.
+import { vaultSegment } from './names';
 
 /** A consistency group's configuration (vault: groups/<name>.json). */
 export interface ConsistencyGroup {
@@ -44,9 +45,10 @@ export interface GroupPoint {
 }
 
 export const groupDocs = {
-  group: (name: string) => `groups/${name}.json`,
-  point: (group: string, id: string) => `group-points/${group}/${id}.json`,
-  points: (group: string) => `group-points/${group}/`,
+  group: (name: string) => `groups/${vaultSegment('group name', name)}.json`,
+  point: (group: string, id: string) =>
+    `${groupDocs.points(group)}${vaultSegment('group point id', id)}.json`,
+  points: (group: string) => `group-points/${vaultSegment('group name', group)}/`,
 };
 
 export function groupWorkflowId(name: string): string {

@@ -1,5 +1,6 @@
 // Recovery plans (vault: plans/<name>.json): named, ordered groups of machines, each group with
 // pre and post actions. Pure types and validation, safe to import from workflow code.
+import { nameProblem, vaultSegment } from './names';
 
 /** A command run by the control worker with OSR_PLAN, OSR_GROUP, OSR_MACHINES, OSR_JOB, OSR_POINTS. */
 export interface ScriptAction {
@@ -34,9 +35,7 @@ export interface RecoveryPlan {
   createdAt: string;
 }
 
-export const planDoc = (name: string) => `plans/${name}.json`;
-
-const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export const planDoc = (name: string) => `plans/${vaultSegment('plan name', name)}.json`;
 
 /**
  * Every reason the plan cannot run, so the operator fixes them at once. `known`: the protected
@@ -44,8 +43,8 @@ const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
  */
 export function planProblems(plan: RecoveryPlan, known: ReadonlySet<string>): string[] {
   const problems: string[] = [];
-  if (!NAME.test(plan.name))
-    problems.push(`plan name "${plan.name}" must be lowercase letters, digits and dashes`);
+  const planName = nameProblem('plan', plan.name);
+  if (planName) problems.push(planName);
   if (plan.groups.length === 0) problems.push('a plan needs at least one group');
   const seenIn = new Map<string, string>();
   const actionIds = new Set<string>();
@@ -55,7 +54,9 @@ export function planProblems(plan: RecoveryPlan, known: ReadonlySet<string>): st
     groupNames.add(group.name);
     if (group.machines.length === 0) problems.push(`group ${group.name} has no machine`);
     for (const m of group.machines) {
-      if (!known.has(m)) problems.push(`group ${group.name}: ${m} is not a protected machine`);
+      const machineName = nameProblem('machine', m);
+      if (machineName) problems.push(`group ${group.name}: ${machineName}`);
+      else if (!known.has(m)) problems.push(`group ${group.name}: ${m} is not a protected machine`);
       const other = seenIn.get(m);
       if (other !== undefined)
         problems.push(`${m} is in two groups (${other} and ${group.name}); a machine fails over once`);

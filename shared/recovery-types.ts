@@ -1,5 +1,6 @@
 // Types of recovery (drills and failovers) that cross the workflow/activity boundary and live in
 // the vault. Pure: no I/O, safe to import from workflow code.
+import { vaultSegment } from './names';
 import type { RecoveryPoint } from './replication-types';
 
 /** drill: a test failover, isolated (`test-` prefix); failover: the machine for real. */
@@ -95,10 +96,11 @@ export interface FailoverLock {
 
 /** Vault document names of recovery. */
 export const recoveryDocs = {
-  settings: (machine: string) => `recovery-settings/${machine}.json`,
-  recovered: (machine: string, job: string) => `recovered/${machine}/${job}.json`,
+  settings: (machine: string) => `recovery-settings/${vaultSegment('machine name', machine)}.json`,
+  recovered: (machine: string, job: string) =>
+    `recovered/${vaultSegment('machine name', machine)}/${vaultSegment('job id', job)}.json`,
   /** At most one failover per machine: created only if absent (ETag), removed when it ends uncommitted. */
-  failoverLock: (machine: string) => `failover-locks/${machine}.json`,
+  failoverLock: (machine: string) => `failover-locks/${vaultSegment('machine name', machine)}.json`,
 };
 
 /** Folder of a recovered machine's disks in osr-failover. */

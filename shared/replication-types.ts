@@ -93,8 +93,22 @@ export interface FrozenPoint {
   cycle: number;
   instant: string;
   disks: FrozenDisk[];
-  /** Problems found while freezing that the operator must see (disk shrank, tracking lost …). */
-  warnings: string[];
+  /** Changes in the machine's disks found while freezing that the operator must see. */
+  warnings: DiskChangeWarning[];
+}
+
+/** A change in a machine's disks that a freeze found; the workflow raises an alert of this kind. */
+export type DiskChangeKind = 'resync-needed' | 'disk-shrunk' | 'disk-vanished' | 'disk-added';
+
+/**
+ * One disk change, as data. (Histories recorded before this shape hold plain strings here: workflow
+ * code reading recorded results must accept those too, see workflows/lib/disk-changes.ts.)
+ */
+export interface DiskChangeWarning {
+  kind: DiskChangeKind;
+  diskId: string;
+  /** For the operator: what happened and what to do. */
+  message: string;
 }
 
 /** What crossed the wire for one disk in one cycle. */

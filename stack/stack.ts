@@ -186,3 +186,41 @@ export async function stackDown(
   for (const name of await stopDemoMachines(config)) onProgress(`demo machine ${name}: stopped`);
   for (const name of ['azurite', 'temporal']) await stopComponent(config, name, onProgress);
 }
+
+/**
+ * What `osr stack reset` deletes: the embedded parts' state (Temporal's database, Azurite's data,
+ * the demo machines, run and log files, the process servers' work folders). Kept: the built
+ * Temporal binary and the encryption key (a configured real storage account may hold data under
+ * it). A configured Temporal or storage account is never touched.
+ */
+export function resettablePaths(config: OsrConfig): string[] {
+  const p = statePaths(config);
+  const out = [
+    path.dirname(p.temporalDb),
+    p.azurite,
+    path.join(p.root, 'demo'),
+    p.run,
+    p.logs,
+    p.machines,
+    p.spool,
+  ];
+  return out.filter((dir) => {
+    if (dir === path.dirname(p.temporalDb) && !isEmbeddedTemporal(config)) return false;
+    if (dir === p.azurite && !isEmbeddedStorage(config)) return false;
+    return fs.existsSync(dir);
+  });
+}
+
+/** Stops everything, then deletes the embedded state (see resettablePaths). */
+export async function stackReset(
+  config: OsrConfig,
+  onProgress: (m: string) => void = () => undefined,
+): Promise<string[]> {
+  await stackDown(config, onProgress);
+  const removed = resettablePaths(config);
+  for (const dir of removed) {
+    await fs.promises.rm(dir, { recursive: true, force: true });
+    onProgress(`removed ${dir}`);
+  }
+  return removed;
+}

@@ -16,6 +16,7 @@ import {
   startChild,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { ControlActivities } from '../activities/control';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
@@ -23,11 +24,11 @@ import {
   failbackPlanStatusQuery,
   type FailbackPlanInput,
   type FailbackPlanStatus,
-  type FailbackStatus,
   type PlanStageMachine,
-} from '../shared/contracts/failback';
+} from '../shared/contracts/failback-plan';
+import type { FailbackStatus } from '../shared/contracts/failback';
 import { actionStatuses, planActions } from './plan-actions';
-import { messageOf } from './recovery-steps';
+import { messageOf } from './lib/failures';
 
 const watch = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,
@@ -37,7 +38,7 @@ const watch = proxyActivities<ControlActivities>({
     initialInterval: '1s',
     maximumInterval: '10s',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: ['ReprotectFailed'],
+    nonRetryableErrorTypes: [FAILURE.ReprotectFailed],
   },
 });
 
@@ -131,7 +132,7 @@ export async function failbackPlan(input: FailbackPlanInput): Promise<FailbackPl
   }
   if (status.state === 'failed')
     throw ApplicationFailure.create({
-      type: 'PlanFailed',
+      type: FAILURE.PlanFailed,
       message: status.error ?? 'failed',
       nonRetryable: true,
     });

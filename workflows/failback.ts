@@ -3,76 +3,12 @@
 // command), have reprotect run one last delta cycle and apply it, stop the recovery-site copy,
 // bring the machine up on its original disks. No write made in the recovery site is lost
 // (invariant 7): every write acknowledged before the stop is in the final cycle.
-//
-// reenable: forward replication again, protectMachine started from the machine's registration;
-// its replica page blobs were kept at commit, so its first cycle is a checksum resync (only the
-// blocks that differ cross), never a full copy. Then the recovery-site copy and failover disks go
-// and the machine may be failed over again.
-import {
-  ApplicationFailure,
-  log,
-  proxyActivities,
-  setHandler,
-  upsertSearchAttributes,
-} from '@temporalio/workflow';
-import type { RecoveryActivities } from '../activities/cloud-applier';
-import type { ControlActivities } from '../activities/control';
+import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { MasterTargetActivities } from '../activities/master-target';
 import type { ProcessServerActivities } from '../activities/process-server';
-import { OSR_STATE } from '../shared/search-attributes';
-import {
-  CLOUD_APPLIER_TASK_QUEUE,
-  CONTROL_TASK_QUEUE,
-  masterTargetQueue,
-  processServerQueue,
-} from '../shared/task-queues';
-import {
-  failbackStatusQuery,
-  type FailbackInput,
-  type FailbackJobState,
-  type FailbackStatus,
-  type ReenableInput,
-} from '../shared/contracts/failback';
-import { messageOf } from './failures';
-import { runStep } from './recovery-steps';
-
-const control = proxyActivities<ControlActivities>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '12h',
-  heartbeatTimeout: '30s',
-  retry: {
-    initialInterval: '1s',
-    maximumInterval: '20s',
-    maximumAttempts: 5,
-    nonRetryableErrorTypes: ['FinalCycleRefused'],
-  },
-});
-const applier = proxyActivities<RecoveryActivities>({
-  taskQueue: CLOUD_APPLIER_TASK_QUEUE,
-  startToCloseTimeout: '30m',
-  heartbeatTimeout: '30s',
-  retry: { initialInterval: '1s', maximumInterval: '20s', maximumAttempts: 5 },
-});
-
-function tracker(initial: Pick<FailbackStatus, 'job' | 'kind' | 'machine'>) {
-  const status: FailbackStatus = { ...initial, state: 'running', steps: [] };
-  return {
-    status,
-    step: <T>(name: string, run: () => Promise<T>, detail?: (r: T) => string | undefined): Promise<T> =>
-      runStep(status.steps, name, run, detail),
-    setState(state: FailbackJobState) {
-      status.state = state;
-      upsertSearchAttributes([{ key: OSR_STATE, value: state }]);
-    },
-    fail(err: unknown): ApplicationFailure {
-      status.error = messageOf(err);
-      status.state = 'failed';
-      upsertSearchAttributes([{ key: OSR_STATE, value: 'failed' }]);
-      log.warn('failback job failed', { job: status.job, error: status.error });
-      return ApplicationFailure.create({ type: 'FailbackFailed', message: status.error, nonRetryable: true });
-    },
-  };
-}
+import { failbackStatusQuery, type FailbackInput, type FailbackStatus } from '../shared/contracts/failback';
+import { masterTargetQueue, processServerQueue } from '../shared/task-queues';
+import { applier, control, tracker } from './failback-job';
 
 export async function failback(input: FailbackInput): Promise<FailbackStatus> {
   const { machine, source } = input;
@@ -134,54 +70,6 @@ export async function failback(input: FailbackInput): Promise<FailbackStatus> {
               },
             }
           : {}),
-      }),
-    );
-  } catch (err) {
-    throw t.fail(err);
-  }
-  t.setState('done');
-  return t.status;
-}
-
-export async function reenable(input: ReenableInput): Promise<FailbackStatus> {
-  const t = tracker({ job: input.job, kind: 'reenable', machine: input.machine });
-  setHandler(failbackStatusQuery, () => t.status);
-  const mt = proxyActivities<MasterTargetActivities>({
-    taskQueue: masterTargetQueue(input.site),
-    startToCloseTimeout: '10m',
-    retry: { initialInterval: '1s', maximumInterval: '20s', maximumAttempts: 5 },
-  });
-  try {
-    await t.step('forget reverse state', () => mt.forgetReverseState({ machine: input.machine }));
-    await t.step(
-      'adopt new disks',
-      () => control.adoptNewDisks({ machine: input.machine }),
-      (adopted) =>
-        adopted ? 'the machine is registered on the disks failback created' : 'the original disks are kept',
-    );
-    await t.step('start forward replication', () =>
-      control.startForwardReplication({ machine: input.machine }),
-    );
-    t.status.reenable = await t.step(
-      'resync',
-      () => control.awaitForwardSynced({ machine: input.machine }),
-      (r) =>
-        `point ${r.lastPoint}: ${r.bytesSent} bytes sent for ${r.bytesChanged} bytes that differed (disks: ${r.diskBytes} bytes)`,
-    );
-    await t.step('remove recovery-site copy', async () => {
-      await applier.dematerializeRecovered({ machine: input.machine, job: input.failoverJob });
-      return applier.deleteRecoveredDisks({
-        kind: 'failover',
-        machine: input.machine,
-        job: input.failoverJob,
-      });
-    });
-    await t.step('release failover lock', () => control.finishReenable({ machine: input.machine }));
-    await t.step('record', () =>
-      control.recordFailbackStage({
-        machine: input.machine,
-        stage: 'reenabled',
-        reenableWorkflowId: `reenable/${input.machine}/${input.job}`,
       }),
     );
   } catch (err) {

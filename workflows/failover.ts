@@ -12,17 +12,13 @@ import {
   proxyActivities,
   setHandler,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { ControlActivities } from '../activities/control';
 import type { ProcessServerActivities } from '../activities/process-server';
 import type { RecoveryPoint } from '../shared/replication-types';
 import { CONTROL_TASK_QUEUE, processServerQueue } from '../shared/task-queues';
-import {
-  changeRecoveryPointUpdate,
-  commitUpdate,
-  recoveryStatusQuery,
-  type FailoverInput,
-  type RecoveryStatus,
-} from '../shared/contracts/failover';
+import { changeRecoveryPointUpdate, commitUpdate, type FailoverInput } from '../shared/contracts/failover';
+import { recoveryStatusQuery, type RecoveryStatus } from '../shared/contracts/recovery-job';
 import { createTracker, failed, recover, teardown } from './recovery-steps';
 
 const control = proxyActivities<ControlActivities>({
@@ -33,7 +29,7 @@ const control = proxyActivities<ControlActivities>({
     initialInterval: '1s',
     maximumInterval: '20s',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: ['FinalPointRefused'],
+    nonRetryableErrorTypes: [FAILURE.FinalPointRefused],
   },
 });
 

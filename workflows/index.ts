@@ -2,11 +2,12 @@
 // @temporalio/workflow, @temporalio/common and types (lint-enforced).
 export { stackCheck } from './stack-check';
 export { checkSource } from './check-source';
-export { protectMachine } from './protect-machine';
+export { protectMachine } from './protect-machine/workflow';
 export { testFailover, cleanupTestFailover } from './test-failover';
 export { failover } from './failover';
 export { recoveryPlan } from './recovery-plan';
-export { consistencyGroup } from './consistency-group';
-export { reprotect } from './reprotect';
-export { failback, reenable } from './failback';
+export { consistencyGroup } from './consistency-group/workflow';
+export { reprotect } from './reprotect/workflow';
+export { failback } from './failback';
+export { reenable } from './reenable';
 export { failbackPlan } from './failback-plan';

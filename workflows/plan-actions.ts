@@ -7,7 +7,7 @@ import type { ControlActivities } from '../activities/control';
 import type { PlanAction, PlanGroup } from '../shared/plan-types';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import type { ActionStatus, ApproveInput } from '../shared/contracts/recovery-plan';
-import { messageOf } from './recovery-steps';
+import { messageOf } from './lib/failures';
 
 const now = () => new Date(Date.now()).toISOString();
 

@@ -18,17 +18,14 @@ import {
   upsertSearchAttributes,
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { ControlActivities } from '../activities/control';
 import type { PlanAction, PlanGroup } from '../shared/plan-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
-import {
-  cleanupWorkflowId,
-  drillWorkflowId,
-  failoverWorkflowId,
-  type RecoveryJobKind,
-  type RecoveryStatus,
-} from '../shared/contracts/failover';
+import { cleanupWorkflowId, drillWorkflowId } from '../shared/contracts/test-failover';
+import { failoverWorkflowId } from '../shared/contracts/failover';
+import type { RecoveryJobKind, RecoveryStatus } from '../shared/contracts/recovery-job';
 import {
   planCommitUpdate,
   planStatusQuery,
@@ -39,7 +36,7 @@ import {
   type RecoveryPlanInput,
 } from '../shared/contracts/recovery-plan';
 import { actionStatuses, planActions } from './plan-actions';
-import { messageOf } from './recovery-steps';
+import { messageOf } from './lib/failures';
 
 const watch = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,
@@ -49,7 +46,7 @@ const watch = proxyActivities<ControlActivities>({
     initialInterval: '1s',
     maximumInterval: '10s',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: ['RecoveryFailed'],
+    nonRetryableErrorTypes: [FAILURE.RecoveryFailed],
   },
 });
 
@@ -149,7 +146,7 @@ export async function recoveryPlan(input: RecoveryPlanInput): Promise<PlanStatus
     status.endedAt = now();
     setState('failed');
     log.warn('recovery plan failed', { job, plan: plan.name, error: status.error });
-    return ApplicationFailure.create({ type: 'PlanFailed', message: status.error, nonRetryable: true });
+    return ApplicationFailure.create({ type: FAILURE.PlanFailed, message: status.error, nonRetryable: true });
   }
 
   async function runGroup(group: PlanGroup, gs: GroupStatus): Promise<void> {

@@ -8,14 +8,15 @@ import {
   setCurrentDetails,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
+import { FAILURE } from '../shared/failures';
 import type { RecoveryActivities } from '../activities/cloud-applier';
 import type { RecoveredMachine, RecoveryKind, RecoverySettings } from '../shared/recovery-types';
 import type { ProtectedMachine, RecoveryPoint } from '../shared/replication-types';
 import { OSR_STATE } from '../shared/search-attributes';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
-import type { RecoveryJobState, RecoveryStatus, RecoveryStep } from '../shared/contracts/failover';
-import { messageOf } from './failures';
-export { messageOf };
+import type { RecoveryJobState, RecoveryStatus } from '../shared/contracts/recovery-job';
+import { messageOf } from './lib/failures';
+import { runStep } from './lib/steps';
 
 export const applier = proxyActivities<RecoveryActivities>({
   taskQueue: CLOUD_APPLIER_TASK_QUEUE,
@@ -25,7 +26,7 @@ export const applier = proxyActivities<RecoveryActivities>({
     initialInterval: '1s',
     maximumInterval: '20s',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: ['PointImageMissing'],
+    nonRetryableErrorTypes: [FAILURE.PointImageMissing],
   },
 });
 
@@ -34,32 +35,6 @@ export interface Tracker {
   step<T>(name: string, run: () => Promise<T>, detail?: (result: T) => string | undefined): Promise<T>;
   skip(name: string, why: string): void;
   setState(state: RecoveryJobState): void;
-}
-
-/** Runs one step of a job, recording its state, times and detail (or error) in `steps`. */
-export async function runStep<T>(
-  steps: RecoveryStep[],
-  name: string,
-  run: () => Promise<T>,
-  detail?: (result: T) => string | undefined,
-  onStart?: () => void,
-): Promise<T> {
-  const now = () => new Date(Date.now()).toISOString();
-  const entry: RecoveryStep = { name, state: 'running', startedAt: now() };
-  steps.push(entry);
-  onStart?.();
-  try {
-    const result = await run();
-    entry.state = 'done';
-    entry.detail = detail?.(result);
-    return result;
-  } catch (err) {
-    entry.state = 'failed';
-    entry.detail = messageOf(err);
-    throw err;
-  } finally {
-    entry.endedAt = now();
-  }
 }
 
 export function createTracker(initial: Omit<RecoveryStatus, 'state' | 'disks' | 'steps'>): Tracker {
@@ -174,5 +149,9 @@ export async function teardown(
 export function failed(t: Tracker, err: unknown): ApplicationFailure {
   t.status.error = messageOf(err);
   log.warn('recovery job failed', { job: t.status.job, error: t.status.error });
-  return ApplicationFailure.create({ type: 'RecoveryFailed', message: t.status.error, nonRetryable: true });
+  return ApplicationFailure.create({
+    type: FAILURE.RecoveryFailed,
+    message: t.status.error,
+    nonRetryable: true,
+  });
 }

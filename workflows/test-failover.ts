@@ -4,12 +4,8 @@
 // snapshots or the catalog: replication goes on untouched (invariant 6).
 // cleanupTestFailover removes exactly what one drill made.
 import { CancellationScope, setHandler } from '@temporalio/workflow';
-import {
-  recoveryStatusQuery,
-  type CleanupTestFailoverInput,
-  type RecoveryStatus,
-  type TestFailoverInput,
-} from '../shared/contracts/failover';
+import { recoveryStatusQuery, type RecoveryStatus } from '../shared/contracts/recovery-job';
+import type { CleanupTestFailoverInput, TestFailoverInput } from '../shared/contracts/test-failover';
 import { createTracker, failed, recover, teardown } from './recovery-steps';
 
 export async function testFailover(input: TestFailoverInput): Promise<RecoveryStatus> {

@@ -17,6 +17,7 @@
 // `target` (a primary disk over NBD, with an undo journal) and gets the same verification.
 import type { BlobClient, PageBlobClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { ApplySummary } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { DecodeResult } from '../../lib/segments/block-pipeline';
@@ -35,11 +36,11 @@ import type { ApplierDeps } from './replica-disk';
 import { MAX_PAGE_WRITE_BYTES, ensureReplicaDisk, isNotFound, replicaBlobClient } from './replica-disk';
 
 /** Failure type: a segment failed verification (details: SegmentCorruptDetails). Non-retryable. */
-export const SEGMENT_CORRUPT = 'SegmentCorrupt';
+export const SEGMENT_CORRUPT = FAILURE.SegmentCorrupt;
 /** Failure type: the cycle's manifest is not there yet, the upload is not finished. Retryable. */
-export const CYCLE_NOT_UPLOADED = 'CycleNotUploaded';
+export const CYCLE_NOT_UPLOADED = FAILURE.CycleNotUploaded;
 /** Failure type: the manifest is malformed or belongs to another cycle. Non-retryable. */
-export const MANIFEST_INVALID = 'ManifestInvalid';
+export const MANIFEST_INVALID = FAILURE.ManifestInvalid;
 
 /** details[0] of a SegmentCorrupt failure; reasons[i] explains indices[i]. */
 export interface SegmentCorruptDetails {
@@ -119,7 +120,7 @@ export async function applyCycle(
   if (!Number.isSafeInteger(start) || start < 0 || start > total) {
     throw ApplicationFailure.nonRetryable(
       `startIndex ${start} is outside cycle ${cycle} of ${machine}/${diskId}, which has ${total} segments`,
-      'InvalidApplyRequest',
+      FAILURE.InvalidApplyRequest,
     );
   }
 

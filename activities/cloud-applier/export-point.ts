@@ -83,7 +83,10 @@ export async function exportPoint(
       const data = await snapshot.downloadToBuffer(chunk.offset, chunk.length);
       if (data.length !== chunk.length)
         throw new Error(`read ${data.length} of ${chunk.length} bytes at ${chunk.offset}`);
-      written += await writeSkippingZeros(file, data, chunk.offset);
+      // Not `written += await …`: that reads `written` before the await and loses the other
+      // chunks' additions made meanwhile.
+      const wrote = await writeSkippingZeros(file, data, chunk.offset);
+      written += wrote;
       done += chunk.length;
       input.onProgress?.(done, totalBytes);
     });

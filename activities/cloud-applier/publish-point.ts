@@ -6,6 +6,7 @@
 // crash between snapshot and catalog write) is reused instead of taking another.
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { PointDisk, PointKind, RecoveryPoint } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { Vault, VaultConflictError } from '../../lib/azure/vault';
@@ -23,7 +24,7 @@ import {
 /** Snapshot metadata naming the recovery point a snapshot belongs to. */
 export const POINT_METADATA_KEY = 'osrpoint';
 /** Failure type: a point with this id exists for another cycle or machine. Non-retryable. */
-export const POINT_ID_CONFLICT = 'PointIdConflict';
+export const POINT_ID_CONFLICT = FAILURE.PointIdConflict;
 
 export interface PublishPointInput {
   machine: string;

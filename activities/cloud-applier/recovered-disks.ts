@@ -9,6 +9,7 @@
 // and keeps it; a blob of the same name from another point is replaced.
 import type { BlobServiceClient, PageBlobClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { RecoveredDisk, RecoveredMachine, RecoveryKind } from '../../shared/recovery-types';
 import { recoveredPrefix, recoveryDocs } from '../../shared/recovery-types';
 import type { RecoveryPoint } from '../../shared/replication-types';
@@ -17,7 +18,7 @@ import type { Vault } from '../../lib/azure/vault';
 import { assertId, deleteBlobsUnder, forEachLimited, isNotFound, replicaBlobClient } from './replica-disk';
 
 /** Failure type: a disk image of the point is gone (pruned). Non-retryable: choose another point. */
-export const POINT_IMAGE_MISSING = 'PointImageMissing';
+export const POINT_IMAGE_MISSING = FAILURE.PointImageMissing;
 
 export interface RecoveredDisksInput {
   kind: RecoveryKind;

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { ApplierDeps } from './replica-disk';
 import {
@@ -36,7 +37,7 @@ const MAX_BLOCK_BYTES = 64 * 1024 * 1024;
 /** Consecutive blocks with pages are read this many bytes at a time (at least one block). */
 const READ_BYTES = 8 * 1024 * 1024;
 /** Failure type: the replica changed while it was being read. Retryable. */
-export const REPLICA_CHANGED = 'ReplicaChanged';
+export const REPLICA_CHANGED = FAILURE.ReplicaChanged;
 
 /** The checksum of one block: SHA-256 truncated to 16 bytes. */
 export function blockChecksum(block: Uint8Array): Buffer {

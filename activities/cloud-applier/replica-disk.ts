@@ -10,6 +10,7 @@ import type {
 } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { Vault } from '../../lib/azure/vault';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
@@ -31,9 +32,9 @@ const PAGE_RANGE_WINDOW_BYTES = 1024 * 1024 * 1024;
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** Error type of the failure thrown when a disk is smaller than its replica. */
-export const DISK_SHRUNK = 'DiskShrunk';
+export const DISK_SHRUNK = FAILURE.DiskShrunk;
 /** Error type of the failure thrown when a disk has no replica where one is needed. Non-retryable. */
-export const REPLICA_MISSING = 'ReplicaMissing';
+export const REPLICA_MISSING = FAILURE.ReplicaMissing;
 
 export interface ReplicaDiskInput {
   machine: string;

@@ -3,6 +3,7 @@
 // with the worker's own Temporal client (Context.client), heartbeating while they wait.
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { failbackDocs, type FailbackRecord } from '../../shared/failback-types';
 import { recoveryDocs, type FailoverLock } from '../../shared/recovery-types';
@@ -11,14 +12,14 @@ import {
   finalCycleUpdate,
   reprotectStatusQuery,
   type FinalCycleResult,
-} from '../../shared/contracts/failback';
+} from '../../shared/contracts/reprotect';
 import { protectWorkflowId, statusQuery } from '../../shared/contracts/protect-machine';
 import { startProtection } from '../../operations/protection-start';
 import type { WorkerDeps } from '../deps';
 import { withHeartbeat } from '../common/with-heartbeat';
 
 /** Failure type: the reprotect workflow refused or failed the final cycle. Non-retryable. */
-export const FINAL_CYCLE_REFUSED = 'FinalCycleRefused';
+export const FINAL_CYCLE_REFUSED = FAILURE.FinalCycleRefused;
 
 /** Asks the reprotect workflow for its final cycle and waits for it to be applied. */
 export function finalReverseCycle(input: { workflowId: string }): Promise<FinalCycleResult> {
@@ -129,7 +130,7 @@ export function awaitReprotected(input: { workflowId: string }): Promise<string>
       if (status?.state === 'stopped' || (described && described.status.name !== 'RUNNING'))
         throw ApplicationFailure.nonRetryable(
           `${input.workflowId} ended before its resync was applied (${status?.state ?? described?.status.name})`,
-          'ReprotectFailed',
+          FAILURE.ReprotectFailed,
         );
       await new Promise((r) => setTimeout(r, 500));
     }

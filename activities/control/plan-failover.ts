@@ -3,10 +3,12 @@
 // These activities watch a child until it is failed over, and commit it, through a client.
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { Client } from '@temporalio/client';
 import type { OsrConfig } from '../../lib/config/config';
 import { connectClient } from '../../operations/temporal-client';
-import { commitUpdate, recoveryStatusQuery } from '../../shared/contracts/failover';
+import { commitUpdate } from '../../shared/contracts/failover';
+import { recoveryStatusQuery } from '../../shared/contracts/recovery-job';
 
 export function createPlanFailoverActivities(config: OsrConfig) {
   let client: Promise<Client> | undefined;
@@ -23,7 +25,7 @@ export function createPlanFailoverActivities(config: OsrConfig) {
         if (status?.state === 'failed')
           throw ApplicationFailure.nonRetryable(
             `${input.workflowId} failed: ${status.error}`,
-            'RecoveryFailed',
+            FAILURE.RecoveryFailed,
           );
         await new Promise((r) => setTimeout(r, 500));
       }

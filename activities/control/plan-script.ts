@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 
 export interface PlanScriptInput {
   plan: string;
@@ -70,12 +71,12 @@ export async function runPlanScript(input: PlanScriptInput): Promise<PlanScriptR
   if (timedOut)
     throw ApplicationFailure.nonRetryable(
       `script ${input.actionId} timed out after ${input.timeoutSeconds} s: ${output.slice(-500)}`,
-      'PlanScriptFailed',
+      FAILURE.PlanScriptFailed,
     );
   if (exitCode !== 0)
     throw ApplicationFailure.nonRetryable(
       `script ${input.actionId} exited ${exitCode}: ${output.slice(-500)}`,
-      'PlanScriptFailed',
+      FAILURE.PlanScriptFailed,
     );
   return { exitCode, durationMs, output };
 }

@@ -3,6 +3,7 @@
 // worker's own Temporal client (Context.client) and wait for the answer.
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { CommitRecord, FailoverLock, RecoveredMachine } from '../../shared/recovery-types';
 import { recoveryDocs } from '../../shared/recovery-types';
@@ -18,7 +19,7 @@ import {
 import type { WorkerDeps } from '../deps';
 
 /** Failure type: forward replication cannot cut the final point (paused, disabled …). Non-retryable. */
-export const FINAL_POINT_REFUSED = 'FinalPointRefused';
+export const FINAL_POINT_REFUSED = FAILURE.FinalPointRefused;
 
 /** Asks protectMachine for a point now (after the source's writes stopped) and returns it whole. */
 export async function cutFinalPoint(deps: WorkerDeps, input: { machine: string }): Promise<RecoveryPoint> {

@@ -3,7 +3,14 @@
 // server holds no connection to a machine between activities.
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { FrozenDisk, FrozenPoint, ProtectedMachine, TransferMode } from '../../shared/replication-types';
+import { FAILURE } from '../../shared/failures';
+import type {
+  DiskChangeWarning,
+  FrozenDisk,
+  FrozenPoint,
+  ProtectedMachine,
+  TransferMode,
+} from '../../shared/replication-types';
 import { CbtConnector, bitmapGeneration, type ProtectedDisk } from '../../lib/qemu/cbt-connector';
 import { QmpClient } from '../../lib/qemu/qmp-client';
 import { withQuiesce } from './quiesce';
@@ -25,7 +32,7 @@ async function withConnector<T>(
     // A wrong or dead socket does not fix itself by retrying within the activity: fail it for good;
     // the workflow raises source-unreachable and backs off between cycles.
     throw ApplicationFailure.create({
-      type: 'SourceUnreachable',
+      type: FAILURE.SourceUnreachable,
       nonRetryable: true,
       message: `machine ${machine.name}: ${(err as Error).message}`,
     });
@@ -47,7 +54,7 @@ function selectDisks(machine: ProtectedMachine, disks: ProtectedDisk[]): Protect
   const missing = wanted.filter((w) => !disks.some((d) => d.node === w));
   if (missing.length) {
     throw ApplicationFailure.create({
-      type: 'SourceError',
+      type: FAILURE.SourceError,
       nonRetryable: true,
       message: `machine ${machine.name} has no disk ${missing.join(', ')}; it has ${disks.map((d) => d.node).join(', ') || 'none'}. Fix the --disks list.`,
     });
@@ -60,7 +67,7 @@ export async function discoverDisks(deps: SourceDeps, machine: ProtectedMachine)
     const disks = selectDisks(machine, await c.listDisks());
     if (disks.length === 0) {
       throw ApplicationFailure.create({
-        type: 'SourceError',
+        type: FAILURE.SourceError,
         nonRetryable: true,
         message: `machine ${machine.name} (QMP ${machine.source.qmpSocket}) shows no qcow2 or raw disk to protect`,
       });
@@ -104,35 +111,43 @@ export function pitIdOf(machine: string, cycle: number): string {
 export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise<FrozenPoint> {
   const { machine } = input;
   return withConnector(deps, machine, async (c) => {
-    const warnings: string[] = [];
+    const warnings: DiskChangeWarning[] = [];
     const found = selectDisks(machine, await c.listDisks());
     const plan: Array<{ disk: ProtectedDisk; mode: TransferMode }> = [];
     for (const [diskId, mode] of Object.entries(input.modes)) {
       const disk = found.find((d) => d.node === diskId);
       if (!disk) {
-        warnings.push(
-          `${diskId} vanished from machine ${machine.name}: its replica is kept but no longer updated. If it was removed on purpose, unprotect and protect the machine again; otherwise attach it back.`,
-        );
+        warnings.push({
+          kind: 'disk-vanished',
+          diskId,
+          message: `${diskId} vanished from machine ${machine.name}: its replica is kept but no longer updated. If it was removed on purpose, unprotect and protect the machine again; otherwise attach it back.`,
+        });
         continue;
       }
       const known = input.sizes?.[diskId];
       if (known !== undefined && disk.size < known) {
-        warnings.push(
-          `${diskId} shrank from ${known} to ${disk.size} bytes: OSR cannot follow a shrink and stopped replicating it. Grow it back, or unprotect and protect the machine again to start over at the new size.`,
-        );
+        warnings.push({
+          kind: 'disk-shrunk',
+          diskId,
+          message: `${diskId} shrank from ${known} to ${disk.size} bytes: OSR cannot follow a shrink and stopped replicating it. Grow it back, or unprotect and protect the machine again to start over at the new size.`,
+        });
         continue;
       }
       plan.push({ disk, mode });
     }
     for (const disk of found) {
       if (!(disk.node in input.modes)) {
-        warnings.push(`${disk.node} was added to machine ${machine.name}: it gets its own initial sync`);
+        warnings.push({
+          kind: 'disk-added',
+          diskId: disk.node,
+          message: `${disk.node} was added to machine ${machine.name}: it gets its own initial sync`,
+        });
         plan.push({ disk, mode: 'full' });
       }
     }
     if (plan.length === 0) {
       throw ApplicationFailure.create({
-        type: 'SourceError',
+        type: FAILURE.SourceError,
         nonRetryable: false,
         message: `machine ${machine.name} has no disk left to replicate`,
       });
@@ -142,9 +157,11 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
       // No recording bitmap: a restart of the QEMU process lost it (raw disk) or it never existed.
       await c.enableTracking(p.disk.node);
       if (p.mode === 'delta') {
-        warnings.push(
-          `tracking lost on ${p.disk.node} (no OSR dirty bitmap: the VM or storage daemon restarted with a raw disk, or the bitmap was removed): resynchronizing by checksums`,
-        );
+        warnings.push({
+          kind: 'resync-needed',
+          diskId: p.disk.node,
+          message: `tracking lost on ${p.disk.node} (no OSR dirty bitmap: the VM or storage daemon restarted with a raw disk, or the bitmap was removed): resynchronizing by checksums`,
+        });
         p.mode = 'resync';
       }
     }

@@ -3,12 +3,13 @@
 // commands. Whatever happens, what was frozen is thawed again.
 import { exec } from 'node:child_process';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { QuiesceHooks } from '../../shared/replication-types';
 import { GuestAgentClient } from '../../lib/qemu/guest-agent-client';
 
 function quiesceFailed(message: string): ApplicationFailure {
   // Retrying a failing quiesce only delays the point: the workflow cuts a crash-consistent one.
-  return ApplicationFailure.create({ type: 'QuiesceFailed', nonRetryable: true, message });
+  return ApplicationFailure.create({ type: FAILURE.QuiesceFailed, nonRetryable: true, message });
 }
 
 export async function withQuiesce<T>(

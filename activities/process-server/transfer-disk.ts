@@ -8,6 +8,7 @@
 // were in flight are sent twice.
 import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { Extent } from '../../lib/segments/segment-format';
 import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/segment-format';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
@@ -74,7 +75,7 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
       // The VM or storage daemon is gone: retrying for minutes would hide it. Fail the cycle now;
       // the workflow alerts, backs off and keeps the changes for when the source answers again.
       throw ApplicationFailure.create({
-        type: 'SourceUnreachable',
+        type: FAILURE.SourceUnreachable,
         nonRetryable: true,
         message: `the source of ${point.machine} does not answer on ${disk.nbdSocket}: ${err.message}`,
       });
@@ -82,7 +83,7 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
     if (!/no such export/.test(err.message)) throw err;
     // Retrying cannot bring a frozen view back: end the cycle; its changes go with the next one.
     throw ApplicationFailure.create({
-      type: 'PointInTimeLost',
+      type: FAILURE.PointInTimeLost,
       nonRetryable: true,
       message: `the frozen point in time ${point.pitId} is gone from the source (did the VM or storage daemon restart?): ${err.message}`,
     });

@@ -7,13 +7,14 @@
 //   machine's quiesce pre command (which must return only once writes are held) and post command.
 // A machine with none of these cannot join a group: there is nothing to hold its writes with.
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { BarrierMethod, HeldMachine } from '../../shared/group-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { GuestAgentClient } from '../../lib/qemu/guest-agent-client';
 import { pauseIfRunning, runState, withQmp } from '../../lib/qemu/run-state';
 import { runHook } from './quiesce';
 
-export const NO_WRITE_BARRIER = 'NoWriteBarrier';
+export const NO_WRITE_BARRIER = FAILURE.NoWriteBarrier;
 
 export interface HoldResult {
   held: HeldMachine[];

@@ -1,11 +1,12 @@
 // `osr export`: a recovery point as a raw disk image, for restore and verification.
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { exportPoint } from '../../activities/cloud-applier/export-point';
-import { resolvePoint } from '../../operations/machines';
+import { resolvePoint } from '../../operations/points';
 import { OperationError } from '../../operations/context';
 import { withContext } from '../common/context';
-import { printJson } from '../common/output';
+import { CliError, EXIT, printJson } from '../common/output';
 import { formatBytes, ProgressLine, renderBar } from '../common/progress-bar';
 
 export function registerExportCommand(program: Command): void {
@@ -18,43 +19,80 @@ export function registerExportCommand(program: Command): void {
     )
     .option('--disk <disk>', 'disk id (e.g. disk0) or index', '0')
     .requiredOption('--out <file>', 'raw image file to write')
+    .option('--force', 'overwrite the file if it exists')
     .option('--json', 'print JSON')
-    .action(async (name: string, o: { point: string; disk: string; out: string; json?: boolean }) => {
-      await withContext(async (ctx) => {
-        const point = await resolvePoint(ctx, name, o.point);
-        const disk = /^\d+$/.test(o.disk)
-          ? point.disks[Number(o.disk)]
-          : point.disks.find((d) => d.diskId === o.disk);
-        if (!disk) {
-          throw new OperationError(
-            `point ${point.id} has no disk ${o.disk}; it has ${point.disks.map((d) => d.diskId).join(', ')}`,
-            'not-found',
-          );
-        }
-        const line = new ProgressLine();
-        const started = Date.now();
-        const bytes = await exportPoint(ctx, {
-          point,
-          diskId: disk.diskId,
-          outFile: path.resolve(o.out),
-          onProgress: (done: number, total: number) =>
-            line.update(`${renderBar(done, total)} ${formatBytes(done)} / ${formatBytes(total)}`),
+    .action(
+      async (
+        name: string,
+        o: { point: string; disk: string; out: string; force?: boolean; json?: boolean },
+      ) => {
+        checkOutFile(path.resolve(o.out), Boolean(o.force));
+        await withContext(async (ctx) => {
+          const point = await resolvePoint(ctx, name, o.point);
+          const disk = /^\d+$/.test(o.disk)
+            ? point.disks[Number(o.disk)]
+            : point.disks.find((d) => d.diskId === o.disk);
+          if (!disk) {
+            throw new OperationError(
+              `point ${point.id} has no disk ${o.disk}; it has ${point.disks.map((d) => d.diskId).join(', ')}`,
+              'not-found',
+            );
+          }
+          const line = new ProgressLine();
+          const started = Date.now();
+          const bytes = await exportPoint(ctx, {
+            point,
+            diskId: disk.diskId,
+            outFile: path.resolve(o.out),
+            onProgress: (done: number, total: number) =>
+              line.update(`${renderBar(done, total)} ${formatBytes(done)} / ${formatBytes(total)}`),
+          });
+          line.done();
+          const result = {
+            machine: name,
+            point: point.id,
+            instant: point.instant,
+            disk: disk.diskId,
+            file: path.resolve(o.out),
+            bytes,
+            seconds: (Date.now() - started) / 1000,
+          };
+          if (o.json) printJson(result);
+          else
+            process.stdout.write(
+              `exported ${name} ${disk.diskId} at ${point.instant} (point ${point.id}) to ${result.file}: ${formatBytes(bytes)} written\n`,
+            );
         });
-        line.done();
-        const result = {
-          machine: name,
-          point: point.id,
-          instant: point.instant,
-          disk: disk.diskId,
-          file: path.resolve(o.out),
-          bytes,
-          seconds: (Date.now() - started) / 1000,
-        };
-        if (o.json) printJson(result);
-        else
-          process.stdout.write(
-            `exported ${name} ${disk.diskId} at ${point.instant} (point ${point.id}) to ${result.file}: ${formatBytes(bytes)} written\n`,
-          );
-      });
-    });
+      },
+    );
+}
+
+/** Refuses, before anything is fetched, an output path that cannot be written or would be overwritten. */
+function checkOutFile(file: string, force: boolean): void {
+  const dir = path.dirname(file);
+  const folder = fs.statSync(dir, { throwIfNoEntry: false });
+  if (!folder?.isDirectory()) {
+    throw new CliError(
+      `cannot write ${file}: the folder ${dir} does not exist; create it or choose another --out`,
+      EXIT.usage,
+    );
+  }
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    throw new CliError(
+      `cannot write ${file}: the folder ${dir} is not writable; choose another --out`,
+      EXIT.usage,
+    );
+  }
+  const existing = fs.statSync(file, { throwIfNoEntry: false });
+  if (existing && !existing.isFile()) {
+    throw new CliError(
+      `${file} is not a regular file; export writes a raw image file (write it to a device with dd)`,
+      EXIT.usage,
+    );
+  }
+  if (existing && !force) {
+    throw new CliError(`${file} exists; pass --force to overwrite it, or choose another --out`, EXIT.usage);
+  }
 }

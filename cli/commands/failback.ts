@@ -2,7 +2,9 @@
 // (and `reprotect-status`, `reprotect-stop`), and their plan variants `osr plan reprotect|failback|reenable`.
 import type { Command } from 'commander';
 import * as failback from '../../operations/failback';
-import type { FailbackPlanStatus, FailbackStatus, ReprotectStatus } from '../../shared/contracts/failback';
+import type { FailbackPlanStatus } from '../../shared/contracts/failback-plan';
+import type { FailbackStatus } from '../../shared/contracts/failback';
+import type { ReprotectStatus } from '../../shared/contracts/reprotect';
 import { withContext } from '../common/context';
 import { CliError, EXIT, printJson, printTable } from '../common/output';
 

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import * as failover from '../../operations/failover';
 import type { RecoverySettings } from '../../shared/recovery-types';
-import type { RecoveryStatus } from '../../shared/contracts/failover';
+import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { withContext } from '../common/context';
 import { CliError, EXIT, printJson, printTable } from '../common/output';
 

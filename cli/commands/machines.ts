@@ -172,13 +172,7 @@ export function registerMachineCommands(program: Command): void {
     .description("a machine's recovery points, oldest first")
     .option('--json', 'print JSON')
     .action(async (name: string, o: { json?: boolean }) => {
-      const points = await withContext(async (ctx) => {
-        const found = await ctx.vault.points(name);
-        // No points and no such machine is a typo, not an empty list (an unprotected machine's
-        // points kept with --keep-replica are still listed).
-        if (found.length === 0) await machines.requireMachine(ctx, name);
-        return found;
-      });
+      const points = await withContext((ctx) => machines.listPoints(ctx, name));
       if (o.json) printJson(points);
       else
         printTable(

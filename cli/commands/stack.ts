@@ -1,8 +1,16 @@
-// `osr stack up|down|status`: the embedded Temporal dev server, Azurite and the OSR workers.
+// `osr stack up|down|status|reset`: the embedded Temporal dev server, Azurite and the OSR workers.
 import path from 'node:path';
+import readline from 'node:readline/promises';
 import type { Command } from 'commander';
 import { loadConfig } from '../../lib/config/config';
-import { stackDown, stackStatus, stackUp, type ComponentStatus } from '../../stack/stack';
+import {
+  resettablePaths,
+  stackDown,
+  stackReset,
+  stackStatus,
+  stackUp,
+  type ComponentStatus,
+} from '../../stack/stack';
 import { EXIT, CliError, printJson, printTable } from '../common/output';
 
 const workersDir = path.join(__dirname, '..', '..', 'workers');
@@ -67,5 +75,34 @@ export function registerStackCommands(program: Command): void {
       const left = (await stackStatus(config)).filter((s) => s.state === 'running');
       if (left.length)
         throw new CliError(`still running: ${left.map((s) => `${s.name} (pid ${s.pid})`).join(', ')}`);
+    });
+  stack
+    .command('reset')
+    .description(
+      'stop everything and delete the embedded state (Temporal history, Azurite data, demo machines, logs); asks first',
+    )
+    .option('--yes', 'do not ask (needed without a terminal)')
+    .action(async (opts: { yes?: boolean }) => {
+      const config = loadConfig();
+      const doomed = resettablePaths(config);
+      if (doomed.length === 0) {
+        process.stdout.write('nothing to reset: no embedded state under the state folder\n');
+        return;
+      }
+      if (!opts.yes) {
+        if (!process.stdin.isTTY)
+          throw new CliError(
+            'stack reset deletes data; run it in a terminal to confirm, or pass --yes',
+            EXIT.usage,
+          );
+        const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+        const answer = await rl.question(
+          `This stops the stack and deletes every machine's protection, points and history held by the embedded stack:\n  ${doomed.join('\n  ')}\nType "reset" to go on: `,
+        );
+        rl.close();
+        if (answer.trim() !== 'reset') throw new CliError('nothing was deleted', EXIT.usage);
+      }
+      await stackReset(config, (m) => process.stderr.write(`${m}\n`));
+      process.stdout.write('reset: the next `osr stack up` starts clean\n');
     });
 }

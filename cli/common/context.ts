@@ -3,7 +3,7 @@ import { loadConfig } from '../../lib/config/config';
 import { ControlContext, OperationError } from '../../operations/context';
 import { CliError, EXIT } from './output';
 
-const exitCodes: Record<OperationError['code'], number> = {
+export const exitCodes: Record<OperationError['code'], number> = {
   'not-found': EXIT.notFound,
   conflict: EXIT.conflict,
   invalid: EXIT.usage,

@@ -13,6 +13,7 @@ import type {
 
 export type PointSummary = Pick<RecoveryPoint, 'id' | 'instant' | 'kind' | 'cycle'>;
 import { CONTAINERS } from './blob-client';
+import { isVaultPath, vaultPath, vaultSegment } from '../../shared/names';
 
 export class VaultConflictError extends Error {
   override name = 'VaultConflictError';
@@ -37,6 +38,7 @@ export class Vault {
   }
 
   async read<T>(name: string): Promise<Versioned<T> | undefined> {
+    vaultPath(name);
     await this.ensure();
     try {
       const response = await this.container.getBlockBlobClient(name).download();
@@ -53,6 +55,7 @@ export class Vault {
    * that version; '*': create or replace unconditionally.
    */
   async write<T>(name: string, value: T, etag?: string, metadata?: Record<string, string>): Promise<string> {
+    vaultPath(name);
     await this.ensure();
     const body = JSON.stringify(value, null, 2);
     const conditions = etag === undefined ? { ifNoneMatch: '*' } : etag === '*' ? {} : { ifMatch: etag };
@@ -90,12 +93,14 @@ export class Vault {
   }
 
   async remove(name: string): Promise<void> {
+    vaultPath(name);
     await this.ensure();
     await this.container.getBlockBlobClient(name).deleteIfExists();
   }
 
   /** Names of the documents under a prefix, in name order, without reading them. */
   async listNames(prefix: string): Promise<string[]> {
+    vaultPath(prefix, { prefix: true });
     await this.ensure();
     const names: string[] = [];
     for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
@@ -103,17 +108,18 @@ export class Vault {
   }
 
   async list<T>(prefix: string): Promise<T[]> {
-    await this.ensure();
-    const names: string[] = [];
-    for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
+    // A document stored under a name the guard refuses (not by OSR) is not read through it.
+    const names = (await this.listNames(prefix)).filter(isVaultPath);
     const docs = await Promise.all(names.map((n) => this.read<T>(n)));
     return docs.filter((d): d is Versioned<T> => d !== undefined).map((d) => d.value);
   }
 
-  // Typed documents.
-  static policyDoc = (name: string) => `policies/${name}.json`;
-  static machineDoc = (name: string) => `machines/${name}.json`;
-  static pointDoc = (machine: string, pointId: string) => `points/${machine}/${pointId}.json`;
+  // Typed documents. Each name is one part of the document name: the guard refuses any that is not.
+  static policyDoc = (name: string) => `policies/${vaultSegment('policy name', name)}.json`;
+  static machineDoc = (name: string) => `machines/${vaultSegment('machine name', name)}.json`;
+  static pointDoc = (machine: string, pointId: string) =>
+    `${Vault.pointsPrefix(machine)}${vaultSegment('point id', pointId)}.json`;
+  static pointsPrefix = (machine: string) => `points/${vaultSegment('machine name', machine)}/`;
 
   policies(): Promise<ReplicationPolicy[]> {
     return this.list<ReplicationPolicy>('policies/');
@@ -132,16 +138,14 @@ export class Vault {
    * metadata by writePoint), without reading each document: retention runs every cycle.
    */
   async pointSummaries(machine: string): Promise<PointSummary[]> {
+    const prefix = Vault.pointsPrefix(machine);
     await this.ensure();
     const out: PointSummary[] = [];
-    for await (const blob of this.container.listBlobsFlat({
-      prefix: `points/${machine}/`,
-      includeMetadata: true,
-    })) {
+    for await (const blob of this.container.listBlobsFlat({ prefix, includeMetadata: true })) {
       const m = blob.metadata ?? {};
       if (m.osrinstant && m.osrkind && m.osrcycle) {
         out.push({
-          id: blob.name.slice(`points/${machine}/`.length, -'.json'.length),
+          id: blob.name.slice(prefix.length, -'.json'.length),
           instant: m.osrinstant,
           kind: m.osrkind as PointKind,
           cycle: Number(m.osrcycle),
@@ -165,7 +169,7 @@ export class Vault {
 
   /** A machine's recovery points, oldest first. */
   async points(machine: string): Promise<RecoveryPoint[]> {
-    const points = await this.list<RecoveryPoint>(`points/${machine}/`);
+    const points = await this.list<RecoveryPoint>(Vault.pointsPrefix(machine));
     return points.sort((a, b) => a.instant.localeCompare(b.instant) || a.cycle - b.cycle);
   }
 }

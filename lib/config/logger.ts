@@ -11,6 +11,9 @@ export function createLogger(name: string, level = process.env.OSR_LOG_LEVEL ?? 
       name,
       level,
       base: { pid: process.pid, name },
+      // Errors are objects whose message and stack are not enumerable: without a serializer they
+      // log as "error":{} (the Temporal SDK passes an activity's failure as `error`).
+      serializers: { err: pino.stdSerializers.err, error: pino.stdSerializers.err },
       redact: {
         paths: [
           'key',

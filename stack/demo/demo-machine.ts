@@ -13,6 +13,7 @@ import { NbdClient } from '../../lib/qemu/nbd-client';
 import type { OsrConfig } from '../../lib/config/config';
 import { isAlive, readPidFile, spawnManaged, stopPid } from '../../lib/process/managed-process';
 import { statePaths } from '../../lib/config/state-paths';
+import { checkName } from '../../shared/names';
 
 export interface DemoPaths {
   dir: string;
@@ -49,6 +50,8 @@ export async function startDemoMachine(
   name: string,
   options: { sizeBytes: number; rate: number; workloadEntry: string },
 ) {
+  // The name becomes a folder and file names: checked like every machine name.
+  checkName('machine', name);
   const p = demoPaths(config, name);
   fs.mkdirSync(p.dir, { recursive: true });
   const fresh = !fs.existsSync(p.disk);

@@ -19,7 +19,7 @@ import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
 import { createPolicy } from '../../operations/policies';
 import type { WorkerRole } from '../../stack/stack';
-import type { RecoveryStatus } from '../../shared/contracts/failover';
+import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 import {

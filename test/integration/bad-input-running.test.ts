@@ -14,7 +14,7 @@ import { startStorageDaemon, type StorageDaemon } from '../../lib/qemu/storage-d
 import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import { CONTAINERS } from '../../lib/azure/blob-client';
-import type { RecoveryStatus } from '../../shared/contracts/failover';
+import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';

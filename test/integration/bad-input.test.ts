@@ -17,6 +17,7 @@ import { loadConfig } from '../../lib/config/config';
 import { createLogger } from '../../lib/config/logger';
 import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
+
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';

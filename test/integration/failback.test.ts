@@ -18,11 +18,8 @@ import { createLogger } from '../../lib/config/logger';
 import * as failback from '../../operations/failback';
 import * as machines from '../../operations/machines';
 import { CONTAINERS } from '../../lib/azure/blob-client';
-import {
-  failbackWorkflowId,
-  reprotectStatusQuery,
-  reprotectWorkflowId,
-} from '../../shared/contracts/failback';
+import { failbackWorkflowId } from '../../shared/contracts/failback';
+import { reprotectStatusQuery, reprotectWorkflowId } from '../../shared/contracts/reprotect';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';

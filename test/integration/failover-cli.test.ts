@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
-import type { RecoveryStatus } from '../../shared/contracts/failover';
+import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';

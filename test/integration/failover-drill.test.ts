@@ -13,7 +13,7 @@ import * as machines from '../../operations/machines';
 import { createPolicy } from '../../operations/policies';
 import { recoveryDocs, type RecoveredMachine } from '../../shared/recovery-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
-import { recoveryStatusQuery, type RecoveryStatus } from '../../shared/contracts/failover';
+import { recoveryStatusQuery, type RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';

@@ -14,7 +14,7 @@ import * as machines from '../../operations/machines';
 import { recoveryDocs, type RecoveredMachine } from '../../shared/recovery-types';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
-import type { RecoveryStatus } from '../../shared/contracts/failover';
+import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { protectWorkflowId, statusQuery } from '../../shared/contracts/protect-machine';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';

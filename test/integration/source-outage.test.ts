@@ -148,7 +148,7 @@ test('a source killed mid-sync: fast failure, one alert with a count, backoff, t
     .map(
       (e) => Number(String(e.eventTime?.seconds ?? 0)) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6),
     )
-    .filter((t) => t >= killedAt - 1000);
+    .filter((t) => t >= killedAt); // the freeze of the cycle in progress came before
   assert.ok(attempts.length >= 3, `cycles retried after the kill (${attempts.length})`);
   assert.ok(
     attempts.length <= failures + 1,

@@ -87,6 +87,28 @@ test('stack up starts Temporal, its Web UI, Azurite and the workers; down leaves
   assert.equal(after.code, 3, 'status exits 3 when parts are stopped');
 });
 
+test('stack reset asks first, then deletes the embedded state and keeps the binary and the key', async () => {
+  const db = path.join(stateDir, 'temporal', 'temporal.db');
+  const keyFile = path.join(stateDir, 'keys', 'osr.key');
+  assert.ok(fs.existsSync(db) && fs.existsSync(path.join(stateDir, 'azurite')), 'state from the first test');
+  // No terminal to ask on: refused, nothing deleted.
+  const refused = await osrCli(['stack', 'reset']);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /run it in a terminal to confirm, or pass --yes/);
+  assert.ok(fs.existsSync(db), 'nothing deleted without confirmation');
+  const keyBefore = fs.existsSync(keyFile) ? fs.readFileSync(keyFile) : undefined;
+
+  const reset = await osrCli(['stack', 'reset', '--yes']);
+  assert.equal(reset.code, 0, reset.stderr);
+  assert.ok(!fs.existsSync(path.join(stateDir, 'temporal')), 'Temporal history deleted');
+  assert.ok(!fs.existsSync(path.join(stateDir, 'azurite')), 'Azurite data deleted');
+  assert.ok(fs.existsSync(path.join(stateDir, 'bin', 'temporal')), 'the built binary is kept');
+  if (keyBefore) assert.deepEqual(fs.readFileSync(keyFile), keyBefore, 'the encryption key is kept');
+  const again = await osrCli(['stack', 'reset', '--yes']);
+  assert.equal(again.code, 0);
+  assert.match(again.stdout, /nothing to reset/);
+});
+
 test('a taken port is reported with the fix, and nothing is started', async () => {
   const blocker = net.createServer();
   const port = await freePort();

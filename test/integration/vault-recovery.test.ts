@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { failoverBlobClient } from '../../activities/cloud-applier/recovered-disks';
 import * as machines from '../../operations/machines';
 import { azuriteConnectionString } from '../../lib/azure/blob-client';
-import type { RecoveryStatus } from '../../shared/contracts/failover';
+import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestbed, type Testbed } from '../helpers/testbed';

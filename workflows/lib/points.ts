@@ -1,0 +1,11 @@
+// Recovery points: their ids and the RPO they leave.
+
+/** Seconds since `instant` (an ISO time), or undefined without a point yet. */
+export function rpoSecondsSince(instant: string | undefined): number | undefined {
+  return instant ? Math.max(0, Math.round((Date.now() - Date.parse(instant)) / 1000)) : undefined;
+}
+
+/** A point id: the instant, compact and sortable by time, then a suffix unique per cycle (`c7`, `g3`). */
+export function pointId(instant: string, suffix: string): string {
+  return `${instant.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${suffix}`;
+}

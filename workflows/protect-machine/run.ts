@@ -1,0 +1,232 @@
+// The state of one protectMachine run: what is carried across continueAsNew (`s`), what lives only
+// in this run (wake-ups, point requests, a group cut in progress), the activities, and the small
+// synchronous helpers every part of the workflow uses (alerts, state, details, RPO, progress).
+import { log, proxyActivities, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
+import type { CloudApplierActivities } from '../../activities/cloud-applier';
+import type { ProcessServerActivities } from '../../activities/process-server';
+import type {
+  Alert,
+  MachineState,
+  MachineStatus,
+  PointRequest,
+  ProtectInput,
+  ProtectState,
+  SyncProgress,
+} from '../../shared/contracts/protect-machine';
+import type { GroupCut } from '../../shared/contracts/consistency-group';
+import { FAILURE } from '../../shared/failures';
+import type { ProtectedMachine, RecoveryPoint } from '../../shared/replication-types';
+import { OSR_RPO_SECONDS, OSR_STATE, OSR_SYNC_PERCENT } from '../../shared/search-attributes';
+import { CLOUD_APPLIER_TASK_QUEUE, processServerQueue } from '../../shared/task-queues';
+import { clearAlerts, raiseAlert } from '../lib/alerts';
+import { rpoSecondsSince } from '../lib/points';
+import type { StorageWatch } from '../lib/storage-retry';
+
+export interface PointRequestEntry {
+  request: PointRequest;
+  done?: RecoveryPoint;
+  failed?: string;
+}
+
+export interface ProtectRun {
+  readonly input: ProtectInput;
+  readonly machine: ProtectedMachine;
+  /** Carried to the next run by continueAsNew. */
+  readonly s: ProtectState;
+  readonly ps: ReturnType<typeof activities>['ps'];
+  readonly quickPs: ReturnType<typeof activities>['quickPs'];
+  readonly applier: ReturnType<typeof activities>['applier'];
+  readonly canQuiesce: boolean;
+  readonly pointRequests: PointRequestEntry[];
+  progress?: SyncProgress[];
+  /** Set by handlers: the loop looks again at what to do. */
+  wake: boolean;
+  cyclesThisRun: number;
+  keepReplica: boolean;
+  pendingCut?: GroupCut;
+  cutDecision?: { cut: number; go: boolean };
+  /** Storage trouble seen during the cycle in progress; a cycle without any clears the alerts. */
+  storageTroubleThisCycle: boolean;
+  /** The storage helpers' view of this run (workflows/lib/storage-retry.ts). */
+  readonly storage: StorageWatch;
+}
+
+function activities(machine: ProtectedMachine) {
+  const ps = proxyActivities<ProcessServerActivities>({
+    taskQueue: processServerQueue(machine.site),
+    startToCloseTimeout: '30m',
+    heartbeatTimeout: '15s',
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '30s',
+      maximumAttempts: 20,
+      nonRetryableErrorTypes: [FAILURE.SourceError],
+    },
+  });
+  const quickPs = proxyActivities<ProcessServerActivities>({
+    taskQueue: processServerQueue(machine.site),
+    startToCloseTimeout: '2m',
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '20s',
+      maximumAttempts: 10,
+      nonRetryableErrorTypes: [FAILURE.SourceError],
+    },
+  });
+  const applier = proxyActivities<CloudApplierActivities>({
+    taskQueue: CLOUD_APPLIER_TASK_QUEUE,
+    startToCloseTimeout: '30m',
+    heartbeatTimeout: '15s',
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '30s',
+      maximumAttempts: 20,
+      nonRetryableErrorTypes: [FAILURE.SegmentCorrupt, FAILURE.CycleNotUploaded],
+    },
+  });
+  return { ps, quickPs, applier };
+}
+
+export function startRun(input: ProtectInput): ProtectRun {
+  const machine = input.machine;
+  const s: ProtectState = input.carried ?? {
+    state: 'enabling',
+    policy: input.policy,
+    disks: [],
+    cycle: 0,
+    alerts: [],
+    alertSeq: 0,
+    stats: { cycles: 0, failedCycles: 0, bytesSent: 0, bytesChanged: 0 },
+  };
+  const run: ProtectRun = {
+    input,
+    machine,
+    s,
+    ...activities(machine),
+    canQuiesce: Boolean(machine.quiesce?.guestAgentSocket || machine.quiesce?.pre || machine.quiesce?.post),
+    pointRequests: [],
+    wake: false,
+    cyclesThisRun: 0,
+    keepReplica: false,
+    storageTroubleThisCycle: false,
+    storage: {
+      raise: (kind, severity, message) => raise(run, kind, severity, message),
+      troubled: () => {
+        run.storageTroubleThisCycle = true;
+      },
+      cycle: () => s.cycle,
+      checkRpo: () => checkRpo(run),
+    },
+  };
+  return run;
+}
+
+export const nowIso = () => new Date(Date.now()).toISOString();
+
+export const rpoSeconds = (run: ProtectRun) => rpoSecondsSince(run.s.lastPoint?.instant);
+
+export function status(run: ProtectRun): MachineStatus {
+  const s = run.s;
+  return {
+    machine: run.machine.name,
+    state: s.state,
+    policy: s.policy,
+    disks: s.disks,
+    cycle: s.cycle,
+    progress: run.progress,
+    lastPoint: s.lastPoint,
+    lastAppPoint: s.lastAppPoint,
+    rpoSeconds: rpoSeconds(run),
+    alerts: s.alerts,
+    stats: s.stats,
+    group: s.group,
+    failing: s.failing && { ...s.failing, retryAt: new Date(s.failing.retryAt).toISOString() },
+  };
+}
+
+/** Raises an alert, folded into the standing one of the same kind and subject (workflows/lib/alerts.ts). */
+export function raise(
+  run: ProtectRun,
+  kind: Alert['kind'],
+  severity: Alert['severity'],
+  message: string,
+  subject?: string,
+): void {
+  log.warn('alert', { machine: run.machine.name, kind, message });
+  raiseAlert(run.s, run.machine.name, nowIso(), { kind, severity, message, subject });
+}
+
+export function clear(run: ProtectRun, kind: Alert['kind']): void {
+  clearAlerts(run.s, kind);
+}
+
+export function setState(run: ProtectRun, next: MachineState): void {
+  run.s.state = next;
+  upsertSearchAttributes([{ key: OSR_STATE, value: next }]);
+  showDetails(run);
+}
+
+/** What the Temporal Web UI shows as the workflow's current details: state, progress, last point. */
+export function showDetails(run: ProtectRun): void {
+  const { s, progress } = run;
+  const parts: string[] = [s.state];
+  if (progress?.length) {
+    const done = progress.reduce((a, x) => a + x.bytesDone, 0);
+    const all = progress.reduce((a, x) => a + x.bytesTotal, 0);
+    parts.push(`cycle ${s.cycle}: ${all ? Math.floor((100 * done) / all) : 100}% of ${all} bytes`);
+  }
+  if (s.lastPoint) parts.push(`last point ${s.lastPoint.id} (${s.lastPoint.kind})`);
+  if (s.group) parts.push(`group ${s.group}`);
+  if (s.failing) parts.push(`failing: ${s.failing.failures} cycle(s) in a row, ${s.failing.reason}`);
+  if (s.alerts.length) parts.push(`${s.alerts.length} alert(s), newest: ${s.alerts.at(-1)?.message ?? ''}`);
+  setCurrentDetails(parts.join(' · '));
+}
+
+export function reportProgress(run: ProtectRun, p: SyncProgress): void {
+  const progress = [...(run.progress ?? []).filter((x) => x.diskId !== p.diskId), p];
+  run.progress = progress;
+  showDetails(run);
+  if (run.s.state === 'initial-sync' || run.s.state === 'resyncing') {
+    const done = progress.reduce((a, x) => a + x.bytesDone, 0);
+    const all = progress.reduce((a, x) => a + x.bytesTotal, 0);
+    upsertSearchAttributes([
+      { key: OSR_SYNC_PERCENT, value: all === 0 ? 100 : Math.floor((100 * done) / all) },
+    ]);
+  }
+}
+
+/** How often RPO is checked between cycles: often enough to alert within a tenth of the threshold. */
+export function rpoCheckMs(run: ProtectRun): number {
+  return Math.max(1000, Math.min(60_000, (run.s.policy.rpoThresholdSeconds * 1000) / 10));
+}
+
+export function checkRpo(run: ProtectRun): void {
+  const rpo = rpoSeconds(run);
+  if (rpo === undefined) return;
+  const s = run.s;
+  upsertSearchAttributes([{ key: OSR_RPO_SECONDS, value: rpo }]);
+  const exceeded = s.alerts.some((a) => a.kind === 'rpo-exceeded');
+  if (rpo > s.policy.rpoThresholdSeconds && !exceeded) {
+    raise(
+      run,
+      'rpo-exceeded',
+      'critical',
+      `RPO is ${rpo} s, over the policy's threshold of ${s.policy.rpoThresholdSeconds} s`,
+    );
+  } else if (rpo <= s.policy.rpoThresholdSeconds && exceeded) {
+    clear(run, 'rpo-exceeded');
+  }
+}
+
+export const pendingPoints = (run: ProtectRun) => run.pointRequests.some((r) => !r.done && !r.failed);
+
+export function failPointRequests(run: ProtectRun, reason: string): void {
+  for (const r of run.pointRequests) if (!r.done) r.failed = reason;
+  run.pointRequests.splice(0, run.pointRequests.length);
+}
+
+export function refuseUnless(run: ProtectRun, states: MachineState[], action: string): void {
+  if (!states.includes(run.s.state)) {
+    throw new Error(`cannot ${action} machine ${run.machine.name} while it is ${run.s.state}`);
+  }
+}
