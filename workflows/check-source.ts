@@ -3,15 +3,13 @@
 // instead of opening the socket itself: it may run on another host than QEMU.
 import { ActivityFailure, ApplicationFailure, TimeoutFailure, proxyActivities } from '@temporalio/workflow';
 import type { ProcessServerActivities } from '../activities/process-server';
-import type { SOURCE_REFUSED } from '../activities/process-server/probe-source';
+import { FAILURE } from '../shared/failures';
 import { processServerQueue } from '../shared/task-queues';
 import type {
   CheckSourceInput,
   CheckSourceResult,
   CheckSourceWorkflow,
 } from '../shared/contracts/check-source';
-
-const REFUSED: typeof SOURCE_REFUSED = 'SourceRefused';
 
 export const checkSource: CheckSourceWorkflow = async function checkSource(
   input: CheckSourceInput,
@@ -28,7 +26,7 @@ export const checkSource: CheckSourceWorkflow = async function checkSource(
     return { ok: true, greeted };
   } catch (err) {
     const cause = err instanceof ActivityFailure ? err.cause : err;
-    if (cause instanceof ApplicationFailure && cause.type === REFUSED)
+    if (cause instanceof ApplicationFailure && cause.type === FAILURE.SourceRefused)
       return { ok: false, problem: 'refused', message: cause.message };
     if (cause instanceof TimeoutFailure)
       return {

@@ -4,9 +4,7 @@
 import fs from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import { QmpClient } from '../../lib/qemu/qmp-client';
-
-/** Failure type: the path is no QMP monitor (the message says what it is and the fix). Non-retryable. */
-export const SOURCE_REFUSED = 'SourceRefused' as const;
+import { FAILURE } from '../../shared/failures';
 
 export interface ProbeSourceInput {
   qmpSocket: string;
@@ -26,7 +24,7 @@ export async function probeSource(input: ProbeSourceInput): Promise<ProbeSourceR
   if (!fs.existsSync(input.qmpSocket))
     throw ApplicationFailure.create({
       message: `no QMP socket at ${input.qmpSocket}: start the VM or qemu-storage-daemon with a QMP monitor (--chardev socket,path=…,server=on,wait=off --monitor chardev=…) and pass its path with --qmp. Nothing was started.`,
-      type: SOURCE_REFUSED,
+      type: FAILURE.SourceRefused,
       nonRetryable: true,
     });
   let qmp: QmpClient | undefined;
@@ -38,7 +36,7 @@ export async function probeSource(input: ProbeSourceInput): Promise<ProbeSourceR
     if (/sent no greeting/.test(message)) return { greeted: false };
     throw ApplicationFailure.create({
       message: `${message}. Nothing was started.`,
-      type: SOURCE_REFUSED,
+      type: FAILURE.SourceRefused,
       nonRetryable: true,
     });
   } finally {
