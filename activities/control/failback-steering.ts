@@ -4,11 +4,9 @@
 import { FAILURE } from '../../shared/failures';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import { failbackDocs, type FailbackRecord } from '../../shared/failback-types';
 import { recoveryDocs, type FailoverLock } from '../../shared/recovery-types';
-import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../../shared/search-attributes';
-import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
 import { Vault } from '../../lib/azure/vault';
 import {
   finalCycleUpdate,
@@ -16,6 +14,7 @@ import {
   type FinalCycleResult,
 } from '../../shared/contracts/reprotect';
 import { protectWorkflowId, statusQuery } from '../../shared/contracts/protect-machine';
+import { startProtection } from '../../operations/protection-start';
 import type { WorkerDeps } from '../deps';
 import { withHeartbeat } from '../common/with-heartbeat';
 import { awaitWorkflowState } from '../common/await-workflow';
@@ -50,18 +49,11 @@ export async function startForwardReplication(deps: WorkerDeps, input: { machine
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError)) throw err;
   }
-  await client.workflow.start('protectMachine', {
-    taskQueue: CONTROL_TASK_QUEUE,
-    workflowId,
-    args: [{ machine, policy }],
-    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-    typedSearchAttributes: [
-      { key: OSR_MACHINE, value: machine.name },
-      { key: OSR_STATE, value: 'enabling' },
-      { key: OSR_JOB_KIND, value: 'protect' },
-    ],
-    memo: { summary: `Protects ${machine.name} again after failback (resync against the kept replica)` },
+  await startProtection(client, {
+    machine,
+    policy,
+    ifRunning: 'use-existing',
+    summary: `Protects ${machine.name} again after failback (resync against the kept replica)`,
   });
   return workflowId;
 }

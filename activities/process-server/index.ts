@@ -9,6 +9,7 @@ import type { DataPathDeps } from '../deps';
 import { transferDisk, type TransferDiskInput, type TransferSlice } from './transfer-disk';
 import * as source from './machine-source';
 import { stopSourceWrites } from './stop-writes';
+import { probeSource } from './probe-source';
 import { barrierMethod, holdWrites, releaseWrites } from './write-barrier';
 import type { HeldMachine } from '../../shared/group-types';
 import { storageFailure } from '../common/storage-failure';
@@ -30,6 +31,9 @@ export function createProcessServerActivities(deps: DataPathDeps) {
   });
   return {
     probeStorage: createStackProbeActivity('process-server', deps.blobService),
+
+    /** `osr protect`: is the --qmp path a QMP monitor, seen from the machine's host? */
+    probeSource,
 
     discoverDisks: (input: { machine: ProtectedMachine }) => source.discoverDisks(sourceDeps, input.machine),
 

@@ -9,7 +9,7 @@ import { OperationError } from '../../operations/context';
 import { createPolicy, listPolicies } from '../../operations/policies';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { parseDuration } from '../../shared/policy';
-import { withContext } from '../context';
+import { withContext } from '../common/context';
 
 export function registerDemoCommands(program: Command): void {
   const demo = program
@@ -29,7 +29,7 @@ export function registerDemoCommands(program: Command): void {
       const source = await startDemoMachine(config, o.name, {
         sizeBytes: size,
         rate: Number(o.rate),
-        workloadEntry: path.join(__dirname, '..', 'demo-workload.js'),
+        workloadEntry: path.join(__dirname, '..', '..', 'stack', 'demo', 'demo-workload.js'),
       });
       process.stdout.write(`demo machine ${o.name}: disk ${source.disk}, QMP ${source.qmpSocket}\n`);
       await withContext(async (ctx) => {
@@ -52,7 +52,7 @@ export function registerDemoCommands(program: Command): void {
           process.stdout.write(`protecting ${o.name} (workflow ${protectWorkflowId(o.name)})\n`);
           // Drills of the demo show the whole promise: the disk comes up (a local copy served by a
           // storage daemon) and its application replays its journal before the probe says up.
-          const app = `'${process.execPath}' '${path.join(__dirname, '..', 'demo-app.js')}'`;
+          const app = `'${process.execPath}' '${path.join(__dirname, '..', '..', 'stack', 'demo', 'demo-app.js')}'`;
           await failover.configureRecovery(ctx, o.name, {
             materialize: { format: 'qcow2' },
             bootCheck: { command: `exec ${app} boot`, probe: `${app} probe`, probeTimeoutSeconds: 120 },

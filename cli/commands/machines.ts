@@ -4,9 +4,9 @@ import type { Command } from 'commander';
 import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
-import { withContext } from '../context';
-import { formatBytes, ProgressLine, renderBar } from '../progress-bar';
-import { printJson, printTable } from '../output';
+import { withContext } from '../common/context';
+import { formatBytes, ProgressLine, renderBar } from '../common/progress-bar';
+import { printJson, printTable } from '../common/output';
 
 function ago(iso: string | undefined): string {
   if (!iso) return '';

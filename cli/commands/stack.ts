@@ -11,7 +11,7 @@ import {
   stackUp,
   type ComponentStatus,
 } from '../../stack/stack';
-import { EXIT, CliError, printJson, printTable } from '../output';
+import { EXIT, CliError, printJson, printTable } from '../common/output';
 
 const workersDir = path.join(__dirname, '..', '..', 'workers');
 

@@ -15,7 +15,7 @@ import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const run = promisify(execFile);
 const cli = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
-const demoApp = path.resolve(__dirname, '..', '..', 'cli', 'demo-app.js');
+const demoApp = path.resolve(__dirname, '..', '..', 'stack', 'demo', 'demo-app.js');
 let bed: Testbed;
 let stack: TestStack;
 let ctx: ControlContext;

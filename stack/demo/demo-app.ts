@@ -8,9 +8,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { NbdClient } from '../lib/qemu/nbd-client';
-import { storageDaemonPaths } from '../lib/qemu/storage-daemon';
-import { decodeRecord, RECORD_BYTES, slotOf, type RecordLayout } from '../stack/demo/record-workload';
+import { NbdClient } from '../../lib/qemu/nbd-client';
+import { storageDaemonPaths } from '../../lib/qemu/storage-daemon';
+import { decodeRecord, demoLayout, RECORD_BYTES, slotOf } from './record-workload';
 
 /** Slots looked at past the first missing record: a later record there is a write-order violation. */
 const LOOKAHEAD = 1024;
@@ -18,12 +18,6 @@ const LOOKAHEAD = 1024;
 function socketPath(): string {
   const id = `${process.env.OSR_MACHINE ?? 'demo'}-${process.env.OSR_POINT_ID ?? 'point'}`;
   return path.join(os.tmpdir(), `osr-demo-app-${id.replace(/[^A-Za-z0-9-]/g, '')}.sock`.slice(0, 100));
-}
-
-/** The demo workload's layout on a disk of this size (cli/demo-workload.ts). */
-export function demoLayout(size: number): RecordLayout {
-  const half = Math.floor(size / 2 / RECORD_BYTES) * RECORD_BYTES;
-  return { baseOffset: half, slots: Math.floor((size - half) / RECORD_BYTES) };
 }
 
 async function replayJournal(): Promise<number> {

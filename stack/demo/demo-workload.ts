@@ -1,8 +1,7 @@
 // The demo machine's workload: sequence-numbered records written through the machine's NBD
 // export at a steady rate, forever (until SIGTERM). Run by `osr demo start`.
-import { NbdClient } from '../lib/qemu/nbd-client';
-import { RecordWorkload } from '../stack/demo/record-workload';
-import { demoLayout } from './demo-app';
+import { NbdClient } from '../../lib/qemu/nbd-client';
+import { demoLayout, RecordWorkload } from './record-workload';
 
 async function main(): Promise<void> {
   const [socket, exportName = 'disk0', rateText = '64'] = process.argv.slice(2);
