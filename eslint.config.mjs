@@ -84,6 +84,33 @@ const libForbidden = [
   },
 ];
 
+// The control plane (operations/, the CLI, the HTTP API) may run on any host: it never opens a
+// machine's QMP or NBD socket itself. What needs the machine's host is a process-server activity
+// (e.g. probeSource, run through the checkSource workflow).
+const controlPlaneForbidden = [
+  {
+    group: ['**/lib/qemu', '**/lib/qemu/*', '**/lib/qemu/**'],
+    message:
+      "The control plane does not reach QEMU: the machine's socket is on its own host. Ask a process server (an activity on processServerQueue(site)).",
+  },
+];
+
+// operations/ is the layer under the CLI and the API, and reaches workflows only through Temporal
+// (by name, typed with shared/contracts/): no import cycle through the folders above or beside it.
+const operationsForbidden = [
+  ...controlPlaneForbidden,
+  {
+    group: ['**/api/*', '**/api/**', '**/cli/*', '**/cli/**'],
+    message: 'operations/ is used by the CLI and the API, never the other way.',
+  },
+  {
+    group: ['**/workflows/*', '**/workflows/**'],
+    allowTypeImports: false,
+    message:
+      "operations/ starts workflows by name; type them with shared/contracts/, not the workflow's code.",
+  },
+];
+
 export default tseslint.config(
   { ignores: ['dist/**', 'dist-*/**', 'node_modules/**', '.osr/**', 'bin/**'] },
   js.configs.recommended,
@@ -104,6 +131,31 @@ export default tseslint.config(
       '@typescript-eslint/no-restricted-imports': [
         'error',
         { patterns: sharedOnly('\\./|\\.\\./[^./][^/]*$') },
+      ],
+    },
+  },
+  {
+    files: ['api/**/*.ts', 'cli/**/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: controlPlaneForbidden }] },
+  },
+  {
+    files: ['operations/**/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: operationsForbidden }] },
+  },
+  {
+    // The dev server's launcher is a library of the stack and of the benchmarks, never the reverse.
+    files: ['temporal-dev/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/stack/*', '**/stack/**', '**/operations/*', '**/api/*', '**/cli/*', '**/workers/*'],
+              message: 'temporal-dev/ imports only lib/ and shared/: stack/ uses it, not the other way.',
+            },
+          ],
+        },
       ],
     },
   },

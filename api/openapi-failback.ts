@@ -1,10 +1,7 @@
 // The OpenAPI description of the failback routes (api/failback-routes.ts): reprotect, failback and
 // re-enable of one machine or a plan. Merged into api/openapi.ts's document.
-type Schema = Record<string, unknown>;
+import { error, json, ref, type Schema } from './openapi-common';
 
-const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
-const json = (schema: Schema) => ({ content: { 'application/json': { schema } } });
-const error = (description: string) => ({ description, ...json(ref('Error')) });
 const name = (what: string) => ({
   name: 'name',
   in: 'path' as const,

@@ -1,10 +1,7 @@
 // The OpenAPI description of the operator routes (api/operator-routes.ts): metrics, alerts,
 // audit log, servers and the dashboard's static files. Merged into api/openapi.ts's document.
-type Schema = Record<string, unknown>;
+import { error, json, ref, type Schema } from './openapi-common';
 
-const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
-const json = (schema: Schema) => ({ content: { 'application/json': { schema } } });
-const error = (description: string) => ({ description, ...json(ref('Error')) });
 const common = {
   '401': error('no or wrong bearer token (WWW-Authenticate: Bearer)'),
   '503': error('Temporal or storage unavailable'),

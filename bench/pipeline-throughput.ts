@@ -105,7 +105,7 @@ function inline(kind: Kind): Run {
   const start = process.hrtime.bigint();
   jobs.forEach((data, index) => {
     const { stats } = encodeSegment(
-      { machineId: 'bench', diskId: 'd0', cycle: 1, index, extents: extentsOf(index), data },
+      { machine: 'bench', diskId: 'd0', cycle: 1, index, extents: extentsOf(index), data },
       key,
     );
     segmentBytes += stats.segmentBytes;
@@ -122,7 +122,7 @@ async function pooled(kind: Kind, threads: number): Promise<Run> {
     await Promise.all(
       makeJobs(kind, threads * 2).map((data, index) =>
         pipeline.encode({
-          machineId: 'bench',
+          machine: 'bench',
           diskId: 'd0',
           cycle: 0,
           index,
@@ -137,7 +137,7 @@ async function pooled(kind: Kind, threads: number): Promise<Run> {
     await Promise.all(
       jobs.map((data, index) =>
         pipeline.encode({
-          machineId: 'bench',
+          machine: 'bench',
           diskId: 'd0',
           cycle: 1,
           index,

@@ -17,8 +17,8 @@ import { registerPolicyCommands } from './commands/policy';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerStackCommands } from './commands/stack';
 import { registerServeCommand } from './commands/serve';
-import { exitCodes } from './context';
-import { CliError, EXIT } from './output';
+import { exitCodes } from './common/context';
+import { CliError, EXIT } from './common/output';
 
 export function buildProgram(): Command {
   const program = new Command('osr')

@@ -12,7 +12,6 @@ import type { FailoverLock, RecoveredMachine, RecoverySettings } from '../shared
 import { recoveryDocs } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
-import { VaultConflictError } from '../lib/azure/vault';
 import { changeRecoveryPointUpdate, commitUpdate, failoverWorkflowId } from '../shared/contracts/failover';
 import { cleanupWorkflowId, drillWorkflowId } from '../shared/contracts/test-failover';
 import { checkName, checkPointSelector } from '../shared/names';
@@ -25,7 +24,9 @@ import {
 import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
-import { registeredMachine, resolvePoint } from './machines';
+import { takeFailoverLock, workflowState } from './failover-lock';
+import { registeredMachine } from './machines';
+import { resolvePoint } from './points';
 
 export interface JobRef {
   job: string;
@@ -244,57 +245,6 @@ async function startMachineFailover(
   const ref: JobRef = { job, workflowId, machine: name, kind: 'failover', pointId: point?.id };
   if (options.wait === false) return { ref };
   return { ref, status: await untilState(handle, recoveryStatusQuery, ['failed-over', 'committed']) };
-}
-
-async function takeFailoverLock(ctx: ControlContext, lock: FailoverLock): Promise<void> {
-  const doc = recoveryDocs.failoverLock(lock.machine);
-  try {
-    await ctx.vault.write(doc, lock);
-    return;
-  } catch (err) {
-    if (!(err instanceof VaultConflictError)) throw err;
-  }
-  const current = await ctx.vault.read<FailoverLock>(doc);
-  if (current) {
-    const held = current.value;
-    if (held.state === 'committed') {
-      throw new OperationError(
-        `machine ${lock.machine} was failed over by job ${held.job} and committed: it runs in the recovery site now; reprotect it before another failover`,
-        'conflict',
-      );
-    }
-    const state = await workflowState(ctx, held.workflowId);
-    // A lock whose workflow is not there yet may be one being started right now.
-    const starting = state === 'missing' && Date.now() - Date.parse(held.at) < 120_000;
-    if (state === 'running' || starting) {
-      throw new OperationError(
-        `a failover of ${lock.machine} is already running: ${held.workflowId}. Commit it (osr failover commit ${lock.machine}) or change its point; only one failover per machine`,
-        'conflict',
-      );
-    }
-  }
-  // The holder ended without releasing (terminated): take the lock over, unless someone else just did.
-  try {
-    await ctx.vault.write(doc, lock, current?.etag);
-  } catch (err) {
-    if (!(err instanceof VaultConflictError)) throw err;
-    throw new OperationError(`another failover of ${lock.machine} was started at the same time`, 'conflict');
-  }
-}
-
-async function workflowState(
-  ctx: ControlContext,
-  workflowId: string,
-): Promise<'running' | 'closed' | 'missing'> {
-  try {
-    const client = await ctx.client();
-    return (await client.workflow.getHandle(workflowId).describe()).status.name === 'RUNNING'
-      ? 'running'
-      : 'closed';
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return 'missing';
-    throw err;
-  }
 }
 
 /** The running (or committed) failover of a machine. */

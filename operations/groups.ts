@@ -17,13 +17,16 @@ import {
   groupStatusQuery,
   setIntervalUpdate,
   takeGroupPointUpdate,
+  type GroupInput,
   type GroupStatus,
 } from '../shared/contracts/consistency-group';
-import type { consistencyGroup } from '../workflows/consistency-group/workflow';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { untilState } from './job-results';
 import { machineStatus } from './machines';
+
+/** consistencyGroup's signature (workflows/consistency-group.ts), typed here without importing workflow code. */
+type ConsistencyGroupWorkflow = (input: GroupInput) => Promise<GroupStatus>;
 
 export interface GroupSpec {
   name: string;
@@ -83,9 +86,9 @@ async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus
     createdAt: new Date().toISOString(),
   };
   const client = await ctx.client();
-  let handle: WorkflowHandle<typeof consistencyGroup>;
+  let handle: WorkflowHandle<ConsistencyGroupWorkflow>;
   try {
-    handle = await client.workflow.start<typeof consistencyGroup>('consistencyGroup', {
+    handle = await client.workflow.start<ConsistencyGroupWorkflow>('consistencyGroup', {
       taskQueue: CONTROL_TASK_QUEUE,
       workflowId: groupWorkflowId(group.name),
       args: [{ group, barrier: spec.barrier }],
@@ -159,12 +162,12 @@ export const deleteGroup = audited(
 async function withGroup<T>(
   ctx: ControlContext,
   name: string,
-  fn: (h: WorkflowHandle<typeof consistencyGroup>) => Promise<T>,
+  fn: (h: WorkflowHandle<ConsistencyGroupWorkflow>) => Promise<T>,
 ): Promise<T> {
   checkName('group', name);
   const client = await ctx.client();
   try {
-    return await fn(client.workflow.getHandle<typeof consistencyGroup>(groupWorkflowId(name)));
+    return await fn(client.workflow.getHandle<ConsistencyGroupWorkflow>(groupWorkflowId(name)));
   } catch (err) {
     if (err instanceof WorkflowNotFoundError)
       throw new OperationError(`no consistency group ${name} (osr group list)`, 'not-found');

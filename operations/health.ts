@@ -12,7 +12,7 @@ import { machineHealth, type MachineHealth } from '../shared/machine-health';
 import type { ProtectedMachine } from '../shared/replication-types';
 import { OSR_JOB_KIND, OSR_MACHINE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
-import type { endProtection } from '../workflows/end-protection';
+import type { EndProtectionResult, EndProtectionWorkflow } from '../shared/contracts/end-protection';
 import { DEFAULT_POLICY } from '../shared/policy';
 import type { ControlContext } from './context';
 import { getPolicy } from './policies';
@@ -160,9 +160,9 @@ export async function cleanUpEndedProtection(
   ctx: ControlContext,
   machine: ProtectedMachine,
   keepReplica: boolean,
-): Promise<Awaited<ReturnType<typeof endProtection>>> {
+): Promise<EndProtectionResult> {
   const client = await ctx.client();
-  return client.workflow.execute<typeof endProtection>('endProtection', {
+  return client.workflow.execute<EndProtectionWorkflow>('endProtection', {
     taskQueue: CONTROL_TASK_QUEUE,
     workflowId: `unprotect/${machine.name}/${Date.now()}`,
     args: [{ machine, keepReplica }],

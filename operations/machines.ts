@@ -1,21 +1,14 @@
 // Protecting machines: start, query and steer each machine's protectMachine workflow, and keep
 // its registration in the vault.
-import fs from 'node:fs';
 import {
   WorkflowExecutionAlreadyStartedError,
-  WorkflowIdConflictPolicy,
-  WorkflowIdReusePolicy,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { QmpClient } from '../lib/qemu/qmp-client';
-import { groupDocs, type GroupPoint } from '../shared/group-types';
 import type { ProtectedMachine, QuiesceHooks, RecoveryPoint } from '../shared/replication-types';
-import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
-import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { Vault } from '../lib/azure/vault';
-import { checkName, checkPointSelector } from '../shared/names';
+import { checkName } from '../shared/names';
 import {
   changePolicyUpdate,
   disableUpdate,
@@ -28,10 +21,10 @@ import {
   type MachineStatus,
   type PointRequest,
 } from '../shared/contracts/protect-machine';
-import type { protectMachine } from '../workflows/protect-machine/workflow';
 import { audited } from './audit';
-import { OperationError, type ControlContext, jobSummary } from './context';
+import { OperationError, type ControlContext } from './context';
 import { getPolicy } from './policies';
+import { checkSourceOnItsHost, startProtection, type ProtectMachineWorkflow } from './protection-start';
 import { endedHealth, endedProtection, finishStatus, unprotectEnded, type EndedProtection } from './health';
 import type { MachineHealth } from '../shared/machine-health';
 import type { GroupStatus } from '../shared/contracts/consistency-group';
@@ -49,23 +42,25 @@ export interface ProtectOptions {
 
 export const protect = audited(
   'machine.protect',
-  (ctx: ControlContext, options: ProtectOptions) => startProtection(ctx, options),
+  (ctx: ControlContext, options: ProtectOptions) => protectNew(ctx, options),
   (_ctx, o) => ({ target: o.name, details: { qmp: o.qmpSocket, disks: o.disks, policy: o.policy } }),
 );
 
-async function startProtection(
+async function noSuchMachine(ctx: ControlContext, name: string, fix = ''): Promise<OperationError> {
+  const known = (await ctx.vault.machines()).map((m) => m.name);
+  return new OperationError(
+    `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}${fix}`,
+    'not-found',
+  );
+}
+
+async function protectNew(
   ctx: ControlContext,
   options: ProtectOptions,
 ): Promise<{ machine: ProtectedMachine; workflowId: string }> {
   checkName('machine', options.name);
   if (options.policy !== undefined) checkName('policy', options.policy);
-  if (!fs.existsSync(options.qmpSocket)) {
-    throw new OperationError(
-      `no QMP socket at ${options.qmpSocket}: start the VM or qemu-storage-daemon with a QMP monitor (--chardev socket,path=…,server=on,wait=off --monitor chardev=…) and pass its path with --qmp`,
-      'invalid',
-    );
-  }
-  await probeQmp(options.qmpSocket);
+  await checkSourceOnItsHost(ctx, options);
   const policy = await getPolicy(ctx, options.policy ?? 'default');
   const machine: ProtectedMachine = {
     name: options.name,
@@ -83,18 +78,12 @@ async function startProtection(
   const client = await ctx.client();
   const workflowId = protectWorkflowId(machine.name);
   try {
-    await client.workflow.start<typeof protectMachine>('protectMachine', {
-      taskQueue: CONTROL_TASK_QUEUE,
-      workflowId,
-      args: [{ machine, policy, maxCyclesPerRun: options.maxCyclesPerRun }],
-      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-      workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
-      typedSearchAttributes: [
-        { key: OSR_MACHINE, value: machine.name },
-        { key: OSR_STATE, value: 'enabling' },
-        { key: OSR_JOB_KIND, value: 'protect' },
-      ],
-      ...jobSummary(`Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`),
+    await startProtection(client, {
+      machine,
+      policy,
+      maxCyclesPerRun: options.maxCyclesPerRun,
+      ifRunning: 'fail',
+      summary: `Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`,
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
@@ -107,24 +96,6 @@ async function startProtection(
   }
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   return { machine, workflowId };
-}
-
-/**
- * Refuses, before anything is started or recorded, a --qmp path that is no QMP monitor: a plain
- * file, a dead socket, an NBD socket. A monitor that accepts but stays silent (another client
- * holds it; QEMU serves one at a time) is not refused: the process server will wait its turn.
- */
-async function probeQmp(socketPath: string): Promise<void> {
-  let qmp: QmpClient | undefined;
-  try {
-    qmp = await QmpClient.connect(socketPath, { greetingTimeoutMs: 3000 });
-  } catch (err) {
-    const message = (err as Error).message;
-    if (/sent no greeting/.test(message)) return;
-    throw new OperationError(`${message}. Nothing was started.`, 'invalid');
-  } finally {
-    await qmp?.close();
-  }
 }
 
 /**
@@ -165,22 +136,21 @@ async function failureOf(handle: WorkflowHandle): Promise<string> {
   }
 }
 
-async function handleOf(ctx: ControlContext, name: string): Promise<WorkflowHandle<typeof protectMachine>> {
+async function handleOf(ctx: ControlContext, name: string): Promise<WorkflowHandle<ProtectMachineWorkflow>> {
   checkName('machine', name);
   const client = await ctx.client();
-  return client.workflow.getHandle<typeof protectMachine>(protectWorkflowId(name));
+  return client.workflow.getHandle<ProtectMachineWorkflow>(protectWorkflowId(name));
 }
 
-/** A registered machine (its vault document), or a not-found refusal that lists the known ones. */
+/**
+ * A registered machine (its vault document), or a not-found refusal that lists the known ones.
+ * Every operation and route that takes a machine name asks this first.
+ */
 export async function registeredMachine(ctx: ControlContext, name: string): Promise<ProtectedMachine> {
   checkName('machine', name);
   const machine = await ctx.vault.machine(name);
   if (machine) return machine;
-  const known = (await ctx.vault.machines()).map((m) => m.name);
-  throw new OperationError(
-    `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}`,
-    'not-found',
-  );
+  throw await noSuchMachine(ctx, name);
 }
 
 /**
@@ -228,11 +198,7 @@ export async function machineStatus(
     return await finishStatus(ctx, status, groups);
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) {
-      const known = (await ctx.vault.machines()).map((m) => m.name);
-      throw new OperationError(
-        `no protected machine named ${name}${known.length ? `; known: ${known.join(', ')}` : ''}. Protect it with \`osr protect ${name} --qmp <socket>\``,
-        'not-found',
-      );
+      throw await noSuchMachine(ctx, name, `. Protect it with \`osr protect ${name} --qmp <socket>\``);
     }
     throw err;
   }
@@ -264,7 +230,7 @@ export async function listMachines(ctx: ControlContext): Promise<MachineOverview
 async function runUpdate<T>(
   ctx: ControlContext,
   name: string,
-  call: (h: WorkflowHandle<typeof protectMachine>) => Promise<T>,
+  call: (h: WorkflowHandle<ProtectMachineWorkflow>) => Promise<T>,
 ): Promise<T> {
   checkName('machine', name);
   await machineStatus(ctx, name); // a clear not-found before anything else
@@ -382,78 +348,4 @@ async function unprotectMachine(
   return status;
 }
 
-/**
- * A machine's point in a group point: `group:<group>` (the group's newest) or
- * `group:<group>/<group point id>`. Failing a group's machines over from one group point recovers
- * a consistent cut of them all.
- */
-async function groupMemberPoint(
-  ctx: ControlContext,
-  machine: string,
-  selector: string,
-  points: RecoveryPoint[],
-): Promise<RecoveryPoint> {
-  const [group = '', id] = selector.slice('group:'.length).split('/');
-  const groupPoints = (await ctx.vault.list<GroupPoint>(groupDocs.points(group))).sort(
-    (a, b) => a.cut - b.cut,
-  );
-  const groupPoint = id ? groupPoints.find((p) => p.id === id) : groupPoints[groupPoints.length - 1];
-  if (!groupPoint)
-    throw new OperationError(
-      `group ${group} has no group point ${id ?? 'yet'}; see \`osr group points ${group}\``,
-      'not-found',
-    );
-  const member = groupPoint.members.find((m) => m.machine === machine);
-  const found = member && points.find((p) => p.id === member.pointId);
-  if (!found)
-    throw new OperationError(
-      member
-        ? `point ${member.pointId} of ${machine} (group point ${groupPoint.id}) is no longer in the catalog (pruned by retention)`
-        : `machine ${machine} is not a member of group point ${groupPoint.id} of group ${group}`,
-      'not-found',
-    );
-  return found;
-}
-
-/** Resolves `latest`, `latest-app`, a point id, "at or before" an ISO time, or `group:<group>[/<id>]`. */
-export async function resolvePoint(
-  ctx: ControlContext,
-  machine: string,
-  selector: string,
-): Promise<RecoveryPoint> {
-  checkName('machine', machine);
-  checkPointSelector(selector);
-  const points = await ctx.vault.points(machine);
-  if (points.length === 0) {
-    // Points outlive their machine's registration (unprotect --keep-replica); no points and no
-    // registration means the name is wrong, not that the sync is slow.
-    if (!(await ctx.vault.read(Vault.machineDoc(machine)))) {
-      throw new OperationError(
-        `no protected machine named ${machine}, and no recovery points under that name: see \`osr status\` for the machines OSR knows`,
-        'not-found',
-      );
-    }
-    throw new OperationError(
-      `machine ${machine} has no recovery point yet (initial sync still running?)`,
-      'not-found',
-    );
-  }
-  let found: RecoveryPoint | undefined;
-  if (selector.startsWith('group:')) return groupMemberPoint(ctx, machine, selector, points);
-  if (selector === 'latest') found = points[points.length - 1];
-  else if (selector === 'latest-app') found = [...points].reverse().find((p) => p.kind === 'app');
-  else if (/^\d{4}-\d{2}-\d{2}T/.test(selector) && !Number.isNaN(Date.parse(selector))) {
-    const at = Date.parse(selector);
-    found = [...points].reverse().find((p) => Date.parse(p.instant) <= at);
-  } else found = points.find((p) => p.id === selector);
-  if (!found) {
-    throw new OperationError(
-      `machine ${machine} has no recovery point "${selector}"; use latest, latest-app, an ISO time, group:<group>[/<id>], or one of: ${points
-        .slice(-5)
-        .map((p) => p.id)
-        .join(', ')}${points.length > 5 ? ' … (osr points ' + machine + ')' : ''}`,
-      'not-found',
-    );
-  }
-  return found;
-}
+export { resolvePoint } from './points';

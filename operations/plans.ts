@@ -30,7 +30,7 @@ import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { getRecoverySettings } from './failover';
-import { resolvePoint } from './machines';
+import { resolvePoint } from './points';
 
 export interface PlanJob {
   job: string;

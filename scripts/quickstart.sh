@@ -23,6 +23,7 @@ cat <<'TXT'
 
 Open Site Recovery is running on the embedded stack.
   Temporal Web UI:   http://127.0.0.1:8233   (workflows: protect/<machine>, doctor/<time>)
+  Machines view:     http://127.0.0.1:8233/namespaces/default/workflows?query=OsrJobKind%3D%22protect%22
   Status:            node bin/osr.js stack status     node bin/osr.js status
   Stop everything:   node bin/osr.js stack down
 TXT

@@ -15,6 +15,8 @@ export const FAILURE = {
   QuiesceFailed: 'QuiesceFailed',
   /** A group member's writes cannot be held. */
   NoWriteBarrier: 'NoWriteBarrier',
+  /** `osr protect`: the --qmp path is no QMP monitor, as the machine's process server sees it. */
+  SourceRefused: 'SourceRefused',
   // --- storage and the cloud applier ---
   /** Storage throttling or time-outs kept a step from finishing (details: StorageUnavailableDetails). */
   StorageUnavailable: STORAGE_UNAVAILABLE,

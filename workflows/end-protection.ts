@@ -7,21 +7,9 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { CloudApplierActivities } from '../activities/cloud-applier';
 import type { ProcessServerActivities } from '../activities/process-server';
 import { FAILURE } from '../shared/failures';
-import type { ProtectedMachine } from '../shared/replication-types';
+import type { EndProtectionInput, EndProtectionResult } from '../shared/contracts/end-protection';
 import { CLOUD_APPLIER_TASK_QUEUE, processServerQueue } from '../shared/task-queues';
 import { messageOf } from './lib/failures';
-
-export interface EndProtectionInput {
-  machine: ProtectedMachine;
-  keepReplica?: boolean;
-}
-
-export interface EndProtectionResult {
-  trackingRemoved: boolean;
-  replicaDeleted: boolean;
-  /** What could not be done, with the reason (e.g. the source does not answer). */
-  notes: string[];
-}
 
 export async function endProtection(input: EndProtectionInput): Promise<EndProtectionResult> {
   const { machine } = input;

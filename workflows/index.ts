@@ -1,6 +1,7 @@
 // Every workflow the control worker runs. Workflow code is deterministic: it imports only
 // @temporalio/workflow, @temporalio/common and types (lint-enforced).
 export { stackCheck } from './stack-check';
+export { checkSource } from './check-source';
 export { protectMachine } from './protect-machine/workflow';
 export { testFailover, cleanupTestFailover } from './test-failover';
 export { failover } from './failover';

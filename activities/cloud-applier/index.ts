@@ -7,7 +7,7 @@ import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { RecoveredMachine } from '../../shared/recovery-types';
 import type { ReplicationPolicy } from '../../shared/replication-types';
 import { statePaths } from '../../lib/config/state-paths';
-import { applyCycle } from './apply-cycle';
+import { applyCycle } from './apply-replica';
 import { runBootCheck, type BootCheckInput } from './boot-check';
 import { dematerialize, materialize, materializedDir, type MaterializeInput } from './materialize';
 import {
@@ -17,7 +17,7 @@ import {
   removeRecoveredRecord,
   type RecoveredDisksInput,
 } from './recovered-disks';
-import { deleteCycleSegments } from './cycle-cleanup';
+import { deleteCycleSegments } from '../../lib/segments/cycle-cleanup';
 import type { CycleRef } from '../../lib/segments/cycle-layout';
 import { publishPoint, type PublishPointInput } from './publish-point';
 import { replicaChecksums, type ReplicaChecksumsInput } from './replica-checksums';
@@ -27,7 +27,7 @@ import { createStackProbeActivity } from '../common/stack-probe';
 import { stopStorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { DataPathDeps } from '../deps';
 import { guardStorage, watchStorage, type ReportsStorageFaults } from '../common/storage-failure';
-import { withHeartbeat } from '../common/with-heartbeat';
+import { withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 
 export function createCloudApplierActivities(deps: DataPathDeps) {
   return {
@@ -42,22 +42,18 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
       const ctx = Context.current();
       const previous = ctx.info.heartbeatDetails as { nextIndex: number } | undefined;
       // onProgress fires only when every segment below an index is written: heartbeat on a timer too.
-      let cursor = previous ?? { nextIndex: 0 };
-      const timer = setInterval(() => ctx.heartbeat(cursor), 5000);
-      const summary = await watchStorage(
-        input,
-        `applying cycle ${input.cycle} of ${input.machine}/${input.diskId}`,
-        () =>
-          applyCycle(deps, {
-            ...input,
-            startIndex: cursor.nextIndex,
-            onProgress: (nextIndex) => {
-              cursor = { nextIndex };
-              ctx.heartbeat(cursor);
-            },
-            signal: ctx.cancellationSignal,
-          }),
-      ).finally(() => clearInterval(timer));
+      const summary = await withHeartbeat(
+        (hb: Heartbeat<{ nextIndex: number }>) =>
+          watchStorage(input, `applying cycle ${input.cycle} of ${input.machine}/${input.diskId}`, () =>
+            applyCycle(deps, {
+              ...input,
+              startIndex: previous?.nextIndex ?? 0,
+              onProgress: (nextIndex) => hb.beat({ nextIndex }),
+              signal: ctx.cancellationSignal,
+            }),
+          ),
+        { initial: (prev) => prev ?? { nextIndex: 0 } },
+      );
       deps.log.info(
         { ...input, attempt: ctx.info.attempt, resumedAt: previous?.nextIndex ?? 0, ...summary },
         'cycle applied',
@@ -76,15 +72,7 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
     pruneRetention: (input: { machine: string; policy: ReplicationPolicy }) =>
       pruneRetention(deps, { machine: input.machine, policy: input.policy, now: new Date() }),
 
-    async replicaChecksums(input: ReplicaChecksumsInput) {
-      const ctx = Context.current();
-      const timer = setInterval(() => ctx.heartbeat(), 5000);
-      try {
-        return await replicaChecksums(deps, input);
-      } finally {
-        clearInterval(timer);
-      }
-    },
+    replicaChecksums: (input: ReplicaChecksumsInput) => withHeartbeat(() => replicaChecksums(deps, input)),
 
     /** Removes a machine's replica disks with their snapshots, and its leftover cycles in the cache. */
     async deleteReplica(input: { machine: string }) {

@@ -1,12 +1,45 @@
-// Heartbeating on a timer, for activity steps that report no progress of their own (copies,
-// downloads, waits on another workflow): a slow step must not look like a dead worker.
+// The one way a long activity heartbeats: on a timer (a slow step must not look like a dead
+// worker) and, for resumable work, with a cursor. The cursor of the previous attempt of the same
+// activity (Temporal keeps the last heartbeat's details across retries) is handed to the work so
+// it can resume there; `beat(cursor)` records new progress, sent at once and on every tick after.
 import { Context } from '@temporalio/activity';
 
-export async function withHeartbeat<T>(work: () => Promise<T>, everyMs = 5000): Promise<T> {
+export interface Heartbeat<C> {
+  /** What the previous attempt of this activity last heartbeated; undefined on a first attempt. */
+  readonly previous: C | undefined;
+  /** Records progress: heartbeated now (the SDK throttles) and again on every tick. */
+  beat(cursor: C): void;
+  /** The current cursor: the last one beaten, else `initial`. */
+  readonly cursor: C | undefined;
+}
+
+export interface HeartbeatOptions<C> {
+  /** Heartbeated on the ticks until the first beat(), e.g. where a retried attempt resumes. */
+  initial?: (previous: C | undefined) => C;
+  everyMs?: number;
+}
+
+export async function withHeartbeat<T, C = never>(
+  work: (hb: Heartbeat<C>) => Promise<T>,
+  options: HeartbeatOptions<C> = {},
+): Promise<T> {
   const ctx = Context.current();
-  const timer = setInterval(() => ctx.heartbeat(), everyMs);
+  const previous = ctx.info.heartbeatDetails as C | undefined;
+  let cursor: C | undefined = options.initial ? options.initial(previous) : undefined;
+  const send = (): void => (cursor === undefined ? ctx.heartbeat() : ctx.heartbeat(cursor));
+  const timer = setInterval(send, options.everyMs ?? 5000);
+  const hb: Heartbeat<C> = {
+    previous,
+    beat(next) {
+      cursor = next;
+      send();
+    },
+    get cursor() {
+      return cursor;
+    },
+  };
   try {
-    return await work();
+    return await work(hb);
   } finally {
     clearInterval(timer);
   }

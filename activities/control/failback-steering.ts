@@ -1,14 +1,12 @@
 // What failback and re-enable ask of other workflows and of the vault. Workflows cannot send
 // updates to other workflows or start a workflow that outlives them, so these activities do it
 // with the worker's own Temporal client (Context.client), heartbeating while they wait.
+import { FAILURE } from '../../shared/failures';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { FAILURE } from '../../shared/failures';
-import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import { failbackDocs, type FailbackRecord } from '../../shared/failback-types';
 import { recoveryDocs, type FailoverLock } from '../../shared/recovery-types';
-import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../../shared/search-attributes';
-import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
 import { Vault } from '../../lib/azure/vault';
 import {
   finalCycleUpdate,
@@ -16,8 +14,10 @@ import {
   type FinalCycleResult,
 } from '../../shared/contracts/reprotect';
 import { protectWorkflowId, statusQuery } from '../../shared/contracts/protect-machine';
+import { startProtection } from '../../operations/protection-start';
 import type { WorkerDeps } from '../deps';
 import { withHeartbeat } from '../common/with-heartbeat';
+import { awaitWorkflowState } from '../common/await-workflow';
 
 /** Failure type: the reprotect workflow refused or failed the final cycle. Non-retryable. */
 export const FINAL_CYCLE_REFUSED = FAILURE.FinalCycleRefused;
@@ -49,18 +49,11 @@ export async function startForwardReplication(deps: WorkerDeps, input: { machine
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError)) throw err;
   }
-  await client.workflow.start('protectMachine', {
-    taskQueue: CONTROL_TASK_QUEUE,
-    workflowId,
-    args: [{ machine, policy }],
-    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-    typedSearchAttributes: [
-      { key: OSR_MACHINE, value: machine.name },
-      { key: OSR_STATE, value: 'enabling' },
-      { key: OSR_JOB_KIND, value: 'protect' },
-    ],
-    memo: { summary: `Protects ${machine.name} again after failback (resync against the kept replica)` },
+  await startProtection(client, {
+    machine,
+    policy,
+    ifRunning: 'use-existing',
+    summary: `Protects ${machine.name} again after failback (resync against the kept replica)`,
   });
   return workflowId;
 }
@@ -73,26 +66,24 @@ export function awaitForwardSynced(input: { machine: string }): Promise<{
   diskBytes: number;
   lastPoint: string;
 }> {
-  return withHeartbeat(async () => {
-    const handle = Context.current().client.workflow.getHandle(protectWorkflowId(input.machine));
-    for (;;) {
-      const status = await handle.query(statusQuery).catch(() => undefined);
-      if (status && status.state === 'protected' && status.stats.cycles > 0 && status.lastPoint) {
-        return {
-          bytesSent: status.stats.bytesSent,
-          bytesChanged: status.stats.bytesChanged,
-          cycles: status.stats.cycles,
-          diskBytes: status.disks.reduce((a, d) => a + d.sizeBytes, 0),
-          lastPoint: status.lastPoint.id,
-        };
-      }
-      const described = await handle.describe();
-      if (described.status.name !== 'RUNNING')
-        throw ApplicationFailure.nonRetryable(
-          `forward replication of ${input.machine} ended (${described.status.name.toLowerCase()}) before its first point`,
-        );
-      await new Promise((r) => setTimeout(r, 500));
+  const handle = Context.current().client.workflow.getHandle(protectWorkflowId(input.machine));
+  return awaitWorkflowState(async () => {
+    const status = await handle.query(statusQuery).catch(() => undefined);
+    if (status && status.state === 'protected' && status.stats.cycles > 0 && status.lastPoint) {
+      return {
+        bytesSent: status.stats.bytesSent,
+        bytesChanged: status.stats.bytesChanged,
+        cycles: status.stats.cycles,
+        diskBytes: status.disks.reduce((a, d) => a + d.sizeBytes, 0),
+        lastPoint: status.lastPoint.id,
+      };
     }
+    const described = await handle.describe();
+    if (described.status.name !== 'RUNNING')
+      throw ApplicationFailure.nonRetryable(
+        `forward replication of ${input.machine} ended (${described.status.name.toLowerCase()}) before its first point`,
+      );
+    return undefined;
   });
 }
 
@@ -129,18 +120,16 @@ export async function adoptNewDisks(deps: WorkerDeps, input: { machine: string }
 
 /** A plan's reprotect child: returns once its diff resync is applied; fails if it stopped or ended. */
 export function awaitReprotected(input: { workflowId: string }): Promise<string> {
-  return withHeartbeat(async () => {
-    const handle = Context.current().client.workflow.getHandle(input.workflowId);
-    for (;;) {
-      const status = await handle.query(reprotectStatusQuery).catch(() => undefined);
-      if (status?.state === 'protected' || status?.state === 'synced') return status.state;
-      const described = await handle.describe().catch(() => undefined);
-      if (status?.state === 'stopped' || (described && described.status.name !== 'RUNNING'))
-        throw ApplicationFailure.nonRetryable(
-          `${input.workflowId} ended before its resync was applied (${status?.state ?? described?.status.name})`,
-          FAILURE.ReprotectFailed,
-        );
-      await new Promise((r) => setTimeout(r, 500));
-    }
+  const handle = Context.current().client.workflow.getHandle(input.workflowId);
+  return awaitWorkflowState(async () => {
+    const status = await handle.query(reprotectStatusQuery).catch(() => undefined);
+    if (status?.state === 'protected' || status?.state === 'synced') return status.state;
+    const described = await handle.describe().catch(() => undefined);
+    if (status?.state === 'stopped' || (described && described.status.name !== 'RUNNING'))
+      throw ApplicationFailure.nonRetryable(
+        `${input.workflowId} ended before its resync was applied (${status?.state ?? described?.status.name})`,
+        FAILURE.ReprotectFailed,
+      );
+    return undefined;
   });
 }

@@ -37,7 +37,7 @@ export function createControlActivities(deps: WorkerDeps) {
     adoptNewDisks: (input: { machine: string }) => adoptNewDisks(deps, input),
     // Recovery plans.
     runPlanScript,
-    ...createPlanFailoverActivities(deps.config),
+    ...createPlanFailoverActivities(),
   };
 }
 

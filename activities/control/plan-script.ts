@@ -3,6 +3,7 @@
 // timeout; a non-zero exit or a timeout fails the action with the tail of its output.
 import { spawn } from 'node:child_process';
 import { Context } from '@temporalio/activity';
+import { withHeartbeat } from '../common/with-heartbeat';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
 
@@ -57,16 +58,14 @@ export async function runPlanScript(input: PlanScriptInput): Promise<PlanScriptR
     timedOut = true;
     kill();
   }, input.timeoutSeconds * 1000);
-  const ctx = Context.current();
-  const beat = setInterval(() => ctx.heartbeat(), 5000);
-  ctx.cancellationSignal.addEventListener('abort', kill);
-  const exitCode = await new Promise<number>((resolve) => {
-    child.on('error', () => resolve(127));
-    child.on('close', (code) => resolve(code ?? -1));
-  }).finally(() => {
-    clearTimeout(timer);
-    clearInterval(beat);
-  });
+  Context.current().cancellationSignal.addEventListener('abort', kill);
+  const exitCode = await withHeartbeat(
+    () =>
+      new Promise<number>((resolve) => {
+        child.on('error', () => resolve(127));
+        child.on('close', (code) => resolve(code ?? -1));
+      }),
+  ).finally(() => clearTimeout(timer));
   const durationMs = Date.now() - started;
   if (timedOut)
     throw ApplicationFailure.nonRetryable(

@@ -2,6 +2,7 @@
 // to another workflow cannot be sent from workflow code, so these activities send them with the
 // worker's own Temporal client (Context.client) and wait for the answer.
 import { Context } from '@temporalio/activity';
+import { withHeartbeat } from '../common/with-heartbeat';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
 import { WorkflowNotFoundError } from '@temporalio/client';
@@ -23,10 +24,8 @@ export const FINAL_POINT_REFUSED = FAILURE.FinalPointRefused;
 
 /** Asks protectMachine for a point now (after the source's writes stopped) and returns it whole. */
 export async function cutFinalPoint(deps: WorkerDeps, input: { machine: string }): Promise<RecoveryPoint> {
-  const ctx = Context.current();
-  const timer = setInterval(() => ctx.heartbeat(), 5000);
-  try {
-    const handle = ctx.client.workflow.getHandle(protectWorkflowId(input.machine));
+  return withHeartbeat(async () => {
+    const handle = Context.current().client.workflow.getHandle(protectWorkflowId(input.machine));
     let brief;
     try {
       brief = await handle.executeUpdate(takePointUpdate, {
@@ -43,9 +42,7 @@ export async function cutFinalPoint(deps: WorkerDeps, input: { machine: string }
     const point = (await deps.vault.points(input.machine)).find((p) => p.id === brief.id);
     if (!point) throw new Error(`point ${brief.id} of ${input.machine} is not in the catalog yet`);
     return point;
-  } finally {
-    clearInterval(timer);
-  }
+  });
 }
 
 /** Ends forward replication and keeps the replica and its points (what reprotect starts from). */

@@ -16,12 +16,12 @@ import { RestError } from '@azure/storage-blob';
 import type { ApplySummary } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { reverseId, undoId, type FailbackTargetDisk } from '../../shared/failback-types';
-import { applyCycle, type ApplyTarget } from '../cloud-applier/apply-cycle';
+import { applyCycle, type ApplyTarget } from '../common/apply-cycle';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
-import { segmentBlobName, segmentCyclePrefix, type SegmentExtent } from '../../lib/segments/segment-format';
+import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
+import type { SegmentExtent } from '../../lib/segments/segment-header';
 import { NbdClient } from '../../lib/qemu/nbd-client';
-
-const ZEROS = Buffer.alloc(4 * 1024 * 1024);
+import { readRanges, zeroFill } from '../../lib/qemu/nbd-ranges';
 
 export interface MasterTargetDeps {
   blobService: BlobServiceClient;
@@ -64,26 +64,6 @@ export async function readMasterTargetPoint(
   }
 }
 
-async function zeroFill(nbd: NbdClient, offset: number, length: number): Promise<void> {
-  for (let done = 0; done < length; done += ZEROS.length) {
-    const n = Math.min(ZEROS.length, length - done);
-    await nbd.write(offset + done, ZEROS.subarray(0, n));
-  }
-}
-
-async function readRanges(nbd: NbdClient, extents: readonly { offset: number; length: number }[]) {
-  const data = Buffer.allocUnsafeSlow(extents.reduce((a, e) => a + e.length, 0));
-  let at = 0;
-  await Promise.all(
-    extents.map((e) => {
-      const into = at;
-      at += e.length;
-      return nbd.readInto(data, into, e.offset, e.length);
-    }),
-  );
-  return data;
-}
-
 export async function applyReverseCycle(
   deps: MasterTargetDeps,
   input: ApplyReverseInput,
@@ -100,7 +80,7 @@ export async function applyReverseCycle(
       const plain = extents.map((e) => ({ offset: e.offset, length: e.length }));
       const old = await readRanges(nbd, plain);
       const encoded = await deps.pipeline.encode({
-        machineId: undoId(machine),
+        machine: undoId(machine),
         diskId: disk.diskId,
         cycle,
         index,

@@ -5,8 +5,8 @@
 // (`post`) command, the counterpart of the quiesce command that stopped its writers.
 import type { FailbackTarget } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { runHook } from '../process-server/quiesce';
-import { QmpClient, QmpError } from '../../lib/qemu/qmp-client';
+import { runHook } from '../../lib/process/hook';
+import { resumeIfPaused } from '../../lib/qemu/run-state';
 import { rollbackIncomplete, type MasterTargetDeps } from './apply-reverse';
 import { removeExports } from './targets';
 
@@ -36,20 +36,13 @@ export async function bringUp(
       exportsRemoved,
     };
   }
-  const qmp = await QmpClient.connect(target.qmpSocket, { greetingTimeoutMs: 10_000 });
-  try {
-    const status = await qmp.execute<{ status: string; running: boolean }>('query-status');
-    if (!status.running) await qmp.execute('cont');
+  if ((await resumeIfPaused(target.qmpSocket)) !== 'not-a-vm') {
     return {
       method: 'qmp-cont',
       note: `VM ${machine.name} runs on its original disks`,
       rolledBack,
       exportsRemoved,
     };
-  } catch (err) {
-    if (!(err instanceof QmpError && err.errorClass === 'CommandNotFound')) throw err;
-  } finally {
-    await qmp.close();
   }
   const post = machine.quiesce?.post;
   if (post) {

@@ -5,7 +5,7 @@ import type { FailbackTarget, FailbackTargetDisk } from '../../shared/failback-t
 import { reverseId } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { statePaths } from '../../lib/config/state-paths';
-import { deleteCycleSegments } from '../cloud-applier/cycle-cleanup';
+import { deleteCycleSegments } from '../../lib/segments/cycle-cleanup';
 import { createStackProbeActivity } from '../common/stack-probe';
 import type { DataPathDeps } from '../deps';
 import {
@@ -15,9 +15,9 @@ import {
   rollbackIncomplete,
 } from './apply-reverse';
 import { bringUp } from './bring-up';
-import { targetChecksums } from './target-checksums';
+import { targetChecksums } from '../../lib/qemu/nbd-checksums';
 import { prepareTargets, removeExports, type PrepareTargetsInput } from './targets';
-import { withHeartbeat } from '../common/with-heartbeat';
+import { withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 
 export function createMasterTargetActivities(deps: DataPathDeps) {
   const targetDeps = { workRoot: path.join(statePaths(deps.config).root, 'failback') };
@@ -30,37 +30,33 @@ export function createMasterTargetActivities(deps: DataPathDeps) {
 
     /** Checksums of an original disk in the replica-checksum format, for the diff resync. */
     async targetChecksums(input: { machine: string; disk: FailbackTargetDisk; blockBytes: number }) {
-      const ctx = Context.current();
-      let scanned = 0;
-      const timer = setInterval(() => ctx.heartbeat({ scanned }), 5000);
-      try {
-        return await targetChecksums(
-          deps,
-          { listId: reverseId(input.machine), disk: input.disk, blockBytes: input.blockBytes },
-          (n) => {
-            scanned = n;
-          },
-        );
-      } finally {
-        clearInterval(timer);
-      }
+      return withHeartbeat(
+        (hb: Heartbeat<{ scanned: number }>) =>
+          targetChecksums(
+            deps,
+            { listId: reverseId(input.machine), disk: input.disk, blockBytes: input.blockBytes },
+            (scanned) => hb.beat({ scanned }),
+          ),
+        { initial: () => ({ scanned: 0 }) },
+      );
     },
 
     /** Verifies and applies one reverse cycle of one disk, journaled (see apply-reverse.ts). */
     async applyReverseCycle(input: { machine: string; disk: FailbackTargetDisk; cycle: number }) {
       const ctx = Context.current();
-      const previous = ctx.info.heartbeatDetails as { nextIndex: number } | undefined;
-      let cursor = previous ?? { nextIndex: 0 };
-      const timer = setInterval(() => ctx.heartbeat(cursor), 5000);
-      const summary = await applyReverseCycle(deps, {
-        ...input,
-        startIndex: cursor.nextIndex,
-        onProgress: (nextIndex) => {
-          cursor = { nextIndex };
-          ctx.heartbeat(cursor);
+      let previous: { nextIndex: number } | undefined;
+      const summary = await withHeartbeat(
+        (hb: Heartbeat<{ nextIndex: number }>) => {
+          previous = hb.previous;
+          return applyReverseCycle(deps, {
+            ...input,
+            startIndex: hb.previous?.nextIndex ?? 0,
+            onProgress: (nextIndex) => hb.beat({ nextIndex }),
+            signal: ctx.cancellationSignal,
+          });
         },
-        signal: ctx.cancellationSignal,
-      }).finally(() => clearInterval(timer));
+        { initial: (prev) => prev ?? { nextIndex: 0 } },
+      );
       deps.log.info(
         {
           machine: input.machine,

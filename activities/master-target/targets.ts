@@ -11,12 +11,17 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { FailbackTarget, FailbackTargetDisk } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { CbtConnector } from '../../lib/qemu/cbt-connector';
-import { QmpClient, QmpError } from '../../lib/qemu/qmp-client';
+import { QmpClient } from '../../lib/qemu/qmp-client';
+import {
+  NbdServerUnusableError,
+  addWritableExports,
+  ensureNbdServerIn,
+  removeExports as removeWritableExports,
+} from '../../lib/qemu/writable-exports';
 import { createQcow2, startStorageDaemon, storageDaemonPaths } from '../../lib/qemu/storage-daemon';
-import { assertId } from '../cloud-applier/replica-disk';
+import { assertId } from '../../lib/azure/page-blobs';
 
 export const EXPORT_PREFIX = 'osrmt-';
-const MAX_UNIX_PATH = 107;
 
 export interface PrepareTargetsInput {
   machine: ProtectedMachine;
@@ -102,72 +107,40 @@ async function exportAll(
 ): Promise<FailbackTarget> {
   const qmp = await QmpClient.connect(qmpSocket, { greetingTimeoutMs: 10_000 });
   try {
-    const socket = nbdSocket ?? (await ensureNbdServer(qmp, newDisksDir(deps, input.machine.name)));
-    const exports = await qmp.execute<Array<{ id: string }>>('query-block-exports');
-    const disks: FailbackTargetDisk[] = [];
-    for (const [i, d] of input.disks.entries()) {
-      const node = createdDir ? `disk${i}` : d.diskId;
-      const id = `${EXPORT_PREFIX}${node}`;
-      if (!exports.some((e) => e.id === id)) {
-        await qmp.execute('block-export-add', {
-          type: 'nbd',
-          id,
-          'node-name': node,
-          name: id,
-          writable: true,
-        });
-      }
-      disks.push({
-        diskId: d.diskId,
-        node,
-        sizeBytes: d.sizeBytes,
-        exportName: id,
-        nbdSocket: socket,
-        existed,
-      });
-    }
+    const socket =
+      nbdSocket ??
+      (await ensureNbdServerIn(qmp, newDisksDir(deps, input.machine.name), 'mt-nbd.sock').catch(
+        (err: unknown) => {
+          if (err instanceof NbdServerUnusableError) throw ApplicationFailure.nonRetryable(err.message);
+          throw err;
+        },
+      ));
+    // The daemon the master target creates names its nodes disk0, disk1 … in order.
+    const nodes = input.disks.map((d, i) => (createdDir ? `disk${i}` : d.diskId));
+    const names = await addWritableExports(qmp, nodes, EXPORT_PREFIX);
+    const disks: FailbackTargetDisk[] = input.disks.map((d, i) => ({
+      diskId: d.diskId,
+      node: nodes[i]!,
+      sizeBytes: d.sizeBytes,
+      exportName: names[i]!,
+      nbdSocket: socket,
+      existed,
+    }));
     return { qmpSocket, nbdSocket: socket, disks, ...(createdDir ? { createdDir } : {}) };
   } finally {
     await qmp.close();
   }
 }
 
-async function ensureNbdServer(qmp: QmpClient, dir: string): Promise<string> {
-  await fs.mkdir(dir, { recursive: true });
-  const socketPath = path.join(dir, 'mt-nbd.sock');
-  if (Buffer.byteLength(socketPath) > MAX_UNIX_PATH)
-    throw ApplicationFailure.nonRetryable(
-      `NBD socket path ${socketPath} is too long: use a shorter state folder`,
-    );
-  try {
-    await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: socketPath } } });
-  } catch (err) {
-    if (!(err instanceof QmpError && /already running/i.test(err.desc))) throw err;
-    // Started by an earlier attempt: it is ours if its socket is there.
-    try {
-      await fs.stat(socketPath);
-    } catch {
-      throw ApplicationFailure.nonRetryable(
-        `the original machine's QEMU process runs an NBD server OSR did not start: register its socket (protect with --nbd <socket>)`,
-      );
-    }
-  }
-  return socketPath;
-}
-
 /** Removes the master target's exports of the disks (failback done, or reprotect stopped). */
 export async function removeExports(target: FailbackTarget): Promise<number> {
   const qmp = await QmpClient.connect(target.qmpSocket, { greetingTimeoutMs: 10_000 });
-  let removed = 0;
   try {
-    const exports = await qmp.execute<Array<{ id: string }>>('query-block-exports');
-    for (const d of target.disks) {
-      if (!exports.some((e) => e.id === d.exportName)) continue;
-      await qmp.execute('block-export-del', { id: d.exportName });
-      removed++;
-    }
+    return await removeWritableExports(
+      qmp,
+      target.disks.map((d) => d.exportName),
+    );
   } finally {
     await qmp.close();
   }
-  return removed;
 }

@@ -7,11 +7,13 @@ import { statePaths } from '../../lib/config/state-paths';
 import { createStackProbeActivity } from '../common/stack-probe';
 import type { DataPathDeps } from '../deps';
 import { transferDisk, type TransferDiskInput, type TransferSlice } from './transfer-disk';
-import * as source from './qemu-source';
+import * as source from './machine-source';
 import { stopSourceWrites } from './stop-writes';
+import { probeSource } from './probe-source';
 import { barrierMethod, holdWrites, releaseWrites } from './write-barrier';
 import type { HeldMachine } from '../../shared/group-types';
 import { storageFailure } from '../common/storage-failure';
+import { withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 import { IntakeGate } from '../../lib/segments/intake-gate';
 import { withStorageWatch, hasTrouble } from '../../lib/azure/storage-health';
 
@@ -29,6 +31,9 @@ export function createProcessServerActivities(deps: DataPathDeps) {
   });
   return {
     probeStorage: createStackProbeActivity('process-server', deps.blobService),
+
+    /** `osr protect`: is the --qmp path a QMP monitor, seen from the machine's host? */
+    probeSource,
 
     discoverDisks: (input: { machine: ProtectedMachine }) => source.discoverDisks(sourceDeps, input.machine),
 
@@ -56,38 +61,34 @@ export function createProcessServerActivities(deps: DataPathDeps) {
 
     async transferDisk(input: TransferDiskInput): Promise<TransferSlice> {
       const ctx = Context.current();
-      const previous = ctx.info.heartbeatDetails as { nextIndex: number } | undefined;
       // Heartbeat on a timer too: listing extents or a slow upload must not look like a dead worker.
-      let cursor = previous ?? { nextIndex: input.fromIndex };
-      const timer = setInterval(() => ctx.heartbeat(cursor), 5000);
       // Storage trouble (throttling, time-outs) is retried by the SDK and reported to the workflow:
       // in the result when the slice got through, as a StorageUnavailable failure when it did not.
-      const watched = await withStorageWatch(() =>
-        transferDisk(
-          {
-            blobService: deps.blobService,
-            pipeline: deps.pipeline,
-            uploadConcurrency: deps.config.pipeline.uploadConcurrency,
-            heartbeat: (next) => {
-              cursor = next;
-              ctx.heartbeat(next);
-            },
-            resumeCursor: previous,
-            isCancelled: () => ctx.cancellationSignal.aborted,
-            intake,
-          },
-          input,
-        ),
-      )
-        .catch((err: unknown) => {
-          throw storageFailure(
-            err,
-            `sending ${input.diskId} of ${input.point.machine} to the cache`,
-            cursor.nextIndex,
-            input.reportStorageFaults === true,
-          );
-        })
-        .finally(() => clearInterval(timer));
+      const watched = await withHeartbeat(
+        (hb: Heartbeat<{ nextIndex: number }>) =>
+          withStorageWatch(() =>
+            transferDisk(
+              {
+                blobService: deps.blobService,
+                pipeline: deps.pipeline,
+                uploadConcurrency: deps.config.pipeline.uploadConcurrency,
+                heartbeat: (next) => hb.beat(next),
+                resumeCursor: hb.previous,
+                isCancelled: () => ctx.cancellationSignal.aborted,
+                intake,
+              },
+              input,
+            ),
+          ).catch((err: unknown) => {
+            throw storageFailure(
+              err,
+              `sending ${input.diskId} of ${input.point.machine} to the cache`,
+              hb.cursor?.nextIndex,
+              input.reportStorageFaults === true,
+            );
+          }),
+        { initial: (prev) => prev ?? { nextIndex: input.fromIndex } },
+      );
       const slice = hasTrouble(watched.trouble)
         ? { ...watched.result, storage: watched.trouble }
         : watched.result;

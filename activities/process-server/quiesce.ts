@@ -1,80 +1,26 @@
-// Quiescing the application around an app-consistent point: through the QEMU guest agent when
-// the machine has one (guest-fsfreeze-freeze/thaw), otherwise through configured pre/post
-// commands. Whatever happens, what was frozen is thawed again.
-import { exec } from 'node:child_process';
+// Quiescing the application around an app-consistent point is the source connector's (for QEMU:
+// lib/qemu/quiesce.ts); here a failure to quiesce becomes the failure the workflow acts on.
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
 import type { QuiesceHooks } from '../../shared/replication-types';
-import { GuestAgentClient } from '../../lib/qemu/guest-agent-client';
+import { quiesceAround } from '../../lib/qemu/quiesce';
+import { QuiesceError } from '../../lib/sources/source-connector';
 
 function quiesceFailed(message: string): ApplicationFailure {
   // Retrying a failing quiesce only delays the point: the workflow cuts a crash-consistent one.
   return ApplicationFailure.create({ type: FAILURE.QuiesceFailed, nonRetryable: true, message });
 }
 
-export async function withQuiesce<T>(
+/** Runs `freeze` quiesced (lib/qemu/quiesce.ts); a failure to quiesce is a QuiesceFailed failure. */
+export function withQuiesce<T>(
   hooks: QuiesceHooks | undefined,
   machine: string,
   freeze: () => Promise<T>,
 ): Promise<T> {
-  const timeout = (hooks?.timeoutSeconds ?? 60) * 1000;
-  if (hooks?.guestAgentSocket) return withGuestAgent(hooks.guestAgentSocket, timeout, machine, freeze);
-  if (!hooks?.pre && !hooks?.post) return freeze();
-  const env = { ...process.env, OSR_MACHINE: machine, OSR_POINT_KIND: 'app' };
-  try {
-    if (hooks.pre) {
-      await runHook(hooks.pre, env, timeout, `pre-quiesce command of ${machine}`).catch((err: Error) => {
-        throw quiesceFailed(err.message);
-      });
-    }
-    return await freeze();
-  } finally {
-    // Thaw even when the quiesce or the freeze failed: a half-quiesced application must not stay so.
-    if (hooks.post) await runHook(hooks.post, env, timeout, `post-quiesce (thaw) command of ${machine}`);
-  }
+  return quiesceAround(hooks, machine, freeze).catch(asQuiesceFailed);
 }
 
-async function withGuestAgent<T>(
-  socket: string,
-  timeout: number,
-  machine: string,
-  freeze: () => Promise<T>,
-): Promise<T> {
-  let agent: GuestAgentClient | undefined;
-  try {
-    agent = await GuestAgentClient.connect(socket, timeout);
-    await agent.freeze();
-  } catch (err) {
-    if (agent) await agent.thaw().catch(() => undefined);
-    agent?.close();
-    throw quiesceFailed(
-      `guest agent of ${machine} could not freeze its filesystems: ${(err as Error).message}`,
-    );
-  }
-  try {
-    return await freeze();
-  } finally {
-    try {
-      await agent.thaw().catch(() => (agent as GuestAgentClient).thaw());
-    } finally {
-      agent.close();
-    }
-  }
-}
-
-/** Runs an operator's hook command; rejects with its exit and the tail of its stderr. */
-export function runHook(
-  command: string,
-  env: NodeJS.ProcessEnv,
-  timeout: number,
-  what: string,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    exec(command, { env, timeout }, (err, _stdout, stderr) => {
-      if (err) {
-        const why = err.killed ? `timed out after ${timeout} ms` : `exit ${String(err.code)}`;
-        reject(new Error(`${what} failed (${why}): ${stderr.trim().slice(0, 500)}`));
-      } else resolve();
-    });
-  });
+/** The failure to throw for `err`: QuiesceFailed when quiescing failed, else `err` itself. */
+export function asQuiesceFailed(err: unknown): never {
+  throw err instanceof QuiesceError ? quiesceFailed(err.message) : err;
 }

@@ -5,33 +5,11 @@
 // source is being retired). Without such a command the operator must have stopped the writers;
 // the result says so and the failover's status shows it.
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { pauseIfRunning } from '../../lib/qemu/run-state';
-import { runHook } from './quiesce';
+import type { StopWritesResult } from '../../lib/sources/source-connector';
+import { withSource } from './source';
 
-export interface StopWritesResult {
-  method: 'qmp-stop' | 'quiesce-hook' | 'none';
-  note: string;
-}
+export type { StopWritesResult };
 
-export async function stopSourceWrites(machine: ProtectedMachine): Promise<StopWritesResult> {
-  const state = await pauseIfRunning(machine.source.qmpSocket);
-  if (state !== 'not-a-vm') {
-    return {
-      method: 'qmp-stop',
-      note: `VM ${machine.name} ${state === 'running' ? 'paused with QMP stop' : 'was already paused'}`,
-    };
-  }
-  const pre = machine.quiesce?.pre;
-  if (pre) {
-    const timeout = (machine.quiesce?.timeoutSeconds ?? 60) * 1000;
-    const env = { ...process.env, OSR_MACHINE: machine.name, OSR_POINT_KIND: 'final' };
-    await runHook(pre, env, timeout, `quiesce command of ${machine.name}`);
-    return { method: 'quiesce-hook', note: `quiesce command of ${machine.name} run (no thaw)` };
-  }
-  return {
-    method: 'none',
-    note:
-      `${machine.name} is served by a qemu-storage-daemon, which has no guest to stop, and has no quiesce command: ` +
-      'its writers must have been stopped by the operator before the planned failover, or their later writes are not in the final point',
-  };
+export function stopSourceWrites(machine: ProtectedMachine): Promise<StopWritesResult> {
+  return withSource(machine, (source) => source.stopWrites());
 }

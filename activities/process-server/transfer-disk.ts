@@ -6,13 +6,17 @@
 // later slice, retry or resend cuts the same segments; the activity heartbeats the index below
 // which every segment is uploaded, and a retried attempt starts there: at most the segments that
 // were in flight are sent twice.
+import { FAILURE } from '../../shared/failures';
 import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
-import { FAILURE } from '../../shared/failures';
-import type { Extent } from '../../lib/segments/segment-format';
-import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/segment-format';
+import type { Extent } from '../../lib/disk/extents';
+import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
-import { NbdClient } from '../../lib/qemu/nbd-client';
+import {
+  FrozenPointLostError,
+  SourceUnreachableError,
+  type FrozenDiskReader,
+} from '../../lib/sources/source-connector';
 import type { FrozenPoint, TransferMode, TransferSummary } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { writeCycleManifest } from '../../lib/segments/cycle-layout';
@@ -21,7 +25,7 @@ import { planSegments, totalBytes, type SegmentPlan } from '../../lib/segments/e
 import type { StorageTrouble } from '../../shared/storage-faults';
 import type { ReportsStorageFaults } from '../common/storage-failure';
 import type { IntakeGate } from '../../lib/segments/intake-gate';
-import { sourceExtents } from './source-extents';
+import { sourceKind } from './source';
 
 export interface TransferDiskInput extends ReportsStorageFaults {
   point: FrozenPoint;
@@ -66,28 +70,26 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
   const disk = point.disks.find((d) => d.diskId === diskId);
   if (!disk) throw new Error(`disk ${diskId} is not part of point ${point.pitId}`);
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
-  const nbd = await NbdClient.connect({
-    socket: disk.nbdSocket,
-    exportName: disk.exportName,
-    metaContexts: ['base:allocation', ...(disk.bitmap ? [`qemu:dirty-bitmap:${disk.bitmap}`] : [])],
-  }).catch((err: Error) => {
-    if (/no such socket|connection refused/.test(err.message)) {
-      // The VM or storage daemon is gone: retrying for minutes would hide it. Fail the cycle now;
-      // the workflow alerts, backs off and keeps the changes for when the source answers again.
+  const reader = await sourceKind()
+    .openFrozenDisk(disk)
+    .catch((err: Error) => {
+      if (err instanceof SourceUnreachableError) {
+        // The VM or storage daemon is gone: retrying for minutes would hide it. Fail the cycle now;
+        // the workflow alerts, backs off and keeps the changes for when the source answers again.
+        throw ApplicationFailure.create({
+          type: FAILURE.SourceUnreachable,
+          nonRetryable: true,
+          message: `the source of ${point.machine} does not answer on ${disk.nbdSocket}: ${err.message}`,
+        });
+      }
+      if (!(err instanceof FrozenPointLostError)) throw err;
+      // Retrying cannot bring a frozen view back: end the cycle; its changes go with the next one.
       throw ApplicationFailure.create({
-        type: FAILURE.SourceUnreachable,
+        type: FAILURE.PointInTimeLost,
         nonRetryable: true,
-        message: `the source of ${point.machine} does not answer on ${disk.nbdSocket}: ${err.message}`,
+        message: `the frozen point in time ${point.pitId} is gone from the source (did the VM or storage daemon restart?): ${err.message}`,
       });
-    }
-    if (!/no such export/.test(err.message)) throw err;
-    // Retrying cannot bring a frozen view back: end the cycle; its changes go with the next one.
-    throw ApplicationFailure.create({
-      type: FAILURE.PointInTimeLost,
-      nonRetryable: true,
-      message: `the frozen point in time ${point.pitId} is gone from the source (did the VM or storage daemon restart?): ${err.message}`,
     });
-  });
   try {
     let plan = await readCyclePlan(cache, point.machine, diskId, point.cycle);
     if (!plan) {
@@ -97,9 +99,8 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
       })) {
         await cache.deleteBlob(old.name).catch(() => undefined);
       }
-      const extents = await sourceExtents(nbd, {
+      const extents = await reader.changedExtents({
         mode: input.mode,
-        bitmap: disk.bitmap,
         checksums: input.checksumsBlob
           ? { blobService: deps.blobService, blob: input.checksumsBlob }
           : undefined,
@@ -127,7 +128,7 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
       wanted = segments.slice(resumeFrom, sliceEnd).filter((s) => !present.has(s.index));
       resumed = Math.min(sliceEnd, segments.length) - input.fromIndex - wanted.length;
     }
-    const summary = await uploadSegments(deps, nbd, point, diskId, wanted, cursor, present);
+    const summary = await uploadSegments(deps, reader, point, diskId, wanted, cursor, present);
     summary.resumedSegments = resumed;
     const nextIndex = input.onlySegments
       ? segments.length
@@ -152,13 +153,13 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
       summary,
     };
   } finally {
-    await nbd.close();
+    await reader.close();
   }
 }
 
 async function uploadSegments(
   deps: TransferDeps,
-  nbd: NbdClient,
+  reader: FrozenDiskReader,
   point: FrozenPoint,
   diskId: string,
   segments: SegmentPlan[],
@@ -183,9 +184,9 @@ async function uploadSegments(
   // lane has stopped, so no read outlives the NBD connection and the spool room is all given back.
   let failure: { error: unknown } | undefined;
   async function sendSegment(plan: SegmentPlan): Promise<{ zeroBytes: number; segmentBytes: number }> {
-    const data = await readExtents(nbd, plan.extents);
+    const data = await readExtents(reader, plan.extents);
     const encoded = await deps.pipeline.encode({
-      machineId: point.machine,
+      machine: point.machine,
       diskId,
       cycle: point.cycle,
       index: plan.index,
@@ -244,14 +245,14 @@ async function uploadedIndices(
 }
 
 /** Reads the extents of one segment, pipelined, straight into one buffer (moved to the pool next). */
-async function readExtents(nbd: NbdClient, extents: Extent[]): Promise<Buffer> {
+async function readExtents(reader: FrozenDiskReader, extents: Extent[]): Promise<Buffer> {
   const data = Buffer.allocUnsafeSlow(extents.reduce((a, e) => a + e.length, 0));
   let at = 0;
   await Promise.all(
     extents.map((e) => {
       const into = at;
       at += e.length;
-      return nbd.readInto(data, into, e.offset, e.length);
+      return reader.readInto(data, into, e.offset, e.length);
     }),
   );
   return data;

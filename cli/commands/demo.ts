@@ -3,12 +3,13 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../lib/config/config';
 import { startDemoMachine, stopDemoMachines } from '../../stack/demo/demo-machine';
+import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
 import { OperationError } from '../../operations/context';
 import { createPolicy, listPolicies } from '../../operations/policies';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { parseDuration } from '../../shared/policy';
-import { withContext } from '../context';
+import { withContext } from '../common/context';
 
 export function registerDemoCommands(program: Command): void {
   const demo = program
@@ -28,7 +29,7 @@ export function registerDemoCommands(program: Command): void {
       const source = await startDemoMachine(config, o.name, {
         sizeBytes: size,
         rate: Number(o.rate),
-        workloadEntry: path.join(__dirname, '..', 'demo-workload.js'),
+        workloadEntry: path.join(__dirname, '..', '..', 'stack', 'demo', 'demo-workload.js'),
       });
       process.stdout.write(`demo machine ${o.name}: disk ${source.disk}, QMP ${source.qmpSocket}\n`);
       await withContext(async (ctx) => {
@@ -49,6 +50,13 @@ export function registerDemoCommands(program: Command): void {
             policy: 'demo',
           });
           process.stdout.write(`protecting ${o.name} (workflow ${protectWorkflowId(o.name)})\n`);
+          // Drills of the demo show the whole promise: the disk comes up (a local copy served by a
+          // storage daemon) and its application replays its journal before the probe says up.
+          const app = `'${process.execPath}' '${path.join(__dirname, '..', '..', 'stack', 'demo', 'demo-app.js')}'`;
+          await failover.configureRecovery(ctx, o.name, {
+            materialize: { format: 'qcow2' },
+            bootCheck: { command: `exec ${app} boot`, probe: `${app} probe`, probeTimeoutSeconds: 120 },
+          });
         } catch (err) {
           if (!(err instanceof OperationError && err.code === 'conflict')) throw err;
           process.stdout.write(`${o.name} is already protected\n`);

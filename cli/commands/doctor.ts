@@ -6,7 +6,7 @@ import { CONTAINERS, createBlobServiceClient, storageCredentialProblem } from '.
 import { connectClient } from '../../operations/temporal-client';
 import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
 import type { stackCheck } from '../../workflows/stack-check';
-import { EXIT, printJson, printTable } from '../output';
+import { EXIT, printJson, printTable } from '../common/output';
 
 export function registerDoctorCommand(program: Command): void {
   program

@@ -3,11 +3,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { exportPoint } from '../../activities/cloud-applier/export-point';
-import { resolvePoint } from '../../operations/machines';
+import { resolvePoint } from '../../operations/points';
 import { OperationError } from '../../operations/context';
-import { withContext } from '../context';
-import { CliError, EXIT, printJson } from '../output';
-import { formatBytes, ProgressLine, renderBar } from '../progress-bar';
+import { withContext } from '../common/context';
+import { CliError, EXIT, printJson } from '../common/output';
+import { formatBytes, ProgressLine, renderBar } from '../common/progress-bar';
 
 export function registerExportCommand(program: Command): void {
   program

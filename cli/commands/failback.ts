@@ -5,8 +5,8 @@ import * as failback from '../../operations/failback';
 import type { FailbackPlanStatus } from '../../shared/contracts/failback-plan';
 import type { FailbackStatus } from '../../shared/contracts/failback';
 import type { ReprotectStatus } from '../../shared/contracts/reprotect';
-import { withContext } from '../context';
-import { CliError, EXIT, printJson, printTable } from '../output';
+import { withContext } from '../common/context';
+import { CliError, EXIT, printJson, printTable } from '../common/output';
 
 function positiveSeconds(value: string): number {
   const n = Number(value);

@@ -3,8 +3,8 @@ import type { Command } from 'commander';
 import * as failover from '../../operations/failover';
 import type { RecoverySettings } from '../../shared/recovery-types';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
-import { withContext } from '../context';
-import { CliError, EXIT, printJson, printTable } from '../output';
+import { withContext } from '../common/context';
+import { CliError, EXIT, printJson, printTable } from '../common/output';
 
 function printRecovery(status: RecoveryStatus): void {
   printTable([

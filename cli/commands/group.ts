@@ -2,8 +2,8 @@
 import type { Command } from 'commander';
 import * as groups from '../../operations/groups';
 import type { GroupStatus } from '../../shared/contracts/consistency-group';
-import { withContext } from '../context';
-import { CliError, EXIT, printJson, printTable } from '../output';
+import { withContext } from '../common/context';
+import { CliError, EXIT, printJson, printTable } from '../common/output';
 
 function seconds(value: string): number {
   const n = Number(value);

@@ -5,9 +5,9 @@ import type { ControlContext } from '../../operations/context';
 import { endedHealth, endedProtection } from '../../operations/health';
 import * as machines from '../../operations/machines';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
-import { withContext } from '../context';
-import { formatBytes, ProgressLine, renderBar } from '../progress-bar';
-import { printJson, printTable } from '../output';
+import { withContext } from '../common/context';
+import { formatBytes, ProgressLine, renderBar } from '../common/progress-bar';
+import { printJson, printTable } from '../common/output';
 
 function ago(iso: string | undefined): string {
   if (!iso) return '';

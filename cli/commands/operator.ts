@@ -4,9 +4,9 @@ import type { Command } from 'commander';
 import { listServers } from '../../lib/observability/server-health';
 import { listAlerts } from '../../operations/alerts';
 import { listAudit } from '../../operations/audit';
-import { withContext } from '../context';
-import { formatBytes } from '../progress-bar';
-import { CliError, EXIT, printJson, printTable } from '../output';
+import { withContext } from '../common/context';
+import { formatBytes } from '../common/progress-bar';
+import { CliError, EXIT, printJson, printTable } from '../common/output';
 
 function limitOf(value: string): number {
   const n = Number(value);

@@ -5,8 +5,8 @@ import type { Command } from 'commander';
 import * as plans from '../../operations/plans';
 import type { RecoveryPlan } from '../../shared/plan-types';
 import type { PlanStatus } from '../../shared/contracts/recovery-plan';
-import { withContext } from '../context';
-import { CliError, EXIT, printJson, printTable } from '../output';
+import { withContext } from '../common/context';
+import { CliError, EXIT, printJson, printTable } from '../common/output';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 

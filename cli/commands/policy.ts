@@ -3,8 +3,8 @@ import type { Command } from 'commander';
 import { parseDuration, policyWarnings } from '../../shared/policy';
 import { createPolicy, deletePolicy, listPolicies, updatePolicy } from '../../operations/policies';
 import type { ReplicationPolicy } from '../../shared/replication-types';
-import { withContext } from '../context';
-import { CliError, EXIT, printJson, printTable } from '../output';
+import { withContext } from '../common/context';
+import { CliError, EXIT, printJson, printTable } from '../common/output';
 
 const seconds = (s: number) => (s % 3600 === 0 ? `${s / 3600}h` : s % 60 === 0 ? `${s / 60}m` : `${s}s`);
 

@@ -5,7 +5,7 @@ import { resolveApiTls } from '../../api/tls';
 import { resolveApiToken } from '../../api/token';
 import { insecureChannels } from '../../lib/config/channel-security';
 import { loadConfig } from '../../lib/config/config';
-import { CliError, EXIT } from '../output';
+import { CliError, EXIT } from '../common/output';
 
 function portOf(value: string): number {
   const n = Number(value);

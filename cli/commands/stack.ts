@@ -11,7 +11,7 @@ import {
   stackUp,
   type ComponentStatus,
 } from '../../stack/stack';
-import { EXIT, CliError, printJson, printTable } from '../output';
+import { EXIT, CliError, printJson, printTable } from '../common/output';
 
 const workersDir = path.join(__dirname, '..', '..', 'workers');
 
@@ -47,7 +47,8 @@ export function registerStackCommands(program: Command): void {
         const ui = status.find((s) => s.name === 'temporal-ui');
         if (ui?.address)
           process.stdout.write(
-            `\nTemporal Web UI: ${ui.address}/namespaces/${config.temporal.namespace}/workflows\n`,
+            `\nTemporal Web UI: ${ui.address}/namespaces/${config.temporal.namespace}/workflows\n` +
+              `protected machines: ${ui.address}/namespaces/${config.temporal.namespace}/workflows?query=${encodeURIComponent('OsrJobKind="protect"')} (add the Osr* columns and save it as a view: see the README)\n`,
           );
       }
     });

@@ -6,190 +6,35 @@
 // records new writes; while a point in time is frozen, the previous generation is disabled and
 // exported. Release drops it (success) or merges it into the recording one (failure), so a
 // change is never forgotten.
-import { createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
+//
+// The QEMU objects and files of a frozen point are in cbt-point-state.ts, the bitmap naming in
+// cbt-bitmaps.ts, the extent scans over NBD in changed-extents.ts.
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
-import { NbdClient, NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO } from './nbd-client';
-import { QmpError } from './qmp-client';
-import type { QmpClient } from './qmp-client';
+import { NbdClient } from './nbd-client';
+import { bitmapGeneration, bitmapName, trackingOf, type BitmapInfo } from './cbt-bitmaps';
+import {
+  CbtPointState,
+  OVERLAY_PREFIX,
+  checkPitId,
+  createOverlayFile,
+  pitKey,
+  publicView,
+  type BlockGraph,
+  type Manifest,
+  type ManifestDisk,
+  type NamedNode,
+} from './cbt-point-state';
+import type { FrozenDisk, FrozenView, ProtectedDisk, ReleaseResult, TrackingEnabled } from './cbt-types';
 
-const execFileAsync = promisify(execFile);
-
-export interface CbtConnectorOptions {
-  /**
-   * Folder on the QEMU host for fleecing overlays, point-in-time manifests and (when this
-   * connector starts the NBD server) its socket. It must survive a restart of the caller.
-   */
-  workDir: string;
-  /** Socket of an NBD server already running in the QEMU process (qemu-storage-daemon --nbd-server). */
-  nbdSocket?: string;
-  /** Timeout for QEMU to drop an export or end a job (default 30 s). */
-  settleTimeoutMs?: number;
-}
-
-export interface TrackingState {
-  /** The recording bitmap. */
-  bitmap: string;
-  generation: number;
-  persistent: boolean;
-  granularity: number;
-  /** Bitmap held for a frozen point in time, if any. */
-  frozenBitmap: string | null;
-}
-
-export interface ProtectedDisk {
-  node: string;
-  format: 'qcow2' | 'raw';
-  size: number;
-  file: string;
-  /** Guest device or BlockBackend name on a qemu-system VM; null under qemu-storage-daemon. */
-  device: string | null;
-  /** A persistent, consistent, recording OSR bitmap exists: tracking survives a QEMU restart. */
-  hasPersistentBitmap: boolean;
-  tracking: TrackingState | null;
-}
-
-export interface TrackingEnabled {
-  node: string;
-  bitmap: string;
-  generation: number;
-  persistent: boolean;
-  granularity: number;
-  /** A new bitmap was started now: what happened before is unknown, so a full sync is needed. */
-  fullSyncRequired: boolean;
-  /** Why the caller should warn (volatile tracking on raw disks, a bitmap lost to a crash). */
-  warnings: string[];
-}
-
-export interface FrozenDisk {
-  node: string;
-  exportName: string;
-  nbdSocket: string;
-  /** Bitmap of the changes up to the freeze; exported as `qemu:dirty-bitmap:<bitmap>`. */
-  bitmap: string;
-  size: number;
-  granularity: number;
-}
-
-export interface FrozenView {
-  pitId: string;
-  /** ISO time taken just before the freeze: every write acknowledged before it is in the view. */
-  instant: string;
-  disks: FrozenDisk[];
-}
-
-export interface ReleaseResult {
-  /** Something of this point in time existed and was removed. */
-  released: boolean;
-  /** Disks whose recording bitmap vanished: their next cycle must be a full sync. */
-  fullSyncRequired: string[];
-}
-
-export interface Extent {
-  offset: number;
-  length: number;
-}
-
-interface ManifestDisk extends FrozenDisk {
-  overlayNode: string;
-  overlayFile: string;
-  jobId: string;
-  exportId: string;
-  /** The bitmap recording since the freeze; a failed release merges `bitmap` into it. */
-  nextBitmap: string;
-}
-
-interface Manifest {
-  pitId: string;
-  instant: string;
-  disks: ManifestDisk[];
-}
-
-/** One entry of `dirty-bitmaps` in query-named-block-nodes. */
-export interface BitmapInfo {
-  name: string;
-  recording: boolean;
-  persistent: boolean;
-  busy: boolean;
-  granularity: number;
-  count: number;
-  inconsistent?: boolean;
-}
-
-interface NamedNode {
-  'node-name': string;
-  drv: string;
-  file: string;
-  image?: { 'virtual-size'?: number };
-  'dirty-bitmaps'?: BitmapInfo[];
-}
-
-interface BlockGraph {
-  nodes: { id: number; type: string; name: string }[];
-  edges: { parent: number; child: number; name: string }[];
-}
+export { coalesceExtents, type Extent } from '../disk/extents';
+export * from './cbt-types';
+export { bitmapGeneration, bitmapName, trackingOf, type BitmapInfo } from './cbt-bitmaps';
+export { allocatedExtents, dirtyExtents } from './changed-extents';
 
 const FORMAT_DRIVERS = new Set(['qcow2', 'raw', 'qed', 'vmdk', 'vdi', 'vhdx', 'vpc', 'luks', 'parallels']);
-const PIT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-const BITMAP = /^osr-(\d+)$/;
-const OVERLAY_PREFIX = 'osrfl-';
-// sun_path is 108 bytes on Linux including the terminating NUL.
-const MAX_UNIX_PATH = 107;
 
-export function bitmapName(generation: number): string {
-  return `osr-${generation}`;
-}
-
-/** The generation of an OSR bitmap name, or null for other bitmaps. */
-export function bitmapGeneration(name: string): number | null {
-  const m = BITMAP.exec(name);
-  return m?.[1] === undefined ? null : Number(m[1]);
-}
-
-/**
- * Reads the OSR bitmaps of one node: the recording one, the frozen one (the newest disabled
- * one older than it), other consistent leftovers, and those QEMU marked inconsistent because
- * it was killed while they were in use.
- */
-export function trackingOf(bitmaps: BitmapInfo[]): {
-  current: BitmapInfo | null;
-  frozen: BitmapInfo | null;
-  others: BitmapInfo[];
-  inconsistent: BitmapInfo[];
-  maxGeneration: number;
-} {
-  const gen = (b: BitmapInfo): number => bitmapGeneration(b.name) ?? 0;
-  const osr = bitmaps.filter((b) => bitmapGeneration(b.name) !== null).sort((a, b) => gen(a) - gen(b));
-  const usable = osr.filter((b) => !b.inconsistent);
-  const current = usable.filter((b) => b.recording).pop() ?? null;
-  const frozen = current ? (usable.filter((b) => !b.recording && gen(b) < gen(current)).pop() ?? null) : null;
-  const last = osr[osr.length - 1];
-  return {
-    current,
-    frozen,
-    others: usable.filter((b) => b !== current && b !== frozen),
-    inconsistent: osr.filter((b) => b.inconsistent),
-    maxGeneration: last ? gen(last) : 0,
-  };
-}
-
-export class CbtConnector {
-  private readonly workDir: string;
-  private readonly settleTimeoutMs: number;
-  private readonly nbdSocket: string | undefined;
-
-  constructor(
-    private readonly qmp: QmpClient,
-    options: CbtConnectorOptions,
-  ) {
-    this.workDir = path.resolve(options.workDir);
-    this.nbdSocket = options.nbdSocket;
-    this.settleTimeoutMs = options.settleTimeoutMs ?? 30_000;
-  }
-
+export class CbtConnector extends CbtPointState {
   /** Top-level qcow2/raw nodes of the QEMU process: the disks a machine writes to. */
   async listDisks(): Promise<ProtectedDisk[]> {
     const nodes = await this.qmp.execute<NamedNode[]>('query-named-block-nodes', { flat: true });
@@ -406,33 +251,6 @@ export class CbtConnector {
     return false;
   }
 
-  /** The frozen view of `pitId` if it is still complete in QEMU (after a restart of the caller). */
-  async attach(pitId: string): Promise<FrozenView | null> {
-    checkPitId(pitId);
-    const manifest = await this.readManifest(pitId);
-    if (!manifest) return null;
-    const exports = new Set((await this.exports()).map((e) => e.id));
-    const jobs = new Set((await this.jobs()).map((j) => j.id));
-    const complete = manifest.disks.every((d) => exports.has(d.exportId) && jobs.has(d.jobId));
-    return complete ? publicView(manifest) : null;
-  }
-
-  /** Point-in-time ids with state in the work folder (frozen, or left by an interrupted call). */
-  async listFrozen(): Promise<string[]> {
-    let names: string[];
-    try {
-      names = await fs.promises.readdir(this.workDir);
-    } catch {
-      return [];
-    }
-    const ids: string[] = [];
-    for (const n of names.filter((n) => /^osr-[0-9a-f]+\.json$/.test(n))) {
-      const m = await readJson<Manifest>(path.join(this.workDir, n));
-      if (m) ids.push(m.pitId);
-    }
-    return ids.sort();
-  }
-
   /**
    * Ends a point in time. success: its changes are safely stored, forget them. Failure: merge
    * them into the recording bitmap so the next cycle sends them again. Safe to call twice.
@@ -470,6 +288,17 @@ export class CbtConnector {
     return { released: removedQemu || bitmapsChanged || removedFiles, fullSyncRequired };
   }
 
+  /** Ends protection: releases every point in time (changes kept) and removes OSR's bitmaps. */
+  async disableTracking(): Promise<void> {
+    for (const pitId of await this.listFrozen()) await this.release(pitId, { success: false });
+    for (const disk of await this.listDisks()) {
+      for (const b of (await this.bitmapsOrNull(disk.node)) ?? []) {
+        if (bitmapGeneration(b.name) !== null)
+          await this.qmp.execute('block-dirty-bitmap-remove', { node: disk.node, name: b.name });
+      }
+    }
+  }
+
   /** Opens an NBD connection to a frozen disk with its dirty bitmap and allocation contexts. */
   openView(disk: FrozenDisk): Promise<NbdClient> {
     return NbdClient.connect({
@@ -489,18 +318,6 @@ export class CbtConnector {
         `no disk node ${node} in this QEMU process (have ${disks.map((d) => d.node).join(', ') || 'none'})`,
       );
     return disk;
-  }
-
-  private async bitmapsOrNull(node: string): Promise<BitmapInfo[] | null> {
-    const nodes = await this.qmp.execute<NamedNode[]>('query-named-block-nodes', { flat: true });
-    const n = nodes.find((x) => x['node-name'] === node);
-    return n ? (n['dirty-bitmaps'] ?? []) : null;
-  }
-
-  private async bitmapsOf(node: string): Promise<BitmapInfo[]> {
-    const b = await this.bitmapsOrNull(node);
-    if (!b) throw new Error(`no block node ${node} in this QEMU process`);
-    return b;
   }
 
   /**
@@ -565,266 +382,4 @@ export class CbtConnector {
     }
     return null;
   }
-
-  /** Drops exports, fleecing jobs and overlay nodes of a point in time. Returns whether any existed. */
-  private async removeQemuObjects(pitId: string, manifest: Manifest | null): Promise<boolean> {
-    const key = pitKey(pitId);
-    const mine = (id: string, prefix: string): boolean => id.startsWith(`${prefix}${key}-`);
-    let any = false;
-
-    const exports = (await this.exports()).filter((e) => mine(e.id, 'osrex-'));
-    for (const e of exports) {
-      // hard: a reader still connected (a crashed process server) must not keep the view alive.
-      await ignoreMissing(this.qmp.execute('block-export-del', { id: e.id, mode: 'hard' }));
-      any = true;
-    }
-    await this.waitUntil(
-      async () => !(await this.exports()).some((e) => mine(e.id, 'osrex-')),
-      'exports to close',
-    );
-
-    const jobs = (await this.jobs()).filter((j) => mine(j.id, 'osrbk-'));
-    for (const j of jobs) {
-      if (j.status === 'concluded') await ignoreMissing(this.qmp.execute('job-dismiss', { id: j.id }));
-      else await ignoreMissing(this.qmp.execute('block-job-cancel', { device: j.id, force: true }));
-      any = true;
-    }
-    await this.waitUntil(
-      async () => !(await this.jobs()).some((j) => mine(j.id, 'osrbk-')),
-      'fleecing jobs to end',
-    );
-
-    const nodes = await this.qmp.execute<NamedNode[]>('query-named-block-nodes', { flat: true });
-    const overlays = new Set(nodes.map((n) => n['node-name']).filter((n) => mine(n, OVERLAY_PREFIX)));
-    for (const d of manifest?.disks ?? [])
-      if (nodes.some((n) => n['node-name'] === d.overlayNode)) overlays.add(d.overlayNode);
-    for (const n of overlays) {
-      await ignoreMissing(this.qmp.execute('blockdev-del', { 'node-name': n }));
-      any = true;
-    }
-    return any;
-  }
-
-  private async removeFiles(pitId: string, manifest: Manifest | null): Promise<boolean> {
-    const key = pitKey(pitId);
-    let names: string[];
-    try {
-      names = await fs.promises.readdir(this.workDir);
-    } catch {
-      return false;
-    }
-    const ours = names.filter((n) => n.startsWith(`osr-${key}-`) && n.endsWith('.qcow2'));
-    const files = new Set(ours.map((n) => path.join(this.workDir, n)));
-    for (const d of manifest?.disks ?? []) files.add(d.overlayFile);
-    let any = false;
-    for (const f of files) {
-      if (fs.existsSync(f)) any = true;
-      await fs.promises.rm(f, { force: true });
-    }
-    // The manifest goes last: until then a retry knows what to clean.
-    const m = this.manifestPath(pitId);
-    if (fs.existsSync(m)) any = true;
-    await fs.promises.rm(m, { force: true });
-    return any;
-  }
-
-  private async addExports(manifest: Manifest): Promise<void> {
-    const have = new Set((await this.exports()).map((e) => e.id));
-    for (const d of manifest.disks) {
-      if (have.has(d.exportId)) continue;
-      await this.qmp.execute('block-export-add', {
-        type: 'nbd',
-        id: d.exportId,
-        'node-name': d.overlayNode,
-        name: d.exportName,
-        writable: false,
-        bitmaps: [d.bitmap],
-      });
-    }
-  }
-
-  /**
-   * The socket of the process's NBD server. QEMU runs at most one and cannot tell its address,
-   * so either the caller names it or this connector starts it in the work folder (asked again
-   * at every freeze, as QEMU may have restarted since).
-   */
-  private async ensureNbdServer(): Promise<string> {
-    if (this.nbdSocket) return this.nbdSocket;
-    const socketPath = path.join(this.workDir, 'nbd.sock');
-    if (Buffer.byteLength(socketPath) > MAX_UNIX_PATH) {
-      throw new Error(
-        `NBD socket path ${socketPath} is longer than ${MAX_UNIX_PATH} bytes: use a shorter work folder`,
-      );
-    }
-    try {
-      await this.qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: socketPath } } });
-    } catch (err) {
-      const running = err instanceof QmpError && /already running/i.test(err.desc);
-      // Started by this connector before a restart of the caller: its socket is still there.
-      if (!running || !(await nbdServerAnswers(socketPath))) {
-        throw running
-          ? new Error(
-              'an NBD server already runs in this QEMU process (e.g. qemu-storage-daemon --nbd-server): ' +
-                'pass its unix socket path as the nbdSocket option',
-            )
-          : err;
-      }
-    }
-    return socketPath;
-  }
-
-  private async deviceNames(): Promise<Map<string, string>> {
-    const map = new Map<string, string>();
-    const blocks =
-      await this.qmp.execute<{ device: string; qdev?: string; inserted?: { 'node-name'?: string } }[]>(
-        'query-block',
-      );
-    for (const b of blocks) {
-      const node = b.inserted?.['node-name'];
-      const name = b.device || b.qdev;
-      if (node && name) map.set(node, name);
-    }
-    return map;
-  }
-
-  private exports(): Promise<{ id: string; 'node-name': string }[]> {
-    return this.qmp.execute('query-block-exports');
-  }
-
-  private jobs(): Promise<{ id: string; status: string; type: string }[]> {
-    return this.qmp.execute('query-jobs');
-  }
-
-  private async waitUntil(check: () => Promise<boolean>, what: string): Promise<void> {
-    const deadline = Date.now() + this.settleTimeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline)
-        throw new Error(`timed out after ${this.settleTimeoutMs} ms waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  private manifestPath(pitId: string): string {
-    return path.join(this.workDir, `osr-${pitKey(pitId)}.json`);
-  }
-
-  private async readManifest(pitId: string): Promise<Manifest | null> {
-    const m = await readJson<Manifest>(this.manifestPath(pitId));
-    return m && m.pitId === pitId ? m : null;
-  }
-
-  private async writeManifest(m: Manifest): Promise<void> {
-    const file = this.manifestPath(m.pitId);
-    await fs.promises.writeFile(`${file}.tmp`, JSON.stringify(m, null, 2));
-    await fs.promises.rename(`${file}.tmp`, file);
-  }
-}
-
-/** Dirty extents of a frozen disk: what changed since the previous point in time. */
-export async function dirtyExtents(nbd: NbdClient, disk: FrozenDisk): Promise<Extent[]> {
-  const all = await nbd.blockStatus(0, nbd.size, `qemu:dirty-bitmap:${disk.bitmap}`);
-  return coalesceExtents(all.filter((e) => (e.flags & NBD_STATE_DIRTY) !== 0));
-}
-
-/**
- * Extents holding data (neither hole nor known zeros). A full sync may skip the rest only if
- * its target reads as zeros there (a fresh replica).
- */
-export async function allocatedExtents(nbd: NbdClient): Promise<Extent[]> {
-  const all = await nbd.blockStatus(0, nbd.size, 'base:allocation');
-  return coalesceExtents(all.filter((e) => (e.flags & (NBD_STATE_HOLE | NBD_STATE_ZERO)) === 0));
-}
-
-/** Sorts and merges touching or overlapping extents. */
-export function coalesceExtents(extents: readonly Extent[]): Extent[] {
-  const sorted = [...extents].filter((e) => e.length > 0).sort((a, b) => a.offset - b.offset);
-  const out: Extent[] = [];
-  for (const e of sorted) {
-    const last = out[out.length - 1];
-    if (last && e.offset <= last.offset + last.length) {
-      last.length = Math.max(last.length, e.offset + e.length - last.offset);
-    } else {
-      out.push({ offset: e.offset, length: e.length });
-    }
-  }
-  return out;
-}
-
-function publicView(m: Manifest): FrozenView {
-  return {
-    pitId: m.pitId,
-    instant: m.instant,
-    disks: m.disks.map((d) => ({
-      node: d.node,
-      exportName: d.exportName,
-      nbdSocket: d.nbdSocket,
-      bitmap: d.bitmap,
-      size: d.size,
-      granularity: d.granularity,
-    })),
-  };
-}
-
-function checkPitId(pitId: string): void {
-  if (!PIT_ID.test(pitId)) {
-    throw new Error(
-      `point-in-time id "${pitId}" must be 1-100 characters of A-Z a-z 0-9 . _ - and start with a letter or digit`,
-    );
-  }
-}
-
-// Node names are limited to 31 characters, so QEMU objects carry a hash of the pitId.
-function pitKey(pitId: string): string {
-  return createHash('sha256').update(pitId).digest('hex').slice(0, 12);
-}
-
-async function createOverlayFile(file: string, size: number): Promise<void> {
-  // No backing file in the header: the backing is given as a node at blockdev-add.
-  try {
-    await execFileAsync('qemu-img', ['create', '-q', '-f', 'qcow2', file, String(size)]);
-  } catch (err) {
-    const e = err as { stderr?: string; message?: string };
-    throw new Error(`cannot create fleecing overlay ${file}: ${(e.stderr || e.message || '').trim()}`);
-  }
-}
-
-async function ignoreMissing(p: Promise<unknown>): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    // Gone already (another release, or QEMU finished it): that is the state we want.
-    if (
-      err instanceof QmpError &&
-      /not found|no such|does not exist|cannot find|failed to find/i.test(err.desc)
-    )
-      return;
-    throw err;
-  }
-}
-
-async function readJson<T>(file: string): Promise<T | null> {
-  try {
-    return JSON.parse(await fs.promises.readFile(file, 'utf8')) as T;
-  } catch {
-    return null;
-  }
-}
-
-/** Whether an NBD server answers on `socketPath`; leaves politely so QEMU logs nothing. */
-function nbdServerAnswers(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createConnection({ path: socketPath });
-    s.once('data', () => {
-      // Fixed-newstyle client flags, then NBD_OPT_ABORT.
-      const bye = Buffer.alloc(20);
-      bye.writeUInt32BE(1, 0);
-      bye.write('IHAVEOPT', 4, 'latin1');
-      bye.writeUInt32BE(2, 12);
-      s.end(bye);
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-    s.once('close', () => resolve(false));
-    s.setTimeout(5000, () => s.destroy());
-  });
 }

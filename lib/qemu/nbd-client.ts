@@ -1,215 +1,53 @@
 // An NBD client (fixed newstyle handshake, structured replies, metadata contexts) written for
 // OSR: the process server reads frozen disk views and their dirty bitmaps with it, and the
 // demo workload writes through it. Requests are pipelined and matched by their 64-bit cookie.
-import * as net from 'node:net';
+import type * as net from 'node:net';
+//
+// The protocol's numbers are in nbd-protocol.ts, the socket in nbd-transport.ts, the handshake in
+// nbd-negotiation.ts; this file is the transmission phase: requests and (structured) replies.
+import {
+  CMD_BLOCK_STATUS,
+  CMD_DISC,
+  CMD_FLAG_FUA,
+  CMD_FLUSH,
+  CMD_READ,
+  CMD_WRITE,
+  DEFAULT_CHUNK,
+  ERRNO_NAMES,
+  MAX_REPLY_PAYLOAD,
+  MAX_STATUS_REQUEST,
+  NBD_FLAG,
+  NbdError,
+  OPT_ABORT,
+  REPLY_FLAG_DONE,
+  REPLY_TYPE_BLOCK_STATUS,
+  REPLY_TYPE_ERROR_BIT,
+  REPLY_TYPE_ERROR_OFFSET,
+  REPLY_TYPE_NONE,
+  REPLY_TYPE_OFFSET_DATA,
+  REPLY_TYPE_OFFSET_HOLE,
+  SIMPLE_REPLY_MAGIC,
+  STRUCTURED_REPLY_MAGIC,
+  requestHeader,
+  type NbdBlockSize,
+  type NbdConnectOptions,
+  type NbdExtent,
+  type Request,
+  type RequestFields,
+} from './nbd-protocol';
+import { handshake, optionHeader, type Negotiated } from './nbd-negotiation';
+import { SocketReader, openSocket } from './nbd-transport';
 
-const NBDMAGIC = 0x4e42444d41474943n;
-const IHAVEOPT = 0x49484156454f5054n;
-const OPT_REPLY_MAGIC = 0x3e889045565a9n;
-const REQUEST_MAGIC = 0x25609513;
-const SIMPLE_REPLY_MAGIC = 0x67446698;
-const STRUCTURED_REPLY_MAGIC = 0x668e33ef;
-
-const FLAG_FIXED_NEWSTYLE = 1 << 0;
-const FLAG_NO_ZEROES = 1 << 1;
-
-const OPT_EXPORT_NAME = 1;
-const OPT_ABORT = 2;
-const OPT_GO = 7;
-const OPT_STRUCTURED_REPLY = 8;
-const OPT_SET_META_CONTEXT = 10;
-
-const REP_ACK = 1;
-const REP_INFO = 3;
-const REP_META_CONTEXT = 4;
-const REP_ERR_BIT = 0x8000_0000;
-const REP_ERR_UNSUP = REP_ERR_BIT + 1;
-const REP_ERR_UNKNOWN = REP_ERR_BIT + 6;
-
-const INFO_EXPORT = 0;
-const INFO_BLOCK_SIZE = 3;
-
-/** Transmission flags advertised by the server for the export. */
-export const NBD_FLAG = {
-  HAS_FLAGS: 1 << 0,
-  READ_ONLY: 1 << 1,
-  SEND_FLUSH: 1 << 2,
-  SEND_FUA: 1 << 3,
-  SEND_TRIM: 1 << 5,
-  SEND_WRITE_ZEROES: 1 << 6,
-  CAN_MULTI_CONN: 1 << 8,
-} as const;
-
-const CMD_READ = 0;
-const CMD_WRITE = 1;
-const CMD_DISC = 2;
-const CMD_FLUSH = 3;
-const CMD_BLOCK_STATUS = 7;
-const CMD_FLAG_FUA = 1 << 0;
-
-const REPLY_FLAG_DONE = 1 << 0;
-const REPLY_TYPE_NONE = 0;
-const REPLY_TYPE_OFFSET_DATA = 1;
-const REPLY_TYPE_OFFSET_HOLE = 2;
-const REPLY_TYPE_BLOCK_STATUS = 5;
-const REPLY_TYPE_ERROR_BIT = 1 << 15;
-const REPLY_TYPE_ERROR_OFFSET = REPLY_TYPE_ERROR_BIT + 2;
-
-/** `base:allocation` flags. */
-export const NBD_STATE_HOLE = 1 << 0;
-export const NBD_STATE_ZERO = 1 << 1;
-/** `qemu:dirty-bitmap:*` flag. */
-export const NBD_STATE_DIRTY = 1 << 0;
-
-const ERRNO_NAMES: Record<number, string> = {
-  1: 'EPERM',
-  5: 'EIO',
-  12: 'ENOMEM',
-  22: 'EINVAL',
-  28: 'ENOSPC',
-  75: 'EOVERFLOW',
-  95: 'ENOTSUP',
-  108: 'ESHUTDOWN',
-};
-
-// 4 MiB keeps every request far below QEMU's 32 MiB payload limit and any other server's.
-const DEFAULT_CHUNK = 4 * 1024 * 1024;
-// Block status requests carry no payload; 2 GiB fits the 32-bit length and every alignment.
-const MAX_STATUS_REQUEST = 0x8000_0000;
-// A reply chunk bigger than this can only mean a corrupted stream.
-const MAX_REPLY_PAYLOAD = 64 * 1024 * 1024 + 1024;
-// Stop reading from the socket when this much is buffered and not yet consumed.
-const HIGH_WATER = 64 * 1024 * 1024;
-
-export interface NbdConnectOptions {
-  /** Unix socket path; or give host and port for TCP. */
-  socket?: string;
-  host?: string;
-  port?: number;
-  exportName: string;
-  /** Metadata contexts to negotiate, e.g. `base:allocation`, `qemu:dirty-bitmap:osr-3`. */
-  metaContexts?: string[];
-  /** Largest read/write payload per request (capped by the server's advertised maximum). */
-  maxChunkBytes?: number;
-  connectTimeoutMs?: number;
-}
-
-export interface NbdExtent {
-  offset: number;
-  length: number;
-  flags: number;
-}
-
-export interface NbdBlockSize {
-  minimum: number;
-  preferred: number;
-  maximum: number;
-}
-
-/** A failure of the NBD protocol or of a command; `errno` is the server's error code if any. */
-export class NbdError extends Error {
-  constructor(
-    message: string,
-    readonly errno?: number,
-  ) {
-    super(message);
-    this.name = 'NbdError';
-  }
-}
-
-interface RequestFields {
-  command: string;
-  // Reads: where the data goes.
-  target?: Buffer;
-  targetOffset?: number;
-  /** Bytes of the read filled so far by data and hole chunks (structured replies). */
-  covered?: number;
-  offset: number;
-  length: number;
-  // Block status: which context to keep and what was received.
-  contextId?: number;
-  extents?: NbdExtent[];
-}
-
-interface Request extends RequestFields {
-  resolve: () => void;
-  reject: (err: Error) => void;
-  error?: Error;
-}
-
-/** Buffers socket data and hands out exact byte counts to one sequential consumer. */
-class SocketReader {
-  private chunks: Buffer[] = [];
-  private available = 0;
-  private waiter: { need: number; resolve: () => void; reject: (err: Error) => void } | undefined;
-  private ended: Error | undefined;
-
-  constructor(private readonly socket: net.Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.chunks.push(chunk);
-      this.available += chunk.length;
-      if (this.available > HIGH_WATER) socket.pause();
-      this.wake();
-    });
-  }
-
-  end(err: Error): void {
-    if (this.ended) return;
-    this.ended = err;
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.reject(err);
-  }
-
-  async need(n: number): Promise<void> {
-    if (this.available >= n) return;
-    if (this.ended) throw this.ended;
-    if (this.socket.isPaused()) this.socket.resume();
-    await new Promise<void>((resolve, reject) => {
-      this.waiter = { need: n, resolve, reject };
-    });
-  }
-
-  async read(n: number): Promise<Buffer> {
-    await this.need(n);
-    const out = Buffer.allocUnsafe(n);
-    this.copyOut(out, 0, n);
-    return out;
-  }
-
-  async readInto(target: Buffer, pos: number, n: number): Promise<void> {
-    await this.need(n);
-    this.copyOut(target, pos, n);
-  }
-
-  async skip(n: number): Promise<void> {
-    await this.need(n);
-    this.copyOut(undefined, 0, n);
-  }
-
-  private copyOut(target: Buffer | undefined, pos: number, n: number): void {
-    let left = n;
-    while (left > 0) {
-      const head = this.chunks[0];
-      if (!head) throw new Error('SocketReader: buffer accounting broken');
-      const take = Math.min(left, head.length);
-      if (target) head.copy(target, pos + (n - left), 0, take);
-      if (take === head.length) this.chunks.shift();
-      else this.chunks[0] = head.subarray(take);
-      left -= take;
-    }
-    this.available -= n;
-    if (this.available < HIGH_WATER / 2 && this.socket.isPaused()) this.socket.resume();
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    if (w && this.available >= w.need) {
-      this.waiter = undefined;
-      w.resolve();
-    }
-  }
-}
+export {
+  NBD_FLAG,
+  NBD_STATE_DIRTY,
+  NBD_STATE_HOLE,
+  NBD_STATE_ZERO,
+  NbdError,
+  type NbdBlockSize,
+  type NbdConnectOptions,
+  type NbdExtent,
+} from './nbd-protocol';
 
 export class NbdClient {
   /** Export size in bytes. */
@@ -557,171 +395,4 @@ export class NbdClient {
     }
     if (flags & REPLY_FLAG_DONE) this.finish(cookie, req);
   }
-}
-
-function requestHeader(flags: number, type: number, cookie: bigint, offset: number, length: number): Buffer {
-  const b = Buffer.allocUnsafe(28);
-  b.writeUInt32BE(REQUEST_MAGIC, 0);
-  b.writeUInt16BE(flags, 4);
-  b.writeUInt16BE(type, 6);
-  b.writeBigUInt64BE(cookie, 8);
-  b.writeBigUInt64BE(BigInt(offset), 16);
-  b.writeUInt32BE(length, 24);
-  return b;
-}
-
-function openSocket(options: NbdConnectOptions, label: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = options.socket
-      ? net.createConnection({ path: options.socket })
-      : net.createConnection({ host: options.host ?? 'localhost', port: options.port ?? 10809 });
-    socket.once('connect', () => {
-      socket.removeAllListeners('error');
-      socket.setNoDelay(true);
-      resolve(socket);
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      const why =
-        err.code === 'ENOENT'
-          ? 'no such socket'
-          : err.code === 'ECONNREFUSED'
-            ? 'connection refused'
-            : err.message;
-      reject(new NbdError(`${label}: cannot connect (${why}): is the NBD server running?`));
-    });
-  });
-}
-
-interface Negotiated {
-  size: number;
-  flags: number;
-  blockSize: NbdBlockSize;
-  contexts: Map<string, number>;
-  structured: boolean;
-}
-
-interface OptionReply {
-  type: number;
-  data: Buffer;
-}
-
-async function handshake(
-  socket: net.Socket,
-  reader: SocketReader,
-  exportName: string,
-  wantedContexts: string[],
-  label: string,
-): Promise<Negotiated> {
-  const hello = await reader.read(18);
-  if (hello.readBigUInt64BE(0) !== NBDMAGIC || hello.readBigUInt64BE(8) !== IHAVEOPT) {
-    throw new NbdError(`${label}: not a newstyle NBD server`);
-  }
-  const serverFlags = hello.readUInt16BE(16);
-  if ((serverFlags & FLAG_FIXED_NEWSTYLE) === 0) throw new NbdError(`${label}: server lacks fixed newstyle`);
-  const noZeroes = (serverFlags & FLAG_NO_ZEROES) !== 0;
-  const clientFlags = Buffer.alloc(4);
-  clientFlags.writeUInt32BE(FLAG_FIXED_NEWSTYLE | (noZeroes ? FLAG_NO_ZEROES : 0));
-  socket.write(clientFlags);
-
-  const sendOption = (option: number, data: Buffer): void => {
-    socket.write(Buffer.concat([optionHeader(option, data.length), data]));
-  };
-  const readReply = async (option: number): Promise<OptionReply> => {
-    const h = await reader.read(20);
-    if (h.readBigUInt64BE(0) !== OPT_REPLY_MAGIC) throw new NbdError(`${label}: bad option reply magic`);
-    if (h.readUInt32BE(8) !== option)
-      throw new NbdError(`${label}: reply to option ${h.readUInt32BE(8)}, not ${option}`);
-    const type = h.readUInt32BE(12);
-    const data = await reader.read(h.readUInt32BE(16));
-    return { type, data };
-  };
-  const optionError = (what: string, reply: OptionReply): NbdError => {
-    const text = reply.data.toString('utf8');
-    const kind =
-      reply.type === REP_ERR_UNKNOWN ? 'no such export' : `error 0x${(reply.type >>> 0).toString(16)}`;
-    return new NbdError(`${label}: ${what} refused: ${kind}${text ? ` (${text})` : ''}`);
-  };
-
-  // Structured replies let reads return holes and are required for block status.
-  sendOption(OPT_STRUCTURED_REPLY, Buffer.alloc(0));
-  const sr = await readReply(OPT_STRUCTURED_REPLY);
-  const structured = sr.type === REP_ACK;
-  if (!structured && (sr.type & REP_ERR_BIT) === 0)
-    throw new NbdError(`${label}: odd reply to structured reply`);
-
-  const name = Buffer.from(exportName, 'utf8');
-  const contexts = new Map<string, number>();
-  if (wantedContexts.length > 0) {
-    if (!structured)
-      throw new NbdError(`${label}: server has no structured replies, so no metadata contexts`);
-    const parts: Buffer[] = [u32(name.length), name, u32(wantedContexts.length)];
-    for (const c of wantedContexts) {
-      const cb = Buffer.from(c, 'utf8');
-      parts.push(u32(cb.length), cb);
-    }
-    sendOption(OPT_SET_META_CONTEXT, Buffer.concat(parts));
-    for (;;) {
-      const r = await readReply(OPT_SET_META_CONTEXT);
-      if (r.type === REP_ACK) break;
-      if (r.type === REP_META_CONTEXT)
-        contexts.set(r.data.subarray(4).toString('utf8'), r.data.readUInt32BE(0));
-      else throw optionError('NBD_OPT_SET_META_CONTEXT', r);
-    }
-    const missing = wantedContexts.filter((c) => !contexts.has(c));
-    if (missing.length > 0) {
-      throw new NbdError(
-        `${label}: server does not offer metadata context(s) ${missing.join(', ')} for this export`,
-      );
-    }
-  }
-
-  const infos = [INFO_BLOCK_SIZE];
-  const infoBuf = Buffer.alloc(2 + 2 * infos.length);
-  infoBuf.writeUInt16BE(infos.length, 0);
-  infos.forEach((t, i) => infoBuf.writeUInt16BE(t, 2 + 2 * i));
-  sendOption(OPT_GO, Buffer.concat([u32(name.length), name, infoBuf]));
-  let size: number | undefined;
-  let flags = 0;
-  const blockSize: NbdBlockSize = { minimum: 1, preferred: 4096, maximum: 32 * 1024 * 1024 };
-  for (;;) {
-    const r = await readReply(OPT_GO);
-    if (r.type === REP_ACK) break;
-    if (r.type === REP_INFO) {
-      const infoType = r.data.readUInt16BE(0);
-      if (infoType === INFO_EXPORT) {
-        size = Number(r.data.readBigUInt64BE(2));
-        flags = r.data.readUInt16BE(10);
-      } else if (infoType === INFO_BLOCK_SIZE) {
-        blockSize.minimum = r.data.readUInt32BE(2);
-        blockSize.preferred = r.data.readUInt32BE(6);
-        blockSize.maximum = r.data.readUInt32BE(10);
-      }
-      continue;
-    }
-    if (r.type === REP_ERR_UNSUP) {
-      // Old servers: NBD_OPT_EXPORT_NAME has no reply on error, the server just closes.
-      sendOption(OPT_EXPORT_NAME, name);
-      const tail = await reader.read(10 + (noZeroes ? 0 : 124));
-      size = Number(tail.readBigUInt64BE(0));
-      flags = tail.readUInt16BE(8);
-      break;
-    }
-    throw optionError(`NBD_OPT_GO for export "${exportName}"`, r);
-  }
-  if (size === undefined) throw new NbdError(`${label}: server sent no export size`);
-  return { size, flags, blockSize, contexts, structured };
-}
-
-function optionHeader(option: number, length: number): Buffer {
-  const h = Buffer.allocUnsafe(16);
-  h.writeBigUInt64BE(IHAVEOPT, 0);
-  h.writeUInt32BE(option, 8);
-  h.writeUInt32BE(length, 12);
-  return h;
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(n, 0);
-  return b;
 }

@@ -31,3 +31,12 @@ export function pauseIfRunning(qmpSocket: string): Promise<RunState> {
     return state;
   });
 }
+
+/** Resumes a paused VM (QMP `cont`) in one connection; returns its state before. */
+export function resumeIfPaused(qmpSocket: string): Promise<RunState> {
+  return withQmp(qmpSocket, async (qmp) => {
+    const state = await runState(qmp);
+    if (state === 'paused') await qmp.execute('cont');
+    return state;
+  });
+}

@@ -13,7 +13,8 @@ import { Piscina } from 'piscina';
 import { Keyring } from './keys';
 import type { EncryptionKey } from './keys';
 import { DEFAULT_COMPRESSION_LEVEL, MAX_SEGMENT_RAW_BYTES, SegmentVerificationError } from './segment-format';
-import type { Extent, SegmentHeader, SegmentStats } from './segment-format';
+import type { Extent } from '../disk/extents';
+import type { SegmentHeader, SegmentStats } from './segment-format';
 import { transferableView } from './pipeline-worker';
 import type { DecodeReply, DecodeTask, EncodeReply, EncodeTask, PipelineWorkerData } from './pipeline-worker';
 
@@ -37,7 +38,7 @@ export interface BlockPipelineOptions {
 }
 
 export interface EncodeJob {
-  machineId: string;
+  machine: string;
   diskId: string;
   cycle: number;
   index: number;
@@ -178,7 +179,7 @@ export class BlockPipeline {
     try {
       const data = transferableView(job.data);
       const task: EncodeTask = {
-        machineId: job.machineId,
+        machine: job.machine,
         diskId: job.diskId,
         cycle: job.cycle,
         index: job.index,

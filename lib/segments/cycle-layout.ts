@@ -11,7 +11,9 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
 import { CONTAINERS } from '../azure/blob-client';
-import { segmentBlobName, segmentCyclePrefix } from './segment-format';
+import { cycleManifestBlobName, segmentBlobName, segmentCyclePrefix } from './cache-layout';
+
+export { MANIFEST_FILE, cycleManifestBlobName } from './cache-layout';
 
 export interface CycleRef {
   machine: string;
@@ -29,12 +31,6 @@ export interface CycleManifest extends CycleRef {
 /** A manifest that cannot be trusted: malformed, or describing another cycle than its name says. */
 export class CycleManifestError extends Error {
   override readonly name = 'CycleManifestError';
-}
-
-export const MANIFEST_FILE = 'manifest.json';
-
-export function cycleManifestBlobName(machine: string, diskId: string, cycle: number): string {
-  return `${segmentCyclePrefix(machine, diskId, cycle)}${MANIFEST_FILE}`;
 }
 
 /** Blob names of the cycle's segments, in apply order. */

@@ -3,17 +3,15 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
 import type { TransferMode } from '../../shared/replication-types';
-import type { Extent } from './segment-format';
-import { segmentCyclePrefix } from './segment-format';
+import type { Extent } from '../disk/extents';
+import { cyclePlanBlobName } from './cache-layout';
+
+export { cyclePlanBlobName } from './cache-layout';
 
 export interface CyclePlan {
   mode: TransferMode;
   sizeBytes: number;
   extents: Extent[];
-}
-
-export function cyclePlanBlobName(machine: string, diskId: string, cycle: number): string {
-  return `${segmentCyclePrefix(machine, diskId, cycle)}plan.json`;
 }
 
 export async function readCyclePlan(

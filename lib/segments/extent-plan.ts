@@ -1,7 +1,7 @@
 // Cuts a cycle's extent list into segments of at most 4 MiB of disk: the same list always gives
 // the same segments, so a retried or resumed transfer writes the same segment names.
-import { MAX_SEGMENT_RAW_BYTES, type Extent } from './segment-format';
-import { coalesceExtents } from '../qemu/cbt-connector';
+import { coalesceExtents, type Extent } from '../disk/extents';
+import { MAX_SEGMENT_RAW_BYTES } from './segment-header';
 
 export interface SegmentPlan {
   index: number;

@@ -6,7 +6,8 @@ import type { KeyObject } from 'node:crypto';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { EncryptionKey, Keyring } from './keys';
 import { decodeSegment, encodeSegment, SegmentVerificationError } from './segment-format';
-import type { Extent, SegmentHeader, SegmentRejectReason, SegmentStats } from './segment-format';
+import type { Extent } from '../disk/extents';
+import type { SegmentHeader, SegmentRejectReason, SegmentStats } from './segment-format';
 
 /** What BlockPipeline hands each worker thread at start. */
 export interface PipelineWorkerData {
@@ -16,7 +17,7 @@ export interface PipelineWorkerData {
 }
 
 export interface EncodeTask {
-  machineId: string;
+  machine: string;
   diskId: string;
   cycle: number;
   index: number;

@@ -18,6 +18,12 @@ export interface RecordWriter {
   write(offset: number, data: Buffer): Promise<void>;
 }
 
+/** The demo workload's layout on a disk of this size: the disk's second half (demo-workload.ts). */
+export function demoLayout(size: number): RecordLayout {
+  const half = Math.floor(size / 2 / RECORD_BYTES) * RECORD_BYTES;
+  return { baseOffset: half, slots: Math.floor((size - half) / RECORD_BYTES) };
+}
+
 /** Slot of record `seq`: a fixed permutation that scatters consecutive records over the area. */
 export function slotOf(seq: number, layout: RecordLayout): number {
   const stride = strideFor(layout.slots);

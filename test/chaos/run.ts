@@ -10,7 +10,6 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { failoverBlobClient } from '../../activities/cloud-applier/recovered-disks';
-import { replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
 import { NbdClient } from '../../lib/qemu/nbd-client';
 import { stopStorageDaemon } from '../../lib/qemu/storage-daemon';
 import { checkRecords, RecordWorkload, type RecordLayout } from '../../stack/demo/record-workload';
@@ -19,42 +18,27 @@ import * as failback from '../../operations/failback';
 import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
 import { createPolicy } from '../../operations/policies';
-import type { RecoveryPoint } from '../../shared/replication-types';
 import type { WorkerRole } from '../../stack/stack';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
+import {
+  cleanUp,
+  eventually,
+  PHASES,
+  printTable,
+  sleep,
+  snapshotRange,
+  VICTIMS,
+  type Phase,
+  type Trial,
+  type Victim,
+} from './trials';
 
 const MiB = 1024 * 1024;
-const VICTIMS = [
-  'process-server',
-  'cloud-applier',
-  'control',
-  'master-target',
-  'temporal',
-  'azurite',
-] as const;
-const PHASES = ['initial-sync', 'delta', 'drill', 'reprotect'] as const;
-type Victim = (typeof VICTIMS)[number];
-type Phase = (typeof PHASES)[number];
 /** Each delta trial writes into its own region of the steady machine's disk. */
 const REGION_BYTES = 2 * MiB;
 const STEADY_DISK = 160 * MiB;
-const JOB_TIMEOUT_MS = 5 * 60_000;
-
-interface Trial {
-  victim: Victim;
-  phase: Phase;
-  ok: boolean;
-  lostWrites: number;
-  corruptPoints: number;
-  pointsChecked: number;
-  /** Points the storage emulator forgot after a kill -9 (it saves its metadata every 5 s). */
-  forgotten?: number;
-  recoveryMs: number;
-  note?: string;
-}
-
 const { values: args } = parseArgs({
   options: {
     trials: { type: 'string', default: '20' },
@@ -72,28 +56,6 @@ function random(): number {
   seed ^= seed << 5;
   return (seed >>> 0) / 2 ** 32;
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Retries through the outage: the server or storage may be down or restarting. */
-async function eventually<T>(
-  what: string,
-  fn: () => Promise<T | undefined>,
-  timeoutMs = JOB_TIMEOUT_MS,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await fn();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(250);
-  }
-  throw new Error(`${what} did not happen within ${timeoutMs / 1000} s${last ? `: ${String(last)}` : ''}`);
-}
-
 class Chaos {
   private regions = 0;
   private steady!: TestMachine;
@@ -361,67 +323,6 @@ class Chaos {
     const forgotten = await cleanUp(this.ctx, ref.job, victim);
     return { ok: corrupt === 0, corruptPoints: corrupt, pointsChecked: 1, recoveryMs, forgotten };
   }
-}
-
-/** Cleans a drill up; 1 when storage forgot the drill's record after an Azurite crash. */
-async function cleanUp(ctx: ControlContext, job: string, victim: Victim): Promise<number> {
-  try {
-    await eventually('drill cleaned up', () => failover.cleanupTestFailover(ctx, job), 60_000);
-    return 0;
-  } catch (err) {
-    if (victim === 'azurite' && /no drill to clean up/.test((err as Error).message)) return 1;
-    throw err;
-  }
-}
-
-/** Bytes of a point's disk0 image, read from its replica snapshot. */
-async function snapshotRange(
-  ctx: ControlContext,
-  point: RecoveryPoint,
-  offset: number,
-  length: number,
-): Promise<Buffer> {
-  const disk = point.disks.find((d) => d.diskId === 'disk0');
-  if (!disk) throw new Error(`point ${point.id} has no disk0`);
-  return eventually('read the point', () =>
-    replicaBlobClient(ctx.blobService, disk.blob)
-      .withSnapshot(disk.snapshot)
-      .downloadToBuffer(offset, length),
-  );
-}
-
-function percentile(values: number[], p: number): number {
-  if (!values.length) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
-function printTable(trials: Trial[]): void {
-  const rows = [...new Set(trials.map((t) => `${t.victim}|${t.phase}`))].map((key) => {
-    const [victim, phase] = key.split('|');
-    const ts = trials.filter((t) => t.victim === victim && t.phase === phase);
-    const rec = ts.filter((t) => t.ok || t.recoveryMs).map((t) => t.recoveryMs / 1000);
-    return {
-      victim,
-      phase,
-      trials: ts.length,
-      faults: ts.length,
-      failed: ts.filter((t) => !t.ok).length,
-      'lost writes': ts.reduce((a, t) => a + t.lostWrites, 0),
-      'corrupt points': ts.reduce((a, t) => a + t.corruptPoints, 0),
-      'points checked': ts.reduce((a, t) => a + t.pointsChecked, 0),
-      'forgotten by storage': ts.reduce((a, t) => a + (t.forgotten ?? 0), 0),
-      'recovery s (median)': percentile(rec, 50).toFixed(1),
-      'recovery s (max)': Math.max(0, ...rec).toFixed(1),
-    };
-  });
-  const columns = Object.keys(rows[0] ?? {});
-  const widths = columns.map((c) =>
-    Math.max(c.length, ...rows.map((r) => String(r[c as keyof typeof r]).length)),
-  );
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ');
-  console.log(line(columns));
-  for (const r of rows) console.log(line(columns.map((c) => String(r[c as keyof typeof r]))));
 }
 
 async function main(): Promise<void> {

@@ -27,7 +27,12 @@ export interface TestStack {
   env: NodeJS.ProcessEnv;
   stateDir: string;
   client: Client;
-  startWorker(role: WorkerRole, extraEnv?: NodeJS.ProcessEnv): Promise<RunningProcess>;
+  /** `cwd`: the worker's working directory (a test can give it paths only it resolves). */
+  startWorker(
+    role: WorkerRole,
+    extraEnv?: NodeJS.ProcessEnv,
+    options?: { cwd?: string },
+  ): Promise<RunningProcess>;
   /** kill -9, as a crash would. */
   killWorker(role: WorkerRole): Promise<void>;
   /** kill -9 of the Temporal server or Azurite (needs `persistent`), then start it again on the same data. */
@@ -85,7 +90,7 @@ export async function startTestStack(
     env,
     stateDir,
     client,
-    async startWorker(role, extraEnv) {
+    async startWorker(role, extraEnv, options = {}) {
       const logFile = path.join(logs, `${role}-${Date.now()}.log`);
       const proc = spawnManaged({
         name: role,
@@ -93,6 +98,7 @@ export async function startTestStack(
         args: [path.join(workersDir, `${role}.js`)],
         logFile,
         env: { ...env, ...extraEnv },
+        cwd: options.cwd,
       });
       workers.set(role, proc);
       await waitForLogLine(logFile, 'worker polling', proc.exited, 60_000);

@@ -1,5 +1,6 @@
 // The CBT connector against a real qemu-storage-daemon: bitmaps, frozen points in time,
 // release on success and failure, a two-disk transaction, and restarts of caller and daemon.
+// Listing disks, QMP errors and a freeze without tracking: cbt-connector-basics.test.ts.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +9,7 @@ import assert from 'node:assert/strict';
 import { CbtConnector, allocatedExtents, dirtyExtents } from '../../lib/qemu/cbt-connector';
 import type { Extent, FrozenDisk, FrozenView } from '../../lib/qemu/cbt-connector';
 import { NbdClient } from '../../lib/qemu/nbd-client';
-import { QmpClient, QmpError } from '../../lib/qemu/qmp-client';
+import { QmpClient } from '../../lib/qemu/qmp-client';
 import { createQcow2, startStorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { StorageDaemon } from '../../lib/qemu/storage-daemon';
 
@@ -77,50 +78,6 @@ describe('CbtConnector against qemu-storage-daemon', () => {
   after(async () => {
     await stop();
     if (dir) await fs.promises.rm(dir, { recursive: true, force: true });
-  });
-
-  it('lists the disks of the daemon', async () => {
-    const disks = (await cbt.listDisks()).sort((a, b) => a.node.localeCompare(b.node));
-    assert.deepEqual(
-      disks.map((d) => [d.node, d.format, d.size, d.file, d.hasPersistentBitmap, d.tracking]),
-      [
-        ['disk0', 'qcow2', SIZE, images[0], false, null],
-        ['disk1', 'qcow2', SIZE, images[1], false, null],
-        ['disk2', 'raw', SIZE, images[2], false, null],
-      ],
-    );
-  });
-
-  it('gets QMP errors with their class, and a clear error while another client holds the monitor', async () => {
-    await assert.rejects(
-      qmp.execute('block-dirty-bitmap-remove', { node: 'nope', name: 'x' }),
-      (err: unknown) => {
-        assert.ok(err instanceof QmpError);
-        assert.equal(err.errorClass, 'GenericError');
-        assert.match(err.desc, /nope/);
-        return true;
-      },
-    );
-    await assert.rejects(
-      QmpClient.connect(daemon.qmpSocket, { greetingTimeoutMs: 300 }),
-      /no greeting within 300 ms: another client probably holds this monitor/,
-    );
-    await assert.rejects(QmpClient.connect(path.join(dir, 'none.sock')), /no QMP socket at .*none\.sock/);
-    // Still usable, with replies matched to their commands when several are queued.
-    const [a, b] = await Promise.all([
-      qmp.execute<unknown[]>('query-jobs'),
-      qmp.execute<unknown[]>('query-block-exports'),
-    ]);
-    assert.deepEqual(a, []);
-    assert.equal(b.length, 3);
-  });
-
-  it('refuses to freeze a disk without tracking', async () => {
-    await assert.rejects(
-      cbt.freeze(['disk0'], 'no-tracking'),
-      /not running on disk0 \(never enabled.*call enableTracking/,
-    );
-    assert.deepEqual(await cbt.listFrozen(), []);
   });
 
   it('enables persistent tracking on qcow2 idempotently, volatile on raw', async () => {

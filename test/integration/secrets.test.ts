@@ -1,365 +1,49 @@
-// Invariant 5 (keys and secrets never appear in clear) and the API's transport security, on a real
-// stack: the storage account is an Azurite account with a random key (not the public development
-// one), the segment key comes from OSR_ENCRYPTION_KEY, the alert webhook is signed with a secret,
-// and `osr serve` makes its own TLS certificate. After a realistic flow (protect, cycles, drills of
-// the machine and of a plan, API calls with the bearer token) every workflow history, every log
-// file and every blob is searched for each secret in every encoding it could leak in. Then a
-// segment altered at rest in osr-cache is refused by its authentication tag (invariant 4).
+// Invariant 5 (keys and secrets never appear in clear) on a real stack: the storage account is an
+// Azurite account with a random key (not the public development one), the segment key comes from
+// OSR_ENCRYPTION_KEY and the alert webhook is signed with a secret. After a realistic flow
+// (protect, cycles, drills of the machine and of a plan, API calls with the bearer token) every
+// workflow history, every log file and every blob is searched for each secret in every encoding it
+// could leak in. Then a segment altered at rest in osr-cache is refused by its authentication tag
+// (invariant 4). The API's transport security (`osr serve` and its TLS certificate):
+// secrets-tls.test.ts.
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
-import os from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
-import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
-import type { Client } from '@temporalio/client';
+import { test } from 'node:test';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { cycleManifestBlobName } from '../../lib/segments/cycle-layout';
 import { createCloudApplierActivities } from '../../activities/cloud-applier';
 import { createDataPathDeps } from '../../activities/deps';
 import { segmentBlobName } from '../../lib/segments/segment-format';
 import { resolveApiToken } from '../../api/token';
-import { loadConfig, type OsrConfig } from '../../lib/config/config';
-import { ControlContext } from '../../operations/context';
-import { createPolicy } from '../../operations/policies';
-import { startAzurite } from '../../stack/azurite';
-import {
-  spawnManaged,
-  stopPid,
-  waitForLogLine,
-  type RunningProcess,
-} from '../../lib/process/managed-process';
-import { freePort } from '../../lib/process/ports';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../../shared/task-queues';
-import { connectClient } from '../../operations/temporal-client';
 import { temporalConnectionOptions } from '../../operations/temporal-connection';
 import { createLogger } from '../../lib/config/logger';
-import { startTemporalDevServer } from '../../temporal-dev/dev-server';
 import { exportedImage, waitForStatus } from '../helpers/protection';
-import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
+import { pseudoRandom } from '../helpers/qemu-machine';
+import {
+  MiB,
+  M,
+  encryptionKey,
+  accountKey,
+  webhookSecret,
+  stateDir,
+  logs,
+  env,
+  config,
+  ctx,
+  client,
+  vm,
+  parts,
+  cliOutput,
+  osr,
+  startServe,
+  httpsCall,
+  tlsDir,
+  useSecretsStack,
+} from '../helpers/secrets-fixture';
 
-const execFileAsync = promisify(execFile);
-const MiB = 1024 * 1024;
-const M = 'sec1';
-const build = path.resolve(__dirname, '..', '..');
-const cli = path.join(build, 'cli', 'main.js');
-const temporalBinary =
-  process.env.OSR_TEMPORAL_BINARY ?? path.resolve(build, '..', '.osr', 'bin', 'temporal');
-
-// The secrets of this stack.
-const encryptionKey = randomBytes(32);
-const account = 'osrsecrets';
-const accountKey = randomBytes(64);
-const webhookSecret = randomBytes(24).toString('base64url');
-
-let stateDir: string;
-let logs: string;
-let env: NodeJS.ProcessEnv;
-let config: OsrConfig;
-let ctx: ControlContext;
-let client: Client;
-let vm: TestMachine;
-const parts: RunningProcess[] = [];
-/** Receives the control worker's alert webhook (signed with webhookSecret). */
-let webhook: http.Server;
-/** What every `osr` command of the flow printed: the operator's terminal is a place to leak too. */
-const cliOutput: string[] = [];
-
-async function osr(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let result: { code: number; stdout: string; stderr: string };
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [cli, ...args], {
-      env,
-      timeout: 180_000,
-    });
-    result = { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    result = { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-  cliOutput.push(`$ osr ${args.join(' ')}\n${result.stdout}${result.stderr}`);
-  return result;
-}
-
-before(async () => {
-  stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-secrets-'));
-  logs = path.join(stateDir, 'logs');
-  const [temporalPort, azuritePort] = [await freePort(), await freePort()];
-  parts.push(
-    await startTemporalDevServer({
-      binary: temporalBinary,
-      port: temporalPort,
-      uiPort: 0,
-      headless: true,
-      namespace: 'default',
-      logFile: path.join(logs, 'temporal.log'),
-    }),
-  );
-  // Azurite serves only this account (the public development account is off).
-  process.env.AZURITE_ACCOUNTS = `${account}:${accountKey.toString('base64')}`;
-  try {
-    parts.push(await startAzurite({ port: azuritePort, logFile: path.join(logs, 'azurite.log') }));
-  } finally {
-    delete process.env.AZURITE_ACCOUNTS;
-  }
-  webhook = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.end());
-  });
-  await new Promise<void>((r) => webhook.listen(0, '127.0.0.1', r));
-  env = {
-    ...process.env,
-    OSR_ALERT_WEBHOOK_URL: `http://127.0.0.1:${(webhook.address() as { port: number }).port}/alerts`,
-    OSR_ALERT_WEBHOOK_SECRET: webhookSecret,
-    OSR_CONFIG: path.join(stateDir, 'osr.config.json'),
-    OSR_STATE_DIR: stateDir,
-    OSR_TEMPORAL_PORT: String(temporalPort),
-    OSR_STORAGE_CONNECTION_STRING: `DefaultEndpointsProtocol=http;AccountName=${account};AccountKey=${accountKey.toString('base64')};BlobEndpoint=http://127.0.0.1:${azuritePort}/${account};`,
-    OSR_ENCRYPTION_KEY: encryptionKey.toString('base64'),
-    // The most verbose level the workers have: more log lines, more chances to leak.
-    OSR_LOG_LEVEL: 'debug',
-  };
-  delete env.OSR_TEMPORAL_ADDRESS;
-  delete env.AZURE_STORAGE_CONNECTION_STRING;
-  delete env.OSR_API_TOKEN;
-  fs.writeFileSync(env.OSR_CONFIG as string, '{}');
-  config = loadConfig({ env });
-  client = await connectClient(config);
-  for (const role of ['control', 'process-server', 'cloud-applier']) {
-    const logFile = path.join(logs, `${role}.log`);
-    const proc = spawnManaged({
-      name: role,
-      command: process.execPath,
-      args: [path.join(build, 'workers', `${role}.js`)],
-      logFile,
-      env,
-    });
-    parts.push(proc);
-    await waitForLogLine(logFile, 'worker polling', proc.exited, 90_000);
-  }
-  ctx = new ControlContext(config);
-  await createPolicy(ctx, {
-    name: 'manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
-  vm = await startTestMachine({ sizes: [16 * MiB] });
-});
-
-after(async () => {
-  await vm?.stop();
-  await ctx?.close();
-  await client?.connection.close();
-  // Workers first, then Azurite and Temporal.
-  for (const p of [...parts].reverse()) await stopPid(p.pid, 10_000);
-  await new Promise((r) => webhook?.close(r));
-  if (!process.env.OSR_KEEP_TEST_STATE) fs.rmSync(stateDir, { recursive: true, force: true });
-});
-
-interface ServeProcess {
-  child: ChildProcess;
-  output: () => string;
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** `osr serve --port 0`, its output to the test (a terminal) or to a log file. */
-async function startServe(logFile?: string): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [cli, 'serve', '--port', '0'], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let text = '';
-  const sink = logFile ? fs.createWriteStream(logFile, { flags: 'a' }) : undefined;
-  for (const stream of [child.stdout, child.stderr]) {
-    stream?.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      sink?.write(chunk);
-    });
-  }
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  // The last line `osr serve` prints at start says where the token is.
-  const ready = /API token[^\n]*\n(?: {2}\S+\nUse it as[^\n]*\n)?/;
-  const deadline = Date.now() + 60_000;
-  while (!ready.test(text)) {
-    const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('wait'), 100))]);
-    if (code !== 'wait') assert.fail(`osr serve exited with ${String(code)}:\n${text}`);
-    assert.ok(Date.now() < deadline, `osr serve did not start:\n${text}`);
-  }
-  const url = /osr API listening on (\S+)/.exec(text)?.[1];
-  assert.ok(url, text);
-  return {
-    child,
-    output: () => text,
-    url,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-      await new Promise<void>((r) => (sink ? sink.end(() => r()) : r()));
-    },
-  };
-}
-
-interface Reply {
-  status: number;
-  body: string;
-}
-
-function httpsCall(
-  url: string,
-  options: { ca?: Buffer; token?: string; method?: string; body?: unknown } = {},
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const req = https.request(
-      url,
-      {
-        method: options.method ?? 'GET',
-        ca: options.ca,
-        headers: {
-          ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-          ...(payload ? { 'content-type': 'application/json' } : {}),
-        },
-        agent: false,
-      },
-      (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-const tlsDir = () => path.join(stateDir, 'api', 'tls');
-
-test('osr serve speaks TLS with a certificate it makes at first start, keeps, and prints the fingerprint of', async () => {
-  const first = await startServe();
-  let fingerprint: string;
-  let token: string;
-  try {
-    const out = first.output();
-    assert.match(first.url, /^https:\/\/127\.0\.0\.1:\d+$/, out);
-    assert.match(out, /self-signed, made now/);
-    fingerprint = /SHA-256 fingerprint: ([0-9A-F:]{95})/.exec(out)?.[1] ?? '';
-    assert.ok(fingerprint, out);
-    token = /API token \(shown once[^\n]*\n {2}(\S+)/.exec(out)?.[1] ?? '';
-    assert.ok(token.length >= 40, out);
-
-    // The pair lives under the state folder; only the operator can read the key.
-    const [certPath, keyPath] = [path.join(tlsDir(), 'cert.pem'), path.join(tlsDir(), 'key.pem')];
-    assert.equal(fs.statSync(keyPath).mode & 0o777, 0o600, 'key mode');
-    assert.equal(fs.statSync(tlsDir()).mode & 0o777, 0o700, 'folder mode');
-    const certPem = fs.readFileSync(certPath);
-    const cert = new X509Certificate(certPem);
-    assert.equal(cert.fingerprint256, fingerprint, 'the printed fingerprint is the certificate’s');
-    assert.ok(cert.checkIP('127.0.0.1'), 'valid for 127.0.0.1');
-    assert.ok(cert.checkHost('localhost'), 'valid for localhost');
-    assert.doesNotMatch(out, /BEGIN/, 'no PEM is printed');
-
-    // Trusting that certificate: healthz, and /v1 only with the token.
-    assert.equal((await httpsCall(`${first.url}/healthz`, { ca: certPem })).status, 200);
-    const refused = await httpsCall(`${first.url}/v1/machines`, { ca: certPem });
-    assert.equal(refused.status, 401, refused.body);
-    const wrong = await httpsCall(`${first.url}/v1/machines`, { ca: certPem, token: `${token}x` });
-    assert.equal(wrong.status, 401, wrong.body);
-    const ok = await httpsCall(`${first.url}/v1/machines`, { ca: certPem, token });
-    assert.equal(ok.status, 200, ok.body);
-
-    // Pinning by fingerprint, as a client without the file would.
-    const port = Number(new URL(first.url).port);
-    const seen = await new Promise<string>((resolve, reject) => {
-      const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
-        resolve(socket.getPeerCertificate().fingerprint256);
-        socket.end();
-      });
-      socket.on('error', reject);
-    });
-    assert.equal(seen, fingerprint);
-
-    // A client that trusts only the public CAs refuses it: this is TLS, not a formality.
-    await assert.rejects(httpsCall(`${first.url}/healthz`), /self[- ]signed/i);
-    // Plain HTTP to the TLS port gets no answer from the API: the connection is dropped.
-    const plain = await new Promise<string>((resolve) => {
-      const req = http.get(`http://127.0.0.1:${port}/v1/machines`, { agent: false }, (res) => {
-        res.resume();
-        resolve(`answered ${res.statusCode}`);
-      });
-      req.on('error', (err: NodeJS.ErrnoException) => resolve(`error ${err.code ?? err.message}`));
-    });
-    assert.match(plain, /^error (ECONNRESET|EPIPE)/);
-  } finally {
-    await first.stop();
-  }
-
-  // The second start keeps the certificate (same fingerprint) and the token, and prints neither secret.
-  const second = await startServe();
-  try {
-    const out = second.output();
-    assert.match(out, new RegExp(`SHA-256 fingerprint: ${fingerprint}`));
-    assert.doesNotMatch(out, /made now/);
-    assert.ok(!out.includes(token), 'the token is printed only when it is made');
-    assert.match(out, /API token: in .*api\/token/);
-  } finally {
-    await second.stop();
-  }
-
-  // A configured pair that is wrong is named with the fix (exit 2), before anything listens.
-  const otherDir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-tls-'));
-  try {
-    const otherKey = path.join(otherDir, 'other-key.pem');
-    await execFileAsync('openssl', [
-      'genpkey',
-      '-algorithm',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-out',
-      otherKey,
-    ]);
-    const certPath = path.join(tlsDir(), 'cert.pem');
-    for (const [tlsConfig, message] of [
-      [
-        { certPath: path.join(otherDir, 'none.pem'), keyPath: otherKey },
-        /cannot read the API's TLS certificate .*none\.pem: .*Fix: point api\.tls\.certPath at a PEM certificate/,
-      ],
-      [
-        { certPath, keyPath: otherKey },
-        /the API's TLS key .*other-key\.pem does not belong to the certificate .*cert\.pem\. Fix: give api\.tls the certificate and its own key/,
-      ],
-    ] as const) {
-      fs.writeFileSync(env.OSR_CONFIG as string, JSON.stringify({ api: { tls: tlsConfig } }));
-      const refused = await osr('serve', '--port', '0');
-      assert.equal(refused.code, 2, refused.stderr);
-      assert.match(refused.stderr, message);
-    }
-  } finally {
-    fs.writeFileSync(env.OSR_CONFIG as string, '{}');
-    fs.rmSync(otherDir, { recursive: true, force: true });
-  }
-
-  // api.insecureHttp serves plain HTTP, and says what that means.
-  fs.writeFileSync(env.OSR_CONFIG as string, JSON.stringify({ api: { insecureHttp: true } }));
-  try {
-    const plain = await startServe();
-    try {
-      assert.match(plain.url, /^http:\/\//);
-      assert.match(plain.output(), /TLS: off \(api\.insecureHttp\)/);
-      assert.equal((await fetch(`${plain.url}/healthz`)).status, 200);
-    } finally {
-      await plain.stop();
-    }
-  } finally {
-    fs.writeFileSync(env.OSR_CONFIG as string, '{}');
-  }
-});
+useSecretsStack();
 
 /** Every string and byte string inside a value (a history event, with its payloads' raw data). */
 function strings(value: unknown, out: string[]): void {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { discoverDisks, freezePoint, releasePoint } from '../../activities/process-server/qemu-source';
+import { discoverDisks, freezePoint, releasePoint } from '../../activities/process-server/machine-source';
 import { stopSourceWrites } from '../../activities/process-server/stop-writes';
 import { NbdClient } from '../../lib/qemu/nbd-client';
 import type { FrozenPoint, ProtectedMachine } from '../../shared/replication-types';

@@ -45,7 +45,7 @@ function text(length: number, seed: number): Buffer {
 
 function job(index: number, data: Buffer, offset = index * 8 * MiB): EncodeJob {
   return {
-    machineId: 'vm-7',
+    machine: 'vm-7',
     diskId: 'scsi0',
     cycle: 42,
     index,

@@ -64,7 +64,7 @@ function mixedSample(): Sample {
 }
 
 function input(sample: Sample, over: Partial<SegmentInput> = {}): SegmentInput {
-  return { machineId: 'vm-01', diskId: 'disk0', cycle: 7, index: 3, ...sample, ...over };
+  return { machine: 'vm-01', diskId: 'disk0', cycle: 7, index: 3, ...sample, ...over };
 }
 
 // Rebuilds disk contents from a decoded segment: byte offset -> byte, for comparison with the input.
@@ -166,7 +166,7 @@ describe('segment format', () => {
     assert.equal(header.compression, 'zstd');
     assert.ok(stats.payloadBytes < header.dataLength, 'text compresses');
     assert.deepEqual(
-      [header.machineId, header.diskId, header.cycle, header.index, header.keyId],
+      [header.machine, header.diskId, header.cycle, header.index, header.keyId],
       ['vm-01', 'disk0', 7, 3, key.id],
     );
   });
@@ -334,7 +334,7 @@ describe('segment format', () => {
           { offset: 1024, length: 512 },
         ],
       },
-      { machineId: 'a/b' },
+      { machine: 'a/b' },
       { cycle: -1 },
     ];
     for (const over of bad) {

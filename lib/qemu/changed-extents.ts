@@ -1,18 +1,13 @@
 // Which extents of a frozen disk a cycle sends: full (allocated blocks), delta (the dirty
 // bitmap) or resync (blocks whose checksum differs from the replica's).
-import type { BlobServiceClient } from '@azure/storage-blob';
+import type { ChecksumSource } from '../sources/source-connector';
 import type { TransferMode } from '../../shared/replication-types';
-import { CONTAINERS } from '../../lib/azure/blob-client';
-import { blockChecksum, checksumAt, parseChecksums } from '../cloud-applier/replica-checksums';
-import type { Extent } from '../../lib/segments/segment-format';
-import { NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO, type NbdClient } from '../../lib/qemu/nbd-client';
-import { coalesceExtents as coalesce } from '../../lib/qemu/cbt-connector';
+import { CONTAINERS } from '../azure/blob-client';
+import { coalesceExtents as coalesce, type Extent } from '../disk/extents';
+import { blockChecksum, checksumAt, parseChecksums } from '../segments/checksums';
+import { NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO, type NbdClient } from './nbd-client';
 
-export interface ChecksumSource {
-  blobService: BlobServiceClient;
-  /** Name in the cache container of the replica's checksum list (replicaChecksums activity). */
-  blob: string;
-}
+export type { ChecksumSource };
 
 export interface SourceExtentOptions {
   mode: TransferMode;
@@ -28,11 +23,9 @@ export async function sourceExtents(nbd: NbdClient, options: SourceExtentOptions
   switch (options.mode) {
     case 'full':
       return dataExtents(nbd);
-    case 'delta': {
+    case 'delta':
       if (!options.bitmap) throw new Error('a delta cycle needs the dirty bitmap of the frozen point');
-      const all = await nbd.blockStatus(0, nbd.size, `qemu:dirty-bitmap:${options.bitmap}`);
-      return coalesce(all.filter((e) => (e.flags & NBD_STATE_DIRTY) !== 0));
-    }
+      return dirtyExtents(nbd, { bitmap: options.bitmap });
     case 'resync':
       if (!options.checksums) throw new Error('a resync cycle needs the replica checksums');
       return differingBlocks(nbd, options.checksums, options.onProgress);
@@ -98,4 +91,18 @@ async function differingBlocks(
     onProgress?.(end);
   }
   return coalesce(differing);
+}
+
+/** Dirty extents of a frozen disk: what changed since the previous point in time. */
+export async function dirtyExtents(nbd: NbdClient, disk: { bitmap?: string }): Promise<Extent[]> {
+  const all = await nbd.blockStatus(0, nbd.size, `qemu:dirty-bitmap:${disk.bitmap}`);
+  return coalesce(all.filter((e) => (e.flags & NBD_STATE_DIRTY) !== 0));
+}
+
+/**
+ * Extents holding data (neither hole nor known zeros). A full sync may skip the rest only if
+ * its target reads as zeros there (a fresh replica).
+ */
+export function allocatedExtents(nbd: NbdClient): Promise<Extent[]> {
+  return dataExtents(nbd);
 }

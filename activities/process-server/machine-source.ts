@@ -1,6 +1,7 @@
-// The process server's view of a QEMU machine: its disks, change tracking, and frozen points in
-// time, through the CBT connector over QMP. Each call opens QMP and closes it again: a process
-// server holds no connection to a machine between activities.
+// The process server's view of a source machine: its disks, change tracking, and frozen points in
+// time, through the machine's source connector (activities/process-server/source.ts picks it).
+// Each call opens a session and closes it again: a process server holds no connection to a
+// machine between activities.
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
@@ -11,60 +12,50 @@ import type {
   ProtectedMachine,
   TransferMode,
 } from '../../shared/replication-types';
-import { CbtConnector, bitmapGeneration, type ProtectedDisk } from '../../lib/qemu/cbt-connector';
-import { QmpClient } from '../../lib/qemu/qmp-client';
-import { withQuiesce } from './quiesce';
+import type { SourceConnector, SourceDisk } from '../../lib/sources/source-connector';
+import { asQuiesceFailed } from './quiesce';
+import { withSource } from './source';
 
 export interface SourceDeps {
   /** Folder for fleecing overlays and point-in-time manifests, per machine below it. */
   workRoot: string;
 }
 
-async function withConnector<T>(
+function withConnector<T>(
   deps: SourceDeps,
   machine: ProtectedMachine,
-  fn: (c: CbtConnector, qmp: QmpClient) => Promise<T>,
+  fn: (c: SourceConnector) => Promise<T>,
 ): Promise<T> {
-  let qmp: QmpClient;
-  try {
-    qmp = await QmpClient.connect(machine.source.qmpSocket);
-  } catch (err) {
+  return withSource(machine, fn, {
+    workDir: path.join(deps.workRoot, machine.name),
     // A wrong or dead socket does not fix itself by retrying within the activity: fail it for good;
     // the workflow raises source-unreachable and backs off between cycles.
-    throw ApplicationFailure.create({
-      type: FAILURE.SourceUnreachable,
-      nonRetryable: true,
-      message: `machine ${machine.name}: ${(err as Error).message}`,
-    });
-  }
-  try {
-    const connector = new CbtConnector(qmp, {
-      workDir: path.join(deps.workRoot, machine.name),
-      nbdSocket: machine.source.nbdSocket,
-    });
-    return await fn(connector, qmp);
-  } finally {
-    await qmp.close();
-  }
+    onUnreachable: (err) =>
+      ApplicationFailure.create({
+        type: FAILURE.SourceUnreachable,
+        nonRetryable: true,
+        message: `machine ${machine.name}: ${err.message}`,
+      }),
+  });
 }
 
-function selectDisks(machine: ProtectedMachine, disks: ProtectedDisk[]): ProtectedDisk[] {
+function selectDisks(machine: ProtectedMachine, disks: SourceDisk[]): SourceDisk[] {
   if (!machine.source.disks) return disks;
   const wanted = machine.source.disks;
-  const missing = wanted.filter((w) => !disks.some((d) => d.node === w));
+  const missing = wanted.filter((w) => !disks.some((d) => d.diskId === w));
   if (missing.length) {
     throw ApplicationFailure.create({
       type: FAILURE.SourceError,
       nonRetryable: true,
-      message: `machine ${machine.name} has no disk ${missing.join(', ')}; it has ${disks.map((d) => d.node).join(', ') || 'none'}. Fix the --disks list.`,
+      message: `machine ${machine.name} has no disk ${missing.join(', ')}; it has ${disks.map((d) => d.diskId).join(', ') || 'none'}. Fix the --disks list.`,
     });
   }
-  return disks.filter((d) => wanted.includes(d.node));
+  return disks.filter((d) => wanted.includes(d.diskId));
 }
 
 export async function discoverDisks(deps: SourceDeps, machine: ProtectedMachine) {
   return withConnector(deps, machine, async (c) => {
-    const disks = selectDisks(machine, await c.listDisks());
+    const disks = selectDisks(machine, await c.discoverDisks());
     if (disks.length === 0) {
       throw ApplicationFailure.create({
         type: FAILURE.SourceError,
@@ -74,10 +65,10 @@ export async function discoverDisks(deps: SourceDeps, machine: ProtectedMachine)
     }
     return {
       disks: disks.map((d) => ({
-        diskId: d.node,
-        sizeBytes: d.size,
+        diskId: d.diskId,
+        sizeBytes: d.sizeBytes,
         format: d.format,
-        tracked: d.tracking !== null,
+        tracked: d.tracked,
       })),
     };
   });
@@ -112,10 +103,10 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
   const { machine } = input;
   return withConnector(deps, machine, async (c) => {
     const warnings: DiskChangeWarning[] = [];
-    const found = selectDisks(machine, await c.listDisks());
-    const plan: Array<{ disk: ProtectedDisk; mode: TransferMode }> = [];
+    const found = selectDisks(machine, await c.discoverDisks());
+    const plan: Array<{ disk: SourceDisk; mode: TransferMode }> = [];
     for (const [diskId, mode] of Object.entries(input.modes)) {
-      const disk = found.find((d) => d.node === diskId);
+      const disk = found.find((d) => d.diskId === diskId);
       if (!disk) {
         warnings.push({
           kind: 'disk-vanished',
@@ -125,22 +116,22 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
         continue;
       }
       const known = input.sizes?.[diskId];
-      if (known !== undefined && disk.size < known) {
+      if (known !== undefined && disk.sizeBytes < known) {
         warnings.push({
           kind: 'disk-shrunk',
           diskId,
-          message: `${diskId} shrank from ${known} to ${disk.size} bytes: OSR cannot follow a shrink and stopped replicating it. Grow it back, or unprotect and protect the machine again to start over at the new size.`,
+          message: `${diskId} shrank from ${known} to ${disk.sizeBytes} bytes: OSR cannot follow a shrink and stopped replicating it. Grow it back, or unprotect and protect the machine again to start over at the new size.`,
         });
         continue;
       }
       plan.push({ disk, mode });
     }
     for (const disk of found) {
-      if (!(disk.node in input.modes)) {
+      if (!(disk.diskId in input.modes)) {
         warnings.push({
           kind: 'disk-added',
-          diskId: disk.node,
-          message: `${disk.node} was added to machine ${machine.name}: it gets its own initial sync`,
+          diskId: disk.diskId,
+          message: `${disk.diskId} was added to machine ${machine.name}: it gets its own initial sync`,
         });
         plan.push({ disk, mode: 'full' });
       }
@@ -153,31 +144,29 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
       });
     }
     for (const p of plan) {
-      if (p.disk.tracking) continue;
+      if (p.disk.tracked) continue;
       // No recording bitmap: a restart of the QEMU process lost it (raw disk) or it never existed.
-      await c.enableTracking(p.disk.node);
+      await c.enableTracking(p.disk.diskId);
       if (p.mode === 'delta') {
         warnings.push({
           kind: 'resync-needed',
-          diskId: p.disk.node,
-          message: `tracking lost on ${p.disk.node} (no OSR dirty bitmap: the VM or storage daemon restarted with a raw disk, or the bitmap was removed): resynchronizing by checksums`,
+          diskId: p.disk.diskId,
+          message: `tracking lost on ${p.disk.diskId} (no OSR dirty bitmap: the VM or storage daemon restarted with a raw disk, or the bitmap was removed): resynchronizing by checksums`,
         });
         p.mode = 'resync';
       }
     }
-    plan.sort((a, b) => a.disk.node.localeCompare(b.disk.node, 'en', { numeric: true }));
+    plan.sort((a, b) => a.disk.diskId.localeCompare(b.disk.diskId, 'en', { numeric: true }));
     const pitId = pitIdOf(machine.name, input.cycle);
-    const nodes = plan.map((p) => p.disk.node);
-    const view = await withQuiesce(input.quiesce ? machine.quiesce : undefined, machine.name, () =>
-      c.freeze(nodes, pitId),
-    );
+    const diskIds = plan.map((p) => p.disk.diskId);
+    const view = await c.freeze(diskIds, pitId, { quiesce: input.quiesce }).catch(asQuiesceFailed);
     const disks: FrozenDisk[] = view.disks.map((d) => ({
-      diskId: d.node,
-      sizeBytes: d.size,
+      diskId: d.diskId,
+      sizeBytes: d.sizeBytes,
       exportName: d.exportName,
       nbdSocket: d.nbdSocket,
       bitmap: d.bitmap,
-      mode: plan.find((p) => p.disk.node === d.node)?.mode ?? 'full',
+      mode: plan.find((p) => p.disk.diskId === d.diskId)?.mode ?? 'full',
     }));
     return { pitId, machine: machine.name, cycle: input.cycle, instant: view.instant, disks, warnings };
   });
@@ -195,19 +184,7 @@ export async function releasePoint(
   });
 }
 
-/** Ends protection at the source: releases frozen points and removes OSR's dirty bitmaps. */
+/** Ends protection at the source: releases frozen points and removes what tracking left there. */
 export async function disableTracking(deps: SourceDeps, machine: ProtectedMachine) {
-  return withConnector(deps, machine, async (c, qmp) => {
-    for (const pitId of await c.listFrozen()) await c.release(pitId, { success: false });
-    for (const disk of await c.listDisks()) {
-      const nodes = await qmp.execute<
-        Array<{ 'node-name': string; 'dirty-bitmaps'?: Array<{ name: string }> }>
-      >('query-named-block-nodes', { flat: true });
-      const bitmaps = nodes.find((n) => n['node-name'] === disk.node)?.['dirty-bitmaps'] ?? [];
-      for (const b of bitmaps) {
-        if (bitmapGeneration(b.name) !== null)
-          await qmp.execute('block-dirty-bitmap-remove', { node: disk.node, name: b.name });
-      }
-    }
-  });
+  return withConnector(deps, machine, (c) => c.disableTracking());
 }

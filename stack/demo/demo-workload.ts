@@ -1,18 +1,13 @@
 // The demo machine's workload: sequence-numbered records written through the machine's NBD
 // export at a steady rate, forever (until SIGTERM). Run by `osr demo start`.
-import { NbdClient } from '../lib/qemu/nbd-client';
-import { RecordWorkload } from '../stack/demo/record-workload';
+import { NbdClient } from '../../lib/qemu/nbd-client';
+import { demoLayout, RecordWorkload } from './record-workload';
 
 async function main(): Promise<void> {
   const [socket, exportName = 'disk0', rateText = '64'] = process.argv.slice(2);
   if (!socket) throw new Error('usage: demo-workload <nbd-socket> [export] [records-per-second]');
   const nbd = await NbdClient.connect({ socket, exportName });
-  const half = Math.floor(nbd.size / 2 / 4096) * 4096;
-  const workload = new RecordWorkload(
-    nbd,
-    { baseOffset: half, slots: Math.floor((nbd.size - half) / 4096) },
-    'demo',
-  );
+  const workload = new RecordWorkload(nbd, demoLayout(nbd.size), 'demo');
   const rate = Number(rateText);
   let stopping = false;
   process.on('SIGTERM', () => (stopping = true));

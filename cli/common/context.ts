@@ -1,6 +1,6 @@
 // Runs one CLI action with a control-plane context, mapping refusals to exit codes.
-import { loadConfig } from '../lib/config/config';
-import { ControlContext, OperationError } from '../operations/context';
+import { loadConfig } from '../../lib/config/config';
+import { ControlContext, OperationError } from '../../operations/context';
 import { CliError, EXIT } from './output';
 
 export const exitCodes: Record<OperationError['code'], number> = {

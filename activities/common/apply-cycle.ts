@@ -13,27 +13,42 @@
 // again: harmless, as long as no later cycle of the disk has been applied in between (the workflow
 // applies cycles of a disk strictly in order).
 //
-// The writes go to the replica page blob by default; the master target (failback) passes its own
-// `target` (a primary disk over NBD, with an undo journal) and gets the same verification.
-import type { BlobClient, PageBlobClient } from '@azure/storage-blob';
-import { ApplicationFailure } from '@temporalio/common';
+// The cloud applier writes to the replica page blob (cloud-applier/apply-replica.ts); the master
+// target (failback) passes its own `target` (a primary disk over NBD, with an undo journal) and gets
+// the same verification. The Temporal-free steps are in lib/segments/segment-apply.ts.
 import { FAILURE } from '../../shared/failures';
+import { ApplicationFailure } from '@temporalio/common';
+import type { BlobServiceClient } from '@azure/storage-blob';
 import type { ApplySummary } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { DecodeResult } from '../../lib/segments/block-pipeline';
-import {
-  MAX_SEGMENT_RAW_BYTES,
-  SegmentVerificationError,
-  segmentBlobName,
-} from '../../lib/segments/segment-format';
+import { SegmentVerificationError } from '../../lib/segments/segment-header';
+import { segmentBlobName } from '../../lib/segments/cache-layout';
 import {
   CycleManifestError,
   cycleManifestBlobName,
   readCycleManifest,
 } from '../../lib/segments/cycle-layout';
 import type { CycleManifest, CycleRef } from '../../lib/segments/cycle-layout';
-import type { ApplierDeps } from './replica-disk';
-import { MAX_PAGE_WRITE_BYTES, ensureReplicaDisk, isNotFound, replicaBlobClient } from './replica-disk';
+import type { BlockPipeline } from '../../lib/segments/block-pipeline';
+import {
+  Semaphore,
+  downloadSegment,
+  overlaps,
+  spanOf,
+  writeSegment,
+  type ApplyTarget,
+  type Fetched,
+  type Span,
+} from '../../lib/segments/segment-apply';
+
+export type { ApplyTarget } from '../../lib/segments/segment-apply';
+
+/** What an apply needs of its worker. */
+export interface ApplyDeps {
+  blobService: BlobServiceClient;
+  pipeline: BlockPipeline;
+}
 
 /** Failure type: a segment failed verification (details: SegmentCorruptDetails). Non-retryable. */
 export const SEGMENT_CORRUPT = FAILURE.SegmentCorrupt;
@@ -66,53 +81,14 @@ export interface ApplyCycleInput {
   requestsInFlight?: number;
   /** Stops the apply (no new segment starts); the call rejects with the signal's reason. */
   signal?: AbortSignal;
-  /** Where verified segments are written; default: the disk's replica page blob. */
-  target?: ApplyTarget;
+  /**
+   * Where verified segments are written, or how to open it once the manifest (the disk's size at
+   * the freeze) is read: the cloud applier opens the replica page blob, the master target a disk.
+   */
+  target: ApplyTarget | ((manifest: CycleManifest) => Promise<ApplyTarget>);
 }
 
-/** Where an apply writes. Only segments that passed every check ever reach it. */
-export interface ApplyTarget {
-  sizeBytes: number;
-  /** Runs before a verified segment's first write (the master target journals what it overwrites). */
-  beforeWrite?(decoded: DecodeResult, index: number): Promise<void>;
-  /** Writes data (at most 4 MiB per call). */
-  write(offset: number, body: Buffer, signal: AbortSignal | undefined): Promise<void>;
-  /** Makes `length` bytes at `offset` read as zeros. */
-  clear(offset: number, length: number, signal: AbortSignal | undefined): Promise<void>;
-  /** After the last segment: make the writes durable. */
-  flush?(): Promise<void>;
-}
-
-function pageBlobTarget(pageBlob: PageBlobClient, sizeBytes: number): ApplyTarget {
-  return {
-    sizeBytes,
-    write: async (offset, body, signal) => {
-      await pageBlob.uploadPages(body, offset, body.length, { abortSignal: signal });
-    },
-    clear: async (offset, length, signal) => {
-      await pageBlob.clearPages(offset, length, { abortSignal: signal });
-    },
-  };
-}
-
-// A segment blob is at most the 12-byte prefix, a header of at most 1 MiB, a payload of at most
-// 4 MiB and the 16-byte tag; anything bigger is refused before it is read into memory.
-const MAX_SEGMENT_BLOB_BYTES = MAX_SEGMENT_RAW_BYTES + 1024 * 1024 + 1024;
-
-type Fetched =
-  | { kind: 'ok'; decoded: DecodeResult }
-  | { kind: 'corrupt'; reason: string }
-  | { kind: 'error'; error: unknown };
-
-interface Span {
-  start: number;
-  end: number;
-}
-
-export async function applyCycle(
-  deps: Pick<ApplierDeps, 'blobService' | 'pipeline'>,
-  input: ApplyCycleInput,
-): Promise<ApplySummary> {
+export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promise<ApplySummary> {
   const { machine, diskId, cycle } = input;
   const manifest = await readManifestOrFail(deps, { machine, diskId, cycle });
   const total = manifest.segments;
@@ -124,12 +100,7 @@ export async function applyCycle(
     );
   }
 
-  let target = input.target;
-  if (!target) {
-    const replica = await ensureReplicaDisk(deps, { machine, diskId, sizeBytes: manifest.sizeBytes });
-    target = pageBlobTarget(replicaBlobClient(deps.blobService, replica.blob), replica.sizeBytes);
-  }
-  const sink = target;
+  const sink = typeof input.target === 'function' ? await input.target(manifest) : input.target;
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
   const window = Math.max(1, input.segmentsInFlight ?? 4);
   const requests = new Semaphore(Math.max(1, input.requestsInFlight ?? 8));
@@ -155,11 +126,11 @@ export async function applyCycle(
       return { kind: 'error', error };
     }
     const h = decoded.header;
-    if (h.machineId !== machine || h.diskId !== diskId || h.cycle !== cycle || h.index !== index) {
+    if (h.machine !== machine || h.diskId !== diskId || h.cycle !== cycle || h.index !== index) {
       return {
         kind: 'corrupt',
         reason:
-          `misplaced: ${name} holds segment ${h.index} of ${h.machineId}/${h.diskId} cycle ${h.cycle}, ` +
+          `misplaced: ${name} holds segment ${h.index} of ${h.machine}/${h.diskId} cycle ${h.cycle}, ` +
           `not segment ${index} of ${machine}/${diskId} cycle ${cycle}`,
       };
     }
@@ -281,7 +252,7 @@ export async function applyCycle(
 }
 
 async function readManifestOrFail(
-  deps: Pick<ApplierDeps, 'blobService'>,
+  deps: Pick<ApplyDeps, 'blobService'>,
   ref: CycleRef,
 ): Promise<CycleManifest> {
   let manifest: CycleManifest | undefined;
@@ -301,116 +272,4 @@ async function readManifestOrFail(
     );
   }
   return manifest;
-}
-
-async function downloadSegment(
-  blob: BlobClient,
-  signal: AbortSignal | undefined,
-): Promise<{ kind: 'ok'; bytes: Buffer } | { kind: 'corrupt'; reason: string }> {
-  let response;
-  try {
-    response = await blob.download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 });
-  } catch (err) {
-    if (isNotFound(err))
-      return {
-        kind: 'corrupt',
-        reason: `missing: ${blob.name} does not exist although the manifest lists it`,
-      };
-    throw err;
-  }
-  const length = response.contentLength ?? 0;
-  const stream = response.readableStreamBody;
-  if (length > MAX_SEGMENT_BLOB_BYTES) {
-    stream?.resume();
-    return {
-      kind: 'corrupt',
-      reason: `oversized: ${blob.name} has ${length} bytes, a segment has at most ${MAX_SEGMENT_BLOB_BYTES}`,
-    };
-  }
-  // A buffer owning its whole ArrayBuffer, so the pipeline can move it to a worker without a copy.
-  const bytes = Buffer.allocUnsafeSlow(length);
-  let at = 0;
-  if (stream) {
-    for await (const chunk of stream) {
-      const piece = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-      if (at + piece.length > length)
-        throw new Error(`${blob.name}: received more than the ${length} bytes announced`);
-      at += piece.copy(bytes, at);
-    }
-  }
-  // A short read is a transfer problem, not a bad segment: fail retryably rather than call it corrupt.
-  if (at !== length) throw new Error(`${blob.name}: received ${at} of ${length} bytes`);
-  return { kind: 'ok', bytes };
-}
-
-async function writeSegment(
-  blob: ApplyTarget,
-  { header, data }: DecodeResult,
-  requests: Semaphore,
-  signal: AbortSignal | undefined,
-  summary: ApplySummary,
-): Promise<void> {
-  const calls: Promise<void>[] = [];
-  let at = 0;
-  for (const extent of header.extents) {
-    if (extent.kind === 'zero') {
-      calls.push(
-        requests
-          .run(() => blob.clear(extent.offset, extent.length, signal))
-          .then(() => {
-            summary.clearedBytes += extent.length;
-          }),
-      );
-      continue;
-    }
-    for (let done = 0; done < extent.length; done += MAX_PAGE_WRITE_BYTES) {
-      const count = Math.min(MAX_PAGE_WRITE_BYTES, extent.length - done);
-      const body = data.subarray(at + done, at + done + count);
-      const offset = extent.offset + done;
-      calls.push(
-        requests
-          .run(() => blob.write(offset, body, signal))
-          .then(() => {
-            summary.appliedBytes += count;
-          }),
-      );
-    }
-    at += extent.length;
-  }
-  if (at !== data.length)
-    throw new Error(`segment ${header.index}: ${data.length} data bytes for extents of ${at}`);
-  // allSettled first: no request of this segment may still be running when its failure is reported.
-  const results = await Promise.allSettled(calls);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-}
-
-function spanOf({ header }: DecodeResult): Span | undefined {
-  const first = header.extents[0];
-  const last = header.extents[header.extents.length - 1];
-  return first && last ? { start: first.offset, end: last.offset + last.length } : undefined;
-}
-
-function overlaps(a: Span | undefined, b: Span | undefined): boolean {
-  return a !== undefined && b !== undefined && a.start < b.end && b.start < a.end;
-}
-
-/** Counts requests in flight; FIFO. */
-class Semaphore {
-  #free: number;
-  readonly #waiting: (() => void)[] = [];
-  constructor(size: number) {
-    this.#free = size;
-  }
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#free++;
-    }
-  }
 }

@@ -1,20 +1,15 @@
-// Checksums of an original disk, block by block, in exactly the format (and block size) of the
-// replica checksums (applier/replica-checksums.ts), so that the recovery-site process server's
+// Checksums of a disk served over NBD (the master target's original disks), block by block, in exactly the format (and block size) of the
+// replica checksums (lib/segments/checksums.ts), so that the recovery-site process server's
 // existing `resync` transfer compares the failed-over disk against them and sends only the blocks
 // that differ. The list is stored in osr-cache, never in a payload. Holes and known-zero ranges
 // (base:allocation) hash as zeros without being read.
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { CONTAINERS } from '../../lib/azure/blob-client';
-import {
-  CHECKSUMS_MAGIC,
-  CHECKSUM_BYTES,
-  blockChecksum,
-  checksumsBlobName,
-} from '../cloud-applier/replica-checksums';
-import { NBD_STATE_HOLE, NBD_STATE_ZERO, NbdClient } from '../../lib/qemu/nbd-client';
+import { CONTAINERS } from '../azure/blob-client';
+import { checksumsBlobName } from '../segments/cache-layout';
+import { blockChecksum, newChecksumList } from '../segments/checksums';
+import { NBD_STATE_HOLE, NBD_STATE_ZERO, NbdClient } from './nbd-client';
 import type { FailbackTargetDisk } from '../../shared/failback-types';
 
-const HEADER_BYTES = 32;
 const READ_BYTES = 4 * 1024 * 1024;
 
 export interface TargetChecksumsInput {
@@ -37,14 +32,7 @@ export async function targetChecksums(
   });
   try {
     const size = nbd.size;
-    const blocks = Math.ceil(size / blockBytes);
-    const list = Buffer.alloc(HEADER_BYTES + blocks * CHECKSUM_BYTES);
-    CHECKSUMS_MAGIC.copy(list, 0);
-    list.writeUInt32BE(blockBytes, 8);
-    list.writeUInt32BE(CHECKSUM_BYTES, 12);
-    list.writeBigUInt64BE(BigInt(size), 16);
-    list.writeBigUInt64BE(BigInt(blocks), 24);
-    const at = (b: number) => HEADER_BYTES + b * CHECKSUM_BYTES;
+    const { bytes: list, blocks, at } = newChecksumList(blockBytes, size);
     const status = await nbd.blockStatus(0, size, 'base:allocation');
     const data = status.filter((e) => (e.flags & (NBD_STATE_HOLE | NBD_STATE_ZERO)) === 0);
     const hasData = (offset: number, length: number) =>

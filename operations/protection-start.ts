@@ -1,0 +1,98 @@
+// Starting a machine's protection: the source check, run on the machine's own host by a process
+// server (the control plane may be anywhere), and the protectMachine workflow with its id, task
+// queue and search attributes. `osr protect` (machines.ts) and re-enable after failback (a
+// control activity) both start protection here.
+import {
+  TimeoutFailure,
+  WorkflowFailedError,
+  WorkflowIdConflictPolicy,
+  WorkflowIdReusePolicy,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import type { ProtectedMachine, ReplicationPolicy } from '../shared/replication-types';
+import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
+import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
+import {
+  protectWorkflowId,
+  type MachineStatus,
+  type ProtectInput,
+} from '../shared/contracts/protect-machine';
+import type { CheckSourceWorkflow } from '../shared/contracts/check-source';
+import { OperationError, type ControlContext, jobSummary } from './context';
+
+/** protectMachine's signature (workflows/protect-machine.ts), typed here without importing workflow code. */
+export type ProtectMachineWorkflow = (input: ProtectInput) => Promise<MachineStatus>;
+
+export interface StartProtectionInput {
+  machine: ProtectedMachine;
+  policy: ReplicationPolicy;
+  maxCyclesPerRun?: number;
+  /** `fail`: a running protection is a conflict (`osr protect`); `use-existing`: keep it (a retried re-enable). */
+  ifRunning: 'fail' | 'use-existing';
+  summary: string;
+}
+
+/**
+ * Starts a machine's protectMachine workflow (id, task queue, search attributes): `osr protect`
+ * and re-enable after failback (a control activity, with the worker's client) both start it here.
+ */
+export async function startProtection(
+  client: Client,
+  input: StartProtectionInput,
+): Promise<WorkflowHandle<ProtectMachineWorkflow>> {
+  const { machine, policy } = input;
+  return client.workflow.start<ProtectMachineWorkflow>('protectMachine', {
+    taskQueue: CONTROL_TASK_QUEUE,
+    workflowId: protectWorkflowId(machine.name),
+    args: [{ machine, policy, maxCyclesPerRun: input.maxCyclesPerRun }],
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    workflowIdConflictPolicy:
+      input.ifRunning === 'fail' ? WorkflowIdConflictPolicy.FAIL : WorkflowIdConflictPolicy.USE_EXISTING,
+    typedSearchAttributes: [
+      { key: OSR_MACHINE, value: machine.name },
+      { key: OSR_STATE, value: 'enabling' },
+      { key: OSR_JOB_KIND, value: 'protect' },
+    ],
+    ...jobSummary(input.summary),
+  });
+}
+
+/** How long the control worker may take to run the source check at all. */
+const CHECK_SOURCE_WORKFLOW_SECONDS = 60;
+
+/**
+ * Refuses, before anything is started or recorded, a --qmp path that is no QMP monitor (missing, a
+ * plain file, a dead socket, an NBD socket). The socket is on the machine's host, which this
+ * process may not be: a process server of the machine's site looks (checkSource workflow,
+ * probeSource activity). A monitor held silently by another client is accepted.
+ */
+export async function checkSourceOnItsHost(
+  ctx: ControlContext,
+  options: { name: string; qmpSocket: string },
+): Promise<void> {
+  const client = await ctx.client();
+  let result;
+  try {
+    result = await client.workflow.execute<CheckSourceWorkflow>('checkSource', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: `check-source/${options.name}/${new Date().toISOString()}`,
+      args: [{ site: ctx.config.site, qmpSocket: options.qmpSocket }],
+      workflowExecutionTimeout: `${CHECK_SOURCE_WORKFLOW_SECONDS}s`,
+    });
+  } catch (err) {
+    if (err instanceof WorkflowFailedError && err.cause instanceof TimeoutFailure)
+      throw new OperationError(
+        `the source check of ${options.name} did not run within ${CHECK_SOURCE_WORKFLOW_SECONDS} s: is the control worker running? (\`osr doctor\`). Nothing was started.`,
+        'unavailable',
+      );
+    throw err;
+  }
+  if (result.ok) return;
+  // A refusal's message already says that nothing was started.
+  if (result.problem === 'refused') throw new OperationError(result.message, 'invalid');
+  throw new OperationError(
+    `${result.message.replace(/\.$/, '')}. Nothing was started.`,
+    result.problem === 'unavailable' ? 'unavailable' : 'invalid',
+  );
+}

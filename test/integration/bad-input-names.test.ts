@@ -1,0 +1,300 @@
+// Names at the boundary of every operation, as an operator (or a script) meets them: a name that
+// is not a name (`../policies/demo`, `../../etc`) is refused with 400 on every API route that
+// takes one and exit 2 on every CLI command, and nothing is read as it or written. The other bad
+// input refusals: bad-input.test.ts (its conventions hold here too).
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { routes as apiRoutes } from '../../api/routes';
+import { startApiServer } from '../../api/server';
+import { createLogger } from '../../lib/config/logger';
+import type { ControlContext } from '../../operations/context';
+import * as machines from '../../operations/machines';
+import { CONTAINERS } from '../../lib/azure/blob-client';
+import type { AuditEntry } from '../../operations/audit';
+import { createPolicy } from '../../operations/policies';
+import { waitForStatus } from '../helpers/protection';
+import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
+import type { TestStack } from '../helpers/test-stack';
+import { startTestbed, type Testbed } from '../helpers/testbed';
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+const build = path.resolve(__dirname, '..', '..');
+const cli = path.join(build, 'cli', 'main.js');
+let bed: Testbed;
+let stack: TestStack;
+let ctx: ControlContext;
+let vm: TestMachine;
+let scratch: string;
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function osr(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Result> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
+      env: { ...stack.env, ...extraEnv },
+      timeout: 180_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string; killed?: boolean };
+    assert.ok(!e.killed, `osr ${args.join(' ')} hung`);
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+before(async () => {
+  bed = await startTestbed();
+  ({ stack, ctx } = bed);
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-bad-'));
+  vm = await startTestMachine({ sizes: [8 * MiB] });
+  const disk = await vm.disk();
+  await disk.write(0, pseudoRandom(MiB, 3));
+  await disk.flush();
+  // bi1: protected, with a point, for the tests of unknown points and of conflicts.
+  await machines.protect(ctx, {
+    name: 'bi1',
+    qmpSocket: vm.daemon.qmpSocket,
+    nbdSocket: vm.daemon.nbdSocket,
+    policy: 'manual',
+  });
+  await waitForStatus(ctx, 'bi1', (s) => s.state === 'protected');
+});
+
+after(async () => {
+  await vm?.stop();
+  await bed?.stop();
+  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+test('a name that is not a name (../policies/demo, ../../etc): 400 on every API route, exit 2 on every CLI command; nothing read as it, nothing written', async () => {
+  // The document the names aim at, so that reading it "as a machine" would answer.
+  await createPolicy(ctx, { name: 'demo', crashPointSeconds: 3600, appPointSeconds: 0 });
+  const blobs = async (container: string): Promise<string[]> => {
+    const names: string[] = [];
+    for await (const b of ctx.blobService.getContainerClient(container).listBlobsFlat()) names.push(b.name);
+    return names.sort();
+  };
+  const vaultBefore = await blobs(CONTAINERS.vault);
+  const failoverBefore = await blobs(CONTAINERS.failover);
+  const policyOfBi1 = (await ctx.vault.machine('bi1'))?.policy;
+  const client = await ctx.client();
+  const workflows = async (): Promise<Set<string>> => {
+    const ids = new Set<string>();
+    for await (const wf of client.workflow.list()) ids.add(wf.workflowId);
+    return ids;
+  };
+  const workflowsBefore = await workflows();
+
+  const fix = 'is not valid: use lower-case letters, digits and dashes \\(at most 63\\)';
+  const named = (noun: string, name: string, rest = fix) =>
+    new RegExp(`${noun} "${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}" ${rest}`);
+  const JOB = 'is not valid: use a job id or workflow id';
+  const POINT = 'is not valid: use latest, latest-app, a point id';
+
+  // Every API route that takes a name in its path: [method, template, noun, body].
+  const pathRoutes: Array<[string, string, string, string?, unknown?]> = [
+    ['GET', '/v1/machines/{name}', 'machine name'],
+    ['GET', '/v1/machines/{name}/points', 'machine name'],
+    ['POST', '/v1/machines/{name}/points', 'machine name', fix, { kind: 'crash' }],
+    ['POST', '/v1/machines/{name}/resync', 'machine name'],
+    ['POST', '/v1/machines/{name}/pause', 'machine name', fix, { reason: 'x' }],
+    ['POST', '/v1/machines/{name}/resume', 'machine name'],
+    ['POST', '/v1/machines/{name}/test-failover', 'machine name', fix, { point: 'latest' }],
+    ['POST', '/v1/machines/{name}/test-failover/cleanup', 'machine name'],
+    ['POST', '/v1/machines/{name}/failover', 'machine name', fix, { point: 'latest' }],
+    ['POST', '/v1/machines/{name}/failover/commit', 'machine name'],
+    ['POST', '/v1/machines/{name}/failover/change-point', 'machine name', fix, { point: 'latest' }],
+    ['POST', '/v1/machines/{name}/reprotect', 'machine name'],
+    ['GET', '/v1/machines/{name}/reprotect', 'machine name'],
+    ['POST', '/v1/machines/{name}/reprotect/stop', 'machine name'],
+    ['POST', '/v1/machines/{name}/failback', 'machine name'],
+    ['POST', '/v1/machines/{name}/reenable', 'machine name'],
+    ['GET', '/v1/jobs/{workflowId}', 'job id', JOB],
+    ['GET', '/v1/plans/{name}', 'plan name'],
+    ['POST', '/v1/plans/{name}/test-failover', 'plan name', fix, { point: 'latest' }],
+    ['POST', '/v1/plans/{name}/test-failover/cleanup', 'plan name'],
+    ['POST', '/v1/plans/{name}/failover', 'plan name', fix, { planned: true }],
+    ['POST', '/v1/plans/{name}/reprotect', 'plan name'],
+    ['POST', '/v1/plans/{name}/failback', 'plan name'],
+    ['POST', '/v1/plans/{name}/reenable', 'plan name'],
+    ['POST', '/v1/plan-jobs/{job}/commit', 'job id', JOB],
+    ['POST', '/v1/plan-jobs/{job}/approve', 'job id', JOB, { action: 'a1' }],
+    ['GET', '/v1/groups/{name}', 'group name'],
+    ['GET', '/v1/groups/{name}/points', 'group name'],
+    ['POST', '/v1/groups/{name}/points', 'group name'],
+    ['POST', '/v1/groups/{name}/delete', 'group name'],
+  ];
+  // The table is every route with a name in its path: a new route must join it.
+  assert.deepEqual(
+    apiRoutes
+      .filter((r) => r.path.includes('{'))
+      .map((r) => `${r.method} ${r.path}`)
+      .sort(),
+    pathRoutes.map(([m, p]) => `${m} ${p}`).sort(),
+  );
+  // Names in bodies (% stands for the bad name): a new policy, plan or group, its machines, a
+  // point, a drill. The last element: the part refused, when not the whole bad name.
+  const bodyRoutes: Array<[string, string, string, unknown, string?]> = [
+    ['POST', '/v1/policies', 'policy name', { name: '%' }],
+    ['POST', '/v1/plans', 'plan name', { name: '%', groups: [{ machines: ['bi1'] }] }],
+    ['POST', '/v1/plans', 'machine name', { name: 'p-names', groups: [{ machines: ['%'] }] }],
+    ['POST', '/v1/groups', 'group name', { name: '%', machines: ['bi1', 'bi2'] }],
+    ['POST', '/v1/groups', 'machine name', { name: 'g-names', machines: ['bi1', '%'] }],
+    ['POST', '/v1/machines/bi1/test-failover', 'point', { point: '%' }],
+    ['POST', '/v1/machines/bi1/test-failover', 'group name', { point: 'group:%' }, '..'],
+    ['POST', '/v1/machines/bi1/failover', 'point', { point: '%' }],
+    ['POST', '/v1/machines/bi1/failover/change-point', 'point', { point: '%' }],
+    ['POST', '/v1/plans/p-names/test-failover', 'point', { point: '%' }],
+    ['POST', '/v1/plans/p-names/test-failover/cleanup', 'job id', { drill: '%' }],
+  ];
+
+  const token = 'a-token-of-sixteen-chars';
+  const api = await startApiServer({
+    config: stack.config,
+    token,
+    host: '127.0.0.1',
+    port: 0,
+    ctx,
+    logger: createLogger('bad-input-names', 'silent'),
+  });
+  try {
+    const call = async (method: string, url: string, body?: unknown) => {
+      const res = await fetch(`${api.url}${url}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return {
+        status: res.status,
+        body: (await res.json()) as { error?: { code: string; message: string } },
+      };
+    };
+    for (const bad of ['../policies/demo', '../../etc']) {
+      for (const [method, template, noun, rest, body] of pathRoutes) {
+        const url = template.replace(/\{\w+\}/, encodeURIComponent(bad));
+        const reply = await call(method, url, body);
+        assert.equal(reply.status, 400, `${method} ${url}: ${JSON.stringify(reply.body)}`);
+        assert.equal(reply.body.error?.code, 'invalid', `${method} ${url}`);
+        assert.match(reply.body.error?.message ?? '', named(noun, bad, rest ?? fix), `${method} ${url}`);
+      }
+      for (const [method, url, noun, body, part] of bodyRoutes) {
+        const withBad = JSON.parse(JSON.stringify(body).replaceAll('%', bad)) as unknown;
+        const reply = await call(method, url, withBad);
+        const where = `${method} ${url} ${JSON.stringify(withBad)}`;
+        assert.equal(reply.status, 400, `${where}: ${JSON.stringify(reply.body)}`);
+        const rest = noun === 'point' ? POINT : noun === 'job id' ? JOB : fix;
+        assert.match(reply.body.error?.message ?? '', named(noun, part ?? bad, rest), where);
+      }
+    }
+  } finally {
+    await api.close();
+  }
+
+  // Every CLI command that takes a name: [arguments (N: the bad name), noun, the part refused].
+  const N = '../policies/demo';
+  const out = path.join(scratch, 'names.raw');
+  const commands: Array<[string[], string, string?]> = [
+    [['protect', N, '--qmp', vm.daemon.qmpSocket], 'machine name'],
+    [['protect', 'names1', '--qmp', vm.daemon.qmpSocket, '--policy', N], 'policy name'],
+    [['status', N, '--no-follow'], 'machine name'],
+    [['points', N], 'machine name'],
+    [['point', N], 'machine name'],
+    [['export', N, '--point', 'latest', '--out', out], 'machine name'],
+    [['export', 'bi1', '--point', N, '--out', out], 'point'],
+    [['export', 'bi1', '--point', `group:${N}`, '--out', out], 'group name', '..'],
+    [['resync', N], 'machine name'],
+    [['pause', N], 'machine name'],
+    [['resume', N], 'machine name'],
+    [['set-policy', N, 'manual'], 'machine name'],
+    [['set-policy', 'bi1', N], 'policy name'],
+    [['unprotect', N], 'machine name'],
+    [['policy', 'create', N], 'policy name'],
+    [['failover', 'test', N], 'machine name'],
+    [['failover', 'test', 'bi1', '--point', N], 'point'],
+    [['failover', 'cleanup', N], 'job id'],
+    [['failover', 'start', N], 'machine name'],
+    [['failover', 'start', 'bi1', '--point', N], 'point'],
+    [['failover', 'commit', N], 'machine name'],
+    [['failover', 'change-point', N, '--point', 'latest'], 'machine name'],
+    [['failover', 'change-point', 'bi1', '--point', N], 'point'],
+    [['failover', 'status', N], 'job id'],
+    [['failover', 'configure', N, '--materialize', 'qcow2'], 'machine name'],
+    [['plan', 'create', N, '--group', 'bi1'], 'plan name'],
+    [['plan', 'create', 'p-names', '--group', `bi1,${N}`], 'machine name'],
+    [['plan', 'show', N], 'plan name'],
+    [['plan', 'test-failover', N], 'plan name'],
+    [['plan', 'test-failover', 'p-names', '--point', N], 'point'],
+    [['plan', 'cleanup', N], 'plan name'],
+    [['plan', 'cleanup', 'p-names', '--drill', N], 'job id'],
+    [['plan', 'failover', N], 'plan name'],
+    [['plan', 'commit', N], 'job id'],
+    [['plan', 'status', N], 'job id'],
+    [['plan', 'reprotect', N], 'plan name'],
+    [['plan', 'failback', N], 'plan name'],
+    [['plan', 'reenable', N], 'plan name'],
+    [['approve', N, 'a1'], 'job id'],
+    [['group', 'create', N, '--machines', 'bi1,bi2'], 'group name'],
+    [['group', 'create', 'g-names', '--machines', `bi1,${N}`], 'machine name'],
+    [['group', 'show', N], 'group name'],
+    [['group', 'points', N], 'group name'],
+    [['group', 'point', N], 'group name'],
+    [['group', 'set-interval', N, '60'], 'group name'],
+    [['group', 'delete', N], 'group name'],
+    [['reprotect', N], 'machine name'],
+    [['reprotect-status', N], 'machine name'],
+    [['reprotect-stop', N], 'machine name'],
+    [['failback', N], 'machine name'],
+    [['reenable', N], 'machine name'],
+    [['failback-status', N], 'job id'],
+    [['demo', 'start', '--name', N], 'machine name'],
+  ];
+  // A few at a time: each is a process of its own.
+  for (let i = 0; i < commands.length; i += 4) {
+    await Promise.all(
+      commands.slice(i, i + 4).map(async ([args, noun, part]) => {
+        const res = await osr(args);
+        const rest = noun === 'point' ? POINT : noun === 'job id' ? JOB : fix;
+        assert.equal(res.code, 2, `osr ${args.join(' ')}: exit ${res.code}; stderr: ${res.stderr}`);
+        assert.match(res.stderr, named(noun, part ?? N, rest), `osr ${args.join(' ')}`);
+        assert.doesNotMatch(res.stderr, /\n\s+at |\.js:\d+:\d+/, 'no stack trace');
+      }),
+    );
+  }
+
+  // Nothing was written: no document but the audit entries of the refusals, no failover disk,
+  // no export, no demo folder, no workflow; bi1 kept its policy.
+  const added = (await blobs(CONTAINERS.vault)).filter((n) => !vaultBefore.includes(n));
+  assert.deepEqual(
+    added.filter((n) => !n.startsWith('audit/')),
+    [],
+    'no document but audit entries was written',
+  );
+  for (const name of added) {
+    const entry = (await ctx.vault.read<AuditEntry>(name))?.value;
+    assert.equal(entry?.outcome, 'refused', `${name}: ${JSON.stringify(entry)}`);
+    assert.equal(entry?.code, 'invalid', name);
+  }
+  assert.ok(added.length > 0, 'the refused changes are in the audit log');
+  assert.deepEqual(await blobs(CONTAINERS.failover), failoverBefore);
+  assert.equal(fs.existsSync(out), false, 'no export file');
+  assert.equal(fs.existsSync(path.join(stack.config.stateDir, 'policies')), false, 'no demo folder');
+  assert.equal((await ctx.vault.machine('bi1'))?.policy, policyOfBi1);
+  assert.deepEqual(
+    [...(await workflows())].filter((id) => !workflowsBefore.has(id)),
+    [],
+    'no workflow was started',
+  );
+});
