@@ -4,6 +4,7 @@
 // - a registered machine whose protectMachine workflow was ended outside OSR (cancelled,
 //   terminated, failed, timed out from the Temporal UI or CLI) is named as such, with the fix;
 // - `osr unprotect` of such a machine cleans up through the endProtection workflow.
+import { rpoSecondsAt } from '../shared/rpo';
 import { WorkflowNotFoundError, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
 import { groupStatusQuery, type GroupAlert, type GroupStatus } from '../shared/contracts/consistency-group';
 import { protectWorkflowId, type Alert, type MachineStatus } from '../shared/contracts/protect-machine';
@@ -113,8 +114,7 @@ export async function finishStatus(
     status.alerts = [...status.alerts, ...alerts.map((a) => memberAlert(status.group as string, a))];
   }
   const now = Date.now();
-  if (status.lastPoint)
-    status.rpoSeconds = Math.max(0, Math.round((now - Date.parse(status.lastPoint.instant)) / 1000));
+  if (status.lastPoint) status.rpoSeconds = rpoSecondsAt(status.lastPoint.instant, now);
   status.health = machineHealth(status, now);
   return status;
 }

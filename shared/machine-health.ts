@@ -3,6 +3,7 @@
 // wall clock after adding what only it knows (the group's failed cuts). The CLI, the API, the
 // dashboard and /metrics show this field; none of them judges health on its own.
 // The rules are written down in docs/operations.md ("Machine health").
+import { rpoSecondsAt } from './rpo';
 import type { Alert, MachineStatus } from './contracts/protect-machine';
 
 export type HealthLevel = 'healthy' | 'warning' | 'critical';
@@ -48,7 +49,7 @@ export function machineHealth(input: HealthInput, nowMs: number): MachineHealth 
   // RPO: from the newest point's instant, or, before the first point, from when protection began.
   const active = input.state !== 'disabling' && input.state !== 'disabled';
   if (input.lastPoint) {
-    const rpo = Math.max(0, Math.round((nowMs - Date.parse(input.lastPoint.instant)) / 1000));
+    const rpo = rpoSecondsAt(input.lastPoint.instant, nowMs) as number;
     if (rpo > CRITICAL_RPO_FACTOR * threshold)
       critical.push(
         `no recovery point for ${rpo} s: more than ${CRITICAL_RPO_FACTOR}× the RPO threshold of ${threshold} s`,

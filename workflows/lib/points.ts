@@ -1,8 +1,9 @@
 // Recovery points: their ids and the RPO they leave.
+import { rpoSecondsAt } from '../../shared/rpo';
 
 /** Seconds since `instant` (an ISO time), or undefined without a point yet. */
 export function rpoSecondsSince(instant: string | undefined): number | undefined {
-  return instant ? Math.max(0, Math.round((Date.now() - Date.parse(instant)) / 1000)) : undefined;
+  return rpoSecondsAt(instant, Date.now());
 }
 
 /** A point id: the instant, compact and sortable by time, then a suffix unique per cycle (`c7`, `g3`). */
