@@ -1,5 +1,7 @@
 // The OpenAPI description of the operator routes (api/operator-routes.ts): metrics, alerts,
-// audit log, servers and the dashboard's static files. Merged into api/openapi.ts's document.
+// audit log, servers and the dashboard's static files (api/dashboard-files.ts). Merged into
+// api/openapi.ts's document.
+import { dashboardFiles } from './dashboard-files';
 import { error, json, ref, type Schema } from './openapi-common';
 
 const common = {
@@ -24,13 +26,9 @@ const staticFile = (operationId: string, summary: string, type: string) => ({
 });
 
 export const operatorPaths = {
-  '/': staticFile(
-    'dashboard',
-    'the operator dashboard (HTML; asks for the token once, or reads #token=… from the URL)',
-    'text/html',
+  ...Object.fromEntries(
+    dashboardFiles.map((f) => [f.path, staticFile(f.operationId, f.summary, f.type.split(';')[0] as string)]),
   ),
-  '/dashboard/app.js': staticFile('dashboardScript', "the dashboard's script", 'text/javascript'),
-  '/dashboard/style.css': staticFile('dashboardStyle', "the dashboard's style sheet", 'text/css'),
   '/metrics': {
     get: {
       operationId: 'metrics',

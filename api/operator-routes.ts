@@ -1,6 +1,6 @@
 // Routes for operators: Prometheus metrics, current alerts, the audit log, process-server health
-// and the dashboard (a static page and its script and style, no token needed to load them; every
-// call the page makes carries the bearer token like any client).
+// and the dashboard (a static page, its scripts and style from the allowlist in dashboard-files.ts,
+// no token needed to load them; every call the page makes carries the bearer token like any client).
 import fs from 'node:fs';
 import path from 'node:path';
 import { listServers } from '../lib/observability/server-health';
@@ -8,6 +8,7 @@ import { listAlerts } from '../operations/alerts';
 import { listAudit } from '../operations/audit';
 import { OperationError } from '../operations/context';
 import { PROMETHEUS_CONTENT_TYPE } from '../lib/observability/prometheus';
+import { dashboardFiles } from './dashboard-files';
 import { renderMetrics } from './metrics';
 import type { ApiResponse, Route } from './router';
 
@@ -51,19 +52,9 @@ function intQuery(value: string | null, name: string): number | undefined {
 }
 
 export const operatorRoutes: Route[] = [
-  { method: 'GET', path: '/', auth: false, handler: staticFile('index.html', 'text/html; charset=utf-8') },
-  {
-    method: 'GET',
-    path: '/dashboard/app.js',
-    auth: false,
-    handler: staticFile('app.js', 'text/javascript; charset=utf-8'),
-  },
-  {
-    method: 'GET',
-    path: '/dashboard/style.css',
-    auth: false,
-    handler: staticFile('style.css', 'text/css; charset=utf-8'),
-  },
+  ...dashboardFiles.map(
+    (f): Route => ({ method: 'GET', path: f.path, auth: false, handler: staticFile(f.file, f.type) }),
+  ),
   {
     method: 'GET',
     path: '/metrics',

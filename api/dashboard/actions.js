@@ -1,0 +1,158 @@
+// What the operator's buttons do: each asks for confirmation, calls the API, says how it went in a
+// toast and follows the job it started in the jobs list.
+/* global document */
+import { api } from './api.js';
+import { h, replace, toast } from './dom.js';
+import { refresh, state } from './state.js';
+
+// ---------- confirmation ----------
+
+function confirmAction({ title, text, ok, danger, extra }) {
+  const dialog = document.getElementById('confirm');
+  document.getElementById('confirm-title').textContent = title;
+  document.getElementById('confirm-text').textContent = text;
+  replace('confirm-extra', extra || []);
+  const okButton = document.getElementById('confirm-ok');
+  okButton.textContent = ok;
+  okButton.className = danger ? 'primary danger' : 'primary';
+  dialog.returnValue = '';
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+  });
+}
+
+async function act(description, call, follow) {
+  try {
+    const result = await call();
+    toast(`${description}: ${result && result.workflowId ? `started ${result.workflowId}` : 'done'}`);
+    const refs = result && result.jobs ? result.jobs : result && result.workflowId ? [result] : [];
+    for (const ref of refs) track(ref.workflowId, follow || description);
+  } catch (err) {
+    toast(`${description} refused: ${err.message}`, true);
+  }
+  refresh();
+}
+
+function track(workflowId, label) {
+  state.tracked.set(workflowId, { label, done: false });
+}
+
+// ---------- actions ----------
+
+export function drill(machine) {
+  const point = h('input', { type: 'text', value: 'latest', 'aria-label': 'point' });
+  confirmAction({
+    title: `Drill of ${machine}`,
+    text: `Build ${machine}'s disks from a recovery point in an isolated place. Replication and recovery points are not touched. Clean it up afterwards.`,
+    ok: 'Start drill',
+    extra: h('label', {}, 'Point (latest, latest-app, an id or an ISO time)', point),
+  }).then((yes) => {
+    if (yes)
+      act(`Drill of ${machine}`, () =>
+        api('POST', `/v1/machines/${encodeURIComponent(machine)}/test-failover`, {
+          point: point.value || 'latest',
+        }),
+      );
+  });
+}
+
+export function cleanup(machine) {
+  confirmAction({
+    title: `Clean up drills of ${machine}`,
+    text: `Delete the disks every drill of ${machine} made. Recovery points are not touched.`,
+    ok: 'Clean up',
+  }).then((yes) => {
+    if (yes)
+      act(`Cleanup of ${machine}'s drills`, () =>
+        api('POST', `/v1/machines/${encodeURIComponent(machine)}/test-failover/cleanup`),
+      );
+  });
+}
+
+export function failover(machine) {
+  const planned = h('input', { type: 'checkbox' });
+  confirmAction({
+    title: `Fail over ${machine}`,
+    text: `${machine} will be brought up in the recovery site from its latest point. This is not a drill. Afterwards, commit it (ends forward replication) or change its point.`,
+    ok: 'Fail over',
+    danger: true,
+    extra: h(
+      'label',
+      {},
+      planned,
+      ' Planned: stop the source writes and cut a final point first (no data loss)',
+    ),
+  }).then((yes) => {
+    if (yes)
+      act(`Failover of ${machine}`, () =>
+        api('POST', `/v1/machines/${encodeURIComponent(machine)}/failover`, { planned: planned.checked }),
+      );
+  });
+}
+
+export function commit(machine) {
+  confirmAction({
+    title: `Commit the failover of ${machine}`,
+    text: `Forward replication of ${machine} ends. Its replica and recovery points are kept for reprotect. This cannot be undone.`,
+    ok: 'Commit',
+    danger: true,
+  }).then((yes) => {
+    if (yes)
+      act(`Commit of ${machine}`, () =>
+        api('POST', `/v1/machines/${encodeURIComponent(machine)}/failover/commit`),
+      );
+  });
+}
+
+export function planAction(plan, operation) {
+  const texts = {
+    'test-failover': [
+      'Drill of plan',
+      'Run a drill of every machine of the plan, group by group. Replication is not touched.',
+      'Start drill',
+      false,
+    ],
+    failover: [
+      'Fail over plan',
+      'Fail over every machine of the plan, group by group, from the latest points. This is not a drill.',
+      'Fail over',
+      true,
+    ],
+  };
+  const [title, text, ok, danger] = texts[operation];
+  confirmAction({ title: `${title} ${plan}`, text, ok, danger }).then((yes) => {
+    if (yes)
+      act(`${title} ${plan}`, () =>
+        api('POST', `/v1/plans/${encodeURIComponent(plan)}/${operation}`, operation === 'failover' ? {} : {}),
+      );
+  });
+}
+
+export function commitPlan(job, plan) {
+  confirmAction({
+    title: `Commit the failover of plan ${plan}`,
+    text: 'Every machine of the plan is committed, group by group: forward replication ends. This cannot be undone.',
+    ok: 'Commit plan',
+    danger: true,
+  }).then((yes) => {
+    if (yes)
+      act(`Commit of plan ${plan}`, () => api('POST', `/v1/plan-jobs/${encodeURIComponent(job)}/commit`));
+  });
+}
+
+export function approve(job, action, instruction) {
+  confirmAction({
+    title: `Approve ${action}`,
+    text: instruction || `The plan job ${job} waits for this manual action. Approve it once it is done.`,
+    ok: 'Approve',
+  }).then((yes) => {
+    if (yes)
+      act(`Approval of ${action}`, () =>
+        api('POST', `/v1/plan-jobs/${encodeURIComponent(job)}/approve`, {
+          action,
+          by: state.operator || 'dashboard',
+        }),
+      );
+  });
+}
