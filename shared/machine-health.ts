@@ -4,7 +4,6 @@
 // dashboard and /metrics show this field; none of them judges health on its own.
 // The rules are written down in docs/operations.md ("Machine health").
 import { rpoSecondsAt } from './rpo';
-import type { Alert, MachineStatus } from './contracts/protect-machine';
 
 export type HealthLevel = 'healthy' | 'warning' | 'critical';
 
@@ -14,15 +13,28 @@ export interface MachineHealth {
   reasons: string[];
 }
 
-/** What health is judged from: a machine status, or the parts of one. */
-export type HealthInput = Pick<MachineStatus, 'state' | 'policy' | 'lastPoint' | 'alerts'> & {
-  failing?: Pick<
-    NonNullable<MachineStatus['failing']>,
-    'since' | 'failures' | 'reason' | 'sourceUnreachable'
-  >;
+/** An alert as health reads it (a machine's or its group's). */
+interface HealthAlert {
+  kind: string;
+  severity: 'warning' | 'critical';
+  message: string;
+  count?: number;
+}
+
+/**
+ * What health is judged from: a machine status (shared/contracts/protect-machine.ts), or the parts
+ * of one. Written out here rather than imported, so shared/ does not import its contracts and the
+ * contracts can import this file.
+ */
+export interface HealthInput {
+  state: string;
+  policy: { rpoThresholdSeconds: number };
+  lastPoint?: { id?: string; instant: string; kind?: string };
+  alerts: HealthAlert[];
+  failing?: { since: string; failures: number; reason: string; sourceUnreachable: boolean };
   /** When protection started (the machine's registration): how long it has been without a point. */
   protectedSince?: string;
-};
+}
 
 /** The number OsrHealth-style consumers sort by (the osr_machine_health gauge): 0, 1, 2. */
 export const HEALTH_RANK: Record<HealthLevel, number> = { healthy: 0, warning: 1, critical: 2 };
@@ -84,7 +96,7 @@ export function machineHealth(input: HealthInput, nowMs: number): MachineHealth 
 }
 
 /** Alerts a structural rule describes already (from the RPO of now, the failing record). */
-function covered(a: Alert, input: HealthInput): boolean {
+function covered(a: HealthAlert, input: HealthInput): boolean {
   if (a.kind === 'rpo-exceeded') return true; // the RPO rule, on the caller's clock
   if (a.kind === 'source-unreachable') return true; // the source rule
   if (a.kind === 'cycle-failed') return input.failing !== undefined;
