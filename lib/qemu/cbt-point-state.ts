@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { QmpError } from './qmp-client';
+import { nbdServerRunsMessage, nbdServerState } from './nbd-server-state';
 import type { QmpClient } from './qmp-client';
 import type { BitmapInfo } from './cbt-bitmaps';
 import type { CbtConnectorOptions, FrozenDisk, FrozenView } from './cbt-types';
@@ -199,8 +200,8 @@ export class CbtPointState {
       if (!running || !(await nbdServerAnswers(socketPath))) {
         throw running
           ? new Error(
-              'an NBD server already runs in this QEMU process (e.g. qemu-storage-daemon --nbd-server): ' +
-                'pass its unix socket path as the nbdSocket option',
+              `${nbdServerRunsMessage((await nbdServerState(this.qmp)).exports)}. ` +
+                'Unprotect the machine and protect it again with --nbd',
             )
           : err;
       }
