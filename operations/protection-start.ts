@@ -128,12 +128,12 @@ async function refuseSharedDisks(
   const wanted = diskSet(options.disks);
   for (const other of sameSocket) {
     const theirs = diskSet(other.source.disks);
-    const shared = wanted && theirs ? wanted.filter((d) => theirs.includes(d)) : undefined;
+    const shared = wanted && theirs ? wanted.filter((d) => theirs.includes(d)).sort() : undefined;
     if (shared && shared.length === 0) continue;
     if ((await workflowState(ctx, protectWorkflowId(other.name))) !== 'running') continue;
     const which = shared ? `disk${shared.length > 1 ? 's' : ''} ${shared.join(', ')}` : 'its disks';
     throw new OperationError(
-      `machine ${other.name} already protects ${which} of ${options.qmpSocket} (QMP ${other.source.qmpSocket}): two protections of one disk would share its change tracking. Unprotect it first (\`osr unprotect ${other.name}\`), or protect other disks of this source with --disks. Nothing was started.`,
+      `machine ${other.name} already protects ${which} of ${options.qmpSocket}${other.source.qmpSocket === options.qmpSocket ? '' : ` (its QMP socket: ${other.source.qmpSocket})`}: two protections of one disk would share its change tracking. Unprotect it first (\`osr unprotect ${other.name}\`), or protect other disks of this source with --disks. Nothing was started.`,
       'conflict',
     );
   }

@@ -21,7 +21,8 @@ export async function nbdServerState(qmp: QmpClient): Promise<NbdServerState> {
       .catch(() => [])
   )
     .filter((e) => e.type === 'nbd')
-    .map((e) => `${e.id} (node ${e['node-name']})`);
+    .map((e) => `${e.id} (node ${e['node-name']})`)
+    .sort();
   let running = exports.length > 0;
   if (!running) {
     try {
