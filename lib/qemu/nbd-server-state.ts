@@ -46,3 +46,14 @@ export function nbdServerRunsMessage(exports: string[]): string {
     '(for qemu-storage-daemon, the path of its --nbd-server addr)'
   );
 }
+
+/** The connector was given no NBD socket, and the process already runs an NBD server of its own. */
+export class NbdServerRunningError extends Error {
+  constructor(readonly exports: string[]) {
+    super(
+      `an NBD server already runs in this QEMU process (e.g. qemu-storage-daemon --nbd-server${exports.length ? `; exports: ${exports.join(', ')}` : ''}): ` +
+        'pass its unix socket path as the nbdSocket option',
+    );
+    this.name = 'NbdServerRunningError';
+  }
+}

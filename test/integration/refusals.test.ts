@@ -14,6 +14,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { startApiServer, type ApiServer } from '../../api/server';
 import { createLogger } from '../../lib/config/logger';
 import { CONTAINERS } from '../../lib/azure/blob-client';
+import { QmpClient } from '../../lib/qemu/qmp-client';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
@@ -108,6 +109,38 @@ test('a source that runs its own NBD server is refused without --nbd, naming its
     /already runs its own NBD server \(exports: disk0 \(node disk0\), disk1 \(node disk1\)\).*pass that server's unix socket with --nbd <path>.*Nothing was started/,
   );
   await assertNothingFor('nbd1');
+});
+
+test('an NBD server started after protect fails the cycle with the same fix, in OSR words', async () => {
+  const late = await startTestMachine({ sizes: [MiB] });
+  try {
+    const qmpOf = () => QmpClient.connect(late.daemon.qmpSocket);
+    let qmp = await qmpOf();
+    // No NBD server of its own: protect is accepted and OSR starts its own server.
+    await qmp.execute('nbd-server-stop');
+    await qmp.close();
+    const protectedNow = await osr('protect', 'late1', '--qmp', late.daemon.qmpSocket, '--policy', 'manual');
+    assert.equal(protectedNow.code, 0, protectedNow.stderr);
+    await waitForStatus(bed.ctx, 'late1', (s) => s.state === 'protected');
+    // Then someone starts the daemon's own server in place of OSR's.
+    qmp = await qmpOf();
+    await qmp.execute('nbd-server-stop');
+    await qmp.execute('nbd-server-start', {
+      addr: { type: 'unix', data: { path: path.join(scratch, 'late-nbd.sock') } },
+    });
+    await qmp.execute('block-export-add', { type: 'nbd', id: 'mine', 'node-name': 'disk0', name: 'mine' });
+    await qmp.close();
+    const point = await osr('point', 'late1');
+    assert.notEqual(point.code, 0, point.stdout);
+    assert.match(
+      point.stderr,
+      /machine late1: this QEMU process already runs its own NBD server \(exports: mine \(node disk0\)\).*Unprotect it \(`osr unprotect late1`\) and protect it again with --nbd <path>/,
+    );
+    assert.doesNotMatch(point.stderr, /nbdSocket option/);
+    assert.equal((await osr('unprotect', 'late1')).code, 0);
+  } finally {
+    await late.stop();
+  }
 });
 
 test('one disk protected twice under two names is refused (exit 5), naming the other machine and the fix', async () => {
