@@ -137,8 +137,28 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       summary: 'start a drill: the machine built from a point, replication untouched',
       tags: ['recovery'],
       parameters: [machineName],
-      requestBody: body({ type: 'object', additionalProperties: false, properties: { point } }, false),
-      responses: { '202': { description: 'started', ...json(ref('JobRef')) }, ...machineErrors },
+      requestBody: body(
+        {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            point,
+            another: {
+              type: 'boolean',
+              description:
+                'start it even though a drill of the machine is alive (not cleaned up); without it such a drill is a 409',
+            },
+          },
+        },
+        false,
+      ),
+      responses: {
+        '202': { description: 'started', ...json(ref('JobRef')) },
+        ...machineErrors,
+        '409': error(
+          'a drill of this machine is alive (named, with its cleanup); pass "another": true for a second',
+        ),
+      },
     },
   },
   '/v1/machines/{name}/test-failover/cleanup': {

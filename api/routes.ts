@@ -132,10 +132,12 @@ export const routes: Route[] = [
     auth: true,
     handler: async (req) => {
       const body = await req.body();
-      onlyFields(body, ['point']);
+      onlyFields(body, ['point', 'another']);
       const point = optionalString(body, 'point', POINT_FIX);
+      const another = optionalBoolean(body, 'another');
       const { ref } = await failover.startTestFailover(req.ctx, await registered(req), {
         point,
+        another,
         wait: false,
       });
       return accepted(ref);

@@ -43,6 +43,11 @@ export interface StartOptions {
   wait?: boolean;
 }
 
+export interface DrillOptions extends StartOptions {
+  /** Start a drill even though one of the machine is alive (not cleaned up): its disks are copied again. */
+  another?: boolean;
+}
+
 export async function getRecoverySettings(ctx: ControlContext, machine: string): Promise<RecoverySettings> {
   checkName('machine', machine);
   return (await ctx.vault.read<RecoverySettings>(recoveryDocs.settings(machine)))?.value ?? { machine };
@@ -98,19 +103,23 @@ function startAttributes(machine: string, kind: RecoveryJobKind) {
 /** Starts a drill of one machine from a point; replication is not touched. */
 export const startTestFailover = audited(
   'drill.start',
-  (ctx: ControlContext, name: string, options: StartOptions = {}) => startDrill(ctx, name, options),
-  (_ctx, name, options?) => ({ target: name, details: { point: options?.point ?? 'latest' } }),
+  (ctx: ControlContext, name: string, options: DrillOptions = {}) => startDrill(ctx, name, options),
+  (_ctx, name, options?) => ({
+    target: name,
+    details: { point: options?.point ?? 'latest', ...(options?.another ? { another: true } : {}) },
+  }),
 );
 
 async function startDrill(
   ctx: ControlContext,
   name: string,
-  options: StartOptions = {},
+  options: DrillOptions = {},
 ): Promise<{ ref: JobRef; status?: RecoveryStatus }> {
   checkName('machine', name);
   if (options.point !== undefined) checkPointSelector(options.point);
   const machine = await registeredMachine(ctx, name);
   const point = await resolvePoint(ctx, name, options.point ?? 'latest');
+  if (!options.another) await refuseLiveDrill(ctx, name);
   const job = jobIdAt(new Date());
   const workflowId = drillWorkflowId(name, job);
   const client = await ctx.client();
@@ -125,6 +134,26 @@ async function startDrill(
   const ref: JobRef = { job, workflowId, machine: name, kind: 'drill', pointId: point.id };
   if (options.wait === false) return { ref };
   return { ref, status: await jobResult<RecoveryStatus>(handle) };
+}
+
+/**
+ * One drill per machine unless asked for another: a second copy of every disk is rarely meant.
+ * A drill is alive from its start (its workflow runs) until its cleanup removes its record.
+ */
+async function refuseLiveDrill(ctx: ControlContext, name: string): Promise<void> {
+  const live = new Map<string, string>();
+  const recorded = await ctx.vault.list<RecoveredMachine>(`recovered/${name}/`);
+  for (const r of recorded) if (r.kind === 'drill' && r.machine === name) live.set(r.job, 'ready');
+  const client = await ctx.client();
+  const query = `OsrMachine = '${name}' AND OsrJobKind = 'drill' AND ExecutionStatus = 'Running'`;
+  for await (const wf of client.workflow.list({ query }))
+    live.set(wf.workflowId.split('/')[2] ?? '', 'running');
+  const [job, state] = [...live].sort(([a], [b]) => b.localeCompare(a))[0] ?? [];
+  if (job === undefined) return;
+  throw new OperationError(
+    `machine ${name} already has a live drill: job ${job} (${drillWorkflowId(name, job)}, ${state === 'running' ? 'still building' : 'ready, not cleaned up'})${live.size > 1 ? ` and ${live.size - 1} more` : ''}. Clean it up first (\`osr failover cleanup ${job}\`), or ask for another drill beside it with --another (API: "another": true). Nothing was started.`,
+    'conflict',
+  );
 }
 
 /**
@@ -319,17 +348,37 @@ export async function recoveryStatus(
   let workflowId = target;
   if (!target.includes('/')) {
     const jobs = await listJobs(ctx);
+    // A drill's job id names the drill, not its cleanup (whose workflow id ends with it too).
+    const byJob = jobs.filter((j) => j.workflowId.endsWith(`/${target}`));
     const match =
-      jobs.find((j) => j.workflowId.endsWith(`/${target}`)) ?? jobs.find((j) => j.machine === target);
+      byJob.find((j) => j.kind !== 'drill-cleanup') ?? byJob[0] ?? jobs.find((j) => j.machine === target);
     if (!match)
       throw new OperationError(`no recovery job "${target}"; see \`osr failover status\``, 'not-found');
     workflowId = match.workflowId;
   }
   try {
-    return await client.workflow.getHandle(workflowId).query(recoveryStatusQuery);
+    const status = await client.workflow.getHandle(workflowId).query(recoveryStatusQuery);
+    return status.kind === 'drill' ? await withCleanup(ctx, status) : status;
   } catch (err) {
     if (err instanceof WorkflowNotFoundError)
       throw new OperationError(`no recovery job ${workflowId}; see \`osr failover status\``, 'not-found');
+    throw err;
+  }
+}
+
+/** A drill's status says so once a cleanup of it completed (the drill's own workflow ended before). */
+async function withCleanup(ctx: ControlContext, status: RecoveryStatus): Promise<RecoveryStatus> {
+  const workflowId = cleanupWorkflowId(status.machine, status.job);
+  try {
+    const description = await (await ctx.client()).workflow.getHandle(workflowId).describe();
+    if (description.status.name !== 'COMPLETED') return status;
+    return {
+      ...status,
+      state: 'cleaned-up',
+      cleanedUp: { workflowId, at: description.closeTime?.toISOString() },
+    };
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return status;
     throw err;
   }
 }

@@ -23,6 +23,7 @@ import {
 } from '../shared/contracts/protect-machine';
 import { audited } from './audit';
 import { OperationError, type ControlContext } from './context';
+import { workflowState } from './failover-lock';
 import { getPolicy } from './policies';
 import { checkSourceOnItsHost, startProtection, type ProtectMachineWorkflow } from './protection-start';
 import { endedHealth, endedProtection, finishStatus, unprotectEnded, type EndedProtection } from './health';
@@ -60,6 +61,8 @@ async function protectNew(
 ): Promise<{ machine: ProtectedMachine; workflowId: string }> {
   checkName('machine', options.name);
   if (options.policy !== undefined) checkName('policy', options.policy);
+  // Said before the source is looked at: the source may be fine, the name is taken.
+  if (await ctx.vault.machine(options.name)) await refuseIfRunning(ctx, options.name);
   await checkSourceOnItsHost(ctx, options);
   const policy = await getPolicy(ctx, options.policy ?? 'default');
   const machine: ProtectedMachine = {
@@ -86,16 +89,22 @@ async function protectNew(
       summary: `Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`,
     });
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) {
-      throw new OperationError(
-        `machine ${machine.name} is already protected (workflow ${workflowId} is running). See \`osr status ${machine.name}\`; to start over, \`osr unprotect ${machine.name}\` first.`,
-        'conflict',
-      );
-    }
+    if (err instanceof WorkflowExecutionAlreadyStartedError) throw alreadyProtected(machine.name);
     throw err;
   }
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   return { machine, workflowId };
+}
+
+function alreadyProtected(name: string): OperationError {
+  return new OperationError(
+    `machine ${name} is already protected (workflow ${protectWorkflowId(name)} is running). See \`osr status ${name}\`; to start over, \`osr unprotect ${name}\` first.`,
+    'conflict',
+  );
+}
+
+async function refuseIfRunning(ctx: ControlContext, name: string): Promise<void> {
+  if ((await workflowState(ctx, protectWorkflowId(name))) === 'running') throw alreadyProtected(name);
 }
 
 /**

@@ -20,6 +20,7 @@ import {
 } from '../shared/contracts/protect-machine';
 import type { CheckSourceWorkflow } from '../shared/contracts/check-source';
 import { OperationError, type ControlContext, jobSummary } from './context';
+import { workflowState } from './failover-lock';
 
 /** protectMachine's signature (workflows/protect-machine.ts), typed here without importing workflow code. */
 export type ProtectMachineWorkflow = (input: ProtectInput) => Promise<MachineStatus>;
@@ -69,15 +70,27 @@ const CHECK_SOURCE_WORKFLOW_SECONDS = 60;
  */
 export async function checkSourceOnItsHost(
   ctx: ControlContext,
-  options: { name: string; qmpSocket: string },
+  options: { name: string; qmpSocket: string; nbdSocket?: string; disks?: string[] },
 ): Promise<void> {
   const client = await ctx.client();
+  const registered = (await ctx.vault.machines()).filter(
+    (m) => m.site === ctx.config.site && m.name !== options.name,
+  );
   let result;
   try {
     result = await client.workflow.execute<CheckSourceWorkflow>('checkSource', {
       taskQueue: CONTROL_TASK_QUEUE,
       workflowId: `check-source/${options.name}/${new Date().toISOString()}`,
-      args: [{ site: ctx.config.site, qmpSocket: options.qmpSocket }],
+      args: [
+        {
+          site: ctx.config.site,
+          qmpSocket: options.qmpSocket,
+          machine: options.name,
+          nbdSocket: options.nbdSocket,
+          disks: options.disks,
+          others: registered.map((m) => ({ name: m.name, qmpSocket: m.source.qmpSocket })),
+        },
+      ],
       workflowExecutionTimeout: `${CHECK_SOURCE_WORKFLOW_SECONDS}s`,
     });
   } catch (err) {
@@ -88,11 +101,40 @@ export async function checkSourceOnItsHost(
       );
     throw err;
   }
-  if (result.ok) return;
+  if (result.ok) {
+    const sameSocket = registered.filter((m) => result.sameSocket?.includes(m.name));
+    return refuseSharedDisks(ctx, options, sameSocket, result.disks);
+  }
   // A refusal's message already says that nothing was started.
   if (result.problem === 'refused') throw new OperationError(result.message, 'invalid');
   throw new OperationError(
     `${result.message.replace(/\.$/, '')}. Nothing was started.`,
     result.problem === 'unavailable' ? 'unavailable' : 'invalid',
   );
+}
+
+/**
+ * Two machines on the same source disk would share its dirty bitmaps and each lose the other's
+ * changes: refuses (conflict) when a machine whose protection runs uses the same QMP monitor and
+ * an overlapping disk set (no --disks: all the source's disks).
+ */
+async function refuseSharedDisks(
+  ctx: ControlContext,
+  options: { name: string; qmpSocket: string; disks?: string[] },
+  sameSocket: ProtectedMachine[],
+  sourceDisks: string[] | undefined,
+): Promise<void> {
+  const diskSet = (disks: string[] | undefined) => disks ?? sourceDisks;
+  const wanted = diskSet(options.disks);
+  for (const other of sameSocket) {
+    const theirs = diskSet(other.source.disks);
+    const shared = wanted && theirs ? wanted.filter((d) => theirs.includes(d)).sort() : undefined;
+    if (shared && shared.length === 0) continue;
+    if ((await workflowState(ctx, protectWorkflowId(other.name))) !== 'running') continue;
+    const which = shared ? `disk${shared.length > 1 ? 's' : ''} ${shared.join(', ')}` : 'its disks';
+    throw new OperationError(
+      `machine ${other.name} already protects ${which} of ${options.qmpSocket}${other.source.qmpSocket === options.qmpSocket ? '' : ` (its QMP socket: ${other.source.qmpSocket})`}: two protections of one disk would share its change tracking. Unprotect it first (\`osr unprotect ${other.name}\`), or protect other disks of this source with --disks. Nothing was started.`,
+      'conflict',
+    );
+  }
 }

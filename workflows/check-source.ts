@@ -22,8 +22,9 @@ export const checkSource: CheckSourceWorkflow = async function checkSource(
     retry: { maximumAttempts: 1 },
   });
   try {
-    const { greeted } = await probeSource({ qmpSocket: input.qmpSocket });
-    return { ok: true, greeted };
+    const { site: _site, timeoutSeconds: _timeout, ...probe } = input;
+    const { greeted, disks, sameSocket } = await probeSource(probe);
+    return { ok: true, greeted, disks, sameSocket };
   } catch (err) {
     const cause = err instanceof ActivityFailure ? err.cause : err;
     if (cause instanceof ApplicationFailure && cause.type === FAILURE.SourceRefused)

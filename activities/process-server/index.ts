@@ -9,7 +9,7 @@ import type { DataPathDeps } from '../deps';
 import { transferDisk, type TransferDiskInput, type TransferSlice } from './transfer-disk';
 import * as source from './machine-source';
 import { stopSourceWrites } from './stop-writes';
-import { probeSource } from './probe-source';
+import { probeSource, type ProbeSourceInput } from './probe-source';
 import { barrierMethod, holdWrites, releaseWrites } from './write-barrier';
 import type { HeldMachine } from '../../shared/group-types';
 import { storageFailure } from '../common/storage-failure';
@@ -33,7 +33,7 @@ export function createProcessServerActivities(deps: DataPathDeps) {
     probeStorage: createStackProbeActivity('process-server', deps.blobService),
 
     /** `osr protect`: is the --qmp path a QMP monitor, seen from the machine's host? */
-    probeSource,
+    probeSource: (input: ProbeSourceInput) => probeSource(input, sourceDeps),
 
     discoverDisks: (input: { machine: ProtectedMachine }) => source.discoverDisks(sourceDeps, input.machine),
 

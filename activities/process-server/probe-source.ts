@@ -1,44 +1,92 @@
-// Before `osr protect` records anything: is the --qmp path a QMP monitor? Checked here, on the
-// process server of the machine's site, because only the machine's host can see its socket; the
-// control plane (CLI, `osr serve`) may run anywhere.
+// Before `osr protect` records anything: is the --qmp path a QMP monitor, does the process already
+// run an NBD server OSR must be told about, and which registered machines use the same monitor?
+// Checked here, on the process server of the machine's site, because only the machine's host can
+// see its socket; the control plane (CLI, `osr serve`) may run anywhere.
 import fs from 'node:fs';
+import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
+import { CbtConnector } from '../../lib/qemu/cbt-connector';
+import { nbdServerAnswers } from '../../lib/qemu/cbt-point-state';
+import { nbdServerRunsMessage, nbdServerState } from '../../lib/qemu/nbd-server-state';
 import { QmpClient } from '../../lib/qemu/qmp-client';
 import { FAILURE } from '../../shared/failures';
 
 export interface ProbeSourceInput {
   qmpSocket: string;
+  /** The machine's name, --nbd and --disks as given to `osr protect`. */
+  machine?: string;
+  nbdSocket?: string;
+  disks?: string[];
+  /** Registered machines of the site: which of them use this same monitor? */
+  others?: Array<{ name: string; qmpSocket: string }>;
 }
 
 export interface ProbeSourceResult {
   /** false: the monitor accepted but stayed silent (another client holds it; the process server will wait its turn). */
   greeted: boolean;
+  /** The source's disks, when the monitor answered. */
+  disks?: string[];
+  /** Names among `others` whose QMP socket is this one (the same file, whatever the path). */
+  sameSocket?: string[];
+}
+
+export interface ProbeSourceDeps {
+  /** The process server's per-machine work folders (its own NBD server's socket is in them). */
+  workRoot?: string;
+}
+
+function refused(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ message, type: FAILURE.SourceRefused, nonRetryable: true });
+}
+
+/** The same socket file: same device and inode (symlinks, relative paths, bind mounts alike). */
+function sameFile(a: fs.Stats, b: string): boolean {
+  try {
+    const s = fs.statSync(b);
+    return s.dev === a.dev && s.ino === a.ino;
+  } catch {
+    return false;
+  }
 }
 
 /**
- * Refuses a --qmp path that is no QMP monitor: missing, a plain file, a dead socket, an NBD
- * socket. A monitor that accepts but stays silent (another client holds it; QEMU serves one at a
- * time) is not refused.
+ * Refuses a --qmp path that is no QMP monitor (missing, a plain file, a dead socket, an NBD
+ * socket) and, without --nbd, a process that runs its own NBD server. A monitor that accepts but
+ * stays silent (another client holds it; QEMU serves one at a time) is not refused.
  */
-export async function probeSource(input: ProbeSourceInput): Promise<ProbeSourceResult> {
+export async function probeSource(
+  input: ProbeSourceInput,
+  deps: ProbeSourceDeps = {},
+): Promise<ProbeSourceResult> {
   if (!fs.existsSync(input.qmpSocket))
-    throw ApplicationFailure.create({
-      message: `no QMP socket at ${input.qmpSocket}: start the VM or qemu-storage-daemon with a QMP monitor (--chardev socket,path=…,server=on,wait=off --monitor chardev=…) and pass its path with --qmp. Nothing was started.`,
-      type: FAILURE.SourceRefused,
-      nonRetryable: true,
-    });
+    throw refused(
+      `no QMP socket at ${input.qmpSocket}: start the VM or qemu-storage-daemon with a QMP monitor (--chardev socket,path=…,server=on,wait=off --monitor chardev=…) and pass its path with --qmp. Nothing was started.`,
+    );
+  const stat = fs.statSync(input.qmpSocket);
+  const sameSocket = (input.others ?? []).filter((o) => sameFile(stat, o.qmpSocket)).map((o) => o.name);
   let qmp: QmpClient | undefined;
   try {
-    qmp = await QmpClient.connect(input.qmpSocket, { greetingTimeoutMs: 3000 });
-    return { greeted: true };
-  } catch (err) {
-    const message = (err as Error).message;
-    if (/sent no greeting/.test(message)) return { greeted: false };
-    throw ApplicationFailure.create({
-      message: `${message}. Nothing was started.`,
-      type: FAILURE.SourceRefused,
-      nonRetryable: true,
-    });
+    try {
+      qmp = await QmpClient.connect(input.qmpSocket, { greetingTimeoutMs: 3000 });
+    } catch (err) {
+      const message = (err as Error).message;
+      if (/sent no greeting/.test(message)) return { greeted: false, sameSocket };
+      throw refused(`${message}. Nothing was started.`);
+    }
+    const disks = (await new CbtConnector(qmp, { workDir: deps.workRoot ?? '/nonexistent' }).listDisks()).map(
+      (d) => d.node,
+    );
+    // A --disks list naming disks the source lacks is reported by the enable step, as before.
+    const disksExist = (input.disks ?? []).every((d) => disks.includes(d));
+    if (!input.nbdSocket && disksExist) {
+      const nbd = await nbdServerState(qmp);
+      // The NBD server this process server started for the machine before (its socket is ours).
+      const own =
+        deps.workRoot && input.machine ? path.join(deps.workRoot, input.machine, 'nbd.sock') : undefined;
+      if (nbd.running && !(own && fs.existsSync(own) && (await nbdServerAnswers(own))))
+        throw refused(`${input.qmpSocket}: ${nbdServerRunsMessage(nbd.exports)}. Nothing was started.`);
+    }
+    return { greeted: true, disks, sameSocket };
   } finally {
     await qmp?.close();
   }

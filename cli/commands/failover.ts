@@ -16,7 +16,11 @@ function printRecovery(status: RecoveryStatus): void {
       point: status.point ? `${status.point.id} (${status.point.kind}, ${status.point.instant})` : '',
     },
   ]);
-  if (status.disks.length) {
+  if (status.cleanedUp)
+    process.stdout.write(
+      `\ncleaned up${status.cleanedUp.at ? ` at ${status.cleanedUp.at}` : ''} by ${status.cleanedUp.workflowId}: the drill's disks, local copies and record are removed\n`,
+    );
+  else if (status.disks.length) {
     process.stdout.write('\n');
     printTable(
       status.disks.map((d) => ({ disk: d.diskId, blob: `osr-failover/${d.blob}`, bytes: d.sizeBytes })),
@@ -64,18 +68,25 @@ export function registerFailoverCommands(program: Command): void {
   cmd
     .command('test <machine>')
     .description(
-      'drill: build the machine from a point in osr-failover (test- prefix); replication goes on untouched',
+      'drill: build the machine from a point in osr-failover (test- prefix); replication goes on untouched. ' +
+        'One live drill per machine: clean it up first, or pass --another',
     )
     .option(
       '--point <point>',
       'latest, latest-app, a point id, an ISO time, or group:<group>[/<id>] (newest point at or before it)',
       'latest',
     )
+    .option(
+      '--another',
+      'start it even though a drill of the machine is alive (not cleaned up): its disks are copied once more',
+    )
     .option('--no-wait', 'return once started')
     .option('--json', 'print JSON')
-    .action(async (machine: string, o: { point: string; wait: boolean; json?: boolean }) => {
-      show(o.json, await withContext((ctx) => failover.startTestFailover(ctx, machine, o)));
-    });
+    .action(
+      async (machine: string, o: { point: string; another?: boolean; wait: boolean; json?: boolean }) => {
+        show(o.json, await withContext((ctx) => failover.startTestFailover(ctx, machine, o)));
+      },
+    );
 
   cmd
     .command('cleanup <target>')

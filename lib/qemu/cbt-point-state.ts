@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { QmpError } from './qmp-client';
+import { NbdServerRunningError, nbdServerState } from './nbd-server-state';
 import type { QmpClient } from './qmp-client';
 import type { BitmapInfo } from './cbt-bitmaps';
 import type { CbtConnectorOptions, FrozenDisk, FrozenView } from './cbt-types';
@@ -197,12 +198,7 @@ export class CbtPointState {
       const running = err instanceof QmpError && /already running/i.test(err.desc);
       // Started by this connector before a restart of the caller: its socket is still there.
       if (!running || !(await nbdServerAnswers(socketPath))) {
-        throw running
-          ? new Error(
-              'an NBD server already runs in this QEMU process (e.g. qemu-storage-daemon --nbd-server): ' +
-                'pass its unix socket path as the nbdSocket option',
-            )
-          : err;
+        throw running ? new NbdServerRunningError((await nbdServerState(this.qmp)).exports) : err;
       }
     }
     return socketPath;

@@ -22,6 +22,7 @@ import { CbtConnector } from './cbt-connector';
 import { sourceExtents } from './changed-extents';
 import { GuestAgentClient } from './guest-agent-client';
 import { NbdClient } from './nbd-client';
+import { NbdServerRunningError, nbdServerRunsMessage } from './nbd-server-state';
 import { QmpClient } from './qmp-client';
 import { quiesceAround } from './quiesce';
 import { runState } from './run-state';
@@ -75,7 +76,16 @@ class QemuSourceConnector implements SourceConnector {
 
   async freeze(diskIds: string[], pitId: string, options: { quiesce?: boolean } = {}) {
     const hooks = options.quiesce ? this.machine.quiesce : undefined;
-    const view = await quiesceAround(hooks, this.machine.name, () => this.cbt.freeze(diskIds, pitId));
+    const view = await quiesceAround(hooks, this.machine.name, () =>
+      this.cbt.freeze(diskIds, pitId).catch((err: unknown) => {
+        // Started after protect (the probe refuses it before): said to the operator in OSR's words.
+        if (!(err instanceof NbdServerRunningError)) throw err;
+        const name = this.machine.name;
+        throw new Error(
+          `machine ${name}: ${nbdServerRunsMessage(err.exports)}. Unprotect it (\`osr unprotect ${name}\`) and protect it again with --nbd <path>`,
+        );
+      }),
+    );
     return {
       pitId: view.pitId,
       instant: view.instant,

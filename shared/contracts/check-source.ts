@@ -4,12 +4,25 @@
 export interface CheckSourceInput {
   site: string;
   qmpSocket: string;
+  /** The machine's name, --nbd and --disks as `osr protect` was given them. */
+  machine?: string;
+  nbdSocket?: string;
+  disks?: string[];
+  /** Registered machines of the site, to find those on the same QMP monitor. */
+  others?: Array<{ name: string; qmpSocket: string }>;
   /** How long a process server of the site has to take and answer the probe. */
   timeoutSeconds?: number;
 }
 
 export type CheckSourceResult =
-  | { ok: true; greeted: boolean }
+  | {
+      ok: true;
+      greeted: boolean;
+      /** The source's disks, when its monitor answered. */
+      disks?: string[];
+      /** Names among `others` whose QMP socket is this same one. */
+      sameSocket?: string[];
+    }
   | { ok: false; problem: 'refused' | 'unavailable' | 'failed'; message: string };
 
 /** The workflow's signature, for a typed client call without importing workflow code. */

@@ -37,6 +37,8 @@ export interface RecoveryStatus {
   committed?: CommitRecord;
   /** Why the job failed, when it did. */
   error?: string;
+  /** A drill that was cleaned up since (set by `osr failover status`, not by the workflow). */
+  cleanedUp?: { workflowId: string; at?: string };
   steps: RecoveryStep[];
 }
 

@@ -214,10 +214,21 @@ test('a wrong QMP socket is refused at protect with the fix, before anything is 
   }
   fs.rmSync(deadDir, { recursive: true, force: true });
 
+  // On a machine of its own: bi1 protects vm's disk, and a second protection of it is refused.
+  const other = await startTestMachine({ sizes: [MiB] });
   // A mistake only the process server can see (a disk the machine does not have) fails the
   // enable step: `osr protect` waits for it and says why, and so does `osr status` afterwards.
   assertRefused(
-    await osr(['protect', 'q-disks', '--qmp', vm.daemon.qmpSocket, '--disks', 'disk7', '--policy', 'manual']),
+    await osr([
+      'protect',
+      'q-disks',
+      '--qmp',
+      other.daemon.qmpSocket,
+      '--disks',
+      'disk7',
+      '--policy',
+      'manual',
+    ]),
     2,
     /protecting q-disks failed: machine q-disks has no disk disk7; it has disk0\. Fix the --disks list\. Nothing is replicated; fix it and run `osr protect q-disks` again/,
   );
@@ -231,9 +242,9 @@ test('a wrong QMP socket is refused at protect with the fix, before anything is 
     'protect',
     'q-disks',
     '--qmp',
-    vm.daemon.qmpSocket,
+    other.daemon.qmpSocket,
     '--nbd',
-    vm.daemon.nbdSocket,
+    other.daemon.nbdSocket,
     '--policy',
     'manual',
   ]);
@@ -241,6 +252,7 @@ test('a wrong QMP socket is refused at protect with the fix, before anything is 
   await waitForStatus(ctx, 'q-disks', (s) => s.state === 'protected');
   const unprotected = await osr(['unprotect', 'q-disks']);
   assert.equal(unprotected.code, 0, unprotected.stderr);
+  await other.stop();
 });
 
 test('wrong storage credentials: the CLI, doctor, protect, a worker and the API say so; nothing hangs or is lost', async () => {

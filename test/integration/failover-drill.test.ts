@@ -173,7 +173,8 @@ test('a drill can be materialized as local qcow2 disks and boot-checked; a faili
       probeTimeoutSeconds: 20,
     },
   });
-  const { ref, status } = await failover.startTestFailover(ctx, M, { point: 'latest' });
+  // The first test's drill is still alive (cleaned up by the third): a second one is asked for.
+  const { ref, status } = await failover.startTestFailover(ctx, M, { point: 'latest', another: true });
   assert.ok(status?.materialized && status.bootCheck);
   assert.equal(status.bootCheck.ok, true, JSON.stringify(status.bootCheck));
   assert.match(fs.readFileSync(out, 'utf8'), new RegExp(`${M} ${status.point?.id}`));
@@ -190,7 +191,7 @@ test('a drill can be materialized as local qcow2 disks and boot-checked; a faili
     materialize: null,
     bootCheck: { command: 'exec sleep 60', probe: 'false', probeTimeoutSeconds: 2 },
   });
-  const bad = await failover.startTestFailover(ctx, M);
+  const bad = await failover.startTestFailover(ctx, M, { another: true });
   assert.equal(bad.status?.state, 'ready', 'a failed boot check is a finding, not a failed drill');
   assert.equal(bad.status?.bootCheck?.ok, false);
   assert.match(bad.status?.bootCheck?.reason ?? '', /probe did not succeed/);
