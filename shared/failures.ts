@@ -26,6 +26,8 @@ export const FAILURE = {
   CycleNotUploaded: 'CycleNotUploaded',
   ManifestInvalid: 'ManifestInvalid',
   DiskShrunk: 'DiskShrunk',
+  /** A disk whose replica (a fixed VHD) would not fit in one page blob (8 TiB). */
+  DiskTooLarge: 'DiskTooLarge',
   ReplicaMissing: 'ReplicaMissing',
   ReplicaChanged: 'ReplicaChanged',
   PointIdConflict: 'PointIdConflict',

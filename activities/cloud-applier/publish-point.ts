@@ -63,8 +63,13 @@ export async function publishPoint(
     const reused = snapshot !== undefined;
     if (!reused) {
       // Storage remembers which cycle the replica holds: a later rollback of storage shows.
-      await replicaBlobClient(deps.blobService, blob)
-        .setMetadata({ [APPLIED_CYCLE_METADATA_KEY]: String(input.cycle) })
+      // Set Metadata replaces all metadata: the replica's other keys (its data size) are kept.
+      const replica = replicaBlobClient(deps.blobService, blob);
+      await replica
+        .getProperties()
+        .then((props) =>
+          replica.setMetadata({ ...props.metadata, [APPLIED_CYCLE_METADATA_KEY]: String(input.cycle) }),
+        )
         .catch((err: unknown) => {
           if (!isNotFound(err)) throw err; // a missing replica is reported by the snapshot below
         });

@@ -5,6 +5,9 @@
 // the snapshot's pages, writable), so there is no streamed fallback. Copy Blob From URL
 // (syncCopyFromURL) is not used: on Azure it makes block blobs only.
 //
+// Every recovered disk is a fixed VHD (lib/azure/vhd-blob.ts), importable by Azure as a managed
+// disk (`az disk create --source <blob url>`); only its data area [0, sizeBytes) is read back.
+//
 // Idempotent: a retried attempt finds the blob already copied from the same snapshot (metadata)
 // and keeps it; a blob of the same name from another point is replaced.
 import type { BlobServiceClient, PageBlobClient } from '@azure/storage-blob';
@@ -15,6 +18,7 @@ import { recoveredPrefix, recoveryDocs } from '../../shared/recovery-types';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { Vault } from '../../lib/azure/vault';
+import { ensureFixedVhd, readVhdBlobState } from '../../lib/azure/vhd-blob';
 import { assertId, deleteBlobsUnder, forEachLimited, isNotFound, replicaBlobClient } from './replica-disk';
 
 /** Failure type: a disk image of the point is gone (pruned). Non-retryable: choose another point. */
@@ -71,6 +75,9 @@ export async function createRecoveredDisks(
           `copy of ${origin} into ${CONTAINERS.failover}/${target.name} ended ${result.copyStatus}`,
         );
     }
+    // A snapshot of a replica is a fixed VHD already; one taken before replicas were VHDs is
+    // raw, and its copy is made one here (resized, footer written; data untouched).
+    await ensureFixedVhd(target, await readVhdBlobState(target), disk.sizeBytes);
     out[i] = { diskId: disk.diskId, blob: target.name, sizeBytes: disk.sizeBytes, copy: 'server' };
     input.onDisk?.(out[i]);
   });

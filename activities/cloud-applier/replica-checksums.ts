@@ -6,6 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { checksumsBlobName } from '../../lib/segments/cache-layout';
+import { readVhdBlobState } from '../../lib/azure/vhd-blob';
 import {
   blockChecksum,
   newChecksumList,
@@ -69,8 +70,15 @@ export async function replicaChecksums(
   let etag: string;
   try {
     const props = await replica.getProperties();
-    sizeBytes = props.contentLength ?? 0;
     etag = props.etag ?? '';
+    // Only the data area: a replica is a fixed VHD, its footer is no part of the disk.
+    sizeBytes = (
+      await readVhdBlobState(
+        replica,
+        { blobBytes: props.contentLength ?? 0, metadata: props.metadata ?? {} },
+        etag ? { ifMatch: etag } : undefined,
+      )
+    ).dataBytes;
   } catch (err) {
     if (isNotFound(err)) {
       throw ApplicationFailure.nonRetryable(

@@ -1,8 +1,12 @@
-// `osr export`: a recovery point as a raw disk image, for restore and verification.
+// `osr export`: a recovery point as a disk image (raw, qcow2 or a fixed VHD), for restore and verification.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Command } from 'commander';
-import { exportPoint } from '../../activities/cloud-applier/export-point';
+import { Option, type Command } from 'commander';
+import {
+  EXPORT_FORMATS,
+  exportPointAs,
+  type ExportFormat,
+} from '../../activities/cloud-applier/export-formats';
 import { resolvePoint } from '../../operations/points';
 import { OperationError } from '../../operations/context';
 import { withContext } from '../common/context';
@@ -12,19 +16,33 @@ import { formatBytes, ProgressLine, renderBar } from '../common/progress-bar';
 export function registerExportCommand(program: Command): void {
   program
     .command('export <name>')
-    .description('write one disk of a recovery point to a raw image file (sparse where the disk has holes)')
+    .description(
+      'write one disk of a recovery point to an image file: raw (default; sparse where the disk has holes), ' +
+        'qcow2 (converted by qemu-img through a temporary raw file beside the output) or vhd (a fixed VHD: ' +
+        'the disk rounded up to a MiB plus a footer, the format Azure imports as a managed disk)',
+    )
     .requiredOption(
       '--point <id>',
       'latest, latest-app, a point id, an ISO time, or group:<group>[/<id>] (the newest point at or before it)',
     )
     .option('--disk <disk>', 'disk id (e.g. disk0) or index', '0')
-    .requiredOption('--out <file>', 'raw image file to write')
+    .requiredOption('--out <file>', 'image file to write')
+    .addOption(
+      new Option('--format <format>', 'image format of the file').choices(EXPORT_FORMATS).default('raw'),
+    )
     .option('--force', 'overwrite the file if it exists')
     .option('--json', 'print JSON')
     .action(
       async (
         name: string,
-        o: { point: string; disk: string; out: string; force?: boolean; json?: boolean },
+        o: {
+          point: string;
+          disk: string;
+          out: string;
+          format: ExportFormat;
+          force?: boolean;
+          json?: boolean;
+        },
       ) => {
         checkOutFile(path.resolve(o.out), Boolean(o.force));
         await withContext(async (ctx) => {
@@ -40,10 +58,11 @@ export function registerExportCommand(program: Command): void {
           }
           const line = new ProgressLine();
           const started = Date.now();
-          const bytes = await exportPoint(ctx, {
+          const { bytes, virtualBytes } = await exportPointAs(ctx, {
             point,
             diskId: disk.diskId,
             outFile: path.resolve(o.out),
+            format: o.format,
             onProgress: (done: number, total: number) =>
               line.update(`${renderBar(done, total)} ${formatBytes(done)} / ${formatBytes(total)}`),
           });
@@ -54,13 +73,15 @@ export function registerExportCommand(program: Command): void {
             instant: point.instant,
             disk: disk.diskId,
             file: path.resolve(o.out),
+            format: o.format,
+            virtualBytes,
             bytes,
             seconds: (Date.now() - started) / 1000,
           };
           if (o.json) printJson(result);
           else
             process.stdout.write(
-              `exported ${name} ${disk.diskId} at ${point.instant} (point ${point.id}) to ${result.file}: ${formatBytes(bytes)} written\n`,
+              `exported ${name} ${disk.diskId} at ${point.instant} (point ${point.id}) to ${result.file} (${o.format}): ${formatBytes(bytes)} written\n`,
             );
         });
       },
@@ -88,7 +109,7 @@ function checkOutFile(file: string, force: boolean): void {
   const existing = fs.statSync(file, { throwIfNoEntry: false });
   if (existing && !existing.isFile()) {
     throw new CliError(
-      `${file} is not a regular file; export writes a raw image file (write it to a device with dd)`,
+      `${file} is not a regular file; export writes an image file (write a raw one to a device with dd)`,
       EXIT.usage,
     );
   }

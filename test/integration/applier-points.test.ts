@@ -112,7 +112,11 @@ describe('replica disks and cache cleanup', () => {
       (await ensureReplicaDisk(deps, { machine, diskId: 'd0', sizeBytes: 1 * MiB })).sizeBytes,
       1 * MiB,
     );
-    assert.equal((await replicaBlobClient(blobService, 'vm-r1/d0').getProperties()).contentLength, 1 * MiB);
+    // The blob is a fixed VHD: the 1 MiB data area, then the 512-byte footer (applier-vhd.test.ts).
+    assert.equal(
+      (await replicaBlobClient(blobService, 'vm-r1/d0').getProperties()).contentLength,
+      1 * MiB + 512,
+    );
     await assert.rejects(ensureReplicaDisk(deps, { machine, diskId: 'd0', sizeBytes: 512 * KiB }), (err) => {
       const failure = failureOf(err);
       assert.equal(failure.type, DISK_SHRUNK);
@@ -129,7 +133,7 @@ describe('replica disks and cache cleanup', () => {
     });
     assert.equal(
       (await replicaBlobClient(blobService, 'vm-r1/d0').getProperties()).contentLength,
-      1 * MiB,
+      1 * MiB + 512,
       'not shrunk',
     );
 
