@@ -1,6 +1,6 @@
-// Recovery operations of the control plane (CLI now, HTTP API later): drills and their cleanup,
-// failover (unplanned or planned), commit, change of recovery point, job status, and the
-// per-machine recovery settings (boot check, materialization).
+// Recovery operations of the control plane (CLI and HTTP API): drills and their cleanup, failover
+// (unplanned or planned), commit, change of recovery point and job status. The per-machine
+// recovery settings live in recovery-settings.ts (re-exported here, where callers look for them).
 import {
   WorkflowIdConflictPolicy,
   WorkflowIdReusePolicy,
@@ -8,7 +8,7 @@ import {
   WorkflowUpdateFailedError,
   type WorkflowHandle,
 } from '@temporalio/client';
-import type { FailoverLock, RecoveredMachine, RecoverySettings } from '../shared/recovery-types';
+import type { FailoverLock, RecoveredMachine } from '../shared/recovery-types';
 import { recoveryDocs } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
@@ -28,6 +28,10 @@ import { takeFailoverLock, workflowState } from './failover-lock';
 import { registeredMachine } from './machines';
 import { resolvePoint } from './points';
 
+import { getRecoverySettings } from './recovery-settings';
+
+export { configureRecovery, getRecoverySettings } from './recovery-settings';
+
 export interface JobRef {
   job: string;
   workflowId: string;
@@ -46,50 +50,6 @@ export interface StartOptions {
 export interface DrillOptions extends StartOptions {
   /** Start a drill even though one of the machine is alive (not cleaned up): its disks are copied again. */
   another?: boolean;
-}
-
-export async function getRecoverySettings(ctx: ControlContext, machine: string): Promise<RecoverySettings> {
-  checkName('machine', machine);
-  return (await ctx.vault.read<RecoverySettings>(recoveryDocs.settings(machine)))?.value ?? { machine };
-}
-
-type RecoveryChange = {
-  bootCheck?: RecoverySettings['bootCheck'] | null;
-  materialize?: RecoverySettings['materialize'] | null;
-};
-
-/** Sets a machine's boot check and materialization (each replaced as given; `null` removes it). */
-export const configureRecovery = audited(
-  'recovery.configure',
-  (ctx: ControlContext, machine: string, change: RecoveryChange) =>
-    storeRecoverySettings(ctx, machine, change),
-  (_ctx, machine, change) => ({ target: machine, details: { ...change } }),
-);
-
-async function storeRecoverySettings(
-  ctx: ControlContext,
-  machine: string,
-  change: {
-    bootCheck?: RecoverySettings['bootCheck'] | null;
-    materialize?: RecoverySettings['materialize'] | null;
-  },
-): Promise<RecoverySettings> {
-  await registeredMachine(ctx, machine);
-  if (change.bootCheck && (!change.bootCheck.command.trim() || !change.bootCheck.probe.trim()))
-    throw new OperationError('a boot check needs both a command and a probe command', 'invalid');
-  if (change.materialize && !['qcow2', 'raw'].includes(change.materialize.format))
-    throw new OperationError(
-      `materialize format must be qcow2 or raw, not ${change.materialize.format}`,
-      'invalid',
-    );
-  return ctx.vault.update<RecoverySettings>(recoveryDocs.settings(machine), (current) => {
-    const next: RecoverySettings = { ...(current ?? { machine }) };
-    if (change.bootCheck === null) delete next.bootCheck;
-    else if (change.bootCheck) next.bootCheck = change.bootCheck;
-    if (change.materialize === null) delete next.materialize;
-    else if (change.materialize) next.materialize = change.materialize;
-    return next;
-  });
 }
 
 function startAttributes(machine: string, kind: RecoveryJobKind) {

@@ -29,7 +29,7 @@ import {
 import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
-import { getRecoverySettings } from './failover';
+import { getRecoverySettings } from './recovery-settings';
 import { resolvePoint } from './points';
 
 export interface PlanJob {
