@@ -15,12 +15,12 @@ import { startApiServer, type ApiServer } from '../../api/server';
 import type { ServerView } from '../../lib/observability/server-health';
 import { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
-import { createPolicy } from '../../operations/policies';
 import { createLogger } from '../../lib/config/logger';
 import type { WebhookPayload } from '../../workers/alert-notifier';
 import { waitForStatus } from './protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from './qemu-machine';
 import { startTestStack, type TestStack } from './test-stack';
+import { createManualPolicy } from './testbed';
 
 export const run = promisify(execFile);
 export const MiB = 1024 * 1024;
@@ -137,12 +137,7 @@ export function useOperatorStack(): void {
       stack.startWorker('process-server', { OSR_HEALTH_RSS_ALERT_BYTES: '1' }),
     ]);
     ctx = new ControlContext(stack.config);
-    await createPolicy(ctx, {
-      name: 'manual',
-      crashPointSeconds: 3600,
-      appPointSeconds: 0,
-      rpoThresholdSeconds: 7200,
-    });
+    await createManualPolicy(ctx);
     vm = await startTestMachine({ sizes: [16 * MiB] });
     await machines.protect(ctx, {
       name: M,
