@@ -1,6 +1,6 @@
 // The OpenAPI description of the operator routes (api/operator-routes.ts): metrics, alerts,
 // audit log, servers and the dashboard's static files. Merged into api/openapi.ts's document.
-import { error, json, ref, type Schema } from './openapi-common';
+import { error, json, listOf, ref, type Schema } from './openapi-common';
 
 const common = {
   '401': error('no or wrong bearer token (WWW-Authenticate: Bearer)'),
@@ -85,7 +85,7 @@ export const operatorPaths = {
       responses: {
         '200': {
           description: 'entries',
-          ...json({ type: 'object', properties: { entries: { type: 'array', items: ref('AuditEntry') } } }),
+          ...listOf('entries', 'AuditEntry'),
         },
         '400': error('a query parameter is malformed'),
         ...common,
@@ -101,7 +101,7 @@ export const operatorPaths = {
       responses: {
         '200': {
           description: 'servers by role',
-          ...json({ type: 'object', properties: { servers: { type: 'array', items: ref('Server') } } }),
+          ...listOf('servers', 'Server'),
         },
         ...common,
       },
