@@ -44,3 +44,9 @@ export function assertRefused(res: CliResult, code: number, message: RegExp): vo
   assert.match(res.stderr, message);
   assert.doesNotMatch(res.stderr, /\n\s+at |\.js:\d+:\d+/, 'no stack trace');
 }
+
+/** An osr() for a test file: runCli with the stack's environment (read at each call) plus extraEnv. */
+export function cliFor(env: () => NodeJS.ProcessEnv) {
+  return (args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> =>
+    runCli(args, { ...env(), ...extraEnv });
+}

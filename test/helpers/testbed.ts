@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import { createPolicy } from '../../operations/policies';
@@ -99,3 +100,24 @@ export async function startMachineTestbed(options: {
   }
   return { ...bed, vm, scratch, stop };
 }
+
+/**
+ * Starts a machine testbed before the file's tests and stops it after them; ready receives it
+ * (for the file's own shorthands: stack, ctx, vm, scratch).
+ */
+export function useMachineTestbed(
+  options: Parameters<typeof startMachineTestbed>[0],
+  ready: (bed: MachineTestbed) => void,
+): void {
+  let bed: MachineTestbed | undefined;
+  before(async () => {
+    bed = await startMachineTestbed(options);
+    ready(bed);
+  });
+  after(async () => {
+    await bed?.stop();
+  });
+}
+
+/** bi1 of the bad-input tests: protected, with a point, for the tests of unknown points and of conflicts. */
+export const BAD_INPUT_MACHINE = { name: 'bi1', diskMiB: 8, dataMiB: 1, seed: 3, scratchPrefix: 'osr-bad-' };

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { routes as apiRoutes } from '../../api/routes';
 import { startApiServer } from '../../api/server';
 import { createLogger } from '../../lib/config/logger';
@@ -15,32 +15,17 @@ import type { AuditEntry } from '../../operations/audit';
 import { createPolicy } from '../../operations/policies';
 import { type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
-import { runCli } from '../helpers/cli';
-import { startMachineTestbed, type MachineTestbed } from '../helpers/testbed';
+import { cliFor } from '../helpers/cli';
+import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
 
-let bed: MachineTestbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let vm: TestMachine;
 let scratch: string;
 
-const osr = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => runCli(args, { ...stack.env, ...extraEnv });
+const osr = cliFor(() => stack.env);
 
-before(async () => {
-  // bi1: protected, with a point, for the tests of unknown points and of conflicts.
-  bed = await startMachineTestbed({
-    name: 'bi1',
-    diskMiB: 8,
-    dataMiB: 1,
-    seed: 3,
-    scratchPrefix: 'osr-bad-',
-  });
-  ({ stack, ctx, vm, scratch } = bed);
-});
-
-after(async () => {
-  await bed?.stop();
-});
+useMachineTestbed(BAD_INPUT_MACHINE, (bed) => ({ stack, ctx, vm, scratch } = bed));
 
 test('a name that is not a name (../policies/demo, ../../etc): 400 on every API route, exit 2 on every CLI command; nothing read as it, nothing written', async () => {
   // The document the names aim at, so that reading it "as a machine" would answer.

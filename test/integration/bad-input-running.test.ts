@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { NbdClient } from '../../lib/qemu/nbd-client';
 import { startStorageDaemon, type StorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { ControlContext } from '../../operations/context';
@@ -17,11 +17,10 @@ import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
-import { assertRefused, runCli } from '../helpers/cli';
-import { startMachineTestbed, type MachineTestbed } from '../helpers/testbed';
+import { assertRefused, cliFor } from '../helpers/cli';
+import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
-let bed: MachineTestbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let vm: TestMachine;
@@ -34,23 +33,9 @@ function strings(value: unknown, out: string[]): void {
   else if (value && typeof value === 'object') for (const v of Object.values(value)) strings(v, out);
 }
 
-const osr = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => runCli(args, { ...stack.env, ...extraEnv });
+const osr = cliFor(() => stack.env);
 
-before(async () => {
-  // bi1: protected, with a point, for the tests of unknown points and of conflicts.
-  bed = await startMachineTestbed({
-    name: 'bi1',
-    diskMiB: 8,
-    dataMiB: 1,
-    seed: 3,
-    scratchPrefix: 'osr-bad-',
-  });
-  ({ stack, ctx, vm } = bed);
-});
-
-after(async () => {
-  await bed?.stop();
-});
+useMachineTestbed(BAD_INPUT_MACHINE, (bed) => ({ stack, ctx, vm } = bed));
 
 test('a raw disk: the alert explains the resync; after a daemon restart the next point resyncs by checksums and loses nothing', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-raw-'));

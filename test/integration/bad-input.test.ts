@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { startApiServer } from '../../api/server';
 import { startStorageDaemon } from '../../lib/qemu/storage-daemon';
@@ -19,12 +19,11 @@ import type { ControlContext } from '../../operations/context';
 import { waitForStatus } from '../helpers/protection';
 import { type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
-import { assertRefused, runCli } from '../helpers/cli';
-import { startMachineTestbed, type MachineTestbed } from '../helpers/testbed';
+import { assertRefused, cliFor } from '../helpers/cli';
+import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
 const build = path.resolve(__dirname, '..', '..');
-let bed: MachineTestbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let vm: TestMachine;
@@ -41,23 +40,9 @@ async function workflowExists(workflowId: string): Promise<boolean> {
   }
 }
 
-const osr = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => runCli(args, { ...stack.env, ...extraEnv });
+const osr = cliFor(() => stack.env);
 
-before(async () => {
-  // bi1: protected, with a point, for the tests of unknown points and of conflicts.
-  bed = await startMachineTestbed({
-    name: 'bi1',
-    diskMiB: 8,
-    dataMiB: 1,
-    seed: 3,
-    scratchPrefix: 'osr-bad-',
-  });
-  ({ stack, ctx, vm, scratch } = bed);
-});
-
-after(async () => {
-  await bed?.stop();
-});
+useMachineTestbed(BAD_INPUT_MACHINE, (bed) => ({ stack, ctx, vm, scratch } = bed));
 
 test('malformed configuration: the key, its source and the fix; exit 2; nothing is run or recorded', async () => {
   const file = path.join(scratch, 'osr.json');

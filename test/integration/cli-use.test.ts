@@ -6,37 +6,26 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import type { TestStack } from '../helpers/test-stack';
-import { assertRefused, cliMain, runCli } from '../helpers/cli';
-import { startMachineTestbed, type MachineTestbed } from '../helpers/testbed';
+import { assertRefused, cliFor, cliMain } from '../helpers/cli';
+import { useMachineTestbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
-let bed: MachineTestbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let scratch: string;
 
-const osr = (args: string[]) => runCli(args, stack.env);
+const osr = cliFor(() => stack.env);
 
-before(async () => {
-  // 24 MiB of data in 4 MiB chunks: an export downloads several chunks at once, so a count that
-  // loses concurrent additions shows.
-  bed = await startMachineTestbed({
-    name: 'cu1',
-    diskMiB: 32,
-    dataMiB: 24,
-    seed: 11,
-    scratchPrefix: 'osr-cli-',
-  });
-  ({ stack, ctx, scratch } = bed);
-});
-
-after(async () => {
-  await bed?.stop();
-});
+// 24 MiB of data in 4 MiB chunks: an export downloads several chunks at once, so a count that
+// loses concurrent additions shows.
+useMachineTestbed(
+  { name: 'cu1', diskMiB: 32, dataMiB: 24, seed: 11, scratchPrefix: 'osr-cli-' },
+  (bed) => ({ stack, ctx, scratch } = bed),
+);
 
 test('export: the bytes written are counted right; the path is checked first; no overwrite without --force', async () => {
   const out = path.join(scratch, 'cu1.raw');
