@@ -50,3 +50,11 @@ export function cliFor(env: () => NodeJS.ProcessEnv) {
   return (args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> =>
     runCli(args, { ...env(), ...extraEnv });
 }
+
+/** `osr protect <name>` for a test machine's daemon, under the "manual" policy. */
+export function protectArgs(
+  name: string,
+  vm: { daemon: { qmpSocket: string; nbdSocket: string } },
+): string[] {
+  return ['protect', name, '--qmp', vm.daemon.qmpSocket, '--nbd', vm.daemon.nbdSocket, '--policy', 'manual'];
+}

@@ -17,7 +17,7 @@ import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
-import { assertRefused, cliFor } from '../helpers/cli';
+import { assertRefused, cliFor, protectArgs } from '../helpers/cli';
 import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
@@ -123,20 +123,7 @@ test('a raw disk: the alert explains the resync; after a daemon restart the next
 
 test('conflicting operations on one machine at once: one proceeds, the other is told why, nothing is lost', async () => {
   // Two protects of one name.
-  const protects = await Promise.all(
-    [1, 2].map(() =>
-      osr([
-        'protect',
-        'bi2',
-        '--qmp',
-        vm.daemon.qmpSocket,
-        '--nbd',
-        vm.daemon.nbdSocket,
-        '--policy',
-        'manual',
-      ]),
-    ),
-  );
+  const protects = await Promise.all([1, 2].map(() => osr(protectArgs('bi2', vm))));
   assert.deepEqual(protects.map((r) => r.code).sort(), [0, 5], protects.map((r) => r.stderr).join('\n'));
   assertRefused(
     protects.find((r) => r.code === 5)!,

@@ -19,7 +19,7 @@ import type { ControlContext } from '../../operations/context';
 import { waitForStatus } from '../helpers/protection';
 import { type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
-import { assertRefused, cliFor } from '../helpers/cli';
+import { assertRefused, cliFor, protectArgs } from '../helpers/cli';
 import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
@@ -176,16 +176,7 @@ test('a wrong QMP socket is refused at protect with the fix, before anything is 
     /machine q-disks is not protected \(its workflow protect\/q-disks is failed: machine q-disks has no disk disk7; it has disk0\. Fix the --disks list\.\)/,
   );
   // Protecting it again, right, works: the failed attempt left nothing in the way.
-  const fixed = await osr([
-    'protect',
-    'q-disks',
-    '--qmp',
-    vm.daemon.qmpSocket,
-    '--nbd',
-    vm.daemon.nbdSocket,
-    '--policy',
-    'manual',
-  ]);
+  const fixed = await osr(protectArgs('q-disks', vm));
   assert.equal(fixed.code, 0, fixed.stderr);
   await waitForStatus(ctx, 'q-disks', (s) => s.state === 'protected');
   const unprotected = await osr(['unprotect', 'q-disks']);
