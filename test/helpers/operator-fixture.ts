@@ -21,6 +21,7 @@ import { waitForStatus } from './protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from './qemu-machine';
 import { startTestStack, type TestStack } from './test-stack';
 import { createManualPolicy } from './testbed';
+import { pollFor } from './poll';
 
 export const run = promisify(execFile);
 export const MiB = 1024 * 1024;
@@ -54,18 +55,11 @@ export async function until<T>(
   probe: () => Promise<T | undefined>,
   timeoutMs = 60_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what} ${last ? String(last) : ''}`);
+  return pollFor(probe, {
+    timeoutMs,
+    intervalMs: 250,
+    failure: (last) => new Error(`timed out waiting for ${what} ${last ? String(last) : ''}`),
+  });
 }
 
 export async function servers(): Promise<ServerView[]> {
