@@ -17,10 +17,9 @@ import { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import { createLogger } from '../../lib/config/logger';
 import type { WebhookPayload } from '../../workers/alert-notifier';
-import { waitForStatus } from './protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from './qemu-machine';
 import { startTestStack, type TestStack } from './test-stack';
-import { createManualPolicy } from './testbed';
+import { createManualPolicy, protectManual } from './testbed';
 import { pollFor } from './poll';
 
 export const run = promisify(execFile);
@@ -133,13 +132,7 @@ export function useOperatorStack(): void {
     ctx = new ControlContext(stack.config);
     await createManualPolicy(ctx);
     vm = await startTestMachine({ sizes: [16 * MiB] });
-    await machines.protect(ctx, {
-      name: M,
-      qmpSocket: vm.daemon.qmpSocket,
-      nbdSocket: vm.daemon.nbdSocket,
-      policy: 'manual',
-    });
-    await waitForStatus(ctx, M, (s) => s.state === 'protected');
+    await protectManual(ctx, M, vm);
     const disk = await vm.disk();
     await disk.write(0, pseudoRandom(2 * MiB, 11));
     await disk.flush();
