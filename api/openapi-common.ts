@@ -23,6 +23,9 @@ export interface Operation {
 
 export const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
 export const json = (schema: Schema) => ({ content: { 'application/json': { schema } } });
+/** A JSON body holding one list: `{ [key]: item[] }`. */
+export const listOf = (key: string, item: string) =>
+  json({ type: 'object', properties: { [key]: { type: 'array', items: ref(item) } } });
 export const body = (schema: Schema, required = true) => ({
   required,
   content: { 'application/json': { schema } } as const,
@@ -99,3 +102,21 @@ export function planJobStart(operationId: string, summary: string, properties: S
     },
   };
 }
+
+/** What a machine's and a group's status both end with: alerts, counters, and the back-off state. */
+export const cycleHealth: Schema = {
+  alerts: { type: 'array', items: { type: 'object' } },
+  stats: { type: 'object' },
+  failing: {
+    type: 'object',
+    description:
+      'present while cycles keep failing: they back off (doubling, capped at 60 s) until one succeeds',
+    properties: {
+      since: { type: 'string', format: 'date-time' },
+      failures: { type: 'integer' },
+      reason: { type: 'string' },
+      sourceUnreachable: { type: 'boolean' },
+      retryAt: { type: 'string', format: 'date-time' },
+    },
+  },
+};

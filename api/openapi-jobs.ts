@@ -1,7 +1,7 @@
 // The OpenAPI description of the job routes (api/jobs.ts): running OSR jobs and one job's
 // status. Merged into api/openapi.ts's document.
 import { JOB_KINDS } from './jobs';
-import { common, error, json, ref, type Operation } from './openapi-common';
+import { common, error, json, listOf, ref, type Operation } from './openapi-common';
 
 export const jobPaths: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
   '/v1/jobs': {
@@ -28,7 +28,7 @@ export const jobPaths: Record<string, Partial<Record<'get' | 'post', Operation>>
       responses: {
         '200': {
           description: 'jobs, newest first',
-          ...json({ type: 'object', properties: { jobs: { type: 'array', items: ref('Job') } } }),
+          ...listOf('jobs', 'Job'),
         },
         ...common,
       },

@@ -4,8 +4,10 @@ import {
   body,
   common,
   conflict,
+  cycleHealth,
   error,
   json,
+  listOf,
   machineAction,
   machineErrors,
   machineName,
@@ -24,10 +26,7 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       responses: {
         '200': {
           description: 'machines',
-          ...json({
-            type: 'object',
-            properties: { machines: { type: 'array', items: ref('MachineOverview') } },
-          }),
+          ...listOf('machines', 'MachineOverview'),
         },
         ...common,
       },
@@ -51,10 +50,7 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       responses: {
         '200': {
           description: 'points',
-          ...json({
-            type: 'object',
-            properties: { points: { type: 'array', items: ref('RecoveryPoint') } },
-          }),
+          ...listOf('points', 'RecoveryPoint'),
         },
         ...machineErrors,
       },
@@ -102,7 +98,7 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       responses: {
         '200': {
           description: 'policies',
-          ...json({ type: 'object', properties: { policies: { type: 'array', items: ref('Policy') } } }),
+          ...listOf('policies', 'Policy'),
         },
         ...common,
       },
@@ -170,7 +166,7 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       responses: {
         '202': {
           description: 'one cleanup job per drill',
-          ...json({ type: 'object', properties: { jobs: { type: 'array', items: ref('JobRef') } } }),
+          ...listOf('jobs', 'JobRef'),
         },
         ...machineErrors,
         '409': error('a drill is still running'),
@@ -289,20 +285,7 @@ export const machineSchemas: Record<string, Schema> = {
       lastPoint: ref('PointRef'),
       lastAppPoint: ref('PointRef'),
       rpoSeconds: { type: 'number' },
-      alerts: { type: 'array', items: { type: 'object' } },
-      stats: { type: 'object' },
-      failing: {
-        type: 'object',
-        description:
-          'present while cycles keep failing: they back off (doubling, capped at 60 s) until one succeeds',
-        properties: {
-          since: { type: 'string', format: 'date-time' },
-          failures: { type: 'integer' },
-          reason: { type: 'string' },
-          sourceUnreachable: { type: 'boolean' },
-          retryAt: { type: 'string', format: 'date-time' },
-        },
-      },
+      ...cycleHealth,
       protectedSince: { type: 'string', format: 'date-time' },
       health: ref('MachineHealth'),
     },

@@ -2,7 +2,7 @@
 // audit log, servers and the dashboard's static files (api/dashboard-files.ts). Merged into
 // api/openapi.ts's document.
 import { dashboardFiles } from './dashboard-files';
-import { error, json, ref, type Schema } from './openapi-common';
+import { error, json, listOf, ref, type Schema } from './openapi-common';
 
 const common = {
   '401': error('no or wrong bearer token (WWW-Authenticate: Bearer)'),
@@ -83,7 +83,7 @@ export const operatorPaths = {
       responses: {
         '200': {
           description: 'entries',
-          ...json({ type: 'object', properties: { entries: { type: 'array', items: ref('AuditEntry') } } }),
+          ...listOf('entries', 'AuditEntry'),
         },
         '400': error('a query parameter is malformed'),
         ...common,
@@ -99,7 +99,7 @@ export const operatorPaths = {
       responses: {
         '200': {
           description: 'servers by role',
-          ...json({ type: 'object', properties: { servers: { type: 'array', items: ref('Server') } } }),
+          ...listOf('servers', 'Server'),
         },
         ...common,
       },

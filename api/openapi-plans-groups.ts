@@ -4,9 +4,11 @@ import {
   body,
   common,
   conflict,
+  cycleHealth,
   error,
   groupName,
   json,
+  listOf,
   planJobId,
   planJobStart,
   planName,
@@ -25,7 +27,7 @@ export const planGroupPaths: Record<string, Partial<Record<'get' | 'post', Opera
       responses: {
         '200': {
           description: 'plans',
-          ...json({ type: 'object', properties: { plans: { type: 'array', items: ref('Plan') } } }),
+          ...listOf('plans', 'Plan'),
         },
         ...common,
       },
@@ -132,7 +134,7 @@ export const planGroupPaths: Record<string, Partial<Record<'get' | 'post', Opera
       responses: {
         '200': {
           description: 'groups',
-          ...json({ type: 'object', properties: { groups: { type: 'array', items: ref('Group') } } }),
+          ...listOf('groups', 'Group'),
         },
         ...common,
       },
@@ -181,7 +183,7 @@ export const planGroupPaths: Record<string, Partial<Record<'get' | 'post', Opera
       responses: {
         '200': {
           description: 'group points',
-          ...json({ type: 'object', properties: { points: { type: 'array', items: ref('GroupPoint') } } }),
+          ...listOf('points', 'GroupPoint'),
         },
         ...common,
         '404': error('no such group'),
@@ -298,20 +300,7 @@ export const planGroupSchemas: Record<string, Schema> = {
           count: { type: 'integer' },
         },
       },
-      alerts: { type: 'array', items: { type: 'object' } },
-      stats: { type: 'object' },
-      failing: {
-        type: 'object',
-        description:
-          'present while cycles keep failing: they back off (doubling, capped at 60 s) until one succeeds',
-        properties: {
-          since: { type: 'string', format: 'date-time' },
-          failures: { type: 'integer' },
-          reason: { type: 'string' },
-          sourceUnreachable: { type: 'boolean' },
-          retryAt: { type: 'string', format: 'date-time' },
-        },
-      },
+      ...cycleHealth,
     },
   },
   GroupPoint: {

@@ -72,20 +72,7 @@ export interface LoadFigures {
 
 /** Prints the table of measures and the CPU and alert lines; returns the BENCHMARKS.md section. */
 export function reportLoad(figures: LoadFigures): string {
-  const {
-    opts,
-    facts,
-    config,
-    per,
-    mem,
-    workerPids,
-    cpu,
-    windowSeconds,
-    written,
-    daemonsCpuSeconds,
-    protectSeconds,
-    totalSeconds,
-  } = figures;
+  const { opts, facts, per, workerPids, cpu, windowSeconds, written } = figures;
   const allRpo = per.flatMap((p) => [p.rpoMax]);
   const cycles = per.reduce((a, p) => a + p.cycles, 0);
   const failed = per.reduce((a, p) => a + p.failed, 0);
@@ -99,7 +86,7 @@ export function reportLoad(figures: LoadFigures): string {
   const memRows = Object.keys(workerPids)
     .concat(['temporal', 'azurite'])
     .map((name) => {
-      const rows = mem.filter((m) => m.name === name);
+      const rows = figures.mem.filter((m) => m.name === name);
       const third = Math.max(1, Math.floor(rows.length / 3));
       const firstThird = rows.slice(0, third);
       const lastThird = rows.slice(-third);
@@ -224,7 +211,7 @@ export function reportLoad(figures: LoadFigures): string {
   );
   for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i] as number)).join('  '));
   const cpuLine = Object.entries(byName)
-    .concat([['qemu-storage-daemons', daemonsCpuSeconds]])
+    .concat([['qemu-storage-daemons', figures.daemonsCpuSeconds]])
     .filter(([, s]) => s >= 0.05)
     .sort((a, b) => b[1] - a[1])
     .map(([n, s]) => `${n} ${s.toFixed(1)}`)
@@ -238,13 +225,13 @@ export function reportLoad(figures: LoadFigures): string {
 
   const esc = (s: string) => s.replace(/\|/g, '\\|');
   return [
-    `Run of ${facts.date} (${Math.round(totalSeconds)} s in all).`,
+    `Run of ${facts.date} (${Math.round(figures.totalSeconds)} s in all).`,
     '',
     `- CPU: ${facts.cores} × ${facts.cpu}; RAM ${facts.ramGiB} GiB; ${facts.kernel}; load average ${facts.loadAtStart.toFixed(2)} when the run began`,
     `- Node ${facts.node}; ${facts.qemu}; Azurite ${facts.azurite} (data in a folder on disk); ${facts.temporal}`,
     `- Command: \`node <outDir>/bench/load.js --machines ${opts.machines} --minutes ${opts.minutes} --warmup-seconds ${opts.warmupSeconds} --disk-mib ${opts.diskMiB} --data-mib ${opts.dataMiB} --crash-every ${opts.crashEvery} --rpo ${opts.rpo} --write-kib-per-second ${opts.writeKiBPerSecond} --process-servers ${opts.processServers} --max-cycles-per-run ${opts.maxCyclesPerRun}\``,
-    `- ${opts.machines} machines, each its own qemu-storage-daemon with one ${opts.diskMiB} MiB qcow2 disk (${opts.dataMiB} MiB of data), a writer of 64 KiB blocks at about ${opts.writeKiBPerSecond} KiB/s each; policy: a crash point every ${opts.crashEvery} s, RPO threshold ${opts.rpo} s; workers: control, cloud-applier, ${opts.processServers} process servers (pipeline.threads ${config.pipeline.threads}, maxBytesInFlight ${mib(config.pipeline.maxBytesInFlight)} each)`,
-    `- all ${opts.machines} protected (first point each) ${protectSeconds.toFixed(1)} s after the first protect call; then ${opts.warmupSeconds} s of warm-up; measured window ${windowSeconds.toFixed(0)} s`,
+    `- ${opts.machines} machines, each its own qemu-storage-daemon with one ${opts.diskMiB} MiB qcow2 disk (${opts.dataMiB} MiB of data), a writer of 64 KiB blocks at about ${opts.writeKiBPerSecond} KiB/s each; policy: a crash point every ${opts.crashEvery} s, RPO threshold ${opts.rpo} s; workers: control, cloud-applier, ${opts.processServers} process servers (pipeline.threads ${figures.config.pipeline.threads}, maxBytesInFlight ${mib(figures.config.pipeline.maxBytesInFlight)} each)`,
+    `- all ${opts.machines} protected (first point each) ${figures.protectSeconds.toFixed(1)} s after the first protect call; then ${opts.warmupSeconds} s of warm-up; measured window ${windowSeconds.toFixed(0)} s`,
     `- processes outside the benchmark used ${cpu.other.toFixed(0)} of the ${(cpu.wallSeconds * facts.cores).toFixed(0)} CPU seconds of the window`,
     '',
     '| measure | OSR | reference | ratio |',

@@ -115,31 +115,12 @@ export function headlineRows(r: RunResults): Row[] {
 
 /** The details section of BENCHMARKS.md: data set, initial sync, delta cycles, RPO. */
 export function detailsMarkdown(r: RunResults): string {
-  const {
-    allocated,
-    extents,
-    fill,
-    convertSeconds,
-    settings,
-    osr,
-    osrCpu,
-    transferCpu,
-    applyCpu,
-    pages,
-    pagesCpu,
-    pages1,
-    pages1Cpu,
-    rclone,
-    rcloneCpu,
-    bigSync,
-    small,
-    large,
-    rpo,
-    rpoCpu,
-    cpu,
-  } = r;
-  const deltaRow = (c: DeltaCycle) =>
-    `| ${gib(c.diskBytes)} | ${mib(c.changedBytes)} | ${mib(c.bytesChanged)} | ${mib(c.sentBytes)} | ${mib(c.referenceBytes)} | ${c.seconds.toFixed(2)} s | ${c.phases} |`;
+  return [...dataSetLines(r), '', ...initialSyncLines(r), '', ...deltaLines(r), '', ...rpoLines(r)].join(
+    '\n',
+  );
+}
+
+function dataSetLines({ allocated, extents, fill, convertSeconds }: RunResults): string[] {
   return [
     '### Data set',
     '',
@@ -147,7 +128,13 @@ export function detailsMarkdown(r: RunResults): string {
       `${gib(fill.randomBytes)} random, ${gib(fill.textBytes)} log-like text, ${mib(fill.zeroBytes)} of written zero blocks ` +
       '(64 KiB blocks, mixed). The raw image for the baselines was made with `qemu-img convert` through the NBD export ' +
       `in ${convertSeconds.toFixed(1)} s (not counted).`,
-    '',
+  ];
+}
+
+function initialSyncLines(r: RunResults): string[] {
+  const { allocated, settings, osr, osrCpu, transferCpu, applyCpu, cpu } = r;
+  const { pages, pagesCpu, pages1, pages1Cpu, rclone, rcloneCpu } = r;
+  return [
     '### Initial sync',
     '',
     `Rate = allocated disk bytes (${gib(allocated)}, what every method must make present in its copy) / wall time ` +
@@ -177,7 +164,13 @@ export function detailsMarkdown(r: RunResults): string {
     `- ${pages.method}: ${cpu(pagesCpu)}`,
     `- ${pages1.method}: ${cpu(pages1Cpu)}`,
     `- ${rclone.method}: ${cpu(rcloneCpu)}`,
-    '',
+  ];
+}
+
+function deltaLines({ bigSync, small, large }: RunResults): string[] {
+  const deltaRow = (c: DeltaCycle) =>
+    `| ${gib(c.diskBytes)} | ${mib(c.changedBytes)} | ${mib(c.bytesChanged)} | ${mib(c.sentBytes)} | ${mib(c.referenceBytes)} | ${c.seconds.toFixed(2)} s | ${c.phases} |`;
+  return [
     '### Delta cycles',
     '',
     `${mib(CHANGE_BYTES)} (1 % of ${gib(DISK_BYTES)}) written as 64 KiB blocks at distinct random aligned offsets, half random, half text; ` +
@@ -189,7 +182,11 @@ export function detailsMarkdown(r: RunResults): string {
     '| --- | --- | --- | --- | --- | --- | --- |',
     ...small.map(deltaRow),
     ...large.map(deltaRow),
-    '',
+  ];
+}
+
+function rpoLines({ rpo, rpoCpu, cpu }: RunResults): string[] {
+  return [
     '### RPO',
     '',
     `Policy: a crash point every ${RPO.crashPointSeconds} s. Writer: ${rpo.writtenMBps.toFixed(2)} MB/s measured ` +
@@ -202,5 +199,5 @@ export function detailsMarkdown(r: RunResults): string {
     `- points' instants ${rpo.meanInterval.toFixed(2)} s apart on average; publication ${rpo.meanLag.toFixed(2)} s after the instant on average`,
     `- mean cycle (freeze to release) ${rpo.cycleSeconds.toFixed(2)} s; ${rpo.meanPhases}`,
     `- CPU seconds over the ${RPO.warmupSeconds + RPO.sampleSeconds} s: ${cpu(rpoCpu)}`,
-  ].join('\n');
+  ];
 }

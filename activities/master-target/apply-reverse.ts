@@ -21,7 +21,8 @@ import type { BlockPipeline } from '../../lib/segments/block-pipeline';
 import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
 import type { SegmentExtent } from '../../lib/segments/segment-header';
 import { NbdClient } from '../../lib/qemu/nbd-client';
-import { readRanges, zeroFill } from '../../lib/qemu/nbd-ranges';
+import { readExtents } from '../../lib/disk/extents';
+import { zeroFill } from '../../lib/qemu/nbd-ranges';
 
 export interface MasterTargetDeps {
   blobService: BlobServiceClient;
@@ -78,7 +79,7 @@ export async function applyReverseCycle(
       // Journaled by an earlier attempt, whose writes may have begun: that journal is the truth.
       if (await blob.exists()) return;
       const plain = extents.map((e) => ({ offset: e.offset, length: e.length }));
-      const old = await readRanges(nbd, plain);
+      const old = await readExtents(nbd, plain);
       const encoded = await deps.pipeline.encode({
         machine: undoId(machine),
         diskId: disk.diskId,

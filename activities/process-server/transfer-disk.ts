@@ -9,7 +9,7 @@
 import { FAILURE } from '../../shared/failures';
 import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Extent } from '../../lib/disk/extents';
+import { readExtents } from '../../lib/disk/extents';
 import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
 import {
@@ -242,18 +242,4 @@ async function uploadedIndices(
     if (Number.isInteger(index) && index >= from && index < to) present.add(index);
   }
   return present;
-}
-
-/** Reads the extents of one segment, pipelined, straight into one buffer (moved to the pool next). */
-async function readExtents(reader: FrozenDiskReader, extents: Extent[]): Promise<Buffer> {
-  const data = Buffer.allocUnsafeSlow(extents.reduce((a, e) => a + e.length, 0));
-  let at = 0;
-  await Promise.all(
-    extents.map((e) => {
-      const into = at;
-      at += e.length;
-      return reader.readInto(data, into, e.offset, e.length);
-    }),
-  );
-  return data;
 }

@@ -21,3 +21,27 @@ export function coalesceExtents(extents: readonly Extent[]): Extent[] {
   }
   return out;
 }
+
+/** Anything that reads length bytes at offset of a disk into target at targetOffset. */
+export interface ReadsInto {
+  readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void>;
+}
+
+/** Reads the extents (pipelined) into one buffer, concatenated in the order given. */
+export async function readExtents(reader: ReadsInto, extents: readonly Extent[]): Promise<Buffer> {
+  const data = Buffer.allocUnsafeSlow(extents.reduce((a, e) => a + e.length, 0));
+  let at = 0;
+  await Promise.all(
+    extents.map((e) => {
+      const into = at;
+      at += e.length;
+      return reader.readInto(data, into, e.offset, e.length);
+    }),
+  );
+  return data;
+}
+
+/** Whether any of the extents touches [offset, offset + length). */
+export function touchesAny(extents: readonly Extent[], offset: number, length: number): boolean {
+  return extents.some((e) => e.offset < offset + length && offset < e.offset + e.length);
+}

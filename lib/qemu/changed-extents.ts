@@ -3,8 +3,8 @@
 import type { ChecksumSource } from '../sources/source-connector';
 import type { TransferMode } from '../../shared/replication-types';
 import { CONTAINERS } from '../azure/blob-client';
-import { coalesceExtents as coalesce, type Extent } from '../disk/extents';
-import { blockChecksum, checksumAt, parseChecksums } from '../segments/checksums';
+import { coalesceExtents as coalesce, touchesAny, type Extent } from '../disk/extents';
+import { blockChecksum, checksumAt, parseChecksums, zeroChecksums } from '../segments/checksums';
 import { NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO, type NbdClient } from './nbd-client';
 
 export type { ChecksumSource };
@@ -56,14 +56,8 @@ async function differingBlocks(
   const blockBytes = list.blockBytes;
   const blocks = Math.ceil(nbd.size / blockBytes);
   const data = await dataExtents(nbd);
-  const hasData = (offset: number, length: number) =>
-    data.some((e) => e.offset < offset + length && offset < e.offset + e.length);
-  const zeroSums = new Map<number, Buffer>();
-  const zeroSum = (length: number) => {
-    let sum = zeroSums.get(length);
-    if (!sum) zeroSums.set(length, (sum = blockChecksum(Buffer.alloc(length))));
-    return sum;
-  };
+  const hasData = (offset: number, length: number) => touchesAny(data, offset, length);
+  const zeroSum = zeroChecksums();
   const blockAt = (i: number) => ({
     offset: i * blockBytes,
     length: Math.min(blockBytes, nbd.size - i * blockBytes),

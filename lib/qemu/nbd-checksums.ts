@@ -6,8 +6,10 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { CONTAINERS } from '../azure/blob-client';
 import { checksumsBlobName } from '../segments/cache-layout';
-import { blockChecksum, newChecksumList } from '../segments/checksums';
-import { NBD_STATE_HOLE, NBD_STATE_ZERO, NbdClient } from './nbd-client';
+import { blockChecksum, newChecksumList, zeroChecksums } from '../segments/checksums';
+import { touchesAny } from '../disk/extents';
+import { allocatedExtents } from './changed-extents';
+import { NbdClient } from './nbd-client';
 import type { FailbackTargetDisk } from '../../shared/failback-types';
 
 const READ_BYTES = 4 * 1024 * 1024;
@@ -33,16 +35,9 @@ export async function targetChecksums(
   try {
     const size = nbd.size;
     const { bytes: list, blocks, at } = newChecksumList(blockBytes, size);
-    const status = await nbd.blockStatus(0, size, 'base:allocation');
-    const data = status.filter((e) => (e.flags & (NBD_STATE_HOLE | NBD_STATE_ZERO)) === 0);
-    const hasData = (offset: number, length: number) =>
-      data.some((e) => e.offset < offset + length && offset < e.offset + e.length);
-    const zeroSums = new Map<number, Buffer>();
-    const zeroSum = (length: number) => {
-      let sum = zeroSums.get(length);
-      if (!sum) zeroSums.set(length, (sum = blockChecksum(Buffer.alloc(length))));
-      return sum;
-    };
+    const data = await allocatedExtents(nbd);
+    const hasData = (offset: number, length: number) => touchesAny(data, offset, length);
+    const zeroSum = zeroChecksums();
     const perRead = Math.max(1, Math.floor(READ_BYTES / blockBytes));
     let bytesRead = 0;
     for (let first = 0; first < blocks; first += perRead) {

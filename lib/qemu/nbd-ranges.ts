@@ -1,4 +1,5 @@
-// Range helpers over an NBD client: reading several ranges into one buffer, and zero-filling.
+// Range helpers over an NBD client: zero-filling (reading several ranges: readExtents in
+// lib/disk/extents.ts).
 import type { NbdClient } from './nbd-client';
 
 const ZEROS = Buffer.alloc(4 * 1024 * 1024);
@@ -9,18 +10,4 @@ export async function zeroFill(nbd: NbdClient, offset: number, length: number): 
     const n = Math.min(ZEROS.length, length - done);
     await nbd.write(offset + done, ZEROS.subarray(0, n));
   }
-}
-
-/** Reads the ranges (pipelined) into one buffer, concatenated in the order given. */
-export async function readRanges(nbd: NbdClient, extents: readonly { offset: number; length: number }[]) {
-  const data = Buffer.allocUnsafeSlow(extents.reduce((a, e) => a + e.length, 0));
-  let at = 0;
-  await Promise.all(
-    extents.map((e) => {
-      const into = at;
-      at += e.length;
-      return nbd.readInto(data, into, e.offset, e.length);
-    }),
-  );
-  return data;
 }

@@ -13,8 +13,7 @@ import { Piscina } from 'piscina';
 import { Keyring } from './keys';
 import type { EncryptionKey } from './keys';
 import { DEFAULT_COMPRESSION_LEVEL, MAX_SEGMENT_RAW_BYTES, SegmentVerificationError } from './segment-format';
-import type { Extent } from '../disk/extents';
-import type { SegmentHeader, SegmentStats } from './segment-format';
+import type { SegmentHeader, SegmentInput, SegmentStats } from './segment-format';
 import { transferableView } from './pipeline-worker';
 import type { DecodeReply, DecodeTask, EncodeReply, EncodeTask, PipelineWorkerData } from './pipeline-worker';
 
@@ -37,13 +36,8 @@ export interface BlockPipelineOptions {
   onWorkerError?: (error: Error) => void;
 }
 
-export interface EncodeJob {
-  machine: string;
-  diskId: string;
-  cycle: number;
-  index: number;
-  /** Ascending, non-overlapping, 512-aligned; at most 4 MiB in all. */
-  extents: readonly Extent[];
+/** A segment to encode (the pipeline's compression level applies); its extents are 512-aligned, at most 4 MiB in all. */
+export interface EncodeJob extends Omit<SegmentInput, 'compressionLevel'> {
   /** The extents' bytes, concatenated in order. MOVED to the pool: do not use it after the call. */
   data: Uint8Array;
 }

@@ -33,6 +33,16 @@ export function blockChecksum(block: Uint8Array): Buffer {
   return createHash('sha256').update(block).digest().subarray(0, CHECKSUM_BYTES);
 }
 
+/** The checksum of `length` zero bytes, computed once per length (holes hash as zeros unread). */
+export function zeroChecksums(): (length: number) => Buffer {
+  const sums = new Map<number, Buffer>();
+  return (length) => {
+    let sum = sums.get(length);
+    if (!sum) sums.set(length, (sum = blockChecksum(Buffer.alloc(length))));
+    return sum;
+  };
+}
+
 /** A list of `sizeBytes` in blocks of `blockBytes`, header written, checksums all zero bytes. */
 export function newChecksumList(
   blockBytes: number,

@@ -3,7 +3,8 @@
 // operations (CLI, HTTP API) and tests.
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { FailbackTarget, ReverseDiskStats } from '../failback-types';
-import type { ProtectedMachine, TransferMode } from '../replication-types';
+import type { ProtectedMachine } from '../replication-types';
+import type { SyncProgress } from './protect-machine';
 
 export type ReprotectState =
   | 'preparing'
@@ -17,14 +18,8 @@ export type ReprotectState =
   | 'synced'
   | 'stopped';
 
-export interface ReverseProgress {
-  diskId: string;
-  mode: TransferMode;
-  segmentsDone: number;
-  segmentsTotal: number;
-  bytesDone: number;
-  bytesTotal: number;
-}
+/** A reverse cycle's progress on one disk: the same figures as a protection cycle's. */
+export type ReverseProgress = SyncProgress;
 
 export interface ReprotectStatus {
   machine: string;

@@ -4,6 +4,7 @@ import { replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
 import type { ControlContext } from '../../operations/context';
 import * as failover from '../../operations/failover';
 import type { RecoveryPoint } from '../../shared/replication-types';
+import { pollFor } from '../helpers/poll';
 
 export const VICTIMS = [
   'process-server',
@@ -39,18 +40,12 @@ export async function eventually<T>(
   fn: () => Promise<T | undefined>,
   timeoutMs = JOB_TIMEOUT_MS,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await fn();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(250);
-  }
-  throw new Error(`${what} did not happen within ${timeoutMs / 1000} s${last ? `: ${String(last)}` : ''}`);
+  return pollFor(fn, {
+    timeoutMs,
+    intervalMs: 250,
+    failure: (last) =>
+      new Error(`${what} did not happen within ${timeoutMs / 1000} s${last ? `: ${String(last)}` : ''}`),
+  });
 }
 
 /** Cleans a drill up; 1 when storage forgot the drill's record after an Azurite crash. */

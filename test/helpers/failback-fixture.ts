@@ -12,6 +12,7 @@ import * as machines from '../../operations/machines';
 import { waitForStatus } from './protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from './qemu-machine';
 import { startTestbed, type Testbed } from './testbed';
+import { pollFor } from './poll';
 
 export const MiB = 1024 * 1024;
 export const BLOCK = 64 * 1024;
@@ -43,18 +44,11 @@ export async function until<T>(
   probe: () => Promise<T | undefined>,
   timeoutMs = 180_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what} ${String(last ?? '')}`);
+  return pollFor(probe, {
+    timeoutMs,
+    intervalMs: 200,
+    failure: (last) => new Error(`timed out waiting for ${what} ${String(last ?? '')}`),
+  });
 }
 
 /** A protected machine, failed over (planned), committed and materialized in the recovery site. */

@@ -15,12 +15,12 @@ import { startApiServer, type ApiServer } from '../../api/server';
 import type { ServerView } from '../../lib/observability/server-health';
 import { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
-import { createPolicy } from '../../operations/policies';
 import { createLogger } from '../../lib/config/logger';
 import type { WebhookPayload } from '../../workers/alert-notifier';
-import { waitForStatus } from './protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from './qemu-machine';
 import { startTestStack, type TestStack } from './test-stack';
+import { createManualPolicy, protectManual } from './testbed';
+import { pollFor } from './poll';
 
 export const run = promisify(execFile);
 export const MiB = 1024 * 1024;
@@ -54,18 +54,11 @@ export async function until<T>(
   probe: () => Promise<T | undefined>,
   timeoutMs = 60_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what} ${last ? String(last) : ''}`);
+  return pollFor(probe, {
+    timeoutMs,
+    intervalMs: 250,
+    failure: (last) => new Error(`timed out waiting for ${what} ${last ? String(last) : ''}`),
+  });
 }
 
 export async function servers(): Promise<ServerView[]> {
@@ -137,20 +130,9 @@ export function useOperatorStack(): void {
       stack.startWorker('process-server', { OSR_HEALTH_RSS_ALERT_BYTES: '1' }),
     ]);
     ctx = new ControlContext(stack.config);
-    await createPolicy(ctx, {
-      name: 'manual',
-      crashPointSeconds: 3600,
-      appPointSeconds: 0,
-      rpoThresholdSeconds: 7200,
-    });
+    await createManualPolicy(ctx);
     vm = await startTestMachine({ sizes: [16 * MiB] });
-    await machines.protect(ctx, {
-      name: M,
-      qmpSocket: vm.daemon.qmpSocket,
-      nbdSocket: vm.daemon.nbdSocket,
-      policy: 'manual',
-    });
-    await waitForStatus(ctx, M, (s) => s.state === 'protected');
+    await protectManual(ctx, M, vm);
     const disk = await vm.disk();
     await disk.write(0, pseudoRandom(2 * MiB, 11));
     await disk.flush();

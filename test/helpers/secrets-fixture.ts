@@ -14,7 +14,6 @@ import { promisify } from 'node:util';
 import type { Client } from '@temporalio/client';
 import { loadConfig, type OsrConfig } from '../../lib/config/config';
 import { ControlContext } from '../../operations/context';
-import { createPolicy } from '../../operations/policies';
 import { startAzurite } from '../../stack/azurite';
 import {
   spawnManaged,
@@ -25,7 +24,9 @@ import {
 import { freePort } from '../../lib/process/ports';
 import { connectClient } from '../../operations/temporal-client';
 import { startTemporalDevServer } from '../../temporal-dev/dev-server';
+import { runCli, type CliResult } from './cli';
 import { startTestMachine, type TestMachine } from './qemu-machine';
+import { createManualPolicy } from './testbed';
 
 export const execFileAsync = promisify(execFile);
 export const MiB = 1024 * 1024;
@@ -54,19 +55,10 @@ export let webhook: http.Server;
 /** What every `osr` command of the flow printed: the operator's terminal is a place to leak too. */
 export const cliOutput: string[] = [];
 
-export async function osr(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let result: { code: number; stdout: string; stderr: string };
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [cli, ...args], {
-      env,
-      timeout: 180_000,
-    });
-    result = { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    result = { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-  cliOutput.push(`$ osr ${args.join(' ')}\n${result.stdout}${result.stderr}`);
+export async function osr(...args: string[]): Promise<CliResult> {
+  const result = await runCli(args, env);
+  cliOutput.push(`$ osr ${args.join(' ')}
+${result.stdout}${result.stderr}`);
   return result;
 }
 
@@ -208,12 +200,7 @@ export function useSecretsStack(): void {
       await waitForLogLine(logFile, 'worker polling', proc.exited, 90_000);
     }
     ctx = new ControlContext(config);
-    await createPolicy(ctx, {
-      name: 'manual',
-      crashPointSeconds: 3600,
-      appPointSeconds: 0,
-      rpoThresholdSeconds: 7200,
-    });
+    await createManualPolicy(ctx);
     vm = await startTestMachine({ sizes: [16 * MiB] });
   });
   after(async () => {

@@ -3,78 +3,29 @@
 // takes one and exit 2 on every CLI command, and nothing is read as it or written. The other bad
 // input refusals: bad-input.test.ts (its conventions hold here too).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
+import { test } from 'node:test';
 import { routes as apiRoutes } from '../../api/routes';
 import { startApiServer } from '../../api/server';
 import { createLogger } from '../../lib/config/logger';
 import type { ControlContext } from '../../operations/context';
-import * as machines from '../../operations/machines';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { AuditEntry } from '../../operations/audit';
 import { createPolicy } from '../../operations/policies';
-import { waitForStatus } from '../helpers/protection';
-import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
+import { type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
-import { startTestbed, type Testbed } from '../helpers/testbed';
+import { cliFor } from '../helpers/cli';
+import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
 
-const run = promisify(execFile);
-const MiB = 1024 * 1024;
-const build = path.resolve(__dirname, '..', '..');
-const cli = path.join(build, 'cli', 'main.js');
-let bed: Testbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let vm: TestMachine;
 let scratch: string;
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const osr = cliFor(() => stack.env);
 
-async function osr(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
-      env: { ...stack.env, ...extraEnv },
-      timeout: 180_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string; killed?: boolean };
-    assert.ok(!e.killed, `osr ${args.join(' ')} hung`);
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-before(async () => {
-  bed = await startTestbed();
-  ({ stack, ctx } = bed);
-  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-bad-'));
-  vm = await startTestMachine({ sizes: [8 * MiB] });
-  const disk = await vm.disk();
-  await disk.write(0, pseudoRandom(MiB, 3));
-  await disk.flush();
-  // bi1: protected, with a point, for the tests of unknown points and of conflicts.
-  await machines.protect(ctx, {
-    name: 'bi1',
-    qmpSocket: vm.daemon.qmpSocket,
-    nbdSocket: vm.daemon.nbdSocket,
-    policy: 'manual',
-  });
-  await waitForStatus(ctx, 'bi1', (s) => s.state === 'protected');
-});
-
-after(async () => {
-  await vm?.stop();
-  await bed?.stop();
-  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
-});
+useMachineTestbed(BAD_INPUT_MACHINE, (bed) => ({ stack, ctx, vm, scratch } = bed));
 
 test('a name that is not a name (../policies/demo, ../../etc): 400 on every API route, exit 2 on every CLI command; nothing read as it, nothing written', async () => {
   // The document the names aim at, so that reading it "as a machine" would answer.

@@ -3,12 +3,10 @@
 // stack trace, nothing lost): a raw disk whose tracking is lost at a daemon restart, and
 // conflicting operations on one machine at once.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
+import { test } from 'node:test';
 import { NbdClient } from '../../lib/qemu/nbd-client';
 import { startStorageDaemon, type StorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { ControlContext } from '../../operations/context';
@@ -17,46 +15,15 @@ import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
-import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
+import { pseudoRandom, type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
-import { startTestbed, type Testbed } from '../helpers/testbed';
+import { assertRefused, cliFor, protectArgs } from '../helpers/cli';
+import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
-const build = path.resolve(__dirname, '..', '..');
-const cli = path.join(build, 'cli', 'main.js');
-let bed: Testbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let vm: TestMachine;
-let scratch: string;
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function osr(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
-      env: { ...stack.env, ...extraEnv },
-      timeout: 180_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string; killed?: boolean };
-    assert.ok(!e.killed, `osr ${args.join(' ')} hung`);
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-/** A refusal: its exit code, its message, and nothing an operator should not see. */
-function assertRefused(res: Result, code: number, message: RegExp): void {
-  assert.equal(res.code, code, `exit code; stderr: ${res.stderr}`);
-  assert.match(res.stderr, message);
-  assert.doesNotMatch(res.stderr, /\n\s+at |\.js:\d+:\d+/, 'no stack trace');
-}
 
 /** Every string and byte string inside a value (a history, with its payloads' data). */
 function strings(value: unknown, out: string[]): void {
@@ -66,29 +33,9 @@ function strings(value: unknown, out: string[]): void {
   else if (value && typeof value === 'object') for (const v of Object.values(value)) strings(v, out);
 }
 
-before(async () => {
-  bed = await startTestbed();
-  ({ stack, ctx } = bed);
-  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-bad-'));
-  vm = await startTestMachine({ sizes: [8 * MiB] });
-  const disk = await vm.disk();
-  await disk.write(0, pseudoRandom(MiB, 3));
-  await disk.flush();
-  // bi1: protected, with a point, for the tests of unknown points and of conflicts.
-  await machines.protect(ctx, {
-    name: 'bi1',
-    qmpSocket: vm.daemon.qmpSocket,
-    nbdSocket: vm.daemon.nbdSocket,
-    policy: 'manual',
-  });
-  await waitForStatus(ctx, 'bi1', (s) => s.state === 'protected');
-});
+const osr = cliFor(() => stack.env);
 
-after(async () => {
-  await vm?.stop();
-  await bed?.stop();
-  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
-});
+useMachineTestbed(BAD_INPUT_MACHINE, (bed) => ({ stack, ctx, vm } = bed));
 
 test('a raw disk: the alert explains the resync; after a daemon restart the next point resyncs by checksums and loses nothing', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-raw-'));
@@ -176,20 +123,7 @@ test('a raw disk: the alert explains the resync; after a daemon restart the next
 
 test('conflicting operations on one machine at once: one proceeds, the other is told why, nothing is lost', async () => {
   // Two protects of one name.
-  const protects = await Promise.all(
-    [1, 2].map(() =>
-      osr([
-        'protect',
-        'bi2',
-        '--qmp',
-        vm.daemon.qmpSocket,
-        '--nbd',
-        vm.daemon.nbdSocket,
-        '--policy',
-        'manual',
-      ]),
-    ),
-  );
+  const protects = await Promise.all([1, 2].map(() => osr(protectArgs('bi2', vm))));
   assert.deepEqual(protects.map((r) => r.code).sort(), [0, 5], protects.map((r) => r.stderr).join('\n'));
   assertRefused(
     protects.find((r) => r.code === 5)!,

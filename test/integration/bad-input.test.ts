@@ -3,62 +3,31 @@
 // 5 conflict), no stack trace, and loses nothing: no half-registered machine, no lost write, no
 // operation that ran although it was refused.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
+import { test } from 'node:test';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { startApiServer } from '../../api/server';
 import { startStorageDaemon } from '../../lib/qemu/storage-daemon';
 import { loadConfig } from '../../lib/config/config';
 import { createLogger } from '../../lib/config/logger';
 import type { ControlContext } from '../../operations/context';
-import * as machines from '../../operations/machines';
 
 import { waitForStatus } from '../helpers/protection';
-import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
+import { startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
-import { startTestbed, type Testbed } from '../helpers/testbed';
+import { assertRefused, cliFor, protectArgs } from '../helpers/cli';
+import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
 const build = path.resolve(__dirname, '..', '..');
-const cli = path.join(build, 'cli', 'main.js');
-let bed: Testbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let vm: TestMachine;
 let scratch: string;
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function osr(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
-      env: { ...stack.env, ...extraEnv },
-      timeout: 180_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string; killed?: boolean };
-    assert.ok(!e.killed, `osr ${args.join(' ')} hung`);
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-/** A refusal: its exit code, its message, and nothing an operator should not see. */
-function assertRefused(res: Result, code: number, message: RegExp): void {
-  assert.equal(res.code, code, `exit code; stderr: ${res.stderr}`);
-  assert.match(res.stderr, message);
-  assert.doesNotMatch(res.stderr, /\n\s+at |\.js:\d+:\d+/, 'no stack trace');
-}
 
 async function workflowExists(workflowId: string): Promise<boolean> {
   const client = await ctx.client();
@@ -71,29 +40,9 @@ async function workflowExists(workflowId: string): Promise<boolean> {
   }
 }
 
-before(async () => {
-  bed = await startTestbed();
-  ({ stack, ctx } = bed);
-  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-bad-'));
-  vm = await startTestMachine({ sizes: [8 * MiB] });
-  const disk = await vm.disk();
-  await disk.write(0, pseudoRandom(MiB, 3));
-  await disk.flush();
-  // bi1: protected, with a point, for the tests of unknown points and of conflicts.
-  await machines.protect(ctx, {
-    name: 'bi1',
-    qmpSocket: vm.daemon.qmpSocket,
-    nbdSocket: vm.daemon.nbdSocket,
-    policy: 'manual',
-  });
-  await waitForStatus(ctx, 'bi1', (s) => s.state === 'protected');
-});
+const osr = cliFor(() => stack.env);
 
-after(async () => {
-  await vm?.stop();
-  await bed?.stop();
-  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
-});
+useMachineTestbed(BAD_INPUT_MACHINE, (bed) => ({ stack, ctx, vm, scratch } = bed));
 
 test('malformed configuration: the key, its source and the fix; exit 2; nothing is run or recorded', async () => {
   const file = path.join(scratch, 'osr.json');
@@ -238,16 +187,7 @@ test('a wrong QMP socket is refused at protect with the fix, before anything is 
     /machine q-disks is not protected \(its workflow protect\/q-disks is failed: machine q-disks has no disk disk7; it has disk0\. Fix the --disks list\.\)/,
   );
   // Protecting it again, right, works: the failed attempt left nothing in the way.
-  const fixed = await osr([
-    'protect',
-    'q-disks',
-    '--qmp',
-    other.daemon.qmpSocket,
-    '--nbd',
-    other.daemon.nbdSocket,
-    '--policy',
-    'manual',
-  ]);
+  const fixed = await osr(protectArgs('q-disks', other));
   assert.equal(fixed.code, 0, fixed.stderr);
   await waitForStatus(ctx, 'q-disks', (s) => s.state === 'protected');
   const unprotected = await osr(['unprotect', 'q-disks']);

@@ -2,44 +2,22 @@
 // release on success and failure, a two-disk transaction, and restarts of caller and daemon.
 // Listing disks, QMP errors and a freeze without tracking: cbt-connector-basics.test.ts.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { CbtConnector, allocatedExtents, dirtyExtents } from '../../lib/qemu/cbt-connector';
 import type { Extent, FrozenDisk, FrozenView } from '../../lib/qemu/cbt-connector';
-import { NbdClient } from '../../lib/qemu/nbd-client';
+import type { NbdClient } from '../../lib/qemu/nbd-client';
 import { QmpClient } from '../../lib/qemu/qmp-client';
-import { createQcow2, startStorageDaemon } from '../../lib/qemu/storage-daemon';
-import type { StorageDaemon } from '../../lib/qemu/storage-daemon';
+import { CbtDaemonBed } from '../helpers/cbt-daemon';
 
 const BLOCK = 64 * 1024; // the default bitmap granularity: a qcow2 cluster
 const SIZE = 64 * 1024 * 1024;
 
 describe('CbtConnector against qemu-storage-daemon', () => {
-  let dir: string;
-  let images: string[];
-  let daemon: StorageDaemon;
-  let qmp: QmpClient;
-  let cbt: CbtConnector;
-  const writers = new Map<string, NbdClient>();
-
-  const start = async (): Promise<void> => {
-    daemon = await startStorageDaemon({ stateDir: path.join(dir, 'state'), images });
-    qmp = await QmpClient.connect(daemon.qmpSocket);
-    cbt = new CbtConnector(qmp, { workDir: path.join(dir, 'work'), nbdSocket: daemon.nbdSocket });
-    for (const node of ['disk0', 'disk1']) {
-      writers.set(node, await NbdClient.connect({ socket: daemon.nbdSocket, exportName: node }));
-    }
-  };
-  const stop = async (): Promise<void> => {
-    for (const w of writers.values()) await w.close();
-    writers.clear();
-    await qmp?.close();
-    await daemon?.stop();
-  };
+  const bed = new CbtDaemonBed(SIZE);
   const writer = (node: string): NbdClient => {
-    const w = writers.get(node);
+    const w = bed.writers.get(node);
     assert.ok(w, `no writer for ${node}`);
     return w;
   };
@@ -55,7 +33,7 @@ describe('CbtConnector against qemu-storage-daemon', () => {
     fn: (nbd: NbdClient) => Promise<T>,
   ): Promise<T> => {
     assert.ok(disk);
-    const nbd = await cbt.openView(disk);
+    const nbd = await bed.cbt.openView(disk);
     try {
       return await fn(nbd);
     } finally {
@@ -65,36 +43,21 @@ describe('CbtConnector against qemu-storage-daemon', () => {
   const dirtyBlocks = (view: FrozenView, i = 0): Promise<Extent[]> =>
     withView(view.disks[i], async (nbd) => blocksOf(await dirtyExtents(nbd, view.disks[i] as FrozenDisk)));
 
-  before(async () => {
-    dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'osr-cbt-'));
-    images = [path.join(dir, 'disk0.qcow2'), path.join(dir, 'disk1.qcow2'), path.join(dir, 'disk2.raw')];
-    await createQcow2(images[0] as string, SIZE);
-    await createQcow2(images[1] as string, SIZE);
-    await fs.promises.writeFile(images[2] as string, '');
-    await fs.promises.truncate(images[2] as string, SIZE);
-    await start();
-  });
-
-  after(async () => {
-    await stop();
-    if (dir) await fs.promises.rm(dir, { recursive: true, force: true });
-  });
-
   it('enables persistent tracking on qcow2 idempotently, volatile on raw', async () => {
-    const first = await cbt.enableTracking('disk0');
+    const first = await bed.cbt.enableTracking('disk0');
     assert.equal(first.bitmap, 'osr-1');
     assert.equal(first.persistent, true);
     assert.equal(first.granularity, BLOCK);
     assert.equal(first.fullSyncRequired, true);
-    const again = await cbt.enableTracking('disk0');
+    const again = await bed.cbt.enableTracking('disk0');
     assert.equal(again.bitmap, 'osr-1');
     assert.equal(again.fullSyncRequired, false);
 
-    const raw = await cbt.enableTracking('disk2');
+    const raw = await bed.cbt.enableTracking('disk2');
     assert.equal(raw.persistent, false);
     assert.match(raw.warnings.join('\n'), /volatile.*full resync/);
 
-    const disks = await cbt.listDisks();
+    const disks = await bed.cbt.listDisks();
     assert.equal(disks.find((d) => d.node === 'disk0')?.hasPersistentBitmap, true);
     assert.equal(disks.find((d) => d.node === 'disk2')?.hasPersistentBitmap, false);
     assert.equal(disks.find((d) => d.node === 'disk2')?.tracking?.persistent, false);
@@ -104,7 +67,7 @@ describe('CbtConnector against qemu-storage-daemon', () => {
 
   it('freezes a view as of the freeze, with exactly the blocks written before it', async () => {
     await writeBlocks('disk0', [3, 10, 11], 0x11);
-    view1 = await cbt.freeze(['disk0'], 'pit-1');
+    view1 = await bed.cbt.freeze(['disk0'], 'pit-1');
     await writeBlocks('disk0', [10, 20], 0x22);
 
     assert.equal(view1.disks.length, 1);
@@ -132,7 +95,7 @@ describe('CbtConnector against qemu-storage-daemon', () => {
     // The machine itself sees its new data.
     assert.ok((await writer('disk0').read(10 * BLOCK, BLOCK)).equals(Buffer.alloc(BLOCK, 0x22)));
     // The disk stays listed (not hidden under the fleecing overlay) and shows the frozen bitmap.
-    const disk0 = (await cbt.listDisks()).find((d) => d.node === 'disk0');
+    const disk0 = (await bed.cbt.listDisks()).find((d) => d.node === 'disk0');
     assert.deepEqual(disk0?.tracking, {
       bitmap: 'osr-2',
       generation: 2,
@@ -143,32 +106,38 @@ describe('CbtConnector against qemu-storage-daemon', () => {
   });
 
   it('returns the same view to a repeated freeze and to attach from a new connection', async () => {
-    assert.deepEqual(await cbt.freeze(['disk0'], 'pit-1'), view1);
-    await assert.rejects(cbt.freeze(['disk0', 'disk1'], 'pit-1'), /already frozen for disk0/);
-    await assert.rejects(cbt.freeze(['disk0'], 'pit-other'), /already frozen by point in time pit-1/);
+    assert.deepEqual(await bed.cbt.freeze(['disk0'], 'pit-1'), view1);
+    await assert.rejects(bed.cbt.freeze(['disk0', 'disk1'], 'pit-1'), /already frozen for disk0/);
+    await assert.rejects(bed.cbt.freeze(['disk0'], 'pit-other'), /already frozen by point in time pit-1/);
 
     // A restarted process server: new QMP connection (QEMU serves one at a time), new connector.
-    await qmp.close();
-    qmp = await QmpClient.connect(daemon.qmpSocket);
-    cbt = new CbtConnector(qmp, { workDir: path.join(dir, 'work'), nbdSocket: daemon.nbdSocket });
-    assert.deepEqual(await cbt.attach('pit-1'), view1);
-    assert.deepEqual(await cbt.listFrozen(), ['pit-1']);
-    assert.equal(await cbt.attach('pit-unknown'), null);
+    await bed.qmp.close();
+    bed.qmp = await QmpClient.connect(bed.daemon.qmpSocket);
+    bed.cbt = new CbtConnector(bed.qmp, {
+      workDir: path.join(bed.dir, 'work'),
+      nbdSocket: bed.daemon.nbdSocket,
+    });
+    assert.deepEqual(await bed.cbt.attach('pit-1'), view1);
+    assert.deepEqual(await bed.cbt.listFrozen(), ['pit-1']);
+    assert.equal(await bed.cbt.attach('pit-unknown'), null);
   });
 
   it('release(success) forgets the frozen changes; the next freeze shows only later writes', async () => {
-    assert.deepEqual(await cbt.release('pit-1', { success: true }), { released: true, fullSyncRequired: [] });
-    assert.deepEqual(await cbt.release('pit-1', { success: true }), {
+    assert.deepEqual(await bed.cbt.release('pit-1', { success: true }), {
+      released: true,
+      fullSyncRequired: [],
+    });
+    assert.deepEqual(await bed.cbt.release('pit-1', { success: true }), {
       released: false,
       fullSyncRequired: [],
     });
-    assert.equal(await cbt.attach('pit-1'), null);
-    assert.deepEqual(await fs.promises.readdir(path.join(dir, 'work')), []);
-    const exports = await qmp.execute<{ id: string }[]>('query-block-exports');
+    assert.equal(await bed.cbt.attach('pit-1'), null);
+    assert.deepEqual(await fs.promises.readdir(path.join(bed.dir, 'work')), []);
+    const exports = await bed.qmp.execute<{ id: string }[]>('query-block-exports');
     assert.deepEqual(exports.map((e) => e.id).sort(), ['disk0', 'disk1', 'disk2']);
-    assert.deepEqual(await qmp.execute('query-jobs'), []);
+    assert.deepEqual(await bed.qmp.execute('query-jobs'), []);
 
-    const view2 = await cbt.freeze(['disk0'], 'pit-2');
+    const view2 = await bed.cbt.freeze(['disk0'], 'pit-2');
     assert.equal(view2.disks[0]?.bitmap, 'osr-2');
     assert.deepEqual(await dirtyBlocks(view2), [
       { offset: 10, length: 1 },
@@ -178,7 +147,7 @@ describe('CbtConnector against qemu-storage-daemon', () => {
       assert.ok((await nbd.read(10 * BLOCK, BLOCK)).equals(Buffer.alloc(BLOCK, 0x22)));
     });
     await writeBlocks('disk0', [30], 0x33);
-    assert.deepEqual(await cbt.release('pit-2', { success: false }), {
+    assert.deepEqual(await bed.cbt.release('pit-2', { success: false }), {
       released: true,
       fullSyncRequired: [],
     });
@@ -186,7 +155,7 @@ describe('CbtConnector against qemu-storage-daemon', () => {
 
   it('release(failure) keeps the earlier dirty extents for the next cycle', async () => {
     await writeBlocks('disk0', [40], 0x44);
-    const view3 = await cbt.freeze(['disk0'], 'pit-3');
+    const view3 = await bed.cbt.freeze(['disk0'], 'pit-3');
     assert.equal(view3.disks[0]?.bitmap, 'osr-3');
     assert.deepEqual(await dirtyBlocks(view3), [
       { offset: 10, length: 1 },
@@ -195,17 +164,17 @@ describe('CbtConnector against qemu-storage-daemon', () => {
       { offset: 40, length: 1 },
     ]);
     // Released twice, as a retried activity would: the second call must change nothing.
-    await cbt.release('pit-3', { success: true });
-    await cbt.release('pit-3', { success: false });
-    const disk0 = (await cbt.listDisks()).find((d) => d.node === 'disk0');
+    await bed.cbt.release('pit-3', { success: true });
+    await bed.cbt.release('pit-3', { success: false });
+    const disk0 = (await bed.cbt.listDisks()).find((d) => d.node === 'disk0');
     assert.equal(disk0?.tracking?.bitmap, 'osr-4');
     assert.equal(disk0?.tracking?.frozenBitmap, null);
-    const bitmaps = await bitmapNames(qmp, 'disk0');
+    const bitmaps = await bitmapNames(bed.qmp, 'disk0');
     assert.deepEqual(bitmaps, ['osr-4']);
   });
 
   it('freezes two disks in one transaction: a consistent cut across them', async () => {
-    await cbt.enableTracking('disk1');
+    await bed.cbt.enableTracking('disk1');
     await writeBlocks('disk1', [5], 0x55);
     // The workload writes a counter to disk0 then to disk1, one after the other, so at every
     // instant disk1 holds the same value as disk0 or the one before it. Several rounds, since
@@ -224,7 +193,7 @@ describe('CbtConnector against qemu-storage-daemon', () => {
       })();
       const before = counter;
       await new Promise((r) => setTimeout(r, 50));
-      const view = await cbt.freeze(['disk0', 'disk1'], `pit-4-${round}`);
+      const view = await bed.cbt.freeze(['disk0', 'disk1'], `pit-4-${round}`);
       await new Promise((r) => setTimeout(r, 30));
       running = false;
       await workload;
@@ -255,46 +224,46 @@ describe('CbtConnector against qemu-storage-daemon', () => {
           { offset: 50, length: 1 },
         ]);
       }
-      await cbt.release(`pit-4-${round}`, { success: true });
+      await bed.cbt.release(`pit-4-${round}`, { success: true });
     }
   });
 
   it('after a daemon restart during a freeze, nothing written before it is forgotten', async () => {
     await writeBlocks('disk0', [60], 0x60);
-    await cbt.freeze(['disk0'], 'pit-5');
+    await bed.cbt.freeze(['disk0'], 'pit-5');
     await writeBlocks('disk0', [61], 0x61);
-    await stop(); // graceful: QEMU stores both persistent bitmaps
-    await start();
+    await bed.stop(); // graceful: QEMU stores both persistent bitmaps
+    await bed.start();
 
-    assert.equal(await cbt.attach('pit-5'), null, 'the view died with the daemon');
+    assert.equal(await bed.cbt.attach('pit-5'), null, 'the view died with the daemon');
     // Readers may have used the lost view: the same id must not come back with other data.
-    await assert.rejects(cbt.freeze(['disk0'], 'pit-5'), /pit-5 was frozen but is lost/);
-    const disks = await cbt.listDisks();
+    await assert.rejects(bed.cbt.freeze(['disk0'], 'pit-5'), /pit-5 was frozen but is lost/);
+    const disks = await bed.cbt.listDisks();
     assert.equal(disks.find((d) => d.node === 'disk0')?.hasPersistentBitmap, true);
     assert.equal(disks.find((d) => d.node === 'disk2')?.tracking, null, 'raw tracking should be lost');
 
-    assert.deepEqual(await cbt.release('pit-5', { success: false }), {
+    assert.deepEqual(await bed.cbt.release('pit-5', { success: false }), {
       released: true,
       fullSyncRequired: [],
     });
-    const view = await cbt.freeze(['disk0'], 'pit-6');
+    const view = await bed.cbt.freeze(['disk0'], 'pit-6');
     assert.deepEqual(await dirtyBlocks(view), [
       { offset: 50, length: 1 },
       { offset: 60, length: 2 },
     ]);
-    await cbt.release('pit-6', { success: true });
+    await bed.cbt.release('pit-6', { success: true });
   });
 
   it('merges back a frozen bitmap whose point in time was lost', async () => {
     await writeBlocks('disk0', [70], 0x70);
-    await cbt.freeze(['disk0'], 'pit-7');
-    await stop();
-    await fs.promises.rm(path.join(dir, 'work'), { recursive: true }); // the manifest is gone too
-    await start();
+    await bed.cbt.freeze(['disk0'], 'pit-7');
+    await bed.stop();
+    await fs.promises.rm(path.join(bed.dir, 'work'), { recursive: true }); // the manifest is gone too
+    await bed.start();
     await writeBlocks('disk0', [71], 0x71);
-    const view = await cbt.freeze(['disk0'], 'pit-8');
+    const view = await bed.cbt.freeze(['disk0'], 'pit-8');
     assert.deepEqual(await dirtyBlocks(view), [{ offset: 70, length: 2 }]);
-    await cbt.release('pit-8', { success: true });
+    await bed.cbt.release('pit-8', { success: true });
   });
 
   it('completes a freeze that was interrupted before its transaction', async () => {
@@ -304,82 +273,88 @@ describe('CbtConnector against qemu-storage-daemon', () => {
       execute: (command: string, args?: Record<string, unknown>) => {
         if (command === 'transaction' && (args?.actions as { type: string }[])[2]?.type === 'blockdev-backup')
           dead = true;
-        return dead ? Promise.reject(new Error('caller crashed')) : qmp.execute(command, args);
+        return dead ? Promise.reject(new Error('caller crashed')) : bed.qmp.execute(command, args);
       },
     } as unknown as QmpClient;
-    const doomed = new CbtConnector(dying, { workDir: path.join(dir, 'work'), nbdSocket: daemon.nbdSocket });
+    const doomed = new CbtConnector(dying, {
+      workDir: path.join(bed.dir, 'work'),
+      nbdSocket: bed.daemon.nbdSocket,
+    });
     await writeBlocks('disk0', [80], 0x80);
     await assert.rejects(doomed.freeze(['disk0'], 'pit-9'), /caller crashed/);
-    assert.deepEqual(await cbt.listFrozen(), ['pit-9'], 'the interrupted freeze left its manifest');
+    assert.deepEqual(await bed.cbt.listFrozen(), ['pit-9'], 'the interrupted freeze left its manifest');
 
-    const view = await cbt.freeze(['disk0'], 'pit-9');
+    const view = await bed.cbt.freeze(['disk0'], 'pit-9');
     assert.deepEqual(await dirtyBlocks(view), [{ offset: 80, length: 1 }]);
     await withView(view.disks[0], async (nbd) => {
       assert.ok((await nbd.read(80 * BLOCK, BLOCK)).equals(Buffer.alloc(BLOCK, 0x80)));
     });
-    await cbt.release('pit-9', { success: true });
-    assert.deepEqual(await fs.promises.readdir(path.join(dir, 'work')), []);
+    await bed.cbt.release('pit-9', { success: true });
+    assert.deepEqual(await fs.promises.readdir(path.join(bed.dir, 'work')), []);
   });
 
   it('after QEMU is killed, tracking is reported lost and restarts with a full sync', async () => {
     await writeBlocks('disk0', [90], 0x90);
-    process.kill(daemon.pid, 'SIGKILL');
-    await stop();
-    await start();
-    const disk0 = (await cbt.listDisks()).find((d) => d.node === 'disk0');
+    process.kill(bed.daemon.pid, 'SIGKILL');
+    await bed.stop();
+    await bed.start();
+    const disk0 = (await bed.cbt.listDisks()).find((d) => d.node === 'disk0');
     assert.equal(disk0?.tracking, null);
     assert.equal(disk0?.hasPersistentBitmap, false);
     // disk0's bitmap was created after the daemon last opened the image, so it was never
     // written there and is simply gone; disk1's was loaded from the image and is now inconsistent.
-    await assert.rejects(cbt.freeze(['disk0'], 'pit-10'), /not running on disk0 \(never enabled, or lost/);
     await assert.rejects(
-      cbt.freeze(['disk1'], 'pit-10'),
+      bed.cbt.freeze(['disk0'], 'pit-10'),
+      /not running on disk0 \(never enabled, or lost/,
+    );
+    await assert.rejects(
+      bed.cbt.freeze(['disk1'], 'pit-10'),
       /not running on disk1 \(its bitmap became inconsistent/,
     );
-    assert.deepEqual(await cbt.listFrozen(), []);
+    assert.deepEqual(await bed.cbt.listFrozen(), []);
 
-    const enabled = await cbt.enableTracking('disk0');
+    const enabled = await bed.cbt.enableTracking('disk0');
     assert.equal(enabled.fullSyncRequired, true);
-    assert.deepEqual(await bitmapNames(qmp, 'disk0'), [enabled.bitmap]);
-    const enabled1 = await cbt.enableTracking('disk1');
+    assert.deepEqual(await bitmapNames(bed.qmp, 'disk0'), [enabled.bitmap]);
+    const enabled1 = await bed.cbt.enableTracking('disk1');
     assert.equal(enabled1.fullSyncRequired, true);
     assert.match(
       enabled1.warnings.join('\n'),
       /osr-\d+ on disk1 was unusable \(inconsistent after a crash\)/,
     );
-    assert.deepEqual(await bitmapNames(qmp, 'disk1'), [enabled1.bitmap]);
+    assert.deepEqual(await bitmapNames(bed.qmp, 'disk1'), [enabled1.bitmap]);
     await writeBlocks('disk0', [91], 0x91);
-    const view = await cbt.freeze(['disk0'], 'pit-10');
+    const view = await bed.cbt.freeze(['disk0'], 'pit-10');
     assert.deepEqual(await dirtyBlocks(view), [{ offset: 91, length: 1 }]);
     await withView(view.disks[0], async (nbd) => {
       // A full sync reads the allocated extents, which include the write lost to the bitmap.
       assert.deepEqual(blocksOf(await allocatedExtents(nbd)).pop(), { offset: 90, length: 2 });
     });
-    await cbt.release('pit-10', { success: true });
+    await bed.cbt.release('pit-10', { success: true });
   });
 
   it('says to pass the socket when the process already runs an NBD server', async () => {
-    const own = new CbtConnector(qmp, { workDir: path.join(dir, 'work2') });
+    const own = new CbtConnector(bed.qmp, { workDir: path.join(bed.dir, 'work2') });
     await assert.rejects(own.freeze(['disk0'], 'pit-11'), /NBD server already runs.*nbdSocket/);
     assert.deepEqual(await own.listFrozen(), []);
   });
 
   it('starts its own NBD server when the process has none, and finds it again', async () => {
-    for (const w of writers.values()) await w.close();
-    writers.clear();
-    await qmp.execute('nbd-server-stop');
+    for (const w of bed.writers.values()) await w.close();
+    bed.writers.clear();
+    await bed.qmp.execute('nbd-server-stop');
     // Stopping the server drops the exports served by it: the process has no NBD server left.
-    assert.deepEqual(await qmp.execute('query-block-exports'), []);
-    const own = new CbtConnector(qmp, { workDir: path.join(dir, 'work2') });
+    assert.deepEqual(await bed.qmp.execute('query-block-exports'), []);
+    const own = new CbtConnector(bed.qmp, { workDir: path.join(bed.dir, 'work2') });
     const view = await own.freeze(['disk1'], 'pit-12');
-    assert.equal(view.disks[0]?.nbdSocket, path.join(dir, 'work2', 'nbd.sock'));
+    assert.equal(view.disks[0]?.nbdSocket, path.join(bed.dir, 'work2', 'nbd.sock'));
     await withView(view.disks[0], async (nbd) => {
       assert.ok((await nbd.read(5 * BLOCK, BLOCK)).equals(Buffer.alloc(BLOCK, 0x55)));
     });
     await own.release('pit-12', { success: true });
-    const again = new CbtConnector(qmp, { workDir: path.join(dir, 'work2') });
+    const again = new CbtConnector(bed.qmp, { workDir: path.join(bed.dir, 'work2') });
     const view2 = await again.freeze(['disk1'], 'pit-13');
-    assert.equal(view2.disks[0]?.nbdSocket, path.join(dir, 'work2', 'nbd.sock'));
+    assert.equal(view2.disks[0]?.nbdSocket, path.join(bed.dir, 'work2', 'nbd.sock'));
     await again.release('pit-13', { success: true });
   });
 });

@@ -3,78 +3,29 @@
 // policies refuse what cannot work (in OSR's words) and can be updated and deleted, and point tags
 // cannot carry control characters to an operator's terminal.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
+import { test } from 'node:test';
 import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
-import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
-import { waitForStatus } from '../helpers/protection';
 import type { TestStack } from '../helpers/test-stack';
-import { startTestbed, type Testbed } from '../helpers/testbed';
+import { assertRefused, cliFor, cliMain } from '../helpers/cli';
+import { useMachineTestbed } from '../helpers/testbed';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
-const cli = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
-let bed: Testbed;
 let stack: TestStack;
 let ctx: ControlContext;
-let vm: TestMachine;
 let scratch: string;
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const osr = cliFor(() => stack.env);
 
-async function osr(args: string[]): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
-      env: stack.env,
-      timeout: 180_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string; killed?: boolean };
-    assert.ok(!e.killed, `osr ${args.join(' ')} hung`);
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-function assertRefused(res: Result, code: number, message: RegExp): void {
-  assert.equal(res.code, code, `exit code; stderr: ${res.stderr}`);
-  assert.match(res.stderr, message);
-  assert.doesNotMatch(res.stderr, /\n\s+at |\.js:\d+:\d+/, 'no stack trace');
-}
-
-before(async () => {
-  bed = await startTestbed();
-  ({ stack, ctx } = bed);
-  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-cli-'));
-  // 24 MiB of data in 4 MiB chunks: an export downloads several chunks at once, so a count that
-  // loses concurrent additions shows.
-  vm = await startTestMachine({ sizes: [32 * MiB] });
-  const disk = await vm.disk();
-  await disk.write(0, pseudoRandom(24 * MiB, 11));
-  await disk.flush();
-  await machines.protect(ctx, {
-    name: 'cu1',
-    qmpSocket: vm.daemon.qmpSocket,
-    nbdSocket: vm.daemon.nbdSocket,
-    policy: 'manual',
-  });
-  await waitForStatus(ctx, 'cu1', (s) => s.state === 'protected');
-});
-
-after(async () => {
-  await vm?.stop();
-  await bed?.stop();
-  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
-});
+// 24 MiB of data in 4 MiB chunks: an export downloads several chunks at once, so a count that
+// loses concurrent additions shows.
+useMachineTestbed(
+  { name: 'cu1', diskMiB: 32, dataMiB: 24, seed: 11, scratchPrefix: 'osr-cli-' },
+  (bed) => ({ stack, ctx, scratch } = bed),
+);
 
 test('export: the bytes written are counted right; the path is checked first; no overwrite without --force', async () => {
   const out = path.join(scratch, 'cu1.raw');
@@ -143,7 +94,7 @@ test('--json errors are one JSON object; usage errors exit 2; --help on an unkno
 
 test('osr status | head: a closed pipe ends quietly', async () => {
   // The reader is gone before the CLI writes its table, as `head` is once it has its lines.
-  const child = spawn(process.execPath, [cli, 'policy', 'list'], { env: stack.env });
+  const child = spawn(process.execPath, [cliMain, 'policy', 'list'], { env: stack.env });
   child.stdout.destroy();
   const stderr: Buffer[] = [];
   child.stderr.on('data', (c: Buffer) => stderr.push(c));

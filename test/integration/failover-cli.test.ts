@@ -1,38 +1,22 @@
 // `osr failover …` as an operator runs it, on the real stack: --json output, and refusals with
 // their reason and exit code (4 not found, 5 conflict, 2 usage).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
+import { runCli } from '../helpers/cli';
 import { startTestbed, type Testbed } from '../helpers/testbed';
 
-const run = promisify(execFile);
-// The CLI of this build, whichever folder it was compiled into.
-const cli = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
 let bed: Testbed;
 let stack: TestStack;
 let ctx: ControlContext;
 let vm: TestMachine;
 
-async function osr(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
-      env: stack.env,
-      timeout: 120_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const osr = (...args: string[]) => runCli(args, stack.env, { timeout: 120_000 });
 
 before(async () => {
   bed = await startTestbed();

@@ -21,13 +21,7 @@ test('dashboard in headless Chromium: machine with its RPO, a drill started with
   let browser: Browser | undefined;
   try {
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
-    const tab = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-    const errors: string[] = [];
-    tab.on('pageerror', (err) => errors.push(err.message));
-    tab.on('console', (msg) => {
-      if (msg.type() === 'error') errors.push(msg.text());
-    });
-    await tab.goto(`${api.url}/#token=${token}`);
+    const { tab, errors } = await openDashboard(browser);
     const row = tab.locator(`tr[data-machine="${M}"]`);
     await row.locator('td[data-rpo]').waitFor({ timeout: 30_000 });
     assert.equal(await tab.evaluate('location.hash'), '', 'the token leaves the address bar');

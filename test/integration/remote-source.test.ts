@@ -8,10 +8,10 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
-import { createPolicy } from '../../operations/policies';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
+import { createManualPolicy } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
 let stack: TestStack;
@@ -30,12 +30,7 @@ before(async () => {
     stack.startWorker('process-server', {}, { cwd: path.dirname(vm.daemon.qmpSocket) }),
   ]);
   ctx = new ControlContext(stack.config);
-  await createPolicy(ctx, {
-    name: 'manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
+  await createManualPolicy(ctx);
 });
 
 after(async () => {

@@ -42,6 +42,7 @@ import {
   tlsDir,
   useSecretsStack,
 } from '../helpers/secrets-fixture';
+import { protectArgs } from '../helpers/cli';
 
 useSecretsStack();
 
@@ -62,16 +63,7 @@ function filesUnder(dir: string): string[] {
 test('after protect, cycles, a drill and API calls, no key or token is in any history, log or blob', async () => {
   // The token file as an earlier `osr serve` left it (made now if this test runs alone).
   const { token } = resolveApiToken(config);
-  const protectedNow = await osr(
-    'protect',
-    M,
-    '--qmp',
-    vm.daemon.qmpSocket,
-    '--nbd',
-    vm.daemon.nbdSocket,
-    '--policy',
-    'manual',
-  );
+  const protectedNow = await osr(...protectArgs(M, vm));
   assert.equal(protectedNow.code, 0, protectedNow.stderr);
   await waitForStatus(ctx, M, (s) => s.state === 'protected');
   const disk = await vm.disk();

@@ -12,13 +12,13 @@ import { NbdClient } from '../../lib/qemu/nbd-client';
 import { createQcow2, startStorageDaemon, type StorageDaemon } from '../../lib/qemu/storage-daemon';
 import { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
-import { createPolicy } from '../../operations/policies';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { startFaultProxy, type FaultProxy, type FaultRule } from '../helpers/fault-proxy';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
+import { createManualPolicy } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
 const SEGMENT_BYTES = 4 * MiB;
@@ -48,12 +48,7 @@ before(async () => {
     }),
   ]);
   ctx = new ControlContext(stack.config);
-  await createPolicy(ctx, {
-    name: 'manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
+  await createManualPolicy(ctx);
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-out-'));
   image = path.join(dir, 'disk0.qcow2');
   await createQcow2(image, 64 * MiB);

@@ -10,13 +10,13 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
-import { createPolicy } from '../../operations/policies';
 import { protectWorkflowId, type Alert } from '../../shared/contracts/protect-machine';
 import { startFaultProxy, type FaultProxy, type FaultRule } from '../helpers/fault-proxy';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, textLike, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
+import { createManualPolicy } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
 const SPOOL_BYTES = 8 * MiB; // two 4 MiB segments
@@ -46,12 +46,7 @@ before(async () => {
     stack.startWorker('process-server', { ...throughProxy, OSR_CONFIG: psConfig }),
   ]);
   ctx = new ControlContext(stack.config);
-  await createPolicy(ctx, {
-    name: 'manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
+  await createManualPolicy(ctx);
   vm = await startTestMachine({ sizes: [64 * MiB] });
   const disk = await vm.disk();
   await disk.write(0, pseudoRandom(8 * MiB, 1));
