@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { NbdClient } from '../../lib/qemu/nbd-client';
 import { startStorageDaemon, type StorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { ControlContext } from '../../operations/context';
@@ -15,7 +15,7 @@ import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
-import { pseudoRandom, type TestMachine } from '../helpers/qemu-machine';
+import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
 import { assertRefused, cliFor, protectArgs } from '../helpers/cli';
 import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
@@ -122,8 +122,11 @@ test('a raw disk: the alert explains the resync; after a daemon restart the next
 });
 
 test('conflicting operations on one machine at once: one proceeds, the other is told why, nothing is lost', async () => {
-  // Two protects of one name.
-  const protects = await Promise.all([1, 2].map(() => osr(protectArgs('bi2', vm))));
+  // Two protects of one name, on a machine of its own (bi1 already protects vm's disk, and a
+  // second protection of a disk is refused for that reason).
+  const own = await startTestMachine({ sizes: [MiB] });
+  after(() => own.stop());
+  const protects = await Promise.all([1, 2].map(() => osr(protectArgs('bi2', own))));
   assert.deepEqual(protects.map((r) => r.code).sort(), [0, 5], protects.map((r) => r.stderr).join('\n'));
   assertRefused(
     protects.find((r) => r.code === 5)!,
