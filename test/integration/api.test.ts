@@ -10,8 +10,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { startApiServer, type ApiServer } from '../../api/server';
 import { routes } from '../../api/routes';
-import { createLogger } from '../../lib/config/logger';
 import * as machines from '../../operations/machines';
+import { startTestApi } from '../helpers/api-client';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestbed, type Testbed } from '../helpers/testbed';
@@ -36,14 +36,7 @@ before(async () => {
   const disk = await vm.disk();
   await disk.write(0, pseudoRandom(2 * MiB, 7));
   await disk.flush();
-  api = await startApiServer({
-    config: bed.stack.config,
-    token,
-    host: '127.0.0.1',
-    port: 0,
-    ctx: bed.ctx,
-    logger: createLogger('api-test', 'warn'),
-  });
+  api = await startTestApi(bed, token, 'api-test');
 });
 
 after(async () => {

@@ -15,8 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
-import { startApiServer, type ApiServer } from '../../api/server';
-import { createLogger } from '../../lib/config/logger';
+import type { ApiServer } from '../../api/server';
 import { NbdClient } from '../../lib/qemu/nbd-client';
 import { createQcow2, startStorageDaemon, type StorageDaemon } from '../../lib/qemu/storage-daemon';
 import { listAlerts } from '../../operations/alerts';
@@ -25,6 +24,7 @@ import * as machines from '../../operations/machines';
 import { createPolicy } from '../../operations/policies';
 import { protectWorkflowId, type MachineStatus } from '../../shared/contracts/protect-machine';
 import { groupWorkflowId } from '../../shared/group-types';
+import { startTestApi } from '../helpers/api-client';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
@@ -52,14 +52,7 @@ before(async () => {
   await nbd.write(0, pseudoRandom(2 * MiB, 3));
   await nbd.flush();
   await nbd.close();
-  api = await startApiServer({
-    config: bed.stack.config,
-    token,
-    host: '127.0.0.1',
-    port: 0,
-    ctx: bed.ctx,
-    logger: createLogger('health-test', 'warn'),
-  });
+  api = await startTestApi(bed, token, 'health-test');
 });
 
 after(async () => {

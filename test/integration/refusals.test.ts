@@ -11,11 +11,11 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { startApiServer, type ApiServer } from '../../api/server';
-import { createLogger } from '../../lib/config/logger';
+import type { ApiServer } from '../../api/server';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { QmpClient } from '../../lib/qemu/qmp-client';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
+import { startTestApi } from '../helpers/api-client';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestbed, type Testbed } from '../helpers/testbed';
@@ -85,14 +85,7 @@ before(async () => {
   const disk = await vm.disk(0);
   await disk.write(0, pseudoRandom(MiB, 5));
   await disk.flush();
-  api = await startApiServer({
-    config: bed.stack.config,
-    token,
-    host: '127.0.0.1',
-    port: 0,
-    ctx: bed.ctx,
-    logger: createLogger('refusals-test', 'warn'),
-  });
+  api = await startTestApi(bed, token, 'refusals-test');
 });
 
 after(async () => {
