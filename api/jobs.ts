@@ -2,6 +2,7 @@
 // (the same filter an operator types in the Web UI), and one job's progress from its status query.
 import { WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
 import { OperationError, type ControlContext } from '../operations/context';
+import { JOB_KINDS } from '../shared/job-kinds';
 import { checkName, isName } from '../shared/names';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 
@@ -10,23 +11,6 @@ export function jobLocation(workflowId: string): string {
   return `/v1/jobs/${encodeURIComponent(workflowId)}`;
 }
 
-/** Every job kind OSR starts (protectMachine and the recovery workflows). */
-export const JOB_KINDS = [
-  'protect',
-  'drill',
-  'drill-cleanup',
-  'failover',
-  'plan-test-failover',
-  'plan-cleanup',
-  'plan-failover',
-  'group',
-  'reprotect',
-  'failback',
-  'reenable',
-  'plan-reprotect',
-  'plan-failback',
-  'plan-reenable',
-] as const;
 const MAX_JOBS = 200;
 
 export interface JobView {

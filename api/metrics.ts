@@ -11,7 +11,8 @@ import { MetricsRegistry } from '../lib/observability/prometheus';
 import { HEALTH_RANK } from '../shared/machine-health';
 import type { RecoveryPoint } from '../shared/replication-types';
 import { Vault } from '../lib/azure/vault';
-import { JOB_KINDS, listRunningJobs } from './jobs';
+import { JOB_KINDS } from '../shared/job-kinds';
+import { listRunningJobs } from './jobs';
 
 const MACHINE_STATES = [
   'enabling',

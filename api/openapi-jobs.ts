@@ -1,6 +1,6 @@
 // The OpenAPI description of the job routes (api/jobs.ts): running OSR jobs and one job's
 // status. Merged into api/openapi.ts's document.
-import { JOB_KINDS } from './jobs';
+import { JOB_KINDS } from '../shared/job-kinds';
 import { common, error, json, listOf, ref, type Operation } from './openapi-common';
 
 export const jobPaths: Record<string, Partial<Record<'get' | 'post', Operation>>> = {

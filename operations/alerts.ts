@@ -4,6 +4,7 @@
 // pressure) or silence (stale heartbeat). Every alert has a global id that stays the same while
 // the condition lasts: the webhook notifier sends each id once.
 import { listServers } from '../lib/observability/server-health';
+import { RECOVERY_JOB_KINDS } from '../shared/job-kinds';
 import type { RecoveredMachine } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN } from '../shared/search-attributes';
 import type { ControlContext } from './context';
@@ -35,21 +36,6 @@ export interface OsrAlert {
 }
 
 export const FAILED_JOB_WINDOW_HOURS = 24;
-const RECOVERY_KINDS = [
-  'drill',
-  'drill-cleanup',
-  'failover',
-  'plan-test-failover',
-  'plan-cleanup',
-  'plan-failover',
-  // Reprotect and failback (their single-machine and plan-stage jobs).
-  'reprotect',
-  'failback',
-  'reenable',
-  'plan-reprotect',
-  'plan-failback',
-  'plan-reenable',
-];
 
 export interface AlertList {
   alerts: OsrAlert[];
@@ -129,7 +115,7 @@ function machineAlerts(machines: MachineOverview[]): OsrAlert[] {
 async function failedJobAlerts(ctx: ControlContext): Promise<OsrAlert[]> {
   const since = new Date(Date.now() - FAILED_JOB_WINDOW_HOURS * 3600_000).toISOString();
   const query =
-    `OsrJobKind IN (${RECOVERY_KINDS.map((k) => `'${k}'`).join(', ')}) AND StartTime > '${since}'` +
+    `OsrJobKind IN (${RECOVERY_JOB_KINDS.map((k) => `'${k}'`).join(', ')}) AND StartTime > '${since}'` +
     ` AND (ExecutionStatus IN ('Failed', 'TimedOut', 'Terminated') OR OsrState = 'failed')`;
   const client = await ctx.client();
   const out: OsrAlert[] = [];
