@@ -31,6 +31,29 @@ export const body = (schema: Schema, required = true) => ({
   content: { 'application/json': { schema } } as const,
 });
 export const error = (description: string) => ({ description, ...json(ref('Error')) });
+/** A property in `object()`: a type name, 'date-time' (an ISO time string), or a schema of its own. */
+export type Property = 'string' | 'integer' | 'number' | 'boolean' | 'date-time' | Schema;
+const property = (p: Property): Schema =>
+  typeof p !== 'string' ? p : p === 'date-time' ? { type: 'string', format: 'date-time' } : { type: p };
+/** An object schema from its properties, written short: `object({ name: 'string', at: 'date-time' })`. */
+export function object(properties: Record<string, Property>, description?: string): Schema {
+  return {
+    type: 'object',
+    ...(description === undefined ? {} : { description }),
+    properties: Object.fromEntries(Object.entries(properties).map(([k, p]) => [k, property(p)])),
+  };
+}
+/** A request body's object: only the named properties are allowed. */
+export function closedObject(properties: Record<string, Schema>, required?: string[]): Schema {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    ...(required === undefined ? {} : { required }),
+    properties,
+  };
+}
+/** An array of objects whose fields the document does not spell out. */
+export const objects: Schema = { type: 'array', items: { type: 'object' } };
 
 export const machineName: Parameter = {
   name: 'name',

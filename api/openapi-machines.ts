@@ -4,6 +4,7 @@ import {
   body,
   common,
   conflict,
+  closedObject,
   cycleHealth,
   error,
   json,
@@ -11,6 +12,8 @@ import {
   machineAction,
   machineErrors,
   machineName,
+  object,
+  objects,
   point,
   ref,
   type Operation,
@@ -61,14 +64,10 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       tags: ['points'],
       parameters: [machineName],
       requestBody: body(
-        {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            kind: { enum: ['crash', 'app'], default: 'crash' },
-            tag: { type: 'string', minLength: 1 },
-          },
-        },
+        closedObject({
+          kind: { enum: ['crash', 'app'], default: 'crash' },
+          tag: { type: 'string', minLength: 1 },
+        }),
         false,
       ),
       responses: {
@@ -83,10 +82,7 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
   },
   '/v1/machines/{name}/pause': {
     post: machineAction('pause', 'stop cutting points (tracking goes on)', {
-      requestBody: body(
-        { type: 'object', additionalProperties: false, properties: { reason: { type: 'string' } } },
-        false,
-      ),
+      requestBody: body(closedObject({ reason: { type: 'string' } }), false),
     }),
   },
   '/v1/machines/{name}/resume': { post: machineAction('resume', 'resume cutting points') },
@@ -107,19 +103,19 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       operationId: 'createPolicy',
       summary: 'create a policy (durations as seconds or text like 30s, 5m, 1h, 2d)',
       tags: ['policies'],
-      requestBody: body({
-        type: 'object',
-        additionalProperties: false,
-        required: ['name'],
-        properties: {
-          name: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' },
-          rpo: ref('Duration'),
-          crashEvery: ref('Duration'),
-          appEvery: ref('Duration'),
-          retention: ref('Duration'),
-          keepAll: ref('Duration'),
-        },
-      }),
+      requestBody: body(
+        closedObject(
+          {
+            name: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' },
+            rpo: ref('Duration'),
+            crashEvery: ref('Duration'),
+            appEvery: ref('Duration'),
+            retention: ref('Duration'),
+            keepAll: ref('Duration'),
+          },
+          ['name'],
+        ),
+      ),
       responses: {
         '201': { description: 'the policy', ...json(ref('Policy')) },
         ...common,
@@ -134,18 +130,14 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       tags: ['recovery'],
       parameters: [machineName],
       requestBody: body(
-        {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            point,
-            another: {
-              type: 'boolean',
-              description:
-                'start it even though a drill of the machine is alive (not cleaned up); without it such a drill is a 409',
-            },
+        closedObject({
+          point,
+          another: {
+            type: 'boolean',
+            description:
+              'start it even though a drill of the machine is alive (not cleaned up); without it such a drill is a 409',
           },
-        },
+        }),
         false,
       ),
       responses: {
@@ -180,17 +172,13 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       tags: ['recovery'],
       parameters: [machineName],
       requestBody: body(
-        {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            point: { ...point, description: `unplanned only: ${point.description}` },
-            planned: {
-              type: 'boolean',
-              description: "stop the source's writes and cut a final point first",
-            },
+        closedObject({
+          point: { ...point, description: `unplanned only: ${point.description}` },
+          planned: {
+            type: 'boolean',
+            description: "stop the source's writes and cut a final point first",
           },
-        },
+        }),
         false,
       ),
       responses: {
@@ -219,12 +207,7 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       summary: "rebuild a failed-over machine's disks from another point",
       tags: ['recovery'],
       parameters: [machineName],
-      requestBody: body({
-        type: 'object',
-        additionalProperties: false,
-        required: ['point'],
-        properties: { point },
-      }),
+      requestBody: body(closedObject({ point }, ['point'])),
       responses: {
         '200': { description: 'the job after the change', ...json(ref('RecoveryStatus')) },
         ...machineErrors,
@@ -241,121 +224,91 @@ export const machineSchemas: Record<string, Schema> = {
       { type: 'string', pattern: '^\\d+(\\.\\d+)?\\s*(s|m|h|d)?$' },
     ],
   },
-  Policy: {
-    type: 'object',
-    properties: {
-      name: { type: 'string' },
-      rpoThresholdSeconds: { type: 'integer' },
-      crashPointSeconds: { type: 'integer' },
-      appPointSeconds: { type: 'integer' },
-      retentionHours: { type: 'number' },
-      keepAllMinutes: { type: 'integer' },
-    },
-  },
-  PointRef: {
-    type: 'object',
-    properties: {
-      id: { type: 'string' },
-      instant: { type: 'string', format: 'date-time' },
-      kind: { enum: ['crash', 'app'] },
-    },
-  },
-  RecoveryPoint: {
-    type: 'object',
-    properties: {
-      id: { type: 'string' },
-      machine: { type: 'string' },
-      cycle: { type: 'integer' },
-      instant: { type: 'string', format: 'date-time' },
-      kind: { enum: ['crash', 'app'] },
-      tag: { type: 'string' },
-      disks: { type: 'array', items: { type: 'object' } },
-      createdAt: { type: 'string', format: 'date-time' },
-    },
-  },
-  MachineStatus: {
-    type: 'object',
-    properties: {
-      machine: { type: 'string' },
-      state: { type: 'string' },
-      policy: ref('Policy'),
-      disks: { type: 'array', items: { type: 'object' } },
-      cycle: { type: 'integer' },
-      progress: { type: 'array', items: { type: 'object' } },
-      lastPoint: ref('PointRef'),
-      lastAppPoint: ref('PointRef'),
-      rpoSeconds: { type: 'number' },
-      ...cycleHealth,
-      protectedSince: { type: 'string', format: 'date-time' },
-      health: ref('MachineHealth'),
-    },
-  },
-  MachineHealth: {
-    type: 'object',
-    description: 'computed by shared/machine-health.ts; the rules are in docs/operations.md',
-    properties: {
+  Policy: object({
+    name: 'string',
+    rpoThresholdSeconds: 'integer',
+    crashPointSeconds: 'integer',
+    appPointSeconds: 'integer',
+    retentionHours: 'number',
+    keepAllMinutes: 'integer',
+  }),
+  PointRef: object({ id: 'string', instant: 'date-time', kind: { enum: ['crash', 'app'] } }),
+  RecoveryPoint: object({
+    id: 'string',
+    machine: 'string',
+    cycle: 'integer',
+    instant: 'date-time',
+    kind: { enum: ['crash', 'app'] },
+    tag: 'string',
+    disks: objects,
+    createdAt: 'date-time',
+  }),
+  MachineStatus: object({
+    machine: 'string',
+    state: 'string',
+    policy: ref('Policy'),
+    disks: objects,
+    cycle: 'integer',
+    progress: objects,
+    lastPoint: ref('PointRef'),
+    lastAppPoint: ref('PointRef'),
+    rpoSeconds: 'number',
+    ...cycleHealth,
+    protectedSince: 'date-time',
+    health: ref('MachineHealth'),
+  }),
+  MachineHealth: object(
+    {
       level: { enum: ['healthy', 'warning', 'critical'] },
       reasons: { type: 'array', items: { type: 'string' }, description: 'worst first; empty when healthy' },
     },
-  },
-  MachineOverview: {
-    type: 'object',
-    properties: {
-      machine: { type: 'string' },
-      registered: { type: 'boolean' },
-      status: ref('MachineStatus'),
-      note: { type: 'string' },
-      ended: {
-        type: 'object',
-        description: 'its protectMachine workflow was ended outside OSR (cancelled, terminated…) or failed',
-        properties: {
-          state: { enum: ['ended-outside-osr', 'failed'] },
-          workflowId: { type: 'string' },
-          closedAs: { enum: ['canceled', 'terminated', 'failed', 'timed-out', 'missing'] },
-          closedAt: { type: 'string', format: 'date-time' },
-          reason: { type: 'string' },
-          fix: { type: 'string' },
-        },
+    'computed by shared/machine-health.ts; the rules are in docs/operations.md',
+  ),
+  MachineOverview: object({
+    machine: 'string',
+    registered: 'boolean',
+    status: ref('MachineStatus'),
+    note: 'string',
+    ended: object(
+      {
+        state: { enum: ['ended-outside-osr', 'failed'] },
+        workflowId: 'string',
+        closedAs: { enum: ['canceled', 'terminated', 'failed', 'timed-out', 'missing'] },
+        closedAt: 'date-time',
+        reason: 'string',
+        fix: 'string',
       },
-      health: ref('MachineHealth'),
-    },
-  },
-  JobRef: {
-    type: 'object',
-    properties: {
-      job: { type: 'string' },
-      workflowId: { type: 'string' },
-      machine: { type: 'string' },
-      kind: { enum: ['drill', 'drill-cleanup', 'failover'] },
-      pointId: { type: 'string' },
-      location: { type: 'string', description: 'GET it to follow the job' },
-    },
-  },
-  Job: {
-    type: 'object',
-    properties: {
-      workflowId: { type: 'string' },
-      runId: { type: 'string' },
-      kind: { type: 'string' },
-      machine: { type: 'string' },
-      state: { type: 'string' },
-      status: { type: 'string' },
-      startTime: { type: 'string', format: 'date-time' },
-      summary: { type: 'string' },
-    },
-  },
-  RecoveryStatus: {
-    type: 'object',
-    properties: {
-      job: { type: 'string' },
-      kind: { enum: ['drill', 'drill-cleanup', 'failover'] },
-      machine: { type: 'string' },
-      state: { enum: ['running', 'ready', 'cleaned-up', 'failed-over', 'committed', 'failed'] },
-      planned: { type: 'boolean' },
-      point: ref('PointRef'),
-      disks: { type: 'array', items: { type: 'object' } },
-      error: { type: 'string' },
-      steps: { type: 'array', items: { type: 'object' } },
-    },
-  },
+      'its protectMachine workflow was ended outside OSR (cancelled, terminated…) or failed',
+    ),
+    health: ref('MachineHealth'),
+  }),
+  JobRef: object({
+    job: 'string',
+    workflowId: 'string',
+    machine: 'string',
+    kind: { enum: ['drill', 'drill-cleanup', 'failover'] },
+    pointId: 'string',
+    location: { type: 'string', description: 'GET it to follow the job' },
+  }),
+  Job: object({
+    workflowId: 'string',
+    runId: 'string',
+    kind: 'string',
+    machine: 'string',
+    state: 'string',
+    status: 'string',
+    startTime: 'date-time',
+    summary: 'string',
+  }),
+  RecoveryStatus: object({
+    job: 'string',
+    kind: { enum: ['drill', 'drill-cleanup', 'failover'] },
+    machine: 'string',
+    state: { enum: ['running', 'ready', 'cleaned-up', 'failed-over', 'committed', 'failed'] },
+    planned: 'boolean',
+    point: ref('PointRef'),
+    disks: objects,
+    error: 'string',
+    steps: objects,
+  }),
 };
