@@ -15,7 +15,7 @@ import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
-import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
+import { pseudoRandom, startTestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
 import { assertRefused, cliFor, protectArgs } from '../helpers/cli';
 import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
@@ -23,7 +23,6 @@ import { BAD_INPUT_MACHINE, useMachineTestbed } from '../helpers/testbed';
 const MiB = 1024 * 1024;
 let stack: TestStack;
 let ctx: ControlContext;
-let vm: TestMachine;
 
 /** Every string and byte string inside a value (a history, with its payloads' data). */
 function strings(value: unknown, out: string[]): void {
@@ -35,7 +34,7 @@ function strings(value: unknown, out: string[]): void {
 
 const osr = cliFor(() => stack.env);
 
-useMachineTestbed(BAD_INPUT_MACHINE, (bed) => ({ stack, ctx, vm } = bed));
+useMachineTestbed(BAD_INPUT_MACHINE, (bed) => ({ stack, ctx } = bed));
 
 test('a raw disk: the alert explains the resync; after a daemon restart the next point resyncs by checksums and loses nothing', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-raw-'));
