@@ -10,7 +10,9 @@ import { after, before } from 'node:test';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
 import { writeCycleManifest } from '../../lib/segments/cycle-layout';
+import { applyCycle } from '../../activities/cloud-applier/apply-replica';
 import { exportPoint } from '../../activities/cloud-applier/export-point';
+import { publishPoint } from '../../activities/cloud-applier/publish-point';
 import type { PublishPointInput } from '../../activities/cloud-applier/publish-point';
 import type { ApplierDeps } from '../../activities/cloud-applier/replica-disk';
 import { replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
@@ -108,6 +110,19 @@ export async function uploadCycle(
     });
   }
   return { segments, extents: cut };
+}
+
+/** One cycle of disk scsi0 (`image`, sent as `extents`) uploaded and applied, then its point published. */
+export async function applyAndPublish(
+  machine: string,
+  cycle: number,
+  pointId: string,
+  image: Buffer,
+  extents: Extent[],
+): Promise<RecoveryPoint> {
+  await uploadCycle(machine, 'scsi0', cycle, image, extents);
+  await applyCycle(deps, { machine, diskId: 'scsi0', cycle });
+  return publishPoint(deps, publishInput(machine, cycle, pointId, [['scsi0', image.length]]));
 }
 
 export async function putSegment(

@@ -9,7 +9,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { applyCycle } from '../../activities/cloud-applier/apply-replica';
 import { exportPointAs, type ExportFormat } from '../../activities/cloud-applier/export-formats';
 import { publishPoint } from '../../activities/cloud-applier/publish-point';
 import { replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
@@ -17,12 +16,12 @@ import { parseVhdFooter } from '../../lib/disk/vhd';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import {
   MiB,
+  applyAndPublish,
   blobService,
   deps,
   firstImage,
   publishInput,
   tmp,
-  uploadCycle,
   useApplierStorage,
 } from '../helpers/applier-fixture';
 
@@ -81,9 +80,7 @@ describe('osr export --format', () => {
   test('raw, qcow2 and vhd exports of a point are what qemu-img says and equal to the raw export', async () => {
     const machine = 'vm-exp';
     const { image, extents } = firstImage();
-    await uploadCycle(machine, 'scsi0', 1, image, extents);
-    await applyCycle(deps, { machine, diskId: 'scsi0', cycle: 1 });
-    const point = await publishPoint(deps, publishInput(machine, 1, 'e1', [['scsi0', image.length]]));
+    const point = await applyAndPublish(machine, 1, 'e1', image, extents);
     await checkFormats(point, image, 'vhd-replica');
   });
 

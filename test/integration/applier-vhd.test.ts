@@ -12,7 +12,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { PageBlobClient } from '@azure/storage-blob';
-import { applyCycle } from '../../activities/cloud-applier/apply-replica';
 import { exportPoint } from '../../activities/cloud-applier/export-point';
 import { publishPoint } from '../../activities/cloud-applier/publish-point';
 import { createRecoveredDisks, failoverBlobClient } from '../../activities/cloud-applier/recovered-disks';
@@ -28,13 +27,13 @@ import type { RecoveryPoint } from '../../shared/replication-types';
 import {
   KiB,
   MiB,
+  applyAndPublish,
   blobService,
   deps,
   failureOf,
   firstImage,
   publishInput,
   tmp,
-  uploadCycle,
   useApplierStorage,
 } from '../helpers/applier-fixture';
 
@@ -82,9 +81,7 @@ describe('replicas are fixed VHDs', () => {
   test('a downloaded replica is a fixed VHD equal to the point, before and after its disk grows', async () => {
     const machine = 'vm-vhd';
     const { image, extents } = firstImage(); // 6 MiB + 1.5 KiB
-    await uploadCycle(machine, 'scsi0', 1, image, extents);
-    await applyCycle(deps, { machine, diskId: 'scsi0', cycle: 1 });
-    const p1 = await publishPoint(deps, publishInput(machine, 1, 'v1', [['scsi0', image.length]]));
+    const p1 = await applyAndPublish(machine, 1, 'v1', image, extents);
     const replica = replicaBlobClient(blobService, `${machine}/scsi0`);
 
     const vhd1 = await download(replica, 'replica-1.vhd');
@@ -111,9 +108,7 @@ describe('replicas are fixed VHDs', () => {
     image.copy(grown);
     randomBytes(MiB).copy(grown, 8 * MiB);
     randomBytes(512).copy(grown, 9 * MiB);
-    await uploadCycle(machine, 'scsi0', 2, grown, [{ offset: 8 * MiB, length: MiB + 512 }]);
-    await applyCycle(deps, { machine, diskId: 'scsi0', cycle: 2 });
-    const p2 = await publishPoint(deps, publishInput(machine, 2, 'v2', [['scsi0', grown.length]]));
+    const p2 = await applyAndPublish(machine, 2, 'v2', grown, [{ offset: 8 * MiB, length: MiB + 512 }]);
     const vhd2 = await download(replica, 'replica-2.vhd');
     assert.equal(fs.statSync(vhd2).size, 10 * MiB + 512);
     assert.equal(qemuInfo(vhd2, 'vpc')['virtual-size'], 10 * MiB);
@@ -197,9 +192,7 @@ describe('replicas are fixed VHDs', () => {
     // A new cycle after the conversion and its point.
     const next = Buffer.from(image);
     randomBytes(64 * KiB).copy(next, 2 * MiB);
-    await uploadCycle(machine, 'scsi0', 2, next, [{ offset: 2 * MiB, length: 64 * KiB }]);
-    await applyCycle(deps, { machine, diskId: 'scsi0', cycle: 2 });
-    const p2 = await publishPoint(deps, publishInput(machine, 2, 'o2', [['scsi0', size]]));
+    const p2 = await applyAndPublish(machine, 2, 'o2', next, [{ offset: 2 * MiB, length: 64 * KiB }]);
     const raw2 = await exportRaw(p2, 'scsi0');
     assert.ok(fs.readFileSync(raw2).equals(next));
     assertSame(await download(replica, 'converted-2.vhd'), 'vpc', raw2, 'raw', 'replica after a cycle');
