@@ -8,12 +8,10 @@
 // - a protectMachine terminated from the Temporal client shows as ended-outside-osr in status and
 //   alerts, and `osr unprotect` cleans it up.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import type { ApiServer } from '../../api/server';
 import { NbdClient } from '../../lib/qemu/nbd-client';
@@ -25,14 +23,13 @@ import { createPolicy } from '../../operations/policies';
 import { protectWorkflowId, type MachineStatus } from '../../shared/contracts/protect-machine';
 import { groupWorkflowId } from '../../shared/group-types';
 import { startTestApi } from '../helpers/api-client';
+import { runCli, type CliResult } from '../helpers/cli';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
 import { startTestbed, type Testbed } from '../helpers/testbed';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
-const cli = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
 const token = randomBytes(32).toString('base64url');
 const SRC = 'hl-src';
 let bed: Testbed;
@@ -63,18 +60,7 @@ after(async () => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function osr(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
-      env: bed.stack.env,
-      timeout: 180_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const osr = (args: string[]): Promise<CliResult> => runCli(args, bed.stack.env);
 
 async function apiStatus(name: string): Promise<MachineStatus> {
   const res = await fetch(`${api.url}/v1/machines/${name}`, {

@@ -3,53 +3,32 @@
 // a second drill while one is alive. Each refusal names the problem and the fix, has the
 // documented exit code (2 bad input, 5 conflict) or HTTP status, and leaves nothing behind.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { ApiServer } from '../../api/server';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { QmpClient } from '../../lib/qemu/qmp-client';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { startTestApi } from '../helpers/api-client';
+import { runCli, type CliResult } from '../helpers/cli';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestbed, type Testbed } from '../helpers/testbed';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
-const cli = path.join(path.resolve(__dirname, '..', '..'), 'cli', 'main.js');
 const token = randomBytes(32).toString('base64url');
 let bed: Testbed;
 let vm: TestMachine;
 let api: ApiServer;
 let scratch: string;
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const osr = (...args: string[]): Promise<CliResult> => runCli(args, bed.stack.env);
 
-async function osr(...args: string[]): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
-      env: bed.stack.env,
-      timeout: 180_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string; killed?: boolean };
-    assert.ok(!e.killed, `osr ${args.join(' ')} hung`);
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-function assertRefused(res: Result, code: number, message: RegExp): void {
+function assertRefused(res: CliResult, code: number, message: RegExp): void {
   assert.equal(res.code, code, `exit code; stdout: ${res.stdout} stderr: ${res.stderr}`);
   assert.match(res.stderr, message);
   assert.doesNotMatch(res.stderr, /\n\s+at |\.js:\d+:\d+|nbdSocket option/, 'no stack trace, no internals');
