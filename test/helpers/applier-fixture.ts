@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
-import { BlobServiceClient } from '@azure/storage-blob';
+import { BlobServiceClient, type PageBlobClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
 import { writeCycleManifest } from '../../lib/segments/cycle-layout';
 import { applyCycle } from '../../activities/cloud-applier/apply-replica';
@@ -123,6 +123,28 @@ export async function applyAndPublish(
   await uploadCycle(machine, 'scsi0', cycle, image, extents);
   await applyCycle(deps, { machine, diskId: 'scsi0', cycle });
   return publishPoint(deps, publishInput(machine, cycle, pointId, [['scsi0', image.length]]));
+}
+
+/**
+ * What the applier made before replicas were VHDs: disk scsi0 as a raw page blob of the image's
+ * size, written in pages of at most 4 MiB, and its point (cycle 1) published.
+ */
+export async function publishRawReplica(
+  machine: string,
+  pointId: string,
+  image: Buffer,
+): Promise<{ point: RecoveryPoint; replica: PageBlobClient }> {
+  const size = image.length;
+  const replica = replicaBlobClient(blobService, `${machine}/scsi0`);
+  await replica.create(size);
+  for (let at = 0; at < size; at += 4 * MiB)
+    await replica.uploadPages(
+      image.subarray(at, Math.min(size, at + 4 * MiB)),
+      at,
+      Math.min(4 * MiB, size - at),
+    );
+  const point = await publishPoint(deps, publishInput(machine, 1, pointId, [['scsi0', size]]));
+  return { point, replica };
 }
 
 export async function putSegment(

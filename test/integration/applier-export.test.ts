@@ -10,17 +10,14 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { exportPointAs, type ExportFormat } from '../../activities/cloud-applier/export-formats';
-import { publishPoint } from '../../activities/cloud-applier/publish-point';
-import { replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
 import { parseVhdFooter } from '../../lib/disk/vhd';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import {
   MiB,
   applyAndPublish,
-  blobService,
   deps,
   firstImage,
-  publishInput,
+  publishRawReplica,
   tmp,
   useApplierStorage,
 } from '../helpers/applier-fixture';
@@ -87,10 +84,7 @@ describe('osr export --format', () => {
   test('a point of a raw replica (taken before replicas were VHDs) exports in every format', async () => {
     const machine = 'vm-exp-old';
     const image = randomBytes(3 * MiB + 512);
-    const replica = replicaBlobClient(blobService, `${machine}/scsi0`);
-    await replica.create(image.length);
-    await replica.uploadPages(image, 0, image.length);
-    const point = await publishPoint(deps, publishInput(machine, 1, 'e2', [['scsi0', image.length]]));
+    const { point } = await publishRawReplica(machine, 'e2', image);
     await checkFormats(point, image, 'raw-replica');
   });
 

@@ -13,7 +13,6 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { PageBlobClient } from '@azure/storage-blob';
 import { exportPoint } from '../../activities/cloud-applier/export-point';
-import { publishPoint } from '../../activities/cloud-applier/publish-point';
 import { createRecoveredDisks, failoverBlobClient } from '../../activities/cloud-applier/recovered-disks';
 import { replicaChecksums } from '../../activities/cloud-applier/replica-checksums';
 import {
@@ -32,7 +31,7 @@ import {
   deps,
   failureOf,
   firstImage,
-  publishInput,
+  publishRawReplica,
   tmp,
   useApplierStorage,
 } from '../helpers/applier-fixture';
@@ -150,15 +149,7 @@ describe('replicas are fixed VHDs', () => {
     const { image } = firstImage();
     const size = image.length; // a multiple of 512
     // What the applier made before: a raw page blob of the disk's size, written, published.
-    const replica = replicaBlobClient(blobService, `${machine}/scsi0`);
-    await replica.create(size);
-    for (let at = 0; at < size; at += 4 * MiB)
-      await replica.uploadPages(
-        image.subarray(at, Math.min(size, at + 4 * MiB)),
-        at,
-        Math.min(4 * MiB, size - at),
-      );
-    const old = await publishPoint(deps, publishInput(machine, 1, 'o1', [['scsi0', size]]));
+    const { point: old, replica } = await publishRawReplica(machine, 'o1', image);
     assert.equal((await replica.getProperties()).contentLength, size, 'a raw replica');
 
     const ensured = await ensureReplicaDisk(deps, { machine, diskId: 'scsi0', sizeBytes: size });
