@@ -31,6 +31,11 @@ before(async () => {
 });
 
 after(async () => {
+  // A failed assertion must not leave the drill's local copy (a detached storage daemon) behind.
+  if (stack)
+    await run(process.execPath, [cli, 'failover', 'cleanup', 'demo-d'], { env: stack.env }).catch(
+      () => undefined,
+    );
   if (stack) await run(process.execPath, [cli, 'demo', 'stop'], { env: stack.env }).catch(() => undefined);
   await bed?.stop();
 });
