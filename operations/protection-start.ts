@@ -2,6 +2,7 @@
 // server (the control plane may be anywhere), and the protectMachine workflow with its id, task
 // queue and search attributes. `osr protect` (machines.ts) and re-enable after failback (a
 // control activity) both start protection here.
+import { randomUUID } from 'node:crypto';
 import {
   TimeoutFailure,
   WorkflowFailedError,
@@ -80,7 +81,9 @@ export async function checkSourceOnItsHost(
   try {
     result = await client.workflow.execute<CheckSourceWorkflow>('checkSource', {
       taskQueue: CONTROL_TASK_QUEUE,
-      workflowId: `check-source/${options.name}/${new Date().toISOString()}`,
+      // Unique per call: two protects of one name in the same millisecond each get their check
+      // (the conflict between them is decided when protectMachine starts).
+      workflowId: `check-source/${options.name}/${new Date().toISOString()}-${randomUUID().slice(0, 8)}`,
       args: [
         {
           site: ctx.config.site,
