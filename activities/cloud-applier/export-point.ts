@@ -2,7 +2,8 @@
 // is made the disk's size, sparse, and only the snapshot's pages are downloaded and written; pages
 // that read as zeros are skipped too, so holes stay holes. Used by `osr export` to restore and to
 // verify points against their source.
-import { promises as fs } from 'node:fs';
+import { accessSync, constants, promises as fs, statSync } from 'node:fs';
+import path from 'node:path';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import type { ApplierDeps } from './replica-disk';
@@ -59,12 +60,8 @@ export async function exportPoint(
     );
   }
 
-  const existing = await fs.stat(input.outFile).catch(() => undefined);
-  if (existing && !existing.isFile()) {
-    throw new Error(
-      `${input.outFile} is not a regular file; export writes a raw image file (write it to a device with dd)`,
-    );
-  }
+  const problem = exportTargetProblem(input.outFile, true);
+  if (problem) throw new Error(problem);
   const pages = await listPages(snapshot, size);
   const chunks: { offset: number; length: number }[] = [];
   for (const range of pages) {
@@ -128,4 +125,25 @@ async function writeSkippingZeros(file: fs.FileHandle, data: Buffer, position: n
   }
   await flush(data.length);
   return written;
+}
+
+/**
+ * Why `file` cannot take an export, or undefined: its folder is missing or not writable, it is not
+ * a regular file, or it exists and may not be overwritten. The CLI asks before fetching anything;
+ * exportPoint asks again (overwriting) for every other caller.
+ */
+export function exportTargetProblem(file: string, overwrite: boolean): string | undefined {
+  const dir = path.dirname(file);
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory())
+    return `cannot write ${file}: the folder ${dir} does not exist; create it or choose another --out`;
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    return `cannot write ${file}: the folder ${dir} is not writable; choose another --out`;
+  }
+  const existing = statSync(file, { throwIfNoEntry: false });
+  if (existing && !existing.isFile())
+    return `${file} is not a regular file; export writes an image file (write a raw one to a device with dd)`;
+  if (existing && !overwrite) return `${file} exists; pass --force to overwrite it, or choose another --out`;
+  return undefined;
 }

@@ -1,5 +1,4 @@
 // `osr export`: a recovery point as a disk image (raw, qcow2 or a fixed VHD), for restore and verification.
-import fs from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import {
@@ -7,6 +6,7 @@ import {
   exportPointAs,
   type ExportFormat,
 } from '../../activities/cloud-applier/export-formats';
+import { exportTargetProblem } from '../../activities/cloud-applier/export-point';
 import { resolvePoint } from '../../operations/points';
 import { OperationError } from '../../operations/context';
 import { withContext } from '../common/context';
@@ -90,30 +90,6 @@ export function registerExportCommand(program: Command): void {
 
 /** Refuses, before anything is fetched, an output path that cannot be written or would be overwritten. */
 function checkOutFile(file: string, force: boolean): void {
-  const dir = path.dirname(file);
-  const folder = fs.statSync(dir, { throwIfNoEntry: false });
-  if (!folder?.isDirectory()) {
-    throw new CliError(
-      `cannot write ${file}: the folder ${dir} does not exist; create it or choose another --out`,
-      EXIT.usage,
-    );
-  }
-  try {
-    fs.accessSync(dir, fs.constants.W_OK);
-  } catch {
-    throw new CliError(
-      `cannot write ${file}: the folder ${dir} is not writable; choose another --out`,
-      EXIT.usage,
-    );
-  }
-  const existing = fs.statSync(file, { throwIfNoEntry: false });
-  if (existing && !existing.isFile()) {
-    throw new CliError(
-      `${file} is not a regular file; export writes an image file (write a raw one to a device with dd)`,
-      EXIT.usage,
-    );
-  }
-  if (existing && !force) {
-    throw new CliError(`${file} exists; pass --force to overwrite it, or choose another --out`, EXIT.usage);
-  }
+  const problem = exportTargetProblem(file, force);
+  if (problem) throw new CliError(problem, EXIT.usage);
 }
