@@ -3,8 +3,8 @@
 import { groupDocs, type GroupPoint } from '../shared/group-types';
 import type { RecoveryPoint } from '../shared/replication-types';
 import { checkName, checkPointSelector } from '../shared/names';
-import { Vault } from '../lib/azure/vault';
 import { OperationError, type ControlContext } from './context';
+import { registeredMachine } from './machines';
 
 /**
  * A machine's point in a group point: `group:<group>` (the group's newest) or
@@ -51,12 +51,7 @@ export async function resolvePoint(
   if (points.length === 0) {
     // Points outlive their machine's registration (unprotect --keep-replica); no points and no
     // registration means the name is wrong, not that the sync is slow.
-    if (!(await ctx.vault.read(Vault.machineDoc(machine)))) {
-      throw new OperationError(
-        `no protected machine named ${machine}, and no recovery points under that name: see \`osr status\` for the machines OSR knows`,
-        'not-found',
-      );
-    }
+    await registeredMachine(ctx, machine);
     throw new OperationError(
       `machine ${machine} has no recovery point yet (initial sync still running?)`,
       'not-found',
