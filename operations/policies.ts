@@ -68,7 +68,7 @@ async function changeStoredPolicy(
   const current = await getPolicy(ctx, name);
   const policy = validatePolicy({ ...current, ...changes, name });
   await ctx.vault.update<ReplicationPolicy>(Vault.policyDoc(name), () => policy);
-  const users = (await ctx.vault.machines()).filter((m) => m.policy === name).map((m) => m.name);
+  const users = await machinesUsing(ctx, name);
   const notUpdated: string[] = [];
   const client = await ctx.client();
   for (const machine of users) {
@@ -99,7 +99,7 @@ async function removePolicy(ctx: ControlContext, name: string): Promise<void> {
     );
   }
   await getPolicy(ctx, name); // a clear not-found first
-  const users = (await ctx.vault.machines()).filter((m) => m.policy === name).map((m) => m.name);
+  const users = await machinesUsing(ctx, name);
   if (users.length) {
     throw new OperationError(
       `policy ${name} is used by ${users.join(', ')}; move them to another policy first (osr set-policy <machine> <policy>)`,
@@ -107,4 +107,9 @@ async function removePolicy(ctx: ControlContext, name: string): Promise<void> {
     );
   }
   await ctx.vault.remove(Vault.policyDoc(name));
+}
+
+/** The registered machines protected with policy `name`. */
+async function machinesUsing(ctx: ControlContext, name: string): Promise<string[]> {
+  return (await ctx.vault.machines()).filter((m) => m.policy === name).map((m) => m.name);
 }
