@@ -40,3 +40,31 @@ export type HostRecord = HostConnection & {
 
 export const hostDoc = (name: string) => `hosts/${vaultSegment('host name', name)}.json`;
 export const HOSTS_PREFIX = 'hosts/';
+
+/** A disk of a discovered machine. */
+export interface DiscoveredDisk {
+  /** What `osr protect --disks` takes for this kind (QEMU node name, libvirt target dev, …). */
+  diskId: string;
+  sizeBytes?: number;
+  format?: string;
+  /** Where the disk lives (image path, datastore path), for the operator. */
+  location?: string;
+}
+
+/** One machine a host runs, with what is needed to protect it. */
+export interface DiscoveredMachine {
+  host: string;
+  /** The host's own name for it (libvirt domain, vCenter VM name, socket file stem). */
+  name: string;
+  /** running, shut off, poweredOn, poweredOff … as the host says it. */
+  state: string;
+  disks: DiscoveredDisk[];
+  /** Whether OSR can track its changes from the host; if not, why (and what to use instead). */
+  changeTracking: { possible: boolean; reason?: string };
+  /** The OSR machine protecting it, when there is one. */
+  protectedAs?: string;
+  guestOs?: string;
+  ipAddresses?: string[];
+  /** Extra facts of the kind (vCenter: datacenter, ESXi host, power state). */
+  details?: Record<string, string>;
+}
