@@ -6,6 +6,7 @@ import { operatorPaths, operatorSchemas } from './openapi-operator';
 import { planGroupPaths, planGroupSchemas } from './openapi-plans-groups';
 import { json, type Operation, type Schema } from './openapi-common';
 import { jobPaths } from './openapi-jobs';
+import { hostPaths, hostSchemas } from './openapi-hosts';
 
 export interface OpenApiDocument {
   openapi: '3.1.0';
@@ -52,6 +53,7 @@ export const openApiDocument: OpenApiDocument = {
     ...machinePaths,
     ...jobPaths,
     ...planGroupPaths,
+    ...hostPaths,
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -71,6 +73,7 @@ export const openApiDocument: OpenApiDocument = {
       },
       ...machineSchemas,
       ...planGroupSchemas,
+      ...hostSchemas,
     },
   },
 };

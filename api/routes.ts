@@ -19,6 +19,7 @@ import { jobLocation, jobStatus, listRunningJobs } from './jobs';
 import { failbackRoutes } from './failback-routes';
 import { planAndGroupRoutes } from './plan-group-routes';
 import { operatorRoutes } from './operator-routes';
+import { hostRoutes } from './host-routes';
 import { openApiDocument } from './openapi';
 import type { ApiRequest, ApiResponse, Route } from './router';
 
@@ -218,4 +219,5 @@ export const routes: Route[] = [
   ...planAndGroupRoutes,
   ...failbackRoutes,
   ...operatorRoutes,
+  ...hostRoutes,
 ];

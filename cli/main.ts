@@ -10,6 +10,7 @@ import { registerExportCommand } from './commands/export';
 import { registerFailbackCommands } from './commands/failback';
 import { registerFailoverCommands } from './commands/failover';
 import { registerGroupCommands } from './commands/group';
+import { registerHostCommands } from './commands/hosts';
 import { registerMachineCommands } from './commands/machines';
 import { registerOperatorCommands } from './commands/operator';
 import { registerPlanCommands } from './commands/plan';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerPlanCommands(program);
   registerFailbackCommands(program);
   registerGroupCommands(program);
+  registerHostCommands(program);
   registerDemoCommands(program);
   registerServeCommand(program);
   registerOperatorCommands(program);

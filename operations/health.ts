@@ -16,6 +16,7 @@ import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import type { EndProtectionResult, EndProtectionWorkflow } from '../shared/contracts/end-protection';
 import { DEFAULT_POLICY } from '../shared/policy';
 import type { ControlContext } from './context';
+import { hostServerProblem, hostServers, listServers } from '../lib/observability/server-health';
 import { getPolicy } from './policies';
 
 /** The state `osr status` shows for a machine whose protection was ended outside OSR. */
@@ -113,10 +114,33 @@ export async function finishStatus(
     const alerts = (await group)?.alerts ?? [];
     status.alerts = [...status.alerts, ...alerts.map((a) => memberAlert(status.group as string, a))];
   }
+  const hostAlert = await hostServerAlert(ctx, status.machine);
+  if (hostAlert) status.alerts = [...status.alerts, hostAlert];
   const now = Date.now();
   if (status.lastPoint) status.rpoSeconds = rpoSecondsAt(status.lastPoint.instant, now);
   status.health = machineHealth(status, now);
   return status;
+}
+
+/**
+ * A machine on a host (`osr protect --host`) whose process servers are all stale or stopped: its
+ * work waits on the host's queue with nobody to take it, so its status says so at once (read from
+ * the heartbeats, not from the workflow, which only sees activities time out).
+ */
+async function hostServerAlert(ctx: ControlContext, machineName: string): Promise<Alert | undefined> {
+  const host = (await ctx.vault.machine(machineName))?.host;
+  if (!host) return undefined;
+  const [h] = hostServers(await listServers(ctx.vault, ctx.config), [host]);
+  const problem = h && hostServerProblem(h, ctx.config.health.heartbeatSeconds);
+  if (!problem) return undefined;
+  return {
+    id: `host-server-lost-${host}`,
+    at: new Date().toISOString(),
+    severity: 'critical',
+    kind: 'host-server-lost',
+    message: problem,
+    subject: host,
+  };
 }
 
 async function groupStatusOf(client: Client, group: string): Promise<GroupStatus | undefined> {

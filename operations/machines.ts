@@ -25,6 +25,7 @@ import { audited } from './audit';
 import { OperationError, type ControlContext } from './context';
 import { workflowState } from './failover-lock';
 import { getPolicy } from './policies';
+import { getHost } from './hosts';
 import { checkSourceOnItsHost, startProtection, type ProtectMachineWorkflow } from './protection-start';
 import { endedHealth, endedProtection, finishStatus, unprotectEnded, type EndedProtection } from './health';
 import type { MachineHealth } from '../shared/machine-health';
@@ -36,6 +37,8 @@ export interface ProtectOptions {
   nbdSocket?: string;
   disks?: string[];
   policy?: string;
+  /** An added host (`osr host add`): the machine's work goes to that host's process servers. */
+  host?: string;
   quiesce?: QuiesceHooks;
   /** Cycles per workflow run before continueAsNew; only tests change the default. */
   maxCyclesPerRun?: number;
@@ -44,7 +47,10 @@ export interface ProtectOptions {
 export const protect = audited(
   'machine.protect',
   (ctx: ControlContext, options: ProtectOptions) => protectNew(ctx, options),
-  (_ctx, o) => ({ target: o.name, details: { qmp: o.qmpSocket, disks: o.disks, policy: o.policy } }),
+  (_ctx, o) => ({
+    target: o.name,
+    details: { qmp: o.qmpSocket, disks: o.disks, policy: o.policy, host: o.host },
+  }),
 );
 
 async function noSuchMachine(ctx: ControlContext, name: string, fix = ''): Promise<OperationError> {
@@ -63,11 +69,13 @@ async function protectNew(
   if (options.policy !== undefined) checkName('policy', options.policy);
   // Said before the source is looked at: the source may be fine, the name is taken.
   if (await ctx.vault.machine(options.name)) await refuseIfRunning(ctx, options.name);
+  if (options.host !== undefined) await getHost(ctx, options.host);
   await checkSourceOnItsHost(ctx, options);
   const policy = await getPolicy(ctx, options.policy ?? 'default');
   const machine: ProtectedMachine = {
     name: options.name,
     site: ctx.config.site,
+    ...(options.host ? { host: options.host } : {}),
     source: {
       type: 'qemu',
       qmpSocket: options.qmpSocket,

@@ -71,7 +71,7 @@ const CHECK_SOURCE_WORKFLOW_SECONDS = 60;
  */
 export async function checkSourceOnItsHost(
   ctx: ControlContext,
-  options: { name: string; qmpSocket: string; nbdSocket?: string; disks?: string[] },
+  options: { name: string; qmpSocket: string; nbdSocket?: string; disks?: string[]; host?: string },
 ): Promise<void> {
   const client = await ctx.client();
   const registered = (await ctx.vault.machines()).filter(
@@ -87,6 +87,7 @@ export async function checkSourceOnItsHost(
       args: [
         {
           site: ctx.config.site,
+          host: options.host,
           qmpSocket: options.qmpSocket,
           machine: options.name,
           nbdSocket: options.nbdSocket,

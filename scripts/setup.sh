@@ -57,5 +57,12 @@ fi
 bash temporal-dev/build.sh
 # The tests' tiny guest: Debian's kernel and busybox, fetched with apt-get download (cached).
 if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then bash scripts/build-test-guest.sh; fi
+# vcsim (govmomi's vCenter simulator) for the vCenter discovery tests only: built from its Go
+# module like the Temporal CLI, once. v0.18.0 is the version the Go module proxy serves.
+if [ "${OSR_SETUP_TESTS:-}" = 1 ] && [ ! -x "${OSR_STATE_DIR:-.osr}/bin/vcsim" ]; then
+  echo "setup: building vcsim (govmomi v0.18.0) into ${OSR_STATE_DIR:-.osr}/bin"
+  mkdir -p "${OSR_STATE_DIR:-.osr}/bin"
+  GOBIN="$(cd "${OSR_STATE_DIR:-.osr}/bin" && pwd)" GOFLAGS=-buildvcs=false go install github.com/vmware/govmomi/vcsim@v0.18.0
+fi
 npm run --silent build
 echo "setup: done"

@@ -17,6 +17,8 @@ export const FAILURE = {
   NoWriteBarrier: 'NoWriteBarrier',
   /** `osr protect`: the --qmp path is no QMP monitor, as the machine's process server sees it. */
   SourceRefused: 'SourceRefused',
+  /** `osr host add` / `osr discover`: the host does not answer as added (details: { problem }). */
+  HostRefused: 'HostRefused',
   // --- storage and the cloud applier ---
   /** Storage throttling or time-outs kept a step from finishing (details: StorageUnavailableDetails). */
   StorageUnavailable: STORAGE_UNAVAILABLE,

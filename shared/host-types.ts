@@ -49,6 +49,8 @@ export interface DiscoveredDisk {
   format?: string;
   /** Where the disk lives (image path, datastore path), for the operator. */
   location?: string;
+  /** Whether change tracking on it survives a restart of its process (QEMU: qcow2 bitmaps persist). */
+  persistentTracking?: boolean;
 }
 
 /** One machine a host runs, with what is needed to protect it. */

@@ -39,6 +39,8 @@ export interface QuiesceHooks {
 export interface ProtectedMachine {
   name: string;
   site: string;
+  /** The host it runs on (`osr host add`): its work goes to that host's process servers. */
+  host?: string;
   source: QemuSource;
   policy: string;
   quiesce?: QuiesceHooks;

@@ -7,6 +7,16 @@ export function processServerQueue(site: string): string {
   return `osr-process-server-${site}`;
 }
 
+/** The process servers started for one host (`--host <name>`): they alone see its machines. */
+export function hostProcessServerQueue(host: string): string {
+  return `osr-process-server-host-${host}`;
+}
+
+/** Where a machine's process-server work goes: its host's queue, or its site's (no host). */
+export function machineProcessServerQueue(machine: { site: string; host?: string }): string {
+  return machine.host ? hostProcessServerQueue(machine.host) : processServerQueue(machine.site);
+}
+
 export function masterTargetQueue(site: string): string {
   return `osr-master-target-${site}`;
 }

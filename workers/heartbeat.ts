@@ -27,6 +27,8 @@ export interface HeartbeatOptions {
   log: Logger;
   role: string;
   taskQueue: string;
+  /** The hosts a process server was started for. */
+  hosts?: string[];
   sdkMetricsUrl?: string;
 }
 
@@ -107,6 +109,7 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
       host,
       pid: process.pid,
       taskQueue: options.taskQueue,
+      ...(options.hosts?.length ? { hosts: options.hosts } : {}),
       startedAt,
       at: new Date(now).toISOString(),
       cpuPercent,

@@ -40,6 +40,7 @@ export function startObservability(options: {
   log: Logger;
   role: string;
   taskQueue: string;
+  hosts?: string[];
   alertNotifier?: boolean;
   sdkMetricsUrl?: string;
 }): Observability {
@@ -51,6 +52,7 @@ export function startObservability(options: {
     log,
     role: options.role,
     taskQueue: options.taskQueue,
+    hosts: options.hosts,
     sdkMetricsUrl: options.sdkMetricsUrl,
   });
   let notifier: AlertNotifier | undefined;

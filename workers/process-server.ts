@@ -1,14 +1,37 @@
-// A process-server worker for this site: scale out by starting more of them.
+// A process-server worker: for this site (no --host), or for the hosts it is started for
+// (`--host <name>`, repeated, or OSR_PROCESS_SERVER_HOSTS=a,b): then it polls only those hosts'
+// queues, since only it sees their machines. Scale out by starting more of either kind.
 import { createDataPathDeps } from '../activities/deps';
 import { createProcessServerActivities } from '../activities/process-server';
-import { processServerQueue, servesRecoverySite } from '../shared/task-queues';
+import { checkName } from '../shared/names';
+import { hostProcessServerQueue, processServerQueue, servesRecoverySite } from '../shared/task-queues';
 import { main } from './run-worker';
+
+/** The hosts named by `--host` (repeatable) and OSR_PROCESS_SERVER_HOSTS, each checked once. */
+function servedHosts(argv: string[], env: NodeJS.ProcessEnv): string[] {
+  const hosts: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--host') hosts.push(argv[++i] ?? '');
+    else if (a.startsWith('--host=')) hosts.push(a.slice('--host='.length));
+  }
+  for (const h of (env.OSR_PROCESS_SERVER_HOSTS ?? '').split(',')) if (h.trim()) hosts.push(h.trim());
+  return [...new Set(hosts.map((h) => checkName('host', h)))];
+}
+
+const hosts = servedHosts(process.argv.slice(2), process.env);
 
 main({
   role: 'process-server',
-  taskQueue: (config) => processServerQueue(config.site),
-  // Reprotect: the recovery site's process-server role (same code, the recovery site's queue).
-  extraTaskQueues: (config) => (servesRecoverySite(config) ? [processServerQueue(config.recoverySite)] : []),
+  hosts,
+  taskQueue: (config) => (hosts[0] ? hostProcessServerQueue(hosts[0]) : processServerQueue(config.site)),
+  extraTaskQueues: (config) =>
+    hosts.length
+      ? hosts.slice(1).map(hostProcessServerQueue)
+      : // Reprotect: the recovery site's process-server role (same code, the recovery site's queue).
+        servesRecoverySite(config)
+        ? [processServerQueue(config.recoverySite)]
+        : [],
   setup: async (config, log) => {
     const deps = await createDataPathDeps(config, log);
     return { activities: createProcessServerActivities(deps), close: () => deps.pipeline.destroy() };

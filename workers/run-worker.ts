@@ -12,6 +12,8 @@ import { sdkMetricsExporter, startObservability } from './observability';
 
 export interface WorkerSpec {
   role: string;
+  /** Process servers started for hosts (`--host`): named in the heartbeat, so a host's lost servers show. */
+  hosts?: string[];
   taskQueue: (config: OsrConfig) => string;
   /** More queues the same activities serve (one Worker each, sharing the connection and activities). */
   extraTaskQueues?: (config: OsrConfig) => string[];
@@ -35,6 +37,7 @@ const sdkLevels: Record<string, LogLevel> = {
 export async function runWorker(spec: WorkerSpec): Promise<void> {
   const config = loadConfig();
   const log = createLogger(spec.role, config.log.level);
+  if (spec.hosts?.length) log.info({ hosts: spec.hosts }, `${spec.role} worker serves hosts`);
   for (const finding of insecureChannels(config)) log.warn({ insecureChannel: true }, finding);
   const sdkMetrics = await sdkMetricsExporter(config);
   Runtime.install({
@@ -79,6 +82,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     log,
     role: spec.role,
     taskQueue,
+    hosts: spec.hosts,
     alertNotifier: spec.alertNotifier,
     sdkMetricsUrl: sdkMetrics.url,
   });

@@ -4,7 +4,7 @@
 import { ActivityFailure, ApplicationFailure, TimeoutFailure, proxyActivities } from '@temporalio/workflow';
 import type { ProcessServerActivities } from '../activities/process-server';
 import { FAILURE } from '../shared/failures';
-import { processServerQueue } from '../shared/task-queues';
+import { processServerQueueOf } from './lib/host-queue';
 import type {
   CheckSourceInput,
   CheckSourceResult,
@@ -15,14 +15,14 @@ export const checkSource: CheckSourceWorkflow = async function checkSource(
   input: CheckSourceInput,
 ): Promise<CheckSourceResult> {
   const seconds = input.timeoutSeconds ?? 20;
-  const queue = processServerQueue(input.site);
+  const queue = processServerQueueOf(input);
   const { probeSource } = proxyActivities<Pick<ProcessServerActivities, 'probeSource'>>({
     taskQueue: queue,
     scheduleToCloseTimeout: `${seconds}s`,
     retry: { maximumAttempts: 1 },
   });
   try {
-    const { site: _site, timeoutSeconds: _timeout, ...probe } = input;
+    const { site: _site, host: _host, timeoutSeconds: _timeout, ...probe } = input;
     const { greeted, disks, sameSocket } = await probeSource(probe);
     return { ok: true, greeted, disks, sameSocket };
   } catch (err) {
@@ -33,7 +33,9 @@ export const checkSource: CheckSourceWorkflow = async function checkSource(
       return {
         ok: false,
         problem: 'unavailable',
-        message: `no process server of site ${input.site} answered within ${seconds} s (task queue ${queue}): start one on the machine's QEMU host (\`node dist/workers/process-server.js\` with site ${input.site}, or \`osr stack up\` on a single host) and check it with \`osr doctor\``,
+        message: input.host
+          ? `no process server of host ${input.host} answered within ${seconds} s (task queue ${queue}): start one on the host (\`node dist/workers/process-server.js --host ${input.host}\`) and check it with \`osr servers\``
+          : `no process server of site ${input.site} answered within ${seconds} s (task queue ${queue}): start one on the machine's QEMU host (\`node dist/workers/process-server.js\` with site ${input.site}, or \`osr stack up\` on a single host) and check it with \`osr doctor\``,
       };
     return { ok: false, problem: 'failed', message: cause instanceof Error ? cause.message : String(cause) };
   }

@@ -8,13 +8,14 @@ import type { CloudApplierActivities } from '../activities/cloud-applier';
 import type { ProcessServerActivities } from '../activities/process-server';
 import { FAILURE } from '../shared/failures';
 import type { EndProtectionInput, EndProtectionResult } from '../shared/contracts/end-protection';
-import { CLOUD_APPLIER_TASK_QUEUE, processServerQueue } from '../shared/task-queues';
+import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
 import { messageOf } from './lib/failures';
+import { processServerQueueOf } from './lib/host-queue';
 
 export async function endProtection(input: EndProtectionInput): Promise<EndProtectionResult> {
   const { machine } = input;
   const ps = proxyActivities<ProcessServerActivities>({
-    taskQueue: processServerQueue(machine.site),
+    taskQueue: processServerQueueOf(machine),
     scheduleToStartTimeout: '1m',
     startToCloseTimeout: '1m',
     retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: [FAILURE.SourceError] },

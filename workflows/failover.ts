@@ -16,10 +16,11 @@ import { FAILURE } from '../shared/failures';
 import type { ControlActivities } from '../activities/control';
 import type { ProcessServerActivities } from '../activities/process-server';
 import type { RecoveryPoint } from '../shared/replication-types';
-import { CONTROL_TASK_QUEUE, processServerQueue } from '../shared/task-queues';
+import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { changeRecoveryPointUpdate, commitUpdate, type FailoverInput } from '../shared/contracts/failover';
 import { recoveryStatusQuery, type RecoveryStatus } from '../shared/contracts/recovery-job';
 import { createTracker, failed, recover, teardown } from './recovery-steps';
+import { processServerQueueOf } from './lib/host-queue';
 
 const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,
@@ -36,7 +37,7 @@ const control = proxyActivities<ControlActivities>({
 export async function failover(input: FailoverInput): Promise<RecoveryStatus> {
   const machine = input.machine;
   const ps = proxyActivities<ProcessServerActivities>({
-    taskQueue: processServerQueue(machine.site),
+    taskQueue: processServerQueueOf(machine),
     startToCloseTimeout: '2m',
     retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 3 },
   });

@@ -2,6 +2,7 @@
 // @temporalio/workflow, @temporalio/common and types (lint-enforced).
 export { stackCheck } from './stack-check';
 export { checkSource } from './check-source';
+export { discoverHost } from './discover-host';
 export { protectMachine } from './protect-machine/workflow';
 export { testFailover, cleanupTestFailover } from './test-failover';
 export { failover } from './failover';

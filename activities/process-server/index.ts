@@ -10,6 +10,7 @@ import { transferDisk, type TransferDiskInput, type TransferSlice } from './tran
 import * as source from './machine-source';
 import { stopSourceWrites } from './stop-writes';
 import { probeSource, type ProbeSourceInput } from './probe-source';
+import { discoverHost, type DiscoverHostInput } from './discover-host';
 import { barrierMethod, holdWrites, releaseWrites } from './write-barrier';
 import type { HeldMachine } from '../../shared/group-types';
 import { storageFailure } from '../common/storage-failure';
@@ -34,6 +35,9 @@ export function createProcessServerActivities(deps: DataPathDeps) {
 
     /** `osr protect`: is the --qmp path a QMP monitor, seen from the machine's host? */
     probeSource: (input: ProbeSourceInput) => probeSource(input, sourceDeps),
+
+    /** `osr host add` / `osr discover`: the machines of a host this process server serves. */
+    discoverHost: (input: DiscoverHostInput) => discoverHost(input),
 
     discoverDisks: (input: { machine: ProtectedMachine }) => source.discoverDisks(sourceDeps, input.machine),
 

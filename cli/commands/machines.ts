@@ -75,6 +75,10 @@ export function registerMachineCommands(program: Command): void {
     )
     .requiredOption('--qmp <socket>', 'QMP monitor socket of the VM or qemu-storage-daemon')
     .option(
+      '--host <name>',
+      "an added host (`osr host add`): the machine is served by that host's process servers",
+    )
+    .option(
       '--nbd <socket>',
       'socket of the NBD server already running in that QEMU process (qemu-storage-daemon --nbd-server)',
     )
@@ -95,6 +99,7 @@ export function registerMachineCommands(program: Command): void {
           nbd?: string;
           disks?: string;
           policy: string;
+          host?: string;
           guestAgent?: string;
           pre?: string;
           post?: string;
@@ -111,6 +116,7 @@ export function registerMachineCommands(program: Command): void {
               .map((d) => d.trim())
               .filter(Boolean),
             policy: o.policy,
+            host: o.host,
             quiesce:
               o.guestAgent || o.pre || o.post
                 ? {

@@ -46,6 +46,8 @@ export interface ServerHeartbeat {
   host: string;
   pid: number;
   taskQueue: string;
+  /** A process server started for hosts (`--host`): the hosts whose machines it serves. */
+  hosts?: string[];
   startedAt: string;
   at: string;
   /** CPU of this process since the previous heartbeat, percent of one core. */
@@ -93,4 +95,32 @@ export async function listServers(vault: Vault, config: Pick<OsrConfig, 'health'
   return docs
     .map((d) => viewServer(d, config, now))
     .sort((a, b) => a.role.localeCompare(b.role) || a.id.localeCompare(b.id));
+}
+
+/** How a host's process servers stand: live ones, and stale ones still on record. */
+export interface HostServers {
+  host: string;
+  live: string[];
+  stale: string[];
+}
+
+/** For each host, its process servers (those started with `--host <host>`) by liveness. */
+export function hostServers(servers: ServerView[], hosts: string[]): HostServers[] {
+  return hosts.map((host) => {
+    const mine = servers.filter((s) => s.role === 'process-server' && s.hosts?.includes(host));
+    return {
+      host,
+      live: mine.filter((s) => !s.stale).map((s) => s.id),
+      stale: mine.filter((s) => s.stale).map((s) => s.id),
+    };
+  });
+}
+
+/** Why a host has no live process server (its machines stall), or undefined when it has one. */
+export function hostServerProblem(h: HostServers, heartbeatSeconds: number): string | undefined {
+  if (h.live.length) return undefined;
+  const why = h.stale.length
+    ? `every process server of host ${h.host} is stale (${h.stale.join(', ')}: no heartbeat within ${heartbeatSeconds} s intervals)`
+    : `no process server of host ${h.host} is running`;
+  return `${why}: its machines are not replicated. Start one where the host is reachable: \`node dist/workers/process-server.js --host ${h.host}\``;
 }

@@ -3,6 +3,8 @@
 
 export interface CheckSourceInput {
   site: string;
+  /** The machine's host (`--host`): probed by that host's process servers instead of the site's. */
+  host?: string;
   qmpSocket: string;
   /** The machine's name, --nbd and --disks as `osr protect` was given them. */
   machine?: string;

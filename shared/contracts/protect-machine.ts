@@ -44,7 +44,9 @@ export interface Alert {
     // Added by the control plane, not the workflow: the machine's consistency group could not cut
     // (or skipped) a group point; folded per group, cleared by the group's next good cut.
     | 'group-cut-failed'
-    | 'group-cut-skipped';
+    | 'group-cut-skipped'
+    // Added by the control plane: every process server of the machine's host is stale or gone.
+    | 'host-server-lost';
   message: string;
   /** The disk the alert is about, where it is about one: problems fold per kind and disk. */
   subject?: string;

@@ -24,7 +24,8 @@ import { FAILURE } from '../../shared/failures';
 import type { ProtectedMachine, RecoveryPoint } from '../../shared/replication-types';
 import { machineHealth, type HealthLevel } from '../../shared/machine-health';
 import { OSR_HEALTH, OSR_RPO_SECONDS, OSR_STATE, OSR_SYNC_PERCENT } from '../../shared/search-attributes';
-import { CLOUD_APPLIER_TASK_QUEUE, processServerQueue } from '../../shared/task-queues';
+import { CLOUD_APPLIER_TASK_QUEUE } from '../../shared/task-queues';
+import { processServerQueueOf } from '../lib/host-queue';
 import { clearAlerts, raiseAlert } from '../lib/alerts';
 import { rpoSecondsSince } from '../lib/points';
 import type { StorageWatch } from '../lib/storage-retry';
@@ -68,8 +69,9 @@ export interface ProtectRun {
 const PATCH_HEALTH_SEARCH_ATTRIBUTE = 'health-search-attribute';
 
 function activities(machine: ProtectedMachine) {
+  const queue = processServerQueueOf(machine);
   const ps = proxyActivities<ProcessServerActivities>({
-    taskQueue: processServerQueue(machine.site),
+    taskQueue: queue,
     startToCloseTimeout: '30m',
     heartbeatTimeout: '15s',
     retry: {
@@ -80,7 +82,7 @@ function activities(machine: ProtectedMachine) {
     },
   });
   const quickPs = proxyActivities<ProcessServerActivities>({
-    taskQueue: processServerQueue(machine.site),
+    taskQueue: queue,
     startToCloseTimeout: '2m',
     retry: {
       initialInterval: '1s',
