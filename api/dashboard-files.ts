@@ -53,4 +53,9 @@ export const dashboardFiles: readonly DashboardFile[] = [
   script('plans.js', 'dashboardPlans', "the dashboard's recovery plans (ES module)"),
   script('servers.js', 'dashboardServers', "the dashboard's process servers table (ES module)"),
   script('audit.js', 'dashboardAudit', "the dashboard's recent operator actions (ES module)"),
+  script(
+    'discovered.js',
+    'dashboardDiscovered',
+    "the dashboard's hosts (which lost its process server) and discovered machines with Protect (ES module)",
+  ),
 ];

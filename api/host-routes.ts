@@ -4,7 +4,8 @@
 import { hostServerProblem, hostServers, listServers } from '../lib/observability/server-health';
 import { addHost, removeHost } from '../operations/host-admin';
 import { getHost, listHosts } from '../operations/hosts';
-import { discover } from '../operations/discovery';
+import { discover, protectDiscovered } from '../operations/discovery';
+import { jobLocation } from './jobs';
 import type { ControlContext } from '../operations/context';
 import type { HostConnection, HostRecord } from '../shared/host-types';
 import { checkName } from '../shared/names';
@@ -86,6 +87,28 @@ export const hostRoutes: Route[] = [
     handler: async (req) => {
       onlyFields(await req.body(), []);
       return ok({ removed: (await removeHost(req.ctx, req.params.name as string)).name });
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/hosts/{name}/protect',
+    auth: true,
+    handler: async (req) => {
+      const body = await req.body();
+      onlyFields(body, ['machine', 'as', 'policy', 'nbdSocket']);
+      const started = await protectDiscovered(req.ctx, {
+        host: req.params.name as string,
+        machine: requiredString(body, 'machine', 'the machine as discovered on the host'),
+        as: optionalString(body, 'as', 'the name to protect it as'),
+        policy: optionalString(body, 'policy', 'a policy name'),
+        nbdSocket: optionalString(
+          body,
+          'nbdSocket',
+          "the socket of the NBD server the machine's QEMU already runs",
+        ),
+      });
+      const location = jobLocation(started.workflowId);
+      return { status: 202, body: { ...started, location }, headers: { Location: location } };
     },
   },
   {

@@ -111,6 +111,46 @@ export const hostPaths: Record<string, Partial<Record<'get' | 'post', Operation>
       },
     },
   },
+  '/v1/hosts/{name}/protect': {
+    post: {
+      operationId: 'protectDiscovered',
+      summary:
+        "protect a machine the host discovered (QEMU sockets): its monitor is the one the host's process server found",
+      tags: ['hosts'],
+      parameters: [hostName],
+      requestBody: body({
+        type: 'object',
+        additionalProperties: false,
+        required: ['machine'],
+        properties: {
+          machine: { type: 'string', description: 'the machine as discovered' },
+          as: { type: 'string', description: 'the name to protect it as (default: the discovered name)' },
+          policy: { type: 'string' },
+          nbdSocket: {
+            type: 'string',
+            description: "the NBD server the machine's QEMU already runs, if any",
+          },
+        },
+      }),
+      responses: {
+        '202': {
+          description: 'protection started: follow it at the Location',
+          ...json({
+            type: 'object',
+            properties: {
+              workflowId: { type: 'string' },
+              machine: { type: 'string' },
+              location: { type: 'string' },
+            },
+          }),
+        },
+        ...common,
+        '400': error('the machine cannot be tracked from the host (the reason says what protects it)'),
+        '404': error('no such host or machine'),
+        '409': error('already protected'),
+      },
+    },
+  },
   '/v1/discover': {
     get: {
       operationId: 'discover',

@@ -12,6 +12,7 @@ import {
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { OperationError, type ControlContext } from './context';
 import { getHost, listHosts } from './hosts';
+import { protect } from './machines';
 
 /** How long the control worker may take to run the discovery workflow at all. */
 const WORKFLOW_SECONDS = 90;
@@ -98,4 +99,43 @@ export async function discover(ctx: ControlContext, hostName?: string): Promise<
   if (hostName && only && !only.ok)
     throw discoveryRefusal({ ok: false, problem: only.problem ?? 'failed', message: only.message ?? '' });
   return out;
+}
+
+/**
+ * Protects a machine as its host discovered it (the dashboard's Protect button): the monitor
+ * socket is the one the host's process server found, not a path taken from the caller. Only
+ * machines whose changes OSR can track from the host (QEMU sockets today) can be.
+ */
+export async function protectDiscovered(
+  ctx: ControlContext,
+  input: { host: string; machine: string; as?: string; policy?: string; nbdSocket?: string },
+): Promise<{ workflowId: string; machine: string }> {
+  const host = await getHost(ctx, input.host);
+  const result = await discoverOn(ctx, host);
+  if (!result.ok) throw discoveryRefusal(result);
+  const found = result.machines.find((m) => m.name === input.machine);
+  if (!found)
+    throw new OperationError(
+      `host ${host.name} has no machine ${input.machine}; it has ${result.machines.map((m) => m.name).join(', ') || 'none'} (\`osr discover --host ${host.name}\`)`,
+      'not-found',
+    );
+  if (found.protectedAs)
+    throw new OperationError(
+      `${input.machine} on ${host.name} is already protected as ${found.protectedAs}`,
+      'conflict',
+    );
+  const qmpSocket = found.details?.qmpSocket;
+  if (!found.changeTracking.possible || !qmpSocket)
+    throw new OperationError(
+      `${input.machine} on ${host.name} cannot be protected from the host: ${found.changeTracking.reason ?? `a ${host.kind} machine is protected with \`osr protect\``}`,
+      'invalid',
+    );
+  const started = await protect(ctx, {
+    name: input.as ?? input.machine,
+    qmpSocket,
+    nbdSocket: input.nbdSocket,
+    policy: input.policy,
+    host: host.name,
+  });
+  return { workflowId: started.workflowId, machine: started.machine.name };
 }

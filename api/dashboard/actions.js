@@ -156,3 +156,26 @@ export function approve(job, action, instruction) {
       );
   });
 }
+
+export function protectDiscovered(host, machine) {
+  const as = h('input', { type: 'text', value: machine, 'aria-label': 'protect as' });
+  const nbd = h('input', { type: 'text', value: '', 'aria-label': 'NBD socket' });
+  confirmAction({
+    title: `Protect ${machine} on ${host}`,
+    text: `Start replicating ${machine}'s disks (host ${host}, served by that host's process servers), policy default.`,
+    ok: 'Protect',
+    extra: [
+      h('label', {}, 'Protect as', as),
+      h('label', {}, "NBD socket, if the machine's QEMU already runs an NBD server (optional)", nbd),
+    ],
+  }).then((yes) => {
+    if (yes)
+      act(`Protection of ${machine}`, () =>
+        api('POST', `/v1/hosts/${encodeURIComponent(host)}/protect`, {
+          machine,
+          as: as.value || machine,
+          ...(nbd.value ? { nbdSocket: nbd.value } : {}),
+        }),
+      );
+  });
+}

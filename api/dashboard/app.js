@@ -5,6 +5,7 @@
 /* global document, setTimeout */
 import { api, readToken, setupLogin, signOut } from './api.js';
 import { renderAudit } from './audit.js';
+import { discover, renderHosts } from './discovered.js';
 import { renderJobs } from './jobs.js';
 import { renderAlerts, renderMachines } from './machines.js';
 import { renderPlans } from './plans.js';
@@ -18,13 +19,15 @@ async function refresh() {
   if (!state.token || state.busy) return;
   state.busy = true;
   try {
-    const [machines, jobs, alerts, servers, audit] = await Promise.all([
+    const [machines, jobs, alerts, servers, audit, hosts] = await Promise.all([
       api('GET', '/v1/machines'),
       api('GET', '/v1/jobs'),
       api('GET', '/v1/alerts').catch(() => ({ alerts: [] })),
       api('GET', '/v1/servers').catch(() => ({ servers: [] })),
       api('GET', '/v1/audit?limit=8').catch(() => ({ entries: [] })),
+      api('GET', '/v1/hosts').catch(() => ({ hosts: [] })),
     ]);
+    renderHosts(hosts.hosts);
     renderAlerts(alerts);
     renderMachines(machines.machines, jobs.jobs);
     renderServers(servers.servers);
@@ -47,8 +50,9 @@ function start() {
   onRefresh(refresh);
   readToken();
   setupLogin();
+  document.getElementById('discover').addEventListener('click', () => discover());
   if (!state.token) signOut('');
-  else refresh();
+  else refresh().then(() => discover());
   (function loop() {
     setTimeout(() => {
       refresh().finally(loop);

@@ -18,6 +18,7 @@ import type { DiscoveredMachine } from '../../shared/host-types';
 import { startTestApi } from '../helpers/api-client';
 import { assertRefused, cliFor } from '../helpers/cli';
 import { waitForStatus } from '../helpers/protection';
+import { assertReplays } from '../helpers/replay';
 import { createManualPolicy } from '../helpers/testbed';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 
@@ -145,6 +146,8 @@ describe('a socket-directory host and its own process server', { timeout: 600_00
     assert.equal(fromApi.machines.find((m) => m.name === 'web')?.protectedAs, 'web');
     assert.equal(fromApi.machines.find((m) => m.name === 'db')?.protectedAs, undefined);
     assertRefused(await osr(['host', 'remove', 'kvm1']), 5, /serves protected machine web/);
+    // The host-queue path (patched 'host-queue') beside the recorded histories.
+    await assertReplays(stack.client.workflow.getHandle('protect/web'), 'protectMachine-host-queue');
   });
 
   test("the host's only process server killed: status, alerts and the host list say so within one heartbeat", async () => {

@@ -10,6 +10,7 @@ import { SoapSession, moRef, readMoRef } from '../../lib/vsphere/soap';
 import type { DiscoveredMachine } from '../../shared/host-types';
 import { startTestApi } from '../helpers/api-client';
 import { assertRefused, cliFor } from '../helpers/cli';
+import { assertReplays } from '../helpers/replay';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 import { ControlContext } from '../../operations/context';
 import { certificateFingerprint, startVcsim, type Vcsim } from '../helpers/vcsim';
@@ -172,6 +173,11 @@ describe('vCenter discovery (vcsim)', { timeout: 600_000 }, () => {
       assert.ok(m.disks.length >= 1 && (m.disks[0]?.sizeBytes ?? 0) > 0, `${m.name} has a sized disk`);
       assert.match(m.disks[0]?.location ?? '', /\.vmdk$/);
     }
+    let runId: string | undefined;
+    for await (const wf of stack.client.workflow.list({ query: `WorkflowType = 'discoverHost'` }))
+      if (wf.status.name === 'COMPLETED') runId ??= wf.workflowId;
+    assert.ok(runId, 'discovery ran as a discoverHost workflow');
+    await assertReplays(stack.client.workflow.getHandle(runId), 'discoverHost-vcenter');
     const table = await osr(['discover']);
     assert.equal(table.code, 0, table.stderr);
     for (const name of EXPECTED_VMS)
