@@ -136,9 +136,15 @@ export function registerHostCommands(program: Command): void {
       const result = await withContext((ctx) => discover(ctx, o.host));
       if (o.json) return printJson(result);
       printTable(result.machines.map(machineRow));
+      // Why tracking is not possible (or not persistent), once per reason.
+      const reasons = new Map<string, string[]>();
       for (const m of result.machines)
         if (m.changeTracking.reason)
-          process.stdout.write(`  ${m.host}/${m.name}: ${m.changeTracking.reason}\n`);
+          reasons.set(m.changeTracking.reason, [
+            ...(reasons.get(m.changeTracking.reason) ?? []),
+            `${m.host}/${m.name}`,
+          ]);
+      for (const [reason, names] of reasons) process.stdout.write(`${names.join(', ')}: ${reason}\n`);
       for (const h of result.hosts.filter((x) => !x.ok))
         process.stderr.write(`osr: host ${h.host} not read: ${h.message ?? h.problem ?? ''}\n`);
       if (result.hosts.some((h) => !h.ok)) process.exitCode = EXIT.unavailable;
