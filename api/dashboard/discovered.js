@@ -62,7 +62,15 @@ export async function discover() {
           'td',
           {},
           m.changeTracking.possible && !m.protectedAs && m.details && m.details.qmpSocket
-            ? h('button', { type: 'button', onclick: () => protectDiscovered(m.host, m.name) }, 'Protect')
+            ? h(
+                'button',
+                {
+                  type: 'button',
+                  'data-action': 'protect',
+                  onclick: () => protectDiscovered(m.host, m.name),
+                },
+                'Protect',
+              )
             : '',
         ),
       ),

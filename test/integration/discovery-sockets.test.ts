@@ -9,7 +9,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
 import type { ApiServer } from '../../api/server';
+import { stopPid } from '../../lib/process/managed-process';
 import { createQcow2, startStorageDaemon, type StorageDaemon } from '../../lib/qemu/storage-daemon';
 import { listAlerts } from '../../operations/alerts';
 import { ControlContext } from '../../operations/context';
@@ -150,6 +152,36 @@ describe('a socket-directory host and its own process server', { timeout: 600_00
     await assertReplays(stack.client.workflow.getHandle('protect/web'), 'protectMachine-host-queue');
   });
 
+  test('the dashboard shows the host and its discovered machines; Protect starts one with a confirmed click', async () => {
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+    try {
+      const tab = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+      const errors: string[] = [];
+      tab.on('pageerror', (err) => errors.push(err.message));
+      tab.on('console', (msg) => {
+        if (msg.type() === 'error') errors.push(msg.text());
+      });
+      await tab.goto(`${api.url}/#token=${token}`);
+      await tab.locator('tr[data-host="kvm1"]', { hasText: '1 live' }).waitFor({ timeout: 30_000 });
+      const web = tab.locator('tr[data-discovered="kvm1/web"]');
+      const db = tab.locator('tr[data-discovered="kvm1/db"]');
+      await db.waitFor({ timeout: 60_000 });
+      assert.match(await web.innerText(), /disk0 64\.0 MiB qcow2/);
+      assert.equal(await web.locator('button[data-action="protect"]').count(), 0, 'web is protected already');
+      await db.locator('button[data-action="protect"]').click();
+      const dialog = tab.locator('dialog#confirm');
+      await dialog.waitFor({ state: 'visible' });
+      assert.match(await dialog.innerText(), /Protect db on kvm1/);
+      await tab.locator('input[aria-label="NBD socket"]').fill((daemons[1] as StorageDaemon).nbdSocket);
+      await tab.locator('#confirm-ok').click();
+      await waitForStatus(ctx, 'db', (s) => s.state === 'protected' && s.lastPoint !== undefined, 180_000);
+      assert.equal((await ctx.vault.machine('db'))?.host, 'kvm1');
+      assert.deepEqual(errors, [], 'no script error on the page');
+    } finally {
+      await browser.close();
+    }
+  });
+
   test("the host's only process server killed: status, alerts and the host list say so within one heartbeat", async () => {
     const hostAlert = async () =>
       (await machineStatus(ctx, 'web')).alerts.find((a) => a.kind === 'host-server-lost');
@@ -187,5 +219,19 @@ describe('a socket-directory host and its own process server', { timeout: 600_00
     assert.match(kvm1?.serverProblem ?? '', /host kvm1/);
     const cli = await osr(['status', 'web']);
     assert.match(cli.stdout + cli.stderr, /host kvm1/);
+
+    // A new server clears it; stopping that one cleanly (its heartbeat document removed) brings
+    // the alert back within one heartbeat interval.
+    const again = await stack.startWorker('process-server', { OSR_PROCESS_SERVER_HOSTS: 'kvm1' });
+    while (await hostAlert()) await new Promise((r) => setTimeout(r, 200));
+    await stopPid(again.pid);
+    const stoppedAt = Date.now();
+    let back: number | undefined;
+    while (!back && Date.now() < stoppedAt + 30_000) {
+      if (await hostAlert()) back = Date.now();
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(back !== undefined, 'the alert is back after a clean stop');
+    assert.ok(back - stoppedAt <= HEARTBEAT_SECONDS * 1000, `said ${back - stoppedAt} ms after the stop`);
   });
 });
