@@ -58,6 +58,8 @@ async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus
       'invalid',
     );
   const sites = new Set<string>();
+  // A machine's host (or none: its site's process servers). One process server holds the writes.
+  const hosts = new Map<string, string[]>();
   for (const name of machines) {
     const machine = await ctx.vault.machine(name);
     if (!machine)
@@ -66,6 +68,8 @@ async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus
         'not-found',
       );
     sites.add(machine.site);
+    const where = machine.host ?? '';
+    hosts.set(where, [...(hosts.get(where) ?? []), name]);
     const status = await machineStatus(ctx, name);
     if (status.group)
       throw new OperationError(
@@ -78,10 +82,17 @@ async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus
       `the machines are on several sites (${[...sites].join(', ')}): one process server must hold all their writes, so a group lives on one site`,
       'invalid',
     );
+  if (hosts.size > 1)
+    throw new OperationError(
+      `the machines are served by different process servers (${[...hosts].map(([h, ms]) => `${h ? `host ${h}` : 'the site'}: ${ms.join(', ')}`).join('; ')}): one process server must hold all their writes, so a group's members are on one host (or all on none)`,
+      'invalid',
+    );
+  const host = [...hosts.keys()][0];
   const group: ConsistencyGroup = {
     name: spec.name,
     machines,
     site: [...sites][0] as string,
+    ...(host ? { host } : {}),
     intervalSeconds: interval,
     createdAt: new Date().toISOString(),
   };

@@ -8,6 +8,8 @@ export interface ConsistencyGroup {
   /** Protected machines; all on one site, so one process server can hold all their writes. */
   machines: string[];
   site: string;
+  /** The members' host, when they run on one (`osr protect --host`): its process servers hold the writes. */
+  host?: string;
   /** How often a group point is cut. Members cut no scheduled points of their own meanwhile. */
   intervalSeconds: number;
   createdAt: string;

@@ -14,7 +14,8 @@ import type {
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { FAILURE } from '../../shared/failures';
 import type { GroupPoint } from '../../shared/group-types';
-import { CONTROL_TASK_QUEUE, processServerQueue } from '../../shared/task-queues';
+import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
+import { processServerQueueOf } from '../lib/host-queue';
 import { pushCapped } from '../lib/alerts';
 import { rpoSecondsSince } from '../lib/points';
 
@@ -39,8 +40,9 @@ export interface GroupRun {
 }
 
 function activities(input: GroupInput) {
+  const queue = processServerQueueOf(input.group);
   const ps = proxyActivities<ProcessServerActivities>({
-    taskQueue: processServerQueue(input.group.site),
+    taskQueue: queue,
     startToCloseTimeout: '2m',
     retry: {
       initialInterval: '1s',
@@ -51,7 +53,7 @@ function activities(input: GroupInput) {
   });
   // Releasing writes must happen: retried until it does.
   const release = proxyActivities<ProcessServerActivities>({
-    taskQueue: processServerQueue(input.group.site),
+    taskQueue: queue,
     startToCloseTimeout: '2m',
     retry: { initialInterval: '500ms', maximumInterval: '10s' },
   });
