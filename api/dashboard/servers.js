@@ -15,7 +15,12 @@ export function renderServers(servers) {
     return h(
       'tr',
       { 'data-server': sv.id },
-      h('td', {}, h('strong', {}, sv.role)),
+      h(
+        'td',
+        {},
+        h('strong', {}, sv.role),
+        sv.hosts ? h('div', { class: 'muted' }, `hosts ${sv.hosts.join(', ')}`) : '',
+      ),
       h('td', {}, `${sv.host} / ${sv.pid}`),
       h('td', {}, health),
       h('td', {}, ago(sv.at)),

@@ -106,6 +106,8 @@ export function registerOperatorCommands(program: Command): void {
             ? `${formatBytes(s.pipeline.bytesInFlight)}/${formatBytes(s.pipeline.maxBytesInFlight)}${s.pipeline.waiting ? ` +${s.pipeline.waiting} waiting` : ''}`
             : '',
           throughput: s.pipeline ? `${formatBytes(s.pipeline.throughputBytesPerSecond)}/s` : '',
+          // A process server started for hosts (--host) serves only their machines.
+          serves: s.hosts ? `hosts ${s.hosts.join(',')}` : `site ${s.site}`,
         })),
       );
       if (servers.some((s) => s.stale)) process.exitCode = EXIT.unavailable;
