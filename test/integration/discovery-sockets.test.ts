@@ -121,6 +121,7 @@ describe('a socket-directory host and its own process server', { timeout: 600_00
     assert.equal(db.changeTracking.possible, true);
     assert.match(db.changeTracking.reason ?? '', /raw .*lost when the process restarts/);
     assert.equal(web.protectedAs, undefined);
+    assert.match((await osr(['servers'])).stdout, /process-server .*hosts kvm1/);
     const table = await osr(['discover', '--host', 'kvm1']);
     assert.match(table.stdout, /kvm1\s+web\s+running\s+disk0 64M qcow2\s+yes\s+-/);
   });
