@@ -28,7 +28,7 @@ import { takeFailoverLock, workflowState } from './failover-lock';
 import { registeredMachine } from './machines';
 import { resolvePoint } from './points';
 
-import { getRecoverySettings } from './recovery-settings';
+import { settingsToStart } from './recovery-settings';
 
 export { configureRecovery, getRecoverySettings } from './recovery-settings';
 
@@ -86,7 +86,7 @@ async function startDrill(
   const handle = await client.workflow.start('testFailover', {
     taskQueue: CONTROL_TASK_QUEUE,
     workflowId,
-    args: [{ job, machine, point, settings: await getRecoverySettings(ctx, name) }],
+    args: [{ job, machine, point, settings: await settingsToStart(ctx, machine, 'drill') }],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
     typedSearchAttributes: startAttributes(name, 'drill'),
     ...jobSummary(`Drill of ${name} from point ${point.id} (${point.instant})`),
@@ -159,7 +159,7 @@ async function cleanupDrills(
     const handle = await client.workflow.start('cleanupTestFailover', {
       taskQueue: CONTROL_TASK_QUEUE,
       workflowId,
-      args: [{ job, machine: drill.machine, drillJob: drill.job }],
+      args: [{ job, machine: drill.machine, drillJob: drill.job, ...(drill.azure ? { azure: true } : {}) }],
       // A cleanup that failed may be run again; two at once may not.
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
@@ -202,6 +202,7 @@ async function startMachineFailover(
   if (planned && options.point)
     throw new OperationError('a planned failover uses the final point it cuts: leave out --point', 'invalid');
   const point = planned ? undefined : await resolvePoint(ctx, name, options.point ?? 'latest');
+  const settings = await settingsToStart(ctx, machine, 'failover');
   const job = jobIdAt(new Date());
   const workflowId = failoverWorkflowId(name, job);
   await takeFailoverLock(ctx, {
@@ -217,7 +218,7 @@ async function startMachineFailover(
     handle = await client.workflow.start('failover', {
       taskQueue: CONTROL_TASK_QUEUE,
       workflowId,
-      args: [{ job, machine, planned, point, settings: await getRecoverySettings(ctx, name) }],
+      args: [{ job, machine, planned, point, settings }],
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
       typedSearchAttributes: startAttributes(name, 'failover'),
       ...jobSummary(

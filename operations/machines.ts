@@ -6,7 +6,13 @@ import {
   WorkflowUpdateFailedError,
   type WorkflowHandle,
 } from '@temporalio/client';
-import type { ProtectedMachine, QuiesceHooks, RecoveryPoint } from '../shared/replication-types';
+import {
+  DEFAULT_PLATFORM,
+  type MachinePlatform,
+  type ProtectedMachine,
+  type QuiesceHooks,
+  type RecoveryPoint,
+} from '../shared/replication-types';
 import { Vault } from '../lib/azure/vault';
 import { checkName } from '../shared/names';
 import {
@@ -40,6 +46,8 @@ export interface ProtectOptions {
   /** An added host (`osr host add`): the machine's work goes to that host's process servers. */
   host?: string;
   quiesce?: QuiesceHooks;
+  /** OS type and Hyper-V generation an Azure VM of it needs (default Linux, V1: QEMU boots by BIOS). */
+  platform?: Partial<MachinePlatform>;
   /** Cycles per workflow run before continueAsNew; only tests change the default. */
   maxCyclesPerRun?: number;
 }
@@ -84,6 +92,7 @@ async function protectNew(
     },
     policy: policy.name,
     quiesce: options.quiesce,
+    platform: platformOf(options.platform),
     createdAt: new Date().toISOString(),
   };
   const client = await ctx.client();
@@ -102,6 +111,30 @@ async function protectNew(
   }
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   return { machine, workflowId };
+}
+
+function platformOf(given: Partial<MachinePlatform> = {}): MachinePlatform {
+  const os = given.osType?.toLowerCase();
+  const p = {
+    ...DEFAULT_PLATFORM,
+    ...given,
+    ...(os === 'linux'
+      ? { osType: 'Linux' as const }
+      : os === 'windows'
+        ? { osType: 'Windows' as const }
+        : {}),
+    ...(given.hyperVGeneration
+      ? { hyperVGeneration: given.hyperVGeneration.toUpperCase() as 'V1' | 'V2' }
+      : {}),
+  };
+  if (!['Linux', 'Windows'].includes(p.osType))
+    throw new OperationError(`OS type must be Linux or Windows, not ${p.osType}`, 'invalid');
+  if (!['V1', 'V2'].includes(p.hyperVGeneration))
+    throw new OperationError(
+      `Hyper-V generation must be V1 (BIOS boot) or V2 (UEFI), not ${p.hyperVGeneration}`,
+      'invalid',
+    );
+  return p;
 }
 
 function alreadyProtected(name: string): OperationError {

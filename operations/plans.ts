@@ -10,7 +10,7 @@ import {
   type PlanGroup,
   type RecoveryPlan,
 } from '../shared/plan-types';
-import { recoveryDocs, type FailoverLock } from '../shared/recovery-types';
+import { recoveryDocs, type FailoverLock, type RecoveredMachine } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { VaultConflictError } from '../lib/azure/vault';
@@ -29,7 +29,7 @@ import {
 import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
 import { OperationError, type ControlContext, jobSummary } from './context';
-import { getRecoverySettings } from './recovery-settings';
+import { getRecoverySettings, settingsToStart } from './recovery-settings';
 import { resolvePoint } from './points';
 
 export interface PlanJob {
@@ -180,7 +180,11 @@ async function startPlanJob(
         operation === 'cleanup' || options.planned
           ? undefined
           : await resolvePoint(ctx, m, options.point ?? 'latest');
-      machines[m] = { machine, point, settings: await getRecoverySettings(ctx, m), drillJob };
+      const settings =
+        operation === 'cleanup'
+          ? await cleanupSettings(ctx, m, drillJob)
+          : await settingsToStart(ctx, machine, operation === 'failover' ? 'failover' : 'drill');
+      machines[m] = { machine, point, settings, drillJob };
     }),
   );
   const job = jobIdAt(new Date());
@@ -356,4 +360,13 @@ async function updateOf(call: () => Promise<PlanStatus>): Promise<PlanStatus> {
     if (err instanceof WorkflowNotFoundError) throw new OperationError((err as Error).message, 'not-found');
     throw err;
   }
+}
+
+/** A drill that went into Azure is cleaned up there too, whatever the settings say now. */
+async function cleanupSettings(ctx: ControlContext, machine: string, drillJob: string | undefined) {
+  const settings = await getRecoverySettings(ctx, machine);
+  const record = drillJob
+    ? await ctx.vault.read<RecoveredMachine>(recoveryDocs.recovered(machine, drillJob))
+    : undefined;
+  return record?.value.azure ? { ...settings, target: 'azure' as const } : settings;
 }

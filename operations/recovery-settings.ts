@@ -1,20 +1,48 @@
 // Per-machine recovery settings (vault: recovery-settings/<machine>.json): the boot check a drill
-// or failover runs, and whether recovered disks are materialized as local images.
-import type { RecoverySettings } from '../shared/recovery-types';
-import { recoveryDocs } from '../shared/recovery-types';
+// or failover runs, whether recovered disks are materialized as local images, and the recovery
+// target (local, or azure with its resource group, VM size, disk type and subnets).
+import type { AzureTargetSettings, RecoverySettings } from '../shared/recovery-types';
+import { AZURE_DISK_TYPES, recoveryDocs } from '../shared/recovery-types';
 import { checkName } from '../shared/names';
 import { audited } from './audit';
 import { OperationError, type ControlContext } from './context';
 import { registeredMachine } from './machines';
+import { PlacementError, resolvePlacement } from '../lib/azure-arm/placement';
+import type { ProtectedMachine } from '../shared/replication-types';
 
 export async function getRecoverySettings(ctx: ControlContext, machine: string): Promise<RecoverySettings> {
   checkName('machine', machine);
   return (await ctx.vault.read<RecoverySettings>(recoveryDocs.settings(machine)))?.value ?? { machine };
 }
 
-type RecoveryChange = {
+export /**
+ * The settings a drill or failover starts with; with target azure, refused now (with the fix)
+ * when the recovery could not be placed, before anything starts.
+ */
+async function settingsToStart(
+  ctx: ControlContext,
+  machine: ProtectedMachine,
+  kind: 'drill' | 'failover',
+): Promise<RecoverySettings> {
+  const settings = await getRecoverySettings(ctx, machine.name);
+  if (settings.target === 'azure') {
+    try {
+      resolvePlacement(ctx.config.azure, machine.name, settings.azure, machine.platform, kind);
+    } catch (err) {
+      if (err instanceof PlacementError)
+        throw new OperationError(`${err.message}. Nothing was started.`, 'invalid');
+      throw err;
+    }
+  }
+  return settings;
+}
+
+export type RecoveryChange = {
   bootCheck?: RecoverySettings['bootCheck'] | null;
   materialize?: RecoverySettings['materialize'] | null;
+  target?: 'local' | 'azure';
+  /** Merged into the current azure settings (a field set to null is removed). */
+  azure?: { [K in keyof AzureTargetSettings]?: AzureTargetSettings[K] | null };
 };
 
 /** Sets a machine's boot check and materialization (each replaced as given; `null` removes it). */
@@ -28,10 +56,7 @@ export const configureRecovery = audited(
 async function storeRecoverySettings(
   ctx: ControlContext,
   machine: string,
-  change: {
-    bootCheck?: RecoverySettings['bootCheck'] | null;
-    materialize?: RecoverySettings['materialize'] | null;
-  },
+  change: RecoveryChange,
 ): Promise<RecoverySettings> {
   await registeredMachine(ctx, machine);
   if (change.bootCheck && (!change.bootCheck.command.trim() || !change.bootCheck.probe.trim()))
@@ -41,12 +66,69 @@ async function storeRecoverySettings(
       `materialize format must be qcow2 or raw, not ${change.materialize.format}`,
       'invalid',
     );
+  if (change.target && !['local', 'azure'].includes(change.target))
+    throw new OperationError(`recovery target must be local or azure, not ${change.target}`, 'invalid');
   return ctx.vault.update<RecoverySettings>(recoveryDocs.settings(machine), (current) => {
     const next: RecoverySettings = { ...(current ?? { machine }) };
+    if (change.target) next.target = change.target;
+    if (change.azure) next.azure = mergeAzure(next.azure, change.azure);
+    if (next.target === 'azure') azureProblem(machine, next.azure);
     if (change.bootCheck === null) delete next.bootCheck;
     else if (change.bootCheck) next.bootCheck = change.bootCheck;
     if (change.materialize === null) delete next.materialize;
     else if (change.materialize) next.materialize = change.materialize;
     return next;
   });
+}
+
+function mergeAzure(current: AzureTargetSettings | undefined, change: NonNullable<RecoveryChange['azure']>) {
+  const next: Record<string, unknown> = { ...current };
+  for (const [k, v] of Object.entries(change)) {
+    if (v === null) delete next[k];
+    else if (v !== undefined) next[k] = v;
+  }
+  return next as unknown as AzureTargetSettings;
+}
+
+const SUBNET_ID =
+  /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Network\/virtualNetworks\/[^/]+\/subnets\/[^/]+$/i;
+
+/** Refuses azure settings a recovery could not use, naming the option that fixes each. */
+function azureProblem(machine: string, a: AzureTargetSettings | undefined): void {
+  const fix = `osr failover configure ${machine} --target azure`;
+  const missing = [
+    !a?.resourceGroup && '--resource-group',
+    !a?.vmSize && '--vm-size',
+    !a?.osDiskType && '--os-disk-type',
+    !a?.subnetId && '--subnet',
+  ].filter(Boolean);
+  if (!a || missing.length)
+    throw new OperationError(`the azure target needs ${missing.join(', ')} (\`${fix} …\`)`, 'invalid');
+  if (!/^[-\w._()]{1,90}$/.test(a.resourceGroup) || a.resourceGroup.endsWith('.'))
+    throw new OperationError(`"${a.resourceGroup}" is not a resource group name`, 'invalid');
+  if (!AZURE_DISK_TYPES.includes(a.osDiskType))
+    throw new OperationError(
+      `OS disk type must be one of ${AZURE_DISK_TYPES.join(', ')}, not ${a.osDiskType}`,
+      'invalid',
+    );
+  for (const [flag, id] of [
+    ['--subnet', a.subnetId],
+    ['--drill-subnet', a.drillSubnetId],
+  ] as const)
+    if (id !== undefined && !SUBNET_ID.test(id))
+      throw new OperationError(
+        `${flag} must be a subnet resource id (/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>), not ${id}`,
+        'invalid',
+      );
+  if (
+    a.drillSubnetId &&
+    a.drillSubnetId.toLowerCase() === a.subnetId.toLowerCase() &&
+    !a.drillOnProductionSubnet
+  )
+    throw new OperationError(
+      `the drill subnet of ${machine} is its production subnet: drills must be isolated; give another --drill-subnet, or say --drill-on-production-subnet`,
+      'invalid',
+    );
+  if (a.privateIp !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(a.privateIp))
+    throw new OperationError(`--private-ip must be an IPv4 address, not ${a.privateIp}`, 'invalid');
 }

@@ -34,6 +34,8 @@ export const FAILURE = {
   ReplicaChanged: 'ReplicaChanged',
   PointIdConflict: 'PointIdConflict',
   PointImageMissing: 'PointImageMissing',
+  /** The azure target cannot be used as set (configuration, settings, a foreign resource, ARM 4xx): never retried. */
+  AzureTargetRefused: 'AzureTargetRefused',
   /** An apply request that cannot be right (a bug, not a fault): never retried. */
   InvalidApplyRequest: 'InvalidApplyRequest',
   // --- workflows and steering ---

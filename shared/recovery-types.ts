@@ -24,11 +24,54 @@ export interface MaterializeSettings {
   format: 'qcow2' | 'raw';
 }
 
+export const AZURE_DISK_TYPES = ['Standard_LRS', 'Premium_LRS', 'StandardSSD_LRS'] as const;
+export type AzureDiskType = (typeof AZURE_DISK_TYPES)[number];
+
+/** Where a drill or failover of a machine lands: Azure Resource Manager (per machine). */
+export interface AzureTargetSettings {
+  resourceGroup: string;
+  /** Azure region; default: config azure.location. */
+  location?: string;
+  vmSize: string;
+  osDiskType: AzureDiskType;
+  /** The production subnet (resource id): failovers land here. */
+  subnetId: string;
+  /** The isolated subnet drills land in; default: config azure.drillSubnetId. Never the production one unless drillOnProductionSubnet. */
+  drillSubnetId?: string;
+  /** Only a recovery plan that says so puts a drill on the production subnet. */
+  drillOnProductionSubnet?: boolean;
+  /** Static private IP of the NIC (failovers; drills take a dynamic one unless their subnet is given with it). */
+  privateIp?: string;
+}
+
 /** Per-machine recovery settings (vault: recovery-settings/<machine>.json). */
 export interface RecoverySettings {
   machine: string;
   bootCheck?: BootCheck;
   materialize?: MaterializeSettings;
+  /** local (default): disks in osr-failover, optionally materialized; azure: managed disks, NIC and VM. */
+  target?: 'local' | 'azure';
+  azure?: AzureTargetSettings;
+}
+
+/** The concrete Azure placement of one recovery, resolved by the control plane at start. */
+export interface AzurePlacement {
+  resourceGroup: string;
+  location: string;
+  vmSize: string;
+  osDiskType: AzureDiskType;
+  subnetId: string;
+  privateIp?: string;
+  osType: 'Linux' | 'Windows';
+  hyperVGeneration: 'V1' | 'V2';
+}
+
+/** What a recovery made in Azure (all tagged osr-machine, osr-job, osr-kind). */
+export interface AzureResources {
+  resourceGroup: string;
+  disks: { diskId: string; name: string; id: string; sourceUri: string }[];
+  nic?: { name: string; id: string; privateIp?: string };
+  vm?: { name: string; id: string; size: string };
 }
 
 export interface RecoveredDisk {
@@ -71,6 +114,8 @@ export interface RecoveredMachine {
   createdAt: string;
   materialized?: MaterializedMachine;
   bootCheck?: BootCheckResult;
+  /** The azure target: the managed disks, NIC and VM made (cleanup removes exactly these, by tag). */
+  azure?: AzureResources;
   /** Failovers: set by commit, with what reprotect needs. */
   committed?: CommitRecord;
 }

@@ -44,8 +44,18 @@ export interface ProtectedMachine {
   source: QemuSource;
   policy: string;
   quiesce?: QuiesceHooks;
+  /** What an Azure VM of it needs (recorded at protect; absent before: Linux, V1). */
+  platform?: MachinePlatform;
   createdAt: string;
 }
+
+/** OS type and Hyper-V generation (V1: BIOS boot, QEMU's default; V2: UEFI) of a machine. */
+export interface MachinePlatform {
+  osType: 'Linux' | 'Windows';
+  hyperVGeneration: 'V1' | 'V2';
+}
+
+export const DEFAULT_PLATFORM: MachinePlatform = { osType: 'Linux', hyperVGeneration: 'V1' };
 
 export type PointKind = 'crash' | 'app';
 

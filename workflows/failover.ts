@@ -49,7 +49,12 @@ export async function failover(input: FailoverInput): Promise<RecoveryStatus> {
   });
   let busy = false;
   let done = false;
-  const ref = { kind: 'failover' as const, machine: machine.name, job: input.job };
+  const ref = {
+    kind: 'failover' as const,
+    machine: machine.name,
+    job: input.job,
+    azure: input.settings?.target === 'azure',
+  };
 
   setHandler(recoveryStatusQuery, () => t.status);
   setHandler(

@@ -197,7 +197,14 @@ export async function recoveryPlan(input: RecoveryPlanInput): Promise<PlanStatus
       } else if (operation === 'cleanup') {
         await executeChild('cleanupTestFailover', {
           ...options,
-          args: [{ job, machine: ms.machine, drillJob: m.drillJob ?? job }],
+          args: [
+            {
+              job,
+              machine: ms.machine,
+              drillJob: m.drillJob ?? job,
+              ...(m.settings?.target === 'azure' ? { azure: true } : {}),
+            },
+          ],
         });
         ms.detail = `drill ${m.drillJob} removed`;
       } else {

@@ -4,6 +4,7 @@
 import {
   ApplicationFailure,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   upsertSearchAttributes,
@@ -17,6 +18,7 @@ import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
 import type { RecoveryJobState, RecoveryStatus } from '../shared/contracts/recovery-job';
 import { messageOf } from './lib/failures';
 import { runStep } from './lib/steps';
+import { recoverIntoAzure } from './azure-steps';
 
 export const applier = proxyActivities<RecoveryActivities>({
   taskQueue: CLOUD_APPLIER_TASK_QUEUE,
@@ -26,7 +28,7 @@ export const applier = proxyActivities<RecoveryActivities>({
     initialInterval: '1s',
     maximumInterval: '20s',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: [FAILURE.PointImageMissing],
+    nonRetryableErrorTypes: [FAILURE.PointImageMissing, FAILURE.AzureTargetRefused],
   },
 });
 
@@ -92,8 +94,23 @@ export async function recover(t: Tracker, input: RecoverInput): Promise<Recovere
     disks,
     createdAt: new Date(Date.now()).toISOString(),
   };
+  const settings = input.settings;
+  const azure = settings?.target === 'azure' && patched(AZURE_TARGET_PATCH);
+  // Named before anything is made in Azure, so a cleanup knows where to look.
+  if (azure && settings.azure) record.azure = { resourceGroup: settings.azure.resourceGroup, disks: [] };
   // Recorded at once, so a cleanup finds the disks even if a later step fails.
   await t.step('record', () => applier.recordRecoveredMachine(record));
+  if (azure) {
+    record.azure = await recoverIntoAzure(t, {
+      kind,
+      job,
+      machine: input.machine,
+      pointId: point.id,
+      disks,
+      settings,
+    });
+    await applier.recordRecoveredMachine(record);
+  }
 
   const materialize = input.settings?.materialize;
   if (materialize) {
@@ -129,12 +146,24 @@ export async function recover(t: Tracker, input: RecoverInput): Promise<Recovere
   return record;
 }
 
-/** Removes everything a recovery made: the local copies and daemon, then the disks, then the record. */
+/** Recovery into Azure (a new path: only workflows started with target azure take it). */
+export const AZURE_TARGET_PATCH = 'azure-target';
+
+/**
+ * Removes everything a recovery made: what it made in Azure (azure: by tag), the local copies and
+ * daemon, then the disks, then the record.
+ */
 export async function teardown(
   t: Tracker,
-  input: { kind: RecoveryKind; machine: string; job: string; keepRecord?: boolean },
+  input: { kind: RecoveryKind; machine: string; job: string; keepRecord?: boolean; azure?: boolean },
 ): Promise<string[]> {
   const { kind, machine, job } = input;
+  if (input.azure && patched(AZURE_TARGET_PATCH))
+    await t.step(
+      'delete azure resources',
+      () => applier.azureDeleteResources({ kind, machine, job }),
+      (gone) => (gone.length ? `deleted ${gone.join(', ')}` : 'nothing of this job left in Azure'),
+    );
   await t.step('stop local copies', () => applier.dematerializeRecovered({ machine, job }));
   const deleted = await t.step(
     'delete disks',

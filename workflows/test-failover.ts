@@ -22,7 +22,12 @@ export async function testFailover(input: TestFailoverInput): Promise<RecoverySt
   } catch (err) {
     // A drill that fails leaves nothing behind.
     await CancellationScope.nonCancellable(() =>
-      teardown(t, { kind: 'drill', machine: input.machine.name, job: input.job }),
+      teardown(t, {
+        kind: 'drill',
+        machine: input.machine.name,
+        job: input.job,
+        azure: input.settings?.target === 'azure',
+      }),
     ).catch(() => undefined);
     t.setState('failed');
     throw failed(t, err);
@@ -35,7 +40,7 @@ export async function cleanupTestFailover(input: CleanupTestFailoverInput): Prom
   const t = createTracker({ job: input.job, kind: 'drill-cleanup', machine: input.machine });
   setHandler(recoveryStatusQuery, () => t.status);
   try {
-    await teardown(t, { kind: 'drill', machine: input.machine, job: input.drillJob });
+    await teardown(t, { kind: 'drill', machine: input.machine, job: input.drillJob, azure: input.azure });
   } catch (err) {
     t.setState('failed');
     throw failed(t, err);

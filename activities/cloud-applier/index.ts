@@ -8,6 +8,7 @@ import type { RecoveredMachine } from '../../shared/recovery-types';
 import type { ReplicationPolicy } from '../../shared/replication-types';
 import { statePaths } from '../../lib/config/state-paths';
 import { applyCycle } from './apply-replica';
+import { createAzureTargetActivities } from './azure-target';
 import { runBootCheck, type BootCheckInput } from './boot-check';
 import { dematerialize, materialize, materializedDir, type MaterializeInput } from './materialize';
 import {
@@ -116,6 +117,8 @@ export function createRecoveryActivities(deps: DataPathDeps) {
           pidFile: path.join(stateDir, 'recovered', `${input.machine}-${input.job}.boot.pid`),
         }),
       ),
+
+    ...createAzureTargetActivities(deps),
   };
 }
 

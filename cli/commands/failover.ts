@@ -1,7 +1,8 @@
 // Recovery of single machines: `osr failover test|cleanup|start|commit|change-point|status|configure`.
 import type { Command } from 'commander';
 import * as failover from '../../operations/failover';
-import type { RecoverySettings } from '../../shared/recovery-types';
+import type { AzureDiskType, RecoverySettings } from '../../shared/recovery-types';
+import type { RecoveryChange } from '../../operations/recovery-settings';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { withContext } from '../common/context';
 import { CliError, EXIT, printJson, printTable } from '../common/output';
@@ -29,6 +30,10 @@ function printRecovery(status: RecoveryStatus): void {
   if (status.materialized)
     process.stdout.write(
       `\nserved locally: QMP ${status.materialized.qmpSocket}, NBD ${status.materialized.nbdSocket}\n`,
+    );
+  if (status.azure)
+    process.stdout.write(
+      `\nin Azure (resource group ${status.azure.resourceGroup}): VM ${status.azure.vm?.name ?? '-'}, NIC ${status.azure.nic?.name ?? '-'}${status.azure.nic?.privateIp ? ` (${status.azure.nic.privateIp})` : ''}, disks ${status.azure.disks.map((d) => d.name).join(', ') || '-'}\n`,
     );
   if (status.bootCheck)
     process.stdout.write(
@@ -163,6 +168,15 @@ export function registerFailoverCommands(program: Command): void {
     .option('--probe-timeout <seconds>', 'how long the probe is retried', seconds)
     .option('--no-boot-check', 'remove the boot check')
     .option('--materialize <format>', 'qcow2, raw, or off')
+    .option('--target <target>', 'local (disks in osr-failover, default) or azure (managed disks, NIC, VM)')
+    .option('--resource-group <name>', 'azure: the resource group recovered machines go in')
+    .option('--location <region>', 'azure: the region (default: azure.location of the configuration)')
+    .option('--vm-size <size>', 'azure: the VM size, e.g. Standard_D2s_v5')
+    .option('--os-disk-type <type>', 'azure: Standard_LRS, Premium_LRS or StandardSSD_LRS')
+    .option('--subnet <id>', 'azure: resource id of the production subnet failovers land on')
+    .option('--drill-subnet <id>', 'azure: resource id of the isolated subnet drills land on')
+    .option('--drill-on-production-subnet', 'azure: let drills use the production subnet (not isolated)')
+    .option('--private-ip <ip>', 'azure: static private IP of the failed-over NIC ("off" removes it)')
     .option('--json', 'print JSON')
     .action(
       async (
@@ -174,6 +188,15 @@ export function registerFailoverCommands(program: Command): void {
           probeTimeout?: number;
           bootCheck: boolean;
           materialize?: string;
+          target?: 'local' | 'azure';
+          resourceGroup?: string;
+          location?: string;
+          vmSize?: string;
+          osDiskType?: AzureDiskType;
+          subnet?: string;
+          drillSubnet?: string;
+          drillOnProductionSubnet?: boolean;
+          privateIp?: string;
           json?: boolean;
         },
       ) => {
@@ -196,12 +219,46 @@ export function registerFailoverCommands(program: Command): void {
               ? null
               : { format: o.materialize as 'qcow2' | 'raw' };
         const settings = await withContext((ctx) =>
-          failover.configureRecovery(ctx, machine, { bootCheck, materialize }),
+          failover.configureRecovery(ctx, machine, {
+            bootCheck,
+            materialize,
+            target: o.target,
+            azure: azureChange(o),
+          }),
         );
         if (o.json) return printJson(settings);
+        const a = settings.azure;
         process.stdout.write(
-          `${machine}: boot check ${settings.bootCheck ? 'on' : 'off'}, materialize ${settings.materialize?.format ?? 'off'}\n`,
+          `${machine}: target ${settings.target ?? 'local'}, boot check ${settings.bootCheck ? 'on' : 'off'}, materialize ${settings.materialize?.format ?? 'off'}${
+            settings.target === 'azure' && a
+              ? `; ${a.vmSize} in ${a.resourceGroup}, ${a.osDiskType}, drills on ${a.drillSubnetId ?? (a.drillOnProductionSubnet ? 'the production subnet' : 'azure.drillSubnetId')}`
+              : ''
+          }\n`,
         );
       },
     );
+}
+
+/** The azure fields given on the command line (undefined: none). */
+function azureChange(o: {
+  resourceGroup?: string;
+  location?: string;
+  vmSize?: string;
+  osDiskType?: AzureDiskType;
+  subnet?: string;
+  drillSubnet?: string;
+  drillOnProductionSubnet?: boolean;
+  privateIp?: string;
+}): RecoveryChange['azure'] {
+  const change: NonNullable<RecoveryChange['azure']> = {
+    resourceGroup: o.resourceGroup,
+    location: o.location,
+    vmSize: o.vmSize,
+    osDiskType: o.osDiskType,
+    subnetId: o.subnet,
+    drillSubnetId: o.drillSubnet,
+    drillOnProductionSubnet: o.drillOnProductionSubnet,
+    privateIp: o.privateIp === 'off' ? null : o.privateIp,
+  };
+  return Object.values(change).some((v) => v !== undefined) ? change : undefined;
 }

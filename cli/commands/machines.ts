@@ -5,6 +5,7 @@ import type { ControlContext } from '../../operations/context';
 import { endedHealth, endedProtection } from '../../operations/health';
 import * as machines from '../../operations/machines';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
+import type { MachinePlatform } from '../../shared/replication-types';
 import { withContext } from '../common/context';
 import { formatBytes, ProgressLine, renderBar } from '../common/progress-bar';
 import { printJson, printTable } from '../common/output';
@@ -90,11 +91,19 @@ export function registerMachineCommands(program: Command): void {
     )
     .option('--pre <command>', 'command that quiesces the application before an app-consistent point')
     .option('--post <command>', 'command that thaws it afterwards')
+    .option('--os-type <type>', 'Linux or Windows: the OS of an Azure VM recovered from it', 'Linux')
+    .option(
+      '--hyperv-generation <gen>',
+      'V1 (BIOS boot, QEMU default) or V2 (UEFI): the Hyper-V generation of an Azure VM recovered from it',
+      'V1',
+    )
     .option('--json', 'print JSON')
     .action(
       async (
         name: string,
         o: {
+          osType: string;
+          hypervGeneration: string;
           qmp: string;
           nbd?: string;
           disks?: string;
@@ -117,6 +126,10 @@ export function registerMachineCommands(program: Command): void {
               .filter(Boolean),
             policy: o.policy,
             host: o.host,
+            platform: {
+              osType: o.osType as MachinePlatform['osType'],
+              hyperVGeneration: o.hypervGeneration as MachinePlatform['hyperVGeneration'],
+            },
             quiesce:
               o.guestAgent || o.pre || o.post
                 ? {

@@ -134,6 +134,33 @@ export const configSchema = z
       })
       .strict()
       .default({ sdkExporter: true }),
+    // The azure recovery target: Azure Resource Manager, where drills and failovers make managed
+    // disks, NICs and VMs. Unset subscriptionId: the azure target is refused with the fix.
+    azure: z
+      .object({
+        subscriptionId: z.guid('a subscription id is a GUID').optional(),
+        armEndpoint: z.url({ protocol: /^https$/ }).default('https://management.azure.com'),
+        // The storage account holding osr-failover (its ARM resource id): disks import from it.
+        storageAccountId: z
+          .string()
+          .regex(
+            /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Storage\/storageAccounts\/[^/]+$/i,
+            'a storage account resource id: /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Storage/storageAccounts/<name>',
+          )
+          .optional(),
+        location: z.string().min(1).optional(),
+        // Where drills land unless a machine's settings name another isolated subnet.
+        drillSubnetId: z.string().min(1).optional(),
+        // PEM file of the CA that signs the ARM endpoint's certificate (replaces the default trust for ARM calls only).
+        caFile: z.string().min(1).optional(),
+        // A file holding an ARM access token, read at every request (written by a sidecar, or a test's
+        // stand-in); unset: DefaultAzureCredential (managed identity, workload identity, service principal…).
+        tokenFile: z.string().min(1).optional(),
+        // How often a long-running ARM operation is polled when ARM gives no Retry-After.
+        pollIntervalSeconds: z.number().min(0.05).max(60).default(2),
+      })
+      .strict()
+      .default({ armEndpoint: 'https://management.azure.com', pollIntervalSeconds: 2 }),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -177,6 +204,14 @@ export const ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }
   OSR_HEALTH_STALE_SECONDS: { key: 'health.staleSeconds', type: 'number' },
   OSR_HEALTH_RSS_ALERT_BYTES: { key: 'health.rssAlertBytes', type: 'number' },
   OSR_SDK_METRICS_ADDRESS: { key: 'metrics.sdkBindAddress', type: 'string' },
+  OSR_AZURE_SUBSCRIPTION_ID: { key: 'azure.subscriptionId', type: 'string' },
+  OSR_AZURE_ARM_ENDPOINT: { key: 'azure.armEndpoint', type: 'string' },
+  OSR_AZURE_STORAGE_ACCOUNT_ID: { key: 'azure.storageAccountId', type: 'string' },
+  OSR_AZURE_LOCATION: { key: 'azure.location', type: 'string' },
+  OSR_AZURE_DRILL_SUBNET_ID: { key: 'azure.drillSubnetId', type: 'string' },
+  OSR_AZURE_CA_FILE: { key: 'azure.caFile', type: 'string' },
+  OSR_AZURE_TOKEN_FILE: { key: 'azure.tokenFile', type: 'string' },
+  OSR_AZURE_POLL_INTERVAL_SECONDS: { key: 'azure.pollIntervalSeconds', type: 'number' },
 };
 
 export class ConfigError extends Error {
@@ -282,6 +317,8 @@ export function loadConfig(options: LoadOptions = {}): OsrConfig {
   config.stateDir = path.resolve(cwd, config.stateDir);
   if (config.encryption.keyFile) config.encryption.keyFile = path.resolve(cwd, config.encryption.keyFile);
   if (config.api.tokenFile) config.api.tokenFile = path.resolve(cwd, config.api.tokenFile);
+  if (config.azure.caFile) config.azure.caFile = path.resolve(cwd, config.azure.caFile);
+  if (config.azure.tokenFile) config.azure.tokenFile = path.resolve(cwd, config.azure.tokenFile);
   if (config.api.tls) {
     config.api.tls.certPath = path.resolve(cwd, config.api.tls.certPath);
     config.api.tls.keyPath = path.resolve(cwd, config.api.tls.keyPath);

@@ -1,7 +1,13 @@
 // What every single-machine recovery job (drill, drill cleanup, failover) answers: its status with
 // timed steps and the status query; and how job ids are made. Pure definitions.
 import { defineQuery } from '@temporalio/workflow';
-import type { BootCheckResult, CommitRecord, MaterializedMachine, RecoveredDisk } from '../recovery-types';
+import type {
+  AzureResources,
+  BootCheckResult,
+  CommitRecord,
+  MaterializedMachine,
+  RecoveredDisk,
+} from '../recovery-types';
 import type { RecoveryPoint } from '../replication-types';
 
 export type RecoveryJobKind = 'drill' | 'drill-cleanup' | 'failover';
@@ -34,6 +40,8 @@ export interface RecoveryStatus {
   disks: RecoveredDisk[];
   materialized?: MaterializedMachine;
   bootCheck?: BootCheckResult;
+  /** The azure target: managed disks, NIC and VM made so far. */
+  azure?: AzureResources;
   committed?: CommitRecord;
   /** Why the job failed, when it did. */
   error?: string;

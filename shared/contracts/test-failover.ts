@@ -15,6 +15,8 @@ export interface CleanupTestFailoverInput {
   machine: string;
   /** The drill's job whose disks, local copies and record are removed. */
   drillJob: string;
+  /** The drill went into Azure: its resources there are removed too (by tag). */
+  azure?: boolean;
 }
 
 export function drillWorkflowId(machine: string, job: string): string {
