@@ -21,9 +21,13 @@ export interface Testbed {
 }
 
 export async function startTestbed(
-  options: { processServerEnv?: (stack: TestStack) => Promise<NodeJS.ProcessEnv> | NodeJS.ProcessEnv } = {},
+  options: {
+    processServerEnv?: (stack: TestStack) => Promise<NodeJS.ProcessEnv> | NodeJS.ProcessEnv;
+    /** Environment of the test's own configuration and of every worker. */
+    extraEnv?: NodeJS.ProcessEnv;
+  } = {},
 ): Promise<Testbed> {
-  const stack = await startTestStack();
+  const stack = await startTestStack({ extraEnv: options.extraEnv });
   const psEnv = (await options.processServerEnv?.(stack)) ?? {};
   await Promise.all([
     stack.startWorker('control'),
