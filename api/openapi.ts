@@ -4,6 +4,7 @@ import { failbackPaths, failbackSchemas } from './openapi-failback';
 import { machinePaths, machineSchemas } from './openapi-machines';
 import { operatorPaths, operatorSchemas } from './openapi-operator';
 import { planGroupPaths, planGroupSchemas } from './openapi-plans-groups';
+import { recoveryPaths, recoverySchemas } from './openapi-recovery';
 import { json, type Operation, type Schema } from './openapi-common';
 import { jobPaths } from './openapi-jobs';
 import { hostPaths, hostSchemas } from './openapi-hosts';
@@ -54,6 +55,7 @@ export const openApiDocument: OpenApiDocument = {
     ...jobPaths,
     ...planGroupPaths,
     ...hostPaths,
+    ...recoveryPaths,
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -74,6 +76,7 @@ export const openApiDocument: OpenApiDocument = {
       ...machineSchemas,
       ...planGroupSchemas,
       ...hostSchemas,
+      ...recoverySchemas,
     },
   },
 };

@@ -20,6 +20,7 @@ import { failbackRoutes } from './failback-routes';
 import { planAndGroupRoutes } from './plan-group-routes';
 import { operatorRoutes } from './operator-routes';
 import { hostRoutes } from './host-routes';
+import { recoveryRoutes } from './recovery-routes';
 import { openApiDocument } from './openapi';
 import type { ApiRequest, ApiResponse, Route } from './router';
 
@@ -220,4 +221,5 @@ export const routes: Route[] = [
   ...failbackRoutes,
   ...operatorRoutes,
   ...hostRoutes,
+  ...recoveryRoutes,
 ];

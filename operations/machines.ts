@@ -7,7 +7,6 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import {
-  DEFAULT_PLATFORM,
   type MachinePlatform,
   type ProtectedMachine,
   type QuiesceHooks,
@@ -28,6 +27,7 @@ import {
   type PointRequest,
 } from '../shared/contracts/protect-machine';
 import { audited } from './audit';
+import { platformOf } from './machine-platform';
 import { OperationError, type ControlContext } from './context';
 import { workflowState } from './failover-lock';
 import { getPolicy } from './policies';
@@ -111,30 +111,6 @@ async function protectNew(
   }
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   return { machine, workflowId };
-}
-
-function platformOf(given: Partial<MachinePlatform> = {}): MachinePlatform {
-  const os = given.osType?.toLowerCase();
-  const p = {
-    ...DEFAULT_PLATFORM,
-    ...given,
-    ...(os === 'linux'
-      ? { osType: 'Linux' as const }
-      : os === 'windows'
-        ? { osType: 'Windows' as const }
-        : {}),
-    ...(given.hyperVGeneration
-      ? { hyperVGeneration: given.hyperVGeneration.toUpperCase() as 'V1' | 'V2' }
-      : {}),
-  };
-  if (!['Linux', 'Windows'].includes(p.osType))
-    throw new OperationError(`OS type must be Linux or Windows, not ${p.osType}`, 'invalid');
-  if (!['V1', 'V2'].includes(p.hyperVGeneration))
-    throw new OperationError(
-      `Hyper-V generation must be V1 (BIOS boot) or V2 (UEFI), not ${p.hyperVGeneration}`,
-      'invalid',
-    );
-  return p;
 }
 
 function alreadyProtected(name: string): OperationError {

@@ -4,6 +4,7 @@
 // drill's resources; change-point replaces the disks; commit keeps them; a 429, a 409 or a lost
 // response in the middle of a create makes no second resource.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { fixedVhdFooterOf, VHD_ALIGN_BYTES, VHD_FOOTER_BYTES } from '../../lib/disk/vhd';
@@ -25,6 +26,7 @@ import {
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
+import { startTestApi } from '../helpers/api-client';
 
 const MiB = 1024 * 1024;
 const M = 'az1';
@@ -306,4 +308,44 @@ test('failover into azure lands on the production subnet with its static IP; cha
     'commit keeps the VM, NIC and disks',
   );
   await assertReplays((await ctx.client()).workflow.getHandle(ref.workflowId), 'failover-azure');
+});
+
+test('the API reads and changes the recovery target, the azure settings and the platform; a bad change names the fix', async () => {
+  const token = randomBytes(32).toString('base64url');
+  const api = await startTestApi(bed, token, 'azure-api-test');
+  try {
+    const call = async (method: string, body?: unknown) => {
+      const res = await fetch(`${api.url}/v1/machines/${M}/recovery-settings`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+    };
+    const now = await call('GET');
+    assert.equal(now.status, 200);
+    assert.equal(now.body.target, 'azure');
+    assert.deepEqual(now.body.platform, { osType: 'Linux', hyperVGeneration: 'V2' });
+    const changed = await call('POST', {
+      azure: { vmSize: 'Standard_B2s', privateIp: null },
+      platform: { osType: 'Windows' },
+    });
+    assert.equal(changed.status, 200, JSON.stringify(changed.body));
+    assert.equal(changed.body.azure.vmSize, 'Standard_B2s');
+    assert.equal(changed.body.azure.privateIp, undefined);
+    assert.deepEqual(changed.body.platform, { osType: 'Windows', hyperVGeneration: 'V2' });
+    assert.equal((await ctx.vault.machine(M))?.platform?.osType, 'Windows', 'recorded in the vault');
+    const bad = await call('POST', { azure: { osDiskType: 'UltraSSD_LRS' } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error.message, /osDiskType.*Standard_LRS/);
+    const missing = await call('POST', { azure: { subnetId: null } });
+    assert.equal(missing.status, 400);
+    assert.match(missing.body.error.message, /needs --subnet/);
+    assert.equal((await call('GET')).body.azure.subnetId, PROD_SUBNET(arm.subscriptionId), 'nothing changed');
+  } finally {
+    await api.close();
+  }
 });
