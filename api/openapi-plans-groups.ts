@@ -39,7 +39,26 @@ export const planGroupPaths: Record<string, Partial<Record<'get' | 'post', Opera
       requestBody: body({
         type: 'object',
         required: ['name', 'groups'],
-        properties: { name: { type: 'string' }, groups: { type: 'array', items: ref('PlanGroup') } },
+        properties: {
+          name: { type: 'string' },
+          groups: { type: 'array', items: ref('PlanGroup') },
+          networks: {
+            type: 'array',
+            description:
+              'azure target: machines whose settings name `source` as their sourceNetwork land on these subnets when the plan recovers them',
+            items: {
+              type: 'object',
+              required: ['source', 'subnetId'],
+              additionalProperties: false,
+              properties: {
+                source: { type: 'string' },
+                subnetId: { type: 'string' },
+                drillSubnetId: { type: 'string' },
+                drillOnProductionSubnet: { type: 'boolean' },
+              },
+            },
+          },
+        },
       }),
       responses: {
         '201': { description: 'the plan', ...json(ref('Plan')) },

@@ -20,6 +20,10 @@ const azure: Schema = {
       description: 'lets drills use the production subnet (never its IP)',
     },
     privateIp: { type: ['string', 'null'], description: 'static private IP of a failover' },
+    sourceNetwork: {
+      type: ['string', 'null'],
+      description: "the machine's primary-site network, which recovery plans map to subnets",
+    },
   }),
   description: 'azure target settings; in a change, a field set to null is removed',
 };

@@ -73,11 +73,20 @@ export const planAndGroupRoutes: Route[] = [
     auth: true,
     handler: async (req) => {
       const body = await req.body();
-      onlyFields(body, ['name', 'groups']);
+      onlyFields(body, ['name', 'groups', 'networks']);
       const name = requiredString(body, 'name', 'the plan name');
       if (!Array.isArray(body.groups))
         throw invalid('groups', 'must be an array of {name?, machines, pre?, post?}');
-      const plan = await plans.createPlan(req.ctx, { name, groups: body.groups as plans.PlanSpec['groups'] });
+      if (body.networks !== undefined && !Array.isArray(body.networks))
+        throw invalid(
+          'networks',
+          'must be an array of {source, subnetId, drillSubnetId?, drillOnProductionSubnet?}',
+        );
+      const plan = await plans.createPlan(req.ctx, {
+        name,
+        groups: body.groups as plans.PlanSpec['groups'],
+        networks: body.networks as plans.PlanSpec['networks'],
+      });
       return { status: 201, body: plan, headers: { Location: `/v1/plans/${plan.name}` } };
     },
   },

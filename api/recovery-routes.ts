@@ -19,6 +19,7 @@ const AZURE_FIELDS = [
   'drillSubnetId',
   'drillOnProductionSubnet',
   'privateIp',
+  'sourceNetwork',
 ] as const;
 
 function objectField(body: JsonObject, field: string): JsonObject | undefined {
@@ -44,6 +45,7 @@ function azureChange(a: JsonObject): RecoveryChange['azure'] {
     drillOnProductionSubnet:
       a.drillOnProductionSubnet === null ? null : optionalBoolean(a, 'drillOnProductionSubnet'),
     privateIp: text('privateIp'),
+    sourceNetwork: text('sourceNetwork'),
   };
 }
 

@@ -9,6 +9,7 @@ import {
   type PlanAction,
   type PlanGroup,
   type RecoveryPlan,
+  type PlanNetwork,
 } from '../shared/plan-types';
 import { recoveryDocs, type FailoverLock, type RecoveredMachine } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
@@ -54,6 +55,7 @@ export interface PlanSpec {
     pre?: Array<Partial<PlanAction> & { kind: PlanAction['kind'] }>;
     post?: Array<Partial<PlanAction> & { kind: PlanAction['kind'] }>;
   }>;
+  networks?: PlanNetwork[];
 }
 
 export function planFromSpec(spec: PlanSpec): RecoveryPlan {
@@ -88,7 +90,14 @@ export function planFromSpec(spec: PlanSpec): RecoveryPlan {
       post: actions('post', g.post),
     };
   });
-  return { name: spec.name, groups, createdAt: new Date().toISOString() };
+  if (spec.networks !== undefined && !Array.isArray(spec.networks))
+    throw new OperationError('networks must be a list of {source, subnetId, drillSubnetId?}', 'invalid');
+  return {
+    name: spec.name,
+    groups,
+    ...(spec.networks?.length ? { networks: spec.networks } : {}),
+    createdAt: new Date().toISOString(),
+  };
 }
 
 /** Validates against the protected machines and stores a new plan (refused if the name exists). */
@@ -183,7 +192,12 @@ async function startPlanJob(
       const settings =
         operation === 'cleanup'
           ? await cleanupSettings(ctx, m, drillJob)
-          : await settingsToStart(ctx, machine, operation === 'failover' ? 'failover' : 'drill');
+          : await settingsToStart(
+              ctx,
+              machine,
+              operation === 'failover' ? 'failover' : 'drill',
+              plan.networks,
+            );
       machines[m] = { machine, point, settings, drillJob };
     }),
   );

@@ -9,6 +9,7 @@ import { OperationError, type ControlContext } from './context';
 import { registeredMachine } from './machines';
 import { PlacementError, resolvePlacement } from '../lib/azure-arm/placement';
 import type { ProtectedMachine } from '../shared/replication-types';
+import type { PlanNetwork } from '../shared/plan-types';
 
 export async function getRecoverySettings(ctx: ControlContext, machine: string): Promise<RecoverySettings> {
   checkName('machine', machine);
@@ -23,8 +24,9 @@ async function settingsToStart(
   ctx: ControlContext,
   machine: ProtectedMachine,
   kind: 'drill' | 'failover',
+  planNetworks?: PlanNetwork[],
 ): Promise<RecoverySettings> {
-  const settings = await getRecoverySettings(ctx, machine.name);
+  const settings = withPlanNetwork(await getRecoverySettings(ctx, machine.name), planNetworks);
   if (settings.target === 'azure') {
     try {
       resolvePlacement(ctx.config.azure, machine.name, settings.azure, machine.platform, kind);
@@ -35,6 +37,22 @@ async function settingsToStart(
     }
   }
   return settings;
+}
+
+/** A plan's network mapping applied to a machine whose azure settings name its source network. */
+export function withPlanNetwork(settings: RecoverySettings, networks: PlanNetwork[] = []): RecoverySettings {
+  const source = settings.azure?.sourceNetwork;
+  const mapped = source === undefined ? undefined : networks.find((n) => n.source === source);
+  if (settings.target !== 'azure' || !settings.azure || !mapped) return settings;
+  return {
+    ...settings,
+    azure: {
+      ...settings.azure,
+      subnetId: mapped.subnetId,
+      drillSubnetId: mapped.drillSubnetId ?? settings.azure.drillSubnetId,
+      drillOnProductionSubnet: mapped.drillOnProductionSubnet ?? settings.azure.drillOnProductionSubnet,
+    },
+  };
 }
 
 export type RecoveryChange = {

@@ -29,9 +29,22 @@ export interface PlanGroup {
   post: PlanAction[];
 }
 
+/**
+ * The azure target: machines whose settings name this source network (`sourceNetwork`) land on
+ * these subnets when recovered by the plan. Drills go to drillSubnetId; only drillOnProductionSubnet
+ * puts them on the production subnet.
+ */
+export interface PlanNetwork {
+  source: string;
+  subnetId: string;
+  drillSubnetId?: string;
+  drillOnProductionSubnet?: boolean;
+}
+
 export interface RecoveryPlan {
   name: string;
   groups: PlanGroup[];
+  networks?: PlanNetwork[];
   createdAt: string;
 }
 
@@ -71,6 +84,21 @@ export function planProblems(plan: RecoveryPlan, known: ReadonlySet<string>): st
       if (action.kind === 'manual' && !['fail', 'continue'].includes(action.onTimeout))
         problems.push(`action ${action.id}: on timeout must be fail or continue`);
     }
+  }
+  const sources = new Set<string>();
+  for (const n of plan.networks ?? []) {
+    if (!n.source?.trim() || !n.subnetId?.trim())
+      problems.push('a network mapping needs a source network and a subnetId');
+    else if (sources.has(n.source)) problems.push(`source network ${n.source} is mapped twice`);
+    else if (
+      n.drillSubnetId &&
+      n.drillSubnetId.toLowerCase() === n.subnetId.toLowerCase() &&
+      !n.drillOnProductionSubnet
+    )
+      problems.push(
+        `source network ${n.source}: its drill subnet is the production subnet; drills must be isolated (or say drillOnProductionSubnet)`,
+      );
+    sources.add(n.source);
   }
   return problems;
 }

@@ -40,6 +40,8 @@ export interface AzureTargetSettings {
   drillSubnetId?: string;
   /** Only a recovery plan that says so puts a drill on the production subnet. */
   drillOnProductionSubnet?: boolean;
+  /** The machine's network at the primary site, as recovery plans name it in their network mappings. */
+  sourceNetwork?: string;
   /** Static private IP of the NIC (failovers; drills take a dynamic one unless their subnet is given with it). */
   privateIp?: string;
 }

@@ -176,6 +176,10 @@ export function registerFailoverCommands(program: Command): void {
     .option('--subnet <id>', 'azure: resource id of the production subnet failovers land on')
     .option('--drill-subnet <id>', 'azure: resource id of the isolated subnet drills land on')
     .option('--drill-on-production-subnet', 'azure: let drills use the production subnet (not isolated)')
+    .option(
+      '--source-network <name>',
+      "azure: the machine's primary-site network, as plans map it to subnets",
+    )
     .option('--private-ip <ip>', 'azure: static private IP of the failed-over NIC ("off" removes it)')
     .option('--json', 'print JSON')
     .action(
@@ -197,6 +201,7 @@ export function registerFailoverCommands(program: Command): void {
           drillSubnet?: string;
           drillOnProductionSubnet?: boolean;
           privateIp?: string;
+          sourceNetwork?: string;
           json?: boolean;
         },
       ) => {
@@ -249,6 +254,7 @@ function azureChange(o: {
   drillSubnet?: string;
   drillOnProductionSubnet?: boolean;
   privateIp?: string;
+  sourceNetwork?: string;
 }): RecoveryChange['azure'] {
   const change: NonNullable<RecoveryChange['azure']> = {
     resourceGroup: o.resourceGroup,
@@ -259,6 +265,7 @@ function azureChange(o: {
     drillSubnetId: o.drillSubnet,
     drillOnProductionSubnet: o.drillOnProductionSubnet,
     privateIp: o.privateIp === 'off' ? null : o.privateIp,
+    sourceNetwork: o.sourceNetwork,
   };
   return Object.values(change).some((v) => v !== undefined) ? change : undefined;
 }

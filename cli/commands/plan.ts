@@ -157,7 +157,10 @@ export function registerPlanCommands(program: Command): void {
     .command('create <name>')
     .description('create a plan: --group once per group, in order (or --file plan.json)')
     .option('--group <machines>', 'comma-separated machines of the next group (g1, g2, …)', collect, [])
-    .option('--file <path>', 'the plan as JSON: {"groups":[{"name","machines","pre","post"}]}')
+    .option(
+      '--file <path>',
+      'the plan as JSON: {"groups":[{"name","machines","pre","post"}], "networks":[{"source","subnetId","drillSubnetId"}]}',
+    )
     .option('--pre-script <group:command>', 'script run before the group fails over', collect, [])
     .option('--post-script <group:command>', 'script run after the group failed over', collect, [])
     .option('--manual <group:pre|post:instruction>', 'wait for `osr approve`', collect, [])

@@ -11,6 +11,7 @@ import { fixedVhdFooterOf, VHD_ALIGN_BYTES, VHD_FOOTER_BYTES } from '../../lib/d
 import type { ControlContext } from '../../operations/context';
 import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
+import * as plans from '../../operations/plans';
 import { recoveryDocs, type RecoveredMachine } from '../../shared/recovery-types';
 import type { ArmStandin } from '../helpers/arm-standin';
 import type { StoredResource } from '../helpers/arm-standin-resources';
@@ -263,6 +264,32 @@ test('a drill without an isolated subnet is refused before it starts, naming the
     /drills must be isolated/,
   );
   await failover.configureRecovery(ctx, M, { azure: { drillSubnetId: DRILL_SUBNET(arm.subscriptionId) } });
+});
+
+test("a recovery plan maps the machine's source network to subnets: its drill lands on the plan's drill subnet, its cleanup removes it", async () => {
+  const planDrill = `/subscriptions/${arm.subscriptionId}/resourceGroups/net-rg/providers/Microsoft.Network/virtualNetworks/dr-vnet/subnets/plan-drill`;
+  await failover.configureRecovery(ctx, M, { azure: { sourceNetwork: 'lan-a' } });
+  await assert.rejects(
+    plans.createPlan(ctx, {
+      name: 'azbad',
+      groups: [{ machines: [M] }],
+      networks: [{ source: 'lan-a', subnetId: planDrill, drillSubnetId: planDrill }],
+    }),
+    /drills must be isolated/,
+  );
+  await plans.createPlan(ctx, {
+    name: 'azplan',
+    groups: [{ machines: [M] }],
+    networks: [{ source: 'lan-a', subnetId: PROD_SUBNET(arm.subscriptionId), drillSubnetId: planDrill }],
+  });
+  const drill = await plans.startPlan(ctx, 'azplan', 'test-failover');
+  assert.equal(drill.status?.state, 'ready', JSON.stringify(drill.status));
+  const set = assertOneSet(drill.ref.job, 'drill');
+  assert.equal(props(set.nic).ipConfigurations[0].properties.subnet.id, planDrill);
+  const cleaned = await plans.startPlan(ctx, 'azplan', 'cleanup');
+  assert.equal(cleaned.status?.state, 'cleaned-up');
+  assert.deepEqual(resourcesOfJob(arm, drill.ref.job), []);
+  await failover.configureRecovery(ctx, M, { azure: { sourceNetwork: null } });
 });
 
 test('failover into azure lands on the production subnet with its static IP; change-point replaces the disks; commit keeps them', async () => {
