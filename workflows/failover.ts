@@ -68,6 +68,7 @@ export async function failover(input: FailoverInput): Promise<RecoveryStatus> {
         t.status.disks = [];
         t.status.materialized = undefined;
         t.status.bootCheck = undefined;
+        t.status.azure = undefined;
         await recover(t, { kind: 'failover', job: input.job, machine, point, settings: input.settings });
         t.status.error = undefined;
       } catch (err) {
