@@ -10,7 +10,7 @@ command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
 command -v nbdinfo >/dev/null || need_pkgs+=(libnbd-bin)
 command -v g++ >/dev/null || need_pkgs+=(g++)
 command -v make >/dev/null || need_pkgs+=(make)
-command -v openssl >/dev/null || need_pkgs+=(openssl) # osr serve's self-signed TLS certificate
+command -v openssl >/dev/null || need_pkgs+=(openssl) # osr serve's self-signed TLS certificate; the ARM stand-in's in tests
 if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then
   # A real VM for the tests (QMP stop/cont, a guest writing through virtio-blk), what builds its
   # initramfs, and the browser the dashboard's test drives (playwright-core).
