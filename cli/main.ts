@@ -18,6 +18,7 @@ import { registerPolicyCommands } from './commands/policy';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerStackCommands } from './commands/stack';
 import { registerServeCommand } from './commands/serve';
+import { assertKnownCommand } from './common/command-check';
 import { exitCodes } from './common/context';
 import { CliError, EXIT } from './common/output';
 
@@ -53,7 +54,9 @@ export async function run(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   try {
     // Audit entries of the operations name the OS user running the CLI.
-    await runAs(cliActor(), () => buildProgram().parseAsync(argv));
+    const program = buildProgram();
+    assertKnownCommand(program, argv.slice(2));
+    await runAs(cliActor(), () => program.parseAsync(argv));
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end here too, successfully.
