@@ -15,7 +15,8 @@ import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
 const NAMES = ['pp-db', 'pp-web'];
-const layout: RecordLayout = { baseOffset: 1 * MiB, slots: 1024 };
+// Room for a writer that keeps writing through the first group's failover (~70 records/s here).
+const layout: RecordLayout = { baseOffset: 1 * MiB, slots: 7168 };
 let bed: Testbed;
 const vms = new Map<string, TestMachine>();
 const stopMarker = (name: string) => `${vms.get(name)?.dir}/stop-writes`;
@@ -23,7 +24,7 @@ const stopMarker = (name: string) => `${vms.get(name)?.dir}/stop-writes`;
 before(async () => {
   bed = await startTestbed();
   for (const name of NAMES) {
-    const vm = await startTestMachine({ sizes: [8 * MiB] });
+    const vm = await startTestMachine({ sizes: [32 * MiB] });
     vms.set(name, vm);
     await machines.protect(bed.ctx, {
       name,
@@ -50,30 +51,57 @@ test('planned failover of a plan: writes stop, final points, groups in order, no
   // Each machine's writer runs until its quiesce command says stop.
   const workloads = new Map<string, RecordWorkload>();
   const writers: Promise<void>[] = [];
+  const writing: Promise<void>[] = [];
   for (const name of NAMES) {
     const vm = vms.get(name) as TestMachine;
     const workload = new RecordWorkload(await vm.disk(), layout, name);
     workloads.set(name, workload);
+    let wrote!: () => void;
+    writing.push(new Promise<void>((resolve) => (wrote = resolve)));
     writers.push(
       (async () => {
-        while (!fs.existsSync(stopMarker(name)) && workload.acknowledged < layout.slots - 1)
+        while (!fs.existsSync(stopMarker(name)) && workload.acknowledged < layout.slots - 1) {
           await workload.writeNext();
+          if (workload.acknowledged === 20) wrote();
+        }
       })(),
     );
   }
-  await new Promise((r) => setTimeout(r, 300));
+  // The failover starts once every writer has had writes acknowledged (and is still writing).
+  await Promise.all(writing);
 
   const { ref, status } = await plans.startPlan(ctx, 'planned', 'failover', { planned: true });
   await Promise.all(writers);
   assert.equal(status?.state, 'failed-over', status?.error);
-  const order = status.groups.map((g) => [g.name, g.state, g.startedAt ?? '', g.endedAt ?? '']);
+  for (const name of NAMES) {
+    // The writers stopped because the quiesce command told them to, not because they ran out.
+    assert.ok(fs.existsSync(stopMarker(name)), `${name}'s quiesce command ran`);
+    assert.ok(
+      (workloads.get(name) as RecordWorkload).acknowledged < layout.slots - 1,
+      `${name} was still writing`,
+    );
+  }
+  const order = JSON.stringify(status.groups.map((g) => [g.name, g.state, g.startedAt, g.endedAt]));
+  assert.equal(status.groups.length, 2, order);
+  // Both groups carry real times (a missing one must not pass the order check).
+  const times = status.groups.map((g, i) => {
+    const started = Date.parse(g.startedAt ?? '');
+    const ended = Date.parse(g.endedAt ?? '');
+    assert.ok(
+      Number.isFinite(started) && Number.isFinite(ended),
+      `group ${i} has startedAt and endedAt: ${order}`,
+    );
+    assert.ok(started <= ended, `group ${i} ended after it started: ${order}`);
+    return { started, ended };
+  });
   assert.ok(
-    (order[0]?.[3] ?? '') <= (order[1]?.[2] ?? ''),
-    `the second group started after the first ended: ${JSON.stringify(order)}`,
+    (times[0] as { ended: number }).ended <= (times[1] as { started: number }).started,
+    `the second group started after the first ended: ${order}`,
   );
 
   for (const name of NAMES) {
     const workload = workloads.get(name) as RecordWorkload;
+    console.log(`# ${name}: ${workload.acknowledged} records acknowledged`);
     assert.ok(workload.acknowledged > 0, `${name}'s workload wrote before the failover`);
     const recovered = (await ctx.vault.read<RecoveredMachine>(recoveryDocs.recovered(name, ref.job)))?.value;
     assert.ok(recovered, `${name} was recovered`);
