@@ -1,8 +1,11 @@
 // Multi-VM consistency (design invariant 2) on two real VMs (qemu-system with a tiny Linux guest
 // writing through virtio-blk) and a causal workload: machine B writes its record n only after
 // machine A acknowledged its record n. In every group point, B's newest record must be no newer
-// than A's. With the write barrier (QMP stop on both, freeze each, cont) that always holds;
-// without it (members frozen one after the other) the same check finds B ahead of A.
+// than A's, and (the pair being strictly alternating) no more than one behind. With the write
+// barrier (QMP stop on both, freeze each, cont) that always holds; without it (members frozen one
+// after the other) the same check finds B ahead of A in every cut: B's QMP monitor is reached
+// through a gate that holds B's freeze until B has acknowledged a record A's freeze could not have
+// seen, so the negative control does not depend on how fast the guests write.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { GroupPoint } from '../../shared/group-types';
@@ -12,8 +15,10 @@ import * as plans from '../../operations/plans';
 import { groupWorkflowId } from '../../shared/group-types';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
+import { pollFor } from '../helpers/poll';
 import { assertReplays } from '../helpers/replay';
 import { startTestMachine } from '../helpers/qemu-machine';
+import { startQmpGate, type QmpGate } from '../helpers/qmp-gate';
 import { highestRecord, startTestVm, type TestVm } from '../helpers/test-vm';
 import { startTestbed, type Testbed } from '../helpers/testbed';
 
@@ -23,44 +28,60 @@ let recordsWritten = 0;
 let bed: Testbed;
 let vmA: TestVm;
 let vmB: TestVm;
+let gateB: QmpGate;
 
 before(async () => {
   bed = await startTestbed();
   [vmA, vmB] = await Promise.all([startTestVm({ disks: [8 * MiB] }), startTestVm({ disks: [8 * MiB] })]);
-  for (const [name, vm] of [
-    ['cg-a', vmA],
-    ['cg-b', vmB],
-  ] as const) {
-    await machines.protect(bed.ctx, { name, qmpSocket: vm.qmpSocket, policy: 'manual' });
-  }
+  gateB = await startQmpGate(vmB.qmpSocket, `${vmB.dir}/qmp-gate.sock`);
+  await machines.protect(bed.ctx, { name: 'cg-a', qmpSocket: vmA.qmpSocket, policy: 'manual' });
+  await machines.protect(bed.ctx, { name: 'cg-b', qmpSocket: gateB.path, policy: 'manual' });
   await waitForStatus(bed.ctx, 'cg-a', (s) => s.state === 'protected');
   await waitForStatus(bed.ctx, 'cg-b', (s) => s.state === 'protected');
 });
 
 after(async () => {
   await bed?.stop();
+  await gateB?.close();
   await vmA?.stop();
   await vmB?.stop();
 });
 
-/** Runs the causal workload while `cuts` group points are taken; returns the points. */
-async function cutsUnderCausalLoad(group: string): Promise<{ points: GroupPoint[]; written: number }> {
+/** The causal workload's progress: the newest record B acknowledged, and waits on it. */
+let ackedB = 0;
+let waiters: Array<{ record: number; resolve: () => void }> = [];
+const bAcknowledged = (record: number) =>
+  new Promise<void>((resolve) => {
+    if (ackedB >= record) resolve();
+    else waiters.push({ record, resolve });
+  });
+
+/**
+ * Runs the causal workload while `cuts` group points are taken; returns the points, the first
+ * record of this run and the last one written.
+ */
+async function cutsUnderCausalLoad(
+  group: string,
+): Promise<{ points: GroupPoint[]; first: number; written: number }> {
   // Record numbers keep growing across runs: the newest record on a disk is then the newest written.
   let n = recordsWritten;
-  const start = n;
+  const first = n + 1;
   let running = true;
   const workload = (async () => {
     while (running) {
       n += 1;
       await vmA.writeRecord(0, n);
       await vmB.writeRecord(0, n); // only once A acknowledged record n
+      ackedB = n;
+      waiters = waiters.filter((w) => (w.record <= n ? void w.resolve() : true));
     }
   })();
   try {
-    while (n < start + 20) await new Promise((r) => setTimeout(r, 50));
+    // The cuts start once the workload is under way.
+    await Promise.race([bAcknowledged(first + 20), workload]);
     const points: GroupPoint[] = [];
     for (let i = 0; i < CUTS; i++) points.push(await groups.takeGroupPoint(bed.ctx, group));
-    return { points, written: n };
+    return { points, first, written: n };
   } finally {
     running = false;
     await workload;
@@ -69,11 +90,18 @@ async function cutsUnderCausalLoad(group: string): Promise<{ points: GroupPoint[
 }
 
 async function firstCutDone(group: string) {
-  for (;;) {
-    const status = await groups.groupStatus(bed.ctx, group);
-    if (status.stats.cuts + status.stats.failed + status.stats.skipped > 0 && !status.phase) return status;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  return pollFor(
+    async () => {
+      const status = await groups.groupStatus(bed.ctx, group);
+      const done = status.stats.cuts + status.stats.failed + status.stats.skipped > 0 && !status.phase;
+      return done ? status : undefined;
+    },
+    {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+      failure: (e) => new Error(`group ${group} cut no point: ${String(e)}`),
+    },
+  );
 }
 
 /** The newest record of each member in a group point, read back from storage. */
@@ -99,7 +127,7 @@ test('with the write barrier, every group point is a consistent cut of a causal 
   // A new group cuts its first point at once.
   const before = (await firstCutDone('causal')).stats.cuts;
 
-  const { points, written } = await cutsUnderCausalLoad('causal');
+  const { points, first, written } = await cutsUnderCausalLoad('causal');
   const seen: Array<{ a: number; b: number }> = [];
   for (const point of points) {
     assert.equal(point.consistent, true);
@@ -110,14 +138,22 @@ test('with the write barrier, every group point is a consistent cut of a causal 
     assert.ok(point.barrierMs > 0, 'the barrier was measured');
     const records = await newestRecords(point);
     seen.push(records);
+    // A writes n, then B writes n, then A writes n + 1: a consistent cut has B at A's record or
+    // one behind it, never ahead and never further behind.
     assert.ok(
-      records.b <= records.a,
-      `group point ${point.id}: B's newest record ${records.b} is newer than A's ${records.a}`,
+      records.b === records.a || records.b === records.a - 1,
+      `group point ${point.id}: B's newest record ${records.b} is not A's ${records.a} or the one before`,
+    );
+    // Not vacuous: the cut lies inside this run's workload (the first 20 records came before it).
+    assert.ok(
+      records.a >= first + 20 && records.a <= written,
+      `group point ${point.id}: A's newest record ${records.a} is within this run's ${first + 20}..${written}`,
     );
   }
-  // Not vacuous: the workload was writing across the cuts.
+  // The workload was writing across the cuts: each cut is no older than the one before, and they moved.
+  for (let i = 1; i < seen.length; i++)
+    assert.ok((seen[i]?.a ?? 0) >= (seen[i - 1]?.a ?? 0), `cuts in order: ${JSON.stringify(seen)}`);
   assert.ok(new Set(seen.map((r) => r.a)).size > 1, `records moved between cuts: ${JSON.stringify(seen)}`);
-  assert.ok(written > (seen.at(-1)?.a ?? 0) - 1);
 
   const status = await groups.groupStatus(ctx, 'causal');
   assert.equal(status.stats.cuts, before + CUTS);
@@ -166,17 +202,35 @@ test('without the barrier, the same check finds B ahead of A: the barrier is wha
     intervalSeconds: 3600,
     barrier: false,
   });
-  const { points } = await cutsUnderCausalLoad('unsafe');
+  // B's freeze (its QMP transaction) waits until B acknowledged a record written after the freeze
+  // was asked for, so after A's freeze, which comes first: B must then be ahead in every cut.
+  gateB.hold(
+    (execute) => execute === 'transaction',
+    async () => bAcknowledged(ackedB + 1),
+  );
+  let points: GroupPoint[];
+  try {
+    ({ points } = await cutsUnderCausalLoad('unsafe'));
+  } finally {
+    gateB.hold(undefined);
+  }
+  assert.ok(gateB.held >= CUTS, `B's freezes went through the gate (${gateB.held} held)`);
   const violations: string[] = [];
+  const seen: Array<{ a: number; b: number }> = [];
   for (const point of points) {
     assert.equal(point.consistent, false, 'a cut without the barrier is not marked consistent');
     const { a, b } = await newestRecords(point);
+    seen.push({ a, b });
     if (b > a) violations.push(`${point.id}: A ${a}, B ${b}`);
   }
   console.log(
     `# without the barrier: ${violations.length} of ${CUTS} cuts inconsistent (${violations.join('; ')})`,
   );
-  assert.ok(violations.length > 0, 'frozen one after the other, some cut has B ahead of A');
+  assert.equal(
+    violations.length,
+    CUTS,
+    `frozen one after the other, every cut has B ahead of A: ${JSON.stringify(seen)}`,
+  );
   await groups.deleteGroup(ctx, 'unsafe');
 });
 
