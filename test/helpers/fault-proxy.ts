@@ -24,12 +24,15 @@ export interface FaultProxy {
   rules: FaultRule[];
   /** URLs hit by a fault, in order. */
   hits: string[];
+  /** Every request that reached the proxy, as "METHOD url", in order of arrival. */
+  requests: string[];
   close(): Promise<void>;
 }
 
 export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
-  const proxy: FaultProxy = { port: 0, rules: [], hits: [], close: async () => undefined };
+  const proxy: FaultProxy = { port: 0, rules: [], hits: [], requests: [], close: async () => undefined };
   const server = http.createServer((req, res) => {
+    proxy.requests.push(`${req.method} ${req.url}`);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {

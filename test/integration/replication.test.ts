@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
 import { QmpClient } from '../../lib/qemu/qmp-client';
 import { checkRecords, RecordWorkload, type RecordLayout } from '../../stack/demo/record-workload';
 import type { ControlContext } from '../../operations/context';
@@ -68,13 +69,29 @@ test('write order: every point holds exactly a prefix of the acknowledged record
   const disk = await vm.disk();
   const layout: RecordLayout = { baseOffset: 48 * MiB, slots: 4096 };
   const workload = new RecordWorkload(disk, layout, 'test');
+  // The writer runs ahead of each point by at most `limit` records, so the area never fills up.
   let running = true;
+  let limit = 0;
+  let wake: (() => void) | undefined;
+  let progress: { at: number; resolve: () => void } | undefined;
   const writer = (async () => {
-    while (running && workload.acknowledged < layout.slots - 1) await workload.writeNext();
+    while (running && workload.acknowledged < layout.slots - 1) {
+      if (workload.acknowledged >= limit) {
+        await new Promise<void>((r) => (wake = r));
+        continue;
+      }
+      await workload.writeNext();
+      if (progress && workload.acknowledged >= progress.at) progress.resolve();
+    }
   })();
   const checks = [];
   for (let i = 0; i < 3; i++) {
-    await new Promise((r) => setTimeout(r, 300));
+    // Each point is asked for after 20 more acknowledged records, with the writer still going.
+    const target = workload.acknowledged + 20;
+    limit = workload.acknowledged + 600;
+    const moved = new Promise<void>((resolve) => (progress = { at: target, resolve }));
+    wake?.();
+    await moved;
     const ackBefore = workload.acknowledged;
     const brief = await machines.takePoint(ctx, 'vm1', { kind: 'crash', tag: `order-${i}` });
     const ackAfter = workload.acknowledged;
@@ -83,6 +100,7 @@ test('write order: every point holds exactly a prefix of the acknowledged record
     checks.push({ ackBefore, ackAfter, ...check });
   }
   running = false;
+  wake?.();
   await writer;
   for (const c of checks) {
     assert.deepEqual(c.outOfOrder, [], `no record newer than a missing one: ${JSON.stringify(c)}`);
@@ -115,6 +133,7 @@ test('a segment corrupted on its way to the cache is never applied: it is sent a
     action: 'corrupt',
     times: 1,
   });
+  const sentBefore = proxy.requests.length;
   const brief = await machines.takePoint(ctx, 'vm1', { kind: 'crash' });
   assert.equal(proxy.hits.length, 1, 'the proxy corrupted one segment upload');
   const status = await machines.machineStatus(ctx, 'vm1');
@@ -122,10 +141,20 @@ test('a segment corrupted on its way to the cache is never applied: it is sent a
     status.alerts.some((a) => a.kind === 'segment-corrupt' && /failed verification/.test(a.message)),
     `a segment-corrupt alert: ${JSON.stringify(status.alerts)}`,
   );
+  // The corrupted segment crossed the proxy again, after the corrupt copy (counted at the proxy).
+  const corrupted = (proxy.hits[0] as string).replace(/^corrupt /, '');
+  const puts = proxy.requests.slice(sentBefore).filter((r) => r === corrupted);
+  assert.ok(puts.length >= 2, `the corrupted segment was sent again: ${corrupted} seen ${puts.length} times`);
+  const source = await vm.readAll();
+  const point = await pointById(ctx, 'vm1', brief.id);
+  assertSameImage(await exportedImage(ctx, point), source, 'point after a corrupt segment');
+  // The replica itself (the page blob the points are snapshots of) holds the source, not the flipped byte.
+  const replicaDisk = point.disks[0];
+  assert.ok(replicaDisk);
   assertSameImage(
-    await exportedImage(ctx, await pointById(ctx, 'vm1', brief.id)),
-    await vm.readAll(),
-    'point after a corrupt segment',
+    await replicaBlobClient(ctx.blobService, replicaDisk.blob).downloadToBuffer(0, source.length),
+    source,
+    'replica after a corrupt segment',
   );
 });
 
