@@ -16,6 +16,7 @@ import { CONTAINERS } from '../../lib/azure/blob-client';
 import { recoveryStatusQuery, type RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
+import { pollFor } from '../helpers/poll';
 import { assertReplays } from '../helpers/replay';
 import type { TestStack } from '../helpers/test-stack';
 import { startTestbed, type Testbed } from '../helpers/testbed';
@@ -205,15 +206,44 @@ test('a drill can be materialized as local qcow2 disks and boot-checked; a faili
   await failover.cleanupTestFailover(ctx, bad.ref.job);
 });
 
-test('cleanup removes exactly what the drill made; errors name the problem', async () => {
+test('cleanup removes exactly what the drill made, beside another live drill; errors name the problem', async () => {
+  // A second drill of the same machine stays alive through the first one's cleanup.
+  const other = await failover.startTestFailover(ctx, M, { point: 'latest', another: true });
+  assert.equal(other.status?.state, 'ready', other.status?.error);
+  const otherBlobs = [`test-${M}-${other.ref.job}/disk0`, `test-${M}-${other.ref.job}/disk1`];
+  assert.deepEqual(
+    await failoverBlobs(),
+    [...otherBlobs, `test-${M}-${drillJob}/disk0`, `test-${M}-${drillJob}/disk1`].sort(),
+  );
+  const otherRecord = JSON.stringify((await ctx.vault.read(recoveryDocs.recovered(M, other.ref.job)))?.value);
+  const otherImages = await Promise.all(
+    other.status.disks.map((d) =>
+      failoverBlobClient(ctx.blobService, d.blob).downloadToBuffer(0, d.sizeBytes),
+    ),
+  );
+
   const points = (await replicationState()).points;
   const [cleaned] = await failover.cleanupTestFailover(ctx, drillJob);
   assert.ok(cleaned?.status);
   assert.equal(cleaned.status.state, 'cleaned-up');
-  assert.deepEqual(await failoverBlobs(), []);
+  assert.deepEqual(await failoverBlobs(), otherBlobs, "only the cleaned drill's disks are gone");
   assert.equal(await ctx.vault.read(recoveryDocs.recovered(M, drillJob)), undefined);
   const after = (await replicationState()).points;
   for (const [id, doc] of points) assert.equal(after.get(id), doc, `cleanup left point ${id} alone`);
+  // The other drill is untouched: its record and every byte of its disks.
+  assert.equal(
+    JSON.stringify((await ctx.vault.read(recoveryDocs.recovered(M, other.ref.job)))?.value),
+    otherRecord,
+    "the other drill's record survives",
+  );
+  for (const [i, d] of other.status.disks.entries())
+    assertSameImage(
+      await failoverBlobClient(ctx.blobService, d.blob).downloadToBuffer(0, d.sizeBytes),
+      otherImages[i] as Buffer,
+      `the other drill's ${d.blob}`,
+    );
+  await failover.cleanupTestFailover(ctx, other.ref.job);
+  assert.deepEqual(await failoverBlobs(), []);
   await assert.rejects(failover.cleanupTestFailover(ctx, drillJob), /no drill to clean up/);
   await assert.rejects(failover.startTestFailover(ctx, 'nope'), /no protected machine named nope/);
   await assert.rejects(
@@ -234,17 +264,23 @@ test('a drill survives a kill -9 of the cloud applier in the middle of a step', 
   const { ref } = await failover.startTestFailover(ctx, M, { wait: false });
   const client = await ctx.client();
   const handle = client.workflow.getHandle(ref.workflowId);
-  const deadline = Date.now() + 60_000;
-  const bootCheckRunning = async () =>
-    (await handle.query(recoveryStatusQuery).catch(() => undefined))?.steps.some(
-      (s) => s.name === 'boot check' && s.state === 'running',
-    ) ?? false;
-  while (!(await bootCheckRunning())) {
-    assert.ok(Date.now() < deadline, 'the drill reached its boot check');
-    await new Promise((r) => setTimeout(r, 200));
-  }
   const pidFile = path.join(stack.stateDir, 'recovered', `${M}-${ref.job}.boot.pid`);
-  const firstBoot = Number(fs.readFileSync(pidFile, 'utf8'));
+  // The boot check is under way once its step runs and its boot command has a pid.
+  const firstBoot = await pollFor(
+    async () => {
+      const running = (await handle.query(recoveryStatusQuery))?.steps.some(
+        (s) => s.name === 'boot check' && s.state === 'running',
+      );
+      const pid = running && fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : 0;
+      return pid > 0 ? pid : undefined;
+    },
+    {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      failure: (e) => new Error(`the drill reached no boot check: ${String(e)}`),
+    },
+  );
+  assert.ok(alive(firstBoot), `the boot command ${firstBoot} runs when the applier is killed`);
   await stack.killWorker('cloud-applier');
   await stack.startWorker('cloud-applier');
   fs.writeFileSync(up, '');
