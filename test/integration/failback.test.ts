@@ -257,7 +257,18 @@ test('a kill -9 of the master target during reprotect loses nothing', async () =
     300_000,
   );
   await bed.stack.killWorker('master-target');
-  process.stdout.write(`master target killed ${midApply ? 'mid-apply' : 'after the apply'}\n`);
+  assert.equal(midApply, true, 'the undo journal appeared before the resync was done');
+  // Seen on the original disk itself while no master target runs: the kill landed before the
+  // apply finished (some of the 40 MiB still differs from the recovery-site disk).
+  const differingAtKill = differingBytes(await vm.readAll(), await recovery.read(0, DISK));
+  const toApply = 40 * MiB;
+  assert.ok(
+    differingAtKill > 0,
+    `the kill landed mid-apply: ${differingAtKill} of ${toApply} bytes still to apply`,
+  );
+  process.stdout.write(
+    `master target killed mid-apply: ${toApply - differingAtKill} of ${toApply} bytes applied\n`,
+  );
   await bed.stack.startWorker('master-target');
   const client = await ctx.client();
   const handle = client.workflow.getHandle(started.workflowId);
