@@ -4,7 +4,11 @@
 #   .osr/test-guest/vmlinux     the same kernel uncompressed (ELF with a PVH note): QEMU boots it
 #                               directly, which saves seconds of decompression without KVM
 #   .osr/test-guest/initrd.img  gzip'ed newc cpio: busybox-static, test/guest/init as /init,
-#                               and the kernel modules virtio-blk needs (virtio_pci, virtio_blk…)
+#                               the kernel modules virtio-blk needs (virtio_pci, virtio_blk…),
+#                               and the real QEMU guest agent (qemu-ga from qemu-guest-agent, with
+#                               the Debian libraries it links, unpacked beside it) plus the modules
+#                               it needs: virtio_console (its port) and ext4 with crc32c (a filesystem
+#                               to freeze)
 # The .debs are fetched with `apt-get download` into .osr/test-guest/debs/ (never installed) and
 # unpacked with `dpkg-deb -x`. Quick and idempotent: nothing is done when both files exist and
 # the stamp (a hash of this script and of test/guest/init) is unchanged. `--force` rebuilds.
@@ -17,7 +21,10 @@ DEBS="$OUT/debs"
 INIT="$ROOT/test/guest/init"
 STAMP="$OUT/stamp"
 # Modules the guest needs and loads (their dependencies are added in order).
-WANTED_MODULES=(virtio_pci virtio_blk)
+WANTED_MODULES=(virtio_pci virtio_blk virtio_console crc32c_generic ext4)
+# qemu-ga and the shared libraries it loads (Depends of qemu-guest-agent, and theirs).
+AGENT_PACKAGES=(qemu-guest-agent libc6 libglib2.0-0 libnuma1 libudev1 liburing2 libffi8 libmount1 libblkid1
+  libselinux1 libpcre2-8-0 zlib1g)
 
 log() { echo "build-test-guest: $*" >&2; }
 
@@ -85,6 +92,11 @@ download "$kernel_pkg"
 kernel_deb="$DEB"
 download busybox-static
 busybox_deb="$DEB"
+agent_debs=()
+for pkg in "${AGENT_PACKAGES[@]}"; do
+  download "$pkg"
+  agent_debs+=("$DEB")
+done
 
 TMP=$(mktemp -d "$OUT/build.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
@@ -169,6 +181,18 @@ for n in "${ORDER[@]}"; do
   cp "$(plain_ko "$n")" "$R/lib/modules/$n.ko"
   echo "$n" >>"$R/lib/modules/load-order"
 done
+# The guest agent: its packages unpacked whole into a scratch root, then only the executable and
+# the shared libraries kept (/usr/bin/qemu-ga, lib*.so* with their symlinks, the loader).
+A="$TMP/agent"
+for deb in "${agent_debs[@]}"; do dpkg-deb -x "$deb" "$A"; done
+mkdir -p "$R/usr/bin" "$R/lib64" "$R/lib/x86_64-linux-gnu"
+cp "$A/usr/sbin/qemu-ga" "$R/usr/bin/qemu-ga" 2>/dev/null || cp "$A/usr/bin/qemu-ga" "$R/usr/bin/qemu-ga"
+for d in lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu; do
+  [[ -d "$A/$d" ]] || continue
+  find "$A/$d" -maxdepth 1 -name '*.so*' -exec cp -a {} "$R/lib/x86_64-linux-gnu/" \;
+done
+ln -sf ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$R/lib64/ld-linux-x86-64.so.2"
+
 # The kernel opens /dev/console for /init before devtmpfs is mounted.
 mknod -m 600 "$R/dev/console" c 5 1 2>/dev/null || log "cannot mknod /dev/console (not root?): /init mounts devtmpfs first"
 

@@ -16,6 +16,8 @@ if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then
   # initramfs, and the browser the dashboard's test drives (playwright-core).
   command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
   command -v cpio >/dev/null || need_pkgs+=(cpio)
+  # mkfs.ext4, dumpe2fs, debugfs and e2fsck: the filesystem the real guest agent freezes, checked.
+  command -v debugfs >/dev/null || need_pkgs+=(e2fsprogs)
   command -v chromium >/dev/null || need_pkgs+=(chromium)
 fi
 if [ "${OSR_SETUP_BENCH:-}" = 1 ]; then command -v rclone >/dev/null || need_pkgs+=(rclone); fi
@@ -55,7 +57,8 @@ if [ ! -f node_modules/zstd-napi/build/Release/binding.node ]; then
 fi
 
 bash temporal-dev/build.sh
-# The tests' tiny guest: Debian's kernel and busybox, fetched with apt-get download (cached).
+# The tests' tiny guest: Debian's kernel, busybox and qemu-guest-agent, fetched with apt-get
+# download (cached); rebuilt when its build script or init changed (a stamp of both).
 if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then bash scripts/build-test-guest.sh; fi
 # vcsim (govmomi's vCenter simulator) for the vCenter discovery tests only: built from its Go
 # module like the Temporal CLI, once. v0.18.0 is the version the Go module proxy serves.

@@ -38,12 +38,16 @@ export interface TestVmOptions {
   bootTimeoutMs?: number;
   /** auto (default, or env OSR_TEST_VM_ACCEL): KVM when it is usable, otherwise TCG. */
   accel?: 'auto' | 'kvm' | 'tcg';
+  /** Gives the guest a virtio-serial port for the QEMU guest agent (the guest's init runs qemu-ga on it). */
+  guestAgent?: boolean;
 }
 
 export interface TestVm {
   dir: string;
   /** QMP monitor for the code under test (one client at a time). */
   qmpSocket: string;
+  /** The host side of the guest agent's port (with `guestAgent`). */
+  guestAgentSocket?: string;
   disks: TestVmDisk[];
   consoleLog: string;
   pid: number;
@@ -108,6 +112,7 @@ export async function startTestVm(options: TestVmOptions = {}): Promise<TestVm> 
   const qmpSocket = path.join(dir, 'qmp.sock');
   const privateSocket = path.join(dir, 'qmp-test.sock');
   const serialSocket = path.join(dir, 'serial.sock');
+  const guestAgentSocket = options.guestAgent ? path.join(dir, 'qga.sock') : undefined;
 
   let child: ChildProcess | undefined;
   let serialServer: net.Server | undefined;
@@ -172,6 +177,16 @@ export async function startTestVm(options: TestVmOptions = {}): Promise<TestVm> 
         'chardev=qmptest,mode=control',
       ],
     ];
+    if (guestAgentSocket)
+      args.push(
+        ...[
+          '-device',
+          'virtio-serial-pci,id=vser0',
+          '-chardev',
+          `socket,id=qga,path=${guestAgentSocket},server=on,wait=off`,
+        ],
+        ...['-device', 'virtserialport,bus=vser0.0,chardev=qga,name=org.qemu.guest_agent.0'],
+      );
     for (const d of disks) {
       const blockdev = { driver: d.format, 'node-name': d.node, file: { driver: 'file', filename: d.file } };
       args.push('-blockdev', JSON.stringify(blockdev));
@@ -233,6 +248,7 @@ export async function startTestVm(options: TestVmOptions = {}): Promise<TestVm> 
     return {
       dir,
       qmpSocket,
+      guestAgentSocket,
       disks: vmDisks,
       consoleLog,
       pid: proc.pid ?? 0,

@@ -1,0 +1,108 @@
+// App-consistent points with the real QEMU guest agent: the test guest runs Debian's qemu-ga on
+// its virtio-serial port and has an ext4 filesystem mounted on the protected disk. An app point
+// freezes that filesystem through the agent (guest-fsfreeze-freeze, then thaw). What shows the
+// freeze happened is the guest's own side: the agent's fsfreeze hook logged freeze and thaw in
+// the guest, and the point's image is a clean filesystem (ext4 clears needs_recovery when it is
+// frozen) holding a file the guest wrote just before without any sync (freezing flushes it).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import * as machines from '../../operations/machines';
+import { GuestAgentClient } from '../../lib/qemu/guest-agent-client';
+import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
+import { startTestVm, type TestVm } from '../helpers/test-vm';
+import { startTestbed, type Testbed } from '../helpers/testbed';
+
+const MiB = 1024 * 1024;
+let bed: Testbed;
+let vm: TestVm;
+let scratch: string;
+
+before(async () => {
+  bed = await startTestbed();
+  scratch = fs.mkdtempSync(path.join(bed.stack.stateDir, 'ga-'));
+  // An ext4 filesystem (with its journal) made on the host, mounted by the guest.
+  const image = path.join(scratch, 'fs.raw');
+  fs.writeFileSync(image, Buffer.alloc(0));
+  fs.truncateSync(image, 32 * MiB);
+  execFileSync('mkfs.ext4', ['-q', '-F', image]);
+  vm = await startTestVm({ disks: [{ file: image, format: 'raw' }], guestAgent: true });
+  const mounted = await vm.run('mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && echo mounted');
+  assert.equal(mounted.code, 0, mounted.output);
+});
+
+after(async () => {
+  await bed?.stop();
+  await vm?.stop();
+});
+
+/** e2fsprogs' view of an image file: its features and one file's content. */
+function inspect(image: string, file: string): { features: string; content: string } {
+  const header = execFileSync('dumpe2fs', ['-h', image], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const features = /Filesystem features:\s*(.*)/.exec(header)?.[1] ?? '';
+  const content = execFileSync('debugfs', ['-R', `cat /${file}`, image], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  return { features, content };
+}
+
+test('an app-consistent point freezes the guest filesystem through the real qemu-ga', async () => {
+  const { ctx } = bed;
+  // The real agent answers on the host side of its port before OSR uses it.
+  const agent = await GuestAgentClient.connect(vm.guestAgentSocket as string);
+  await agent.close();
+
+  await machines.protect(ctx, {
+    name: 'ga1',
+    qmpSocket: vm.qmpSocket,
+    policy: 'manual',
+    quiesce: { guestAgentSocket: vm.guestAgentSocket },
+  });
+  await waitForStatus(ctx, 'ga1', (s) => s.state === 'protected');
+  await vm.run('rm -f /run/fsfreeze.log');
+
+  // Written into the guest's page cache only: no sync, no O_DIRECT.
+  const text = `app-consistent ${randomBytes(8).toString('hex')}`;
+  const wrote = await vm.run(`echo '${text}' > /mnt/app.txt`);
+  assert.equal(wrote.code, 0, wrote.output);
+
+  const brief = await machines.takePoint(ctx, 'ga1', { kind: 'app', tag: 'real-qemu-ga' });
+  const point = await pointById(ctx, 'ga1', brief.id);
+  assert.equal(point.kind, 'app');
+
+  // The guest's side: the agent ran its fsfreeze hook for the freeze and then for the thaw.
+  const log = await vm.run('cat /run/fsfreeze.log');
+  assert.equal(log.code, 0, `the guest has an fsfreeze log: ${log.output}`);
+  assert.deepEqual(
+    log.output
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ')[0]),
+    ['freeze', 'thaw'],
+    `the guest froze then thawed once: ${log.output}`,
+  );
+  // The guest answers that its filesystems are thawed again (writes go on).
+  const after = await GuestAgentClient.connect(vm.guestAgentSocket as string);
+  try {
+    assert.equal(await after.execute('guest-fsfreeze-status'), 'thawed');
+  } finally {
+    await after.close();
+  }
+  assert.equal((await vm.run('echo more >> /mnt/app.txt')).code, 0, 'the filesystem takes writes again');
+
+  // The point's image: a filesystem frozen clean, with the unsynced file in it.
+  const image = path.join(scratch, 'point.raw');
+  fs.writeFileSync(image, await exportedImage(ctx, point));
+  const { features, content } = inspect(image, 'app.txt');
+  assert.match(features, /has_journal/, `an ext4 with a journal: ${features}`);
+  assert.doesNotMatch(features, /needs_recovery/, `frozen: no journal to replay in the point (${features})`);
+  assert.equal(content.trim(), text, 'the file written just before the point is in it');
+  execFileSync('e2fsck', ['-fn', image], { stdio: 'ignore' }); // exit 0: clean
+});
