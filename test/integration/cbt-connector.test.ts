@@ -180,6 +180,9 @@ describe('CbtConnector against qemu-storage-daemon', () => {
     // instant disk1 holds the same value as disk0 or the one before it. Several rounds, since
     // one round could by luck fall between two writes even if the disks were frozen apart.
     let counter = 0;
+    // Resolves once the workload has written both disks' copy of record `n`.
+    let waiting: { n: number; resolve: () => void } | undefined;
+    const reached = (n: number) => new Promise<void>((resolve) => (waiting = { n, resolve }));
     for (let round = 0; round < 5; round++) {
       let running = true;
       const workload = (async () => {
@@ -189,12 +192,14 @@ describe('CbtConnector against qemu-storage-daemon', () => {
           buf.writeUInt32BE(counter, 0);
           await writer('disk0').write(50 * BLOCK, buf);
           await writer('disk1').write(50 * BLOCK, buf);
+          if (waiting && counter >= waiting.n) waiting.resolve();
         }
       })();
       const before = counter;
-      await new Promise((r) => setTimeout(r, 50));
+      // The freeze falls inside the workload: records are written before it and after it.
+      await reached(before + 5);
       const view = await bed.cbt.freeze(['disk0', 'disk1'], `pit-4-${round}`);
-      await new Promise((r) => setTimeout(r, 30));
+      await reached(counter + 2);
       running = false;
       await workload;
 

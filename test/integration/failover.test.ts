@@ -170,10 +170,16 @@ test('planned failover loses no acknowledged write; after commit the replica and
   await waitForStatus(ctx, 'fo2', (s) => s.state === 'protected');
   const layout: RecordLayout = { baseOffset: 4 * MiB, slots: 2048 };
   const workload = new RecordWorkload(await vm2.disk(), layout, 'planned');
+  let wrote!: () => void;
+  const writing = new Promise<void>((resolve) => (wrote = resolve));
   const writer = (async () => {
-    while (!fs.existsSync(stopMarker) && workload.acknowledged < layout.slots - 1) await workload.writeNext();
+    while (!fs.existsSync(stopMarker) && workload.acknowledged < layout.slots - 1) {
+      await workload.writeNext();
+      if (workload.acknowledged === 20) wrote();
+    }
   })();
-  await new Promise((r) => setTimeout(r, 500));
+  // The failover starts once the workload has had writes acknowledged.
+  await Promise.race([writing, writer]);
   const ackAtStart = workload.acknowledged;
   assert.ok(ackAtStart > 0, 'the workload is writing');
 
