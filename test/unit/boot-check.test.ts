@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { runBootCheck } from '../../activities/cloud-applier/boot-check';
+import { pollFor } from '../helpers/poll';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-boot-'));
 const base = {
@@ -32,8 +33,12 @@ test('passes once the probe succeeds, with the machine, point and disks in the e
   assert.equal(fs.readFileSync(env, 'utf8').trim(), 'web-1 p1 /d/disk0.qcow2,/d/disk1.qcow2 b/disk0,b/disk1');
   // What the command started is stopped with it.
   const pid = Number(fs.readFileSync(pidFile, 'utf8'));
-  await new Promise((r) => setTimeout(r, 200));
-  assert.ok(!alive(pid), `process ${pid} started by the boot command is stopped`);
+  // Stopped (the signal was sent before runBootCheck returned; the exit is awaited, not slept on).
+  await pollFor(async () => (alive(pid) ? undefined : true), {
+    timeoutMs: 10_000,
+    intervalMs: 20,
+    failure: () => new Error(`process ${pid} started by the boot command is stopped`),
+  });
 });
 
 /** Running, not a zombie (a container's init may never reap orphans). */
