@@ -61,6 +61,39 @@ export const protect = audited(
   }),
 );
 
+/**
+ * Protection again for a machine the vault knows, from its record alone (source, policy, quiesce):
+ * after the control plane and its Temporal were lost, or after an unprotect that kept the replica.
+ */
+export const protectFromVault = audited(
+  'machine.protect',
+  async (ctx: ControlContext, name: string): Promise<{ machine: ProtectedMachine; workflowId: string }> => {
+    checkName('machine', name);
+    const machine = await ctx.vault.machine(name);
+    if (!machine)
+      throw await noSuchMachine(
+        ctx,
+        name,
+        `; to protect a new machine, give its source: \`osr protect ${name} --qmp <socket>\``,
+      );
+    await refuseIfRunning(ctx, name);
+    const policy = await getPolicy(ctx, machine.policy);
+    try {
+      await startProtection(await ctx.client(), {
+        machine,
+        policy,
+        ifRunning: 'fail',
+        summary: `Protects ${name} again from its vault record (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`,
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) throw alreadyProtected(name);
+      throw err;
+    }
+    return { machine, workflowId: protectWorkflowId(name) };
+  },
+  (_ctx, name) => ({ target: name, details: { from: 'vault' } }),
+);
+
 async function noSuchMachine(ctx: ControlContext, name: string, fix = ''): Promise<OperationError> {
   const known = (await ctx.vault.machines()).map((m) => m.name);
   return new OperationError(

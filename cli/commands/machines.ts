@@ -8,7 +8,7 @@ import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import type { MachinePlatform } from '../../shared/replication-types';
 import { withContext } from '../common/context';
 import { formatBytes, ProgressLine, renderBar } from '../common/progress-bar';
-import { printJson, printTable } from '../common/output';
+import { CliError, EXIT, printJson, printTable } from '../common/output';
 
 function ago(iso: string | undefined): string {
   if (!iso) return '';
@@ -74,7 +74,10 @@ export function registerMachineCommands(program: Command): void {
     .description(
       'protect a QEMU machine: initial sync into replica page blobs, then a recovery point every policy interval',
     )
-    .requiredOption('--qmp <socket>', 'QMP monitor socket of the VM or qemu-storage-daemon')
+    .option(
+      '--qmp <socket>',
+      'QMP monitor socket of the VM or qemu-storage-daemon (without it: protect a machine the vault knows again, from its record)',
+    )
     .option(
       '--host <name>',
       "an added host (`osr host add`): the machine is served by that host's process servers",
@@ -104,7 +107,7 @@ export function registerMachineCommands(program: Command): void {
         o: {
           osType: string;
           hypervGeneration: string;
-          qmp: string;
+          qmp?: string;
           nbd?: string;
           disks?: string;
           policy: string;
@@ -116,6 +119,15 @@ export function registerMachineCommands(program: Command): void {
         },
       ) => {
         const result = await withContext(async (ctx) => {
+          if (!o.qmp) {
+            if (o.nbd || o.disks || o.guestAgent || o.pre || o.post)
+              throw new CliError(
+                `--nbd, --disks, --guest-agent, --pre and --post describe a new machine: give its --qmp <socket> too (without --qmp, \`osr protect ${name}\` protects a machine the vault knows from its record)`,
+                EXIT.usage,
+              );
+            const again = await machines.protectFromVault(ctx, name);
+            return { ...again, state: await machines.enableOutcome(ctx, name) };
+          }
           const started = await machines.protect(ctx, {
             name,
             qmpSocket: path.resolve(o.qmp),

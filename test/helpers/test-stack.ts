@@ -38,6 +38,8 @@ export interface TestStack {
   /** kill -9 of the Temporal server or Azurite (needs `persistent`), then start it again on the same data. */
   crashServer(which: 'temporal' | 'azurite'): Promise<void>;
   restartServer(which: 'temporal' | 'azurite'): Promise<void>;
+  /** kill -9 of the Temporal server or Azurite for good, with whatever it kept (in memory or not). */
+  loseServer(which: 'temporal' | 'azurite'): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -113,6 +115,10 @@ export async function startTestStack(
     },
     async crashServer(which) {
       if (!options.persistent) throw new Error('crashServer needs a persistent test stack');
+      process.kill(servers[which].pid, 'SIGKILL');
+      await servers[which].exited;
+    },
+    async loseServer(which) {
       process.kill(servers[which].pid, 'SIGKILL');
       await servers[which].exited;
     },
