@@ -78,17 +78,8 @@ export const protectFromVault = audited(
       );
     await refuseIfRunning(ctx, name);
     const policy = await getPolicy(ctx, machine.policy);
-    try {
-      await startProtection(await ctx.client(), {
-        machine,
-        policy,
-        ifRunning: 'fail',
-        summary: `Protects ${name} again from its vault record (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`,
-      });
-    } catch (err) {
-      if (err instanceof WorkflowExecutionAlreadyStartedError) throw alreadyProtected(name);
-      throw err;
-    }
+    const summary = `Protects ${name} again from its vault record (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`;
+    await startOnce(ctx, { machine, policy, summary });
     return { machine, workflowId: protectWorkflowId(name) };
   },
   (_ctx, name) => ({ target: name, details: { from: 'vault' } }),
@@ -128,20 +119,13 @@ async function protectNew(
     platform: platformOf(options.platform),
     createdAt: new Date().toISOString(),
   };
-  const client = await ctx.client();
   const workflowId = protectWorkflowId(machine.name);
-  try {
-    await startProtection(client, {
-      machine,
-      policy,
-      maxCyclesPerRun: options.maxCyclesPerRun,
-      ifRunning: 'fail',
-      summary: `Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`,
-    });
-  } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) throw alreadyProtected(machine.name);
-    throw err;
-  }
+  await startOnce(ctx, {
+    machine,
+    policy,
+    maxCyclesPerRun: options.maxCyclesPerRun,
+    summary: `Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`,
+  });
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   return { machine, workflowId };
 }
@@ -151,6 +135,19 @@ function alreadyProtected(name: string): OperationError {
     `machine ${name} is already protected (workflow ${protectWorkflowId(name)} is running). See \`osr status ${name}\`; to start over, \`osr unprotect ${name}\` first.`,
     'conflict',
   );
+}
+
+/** Starts a machine's protection workflow; refused as a conflict when one already runs. */
+async function startOnce(
+  ctx: ControlContext,
+  input: Omit<Parameters<typeof startProtection>[1], 'ifRunning'>,
+) {
+  try {
+    await startProtection(await ctx.client(), { ...input, ifRunning: 'fail' });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) throw alreadyProtected(input.machine.name);
+    throw err;
+  }
 }
 
 async function refuseIfRunning(ctx: ControlContext, name: string): Promise<void> {
