@@ -27,7 +27,6 @@ export const failbackRoutes: Route[] = [
   {
     method: 'POST',
     path: '/v1/machines/{name}/reprotect',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       onlyFields(body, ['interval', 'pre', 'post']);
@@ -45,7 +44,6 @@ export const failbackRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/machines/{name}/reprotect',
-    auth: true,
     handler: async (req) => ({
       status: 200,
       body: await failback.reprotectStatus(req.ctx, await registered(req)),
@@ -54,7 +52,6 @@ export const failbackRoutes: Route[] = [
   {
     method: 'POST',
     path: '/v1/machines/{name}/reprotect/stop',
-    auth: true,
     handler: async (req) => {
       await noBody(req);
       return { status: 200, body: await failback.stopReprotect(req.ctx, await registered(req)) };
@@ -63,7 +60,6 @@ export const failbackRoutes: Route[] = [
   {
     method: 'POST',
     path: '/v1/machines/{name}/failback',
-    auth: true,
     handler: async (req) => {
       await noBody(req);
       const started = await failback.startFailback(req.ctx, await registered(req), { wait: false });
@@ -73,7 +69,6 @@ export const failbackRoutes: Route[] = [
   {
     method: 'POST',
     path: '/v1/machines/{name}/reenable',
-    auth: true,
     handler: async (req) => {
       await noBody(req);
       const started = await failback.startReenable(req.ctx, await registered(req), { wait: false });
@@ -84,7 +79,6 @@ export const failbackRoutes: Route[] = [
     (stage): Route => ({
       method: 'POST',
       path: `/v1/plans/{name}/${stage}`,
-      auth: true,
       handler: async (req) => {
         await noBody(req);
         const started = await failback.planStage(req.ctx, req.params.name as string, stage, { wait: false });

@@ -57,13 +57,11 @@ export const hostRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/hosts',
-    auth: true,
     handler: async (req) => ok({ hosts: await hostsWithServers(req.ctx, await listHosts(req.ctx)) }),
   },
   {
     method: 'POST',
     path: '/v1/hosts',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       const name = checkName('host', requiredString(body, 'name', 'the host name'));
@@ -74,7 +72,6 @@ export const hostRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/hosts/{name}',
-    auth: true,
     handler: async (req) => {
       const [h] = await hostsWithServers(req.ctx, [await getHost(req.ctx, req.params.name as string)]);
       return ok(h);
@@ -83,7 +80,6 @@ export const hostRoutes: Route[] = [
   {
     method: 'POST',
     path: '/v1/hosts/{name}/remove',
-    auth: true,
     handler: async (req) => {
       onlyFields(await req.body(), []);
       return ok({ removed: (await removeHost(req.ctx, req.params.name as string)).name });
@@ -92,7 +88,6 @@ export const hostRoutes: Route[] = [
   {
     method: 'POST',
     path: '/v1/hosts/{name}/protect',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       onlyFields(body, ['machine', 'as', 'policy', 'nbdSocket']);
@@ -114,7 +109,6 @@ export const hostRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/discover',
-    auth: true,
     handler: async (req) => ok(await discover(req.ctx, req.query.get('host') ?? undefined)),
   },
 ];

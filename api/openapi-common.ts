@@ -18,7 +18,10 @@ export interface Operation {
   security?: Array<Record<string, string[]>>;
   parameters?: Parameter[];
   requestBody?: { required: boolean; content: { 'application/json': { schema: Schema } } };
-  responses: Record<string, { description: string; content?: Record<string, { schema: Schema }> }>;
+  responses: Record<
+    string,
+    { description: string; content?: Record<string, { schema: Schema }>; headers?: Record<string, unknown> }
+  >;
 }
 
 export const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });

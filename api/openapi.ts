@@ -5,9 +5,11 @@ import { machinePaths, machineSchemas } from './openapi-machines';
 import { operatorPaths, operatorSchemas } from './openapi-operator';
 import { planGroupPaths, planGroupSchemas } from './openapi-plans-groups';
 import { recoveryPaths, recoverySchemas } from './openapi-recovery';
-import { json, type Operation, type Schema } from './openapi-common';
+import { error, json, type Operation, type Schema } from './openapi-common';
 import { jobPaths } from './openapi-jobs';
 import { hostPaths, hostSchemas } from './openapi-hosts';
+import { identityPaths, identitySchemas } from './openapi-identity';
+import { accessOf } from './access';
 
 export interface OpenApiDocument {
   openapi: '3.1.0';
@@ -18,13 +20,13 @@ export interface OpenApiDocument {
   components: { securitySchemes: Record<string, Schema>; schemas: Record<string, Schema> };
 }
 
-export const openApiDocument: OpenApiDocument = {
+const document: OpenApiDocument = {
   openapi: '3.1.0',
   info: {
     title: 'Open Site Recovery API',
     version: '1',
     description:
-      'Served by `osr serve`. Every /v1 route needs `Authorization: Bearer <token>` (api.token, or the token file `osr serve` creates and names at first start). Long jobs answer 202 with a Location under /v1/jobs to follow their progress.',
+      'Served by `osr serve`. Every /v1 route needs `Authorization: Bearer <token>`: a token from `osr tokens create <name> --role viewer|operator|admin`, or the single token of earlier releases (api.token or the token file `osr serve` creates at first start), which is the admin identity `legacy`. Each operation names the role it needs (`x-osr-role`, from api/access.ts); a weaker role gets 403 naming the role needed and the one held. Changing (POST) operations are rate-limited per identity (429 with Retry-After). Long jobs answer 202 with a Location under /v1/jobs to follow their progress.',
   },
   servers: [{ url: '/' }],
   security: [{ bearer: [] }],
@@ -56,6 +58,7 @@ export const openApiDocument: OpenApiDocument = {
     ...planGroupPaths,
     ...hostPaths,
     ...recoveryPaths,
+    ...identityPaths,
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -77,6 +80,32 @@ export const openApiDocument: OpenApiDocument = {
       ...planGroupSchemas,
       ...hostSchemas,
       ...recoverySchemas,
+      ...identitySchemas,
     },
   },
 };
+
+/**
+ * Each operation's role, from the one table (api/access.ts), and the refusals every operation of
+ * its kind may answer: 403 below its role, 429 over the rate limit (POST), 413 for a body too large.
+ */
+function withAccess(doc: OpenApiDocument): OpenApiDocument {
+  for (const [path, ops] of Object.entries(doc.paths))
+    for (const [method, op] of Object.entries(ops) as Array<[string, Operation]>) {
+      const access = accessOf(method.toUpperCase(), path);
+      if (access === undefined || access === 'public') continue;
+      (op as Operation & { 'x-osr-role': string })['x-osr-role'] = access;
+      op.description = `Needs the ${access} role (or higher).${op.description ? ` ${op.description}` : ''}`;
+      op.responses['403'] = error(`the identity's role is below ${access}; the message names both`);
+      if (method === 'post') {
+        op.responses['413'] = error('the body is larger than api.maxBodyBytes (the message names the limit)');
+        op.responses['429'] = {
+          ...error('too many changing requests from this identity (api.rateLimit)'),
+          headers: { 'Retry-After': { description: 'seconds to wait', schema: { type: 'integer' } } },
+        };
+      }
+    }
+  return doc;
+}
+
+export const openApiDocument: OpenApiDocument = withAccess(document);

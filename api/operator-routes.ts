@@ -52,13 +52,10 @@ function intQuery(value: string | null, name: string): number | undefined {
 }
 
 export const operatorRoutes: Route[] = [
-  ...dashboardFiles.map(
-    (f): Route => ({ method: 'GET', path: f.path, auth: false, handler: staticFile(f.file, f.type) }),
-  ),
+  ...dashboardFiles.map((f): Route => ({ method: 'GET', path: f.path, handler: staticFile(f.file, f.type) })),
   {
     method: 'GET',
     path: '/metrics',
-    auth: true,
     handler: async (req) => ({
       status: 200,
       body: undefined,
@@ -69,13 +66,11 @@ export const operatorRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/alerts',
-    auth: true,
     handler: async (req) => ok(await listAlerts(req.ctx)),
   },
   {
     method: 'GET',
     path: '/v1/audit',
-    auth: true,
     handler: async (req) =>
       ok({
         entries: await listAudit(req.ctx, {
@@ -91,7 +86,6 @@ export const operatorRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/servers',
-    auth: true,
     handler: async (req) => ok({ servers: await listServers(req.ctx.vault, req.ctx.config) }),
   },
 ];

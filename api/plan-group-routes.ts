@@ -32,7 +32,6 @@ function startPlanRoute(operation: PlanOperation, fields: string[]): Route {
   return {
     method: 'POST',
     path: `/v1/plans/{name}/${path}`,
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       onlyFields(body, fields);
@@ -64,13 +63,11 @@ export const planAndGroupRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/plans',
-    auth: true,
     handler: async (req) => ok({ plans: await plans.listPlans(req.ctx) }),
   },
   {
     method: 'POST',
     path: '/v1/plans',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       onlyFields(body, ['name', 'groups', 'networks']);
@@ -93,7 +90,6 @@ export const planAndGroupRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/plans/{name}',
-    auth: true,
     handler: async (req) => {
       const name = req.params.name as string;
       return ok({ plan: await plans.getPlan(req.ctx, name), jobs: await plans.listPlanJobs(req.ctx, name) });
@@ -105,7 +101,6 @@ export const planAndGroupRoutes: Route[] = [
   {
     method: 'POST',
     path: '/v1/plan-jobs/{job}/commit',
-    auth: true,
     handler: async (req) => {
       onlyFields(await req.body(), []);
       return ok(await plans.commitPlan(req.ctx, req.params.job as string));
@@ -114,7 +109,6 @@ export const planAndGroupRoutes: Route[] = [
   {
     method: 'POST',
     path: '/v1/plan-jobs/{job}/approve',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       onlyFields(body, ['action', 'by']);
@@ -127,13 +121,11 @@ export const planAndGroupRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/groups',
-    auth: true,
     handler: async (req) => ok({ groups: await groups.listGroups(req.ctx) }),
   },
   {
     method: 'POST',
     path: '/v1/groups',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       onlyFields(body, ['name', 'machines', 'intervalSeconds']);
@@ -155,19 +147,16 @@ export const planAndGroupRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/groups/{name}',
-    auth: true,
     handler: async (req) => ok(await groups.groupStatus(req.ctx, req.params.name as string)),
   },
   {
     method: 'GET',
     path: '/v1/groups/{name}/points',
-    auth: true,
     handler: async (req) => ok({ points: await groups.groupPoints(req.ctx, req.params.name as string) }),
   },
   {
     method: 'POST',
     path: '/v1/groups/{name}/points',
-    auth: true,
     handler: async (req) => {
       onlyFields(await req.body(), []);
       return ok(await groups.takeGroupPoint(req.ctx, req.params.name as string));
@@ -176,7 +165,6 @@ export const planAndGroupRoutes: Route[] = [
   {
     method: 'POST',
     path: '/v1/groups/{name}/delete',
-    auth: true,
     handler: async (req) => {
       onlyFields(await req.body(), []);
       return ok(await groups.deleteGroup(req.ctx, req.params.name as string));

@@ -53,7 +53,6 @@ export const recoveryRoutes: Route[] = [
   {
     method: 'GET',
     path: '/v1/machines/{name}/recovery-settings',
-    auth: true,
     handler: async (req) => {
       const machine = await registeredMachine(req.ctx, req.params.name as string);
       const settings = await getRecoverySettings(req.ctx, machine.name);
@@ -63,7 +62,6 @@ export const recoveryRoutes: Route[] = [
   {
     method: 'POST',
     path: '/v1/machines/{name}/recovery-settings',
-    auth: true,
     handler: async (req) => {
       const name = (await registeredMachine(req.ctx, req.params.name as string)).name;
       const body = await req.body();

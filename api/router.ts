@@ -1,7 +1,10 @@
-// A small router: routes are data (method, OpenAPI-style path template, auth), so the OpenAPI
-// document can be checked against exactly what the server answers.
+// A small router: routes are data (method, OpenAPI-style path template), so the OpenAPI document
+// can be checked against exactly what the server answers. The role each route needs is in
+// api/access.ts, one table; a router is not built with a route that table lacks.
 import type { IncomingMessage } from 'node:http';
 import type { ControlContext } from '../operations/context';
+import type { TokenInfo } from '../operations/tokens';
+import { accessOf, checkAccessTable, type Access } from './access';
 import { ApiError } from './errors';
 import type { JsonObject } from './body';
 
@@ -12,6 +15,8 @@ export interface ApiRequest {
   params: Record<string, string>;
   query: URLSearchParams;
   raw: IncomingMessage;
+  /** Who is calling (undefined on public routes). */
+  identity?: TokenInfo;
   /** The JSON body (an object; {} when empty), read on demand with the size cap. */
   body(): Promise<JsonObject>;
 }
@@ -28,14 +33,14 @@ export interface Route {
   method: Method;
   /** OpenAPI path template, e.g. /v1/machines/{name}. */
   path: string;
-  /** false only for /healthz and /openapi.json. */
-  auth: boolean;
   handler(req: ApiRequest): Promise<ApiResponse> | ApiResponse;
 }
 
 export interface Match {
   route: Route;
   params: Record<string, string>;
+  /** The role the route needs (api/access.ts), or public. */
+  access: Access;
 }
 
 function segments(path: string): string[] {
@@ -43,7 +48,9 @@ function segments(path: string): string[] {
 }
 
 export class Router {
-  constructor(readonly routes: readonly Route[]) {}
+  constructor(readonly routes: readonly Route[]) {
+    checkAccessTable(routes);
+  }
 
   /** The route for a request path (raw, still percent-encoded), or a 404 / 405 ApiError. */
   match(method: string, rawPath: string): Match {
@@ -53,7 +60,8 @@ export class Router {
       const params = matchTemplate(segments(route.path), parts);
       if (!params) continue;
       pathKnown = true;
-      if (route.method === method) return { route, params };
+      if (route.method === method)
+        return { route, params, access: accessOf(route.method, route.path) as Access };
     }
     if (pathKnown) {
       const allowed = this.routes

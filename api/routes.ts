@@ -21,6 +21,7 @@ import { planAndGroupRoutes } from './plan-group-routes';
 import { operatorRoutes } from './operator-routes';
 import { hostRoutes } from './host-routes';
 import { recoveryRoutes } from './recovery-routes';
+import { identityRoutes } from './identity-routes';
 import { openApiDocument } from './openapi';
 import type { ApiRequest, ApiResponse, Route } from './router';
 
@@ -44,31 +45,27 @@ async function noBody(req: ApiRequest): Promise<void> {
 }
 
 export const routes: Route[] = [
-  { method: 'GET', path: '/healthz', auth: false, handler: () => ok({ ok: true }) },
-  { method: 'GET', path: '/openapi.json', auth: false, handler: () => ok(openApiDocument) },
+  { method: 'GET', path: '/healthz', handler: () => ok({ ok: true }) },
+  { method: 'GET', path: '/openapi.json', handler: () => ok(openApiDocument) },
 
   {
     method: 'GET',
     path: '/v1/machines',
-    auth: true,
     handler: async (req) => ok({ machines: await machines.listMachines(req.ctx) }),
   },
   {
     method: 'GET',
     path: '/v1/machines/{name}',
-    auth: true,
     handler: async (req) => ok(await machines.machineStatus(req.ctx, await registered(req))),
   },
   {
     method: 'GET',
     path: '/v1/machines/{name}/points',
-    auth: true,
     handler: async (req) => ok({ points: await machines.listPoints(req.ctx, await registered(req)) }),
   },
   {
     method: 'POST',
     path: '/v1/machines/{name}/points',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       onlyFields(body, ['kind', 'tag']);
@@ -82,7 +79,6 @@ export const routes: Route[] = [
     (action): Route => ({
       method: 'POST',
       path: `/v1/machines/{name}/${action}`,
-      auth: true,
       handler: async (req) => {
         if (action === 'pause') {
           const body = await req.body();
@@ -100,13 +96,11 @@ export const routes: Route[] = [
   {
     method: 'GET',
     path: '/v1/policies',
-    auth: true,
     handler: async (req) => ok({ policies: await listPolicies(req.ctx) }),
   },
   {
     method: 'POST',
     path: '/v1/policies',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       const durations = ['rpo', 'crashEvery', 'appEvery', 'retention', 'keepAll'];
@@ -131,7 +125,6 @@ export const routes: Route[] = [
   {
     method: 'POST',
     path: '/v1/machines/{name}/test-failover',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       onlyFields(body, ['point', 'another']);
@@ -148,7 +141,6 @@ export const routes: Route[] = [
   {
     method: 'POST',
     path: '/v1/machines/{name}/test-failover/cleanup',
-    auth: true,
     handler: async (req) => {
       await noBody(req);
       const started = await failover.cleanupTestFailover(req.ctx, await registered(req), { wait: false });
@@ -159,7 +151,6 @@ export const routes: Route[] = [
   {
     method: 'POST',
     path: '/v1/machines/{name}/failover',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       onlyFields(body, ['point', 'planned']);
@@ -181,7 +172,6 @@ export const routes: Route[] = [
   {
     method: 'POST',
     path: '/v1/machines/{name}/failover/commit',
-    auth: true,
     handler: async (req) => {
       await noBody(req);
       return ok(await failover.commitFailover(req.ctx, await registered(req)));
@@ -190,7 +180,6 @@ export const routes: Route[] = [
   {
     method: 'POST',
     path: '/v1/machines/{name}/failover/change-point',
-    auth: true,
     handler: async (req) => {
       const body = await req.body();
       onlyFields(body, ['point']);
@@ -202,7 +191,6 @@ export const routes: Route[] = [
   {
     method: 'GET',
     path: '/v1/jobs',
-    auth: true,
     handler: async (req) =>
       ok({
         jobs: await listRunningJobs(req.ctx, {
@@ -214,7 +202,6 @@ export const routes: Route[] = [
   {
     method: 'GET',
     path: '/v1/jobs/{workflowId}',
-    auth: true,
     handler: async (req) => ok(await jobStatus(req.ctx, req.params.workflowId as string)),
   },
   ...planAndGroupRoutes,
@@ -222,4 +209,5 @@ export const routes: Route[] = [
   ...operatorRoutes,
   ...hostRoutes,
   ...recoveryRoutes,
+  ...identityRoutes(() => routes),
 ];

@@ -7,9 +7,11 @@ import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { OsrConfig } from '../lib/config/config';
 import { createLogger, type Logger } from '../lib/config/logger';
-import { runAs } from '../operations/audit';
+import { runAs, type Actor } from '../operations/audit';
+import { TokenVerifier, type TokenInfo } from '../operations/tokens';
 import { ControlContext } from '../operations/context';
-import { authorize } from './auth';
+import { authenticate, authorize } from './auth';
+import { RateLimiter } from './rate-limit';
 import { readJsonBody, type JsonObject } from './body';
 import { toApiError } from './errors';
 import { Router, type ApiResponse } from './router';
@@ -17,7 +19,8 @@ import { routes } from './routes';
 
 export interface ApiServerOptions {
   config: OsrConfig;
-  token: string;
+  /** The single token of earlier releases (api.token or its file): the admin identity `legacy`. */
+  token?: string;
   /** Overrides api.host / api.port (0 picks a free port). */
   host?: string;
   port?: number;
@@ -43,20 +46,28 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   let ctx = options.ctx ?? new ControlContext(config);
   const log = options.logger ?? createLogger('api', config.log.level);
   const router = new Router(routes);
+  const verifier = new TokenVerifier(ctx.vault, token);
+  const limiter = new RateLimiter(config.api.rateLimit);
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const started = Date.now();
     const url = new URL(req.url ?? '/', 'http://localhost');
     let response: ApiResponse;
     try {
-      const { route, params } = router.match(req.method ?? 'GET', url.pathname);
-      if (route.auth) authorize(req.headers.authorization, token);
+      const { route, params, access } = router.match(req.method ?? 'GET', url.pathname);
+      let identity: TokenInfo | undefined;
+      if (access !== 'public') {
+        identity = await authenticate(req.headers.authorization, verifier);
+        authorize(identity, access, `${route.method} ${route.path}`);
+        if (route.method !== 'GET') limiter.take(identity.name);
+      }
       let body: Promise<JsonObject> | undefined;
-      // Audit entries of the operations name the API's caller (the token's holder) and address.
+      // Audit entries of the operations name the API's caller (the token's identity) and address.
       const claimed = req.headers['x-osr-operator'];
-      const actor = {
-        via: 'api' as const,
-        user: 'token',
+      const actor: Actor = {
+        via: 'api',
+        user: identity?.name ?? 'anonymous',
+        ...(identity ? { role: identity.role } : {}),
         host: os.hostname(),
         address: req.socket.remoteAddress,
         claimedOperator: typeof claimed === 'string' ? claimed.slice(0, 100) : undefined,
@@ -67,6 +78,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           params,
           query: url.searchParams,
           raw: req,
+          identity,
           body: () => (body ??= readJsonBody(req, config.api.maxBodyBytes)),
         }),
       );

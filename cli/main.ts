@@ -19,6 +19,7 @@ import { registerDoctorCommand } from './commands/doctor';
 import { registerStackCommands } from './commands/stack';
 import { registerServeCommand } from './commands/serve';
 import { assertKnownCommand } from './common/command-check';
+import { registerTokenCommands } from './commands/tokens';
 import { exitCodes } from './common/context';
 import { CliError, EXIT } from './common/output';
 
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerHostCommands(program);
   registerDemoCommands(program);
   registerServeCommand(program);
+  registerTokenCommands(program);
   registerOperatorCommands(program);
   return program;
 }

@@ -2,20 +2,23 @@
 // changing operation of the control plane (the functions the CLI and the API both call) is wrapped
 // with `audited`, which appends one document per action to the vault when it ends:
 // audit/<yyyy-mm-dd>/<ISO time>-<random>.json, created only if absent (never rewritten).
-// Who: the API's caller (the bearer token; its address) or the OS user running the CLI, carried in
+// Who: the API's caller (the identity its bearer token names; its address) or the OS user running the CLI, carried in
 // an AsyncLocalStorage set by the entry point (`runAs`).
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { storageCredentialProblem } from '../lib/azure/blob-client';
 import type { Vault } from '../lib/azure/vault';
+import type { Role } from '../shared/roles';
 import { OperationError, type ControlContext } from './context';
 
 export interface Actor {
   /** Through what: the CLI, the HTTP API, or a process without an entry point (scripts, tests). */
   via: 'cli' | 'api' | 'process';
-  /** The OS user (CLI, process) or "token" (the API's bearer token: the API has one identity). */
+  /** The OS user (CLI, process) or the API identity the bearer token names (`legacy`: the old single token). */
   user: string;
+  /** API: the identity's role. */
+  role?: Role;
   host: string;
   /** API: the caller's address. */
   address?: string;

@@ -7,7 +7,16 @@
 import { OperationError } from './operation-error';
 
 /** What a name names. */
-export type NameKind = 'machine' | 'policy' | 'plan' | 'group' | 'host' | 'point' | 'group-point' | 'job';
+export type NameKind =
+  | 'machine'
+  | 'policy'
+  | 'plan'
+  | 'group'
+  | 'host'
+  | 'identity'
+  | 'point'
+  | 'group-point'
+  | 'job';
 
 const LABEL = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const LABEL_FIX = 'use lower-case letters, digits and dashes (at most 63)';
@@ -22,6 +31,7 @@ const RULES: Record<NameKind, { noun: string; pattern: RegExp; fix: string }> = 
   plan: { noun: 'plan name', pattern: LABEL, fix: LABEL_FIX },
   group: { noun: 'group name', pattern: LABEL, fix: LABEL_FIX },
   host: { noun: 'host name', pattern: LABEL, fix: LABEL_FIX },
+  identity: { noun: 'identity name', pattern: LABEL, fix: LABEL_FIX },
   point: {
     noun: 'point id',
     pattern: new RegExp(`^${ID}$`),

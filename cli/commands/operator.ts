@@ -50,7 +50,10 @@ export function registerOperatorCommands(program: Command): void {
     .option('--until <time>', 'ISO time or date (default: now)')
     .option('--action <action>', 'an action (failover.start) or a prefix (failover)')
     .option('--target <name>', 'a machine, plan, policy or job')
-    .option('--user <user>', 'an OS user, or "token" for the API')
+    .option(
+      '--user <user>',
+      'an OS user (CLI), or an API identity (legacy: the single token of earlier releases)',
+    )
     .option('--limit <n>', 'at most this many entries', limitOf, 50)
     .option('--json', 'print JSON')
     .action(

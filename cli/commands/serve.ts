@@ -17,7 +17,9 @@ function portOf(value: string): number {
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
-    .description('serve the HTTP API (OpenAPI document at /openapi.json; bearer-token auth on /v1)')
+    .description(
+      'serve the HTTP API (OpenAPI document at /openapi.json; bearer tokens with roles on /v1, see `osr tokens`)',
+    )
     .option('--host <host>', 'address to listen on (default api.host, 127.0.0.1)')
     .option('--port <port>', 'port to listen on (default api.port, 7780; 0 picks a free one)', portOf)
     .action(async (o: { host?: string; port?: number }) => {
@@ -56,10 +58,12 @@ export function registerServeCommand(program: Command): void {
       // The token is shown once, when it is made; afterwards only where it lives.
       if (token.source === 'created')
         process.stdout.write(
-          `API token (shown once; also in ${token.file}, mode 0600):\n  ${token.token}\nUse it as: Authorization: Bearer <token>\n`,
+          `API token of the admin identity legacy (shown once; also in ${token.file}, mode 0600):\n  ${token.token}\nUse it as: Authorization: Bearer <token>; make one per person or system with \`osr tokens create <name> --role <role>\`\n`,
         );
-      else if (token.source === 'file') process.stdout.write(`API token: in ${token.file}\n`);
-      else process.stdout.write('API token: from api.token (config or OSR_API_TOKEN)\n');
+      else if (token.source === 'file')
+        process.stdout.write(`API token (admin identity legacy): in ${token.file}\n`);
+      else
+        process.stdout.write('API token (admin identity legacy): from api.token (config or OSR_API_TOKEN)\n');
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals) => {
           process.stdout.write(`${signal}: stopping the API server\n`);

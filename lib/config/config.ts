@@ -96,9 +96,23 @@ export const configSchema = z
         // Without api.tls, `osr serve` makes a self-signed certificate at its first start
         // (<stateDir>/api/tls); true serves plain HTTP instead (behind a TLS-terminating proxy).
         insecureHttp: z.boolean().default(false),
+        // Changing routes (POST) per identity: `burst` at once, refilled at `perMinute` (429 beyond).
+        rateLimit: z
+          .object({
+            perMinute: z.number().min(1).max(100_000).default(60),
+            burst: z.number().int().min(1).max(100_000).default(20),
+          })
+          .strict()
+          .default({ perMinute: 60, burst: 20 }),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 7780, maxBodyBytes: 64 * 1024, insecureHttp: false }),
+      .default({
+        host: '127.0.0.1',
+        port: 7780,
+        maxBodyBytes: 64 * 1024,
+        insecureHttp: false,
+        rateLimit: { perMinute: 60, burst: 20 },
+      }),
     // Operator experience: alert webhook, worker heartbeats (osr servers) and their thresholds,
     // the Temporal SDK's Prometheus exporter in each worker.
     alerts: z

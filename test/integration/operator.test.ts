@@ -217,7 +217,9 @@ test('audit log: API and CLI actions with who, what, outcome; GET /v1/audit and 
   ]);
   const [resume, pause, commit, point] = entries as [AuditEntry, AuditEntry, AuditEntry, AuditEntry];
   assert.equal(point.actor.via, 'api');
-  assert.equal(point.actor.user, 'token');
+  // The single token of earlier releases is the admin identity `legacy`.
+  assert.equal(point.actor.user, 'legacy');
+  assert.equal(point.actor.role, 'admin');
   assert.equal(point.actor.claimedOperator, 'alice');
   assert.equal(point.outcome, 'ok');
   assert.deepEqual(point.details, { kind: 'crash', tag: 'audit' });

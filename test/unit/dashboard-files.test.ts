@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { dashboardFiles } from '../../api/dashboard-files';
+import { accessOf } from '../../api/access';
 import { routes } from '../../api/routes';
 
 const dir = path.resolve(__dirname, '..', '..', '..', 'api', 'dashboard');
@@ -17,7 +18,7 @@ test('the allowlist is exactly the files in api/dashboard/, each with its type a
     assert.ok(f.type.startsWith(TYPES[path.extname(f.file)] as string), `${f.file}: ${f.type}`);
     if (f.file !== 'index.html') assert.equal(f.path, `/dashboard/${f.file}`);
     assert.ok(
-      routes.some((r) => r.method === 'GET' && r.path === f.path && !r.auth),
+      routes.some((r) => r.method === 'GET' && r.path === f.path) && accessOf('GET', f.path) === 'public',
       `${f.path} is served`,
     );
   }
