@@ -46,6 +46,7 @@ export function readToken() {
 export function signOut(message) {
   sessionStorage.removeItem('osr-token');
   state.token = '';
+  state.me = undefined;
   const dialog = document.getElementById('login');
   document.getElementById('login-error').textContent = message || '';
   document.getElementById('login-name').value = state.operator;

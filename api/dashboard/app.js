@@ -19,6 +19,11 @@ async function refresh() {
   if (!state.token || state.busy) return;
   state.busy = true;
   try {
+    // Who this token is, and so which buttons to draw: asked once per sign-in.
+    if (!state.me) {
+      state.me = await api('GET', '/v1/me');
+      document.getElementById('identity').textContent = `${state.me.name} (${state.me.role})`;
+    }
     const [machines, jobs, alerts, servers, audit, hosts] = await Promise.all([
       api('GET', '/v1/machines'),
       api('GET', '/v1/jobs'),

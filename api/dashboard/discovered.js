@@ -5,6 +5,7 @@
 import { protectDiscovered } from './actions.js';
 import { api } from './api.js';
 import { badge, bytes, h, toast } from './dom.js';
+import { can } from './state.js';
 
 export function renderHosts(hosts) {
   const rows = hosts.map((host) =>
@@ -61,7 +62,11 @@ export async function discover() {
         h(
           'td',
           {},
-          m.changeTracking.possible && !m.protectedAs && m.details && m.details.qmpSocket
+          m.changeTracking.possible &&
+            !m.protectedAs &&
+            m.details &&
+            m.details.qmpSocket &&
+            can('POST /v1/hosts/{name}/protect')
             ? h(
                 'button',
                 {

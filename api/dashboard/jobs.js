@@ -2,7 +2,7 @@
 import { commit } from './actions.js';
 import { api, jobPath } from './api.js';
 import { badge, bytes, clock, h, replace, stateTone } from './dom.js';
-import { state } from './state.js';
+import { can, state } from './state.js';
 
 function progressOf(progress) {
   if (!progress) return undefined;
@@ -63,7 +63,10 @@ export async function renderJobs(running) {
       h('span', { style: { width: `${finished ? 100 : Math.max(3, (p ? p.ratio : 0.05) * 100)}%` } }),
     );
     const commitButton =
-      jobState === 'failed-over' && detail.kind === 'failover' && detail.machine
+      jobState === 'failed-over' &&
+      detail.kind === 'failover' &&
+      detail.machine &&
+      can('POST /v1/machines/{name}/failover/commit')
         ? h(
             'button',
             {

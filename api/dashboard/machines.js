@@ -3,6 +3,7 @@
 /* global document */
 import { cleanup, commit, drill, failover } from './actions.js';
 import { ago, badge, bytes, clock, duration, h, replace, stateTone } from './dom.js';
+import { can } from './state.js';
 
 export function renderAlerts(list) {
   const alerts = list.alerts || [];
@@ -71,19 +72,23 @@ export function renderMachines(machines, jobs) {
     const buttons = h(
       'td',
       {},
-      h('button', { type: 'button', 'data-action': 'drill', onclick: () => drill(name) }, 'Drill'),
-      h('button', { type: 'button', 'data-action': 'cleanup', onclick: () => cleanup(name) }, 'Clean up'),
-      failovers.has(name)
-        ? h(
-            'button',
-            { type: 'button', class: 'danger', 'data-action': 'commit', onclick: () => commit(name) },
-            'Commit',
-          )
-        : h(
-            'button',
-            { type: 'button', class: 'danger', 'data-action': 'failover', onclick: () => failover(name) },
-            'Failover',
-          ),
+      can('POST /v1/machines/{name}/test-failover') &&
+        h('button', { type: 'button', 'data-action': 'drill', onclick: () => drill(name) }, 'Drill'),
+      can('POST /v1/machines/{name}/test-failover/cleanup') &&
+        h('button', { type: 'button', 'data-action': 'cleanup', onclick: () => cleanup(name) }, 'Clean up'),
+      !failovers.has(name)
+        ? can('POST /v1/machines/{name}/failover') &&
+            h(
+              'button',
+              { type: 'button', class: 'danger', 'data-action': 'failover', onclick: () => failover(name) },
+              'Failover',
+            )
+        : can('POST /v1/machines/{name}/failover/commit') &&
+            h(
+              'button',
+              { type: 'button', class: 'danger', 'data-action': 'commit', onclick: () => commit(name) },
+              'Commit',
+            ),
     );
     if (!st)
       return h(

@@ -2,6 +2,7 @@
 import { approve, commitPlan, planAction } from './actions.js';
 import { api, jobPath } from './api.js';
 import { badge, h, replace, stateTone } from './dom.js';
+import { can } from './state.js';
 
 export async function renderPlans() {
   let plans = [];
@@ -51,26 +52,32 @@ export async function renderPlans() {
             ? badge(`${latest.operation}: ${status ? status.state : '…'}`, stateTone(status && status.state))
             : badge('never run', ''),
           h('span', { class: 'spacer' }),
-          h(
-            'button',
-            {
-              type: 'button',
-              'data-action': 'plan-drill',
-              onclick: () => planAction(plan.name, 'test-failover'),
-            },
-            'Drill',
-          ),
-          h(
-            'button',
-            {
-              type: 'button',
-              class: 'danger',
-              'data-action': 'plan-failover',
-              onclick: () => planAction(plan.name, 'failover'),
-            },
-            'Failover',
-          ),
-          latest && latest.operation === 'failover' && status && status.state === 'failed-over'
+          can('POST /v1/plans/{name}/test-failover') &&
+            h(
+              'button',
+              {
+                type: 'button',
+                'data-action': 'plan-drill',
+                onclick: () => planAction(plan.name, 'test-failover'),
+              },
+              'Drill',
+            ),
+          can('POST /v1/plans/{name}/failover') &&
+            h(
+              'button',
+              {
+                type: 'button',
+                class: 'danger',
+                'data-action': 'plan-failover',
+                onclick: () => planAction(plan.name, 'failover'),
+              },
+              'Failover',
+            ),
+          latest &&
+            latest.operation === 'failover' &&
+            status &&
+            status.state === 'failed-over' &&
+            can('POST /v1/plan-jobs/{job}/commit')
             ? h(
                 'button',
                 {
@@ -88,16 +95,17 @@ export async function renderPlans() {
             'div',
             { class: 'waiting' },
             `Group ${group} waits for ${action.id}: ${instructions.get(action.id) || 'manual action'} `,
-            h(
-              'button',
-              {
-                type: 'button',
-                class: 'primary',
-                'data-action': 'approve',
-                onclick: () => approve(latest.job, action.id, instructions.get(action.id)),
-              },
-              'Approve',
-            ),
+            can('POST /v1/plan-jobs/{job}/approve') &&
+              h(
+                'button',
+                {
+                  type: 'button',
+                  class: 'primary',
+                  'data-action': 'approve',
+                  onclick: () => approve(latest.job, action.id, instructions.get(action.id)),
+                },
+                'Approve',
+              ),
           ),
         ),
         h(

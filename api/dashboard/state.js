@@ -9,7 +9,16 @@ export const state = {
   points: new Map(), // machine -> { lastId, points }
   tracked: new Map(), // workflowId -> { label, status, progress, done }
   busy: false,
+  me: undefined, // GET /v1/me: { name, role, allowed: ["POST /v1/...", ...] }
 };
+
+/**
+ * Whether the signed-in identity may call a route ("METHOD /path/{param}", as api/access.ts names
+ * it): buttons for what the role cannot do are not drawn. The API refuses them anyway (403).
+ */
+export function can(route) {
+  return Boolean(state.me && state.me.allowed.includes(route));
+}
 
 let refresher = async () => {};
 
