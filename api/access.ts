@@ -39,6 +39,7 @@ export const ROUTE_ACCESS: Record<string, Access> = {
   'GET /v1/groups': 'viewer',
   'GET /v1/groups/{name}': 'viewer',
   'GET /v1/groups/{name}/points': 'viewer',
+  'GET /v1/approvals': 'viewer',
   'GET /v1/alerts': 'viewer',
   'GET /v1/audit': 'viewer',
   'GET /v1/servers': 'viewer',
@@ -58,6 +59,9 @@ export const ROUTE_ACCESS: Record<string, Access> = {
   'POST /v1/plans/{name}/test-failover/cleanup': 'operator',
   'POST /v1/groups/{name}/points': 'operator',
   'POST /v1/plan-jobs/{job}/approve': 'operator',
+  // Approving a failover or commit another identity asked for (never one's own).
+  'POST /v1/approvals/{id}/approve': 'operator',
+  'POST /v1/approvals/{id}/reject': 'operator',
 
   'POST /v1/machines/{name}/pause': 'admin',
   'POST /v1/machines/{name}/failover': 'admin',

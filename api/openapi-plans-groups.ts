@@ -58,6 +58,10 @@ export const planGroupPaths: Record<string, Partial<Record<'get' | 'post', Opera
               },
             },
           },
+          requireApproval: {
+            type: 'boolean',
+            description: "its failover and commit wait for another identity's approval (/v1/approvals)",
+          },
         },
       }),
       responses: {
@@ -239,7 +243,11 @@ export const planGroupPaths: Record<string, Partial<Record<'get' | 'post', Opera
 export const planGroupSchemas: Record<string, Schema> = {
   Plan: {
     type: 'object',
-    properties: { name: { type: 'string' }, groups: { type: 'array', items: ref('PlanGroup') } },
+    properties: {
+      name: { type: 'string' },
+      groups: { type: 'array', items: ref('PlanGroup') },
+      requireApproval: { type: 'boolean' },
+    },
   },
   PlanGroup: {
     type: 'object',

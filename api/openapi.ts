@@ -10,6 +10,7 @@ import { jobPaths } from './openapi-jobs';
 import { hostPaths, hostSchemas } from './openapi-hosts';
 import { identityPaths, identitySchemas } from './openapi-identity';
 import { accessOf } from './access';
+import { approvalPaths, approvalSchemas, awaitingApproval } from './openapi-approvals';
 
 export interface OpenApiDocument {
   openapi: '3.1.0';
@@ -59,6 +60,7 @@ const document: OpenApiDocument = {
     ...hostPaths,
     ...recoveryPaths,
     ...identityPaths,
+    ...approvalPaths,
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -81,6 +83,7 @@ const document: OpenApiDocument = {
       ...hostSchemas,
       ...recoverySchemas,
       ...identitySchemas,
+      ...approvalSchemas,
     },
   },
 };
@@ -106,6 +109,16 @@ function withAccess(doc: OpenApiDocument): OpenApiDocument {
       }
     }
   return doc;
+}
+
+/** The operations that may wait for a second identity's approval answer 202 then. */
+for (const [path, method] of [
+  ['/v1/plans/{name}/failover', 'post'],
+  ['/v1/plan-jobs/{job}/commit', 'post'],
+  ['/v1/machines/{name}/failover/commit', 'post'],
+] as const) {
+  const op = document.paths[path]?.[method];
+  if (op) Object.assign(op.responses, awaitingApproval);
 }
 
 export const openApiDocument: OpenApiDocument = withAccess(document);

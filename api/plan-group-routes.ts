@@ -70,7 +70,7 @@ export const planAndGroupRoutes: Route[] = [
     path: '/v1/plans',
     handler: async (req) => {
       const body = await req.body();
-      onlyFields(body, ['name', 'groups', 'networks']);
+      onlyFields(body, ['name', 'groups', 'networks', 'requireApproval']);
       const name = requiredString(body, 'name', 'the plan name');
       if (!Array.isArray(body.groups))
         throw invalid('groups', 'must be an array of {name?, machines, pre?, post?}');
@@ -83,6 +83,7 @@ export const planAndGroupRoutes: Route[] = [
         name,
         groups: body.groups as plans.PlanSpec['groups'],
         networks: body.networks as plans.PlanSpec['networks'],
+        ...(optionalBoolean(body, 'requireApproval') ? { requireApproval: true } : {}),
       });
       return { status: 201, body: plan, headers: { Location: `/v1/plans/${plan.name}` } };
     },

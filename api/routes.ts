@@ -22,6 +22,7 @@ import { operatorRoutes } from './operator-routes';
 import { hostRoutes } from './host-routes';
 import { recoveryRoutes } from './recovery-routes';
 import { identityRoutes } from './identity-routes';
+import { approvalRoutes } from './approval-routes';
 import { openApiDocument } from './openapi';
 import type { ApiRequest, ApiResponse, Route } from './router';
 
@@ -210,4 +211,5 @@ export const routes: Route[] = [
   ...hostRoutes,
   ...recoveryRoutes,
   ...identityRoutes(() => routes),
+  ...approvalRoutes,
 ];

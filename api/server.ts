@@ -12,6 +12,8 @@ import { TokenVerifier, type TokenInfo } from '../operations/tokens';
 import { ControlContext } from '../operations/context';
 import { authenticate, authorize } from './auth';
 import { RateLimiter } from './rate-limit';
+import { jobLocation } from './jobs';
+import { ApprovalPendingError } from '../operations/approvals';
 import { readJsonBody, type JsonObject } from './body';
 import { toApiError } from './errors';
 import { Router, type ApiResponse } from './router';
@@ -40,6 +42,16 @@ const HEADERS = {
   'Cache-Control': 'no-store',
   'X-Content-Type-Options': 'nosniff',
 };
+
+/** A failover or commit that waits for another identity's approval: accepted (202), with where to follow it. */
+function pendingResponse(err: ApprovalPendingError): ApiResponse {
+  const location = jobLocation(err.approval.id);
+  return {
+    status: 202,
+    body: { approval: err.approval, workflowId: err.approval.id, location, message: err.message },
+    headers: { Location: location },
+  };
+}
 
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const { config, token } = options;
@@ -83,21 +95,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         }),
       );
     } catch (err) {
-      const { error, expected } = toApiError(err);
-      // Unexpected errors are logged in full here and never sent to the client.
-      if (!expected) log.error({ err, method: req.method, path: url.pathname }, 'request failed');
-      // A context keeps a failed Temporal connection forever: start afresh so the API recovers
-      // once Temporal is back, instead of answering 503 until restarted.
-      if (error.code === 'unavailable' && !options.ctx) {
-        const broken = ctx;
-        ctx = new ControlContext(config);
-        void broken.close().catch(() => undefined);
-      }
-      response = {
-        status: error.status,
-        body: { error: { code: error.code, message: error.message } },
-        headers: error.headers,
-      };
+      response =
+        err instanceof ApprovalPendingError
+          ? pendingResponse(err)
+          : failure(err, { method: req.method, path: url.pathname });
     }
     const payload = response.text ?? JSON.stringify(response.body);
     res.writeHead(response.status, {
@@ -111,6 +112,24 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       { method: req.method, path: url.pathname, status: response.status, ms: Date.now() - started },
       'request',
     );
+  };
+
+  const failure = (err: unknown, request: { method?: string; path: string }): ApiResponse => {
+    const { error, expected } = toApiError(err);
+    // Unexpected errors are logged in full here and never sent to the client.
+    if (!expected) log.error({ err, ...request }, 'request failed');
+    // A context keeps a failed Temporal connection forever: start afresh so the API recovers
+    // once Temporal is back, instead of answering 503 until restarted.
+    if (error.code === 'unavailable' && !options.ctx) {
+      const broken = ctx;
+      ctx = new ControlContext(config);
+      void broken.close().catch(() => undefined);
+    }
+    return {
+      status: error.status,
+      body: { error: { code: error.code, message: error.message } },
+      headers: error.headers,
+    };
   };
 
   const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {

@@ -20,6 +20,8 @@ import { registerStackCommands } from './commands/stack';
 import { registerServeCommand } from './commands/serve';
 import { assertKnownCommand } from './common/command-check';
 import { registerTokenCommands } from './commands/tokens';
+import { registerApprovalCommands } from './commands/approvals';
+import { ApprovalPendingError } from '../operations/approvals';
 import { exitCodes } from './common/context';
 import { CliError, EXIT } from './common/output';
 
@@ -42,6 +44,7 @@ export function buildProgram(): Command {
   registerDemoCommands(program);
   registerServeCommand(program);
   registerTokenCommands(program);
+  registerApprovalCommands(program);
   registerOperatorCommands(program);
   return program;
 }
@@ -64,6 +67,13 @@ export async function run(argv: string[]): Promise<void> {
       // --help and --version end here too, successfully.
       if (err.exitCode === 0) return;
       return fail(json, `${err.message.replace(/^error: /, '')} (run with --help for usage)`, EXIT.usage);
+    }
+    // Accepted, not done: a failover or commit waiting for another identity's approval.
+    if (err instanceof ApprovalPendingError) {
+      if (json) process.stdout.write(`${JSON.stringify({ approval: err.approval }, null, 2)}\n`);
+      else process.stdout.write(`${err.message}\n`);
+      process.exitCode = EXIT.pending;
+      return;
     }
     // Wrong storage credentials are a configuration problem: say which and how to fix it.
     const storage = storageCredentialProblem(err);

@@ -93,8 +93,10 @@ export function audited<A extends [ControlContext, ...unknown[]], R>(
     try {
       return await operation(...args);
     } catch (err) {
-      outcome = err instanceof OperationError ? 'refused' : 'failed';
-      code = err instanceof OperationError ? err.code : undefined;
+      // Waiting for a second person's approval (operations/approvals.ts) is not a failure.
+      const waits = (err as Error).name === 'ApprovalPendingError';
+      outcome = err instanceof OperationError || waits ? 'refused' : 'failed';
+      code = err instanceof OperationError ? err.code : waits ? 'awaiting-approval' : undefined;
       error = (err as Error).message;
       throw err;
     } finally {

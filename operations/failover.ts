@@ -23,6 +23,7 @@ import {
 } from '../shared/contracts/recovery-job';
 import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
+import { gate } from './approvals';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { takeFailoverLock, workflowState } from './failover-lock';
 import { registeredMachine } from './machines';
@@ -261,6 +262,7 @@ export const commitFailover = audited(
 
 async function commitMachineFailover(ctx: ControlContext, name: string): Promise<RecoveryStatus> {
   const handle = await failoverHandle(ctx, name);
+  await gate(ctx, 'machine-commit', name);
   const status = await updateOf(() => handle.executeUpdate(commitUpdate));
   await handle.result().catch(() => undefined);
   return status;

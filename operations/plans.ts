@@ -29,6 +29,7 @@ import {
 } from '../shared/contracts/recovery-plan';
 import { jobResult, untilState } from './job-results';
 import { audited } from './audit';
+import { gate } from './approvals';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { getRecoverySettings, settingsToStart } from './recovery-settings';
 import { resolvePoint } from './points';
@@ -49,6 +50,8 @@ export const DEFAULT_MANUAL_TIMEOUT_SECONDS = 3600;
 /** A plan as the CLI or a plan file gives it; actions without ids get `<group>-<pre|post>-<n>`. */
 export interface PlanSpec {
   name: string;
+  /** Its failover and commit wait for a second identity's approval. */
+  requireApproval?: boolean;
   groups: Array<{
     name?: string;
     machines: string[];
@@ -96,6 +99,7 @@ export function planFromSpec(spec: PlanSpec): RecoveryPlan {
     name: spec.name,
     groups,
     ...(spec.networks?.length ? { networks: spec.networks } : {}),
+    ...(spec.requireApproval ? { requireApproval: true } : {}),
     createdAt: new Date().toISOString(),
   };
 }
@@ -179,6 +183,9 @@ async function startPlanJob(
     throw new OperationError(`plan ${name} cannot run:\n  ${problems.join('\n  ')}`, 'invalid');
   if (options.planned && (operation !== 'failover' || options.point))
     throw new OperationError('--planned is for failover only, without --point', 'invalid');
+  if (operation === 'failover') {
+    await gate(ctx, 'plan-failover', name, { planRequires: plan.requireApproval, ...options });
+  }
   const drillJob = operation === 'cleanup' ? await drillToClean(ctx, name, options.drill) : undefined;
   const machines: Record<string, PlanMachineInput> = {};
   // All points are resolved before anything starts: a machine without the point refuses the plan.
@@ -346,6 +353,8 @@ async function commitPlanJob(ctx: ControlContext, target: string): Promise<PlanS
     throw new OperationError(`no failover of plan ${target} to commit`, 'not-found');
   const handle = (await ctx.client()).workflow.getHandle(ref.workflowId);
   await assertRunning(handle, 'nothing to commit');
+  const plan = await ctx.vault.read<RecoveryPlan>(planDoc(ref.plan));
+  await gate(ctx, 'plan-commit', ref.job, { planRequires: plan?.value.requireApproval });
   const status = await updateOf(() => handle.executeUpdate(planCommitUpdate));
   await handle.result().catch(() => undefined);
   return status;

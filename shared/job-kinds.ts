@@ -24,4 +24,11 @@ const FAILBACK_JOB_KINDS = [
 export const RECOVERY_JOB_KINDS = [...FAILOVER_JOB_KINDS, ...FAILBACK_JOB_KINDS] as const;
 
 /** Every job kind OSR starts (protectMachine and the recovery workflows). */
-export const JOB_KINDS = ['protect', ...FAILOVER_JOB_KINDS, 'group', ...FAILBACK_JOB_KINDS] as const;
+export const JOB_KINDS = [
+  'protect',
+  ...FAILOVER_JOB_KINDS,
+  'group',
+  ...FAILBACK_JOB_KINDS,
+  // A request waiting for a second person (shared/contracts/approval.ts).
+  'approval',
+] as const;

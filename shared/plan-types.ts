@@ -45,6 +45,8 @@ export interface RecoveryPlan {
   name: string;
   groups: PlanGroup[];
   networks?: PlanNetwork[];
+  /** Its failover and commit wait for a second identity's approval (operations/approvals.ts). */
+  requireApproval?: boolean;
   createdAt: string;
 }
 

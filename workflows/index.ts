@@ -13,3 +13,4 @@ export { failback } from './failback';
 export { reenable } from './reenable';
 export { failbackPlan } from './failback-plan';
 export { endProtection } from './end-protection';
+export { approvalRequest } from './approval';

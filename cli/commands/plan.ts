@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import * as plans from '../../operations/plans';
 import type { RecoveryPlan } from '../../shared/plan-types';
 import type { PlanStatus } from '../../shared/contracts/recovery-plan';
+import { decideApproval } from './approvals';
 import { withContext } from '../common/context';
 import { CliError, EXIT, printJson, printTable } from '../common/output';
 
@@ -37,6 +38,7 @@ interface CreateOptions {
   scriptTimeout?: number;
   manualTimeout?: number;
   onTimeout: string;
+  requireApproval?: boolean;
   json?: boolean;
 }
 
@@ -175,9 +177,13 @@ export function registerPlanCommands(program: Command): void {
       seconds,
     )
     .option('--on-timeout <policy>', 'an unapproved manual action: fail or continue', 'fail')
+    .option(
+      '--require-approval',
+      "its failover and commit wait for another identity's approval (`osr approve`)",
+    )
     .option('--json', 'print JSON')
     .action(async (name: string, o: CreateOptions) => {
-      const spec = specFromOptions(name, o);
+      const spec = { ...specFromOptions(name, o), ...(o.requireApproval ? { requireApproval: true } : {}) };
       const plan = await withContext((ctx) => plans.createPlan(ctx, spec));
       if (o.json) return printJson(plan);
       printPlan(plan);
@@ -268,17 +274,21 @@ export function registerPlanCommands(program: Command): void {
     });
 
   program
-    .command('approve <job> <action>')
+    .command('approve <job> [action]')
     .description(
-      'approve a manual action a plan job is waiting on (<job>: a plan job id, or the workflow id of a plan failback: plan/<plan>/failback/<job>)',
+      'approve a request waiting for a second identity (<job>: its approval/… id, see `osr approvals`), or a manual action a plan job waits on (<job>: a plan job id, or a plan failback workflow id plan/<plan>/failback/<job>; <action>: its id)',
     )
-    .option('--by <name>', 'who approves', process.env.USER ?? 'operator')
+    .option('--by <name>', 'who approves a manual action', process.env.USER ?? 'operator')
+    .option('--note <text>', 'a note kept with an approval request')
     .option('--json', 'print JSON')
-    .action(async (job: string, action: string, o: { by: string; json?: boolean }) => {
-      const status = await withContext((ctx) => plans.approve(ctx, job, action, o.by));
-      if (o.json) return printJson(status);
-      process.stdout.write(`approved ${action} of ${job} as ${o.by}\n\n`);
-      // A plan failback answers with its own status (stages, not operations): `osr plan status` shows it.
-      if ('operation' in status) printStatus(status);
-    });
+    .action(
+      async (job: string, action: string | undefined, o: { by: string; note?: string; json?: boolean }) => {
+        if (action === undefined) return decideApproval(job, true, o);
+        const status = await withContext((ctx) => plans.approve(ctx, job, action, o.by));
+        if (o.json) return printJson(status);
+        process.stdout.write(`approved ${action} of ${job} as ${o.by}\n\n`);
+        // A plan failback answers with its own status (stages, not operations): `osr plan status` shows it.
+        if ('operation' in status) printStatus(status);
+      },
+    );
 }

@@ -1,5 +1,14 @@
 // Output for people (aligned tables) and for scripts (--json), and the CLI's exit codes.
-export const EXIT = { ok: 0, failure: 1, usage: 2, unavailable: 3, notFound: 4, conflict: 5 } as const;
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  unavailable: 3,
+  notFound: 4,
+  conflict: 5,
+  /** Accepted, waiting for another identity's approval (osr approve). */
+  pending: 6,
+} as const;
 
 export class CliError extends Error {
   constructor(

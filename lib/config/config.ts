@@ -113,6 +113,20 @@ export const configSchema = z
         insecureHttp: false,
         rateLimit: { perMinute: 60, burst: 20 },
       }),
+    // Four eyes: plan failovers and commits wait for a second identity's approval (docs/security.md);
+    // a plan can ask for it alone (requireApproval). Unanswered requests expire.
+    approvals: z
+      .object({
+        required: z.boolean().default(false),
+        expireSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(30 * 86400)
+          .default(86400),
+      })
+      .strict()
+      .default({ required: false, expireSeconds: 86400 }),
     // Operator experience: alert webhook, worker heartbeats (osr servers) and their thresholds,
     // the Temporal SDK's Prometheus exporter in each worker.
     alerts: z
