@@ -51,6 +51,11 @@ export const dashboardFiles: readonly DashboardFile[] = [
   script('rpo-chart.js', 'dashboardRpoChart', "the dashboard's RPO-over-time charts (ES module)"),
   script('jobs.js', 'dashboardJobs', "the dashboard's jobs list (ES module)"),
   script('plans.js', 'dashboardPlans', "the dashboard's recovery plans (ES module)"),
+  script(
+    'approvals.js',
+    'dashboardApprovals',
+    "the dashboard's requests waiting for a second identity's approval (ES module)",
+  ),
   script('servers.js', 'dashboardServers', "the dashboard's process servers table (ES module)"),
   script('audit.js', 'dashboardAudit', "the dashboard's recent operator actions (ES module)"),
   script(

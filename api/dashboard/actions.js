@@ -179,3 +179,20 @@ export function protectDiscovered(host, machine) {
       );
   });
 }
+
+export function decideRequest(approval, yes) {
+  const { kind, target, requestedBy } = approval.request;
+  confirmAction({
+    title: `${yes ? 'Approve' : 'Reject'} the ${kind} of ${target}`,
+    text: yes
+      ? `${requestedBy} asked for it. Approved, it runs at once, in your name.`
+      : `${requestedBy} asked for it. Rejected, it does not run.`,
+    ok: yes ? 'Approve' : 'Reject',
+    danger: yes,
+  }).then((ok) => {
+    if (ok)
+      act(`${yes ? 'Approval' : 'Rejection'} of the ${kind} of ${target}`, () =>
+        api('POST', `/v1/approvals/${encodeURIComponent(approval.id)}/${yes ? 'approve' : 'reject'}`),
+      );
+  });
+}

@@ -4,6 +4,7 @@
 // nodes, never as HTML (dom.js).
 /* global document, setTimeout */
 import { api, readToken, setupLogin, signOut } from './api.js';
+import { renderApprovals } from './approvals.js';
 import { renderAudit } from './audit.js';
 import { discover, renderHosts } from './discovered.js';
 import { renderJobs } from './jobs.js';
@@ -40,7 +41,12 @@ async function refresh() {
     const protectedCount = machines.machines.filter((m) => m.status && m.status.state === 'protected').length;
     document.getElementById('summary').textContent =
       `${machines.machines.length} machine(s), ${protectedCount} protected · ${jobs.jobs.filter((j) => j.kind !== 'protect').length} running job(s) · ${alerts.alerts.length} alert(s)`;
-    await Promise.all([renderCharts(machines.machines), renderJobs(jobs.jobs), renderPlans()]);
+    await Promise.all([
+      renderCharts(machines.machines),
+      renderJobs(jobs.jobs),
+      renderPlans(),
+      renderApprovals(),
+    ]);
     document.getElementById('refreshed').textContent =
       `updated ${new Date().toLocaleTimeString(undefined, { hour12: false })}`;
   } catch (err) {

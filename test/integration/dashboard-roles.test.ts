@@ -9,6 +9,7 @@ import { Vault } from '../../lib/azure/vault';
 import { createLogger } from '../../lib/config/logger';
 import { cliActor, runAs } from '../../operations/audit';
 import { ControlContext } from '../../operations/context';
+import { ApprovalPendingError } from '../../operations/approvals';
 import * as plans from '../../operations/plans';
 import { createToken } from '../../operations/tokens';
 import type { ProtectedMachine } from '../../shared/replication-types';
@@ -24,6 +25,7 @@ const secrets = {} as Record<Role, string>;
 
 before(async () => {
   stack = await startTestStack();
+  await stack.startWorker('control');
   ctx = new ControlContext(stack.config);
   // A machine registered in the vault (its protection not running): the dashboard lists it with
   // its buttons, and a plan can name it.
@@ -37,8 +39,14 @@ before(async () => {
   await ctx.vault.write(Vault.machineDoc(M), machine);
   await runAs(cliActor(), async () => {
     await plans.createPlan(ctx, { name: 'shop', groups: [{ machines: [M] }] });
+    await plans.createPlan(ctx, { name: 'gated', groups: [{ machines: [M] }], requireApproval: true });
     for (const role of ROLES) secrets[role] = (await createToken(ctx, { name: `${role}-web`, role })).secret;
   });
+  // The admin asks for the gated plan's failover: it waits for another identity.
+  const asked = runAs({ via: 'api', user: 'admin-web', role: 'admin', host: 'test' }, () =>
+    plans.startPlan(ctx, 'gated', 'failover', { wait: false }),
+  );
+  await assert.rejects(asked, (err: Error) => err instanceof ApprovalPendingError);
   api = await startApiServer({
     config: stack.config,
     host: '127.0.0.1',
@@ -56,10 +64,15 @@ after(async () => {
   await stack?.stop();
 });
 
-const EXPECTED: Record<Role, { machine: string[]; plan: string[] }> = {
-  viewer: { machine: [], plan: [] },
-  operator: { machine: ['cleanup', 'drill'], plan: ['plan-drill'] },
-  admin: { machine: ['cleanup', 'drill', 'failover'], plan: ['plan-drill', 'plan-failover'] },
+const EXPECTED: Record<Role, { machine: string[]; plan: string[]; approval: string[] }> = {
+  viewer: { machine: [], plan: [], approval: [] },
+  operator: {
+    machine: ['cleanup', 'drill'],
+    plan: ['plan-drill'],
+    approval: ['approve-request', 'reject-request'],
+  },
+  // The admin asked for the waiting request: another identity must decide it.
+  admin: { machine: ['cleanup', 'drill', 'failover'], plan: ['plan-drill', 'plan-failover'], approval: [] },
 };
 
 for (const role of ROLES)
@@ -84,6 +97,11 @@ for (const role of ROLES)
           .sort();
       assert.deepEqual(await actions(row), EXPECTED[role].machine);
       assert.deepEqual(await actions(card), EXPECTED[role].plan);
+      const request = tab.locator('li[data-approval^="approval/plan-failover/gated/"]');
+      await request.waitFor({ timeout: 30_000 });
+      assert.match(await request.innerText(), /plan-failover of gated, asked by admin-web/);
+      assert.deepEqual(await actions(request), EXPECTED[role].approval);
+      if (role === 'admin') assert.match(await request.innerText(), /another identity must decide/);
       // What is not drawn is refused by the API all the same, from this page with this token.
       const refused = (await tab.evaluate(
         async ([machine, token]) => {
