@@ -8,6 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { routes as apiRoutes } from '../../api/routes';
 import { startApiServer } from '../../api/server';
+import { withoutRateLimit } from '../helpers/api-client';
 import { createLogger } from '../../lib/config/logger';
 import type { ControlContext } from '../../operations/context';
 import { CONTAINERS } from '../../lib/azure/blob-client';
@@ -111,7 +112,7 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
 
   const token = 'a-token-of-sixteen-chars';
   const api = await startApiServer({
-    config: stack.config,
+    config: withoutRateLimit(stack.config),
     token,
     host: '127.0.0.1',
     port: 0,
