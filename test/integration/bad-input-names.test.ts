@@ -85,6 +85,9 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     ['GET', '/v1/groups/{name}/points', 'group name'],
     ['POST', '/v1/groups/{name}/points', 'group name'],
     ['POST', '/v1/groups/{name}/delete', 'group name'],
+    ['POST', '/v1/tokens/{name}/revoke', 'identity name'],
+    ['POST', '/v1/approvals/{id}/approve', 'job id', JOB],
+    ['POST', '/v1/approvals/{id}/reject', 'job id', JOB],
   ];
   // The table is every route with a name in its path: a new route must join it.
   assert.deepEqual(
@@ -108,6 +111,7 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     ['POST', '/v1/machines/bi1/failover/change-point', 'point', { point: '%' }],
     ['POST', '/v1/plans/p-names/test-failover', 'point', { point: '%' }],
     ['POST', '/v1/plans/p-names/test-failover/cleanup', 'job id', { drill: '%' }],
+    ['POST', '/v1/tokens', 'identity name', { name: '%', role: 'viewer' }],
   ];
 
   const token = 'a-token-of-sixteen-chars';
@@ -212,6 +216,10 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     [['reenable', N], 'machine name'],
     [['failback-status', N], 'job id'],
     [['demo', 'start', '--name', N], 'machine name'],
+    [['tokens', 'create', N, '--role', 'viewer'], 'identity name'],
+    [['tokens', 'revoke', N], 'identity name'],
+    [['approve', N], 'job id'],
+    [['reject', N], 'job id'],
   ];
   // A few at a time: each is a process of its own.
   for (let i = 0; i < commands.length; i += 4) {
