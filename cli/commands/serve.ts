@@ -58,12 +58,13 @@ export function registerServeCommand(program: Command): void {
       // The token is shown once, when it is made; afterwards only where it lives.
       if (token.source === 'created')
         process.stdout.write(
-          `API token of the admin identity legacy (shown once; also in ${token.file}, mode 0600):\n  ${token.token}\nUse it as: Authorization: Bearer <token>; make one per person or system with \`osr tokens create <name> --role <role>\`\n`,
+          `API token (shown once; also in ${token.file}, mode 0600):\n  ${token.token}\nUse it as: Authorization: Bearer <token>\n`,
         );
-      else if (token.source === 'file')
-        process.stdout.write(`API token (admin identity legacy): in ${token.file}\n`);
-      else
-        process.stdout.write('API token (admin identity legacy): from api.token (config or OSR_API_TOKEN)\n');
+      else if (token.source === 'file') process.stdout.write(`API token: in ${token.file}\n`);
+      else process.stdout.write('API token: from api.token (config or OSR_API_TOKEN)\n');
+      process.stdout.write(
+        'That token is the admin identity legacy; give each person or system its own: `osr tokens create <name> --role viewer|operator|admin`, then `osr tokens revoke legacy`\n',
+      );
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals) => {
           process.stdout.write(`${signal}: stopping the API server\n`);
