@@ -28,6 +28,7 @@ import {
 } from '../shared/contracts/protect-machine';
 import { audited } from './audit';
 import { platformOf } from './machine-platform';
+import { checkPointTag } from './points';
 import { OperationError, type ControlContext } from './context';
 import { workflowState } from './failover-lock';
 import { getPolicy } from './policies';
@@ -335,26 +336,6 @@ export const takePoint = audited(
   },
   (_ctx, name, request) => ({ target: name, details: { kind: request.kind, tag: request.tag } }),
 );
-
-const MAX_TAG_LENGTH = 128;
-
-/** A point's tag is printed in tables and terminals: bounded, and no control characters. */
-function checkPointTag(tag: string | undefined): void {
-  if (tag === undefined) return;
-  if (tag.length === 0 || tag.length > MAX_TAG_LENGTH) {
-    throw new OperationError(
-      `a point tag has 1 to ${MAX_TAG_LENGTH} characters; this one has ${tag.length}`,
-      'invalid',
-    );
-  }
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(tag)) {
-    throw new OperationError(
-      'a point tag cannot contain control characters (escape sequences, newlines, tabs); use printable text',
-      'invalid',
-    );
-  }
-}
 
 export const changePolicy = audited(
   'machine.set-policy',

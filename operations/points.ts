@@ -76,3 +76,23 @@ export async function resolvePoint(
   }
   return found;
 }
+
+const MAX_TAG_LENGTH = 128;
+
+/** A point's tag is printed in tables and terminals: bounded, and no control characters. */
+export function checkPointTag(tag: string | undefined): void {
+  if (tag === undefined) return;
+  if (tag.length === 0 || tag.length > MAX_TAG_LENGTH) {
+    throw new OperationError(
+      `a point tag has 1 to ${MAX_TAG_LENGTH} characters; this one has ${tag.length}`,
+      'invalid',
+    );
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(tag)) {
+    throw new OperationError(
+      'a point tag cannot contain control characters (escape sequences, newlines, tabs); use printable text',
+      'invalid',
+    );
+  }
+}

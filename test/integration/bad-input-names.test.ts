@@ -88,6 +88,11 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     ['POST', '/v1/tokens/{name}/revoke', 'identity name'],
     ['POST', '/v1/approvals/{id}/approve', 'job id', JOB],
     ['POST', '/v1/approvals/{id}/reject', 'job id', JOB],
+    ['GET', '/v1/machines/{name}/recovery-settings', 'machine name'],
+    ['POST', '/v1/machines/{name}/recovery-settings', 'machine name', fix, { target: 'local' }],
+    ['GET', '/v1/hosts/{name}', 'host name'],
+    ['POST', '/v1/hosts/{name}/remove', 'host name'],
+    ['POST', '/v1/hosts/{name}/protect', 'host name', fix, { machine: 'm1' }],
   ];
   // The table is every route with a name in its path: a new route must join it.
   assert.deepEqual(
@@ -220,6 +225,11 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     [['tokens', 'revoke', N], 'identity name'],
     [['approve', N], 'job id'],
     [['reject', N], 'job id'],
+    [['host', 'add', N, '--sockets', '/tmp'], 'host name'],
+    [['host', 'show', N], 'host name'],
+    [['host', 'remove', N], 'host name'],
+    [['discover', '--host', N], 'host name'],
+    [['protect', 'm-names', '--qmp', '/tmp/x.qmp', '--host', N], 'host name'],
   ];
   // A few at a time: each is a process of its own.
   for (let i = 0; i < commands.length; i += 4) {
