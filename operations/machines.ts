@@ -38,27 +38,37 @@ import { endedHealth, endedProtection, finishStatus, unprotectEnded, type EndedP
 import type { MachineHealth } from '../shared/machine-health';
 import type { GroupStatus } from '../shared/contracts/consistency-group';
 
-export interface ProtectOptions {
+/** A QEMU process by its monitor, or a domain of an added libvirt host. */
+export type ProtectSource =
+  | {
+      qmpSocket: string;
+      nbdSocket?: string;
+      /** An added host (`osr host add`): the machine's work goes to that host's process servers. */
+      host?: string;
+    }
+  | { host: string; domain: string };
+
+export type ProtectOptions = ProtectSource & {
   name: string;
-  qmpSocket: string;
-  nbdSocket?: string;
   disks?: string[];
   policy?: string;
-  /** An added host (`osr host add`): the machine's work goes to that host's process servers. */
-  host?: string;
   quiesce?: QuiesceHooks;
   /** OS type and Hyper-V generation an Azure VM of it needs (default Linux, V1: QEMU boots by BIOS). */
   platform?: Partial<MachinePlatform>;
   /** Cycles per workflow run before continueAsNew; only tests change the default. */
   maxCyclesPerRun?: number;
-}
+};
 
 export const protect = audited(
   'machine.protect',
   (ctx: ControlContext, options: ProtectOptions) => protectNew(ctx, options),
   (_ctx, o) => ({
     target: o.name,
-    details: { qmp: o.qmpSocket, disks: o.disks, policy: o.policy, host: o.host },
+    details: {
+      ...('domain' in o ? { host: o.host, domain: o.domain } : { qmp: o.qmpSocket, host: o.host }),
+      disks: o.disks,
+      policy: o.policy,
+    },
   }),
 );
 
@@ -79,7 +89,7 @@ export const protectFromVault = audited(
       );
     await refuseIfRunning(ctx, name);
     const policy = await getPolicy(ctx, machine.policy);
-    const summary = `Protects ${name} again from its vault record (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`;
+    const summary = `Protects ${name} again from its vault record (${sourceSummary(machine.source)}) with policy ${policy.name}`;
     await startOnce(ctx, { machine, policy, summary });
     return { machine, workflowId: protectWorkflowId(name) };
   },
@@ -102,19 +112,14 @@ async function protectNew(
   if (options.policy !== undefined) checkName('policy', options.policy);
   // Said before the source is looked at: the source may be fine, the name is taken.
   if (await ctx.vault.machine(options.name)) await refuseIfRunning(ctx, options.name);
-  if (options.host !== undefined) await getHost(ctx, options.host);
-  await checkSourceOnItsHost(ctx, options);
+  const { site, host, source } = await sourceOf(ctx, options);
+  await checkSourceOnItsHost(ctx, { name: options.name, site, host, source });
   const policy = await getPolicy(ctx, options.policy ?? 'default');
   const machine: ProtectedMachine = {
     name: options.name,
-    site: ctx.config.site,
-    ...(options.host ? { host: options.host } : {}),
-    source: {
-      type: 'qemu',
-      qmpSocket: options.qmpSocket,
-      nbdSocket: options.nbdSocket,
-      disks: options.disks,
-    },
+    site,
+    ...(host ? { host } : {}),
+    source,
     policy: policy.name,
     quiesce: options.quiesce,
     platform: platformOf(options.platform),
@@ -125,10 +130,50 @@ async function protectNew(
     machine,
     policy,
     maxCyclesPerRun: options.maxCyclesPerRun,
-    summary: `Protects ${machine.name} (QMP ${machine.source.qmpSocket}) with policy ${policy.name}`,
+    summary: `Protects ${machine.name} (${sourceSummary(machine.source)}) with policy ${policy.name}`,
   });
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   return { machine, workflowId };
+}
+
+/** The machine's source and site: a QEMU monitor of this site, or a domain of an added libvirt host. */
+async function sourceOf(
+  ctx: ControlContext,
+  options: ProtectOptions,
+): Promise<{ site: string; host?: string; source: ProtectedMachine['source'] }> {
+  if (!('domain' in options)) {
+    if (options.host !== undefined) await getHost(ctx, options.host);
+    return {
+      site: ctx.config.site,
+      host: options.host,
+      source: {
+        type: 'qemu',
+        qmpSocket: options.qmpSocket,
+        nbdSocket: options.nbdSocket,
+        disks: options.disks,
+      },
+    };
+  }
+  const host = await getHost(ctx, options.host);
+  if (host.kind !== 'libvirt')
+    throw new OperationError(
+      `host ${host.name} is a ${host.kind} host, not libvirt: --domain takes a domain of a host added with \`osr host add <name> --libvirt <uri>\``,
+      'invalid',
+    );
+  if (!options.domain.trim())
+    throw new OperationError('--domain needs the libvirt domain name (`virsh list --all`)', 'invalid');
+  return {
+    site: host.site,
+    // Its work goes to the host's process servers: the libvirt host is where the exports are.
+    host: host.name,
+    source: { type: 'libvirt', host: host.name, uri: host.uri, domain: options.domain, disks: options.disks },
+  };
+}
+
+function sourceSummary(source: ProtectedMachine['source']): string {
+  return source.type === 'libvirt'
+    ? `libvirt domain ${source.domain} on host ${source.host}`
+    : `QMP ${source.qmpSocket}`;
 }
 
 function alreadyProtected(name: string): OperationError {

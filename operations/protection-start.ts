@@ -71,12 +71,21 @@ const CHECK_SOURCE_WORKFLOW_SECONDS = 60;
  */
 export async function checkSourceOnItsHost(
   ctx: ControlContext,
-  options: { name: string; qmpSocket: string; nbdSocket?: string; disks?: string[]; host?: string },
+  options: { name: string; site: string; host?: string; source: ProtectedMachine['source'] },
 ): Promise<void> {
+  const { source, site } = options;
   const client = await ctx.client();
-  const registered = (await ctx.vault.machines()).filter(
-    (m) => m.site === ctx.config.site && m.name !== options.name,
-  );
+  const registered = (await ctx.vault.machines()).filter((m) => m.site === site && m.name !== options.name);
+  const probe =
+    source.type === 'libvirt'
+      ? { libvirt: { uri: source.uri, domain: source.domain } }
+      : {
+          qmpSocket: source.qmpSocket,
+          nbdSocket: source.nbdSocket,
+          others: registered.flatMap((m) =>
+            m.source.type === 'qemu' ? [{ name: m.name, qmpSocket: m.source.qmpSocket }] : [],
+          ),
+        };
   let result;
   try {
     result = await client.workflow.execute<CheckSourceWorkflow>('checkSource', {
@@ -84,17 +93,7 @@ export async function checkSourceOnItsHost(
       // Unique per call: two protects of one name in the same millisecond each get their check
       // (the conflict between them is decided when protectMachine starts).
       workflowId: `check-source/${options.name}/${new Date().toISOString()}-${randomUUID().slice(0, 8)}`,
-      args: [
-        {
-          site: ctx.config.site,
-          host: options.host,
-          qmpSocket: options.qmpSocket,
-          machine: options.name,
-          nbdSocket: options.nbdSocket,
-          disks: options.disks,
-          others: registered.map((m) => ({ name: m.name, qmpSocket: m.source.qmpSocket })),
-        },
-      ],
+      args: [{ site, host: options.host, machine: options.name, disks: source.disks, ...probe }],
       workflowExecutionTimeout: `${CHECK_SOURCE_WORKFLOW_SECONDS}s`,
     });
   } catch (err) {
@@ -106,8 +105,13 @@ export async function checkSourceOnItsHost(
     throw err;
   }
   if (result.ok) {
-    const sameSocket = registered.filter((m) => result.sameSocket?.includes(m.name));
-    return refuseSharedDisks(ctx, options, sameSocket, result.disks);
+    // A libvirt domain is the same source when it is the same domain of the same libvirt.
+    const sameSource = registered.filter((m) =>
+      source.type === 'libvirt'
+        ? m.source.type === 'libvirt' && m.source.uri === source.uri && m.source.domain === source.domain
+        : result.sameSocket?.includes(m.name),
+    );
+    return refuseSharedDisks(ctx, { name: options.name, source }, sameSource, result.disks);
   }
   // A refusal's message already says that nothing was started.
   if (result.problem === 'refused') throw new OperationError(result.message, 'invalid');
@@ -124,12 +128,14 @@ export async function checkSourceOnItsHost(
  */
 async function refuseSharedDisks(
   ctx: ControlContext,
-  options: { name: string; qmpSocket: string; disks?: string[] },
+  options: { name: string; source: ProtectedMachine['source'] },
   sameSocket: ProtectedMachine[],
   sourceDisks: string[] | undefined,
 ): Promise<void> {
   const diskSet = (disks: string[] | undefined) => disks ?? sourceDisks;
-  const wanted = diskSet(options.disks);
+  const wanted = diskSet(options.source.disks);
+  const where = (s: ProtectedMachine['source']) =>
+    s.type === 'libvirt' ? `libvirt domain ${s.domain} (host ${s.host})` : s.qmpSocket;
   for (const other of sameSocket) {
     const theirs = diskSet(other.source.disks);
     const shared = wanted && theirs ? wanted.filter((d) => theirs.includes(d)).sort() : undefined;
@@ -137,7 +143,7 @@ async function refuseSharedDisks(
     if ((await workflowState(ctx, protectWorkflowId(other.name))) !== 'running') continue;
     const which = shared ? `disk${shared.length > 1 ? 's' : ''} ${shared.join(', ')}` : 'its disks';
     throw new OperationError(
-      `machine ${other.name} already protects ${which} of ${options.qmpSocket}${other.source.qmpSocket === options.qmpSocket ? '' : ` (its QMP socket: ${other.source.qmpSocket})`}: two protections of one disk would share its change tracking. Unprotect it first (\`osr unprotect ${other.name}\`), or protect other disks of this source with --disks. Nothing was started.`,
+      `machine ${other.name} already protects ${which} of ${where(options.source)}${where(other.source) === where(options.source) ? '' : ` (its QMP socket: ${where(other.source)})`}: two protections of one disk would share its change tracking. Unprotect it first (\`osr unprotect ${other.name}\`), or protect other disks of this source with --disks. Nothing was started.`,
       'conflict',
     );
   }

@@ -27,6 +27,18 @@ export interface QemuSource {
   disks?: string[];
 }
 
+/** A domain of a libvirt host (`osr host add --libvirt`): changes through libvirt's checkpoints and backups. */
+export interface LibvirtSource {
+  type: 'libvirt';
+  /** The host's name in the vault (hosts/<name>.json). */
+  host: string;
+  /** Its libvirt URI, as the host was added (kept here: a cycle needs no vault read). */
+  uri: string;
+  domain: string;
+  /** Target devs (vda, sdb …) to protect; all writable disks when omitted. */
+  disks?: string[];
+}
+
 /** Commands run around an app-consistent point (quiesce the application, then thaw). */
 export interface QuiesceHooks {
   /** Host-side socket of the VM's QEMU guest agent channel; used instead of pre/post when set. */
@@ -41,7 +53,7 @@ export interface ProtectedMachine {
   site: string;
   /** The host it runs on (`osr host add`): its work goes to that host's process servers. */
   host?: string;
-  source: QemuSource;
+  source: QemuSource | LibvirtSource;
   policy: string;
   quiesce?: QuiesceHooks;
   /** What an Azure VM of it needs (recorded at protect; absent before: Linux, V1). */

@@ -8,6 +8,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { FailbackTarget, FailbackTargetDisk } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { CbtConnector } from '../../lib/qemu/cbt-connector';
@@ -42,11 +43,18 @@ export function newDisksDir(deps: TargetDeps, machine: string): string {
 
 export async function prepareTargets(deps: TargetDeps, input: PrepareTargetsInput): Promise<FailbackTarget> {
   const { machine } = input;
+  if (machine.source.type !== 'qemu')
+    throw ApplicationFailure.create({
+      type: FAILURE.SourceError,
+      nonRetryable: true,
+      message: `failback into libvirt (machine ${machine.name}, domain ${machine.source.domain}) is not built yet: fail back to a QEMU machine, or recover it with a drill`,
+    });
+  const source = machine.source;
   const created = await existingCreated(deps, machine.name);
   if (created) return exportAll(deps, input, created.qmpSocket, created.nbdSocket, false, created.dir);
   let qmp: QmpClient | undefined;
   try {
-    qmp = await QmpClient.connect(machine.source.qmpSocket, { greetingTimeoutMs: 10_000 });
+    qmp = await QmpClient.connect(source.qmpSocket, { greetingTimeoutMs: 10_000 });
   } catch {
     qmp = undefined;
   }
@@ -55,7 +63,7 @@ export async function prepareTargets(deps: TargetDeps, input: PrepareTargetsInpu
     try {
       const disks = await new CbtConnector(qmp, {
         workDir: newDisksDir(deps, machine.name),
-        nbdSocket: machine.source.nbdSocket,
+        nbdSocket: source.nbdSocket,
       }).listDisks();
       usable = input.disks.every((want) =>
         disks.some((d) => d.node === want.diskId && d.size >= want.sizeBytes),
@@ -64,7 +72,7 @@ export async function prepareTargets(deps: TargetDeps, input: PrepareTargetsInpu
       // A QMP socket takes one client at a time: close before exportAll opens its own.
       await qmp.close();
     }
-    if (usable) return exportAll(deps, input, machine.source.qmpSocket, machine.source.nbdSocket, true);
+    if (usable) return exportAll(deps, input, source.qmpSocket, source.nbdSocket, true);
   }
   // The original disks are gone: new ones, copied in full.
   const dir = newDisksDir(deps, machine.name);

@@ -12,7 +12,11 @@ import type {
   ProtectedMachine,
   TransferMode,
 } from '../../shared/replication-types';
-import type { SourceConnector, SourceDisk } from '../../lib/sources/source-connector';
+import {
+  SourceUnreachableError,
+  type SourceConnector,
+  type SourceDisk,
+} from '../../lib/sources/source-connector';
 import { asQuiesceFailed } from './quiesce';
 import { withSource } from './source';
 
@@ -26,17 +30,30 @@ function withConnector<T>(
   machine: ProtectedMachine,
   fn: (c: SourceConnector) => Promise<T>,
 ): Promise<T> {
-  return withSource(machine, fn, {
-    workDir: path.join(deps.workRoot, machine.name),
-    // A wrong or dead socket does not fix itself by retrying within the activity: fail it for good;
-    // the workflow raises source-unreachable and backs off between cycles.
-    onUnreachable: (err) =>
-      ApplicationFailure.create({
-        type: FAILURE.SourceUnreachable,
-        nonRetryable: true,
-        message: `machine ${machine.name}: ${err.message}`,
+  // A wrong or dead socket (or a libvirt domain that is shut off) does not fix itself by retrying
+  // within the activity: fail it for good; the workflow raises source-unreachable and backs off
+  // between cycles.
+  const unreachable = (err: Error) =>
+    ApplicationFailure.create({
+      type: FAILURE.SourceUnreachable,
+      nonRetryable: true,
+      message: `machine ${machine.name}: ${err.message}`,
+    });
+  return withSource(
+    machine,
+    (c) =>
+      fn(c).catch((err: unknown) => {
+        throw err instanceof SourceUnreachableError ? unreachable(err) : err;
       }),
-  });
+    { workDir: path.join(deps.workRoot, machine.name), onUnreachable: unreachable },
+  );
+}
+
+/** Where a machine's disks are, for messages. */
+function describeSource(source: ProtectedMachine['source']): string {
+  return source.type === 'libvirt'
+    ? `libvirt domain ${source.domain} at ${source.uri}`
+    : `QMP ${source.qmpSocket}`;
 }
 
 function selectDisks(machine: ProtectedMachine, disks: SourceDisk[]): SourceDisk[] {
@@ -60,7 +77,7 @@ export async function discoverDisks(deps: SourceDeps, machine: ProtectedMachine)
       throw ApplicationFailure.create({
         type: FAILURE.SourceError,
         nonRetryable: true,
-        message: `machine ${machine.name} (QMP ${machine.source.qmpSocket}) shows no qcow2 or raw disk to protect`,
+        message: `machine ${machine.name} (${describeSource(machine.source)}) shows no qcow2 or raw disk to protect`,
       });
     }
     return {

@@ -10,9 +10,13 @@ import { nbdServerAnswers } from '../../lib/qemu/cbt-point-state';
 import { nbdServerRunsMessage, nbdServerState } from '../../lib/qemu/nbd-server-state';
 import { QmpClient } from '../../lib/qemu/qmp-client';
 import { FAILURE } from '../../shared/failures';
+import { LibvirtRefusal, probeLibvirt } from './probe-libvirt';
 
 export interface ProbeSourceInput {
-  qmpSocket: string;
+  /** A QEMU machine's monitor; absent for a libvirt domain. */
+  qmpSocket?: string;
+  /** A libvirt domain (activities/process-server/probe-libvirt.ts). */
+  libvirt?: { uri: string; domain: string };
   /** The machine's name, --nbd and --disks as given to `osr protect`. */
   machine?: string;
   nbdSocket?: string;
@@ -58,16 +62,23 @@ export async function probeSource(
   input: ProbeSourceInput,
   deps: ProbeSourceDeps = {},
 ): Promise<ProbeSourceResult> {
-  if (!fs.existsSync(input.qmpSocket))
+  if (input.libvirt)
+    return probeLibvirt(input.libvirt, input.disks).catch((err: unknown) => {
+      throw err instanceof LibvirtRefusal ? refused(err.message) : err;
+    });
+  const { qmpSocket } = input;
+  if (!qmpSocket)
+    throw refused('protect needs --qmp <socket> (a QEMU machine) or --host and --domain (a libvirt domain)');
+  if (!fs.existsSync(qmpSocket))
     throw refused(
-      `no QMP socket at ${input.qmpSocket}: start the VM or qemu-storage-daemon with a QMP monitor (--chardev socket,path=…,server=on,wait=off --monitor chardev=…) and pass its path with --qmp. Nothing was started.`,
+      `no QMP socket at ${qmpSocket}: start the VM or qemu-storage-daemon with a QMP monitor (--chardev socket,path=…,server=on,wait=off --monitor chardev=…) and pass its path with --qmp. Nothing was started.`,
     );
-  const stat = fs.statSync(input.qmpSocket);
+  const stat = fs.statSync(qmpSocket);
   const sameSocket = (input.others ?? []).filter((o) => sameFile(stat, o.qmpSocket)).map((o) => o.name);
   let qmp: QmpClient | undefined;
   try {
     try {
-      qmp = await QmpClient.connect(input.qmpSocket, { greetingTimeoutMs: 3000 });
+      qmp = await QmpClient.connect(qmpSocket, { greetingTimeoutMs: 3000 });
     } catch (err) {
       const message = (err as Error).message;
       if (/sent no greeting/.test(message)) return { greeted: false, sameSocket };
@@ -84,7 +95,7 @@ export async function probeSource(
       const own =
         deps.workRoot && input.machine ? path.join(deps.workRoot, input.machine, 'nbd.sock') : undefined;
       if (nbd.running && !(own && fs.existsSync(own) && (await nbdServerAnswers(own))))
-        throw refused(`${input.qmpSocket}: ${nbdServerRunsMessage(nbd.exports)}. Nothing was started.`);
+        throw refused(`${qmpSocket}: ${nbdServerRunsMessage(nbd.exports)}. Nothing was started.`);
     }
     return { greeted: true, disks, sameSocket };
   } finally {

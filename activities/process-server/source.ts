@@ -1,6 +1,7 @@
 // The one place a process server picks the connector of a machine's source, by
 // `machine.source.type` (lib/sources/source-connector.ts). A new kind of source is one line here.
 import type { ProtectedMachine } from '../../shared/replication-types';
+import { libvirtSource } from '../../lib/libvirt/libvirt-source';
 import { qemuSource } from '../../lib/qemu/qemu-source';
 import type { SourceConnector, SourceKind } from '../../lib/sources/source-connector';
 
@@ -8,11 +9,13 @@ type SourceType = ProtectedMachine['source']['type'];
 
 const KINDS: { [T in SourceType]: SourceKind } = {
   qemu: qemuSource,
+  libvirt: libvirtSource,
 };
 
 /**
  * The connector kind for a source type. Frozen points and transfer inputs do not name their
- * source (their shapes are in workflow histories): they are QEMU's, the only kind today.
+ * source (their shapes are in workflow histories): they are read as QEMU's, which is right for
+ * libvirt's too (both are NBD exports on a unix socket with a dirty-bitmap context).
  */
 export function sourceKind(type: SourceType = 'qemu'): SourceKind {
   const kind = KINDS[type];

@@ -70,7 +70,8 @@ export function registerDemoCommands(program: Command): void {
       const config = loadConfig();
       await withContext(async (ctx) => {
         for (const m of await ctx.vault.machines()) {
-          if (!m.source.qmpSocket.includes(`${path.sep}demo${path.sep}`)) continue;
+          if (m.source.type !== 'qemu' || !m.source.qmpSocket.includes(`${path.sep}demo${path.sep}`))
+            continue;
           await machines
             .unprotect(ctx, m.name)
             .catch((err: Error) => process.stderr.write(`${m.name}: ${err.message}\n`));

@@ -1,7 +1,7 @@
 // Protecting machines: `osr protect|status|points|point|resync|pause|resume|unprotect|set-policy`.
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { ControlContext } from '../../operations/context';
+import { OperationError, type ControlContext } from '../../operations/context';
 import { endedHealth, endedProtection } from '../../operations/health';
 import * as machines from '../../operations/machines';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
@@ -68,25 +68,56 @@ function printStatus(status: MachineStatus): void {
   }
 }
 
+/** --qmp (a QEMU process) or --host with --domain (a libvirt domain), never both. */
+function protectSource(o: {
+  qmp?: string;
+  nbd?: string;
+  host?: string;
+  domain?: string;
+}): machines.ProtectSource {
+  if (o.qmp && o.domain)
+    throw new OperationError(
+      'give either --qmp (a QEMU process) or --host and --domain (a libvirt domain), not both',
+      'invalid',
+    );
+  if (o.qmp)
+    return {
+      qmpSocket: path.resolve(o.qmp),
+      nbdSocket: o.nbd ? path.resolve(o.nbd) : undefined,
+      host: o.host,
+    };
+  if (o.host && o.domain) return { host: o.host, domain: o.domain };
+  throw new OperationError(
+    o.host || o.domain
+      ? `--${o.host ? 'domain' : 'host'} is missing: a libvirt domain is named by --host <name> --domain <domain>`
+      : 'say what to protect: --qmp <socket> for a QEMU process, or --host <name> --domain <domain> for a libvirt domain',
+    'invalid',
+  );
+}
+
 export function registerMachineCommands(program: Command): void {
   program
     .command('protect <name>')
     .description(
-      'protect a QEMU machine: initial sync into replica page blobs, then a recovery point every policy interval',
+      'protect a QEMU machine (--qmp) or a libvirt domain (--host, --domain): initial sync into replica page blobs, then a recovery point every policy interval',
     )
     .option(
       '--qmp <socket>',
-      'QMP monitor socket of the VM or qemu-storage-daemon (without it: protect a machine the vault knows again, from its record)',
+      'QMP monitor socket of the VM or qemu-storage-daemon (without it, --host and --domain: protect a machine the vault knows again, from its record)',
     )
     .option(
       '--host <name>',
-      "an added host (`osr host add`): the machine is served by that host's process servers",
+      "an added host (`osr host add`): the machine is served by that host's process servers; with --domain, a domain of that libvirt host",
     )
+    .option('--domain <name>', 'the libvirt domain on that host (`virsh list --all`)')
     .option(
       '--nbd <socket>',
       'socket of the NBD server already running in that QEMU process (qemu-storage-daemon --nbd-server)',
     )
-    .option('--disks <nodes>', 'comma-separated block node names to protect (default: every top-level disk)')
+    .option(
+      '--disks <ids>',
+      'comma-separated disks to protect: QEMU block node names, or libvirt target devs (vda …); default: all',
+    )
     .option('--policy <name>', 'replication policy', 'default')
     .option(
       '--guest-agent <socket>',
@@ -108,10 +139,11 @@ export function registerMachineCommands(program: Command): void {
           osType: string;
           hypervGeneration: string;
           qmp?: string;
+          host?: string;
+          domain?: string;
           nbd?: string;
           disks?: string;
           policy: string;
-          host?: string;
           guestAgent?: string;
           pre?: string;
           post?: string;
@@ -119,7 +151,7 @@ export function registerMachineCommands(program: Command): void {
         },
       ) => {
         const result = await withContext(async (ctx) => {
-          if (!o.qmp) {
+          if (!o.qmp && !o.host && !o.domain) {
             if (o.nbd || o.disks || o.guestAgent || o.pre || o.post)
               throw new CliError(
                 `--nbd, --disks, --guest-agent, --pre and --post describe a new machine: give its --qmp <socket> too (without --qmp, \`osr protect ${name}\` protects a machine the vault knows from its record)`,
@@ -130,14 +162,12 @@ export function registerMachineCommands(program: Command): void {
           }
           const started = await machines.protect(ctx, {
             name,
-            qmpSocket: path.resolve(o.qmp),
-            nbdSocket: o.nbd ? path.resolve(o.nbd) : undefined,
+            ...protectSource(o),
             disks: o.disks
               ?.split(',')
               .map((d) => d.trim())
               .filter(Boolean),
             policy: o.policy,
-            host: o.host,
             platform: {
               osType: o.osType as MachinePlatform['osType'],
               hyperVGeneration: o.hypervGeneration as MachinePlatform['hyperVGeneration'],

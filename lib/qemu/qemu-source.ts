@@ -5,7 +5,7 @@
 // session: a process server holds no connection to a machine between activities.
 import path from 'node:path';
 import type { BarrierMethod } from '../../shared/group-types';
-import type { ProtectedMachine } from '../../shared/replication-types';
+import type { ProtectedMachine, QemuSource } from '../../shared/replication-types';
 import { runHook } from '../process/hook';
 import {
   FrozenPointLostError,
@@ -30,10 +30,11 @@ import { runState } from './run-state';
 export const qemuSource: SourceKind = {
   type: 'qemu',
   async connect(machine, options) {
+    if (machine.source.type !== 'qemu') throw new Error(`machine ${machine.name} is not a QEMU process`);
     const qmp = await QmpClient.connect(machine.source.qmpSocket);
-    return new QemuSourceConnector(machine, qmp, options);
+    return new QemuSourceConnector(machine, machine.source, qmp, options);
   },
-  openFrozenDisk,
+  openFrozenDisk: openNbdFrozenDisk,
 };
 
 class QemuSourceConnector implements SourceConnector {
@@ -41,6 +42,7 @@ class QemuSourceConnector implements SourceConnector {
 
   constructor(
     private readonly machine: ProtectedMachine,
+    private readonly source: QemuSource,
     private readonly qmp: QmpClient,
     private readonly options: SourceConnectorOptions,
   ) {}
@@ -50,7 +52,7 @@ class QemuSourceConnector implements SourceConnector {
     if (!workDir) throw new Error(`source session of ${this.machine.name} was opened without a work folder`);
     this.#cbt ??= new CbtConnector(this.qmp, {
       workDir: path.resolve(workDir),
-      nbdSocket: this.machine.source.nbdSocket,
+      nbdSocket: this.source.nbdSocket,
     });
     return this.#cbt;
   }
@@ -209,8 +211,11 @@ class QemuSourceConnector implements SourceConnector {
   }
 }
 
-/** Opens a frozen disk's NBD export with its allocation and dirty-bitmap contexts. */
-async function openFrozenDisk(disk: FrozenSourceDisk): Promise<FrozenDiskReader> {
+/**
+ * Opens a frozen disk's NBD export with its allocation and dirty-bitmap contexts (QEMU's own
+ * exports and the ones libvirt's pull-mode backups start alike).
+ */
+export async function openNbdFrozenDisk(disk: FrozenSourceDisk): Promise<FrozenDiskReader> {
   const nbd = await NbdClient.connect({
     socket: disk.nbdSocket,
     exportName: disk.exportName,

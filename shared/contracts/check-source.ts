@@ -5,7 +5,10 @@ export interface CheckSourceInput {
   site: string;
   /** The machine's host (`--host`): probed by that host's process servers instead of the site's. */
   host?: string;
-  qmpSocket: string;
+  /** A QEMU machine's monitor; absent for a libvirt domain. */
+  qmpSocket?: string;
+  /** A libvirt domain: its host's URI and the domain's name (probed instead of a monitor). */
+  libvirt?: { uri: string; domain: string };
   /** The machine's name, --nbd and --disks as `osr protect` was given them. */
   machine?: string;
   nbdSocket?: string;

@@ -19,6 +19,9 @@ export class GuestChannel {
   private nextId = 1;
   private readonly pending = new Map<string, Pending>();
   private closed: Error | undefined;
+  /** How often the guest said it was ready (again after each reboot). */
+  private readies = 0;
+  private readyWaiters: Array<{ count: number; resolve: () => void }> = [];
 
   constructor() {
     this.ready = new Promise((resolve) => (this.markReady = resolve));
@@ -55,6 +58,22 @@ export class GuestChannel {
     });
   }
 
+  /** How often the guest has started so far (1 after boot, 2 after one reboot …). */
+  get boots(): number {
+    return this.readies;
+  }
+
+  /** Resolves once the guest has started `count` times in all (a reboot's readiness). */
+  booted(count: number, timeoutMs: number): Promise<void> {
+    if (this.readies >= count) return Promise.resolve();
+    const waited = new Promise<void>((resolve) => this.readyWaiters.push({ count, resolve }));
+    return withTimeout(
+      waited,
+      timeoutMs,
+      () => new Error(`the guest did not start again within ${timeoutMs} ms`),
+    );
+  }
+
   close(err: Error): void {
     if (this.closed) return;
     this.closed = err;
@@ -64,7 +83,13 @@ export class GuestChannel {
   }
 
   private onLine(line: string): void {
-    if (line === 'osr-guest-ready') return this.markReady();
+    if (line === 'osr-guest-ready') {
+      this.readies += 1;
+      this.readyWaiters = this.readyWaiters.filter((w) =>
+        w.count <= this.readies ? void w.resolve() : true,
+      );
+      return this.markReady();
+    }
     const m = /^(\S+) (\| (.*)|exit (\d+))$/.exec(line);
     const p = m?.[1] === undefined ? undefined : this.pending.get(m[1]);
     if (!m || !p) return;

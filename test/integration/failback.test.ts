@@ -14,6 +14,7 @@ import { replicaBlobClient } from '../../activities/cloud-applier/replica-disk';
 import { startApiServer } from '../../api/server';
 import { NbdClient } from '../../lib/qemu/nbd-client';
 import { undoId } from '../../shared/failback-types';
+import type { QemuSource } from '../../shared/replication-types';
 import { createLogger } from '../../lib/config/logger';
 import * as failback from '../../operations/failback';
 import * as machines from '../../operations/machines';
@@ -344,7 +345,10 @@ test('when the original disk is gone, reprotect copies everything into a new dis
     diff,
     'forward replication resumes on the new disk by a resync',
   );
-  assert.equal((await ctx.vault.machine('fb3'))?.source.qmpSocket, target.qmpSocket);
+  assert.equal(
+    ((await ctx.vault.machine('fb3'))?.source as QemuSource | undefined)?.qmpSocket,
+    target.qmpSocket,
+  );
   const status = await waitForStatus(ctx, 'fb3', (s) => s.state === 'protected');
   const next = await pointById(ctx, 'fb3', status.lastPoint!.id);
   assertSameImage(await exportedImage(ctx, next), atFailback, "the replica's next point is the new disk");

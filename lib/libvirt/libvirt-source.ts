@@ -1,0 +1,339 @@
+// The source connector for libvirt domains: changes through libvirt's own checkpoints and
+// pull-mode backups (never a QMP monitor of our own: libvirtd holds the domain's only one), frozen
+// disks read over the NBD export libvirt starts, writes held with suspend/resume, app-consistent
+// points through the guest agent (domfsfreeze/domfsthaw). The checkpoint chain is in
+// checkpoints.ts; the connector keeps which point its backup job serves in its work folder.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { BarrierMethod } from '../../shared/group-types';
+import type { LibvirtSource, ProtectedMachine } from '../../shared/replication-types';
+import { openNbdFrozenDisk } from '../qemu/qemu-source';
+import {
+  FrozenPointLostError,
+  QuiesceError,
+  SourceUnreachableError,
+  type FrozenSourceView,
+  type ReleaseOutcome,
+  type SourceConnector,
+  type SourceConnectorOptions,
+  type SourceDisk,
+  type SourceKind,
+  type StopWritesResult,
+  type TrackingStarted,
+} from '../sources/source-connector';
+import { abortBackup, beginBackup, runningBackup } from './backup-job';
+import {
+  BASE_CHECKPOINT,
+  checkpointDisks,
+  checkpointOf,
+  createCheckpoint,
+  deleteCheckpoint,
+  osrCheckpoints,
+} from './checkpoints';
+import { domainInfo, type DomainDisk } from './domain';
+import { virsh, VirshError } from './virsh';
+
+export const libvirtSource: SourceKind = {
+  type: 'libvirt',
+  async connect(machine, options) {
+    if (machine.source.type !== 'libvirt') throw new Error(`machine ${machine.name} is not a libvirt domain`);
+    const source = machine.source;
+    // One cheap call: libvirt answers and the domain exists.
+    await virsh(source.uri, ['domstate', '--', source.domain], { timeoutMs: 20_000 }).catch((err: Error) => {
+      throw new SourceUnreachableError(`libvirt domain ${source.domain} at ${source.uri}: ${err.message}`);
+    });
+    return new LibvirtSourceConnector(machine, source, options);
+  },
+  openFrozenDisk: openNbdFrozenDisk,
+};
+
+/** What the work folder keeps of the point the domain's backup job serves. */
+interface FrozenState {
+  pitId: string;
+  instant: string;
+  disks: Array<{ diskId: string; sizeBytes: number; bitmap?: string }>;
+}
+
+/** Folder for the job's NBD socket and scratch files: short (socket paths), writable by QEMU's user. */
+export function exportDirOf(source: LibvirtSource): string {
+  const id = crypto.createHash('sha256').update(`${source.uri}\n${source.domain}`).digest('hex').slice(0, 16);
+  return path.join(os.tmpdir(), `osr-lv-${id}`);
+}
+
+class LibvirtSourceConnector implements SourceConnector {
+  constructor(
+    private readonly machine: ProtectedMachine,
+    private readonly source: LibvirtSource,
+    private readonly options: SourceConnectorOptions,
+  ) {}
+
+  private get uri() {
+    return this.source.uri;
+  }
+  private get domain() {
+    return this.source.domain;
+  }
+
+  private stateFile(): string {
+    const { workDir } = this.options;
+    if (!workDir) throw new Error(`source session of ${this.machine.name} was opened without a work folder`);
+    fs.mkdirSync(workDir, { recursive: true });
+    return path.join(workDir, 'libvirt-frozen.json');
+  }
+
+  private readState(): FrozenState | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(this.stateFile(), 'utf8')) as FrozenState;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private writeState(state: FrozenState | undefined): void {
+    const file = this.stateFile();
+    if (!state) return void fs.rmSync(file, { force: true });
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(state));
+    fs.renameSync(`${file}.tmp`, file);
+  }
+
+  /** The base checkpoint and the disks it tracks (none when tracking never started or was lost). */
+  private async base(): Promise<{ name?: string; disks: string[] }> {
+    const [name] = await osrCheckpoints(this.uri, this.domain);
+    return name ? { name, disks: await checkpointDisks(this.uri, this.domain, name) } : { disks: [] };
+  }
+
+  private async disks(): Promise<DomainDisk[]> {
+    return (await domainInfo(this.uri, this.domain)).disks;
+  }
+
+  private async running(): Promise<void> {
+    const state = (await virsh(this.uri, ['domstate', '--', this.domain])).trim();
+    if (state !== 'running' && state !== 'paused')
+      throw new SourceUnreachableError(
+        `libvirt domain ${this.domain} is ${state}: points resume when it runs again (\`virsh -c ${this.uri} start ${this.domain}\`)`,
+      );
+  }
+
+  async discoverDisks(): Promise<SourceDisk[]> {
+    const base = await this.base();
+    return (await this.disks()).map((d) => ({
+      diskId: d.target,
+      sizeBytes: d.sizeBytes,
+      format: d.format,
+      tracked: d.trackable && base.disks.includes(d.target),
+    }));
+  }
+
+  async enableTracking(diskId: string): Promise<TrackingStarted> {
+    const disks = await this.disks();
+    const disk = disks.find((d) => d.target === diskId);
+    if (!disk) throw new Error(`libvirt domain ${this.domain} has no disk ${diskId}`);
+    if (!disk.trackable)
+      return {
+        diskId,
+        persistent: false,
+        fullSyncRequired: true,
+        warnings: [
+          `${diskId} of ${this.domain} is ${disk.format}: libvirt keeps change bitmaps only in qcow2, so it is resynchronized by checksums every cycle; convert it to qcow2 to send only changes`,
+        ],
+      };
+    const base = await this.base();
+    if (base.disks.includes(diskId))
+      return { diskId, persistent: true, fullSyncRequired: false, warnings: [] };
+    if (!base.name) {
+      // Tracking starts here: the base checkpoint over every selected qcow2 disk.
+      await this.running();
+      const { tracked, untracked } = this.split(disks);
+      await createCheckpoint(this.uri, this.domain, BASE_CHECKPOINT, tracked, untracked);
+    }
+    // With a base that lacks the disk (added later), the next point's checkpoint includes it.
+    return { diskId, persistent: true, fullSyncRequired: true, warnings: [] };
+  }
+
+  /** Selected qcow2 disks get bitmaps; the rest none. */
+  private split(disks: DomainDisk[], selected = this.source.disks) {
+    const wanted = (d: DomainDisk) => d.trackable && (!selected || selected.includes(d.target));
+    return {
+      tracked: disks.filter(wanted).map((d) => d.target),
+      untracked: disks.filter((d) => !wanted(d)).map((d) => d.target),
+    };
+  }
+
+  async freeze(
+    diskIds: string[],
+    pitId: string,
+    options: { quiesce?: boolean } = {},
+  ): Promise<FrozenSourceView> {
+    const dir = exportDirOf(this.source);
+    const socket = path.join(dir, 'nbd.sock');
+    const state = this.readState();
+    const job = await runningBackup(this.uri, this.domain);
+    const checkpoint = checkpointOf(pitId);
+    if (state?.pitId === pitId) {
+      const same = state.disks.map((d) => d.diskId).join() === [...diskIds].join();
+      if (!same) throw new Error(`point ${pitId} of ${this.domain} was frozen with other disks`);
+      if (job) return this.view(state, socket);
+      if ((await osrCheckpoints(this.uri, this.domain)).includes(checkpoint))
+        throw new FrozenPointLostError(
+          `point ${pitId} of libvirt domain ${this.domain} is gone (its backup job ended: the domain stopped or was restarted)`,
+        );
+    } else if (job) {
+      if (!state || job.socket !== socket)
+        throw new Error(
+          `libvirt domain ${this.domain} runs a backup job that is not OSR's (NBD ${job.socket ?? 'unknown'}); libvirt runs one at a time: end it (\`virsh domjobabort ${this.domain}\`) or wait for it`,
+        );
+      await abortBackup(this.uri, this.domain); // a point never released; its checkpoint stays above the base
+    }
+    await this.running();
+    const disks = await this.disks();
+    const base = await this.base();
+    const chosen = diskIds.map((id) => {
+      const d = disks.find((x) => x.target === id);
+      if (!d) throw new Error(`libvirt domain ${this.domain} has no disk ${id}`);
+      return d;
+    });
+    fs.mkdirSync(dir, { recursive: true });
+    fs.chmodSync(dir, 0o777); // QEMU runs as its own user (libvirt-qemu, or the session's)
+    for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { force: true });
+    const incremental = (d: DomainDisk) =>
+      base.name && base.disks.includes(d.target) ? base.name : undefined;
+    const next: FrozenState = {
+      pitId,
+      instant: '',
+      disks: chosen.map((d) => ({
+        diskId: d.target,
+        sizeBytes: d.sizeBytes,
+        bitmap: incremental(d) ? `backup-${d.target}` : undefined,
+      })),
+    };
+    const { tracked, untracked } = this.split(disks);
+    const frozen = async () => {
+      next.instant = new Date().toISOString();
+      this.writeState(next);
+      await beginBackup(this.uri, this.domain, {
+        socket,
+        disks: chosen.map((d) => ({
+          target: d.target,
+          incremental: incremental(d),
+          scratchFile: path.join(dir, `scratch-${d.target}.qcow2`),
+        })),
+        skipped: disks.filter((d) => !diskIds.includes(d.target)).map((d) => d.target),
+        checkpoint: { name: checkpoint, tracked, untracked },
+      }).catch(async (err: unknown) => {
+        this.writeState(undefined);
+        throw await this.bitmapLost(err);
+      });
+    };
+    if (options.quiesce) await this.quiesced(frozen);
+    else await frozen();
+    return this.view(next, socket);
+  }
+
+  /**
+   * A checkpoint whose bitmap is gone from the image (a crash left it inconsistent, or it was
+   * removed by hand) fails every backup: OSR's checkpoints are dropped so that the next cycle
+   * starts tracking anew and resynchronizes by checksums.
+   */
+  private async bitmapLost(err: unknown): Promise<unknown> {
+    if (!(err instanceof VirshError) || !/bitmap/i.test(err.detail)) return err;
+    for (const name of (await osrCheckpoints(this.uri, this.domain)).reverse())
+      await deleteCheckpoint(this.uri, this.domain, name, { metadataOnly: true });
+    return new Error(
+      `the change bitmaps of libvirt domain ${this.domain} are lost (${err.detail}); tracking starts again and the next cycle resynchronizes by checksums`,
+    );
+  }
+
+  private async quiesced(freeze: () => Promise<void>): Promise<void> {
+    try {
+      await virsh(this.uri, ['domfsfreeze', '--', this.domain]);
+    } catch (err) {
+      throw new QuiesceError(
+        `the guest agent of ${this.domain} could not freeze its filesystems (${(err as Error).message}); install and start qemu-guest-agent in the guest, with an org.qemu.guest_agent.0 channel in the domain`,
+      );
+    }
+    try {
+      await freeze();
+    } finally {
+      await virsh(this.uri, ['domfsthaw', '--', this.domain]);
+    }
+  }
+
+  private view(state: FrozenState, socket: string): FrozenSourceView {
+    return {
+      pitId: state.pitId,
+      instant: state.instant,
+      disks: state.disks.map((d) => ({ ...d, exportName: d.diskId, nbdSocket: socket })),
+    };
+  }
+
+  async listFrozen(): Promise<string[]> {
+    const state = this.readState();
+    return state ? [state.pitId] : [];
+  }
+
+  async release(pitId: string, options: { success: boolean }): Promise<ReleaseOutcome> {
+    const state = this.readState();
+    let released = false;
+    if (state?.pitId === pitId) {
+      released = await abortBackup(this.uri, this.domain);
+      this.writeState(undefined);
+      fs.rmSync(exportDirOf(this.source), { recursive: true, force: true });
+    }
+    const chain = await osrCheckpoints(this.uri, this.domain);
+    const at = chain.indexOf(checkpointOf(pitId));
+    if (at >= 0 && options.success) {
+      // Stored: this checkpoint is the new base; the older ones hold nothing still needed.
+      for (const older of chain.slice(0, at)) await deleteCheckpoint(this.uri, this.domain, older);
+      released = true;
+    } else if (at > 0) {
+      // Not stored: drop its checkpoint; libvirt merges its changes into its parent.
+      await deleteCheckpoint(this.uri, this.domain, chain[at] as string);
+      released = true;
+    }
+    const left = await this.base();
+    const lost = (state?.disks ?? []).map((d) => d.diskId).filter((d) => !left.disks.includes(d));
+    return { released, fullSyncRequired: left.name ? [] : lost };
+  }
+
+  async disableTracking(): Promise<void> {
+    const state = this.readState();
+    if (state) await abortBackup(this.uri, this.domain);
+    this.writeState(undefined);
+    fs.rmSync(exportDirOf(this.source), { recursive: true, force: true });
+    for (const name of (await osrCheckpoints(this.uri, this.domain)).reverse())
+      await deleteCheckpoint(this.uri, this.domain, name);
+  }
+
+  private async state(): Promise<string> {
+    return (await virsh(this.uri, ['domstate', '--', this.domain])).trim();
+  }
+
+  async writeBarrier(): Promise<BarrierMethod> {
+    return (await this.state()) === 'paused' ? 'already-paused' : 'qmp-stop';
+  }
+
+  async holdWrites(): Promise<BarrierMethod> {
+    // 'qmp-stop': the VM is paused by its hypervisor (here libvirt's suspend, not our own monitor).
+    if ((await this.state()) === 'paused') return 'already-paused';
+    await virsh(this.uri, ['suspend', '--', this.domain]);
+    return 'qmp-stop';
+  }
+
+  async releaseWrites(method: BarrierMethod): Promise<void> {
+    if (method === 'qmp-stop' && (await this.state()) === 'paused')
+      await virsh(this.uri, ['resume', '--', this.domain]);
+  }
+
+  async stopWrites(): Promise<StopWritesResult> {
+    const state = await this.state();
+    if (state === 'running') await virsh(this.uri, ['suspend', '--', this.domain]);
+    return {
+      method: 'qmp-stop',
+      note: `libvirt domain ${this.domain} ${state === 'running' ? 'suspended' : `was ${state}`}`,
+    };
+  }
+
+  async close(): Promise<void> {}
+}
