@@ -62,6 +62,11 @@ export function exportDirOf(source: LibvirtSource): string {
   return path.join(os.tmpdir(), `osr-lv-${id}`);
 }
 
+/** The NBD socket of the machine's backup jobs: a job serving there is OSR's. */
+function socketOf(source: LibvirtSource): string {
+  return path.join(exportDirOf(source), 'nbd.sock');
+}
+
 class LibvirtSourceConnector implements SourceConnector {
   constructor(
     private readonly machine: ProtectedMachine,
@@ -167,7 +172,7 @@ class LibvirtSourceConnector implements SourceConnector {
     options: { quiesce?: boolean } = {},
   ): Promise<FrozenSourceView> {
     const dir = exportDirOf(this.source);
-    const socket = path.join(dir, 'nbd.sock');
+    const socket = socketOf(this.source);
     const state = this.readState();
     const job = await runningBackup(this.uri, this.domain);
     const checkpoint = checkpointOf(pitId);
@@ -180,7 +185,8 @@ class LibvirtSourceConnector implements SourceConnector {
           `point ${pitId} of libvirt domain ${this.domain} is gone (its backup job ended: the domain stopped or was restarted)`,
         );
     } else if (job) {
-      if (!state || job.socket !== socket)
+      // The export folder is this machine's alone: a job serving there is a leftover of OSR's.
+      if (job.socket !== socket)
         throw new Error(
           `libvirt domain ${this.domain} runs a backup job that is not OSR's (NBD ${job.socket ?? 'unknown'}); libvirt runs one at a time: end it (\`virsh domjobabort ${this.domain}\`) or wait for it`,
         );
@@ -222,7 +228,8 @@ class LibvirtSourceConnector implements SourceConnector {
         skipped: disks.filter((d) => !diskIds.includes(d.target)).map((d) => d.target),
         checkpoint: { name: checkpoint, tracked, untracked },
       }).catch(async (err: unknown) => {
-        this.writeState(undefined);
+        // The state stays: when libvirtd went away after starting the job, a retry finds the job
+        // and returns it; when nothing started, a retry takes the point afresh.
         throw await this.bitmapLost(err);
       });
     };
@@ -277,7 +284,8 @@ class LibvirtSourceConnector implements SourceConnector {
     const state = this.readState();
     let released = false;
     if (state?.pitId === pitId) {
-      released = await abortBackup(this.uri, this.domain);
+      const job = await runningBackup(this.uri, this.domain);
+      if (job?.socket === socketOf(this.source)) released = await abortBackup(this.uri, this.domain);
       this.writeState(undefined);
       fs.rmSync(exportDirOf(this.source), { recursive: true, force: true });
     }
@@ -298,8 +306,8 @@ class LibvirtSourceConnector implements SourceConnector {
   }
 
   async disableTracking(): Promise<void> {
-    const state = this.readState();
-    if (state) await abortBackup(this.uri, this.domain);
+    const job = await runningBackup(this.uri, this.domain);
+    if (job?.socket === socketOf(this.source)) await abortBackup(this.uri, this.domain);
     this.writeState(undefined);
     fs.rmSync(exportDirOf(this.source), { recursive: true, force: true });
     for (const name of (await osrCheckpoints(this.uri, this.domain)).reverse())
