@@ -53,7 +53,13 @@ export function virsh(uri: string, args: string[], options: { timeoutMs?: number
             .map((l) => l.replace(/^error:\s*/, '').trim())
             .filter(Boolean)
             .join('; ') || (err.killed ? `virsh ${args[0]} timed out` : err.message);
-        reject(new VirshError(args, detail, /not found|no domain|no checkpoint|no such/i.test(detail)));
+        reject(
+          new VirshError(
+            args,
+            detail,
+            /not found|no domain|no checkpoint|no such|failed to get domain/i.test(detail),
+          ),
+        );
       },
     );
   });
