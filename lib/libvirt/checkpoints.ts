@@ -77,7 +77,7 @@ export async function deleteCheckpoint(
       name,
     ]);
   } catch (err) {
-    if (err instanceof VirshError && /not found|no domain checkpoint/i.test(err.detail)) return;
+    if (err instanceof VirshError && /no domain checkpoint with matching name/i.test(err.detail)) return;
     throw err;
   }
 }

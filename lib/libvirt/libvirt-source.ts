@@ -245,8 +245,12 @@ class LibvirtSourceConnector implements SourceConnector {
    */
   private async bitmapLost(err: unknown): Promise<unknown> {
     if (!(err instanceof VirshError) || !/bitmap/i.test(err.detail)) return err;
-    for (const name of (await osrCheckpoints(this.uri, this.domain)).reverse())
-      await deleteCheckpoint(this.uri, this.domain, name, { metadataOnly: true });
+    for (const name of (await osrCheckpoints(this.uri, this.domain)).reverse()) {
+      // With its bitmaps where they are still in the image; only the metadata where they are gone.
+      await deleteCheckpoint(this.uri, this.domain, name).catch(() =>
+        deleteCheckpoint(this.uri, this.domain, name, { metadataOnly: true }),
+      );
+    }
     return new Error(
       `the change bitmaps of libvirt domain ${this.domain} are lost (${err.detail}); tracking starts again and the next cycle resynchronizes by checksums`,
     );

@@ -20,7 +20,9 @@ export interface LibvirtTestVm {
   /** Reboots the guest from inside (its QEMU process stays) and waits until it is up again. */
   reboot(): Promise<void>;
   /** Shuts the domain off (virsh destroy) and starts it again, waiting for the guest. */
-  powerCycle(): Promise<void>;
+  powerCycle(alreadyOff?: boolean): Promise<void>;
+  /** Kills the domain's QEMU (kill -9: a crash; its bitmaps are not saved) and starts it again. */
+  crash(): Promise<void>;
   /** Undefines the domain (with its checkpoints' metadata) and closes the console server. */
   remove(): Promise<void>;
 }
@@ -118,6 +120,21 @@ export async function startLibvirtTestVm(
     if (!line) throw new Error(`guest has no disk ${serialName}: ${map.output}`);
     d.guestDevice = `/dev/${line.split(' ')[1]}`;
   }
+  async function powerCycle(alreadyOff = false): Promise<void> {
+    if (!alreadyOff) await virsh(daemon.uri, ['destroy', '--', options.name]);
+    serial = undefined;
+    current.close(new Error('powered off'));
+    const next = new GuestChannel();
+    server.removeAllListeners('connection');
+    server.on('connection', (s: net.Socket) => {
+      if (serial) return void s.destroy();
+      serial = s;
+      next.attach(s);
+    });
+    current = next;
+    await virsh(daemon.uri, ['start', '--', options.name]);
+    await ready(next, 1);
+  }
   return {
     domain: options.name,
     disks,
@@ -139,21 +156,17 @@ export async function startLibvirtTestVm(
       void current.run('sync; reboot -f', 5_000).catch(() => undefined);
       await ready(current, boots + 1);
     },
-    async powerCycle() {
-      await virsh(daemon.uri, ['destroy', '--', options.name]);
-      serial = undefined;
-      current.close(new Error('powered off'));
-      const next = new GuestChannel();
-      server.removeAllListeners('connection');
-      server.on('connection', (s: net.Socket) => {
-        if (serial) return void s.destroy();
-        serial = s;
-        next.attach(s);
-      });
-      current = next;
-      await virsh(daemon.uri, ['start', '--', options.name]);
-      await ready(next, 1);
+    async crash() {
+      const pidFile = path.join(daemon.dir, 'run', 'libvirt', 'qemu', 'run', `${options.name}.pid`);
+      process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 'SIGKILL');
+      const deadline = Date.now() + 30_000;
+      while ((await virsh(daemon.uri, ['domstate', '--', options.name])).trim() !== 'shut off') {
+        if (Date.now() > deadline) throw new Error('libvirt did not see the domain crash');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await powerCycle(true);
     },
+    powerCycle,
     async remove() {
       await virsh(daemon.uri, ['destroy', '--', options.name]).catch(() => undefined);
       await virsh(daemon.uri, ['undefine', '--checkpoints-metadata', '--', options.name]).catch(

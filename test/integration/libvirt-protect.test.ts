@@ -218,6 +218,30 @@ test('a checkpoint lost (deleted by hand): resynchronized by checksums, with an 
   assertPrefix(await pointUnderLoad(), 'the next point');
 });
 
+test('the domain crashes (QEMU killed): bitmaps lost, the next cycles resynchronize by checksums', async () => {
+  await vm.crash();
+  await writeRecords(2);
+  const ackedBefore = written;
+  let taken;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      taken = await machines.takePoint(bed.ctx, NAME, { kind: 'crash' });
+      break;
+    } catch (err) {
+      // The first backup after the crash is refused by libvirt (missing bitmap): that cycle fails.
+      assert.match((err as Error).message, /change bitmaps of libvirt domain lv1 are lost/);
+      assert.ok(attempt < 3, `a point after the crash within 3 tries: ${(err as Error).message}`);
+    }
+  }
+  const image = await exportedImage(bed.ctx, await pointById(bed.ctx, NAME, taken.id), 'vda');
+  assertPrefix(
+    { ackedBefore, records: recordsIn(image).map((r) => r.record), writtenAfter: written },
+    'after the crash',
+  );
+  assert.ok(sourceImage().equals(image), 'with the guest idle, the point is the source disk');
+  assertPrefix(await pointUnderLoad(), 'the next point');
+});
+
 test('unprotect leaves no checkpoint, bitmap or backup job', async () => {
   await machines.unprotect(bed.ctx, NAME);
   assert.deepEqual(await osrCheckpointsNow(), [], 'virsh checkpoint-list is empty');
