@@ -1,6 +1,7 @@
 // The one place that maps a host's kind to how its machines are discovered, on the host's process
 // server. Each discoverer both checks the host (`osr host add`: it answers, the credentials and
 // certificate are right) and lists its machines (`osr discover`).
+import { checkLibvirtHost, discoverLibvirt } from '../../lib/libvirt/host-check';
 import fs from 'node:fs';
 import type {
   DiscoveredMachine,
@@ -79,8 +80,7 @@ const sockets: Discoverer<SocketDirHost> = (host, registered) =>
 export const DISCOVERERS: { [K in HostRecord['kind']]: Discoverer<Extract<HostRecord, { kind: K }>> } = {
   vcenter,
   sockets,
-  // The lead connects lib/libvirt here: libvirtDiscoverer({ checkLibvirtHost, discoverLibvirt }).
-  libvirt: libvirtDiscoverer(),
+  libvirt: libvirtDiscoverer({ checkLibvirtHost, discoverLibvirt }),
 };
 
 export function discoverWith(host: HostRecord, registered: RegisteredSource[]): Promise<DiscoveredMachine[]> {

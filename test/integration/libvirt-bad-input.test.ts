@@ -3,6 +3,7 @@
 // track (raw only), and half-given options. Against a real private libvirtd.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { ControlContext } from '../../operations/context';
 import { storeHost } from '../../operations/hosts';
 import * as machines from '../../operations/machines';
 import { virshWithXml } from '../../lib/libvirt/virsh';
@@ -19,14 +20,20 @@ let daemon: LibvirtDaemon;
 const osr = cliFor(() => bed.stack.env);
 
 before(async () => {
-  bed = await startTestbed();
   daemon = await startLibvirtDaemon();
-  const site = bed.ctx.config.site;
-  await storeHost(bed.ctx, { name: 'good', site, connection: { kind: 'libvirt', uri: daemon.uri } });
-  await storeHost(bed.ctx, {
-    name: 'dead',
-    site,
-    connection: { kind: 'libvirt', uri: `qemu+unix:///session?socket=${daemon.dir}/no-such.sock` },
+  bed = await startTestbed({
+    processServerEnv: async (stack) => {
+      const ctx = new ControlContext(stack.config);
+      const site = stack.config.site;
+      await storeHost(ctx, { name: 'good', site, connection: { kind: 'libvirt', uri: daemon.uri } });
+      await storeHost(ctx, {
+        name: 'dead',
+        site,
+        connection: { kind: 'libvirt', uri: `qemu+unix:///session?socket=${daemon.dir}/no-such.sock` },
+      });
+      await ctx.close();
+      return { OSR_PROCESS_SERVER_HOSTS: 'good,dead' };
+    },
   });
   // A defined (not started) domain whose only disk is raw.
   const raw = path.join(daemon.dir, 'raw.img');

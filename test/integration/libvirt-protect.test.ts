@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import { storeHost } from '../../operations/hosts';
 import { virsh } from '../../lib/libvirt/virsh';
@@ -28,14 +29,21 @@ let vm: LibvirtTestVm;
 let written = 0;
 
 before(async () => {
-  bed = await startTestbed();
   daemon = await startLibvirtDaemon();
-  vm = await startLibvirtTestVm(daemon, { name: NAME, disks: [{ sizeBytes: 8 * MiB }] });
-  await storeHost(bed.ctx, {
-    name: 'lvhost',
-    site: bed.ctx.config.site,
-    connection: { kind: 'libvirt', uri: daemon.uri },
+  // The machine is served by its host's process server: the host is added before it starts.
+  bed = await startTestbed({
+    processServerEnv: async (stack) => {
+      const ctx = new ControlContext(stack.config);
+      await storeHost(ctx, {
+        name: 'lvhost',
+        site: stack.config.site,
+        connection: { kind: 'libvirt', uri: daemon.uri },
+      });
+      await ctx.close();
+      return { OSR_PROCESS_SERVER_HOSTS: 'lvhost' };
+    },
   });
+  vm = await startLibvirtTestVm(daemon, { name: NAME, disks: [{ sizeBytes: 8 * MiB }] });
 });
 
 after(async () => {
@@ -116,6 +124,7 @@ test('protect: the first point equals the source disk, through a checkpoint of l
     domain: NAME,
     policy: 'manual',
   });
+  assert.equal(started.machine.host, 'lvhost', "served by its host's process servers");
   assert.deepEqual(started.machine.source, {
     type: 'libvirt',
     host: 'lvhost',
