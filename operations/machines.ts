@@ -32,21 +32,12 @@ import { checkPointTag } from './points';
 import { OperationError, type ControlContext } from './context';
 import { workflowState } from './failover-lock';
 import { getPolicy } from './policies';
-import { getHost } from './hosts';
+import { sourceOf, sourceSummary, type ProtectSource } from './protect-source';
+export type { ProtectSource } from './protect-source';
 import { checkSourceOnItsHost, startProtection, type ProtectMachineWorkflow } from './protection-start';
 import { endedHealth, endedProtection, finishStatus, unprotectEnded, type EndedProtection } from './health';
 import type { MachineHealth } from '../shared/machine-health';
 import type { GroupStatus } from '../shared/contracts/consistency-group';
-
-/** A QEMU process by its monitor, or a domain of an added libvirt host. */
-export type ProtectSource =
-  | {
-      qmpSocket: string;
-      nbdSocket?: string;
-      /** An added host (`osr host add`): the machine's work goes to that host's process servers. */
-      host?: string;
-    }
-  | { host: string; domain: string };
 
 export type ProtectOptions = ProtectSource & {
   name: string;
@@ -134,46 +125,6 @@ async function protectNew(
   });
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   return { machine, workflowId };
-}
-
-/** The machine's source and site: a QEMU monitor of this site, or a domain of an added libvirt host. */
-async function sourceOf(
-  ctx: ControlContext,
-  options: ProtectOptions,
-): Promise<{ site: string; host?: string; source: ProtectedMachine['source'] }> {
-  if (!('domain' in options)) {
-    if (options.host !== undefined) await getHost(ctx, options.host);
-    return {
-      site: ctx.config.site,
-      host: options.host,
-      source: {
-        type: 'qemu',
-        qmpSocket: options.qmpSocket,
-        nbdSocket: options.nbdSocket,
-        disks: options.disks,
-      },
-    };
-  }
-  const host = await getHost(ctx, options.host);
-  if (host.kind !== 'libvirt')
-    throw new OperationError(
-      `host ${host.name} is a ${host.kind} host, not libvirt: --domain takes a domain of a host added with \`osr host add <name> --libvirt <uri>\``,
-      'invalid',
-    );
-  if (!options.domain.trim())
-    throw new OperationError('--domain needs the libvirt domain name (`virsh list --all`)', 'invalid');
-  return {
-    site: host.site,
-    // Its work goes to the host's process servers: the libvirt host is where the exports are.
-    host: host.name,
-    source: { type: 'libvirt', host: host.name, uri: host.uri, domain: options.domain, disks: options.disks },
-  };
-}
-
-function sourceSummary(source: ProtectedMachine['source']): string {
-  return source.type === 'libvirt'
-    ? `libvirt domain ${source.domain} on host ${source.host}`
-    : `QMP ${source.qmpSocket}`;
 }
 
 function alreadyProtected(name: string): OperationError {

@@ -3,11 +3,7 @@
 // before its domains are listed. (lib/libvirt itself is tested against a real libvirtd.)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  DISCOVERERS,
-  DiscoveryUnavailable,
-  libvirtDiscoverer,
-} from '../../activities/process-server/host-discoverers';
+import { DiscoveryUnavailable, libvirtDiscoverer } from '../../activities/process-server/host-discoverers';
 import type { DiscoveredMachine } from '../../shared/host-types';
 
 const host = {
@@ -20,7 +16,7 @@ const host = {
 
 test('without lib/libvirt, a libvirt host is refused as not available in this build', async () => {
   await assert.rejects(
-    DISCOVERERS.libvirt(host, []),
+    libvirtDiscoverer()(host, []),
     (e: unknown) =>
       e instanceof DiscoveryUnavailable && /libvirt discovery not available in this build/.test(e.message),
   );

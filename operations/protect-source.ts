@@ -1,0 +1,55 @@
+// What `osr protect` protects: a QEMU process by its monitor (on this site, or on an added host),
+// or a domain of an added libvirt host, and the machine's site, host and source record for it.
+import type { ProtectedMachine } from '../shared/replication-types';
+import { OperationError, type ControlContext } from './context';
+import { getHost } from './hosts';
+
+/** A QEMU process by its monitor, or a domain of an added libvirt host. */
+export type ProtectSource =
+  | {
+      qmpSocket: string;
+      nbdSocket?: string;
+      /** An added host (`osr host add`): the machine's work goes to that host's process servers. */
+      host?: string;
+    }
+  | { host: string; domain: string };
+
+/** The machine's source and site: a QEMU monitor of this site, or a domain of an added libvirt host. */
+export async function sourceOf(
+  ctx: ControlContext,
+  options: ProtectSource & { disks?: string[] },
+): Promise<{ site: string; host?: string; source: ProtectedMachine['source'] }> {
+  if (!('domain' in options)) {
+    if (options.host !== undefined) await getHost(ctx, options.host);
+    return {
+      site: ctx.config.site,
+      host: options.host,
+      source: {
+        type: 'qemu',
+        qmpSocket: options.qmpSocket,
+        nbdSocket: options.nbdSocket,
+        disks: options.disks,
+      },
+    };
+  }
+  const host = await getHost(ctx, options.host);
+  if (host.kind !== 'libvirt')
+    throw new OperationError(
+      `host ${host.name} is a ${host.kind} host, not libvirt: --domain takes a domain of a host added with \`osr host add <name> --libvirt <uri>\``,
+      'invalid',
+    );
+  if (!options.domain.trim())
+    throw new OperationError('--domain needs the libvirt domain name (`virsh list --all`)', 'invalid');
+  return {
+    site: host.site,
+    // Its work goes to the host's process servers: the libvirt host is where the exports are.
+    host: host.name,
+    source: { type: 'libvirt', host: host.name, uri: host.uri, domain: options.domain, disks: options.disks },
+  };
+}
+
+export function sourceSummary(source: ProtectedMachine['source']): string {
+  return source.type === 'libvirt'
+    ? `libvirt domain ${source.domain} on host ${source.host}`
+    : `QMP ${source.qmpSocket}`;
+}
