@@ -104,7 +104,8 @@ export async function discover(ctx: ControlContext, hostName?: string): Promise<
 /**
  * Protects a machine as its host discovered it (the dashboard's Protect button): the monitor
  * socket is the one the host's process server found, not a path taken from the caller. Only
- * machines whose changes OSR can track from the host (QEMU sockets today) can be.
+ * machines whose changes OSR can track from the host (QEMU sockets, libvirt domains with a qcow2
+ * disk) can be.
  */
 export async function protectDiscovered(
   ctx: ControlContext,
@@ -124,6 +125,16 @@ export async function protectDiscovered(
       `${input.machine} on ${host.name} is already protected as ${found.protectedAs}`,
       'conflict',
     );
+  if (host.kind === 'libvirt' && found.changeTracking.possible) {
+    // A libvirt domain is named, not a socket: the host's process server finds its disks.
+    const started = await protect(ctx, {
+      name: input.as ?? input.machine,
+      host: host.name,
+      domain: found.name,
+      policy: input.policy,
+    });
+    return { workflowId: started.workflowId, machine: started.machine.name };
+  }
   const qmpSocket = found.details?.qmpSocket;
   if (!found.changeTracking.possible || !qmpSocket)
     throw new OperationError(
