@@ -251,6 +251,22 @@ test('the domain crashes (QEMU killed): bitmaps lost, the next cycles resynchron
   assertPrefix(await pointUnderLoad(), 'the next point');
 });
 
+test('an app-consistent point on a domain without a guest agent: crash-consistent instead, and said why', async () => {
+  await writeRecords(1);
+  const taken = await machines.takePoint(bed.ctx, NAME, { kind: 'app' });
+  assert.equal(taken.kind, 'crash', 'no agent to freeze the filesystems: the point is crash-consistent');
+  const history: string[] = [];
+  strings(await (await bed.ctx.client()).workflow.getHandle(`protect/${NAME}`).fetchHistory(), history);
+  assert.ok(
+    history.some((t) =>
+      /guest agent of lv1 could not freeze its filesystems .*install and start qemu-guest-agent/.test(t),
+    ),
+    'the reason (domfsfreeze refused) and the fix are told',
+  );
+  const image = await exportedImage(bed.ctx, await pointById(bed.ctx, NAME, taken.id), 'vda');
+  assert.ok(sourceImage().equals(image), 'the crash-consistent point is the source disk');
+});
+
 test('unprotect leaves no checkpoint, bitmap or backup job', async () => {
   await machines.unprotect(bed.ctx, NAME);
   assert.deepEqual(await osrCheckpointsNow(), [], 'virsh checkpoint-list is empty');

@@ -121,7 +121,10 @@ export function startRun(input: ProtectInput): ProtectRun {
     machine,
     s,
     ...activities(machine),
-    canQuiesce: Boolean(machine.quiesce?.guestAgentSocket || machine.quiesce?.pre || machine.quiesce?.post),
+    // A libvirt domain is quiesced through libvirt's own guest-agent channel (domfsfreeze).
+    canQuiesce:
+      machine.source.type === 'libvirt' ||
+      Boolean(machine.quiesce?.guestAgentSocket || machine.quiesce?.pre || machine.quiesce?.post),
     pointRequests: [],
     wake: false,
     cyclesThisRun: 0,
