@@ -11,6 +11,7 @@ command -v nbdinfo >/dev/null || need_pkgs+=(libnbd-bin)
 command -v g++ >/dev/null || need_pkgs+=(g++)
 command -v make >/dev/null || need_pkgs+=(make)
 command -v openssl >/dev/null || need_pkgs+=(openssl) # osr serve's self-signed TLS certificate; the ARM stand-in's in tests
+command -v virsh >/dev/null || need_pkgs+=(libvirt-clients) # a process server's way to libvirt hosts
 if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then
   # A real VM for the tests (QMP stop/cont, a guest writing through virtio-blk), what builds its
   # initramfs, and the browser the dashboard's test drives (playwright-core).
@@ -19,6 +20,8 @@ if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then
   # mkfs.ext4, dumpe2fs, debugfs and e2fsck: the filesystem the real guest agent freezes, checked.
   command -v debugfs >/dev/null || need_pkgs+=(e2fsprogs)
   command -v chromium >/dev/null || need_pkgs+=(chromium)
+  # libvirtd for the libvirt-source tests (each test runs a private session daemon of its own).
+  command -v libvirtd >/dev/null || need_pkgs+=(libvirt-daemon-system libvirt-daemon-driver-qemu)
 fi
 if [ "${OSR_SETUP_BENCH:-}" = 1 ]; then command -v rclone >/dev/null || need_pkgs+=(rclone); fi
 if ((${#need_pkgs[@]})); then
