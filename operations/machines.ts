@@ -33,7 +33,6 @@ import { OperationError, type ControlContext } from './context';
 import { workflowState } from './failover-lock';
 import { getPolicy } from './policies';
 import { sourceOf, sourceSummary, type ProtectSource } from './protect-source';
-export type { ProtectSource } from './protect-source';
 import { checkSourceOnItsHost, startProtection, type ProtectMachineWorkflow } from './protection-start';
 import { endedHealth, endedProtection, finishStatus, unprotectEnded, type EndedProtection } from './health';
 import type { MachineHealth } from '../shared/machine-health';
@@ -117,12 +116,8 @@ async function protectNew(
     createdAt: new Date().toISOString(),
   };
   const workflowId = protectWorkflowId(machine.name);
-  await startOnce(ctx, {
-    machine,
-    policy,
-    maxCyclesPerRun: options.maxCyclesPerRun,
-    summary: `Protects ${machine.name} (${sourceSummary(machine.source)}) with policy ${policy.name}`,
-  });
+  const summary = `Protects ${machine.name} (${sourceSummary(machine.source)}) with policy ${policy.name}`;
+  await startOnce(ctx, { machine, policy, maxCyclesPerRun: options.maxCyclesPerRun, summary });
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   return { machine, workflowId };
 }

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { OperationError, type ControlContext } from '../../operations/context';
 import { endedHealth, endedProtection } from '../../operations/health';
 import * as machines from '../../operations/machines';
+import type { ProtectSource } from '../../operations/protect-source';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import type { MachinePlatform } from '../../shared/replication-types';
 import { withContext } from '../common/context';
@@ -69,12 +70,7 @@ function printStatus(status: MachineStatus): void {
 }
 
 /** --qmp (a QEMU process) or --host with --domain (a libvirt domain), never both. */
-function protectSource(o: {
-  qmp?: string;
-  nbd?: string;
-  host?: string;
-  domain?: string;
-}): machines.ProtectSource {
+function protectSource(o: { qmp?: string; nbd?: string; host?: string; domain?: string }): ProtectSource {
   if (o.qmp && o.domain)
     throw new OperationError(
       'give either --qmp (a QEMU process) or --host and --domain (a libvirt domain), not both',
