@@ -15,12 +15,15 @@ export const VICTIMS = [
   'azurite',
 ] as const;
 export const PHASES = ['initial-sync', 'delta', 'drill', 'reprotect'] as const;
+/** Faults other than a kill (faults.ts), each tried during the steady machine's delta cycles. */
+export const FAULTS = ['throttle', 'disk-full', 'clock-skew', 'link', 'lost-temporal'] as const;
 export type Victim = (typeof VICTIMS)[number];
+export type Fault = (typeof FAULTS)[number];
 export type Phase = (typeof PHASES)[number];
 export const JOB_TIMEOUT_MS = 5 * 60_000;
 
 export interface Trial {
-  victim: Victim;
+  victim: Victim | Fault;
   phase: Phase;
   ok: boolean;
   lostWrites: number;
@@ -28,8 +31,14 @@ export interface Trial {
   pointsChecked: number;
   /** Points the storage emulator forgot after a kill -9 (it saves its metadata every 5 s). */
   forgotten?: number;
+  /** The activity Temporal showed the victim holding through the kill ('' or absent: none seen). */
+  landedOn?: string;
+  /** Writer records checked across the steady points of the trial. */
+  records?: number;
   recoveryMs: number;
   note?: string;
+  /** New faults: what the operator saw during the fault (state, health, alerts). */
+  seen?: string;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -81,7 +90,7 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
-export function printTable(trials: Trial[]): void {
+export function printTable(trials: Trial[], log: (line: string) => void = console.log): void {
   const rows = [...new Set(trials.map((t) => `${t.victim}|${t.phase}`))].map((key) => {
     const [victim, phase] = key.split('|');
     const ts = trials.filter((t) => t.victim === victim && t.phase === phase);
@@ -90,11 +99,12 @@ export function printTable(trials: Trial[]): void {
       victim,
       phase,
       trials: ts.length,
-      faults: ts.length,
+      'kills mid-work': ts.filter((t) => t.landedOn).length,
       failed: ts.filter((t) => !t.ok).length,
       'lost writes': ts.reduce((a, t) => a + t.lostWrites, 0),
       'corrupt points': ts.reduce((a, t) => a + t.corruptPoints, 0),
       'points checked': ts.reduce((a, t) => a + t.pointsChecked, 0),
+      'records checked': ts.reduce((a, t) => a + (t.records ?? 0), 0),
       'forgotten by storage': ts.reduce((a, t) => a + (t.forgotten ?? 0), 0),
       'recovery s (median)': percentile(rec, 50).toFixed(1),
       'recovery s (max)': Math.max(0, ...rec).toFixed(1),
@@ -105,6 +115,6 @@ export function printTable(trials: Trial[]): void {
     Math.max(c.length, ...rows.map((r) => String(r[c as keyof typeof r]).length)),
   );
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ');
-  console.log(line(columns));
-  for (const r of rows) console.log(line(columns.map((c) => String(r[c as keyof typeof r]))));
+  log(line(columns));
+  for (const r of rows) log(line(columns.map((c) => String(r[c as keyof typeof r]))));
 }

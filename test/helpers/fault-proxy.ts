@@ -13,6 +13,8 @@ export interface FaultRule {
   times: number;
   /** Hit only this share of the matching requests, spread evenly (default 1: every one). */
   share?: number;
+  /** 'throttle': the Retry-After header's seconds (none when absent). */
+  retryAfterSeconds?: number;
   /** 'delay': how long to hold the request before passing it on. */
   delayMs?: number;
   /** Matching requests seen so far (hit or not); kept by the proxy. */
@@ -44,7 +46,9 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
         rule.times -= 1;
         proxy.hits.push(`${rule.action} ${req.method} ${req.url}`);
         if (rule.action === 'throttle') {
-          res.writeHead(503, { 'x-ms-error-code': 'ServerBusy' });
+          const retry =
+            rule.retryAfterSeconds === undefined ? {} : { 'retry-after': String(rule.retryAfterSeconds) };
+          res.writeHead(503, { 'x-ms-error-code': 'ServerBusy', ...retry });
           res.end('throttled by the test fault proxy');
           return;
         }

@@ -27,11 +27,12 @@ export interface TestStack {
   env: NodeJS.ProcessEnv;
   stateDir: string;
   client: Client;
-  /** `cwd`: the worker's working directory (a test can give it paths only it resolves). */
+  /** `cwd`: the worker's working directory (a test can give it paths only it resolves);
+   * `prefix`: a command that runs the worker (e.g. `ip netns exec <ns>`, which execs it: same pid). */
   startWorker(
     role: WorkerRole,
     extraEnv?: NodeJS.ProcessEnv,
-    options?: { cwd?: string },
+    options?: { cwd?: string; prefix?: string[] },
   ): Promise<RunningProcess>;
   /** kill -9, as a crash would. */
   killWorker(role: WorkerRole): Promise<void>;
@@ -94,10 +95,15 @@ export async function startTestStack(
     client,
     async startWorker(role, extraEnv, options = {}) {
       const logFile = path.join(logs, `${role}-${Date.now()}.log`);
+      const [command, ...args] = [
+        ...(options.prefix ?? []),
+        process.execPath,
+        path.join(workersDir, `${role}.js`),
+      ];
       const proc = spawnManaged({
         name: role,
-        command: process.execPath,
-        args: [path.join(workersDir, `${role}.js`)],
+        command: command as string,
+        args,
         logFile,
         env: { ...env, ...extraEnv },
         cwd: options.cwd,

@@ -1,0 +1,51 @@
+// The fault suite's short run, in every test run (CI included): one kill trial per victim, phases
+// in rotation, and the cheap new faults, seeded so a failure replays with
+// `npm run chaos -- --seed <seed> --trials 1 --faults <faults>` (the seed is printed first).
+// OSR_CHAOS_SEED picks another seed. It fails on any lost write, corrupt point or failed trial.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { runSuite } from './suite';
+import { FAULTS, PHASES, printTable, VICTIMS, type Fault } from './trials';
+
+const seed = Number(process.env.OSR_CHAOS_SEED ?? 17017);
+/** Cheap to set up and quick to recover from: a namespace, a tmpfs, a proxy, a clock. */
+const SHORT_FAULTS: Fault[] = FAULTS.filter((f) => f !== 'lost-temporal');
+
+test(`the fault suite's short run loses nothing (seed ${seed})`, { timeout: 15 * 60_000 }, async (t) => {
+  const lines: string[] = [];
+  const log = (line: string) => {
+    lines.push(line);
+    t.diagnostic(line);
+  };
+  const { trials } = await runSuite({
+    trialsPerVictim: 1,
+    maxMinutes: 8,
+    seed,
+    victims: VICTIMS.filter((v) => v !== 'master-target'),
+    phases: PHASES.filter((p) => p !== 'reprotect'),
+    faults: SHORT_FAULTS,
+    log,
+  });
+  printTable(trials, log);
+  const summary = lines.join('\n');
+  assert.ok(trials.length >= VICTIMS.length - 1, `every victim got a trial:\n${summary}`);
+  assert.equal(
+    trials.reduce((a, t) => a + t.lostWrites, 0),
+    0,
+    `no acknowledged write lost:\n${summary}`,
+  );
+  assert.equal(
+    trials.reduce((a, t) => a + t.corruptPoints, 0),
+    0,
+    `no corrupt point:\n${summary}`,
+  );
+  assert.ok(
+    trials.reduce((a, t) => a + t.pointsChecked, 0) > trials.length,
+    `points were checked:\n${summary}`,
+  );
+  assert.deepEqual(
+    trials.filter((t) => !t.ok).map((t) => `${t.victim}/${t.phase}: ${t.note}`),
+    [],
+    summary,
+  );
+});
