@@ -22,6 +22,8 @@ if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then
   command -v chromium >/dev/null || need_pkgs+=(chromium)
   # libvirtd for the libvirt-source tests (each test runs a private session daemon of its own).
   command -v libvirtd >/dev/null || need_pkgs+=(libvirt-daemon-system libvirt-daemon-driver-qemu)
+  # The fault suite's clock-skew trial runs a worker on a shifted clock (LD_PRELOAD libfaketime).
+  [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_pkgs+=(faketime)
 fi
 if [ "${OSR_SETUP_BENCH:-}" = 1 ]; then command -v rclone >/dev/null || need_pkgs+=(rclone); fi
 if ((${#need_pkgs[@]})); then

@@ -83,6 +83,12 @@ export class Chaos {
     await eventually('steady protected', async () =>
       (await machines.machineStatus(this.ctx, 'steady')).state === 'protected' ? true : undefined,
     );
+    // Azurite saves every 5 s: a kill before its next save would forget steady's registration
+    // (then no drill or failover of it: "no protected machine named steady"), not what a trial tries.
+    const registered = Date.now();
+    await eventually('Azurite saved the registration', async () =>
+      azuriteLastSave(path.join(this.stack.stateDir, 'azurite')) > registered ? true : undefined,
+    );
   }
 
   async tearDown(): Promise<void> {

@@ -109,10 +109,11 @@ export class Netns {
     }
   }
 
+  /** Removes the namespace and the link first: a relay still draining must not keep them. */
   async remove(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     await run('ip', ['link', 'del', this.hostVeth]).catch(() => undefined);
     await run('ip', ['netns', 'del', this.name]).catch(() => undefined);
+    for (const s of this.sockets) s.destroy();
+    for (const s of this.servers) s.close();
   }
 }

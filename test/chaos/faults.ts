@@ -17,7 +17,6 @@ import type { Chaos } from './chaos';
 import { Netns, mountTmpfs, storageAt, unmount } from './fault-env';
 import { cleanUp, eventually, sleep, type Fault, type Trial } from './trials';
 
-const HOLD_MS = 20_000;
 const SKEW_SECONDS = 30;
 const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
@@ -28,7 +27,11 @@ export class FaultTrials {
   /** The relay to Temporal on the host end of the link (reachable only while the link is up). */
   private temporalRelay = 0;
 
-  constructor(private readonly chaos: Chaos) {}
+  constructor(
+    private readonly chaos: Chaos,
+    /** How long each fault lasts. */
+    private readonly holdMs = 20_000,
+  ) {}
 
   /** Before the workers start: the proxy, the namespace and the tmpfs the faults act on. */
   async prepare(faults: Fault[]): Promise<void> {
@@ -68,9 +71,11 @@ export class FaultTrials {
   }
 
   async cleanUp(): Promise<void> {
-    await this.proxy?.close();
     await this.netns?.remove();
     if (this.tmpfs) await unmount(this.tmpfs);
+    this.netns = undefined;
+    this.tmpfs = undefined;
+    void this.proxy?.close(); // its last keep-alive connections may linger: not waited for
   }
 
   async trial(fault: Fault): Promise<Trial> {
@@ -132,7 +137,7 @@ export class FaultTrials {
     };
     const seen = await this.watch(async () => {
       proxy.rules.push(rule);
-      await sleep(HOLD_MS);
+      await sleep(this.holdMs);
       proxy.rules.splice(proxy.rules.indexOf(rule), 1);
     });
     const throttled = proxy.hits.length - hits;
@@ -141,7 +146,7 @@ export class FaultTrials {
       ok: throttled > 0,
       recoveryMs,
       seen,
-      note: `${throttled} requests answered 503 + Retry-After 1 s (every other one, ${HOLD_MS / 1000} s)`,
+      note: `${throttled} requests answered 503 + Retry-After 1 s (every other one, ${this.holdMs / 1000} s)`,
     };
   }
 
@@ -149,6 +154,8 @@ export class FaultTrials {
     const dir = this.tmpfs;
     if (!dir) throw new Error('disk-full: no tmpfs (prepare was not told)');
     const filler = path.join(dir, 'filler');
+    // What the process server keeps there (so the report says what the full disk could hit).
+    const kept = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f !== 'tmp');
     let filled = 0;
     const seen = await this.watch(async () => {
       const fd = fs.openSync(filler, 'w');
@@ -160,7 +167,7 @@ export class FaultTrials {
       } finally {
         fs.closeSync(fd);
       }
-      await sleep(HOLD_MS);
+      await sleep(this.holdMs);
       fs.rmSync(filler);
     });
     const recoveryMs = await this.resumed(Date.now());
@@ -168,12 +175,16 @@ export class FaultTrials {
       ok: filled > 0,
       recoveryMs,
       seen,
-      note: `state and temp full (${(filled / 2 ** 20).toFixed(1)} MiB filler) for ${HOLD_MS / 1000} s`,
+      note: `state and temp full (${(filled / 2 ** 20).toFixed(1)} MiB filler) for ${this.holdMs / 1000} s; the process server kept there: ${kept.join(', ') || 'nothing'}`,
     };
   }
 
   /** The process server (primary host) on a clock SKEW_SECONDS ahead, then set right again. */
   private async clockSkew(): Promise<Partial<Trial>> {
+    if (!fs.existsSync(FAKETIME_LIB))
+      throw new Error(
+        `clock-skew needs ${FAKETIME_LIB}: apt-get install faketime (npm test's setup installs it)`,
+      );
     const skewMs = SKEW_SECONDS * 1000;
     const skewed = new Set<string>();
     const base = this.chaos.launch.get('process-server') ?? {};
@@ -188,7 +199,7 @@ export class FaultTrials {
         FAKETIME: `+${SKEW_SECONDS}s`,
         FAKETIME_DONT_FAKE_MONOTONIC: '1',
       });
-      const until = Date.now() + HOLD_MS;
+      const until = Date.now() + this.holdMs;
       while (Date.now() < until) {
         for (const p of await this.chaos.ctx.vault.points('steady'))
           if (Date.parse(p.instant) > Date.now() + skewMs / 2) skewed.add(p.id);
@@ -220,7 +231,7 @@ export class FaultTrials {
     const seen = await this.watch(async () => {
       await ns.link(false);
       cut = !(await ns.reachable(this.temporalRelay));
-      await sleep(HOLD_MS);
+      await sleep(this.holdMs);
       await ns.link(true);
     });
     const recoveryMs = await this.resumed(Date.now());
@@ -228,7 +239,7 @@ export class FaultTrials {
       ok: cut,
       recoveryMs,
       seen,
-      note: cut ? `link down ${HOLD_MS / 1000} s, then up` : 'the link did not go down',
+      note: cut ? `link down ${this.holdMs / 1000} s, then up` : 'the link did not go down',
     };
   }
 

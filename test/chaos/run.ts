@@ -7,6 +7,7 @@
 //
 //   npm run chaos -- [--trials 20] [--max-minutes 60] [--seed 1] [--victims process-server,azurite]
 //                    [--phases initial-sync,delta,drill,reprotect] [--faults throttle,disk-full,...|none]
+//                    [--fault-seconds 20]
 //   (reprotect, and the master-target victim, take a failover round trip per trial: about a minute each)
 import { parseArgs } from 'node:util';
 import { runSuite } from './suite';
@@ -20,6 +21,7 @@ const { values: args } = parseArgs({
     victims: { type: 'string', default: VICTIMS.filter((v) => v !== 'master-target').join(',') },
     phases: { type: 'string', default: PHASES.filter((p) => p !== 'reprotect').join(',') },
     faults: { type: 'string', default: FAULTS.join(',') },
+    'fault-seconds': { type: 'string', default: '20' },
   },
 });
 
@@ -38,6 +40,7 @@ async function main(): Promise<void> {
     victims: listOf<Victim>(args.victims as string, VICTIMS, 'victim'),
     phases: listOf<Phase>(args.phases as string, PHASES, 'phase'),
     faults: listOf<Fault>(args.faults as string, FAULTS, 'fault'),
+    faultSeconds: Number(args['fault-seconds']),
   });
   console.log('');
   printTable(trials);

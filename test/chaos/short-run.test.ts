@@ -24,6 +24,7 @@ test(`the fault suite's short run loses nothing (seed ${seed})`, { timeout: 15 *
     victims: VICTIMS.filter((v) => v !== 'master-target'),
     phases: PHASES.filter((p) => p !== 'reprotect'),
     faults: SHORT_FAULTS,
+    faultSeconds: 10,
     log,
   });
   printTable(trials, log);

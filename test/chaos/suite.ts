@@ -14,6 +14,8 @@ export interface SuiteOptions {
   victims: Victim[];
   phases: Phase[];
   faults: Fault[];
+  /** How long each new fault lasts (default 20 s). */
+  faultSeconds?: number;
   log?: (line: string) => void;
 }
 
@@ -31,13 +33,12 @@ export function seeded(seed: number): () => number {
 export async function runSuite(o: SuiteOptions): Promise<{ trials: Trial[]; writerRecords: number }> {
   const log = o.log ?? console.log;
   const deadline = Date.now() + o.maxMinutes * 60_000;
-  log(
-    `chaos: seed ${o.seed} (replay: npm run chaos -- --seed ${o.seed}), ${o.trialsPerVictim} trials per victim (${o.victims.join(', ')}), phases ${o.phases.join(', ')}, faults ${o.faults.join(', ') || 'none'}`,
-  );
+  const replay = `npm run chaos -- --seed ${o.seed} --trials ${o.trialsPerVictim} --victims ${o.victims.join(',')} --phases ${o.phases.join(',')} --faults ${o.faults.join(',') || 'none'} --fault-seconds ${o.faultSeconds ?? 20}`;
+  log(`chaos: seed ${o.seed}; replay with: ${replay}`);
   const stack = await startTestStack({ persistent: true });
   const ctx = new ControlContext(stack.config);
   const chaos = new Chaos(stack, ctx, seeded(o.seed));
-  const faults = new FaultTrials(chaos);
+  const faults = new FaultTrials(chaos, (o.faultSeconds ?? 20) * 1000);
   const trials: Trial[] = [];
   const report = (t: Trial) => {
     trials.push(t);
@@ -45,6 +46,9 @@ export async function runSuite(o: SuiteOptions): Promise<{ trials: Trial[]; writ
       `${String(trials.length).padStart(3)} ${t.victim.padEnd(14)} ${t.phase.padEnd(12)} ${t.ok ? 'ok  ' : 'FAIL'} recovery ${(t.recoveryMs / 1000).toFixed(1)} s, ${t.pointsChecked} points, ${t.records ?? 0} records checked, kill landed on ${t.landedOn || '-'}${t.seen ? `; seen: ${t.seen}` : ''}${t.note ? `: ${t.note}` : ''}`,
     );
   };
+  // Interrupted (Ctrl-C, a CI time-out): the namespace and the tmpfs go anyway.
+  const onSignal = () => void faults.cleanUp().finally(() => process.exit(130));
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   try {
     await faults.prepare(o.faults);
     await Promise.all(
@@ -76,6 +80,7 @@ export async function runSuite(o: SuiteOptions): Promise<{ trials: Trial[]; writ
     await stack.stop();
     // After the workers stop: nothing holds the tmpfs or the namespace any more.
     await faults.cleanUp().catch((err) => log(`chaos: fault clean-up: ${(err as Error).message}`));
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
   }
   return { trials, writerRecords: chaos.writer?.acknowledged ?? 0 };
 }
