@@ -6,10 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { failoverBlobClient } from '../../activities/cloud-applier/recovered-disks';
-import { NbdClient } from '../../lib/qemu/nbd-client';
-import { stopStorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { ControlContext } from '../../operations/context';
-import * as failback from '../../operations/failback';
 import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
 import { createPolicy } from '../../operations/policies';
@@ -17,6 +14,7 @@ import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import type { WorkerRole } from '../../stack/stack';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import type { TestStack } from '../helpers/test-stack';
+import { reprotectTrial } from './reprotect';
 import { activitiesInFlight, azuriteLastSave, heldThrough, workerIdentity, type InFlight } from './landing';
 import { cleanUp, eventually, sleep, snapshotRange, type Phase, type Trial, type Victim } from './trials';
 import { ContinuousWriter } from './writer';
@@ -147,7 +145,7 @@ export class Chaos {
         : phase === 'delta'
           ? this.delta
           : phase === 'reprotect'
-            ? this.reprotect
+            ? (v: Victim) => reprotectTrial(this, v)
             : this.drill;
     return this.checked(victim, phase, () => run.call(this, victim));
   }
@@ -293,70 +291,6 @@ export class Chaos {
       return points.some((p) => this.trueInstant(p) > restartedAt) ? true : undefined;
     });
     return { ok: true, recoveryMs: Date.now() - crash.at, landedOn: crash.landedOn };
-  }
-
-  /**
-   * A machine failed over (planned, committed, materialized), written in the recovery site, then
-   * reprotected with a crash at a random moment of the diff resync; failback must bring up on the
-   * original disk exactly the recovery-site disk.
-   */
-  private async reprotect(victim: Victim): Promise<Partial<Trial>> {
-    const name = `rp-${randomBytes(3).toString('hex')}`;
-    const vm = await startTestMachine({ sizes: [16 * MiB] });
-    let recovery: NbdClient | undefined;
-    let recoveredDir: string | undefined;
-    try {
-      const primary = await vm.disk();
-      await primary.write(0, pseudoRandom(4 * MiB, 11));
-      await primary.flush();
-      const marker = `${vm.dir}/writers-stopped`;
-      await machines.protect(this.ctx, {
-        name,
-        qmpSocket: vm.daemon.qmpSocket,
-        nbdSocket: vm.daemon.nbdSocket,
-        policy: 'chaos',
-        quiesce: { pre: `touch ${marker}`, post: `rm -f ${marker}` },
-      });
-      await failover.configureRecovery(this.ctx, name, { materialize: { format: 'qcow2' } });
-      await eventually(`${name} protected`, async () =>
-        (await machines.machineStatus(this.ctx, name)).state === 'protected' ? true : undefined,
-      );
-      const { status } = await failover.startFailover(this.ctx, name, { planned: true });
-      if (status?.state !== 'failed-over' || !status.materialized)
-        throw new Error(`failover of ${name} ended ${status?.state}: ${status?.error ?? 'not materialized'}`);
-      await failover.commitFailover(this.ctx, name);
-      recoveredDir = status.materialized.dir;
-      recovery = await NbdClient.connect({ socket: status.materialized.nbdSocket, exportName: 'disk0' });
-      await recovery.write(8 * MiB, pseudoRandom(MiB, 13)); // written in the recovery site
-      await recovery.write(MiB, pseudoRandom(256 * 1024, 17));
-      await recovery.flush();
-      await failback.startReprotect(this.ctx, name, { intervalSeconds: 2, wait: false });
-      await sleep(this.random() * 3000);
-      const crash = await this.crash(victim);
-      await eventually(`${name} reprotected`, async () =>
-        (await failback.reprotectStatus(this.ctx, name)).state === 'protected' ? true : undefined,
-      );
-      const recoveryMs = Date.now() - crash.at;
-      await recovery.write(12 * MiB, pseudoRandom(MiB, 19)); // more, for the final cycle
-      await recovery.flush();
-      const atFailback = await recovery.read(0, 16 * MiB);
-      await recovery.close();
-      recovery = undefined;
-      const fb = await eventually('failback', () => failback.startFailback(this.ctx, name));
-      if (fb.status?.state !== 'done') throw new Error(`failback ended ${fb.status?.state}`);
-      const corrupt = (await vm.readAll()).equals(atFailback) ? 0 : 1;
-      return {
-        ok: corrupt === 0,
-        corruptPoints: corrupt,
-        pointsChecked: 1,
-        recoveryMs,
-        landedOn: crash.landedOn,
-      };
-    } finally {
-      await recovery?.close().catch(() => undefined);
-      if (recoveredDir) await stopStorageDaemon(recoveredDir).catch(() => undefined);
-      await vm.stop();
-    }
   }
 
   /** A drill of the steady machine crashed at a random moment; its disk must be the point and the
