@@ -168,11 +168,16 @@ export class Chaos {
     };
     const start = Date.now();
     const from = this.writer.currentRegion;
+    const failedWrites = this.writer.failedWrites;
     let t: Trial;
     try {
       t = { ...base, ...(await run()) };
     } catch (err) {
       t = { ...base, note: (err as Error).message.slice(0, 300) };
+    }
+    if (this.writer.failedWrites > failedWrites) {
+      t.ok = false;
+      t.note = `${t.note ? `${t.note}; ` : ''}the protected machine's own writes failed ${this.writer.failedWrites - failedWrites} times during the trial (${this.writer.lastWriteError})`;
     }
     if (this.lastCrash && !t.landedOn) t.note = `${t.note ? `${t.note}; ` : ''}kill ${this.lastCrash.missed}`;
     this.lastCrash = undefined;

@@ -5,8 +5,9 @@
 // instant, no record issued after it, and no record beyond a gap (write order).
 import {
   checkRecords,
-  RecordWorkload,
+  encodeRecord,
   RECORD_BYTES,
+  slotOf,
   type RecordLayout,
 } from '../../stack/demo/record-workload';
 import type { NbdClient } from '../../lib/qemu/nbd-client';
@@ -20,7 +21,7 @@ export const FREEZE_SLACK_MS = 5000;
 
 interface Region {
   layout: RecordLayout;
-  workload: RecordWorkload;
+  name: string;
   /** Issue and acknowledgement times of its records 1..n (index n-1). */
   issuedAt: number[];
   ackedAt: number[];
@@ -43,8 +44,11 @@ export class ContinuousWriter {
   private readonly regions: Region[] = [];
   private running = false;
   private loop?: Promise<void>;
-  /** Set when a write failed or the disk ran out of regions (the suite reports it). */
+  /** Set when the disk ran out of regions (the suite reports it). */
   stopReason?: string;
+  /** Source writes that failed (each retried until it succeeds): the protected machine's I/O errors. */
+  failedWrites = 0;
+  lastWriteError?: string;
 
   constructor(
     private readonly disk: NbdClient,
@@ -94,21 +98,33 @@ export class ContinuousWriter {
         const layout = { baseOffset: this.regions.length * REGION_BYTES, slots: SLOTS };
         region = {
           layout,
-          workload: new RecordWorkload(this.disk, layout, `w${this.regions.length}`),
+          name: `w${this.regions.length}`,
           issuedAt: [],
           ackedAt: [],
         };
         this.regions.push(region);
       }
       region.issuedAt.push(Date.now());
-      try {
-        await region.workload.writeNext();
-      } catch (err) {
-        this.stopReason = `a source write failed: ${(err as Error).message}`;
-        return;
+      const seq = region.issuedAt.length;
+      const offset = region.layout.baseOffset + slotOf(seq, region.layout) * RECORD_BYTES;
+      // A failed write is retried (the same record, still in flight) until the source takes it.
+      while (!(await this.tryWrite(offset, encodeRecord(seq, region.name)))) {
+        if (!this.running) return;
+        await new Promise((r) => setTimeout(r, 500));
       }
       region.ackedAt.push(Date.now());
       await new Promise((r) => setTimeout(r, this.intervalMs));
+    }
+  }
+
+  private async tryWrite(offset: number, record: Buffer): Promise<boolean> {
+    try {
+      await this.disk.write(offset, record);
+      return true;
+    } catch (err) {
+      this.failedWrites += 1;
+      this.lastWriteError = (err as Error).message;
+      return false;
     }
   }
 
