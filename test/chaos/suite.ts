@@ -46,8 +46,11 @@ export async function runSuite(o: SuiteOptions): Promise<{ trials: Trial[]; writ
       `${String(trials.length).padStart(3)} ${t.victim.padEnd(14)} ${t.phase.padEnd(12)} ${t.ok ? 'ok  ' : 'FAIL'} recovery ${(t.recoveryMs / 1000).toFixed(1)} s, ${t.pointsChecked} points, ${t.records ?? 0} records checked, kill landed on ${t.landedOn || '-'}${t.seen ? `; seen: ${t.seen}` : ''}${t.note ? `: ${t.note}` : ''}`,
     );
   };
-  // Interrupted (Ctrl-C, a CI time-out): the namespace and the tmpfs go anyway.
-  const onSignal = () => void faults.cleanUp().finally(() => process.exit(130));
+  // Interrupted (Ctrl-C, a CI time-out): the stack's processes, the namespace and the tmpfs go anyway.
+  const onSignal = () =>
+    void Promise.allSettled([chaos.tearDown(), stack.stop()])
+      .then(() => faults.cleanUp())
+      .finally(() => process.exit(130));
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   try {
     await faults.prepare(o.faults);
