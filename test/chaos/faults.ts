@@ -209,10 +209,22 @@ export class FaultTrials {
       await restart(base.env ?? {});
     });
     const fixedAt = Date.now();
-    const recoveryMs = await this.resumed(fixedAt);
+    // The first point labelled on the right clock: every skewed one (a frozen view the restarted
+    // server may finish keeps its skewed instant) is published before it, in cycle order.
+    const first = await eventually('a point on the right clock', async () =>
+      (await ctx.vault.points('steady')).find(
+        (p) =>
+          p.cycle > before &&
+          Date.parse(p.instant) >= fixedAt - 2000 &&
+          Date.parse(p.instant) <= Date.now() + 5000,
+      ),
+    );
+    const recoveryMs = Date.now() - fixedAt;
     const points = await ctx.vault.points('steady');
     const skewed = new Set(
-      points.filter((p) => p.cycle > before && Date.parse(p.instant) > fixedAt + skewMs / 2).map((p) => p.id),
+      points
+        .filter((p) => p.cycle > before && p.cycle < first.cycle && Date.parse(p.instant) > fixedAt)
+        .map((p) => p.id),
     );
     this.chaos.trueInstant = (p) =>
       skewed.has(p.id) ? Date.parse(p.instant) - skewMs : Date.parse(p.instant);
