@@ -1,19 +1,22 @@
-// What an operation of the control plane (CLI, HTTP API) needs: configuration, the vault, and a
-// Temporal client opened on first use.
+// What an operation of the control plane (CLI, HTTP API) needs: configuration, the vault (through
+// the control role's storage), and a Temporal client opened on first use.
 import type { Client } from '@temporalio/client';
-import type { BlobServiceClient } from '@azure/storage-blob';
 import type { OsrConfig } from '../lib/config/config';
-import { createBlobServiceClient } from '../lib/azure/blob-client';
+import { createBlobServiceClient, type BlobStorage } from '../lib/azure/blob-client';
+import { openRoleStorage } from '../lib/azure/role-storage';
 import { connectClient } from './temporal-client';
 import { Vault } from '../lib/azure/vault';
 
 export class ControlContext {
-  readonly blobService: BlobServiceClient;
+  readonly blobService: BlobStorage;
   readonly vault: Vault;
   #client: Promise<Client> | undefined;
 
   constructor(readonly config: OsrConfig) {
-    this.blobService = createBlobServiceClient(config);
+    // The account key opens every container, so under key the control plane keeps the account
+    // view; under sas and entra it has only the control role's containers.
+    this.blobService =
+      config.storage.auth === 'key' ? createBlobServiceClient(config) : openRoleStorage(config, 'control');
     this.vault = new Vault(this.blobService);
   }
 

@@ -11,6 +11,8 @@ export interface AzuriteOptions {
   logFile: string;
   detached?: boolean;
   pidFile?: string;
+  /** HTTPS with this certificate and key (PEM files); with oauth 'basic', Entra ID tokens are accepted (HTTPS only). */
+  tls?: { certPath: string; keyPath: string; oauth?: 'basic' };
 }
 
 export function azuriteEntryPoint(): string {
@@ -20,6 +22,10 @@ export function azuriteEntryPoint(): string {
 export async function startAzurite(options: AzuriteOptions): Promise<RunningProcess> {
   const args = [azuriteEntryPoint(), '--blobHost', '127.0.0.1', '--blobPort', String(options.port)];
   args.push('--disableTelemetry', '--skipApiVersionCheck', '--loose', '--silent');
+  if (options.tls) {
+    args.push('--cert', options.tls.certPath, '--key', options.tls.keyPath);
+    if (options.tls.oauth) args.push('--oauth', options.tls.oauth);
+  }
   if (options.location) {
     fs.mkdirSync(options.location, { recursive: true });
     args.push('--location', options.location);

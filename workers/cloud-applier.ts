@@ -8,7 +8,7 @@ main({
   role: 'cloud-applier',
   taskQueue: () => CLOUD_APPLIER_TASK_QUEUE,
   setup: async (config, log) => {
-    const deps = await createDataPathDeps(config, log);
+    const deps = await createDataPathDeps(config, log, 'cloud-applier');
     return { activities: createCloudApplierActivities(deps), close: () => deps.pipeline.destroy() };
   },
 });

@@ -9,5 +9,7 @@ main({
   taskQueue: () => CONTROL_TASK_QUEUE,
   workflowsPath: require.resolve('../workflows'),
   alertNotifier: true,
-  setup: async (config, log) => ({ activities: createControlActivities(createWorkerDeps(config, log)) }),
+  setup: async (config, log) => ({
+    activities: createControlActivities(await createWorkerDeps(config, log, 'control')),
+  }),
 });

@@ -9,7 +9,7 @@ main({
   taskQueue: (config) => masterTargetQueue(config.site),
   setup: async (config, log) => {
     // A data-path role: it verifies (decodes) segments and journals what it overwrites.
-    const deps = await createDataPathDeps(config, log);
+    const deps = await createDataPathDeps(config, log, 'master-target');
     return { activities: createMasterTargetActivities(deps), close: () => deps.pipeline.destroy() };
   },
 });

@@ -6,7 +6,8 @@ import type { RuntimeOptions, Worker } from '@temporalio/worker';
 import type { OsrConfig } from '../lib/config/config';
 import type { Logger } from '../lib/config/logger';
 import { freePort } from '../lib/process/ports';
-import { createBlobServiceClient } from '../lib/azure/blob-client';
+import { openRoleStorage } from '../lib/azure/role-storage';
+import type { StorageRole } from '../lib/config/storage-roles';
 import { Vault } from '../lib/azure/vault';
 import { startAlertNotifier, type AlertNotifier } from './alert-notifier';
 import { startHeartbeat, type Heartbeat } from './heartbeat';
@@ -38,14 +39,14 @@ export interface Observability {
 export function startObservability(options: {
   config: OsrConfig;
   log: Logger;
-  role: string;
+  role: StorageRole;
   taskQueue: string;
   hosts?: string[];
   alertNotifier?: boolean;
   sdkMetricsUrl?: string;
 }): Observability {
   const { config, log } = options;
-  const vault = new Vault(createBlobServiceClient(config));
+  const vault = new Vault(openRoleStorage(config, options.role));
   const heartbeat: Heartbeat = startHeartbeat({
     config,
     vault,

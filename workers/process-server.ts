@@ -33,7 +33,7 @@ main({
         ? [processServerQueue(config.recoverySite)]
         : [],
   setup: async (config, log) => {
-    const deps = await createDataPathDeps(config, log);
+    const deps = await createDataPathDeps(config, log, 'process-server');
     return { activities: createProcessServerActivities(deps), close: () => deps.pipeline.destroy() };
   },
 });

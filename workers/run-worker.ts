@@ -6,12 +6,14 @@ import { insecureChannels } from '../lib/config/channel-security';
 import { loadConfig, type OsrConfig } from '../lib/config/config';
 import { createLogger, type Logger } from '../lib/config/logger';
 import { storageCredentialProblem } from '../lib/azure/blob-client';
+import { redactStorageSecrets } from '../lib/azure/storage-secrets';
+import type { StorageRole } from '../lib/config/storage-roles';
 import { temporalConnectionOptions } from '../operations/temporal-connection';
 import { ensureSearchAttributes } from './search-attributes';
 import { sdkMetricsExporter, startObservability } from './observability';
 
 export interface WorkerSpec {
-  role: string;
+  role: StorageRole;
   /** Process servers started for hosts (`--host`): named in the heartbeat, so a host's lost servers show. */
   hosts?: string[];
   taskQueue: (config: OsrConfig) => string;
@@ -101,7 +103,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
 export function main(spec: WorkerSpec): void {
   runWorker(spec).catch((err: unknown) => {
     const message = storageCredentialProblem(err) ?? (err instanceof Error ? err.message : String(err));
-    process.stderr.write(`${spec.role} worker failed: ${message}\n`);
+    // A secret of storage sign-in never reaches a log, whatever error carried it.
+    process.stderr.write(`${spec.role} worker failed: ${redactStorageSecrets(message)}\n`);
     process.exit(1);
   });
 }

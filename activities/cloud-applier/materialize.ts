@@ -3,11 +3,11 @@
 // image under the state folder (qcow2 or raw), and a qemu-storage-daemon serves them (QMP + NBD).
 // That daemon is the machine the reprotect work replicates back. Everything lives in one folder
 // per job, so dematerializing is stopping the daemon and removing the folder.
+import type { BlobStorage } from '../../lib/azure/blob-client';
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { BlobServiceClient } from '@azure/storage-blob';
 import type { MaterializedMachine, MaterializeSettings, RecoveredDisk } from '../../shared/recovery-types';
 import { startStorageDaemon, stopStorageDaemon } from '../../lib/qemu/storage-daemon';
 import { failoverBlobClient } from './recovered-disks';
@@ -31,7 +31,7 @@ export function materializedDir(stateDir: string, machine: string, job: string):
 }
 
 export async function materialize(
-  deps: { blobService: BlobServiceClient; stateDir: string; onProgress?: () => void },
+  deps: { blobService: BlobStorage; stateDir: string; onProgress?: () => void },
   input: MaterializeInput,
 ): Promise<MaterializedMachine> {
   const dir = materializedDir(deps.stateDir, input.machine, input.job);
@@ -78,7 +78,7 @@ export async function dematerialize(input: { dir: string }): Promise<void> {
 
 /** Writes a page blob's pages into a sparse raw file of the disk's size. */
 async function downloadPageBlob(
-  blobService: BlobServiceClient,
+  blobService: BlobStorage,
   disk: RecoveredDisk,
   file: string,
   onProgress?: () => void,

@@ -4,11 +4,10 @@
 // Idempotent, so an activity retry after any crash ends with exactly one point: a point already in
 // the catalog is returned as it is; a snapshot already carrying the point's id in its metadata (a
 // crash between snapshot and catalog write) is reused instead of taking another.
-import type { BlobServiceClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
 import type { PointDisk, PointKind, RecoveryPoint } from '../../shared/replication-types';
-import { CONTAINERS } from '../../lib/azure/blob-client';
+import { CONTAINERS, type BlobStorage } from '../../lib/azure/blob-client';
 import { Vault, VaultConflictError } from '../../lib/azure/vault';
 import type { ApplierDeps } from './replica-disk';
 import {
@@ -110,7 +109,7 @@ export async function publishPoint(
 
 /** The snapshot of a replica blob tagged with this point id, if one was taken. */
 export async function findPointSnapshot(
-  blobService: BlobServiceClient,
+  blobService: BlobStorage,
   blob: string,
   pointId: string,
 ): Promise<string | undefined> {
@@ -135,7 +134,7 @@ export async function findPointSnapshot(
 }
 
 async function snapshotReplica(
-  blobService: BlobServiceClient,
+  blobService: BlobStorage,
   blob: string,
   input: PublishPointInput,
 ): Promise<string> {

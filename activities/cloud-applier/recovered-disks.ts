@@ -10,13 +10,13 @@
 //
 // Idempotent: a retried attempt finds the blob already copied from the same snapshot (metadata)
 // and keeps it; a blob of the same name from another point is replaced.
-import type { BlobServiceClient, PageBlobClient } from '@azure/storage-blob';
+import type { PageBlobClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
 import type { RecoveredDisk, RecoveredMachine, RecoveryKind } from '../../shared/recovery-types';
 import { recoveredPrefix, recoveryDocs } from '../../shared/recovery-types';
 import type { RecoveryPoint } from '../../shared/replication-types';
-import { CONTAINERS } from '../../lib/azure/blob-client';
+import { CONTAINERS, type BlobStorage } from '../../lib/azure/blob-client';
 import type { Vault } from '../../lib/azure/vault';
 import { ensureFixedVhd, readVhdBlobState } from '../../lib/azure/vhd-blob';
 import { assertId, deleteBlobsUnder, forEachLimited, isNotFound, replicaBlobClient } from './replica-disk';
@@ -33,12 +33,12 @@ export interface RecoveredDisksInput {
   onDisk?: (disk: RecoveredDisk) => void;
 }
 
-export function failoverBlobClient(blobService: BlobServiceClient, blob: string): PageBlobClient {
+export function failoverBlobClient(blobService: BlobStorage, blob: string): PageBlobClient {
   return blobService.getContainerClient(CONTAINERS.failover).getPageBlobClient(blob);
 }
 
 export async function createRecoveredDisks(
-  deps: { blobService: BlobServiceClient },
+  deps: { blobService: BlobStorage },
   input: RecoveredDisksInput,
 ): Promise<RecoveredDisk[]> {
   assertId('machine', input.machine);
@@ -86,7 +86,7 @@ export async function createRecoveredDisks(
 
 /** Deletes a recovered machine's disks (every blob under its folder); returns the names deleted. */
 export async function deleteRecoveredDisks(
-  deps: { blobService: BlobServiceClient },
+  deps: { blobService: BlobStorage },
   input: { kind: RecoveryKind; machine: string; job: string },
 ): Promise<string[]> {
   assertId('machine', input.machine);

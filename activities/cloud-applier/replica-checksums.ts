@@ -1,10 +1,9 @@
 // Checksums of a replica, block by block, for a resync (format: lib/segments/checksums.ts),
 // stored in the cache container under checksumsBlobName.
-import type { BlobServiceClient } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
-import { CONTAINERS } from '../../lib/azure/blob-client';
+import { CONTAINERS, type BlobStorage } from '../../lib/azure/blob-client';
 import { checksumsBlobName } from '../../lib/segments/cache-layout';
 import { readVhdBlobState } from '../../lib/azure/vhd-blob';
 import {
@@ -153,7 +152,7 @@ export async function replicaChecksums(
 
 /** Reads the list replicaChecksums stored; undefined if there is none. */
 export async function readReplicaChecksums(
-  blobService: BlobServiceClient,
+  blobService: BlobStorage,
   machine: string,
   diskId: string,
   blockBytes: number,

@@ -4,12 +4,12 @@
 // snapshots are the recovery points.
 // Also what the other applier modules share: the dependencies they take, and (re-exported from
 // lib/azure/page-blobs.ts) page-range listing and bounded concurrency.
-import type { BlobServiceClient, PageBlobClient } from '@azure/storage-blob';
+import type { PageBlobClient } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
 import type { Vault } from '../../lib/azure/vault';
-import { CONTAINERS } from '../../lib/azure/blob-client';
+import { CONTAINERS, type BlobStorage } from '../../lib/azure/blob-client';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
 import { assertId, deleteBlobsUnder, isNotFound, roundUpToPage } from '../../lib/azure/page-blobs';
 import { createFixedVhd, ensureFixedVhd, readVhdBlobState } from '../../lib/azure/vhd-blob';
@@ -34,7 +34,7 @@ export {
 
 /** What the applier's functions work with; each function takes only the part it needs. */
 export interface ApplierDeps {
-  blobService: BlobServiceClient;
+  blobService: BlobStorage;
   pipeline: BlockPipeline;
   vault: Vault;
 }
@@ -83,7 +83,7 @@ export function replicaBlobName(machine: string, diskId: string): string {
   return `${machine}/${diskId}`;
 }
 
-export function replicaBlobClient(blobService: BlobServiceClient, blob: string): PageBlobClient {
+export function replicaBlobClient(blobService: BlobStorage, blob: string): PageBlobClient {
   return blobService.getContainerClient(CONTAINERS.replica).getPageBlobClient(blob);
 }
 
@@ -199,7 +199,7 @@ async function pageBlobProperties(
  * created it. Creates the container if missing.
  */
 async function createPageBlob(
-  blobService: BlobServiceClient,
+  blobService: BlobStorage,
   client: PageBlobClient,
   dataBytes: number,
 ): Promise<boolean> {

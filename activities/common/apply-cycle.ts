@@ -18,9 +18,8 @@
 // the same verification. The Temporal-free steps are in lib/segments/segment-apply.ts.
 import { FAILURE } from '../../shared/failures';
 import { ApplicationFailure } from '@temporalio/common';
-import type { BlobServiceClient } from '@azure/storage-blob';
 import type { ApplySummary } from '../../shared/replication-types';
-import { CONTAINERS } from '../../lib/azure/blob-client';
+import { CONTAINERS, type BlobStorage } from '../../lib/azure/blob-client';
 import type { DecodeResult } from '../../lib/segments/block-pipeline';
 import { SegmentVerificationError } from '../../lib/segments/segment-header';
 import { segmentBlobName } from '../../lib/segments/cache-layout';
@@ -46,7 +45,7 @@ export type { ApplyTarget } from '../../lib/segments/segment-apply';
 
 /** What an apply needs of its worker. */
 export interface ApplyDeps {
-  blobService: BlobServiceClient;
+  blobService: BlobStorage;
   pipeline: BlockPipeline;
 }
 

@@ -2,8 +2,7 @@
 // queue and reaches the blob endpoint with working credentials.
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import type { BlobServiceClient } from '@azure/storage-blob';
-import { CONTAINERS, storageCredentialProblem } from '../../lib/azure/blob-client';
+import { CONTAINERS, storageCredentialProblem, type BlobStorage } from '../../lib/azure/blob-client';
 
 export interface ProbeResult {
   role: string;
@@ -13,7 +12,7 @@ export interface ProbeResult {
   roundTripMs: number;
 }
 
-export function createStackProbeActivity(role: string, blobService: BlobServiceClient) {
+export function createStackProbeActivity(role: string, blobService: BlobStorage) {
   return async function probeStorage(): Promise<ProbeResult> {
     try {
       return await roundTrip();

@@ -11,10 +11,9 @@
 // than the point is rolled back (rollbackIncomplete), newest segment first, so failback never
 // brings up a half-applied cycle, nor disks of different cycles.
 // Nothing lives on the worker: any master target of the site can resume, finish or roll back.
-import type { BlobServiceClient } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
 import type { ApplySummary } from '../../shared/replication-types';
-import { CONTAINERS } from '../../lib/azure/blob-client';
+import { CONTAINERS, type BlobStorage } from '../../lib/azure/blob-client';
 import { reverseId, undoId, type FailbackTargetDisk } from '../../shared/failback-types';
 import { applyCycle, type ApplyTarget } from '../common/apply-cycle';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
@@ -25,7 +24,7 @@ import { readExtents } from '../../lib/disk/extents';
 import { zeroFill } from '../../lib/qemu/nbd-ranges';
 
 export interface MasterTargetDeps {
-  blobService: BlobServiceClient;
+  blobService: BlobStorage;
   pipeline: BlockPipeline;
 }
 
@@ -50,7 +49,7 @@ function pointBlobName(machine: string): string {
 
 /** The master target's last point of a machine: the newest cycle applied in full on all its disks. */
 export async function readMasterTargetPoint(
-  blobService: BlobServiceClient,
+  blobService: BlobStorage,
   machine: string,
 ): Promise<MasterTargetPoint | undefined> {
   try {
@@ -148,7 +147,7 @@ export async function commitReversePoint(
 }
 
 async function deleteJournal(
-  blobService: BlobServiceClient,
+  blobService: BlobStorage,
   machine: string,
   diskId: string,
   cycle: number,
@@ -211,10 +210,7 @@ export async function rollbackIncomplete(
 }
 
 /** Removes the master target's points and journals of a machine (reprotect over). */
-export async function deleteMasterTargetState(
-  blobService: BlobServiceClient,
-  machine: string,
-): Promise<void> {
+export async function deleteMasterTargetState(blobService: BlobStorage, machine: string): Promise<void> {
   const cache = blobService.getContainerClient(CONTAINERS.cache);
   for (const prefix of [`${undoId(machine)}/`, `${reverseId(machine)}/`]) {
     for await (const item of cache.listBlobsFlat({ prefix }))

@@ -7,7 +7,7 @@
 // which every segment is uploaded, and a retried attempt starts there: at most the segments that
 // were in flight are sent twice.
 import { FAILURE } from '../../shared/failures';
-import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
+import type { ContainerClient } from '@azure/storage-blob';
 import { ApplicationFailure } from '@temporalio/common';
 import { readExtents } from '../../lib/disk/extents';
 import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
@@ -18,7 +18,7 @@ import {
   type FrozenDiskReader,
 } from '../../lib/sources/source-connector';
 import type { FrozenPoint, TransferMode, TransferSummary } from '../../shared/replication-types';
-import { CONTAINERS } from '../../lib/azure/blob-client';
+import { CONTAINERS, type BlobStorage } from '../../lib/azure/blob-client';
 import { writeCycleManifest } from '../../lib/segments/cycle-layout';
 import { readCyclePlan, writeCyclePlan } from '../../lib/segments/cycle-plan';
 import { planSegments, totalBytes, type SegmentPlan } from '../../lib/segments/extent-plan';
@@ -53,7 +53,7 @@ export interface TransferSlice {
 }
 
 export interface TransferDeps {
-  blobService: BlobServiceClient;
+  blobService: BlobStorage;
   pipeline: BlockPipeline;
   uploadConcurrency: number;
   /** Called with the index below which every segment is uploaded (heartbeat). */

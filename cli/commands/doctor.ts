@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { insecureChannels } from '../../lib/config/channel-security';
 import { loadConfig } from '../../lib/config/config';
 import { CONTAINERS, createBlobServiceClient, storageCredentialProblem } from '../../lib/azure/blob-client';
+import { openRoleStorage } from '../../lib/azure/role-storage';
 import { connectClient } from '../../operations/temporal-client';
 import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
 import type { stackCheck } from '../../workflows/stack-check';
@@ -18,12 +19,14 @@ export function registerDoctorCommand(program: Command): void {
       const config = loadConfig();
       // This host's own storage credentials first (a 403 is reported with the fix by main);
       // the workers' are checked by the workflow below, which also reports any other failure.
-      await createBlobServiceClient(config)
-        .getContainerClient(CONTAINERS.vault)
-        .exists()
-        .catch((err: unknown) => {
-          if (storageCredentialProblem(err)) throw err;
-        });
+      if (config.storage.auth === 'key')
+        await createBlobServiceClient(config)
+          .getContainerClient(CONTAINERS.vault)
+          .exists()
+          .catch((err: unknown) => {
+            if (storageCredentialProblem(err)) throw err;
+          });
+      else await openRoleStorage(config, 'control').startCheck();
       const client = await connectClient(config);
       const result = await client.workflow.execute<typeof stackCheck>('stackCheck', {
         taskQueue: CONTROL_TASK_QUEUE,

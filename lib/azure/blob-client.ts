@@ -1,13 +1,21 @@
 // The one BlobServiceClient of a process: a real Azure storage account through its connection
 // string, or the embedded Azurite on loopback.
-import { BlobServiceClient, StorageRetryPolicyType } from '@azure/storage-blob';
+import fs from 'node:fs';
+import https from 'node:https';
+import tls from 'node:tls';
+import {
+  BlobServiceClient,
+  StorageRetryPolicyType,
+  type ContainerClient,
+  type StoragePipelineOptions,
+} from '@azure/storage-blob';
 import type { Pipeline } from '@azure/core-rest-pipeline';
 import type { OsrConfig } from '../config/config';
 import { storageTryPolicy } from './storage-health';
 
 // Azurite's documented development account; public by design, useless outside loopback.
-const AZURITE_ACCOUNT = 'devstoreaccount1';
-const AZURITE_KEY =
+export const AZURITE_ACCOUNT = 'devstoreaccount1';
+export const AZURITE_KEY =
   'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
 export const CONTAINERS = {
@@ -25,27 +33,78 @@ export function storageConnectionString(config: Pick<OsrConfig, 'storage'>): str
   return config.storage.connectionString ?? azuriteConnectionString(config.storage.azuritePort);
 }
 
+/** The embedded Azurite serves storage: account key sign-in with no connection string. */
 export function isEmbeddedStorage(config: Pick<OsrConfig, 'storage'>): boolean {
-  return config.storage.connectionString === undefined;
+  return config.storage.auth === 'key' && config.storage.connectionString === undefined;
 }
 
-export function createBlobServiceClient(config: Pick<OsrConfig, 'storage'>): BlobServiceClient {
-  // Throttling (503/500), time-outs and network errors are retried by the SDK with exponential
-  // backoff; storageTryPolicy bounds each try and counts what the endpoint did (shared/storage-health.ts).
-  const tryTimeoutMs = config.storage.tryTimeoutSeconds * 1000;
-  const client = BlobServiceClient.fromConnectionString(storageConnectionString(config), {
+/**
+ * What a process's code needs from storage: a container by name. A BlobServiceClient is one (the
+ * whole account, account key); a RoleStorage (role-storage.ts) gives only its role's containers.
+ */
+export interface BlobStorage {
+  getContainerClient(name: string): ContainerClient;
+}
+
+/** Retries of every blob client: throttling (503/500), time-outs and network errors, exponential backoff. */
+export function storagePipelineOptions(config: Pick<OsrConfig, 'storage'>): StoragePipelineOptions {
+  return {
     retryOptions: {
       retryPolicyType: StorageRetryPolicyType.EXPONENTIAL,
       maxTries: config.storage.maxTries,
       retryDelayInMs: 200,
       maxRetryDelayInMs: 10_000,
     },
-  });
-  // Every client made from this one (containers, blobs) shares this core pipeline.
+  };
+}
+
+/**
+ * Adds OSR's policies to a client's core pipeline (shared by every client made from it):
+ * storageTryPolicy bounds each try and counts what the endpoint did (storage-health.ts), and a
+ * configured storage.caFile is trusted besides the system's CAs.
+ */
+export function withStoragePolicies<T extends object>(client: T, config: Pick<OsrConfig, 'storage'>): T {
   const core = (client as unknown as { storageClientContext?: { pipeline?: Pipeline } }).storageClientContext
     ?.pipeline;
-  core?.addPolicy(storageTryPolicy(tryTimeoutMs), { afterPhase: 'Retry' });
+  core?.addPolicy(storageTryPolicy(config.storage.tryTimeoutSeconds * 1000), { afterPhase: 'Retry' });
+  if (config.storage.caFile) {
+    const agent = trustedAgent(config.storage.caFile);
+    core?.addPolicy({
+      name: 'osrTrustedCa',
+      sendRequest: (request, next) => {
+        request.agent ??= agent;
+        return next(request);
+      },
+    });
+  }
   return client;
+}
+
+const agents = new Map<string, https.Agent>();
+function trustedAgent(caFile: string): https.Agent {
+  let agent = agents.get(caFile);
+  if (!agent) {
+    let ca: string;
+    try {
+      ca = fs.readFileSync(caFile, 'utf8');
+    } catch (err) {
+      throw new Error(
+        `storage.caFile ${caFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}). ` +
+          'Fix: point storage.caFile (OSR_STORAGE_CA_FILE) at the PEM certificate of the CA that signed the storage endpoint, or unset it',
+      );
+    }
+    agent = new https.Agent({ keepAlive: true, ca: [...tls.rootCertificates, ca] });
+    agents.set(caFile, agent);
+  }
+  return agent;
+}
+
+/** The whole account through the account key (storage.connectionString) or the embedded Azurite. */
+export function createBlobServiceClient(config: Pick<OsrConfig, 'storage'>): BlobServiceClient {
+  return withStoragePolicies(
+    BlobServiceClient.fromConnectionString(storageConnectionString(config), storagePipelineOptions(config)),
+    config,
+  );
 }
 
 /** Creates the product's containers if missing; safe to call at every start. */

@@ -2,7 +2,7 @@
 // site's storage (container osr-vault), so a control plane started anywhere after the loss of the
 // primary site finds everything. Writes carry ETags: a writer that read an older version loses
 // with a VaultConflictError instead of overwriting someone else's change.
-import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
+import type { ContainerClient } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
 import type {
   PointKind,
@@ -12,7 +12,7 @@ import type {
 } from '../../shared/replication-types';
 
 export type PointSummary = Pick<RecoveryPoint, 'id' | 'instant' | 'kind' | 'cycle'>;
-import { CONTAINERS } from './blob-client';
+import { CONTAINERS, type BlobStorage } from './blob-client';
 import { isVaultPath, vaultPath, vaultSegment } from '../../shared/names';
 
 export class VaultConflictError extends Error {
@@ -28,7 +28,7 @@ export class Vault {
   private readonly container: ContainerClient;
   private ready: Promise<unknown> | undefined;
 
-  constructor(blobService: BlobServiceClient) {
+  constructor(blobService: BlobStorage) {
     this.container = blobService.getContainerClient(CONTAINERS.vault);
   }
 

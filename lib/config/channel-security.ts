@@ -55,6 +55,20 @@ export function insecureChannels(config: OsrConfig): string[] {
         `storage at ${host} is reached over plain HTTP: use DefaultEndpointsProtocol=https (and https:// endpoints) in storage.connectionString`,
       );
   }
+  // SAS URLs and the Entra ID endpoint: a bearer token or SAS in clear is as good as the key.
+  const signInUrls = [
+    ...(config.storage.auth === 'entra' && config.storage.accountUrl ? [config.storage.accountUrl] : []),
+    ...(config.storage.auth === 'sas'
+      ? Object.values(config.storage.sas).flatMap((c) => Object.values(c ?? {}))
+      : []),
+  ];
+  for (const url of signInUrls) {
+    const host = hostOfUrl(url);
+    if (url.toLowerCase().startsWith('http://') && host && !isLoopback(host))
+      found.push(
+        `storage at ${host} is reached over plain HTTP with ${config.storage.auth === 'sas' ? 'a SAS' : 'an Entra ID token'}: use https:// in storage.${config.storage.auth === 'sas' ? 'sas' : 'accountUrl'}`,
+      );
+  }
   const webhook = config.alerts.webhookUrl;
   const webhookHost = webhook ? hostOfUrl(webhook) : undefined;
   if (webhook?.startsWith('http://') && webhookHost && !isLoopback(webhookHost))

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { CONTAINER_KEYS, STORAGE_ROLES } from './storage-roles';
 
 const hostPort = z
   .string()
@@ -48,7 +49,17 @@ export const configSchema = z
       .default({ namespace: 'default', port: 7233, uiPort: 8233 }),
     storage: z
       .object({
+        // How OSR signs in to storage (docs/configuration.md, "Storage sign-in"): key = the account
+        // key in connectionString (or the embedded Azurite); sas = container SAS URLs per role;
+        // entra = Microsoft Entra ID (DefaultAzureCredential) against accountUrl.
+        auth: z.enum(['key', 'sas', 'entra']).default('key'),
         connectionString: z.string().min(1).optional(),
+        accountUrl: z.url({ protocol: /^https?$/ }).optional(),
+        // Trusted besides the system's CAs for the storage endpoint (a private CA, Azurite's own certificate).
+        caFile: z.string().min(1).optional(),
+        sas: z
+          .partialRecord(z.enum(STORAGE_ROLES), z.partialRecord(z.enum(CONTAINER_KEYS), z.string().min(1)))
+          .default({}),
         azuritePort: port.default(10000),
         // Each try of a blob request gets no answer for this long: it is aborted and retried.
         tryTimeoutSeconds: z.number().min(0.1).max(3600).default(60),
@@ -56,7 +67,23 @@ export const configSchema = z
         maxTries: z.number().int().min(1).max(20).default(5),
       })
       .strict()
-      .default({ azuritePort: 10000, tryTimeoutSeconds: 60, maxTries: 5 }),
+      .superRefine((storage, ctx) => {
+        if (storage.auth === 'entra' && !storage.accountUrl)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['accountUrl'],
+            message:
+              'storage.auth "entra" needs the account\'s blob endpoint: set storage.accountUrl (OSR_STORAGE_ACCOUNT_URL), e.g. https://<account>.blob.core.windows.net',
+          });
+        if (storage.auth === 'key' && Object.keys(storage.sas).length > 0)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sas'],
+            message:
+              'storage.sas is set but storage.auth is "key": set storage.auth to "sas" (OSR_STORAGE_AUTH=sas) or remove storage.sas',
+          });
+      })
+      .default({ auth: 'key', azuritePort: 10000, tryTimeoutSeconds: 60, maxTries: 5, sas: {} }),
     encryption: z
       .object({
         keyFile: z.string().min(1).optional(),
@@ -213,6 +240,10 @@ export const ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }
   OSR_TEMPORAL_API_KEY: { key: 'temporal.apiKey', type: 'string' },
   OSR_STORAGE_CONNECTION_STRING: { key: 'storage.connectionString', type: 'string' },
   AZURE_STORAGE_CONNECTION_STRING: { key: 'storage.connectionString', type: 'string' },
+  OSR_STORAGE_AUTH: { key: 'storage.auth', type: 'string' },
+  OSR_STORAGE_ACCOUNT_URL: { key: 'storage.accountUrl', type: 'string' },
+  OSR_STORAGE_CA_FILE: { key: 'storage.caFile', type: 'string' },
+  ...sasEnvKeys(),
   OSR_AZURITE_PORT: { key: 'storage.azuritePort', type: 'number' },
   OSR_STORAGE_TRY_TIMEOUT_SECONDS: { key: 'storage.tryTimeoutSeconds', type: 'number' },
   OSR_STORAGE_MAX_TRIES: { key: 'storage.maxTries', type: 'number' },
@@ -241,6 +272,18 @@ export const ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }
   OSR_AZURE_TOKEN_FILE: { key: 'azure.tokenFile', type: 'string' },
   OSR_AZURE_POLL_INTERVAL_SECONDS: { key: 'azure.pollIntervalSeconds', type: 'number' },
 };
+
+/** OSR_STORAGE_SAS_<ROLE>_<CONTAINER>, e.g. OSR_STORAGE_SAS_PROCESS_SERVER_CACHE → storage.sas.process-server.cache. */
+function sasEnvKeys(): Record<string, { key: string; type: 'string' }> {
+  const out: Record<string, { key: string; type: 'string' }> = {};
+  for (const role of STORAGE_ROLES)
+    for (const container of CONTAINER_KEYS)
+      out[`OSR_STORAGE_SAS_${role.replace('-', '_').toUpperCase()}_${container.toUpperCase()}`] = {
+        key: `storage.sas.${role}.${container}`,
+        type: 'string',
+      };
+  return out;
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -344,6 +387,7 @@ export function loadConfig(options: LoadOptions = {}): OsrConfig {
   const config = result.data;
   config.stateDir = path.resolve(cwd, config.stateDir);
   if (config.encryption.keyFile) config.encryption.keyFile = path.resolve(cwd, config.encryption.keyFile);
+  if (config.storage.caFile) config.storage.caFile = path.resolve(cwd, config.storage.caFile);
   if (config.api.tokenFile) config.api.tokenFile = path.resolve(cwd, config.api.tokenFile);
   if (config.azure.caFile) config.azure.caFile = path.resolve(cwd, config.azure.caFile);
   if (config.azure.tokenFile) config.azure.tokenFile = path.resolve(cwd, config.azure.tokenFile);

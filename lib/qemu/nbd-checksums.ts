@@ -3,8 +3,7 @@
 // existing `resync` transfer compares the failed-over disk against them and sends only the blocks
 // that differ. The list is stored in osr-cache, never in a payload. Holes and known-zero ranges
 // (base:allocation) hash as zeros without being read.
-import type { BlobServiceClient } from '@azure/storage-blob';
-import { CONTAINERS } from '../azure/blob-client';
+import { CONTAINERS, type BlobStorage } from '../azure/blob-client';
 import { checksumsBlobName } from '../segments/cache-layout';
 import { blockChecksum, newChecksumList, zeroChecksums } from '../segments/checksums';
 import { touchesAny } from '../disk/extents';
@@ -22,7 +21,7 @@ export interface TargetChecksumsInput {
 }
 
 export async function targetChecksums(
-  deps: { blobService: BlobServiceClient },
+  deps: { blobService: BlobStorage },
   input: TargetChecksumsInput,
   onProgress?: (bytes: number) => void,
 ): Promise<{ blob: string; blocks: number; bytesRead: number }> {

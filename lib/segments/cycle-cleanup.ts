@@ -1,15 +1,14 @@
 // Deletes an applied cycle from the cache container. The manifest goes first: a cycle caught
 // half-deleted by a crash then has no manifest, so it can never be applied with segments missing
 // (applyCycle reports it as not uploaded); a retry deletes the rest.
-import type { BlobServiceClient } from '@azure/storage-blob';
-import { CONTAINERS } from '../azure/blob-client';
+import { CONTAINERS, type BlobStorage } from '../azure/blob-client';
 import { forEachLimited, isNotFound } from '../azure/page-blobs';
 import type { CycleRef } from './cycle-layout';
 import { cycleManifestBlobName, segmentCyclePrefix } from './cache-layout';
 
 /** Deletes the cycle's manifest and segments; returns how many blobs it deleted (0 on a repeat). */
 export async function deleteCycleSegments(
-  deps: { blobService: BlobServiceClient },
+  deps: { blobService: BlobStorage },
   ref: CycleRef,
 ): Promise<{ deleted: number }> {
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);

@@ -8,9 +8,8 @@
 // at the cycle's freeze. A cycle without a manifest is still being uploaded and must not be applied.
 // The manifest is not encrypted: it holds no disk data, and every segment carries its own
 // authenticated machine, disk, cycle and index, which the applier checks against it.
-import type { BlobServiceClient } from '@azure/storage-blob';
 import { RestError } from '@azure/storage-blob';
-import { CONTAINERS } from '../azure/blob-client';
+import { CONTAINERS, type BlobStorage } from '../azure/blob-client';
 import { cycleManifestBlobName, segmentBlobName, segmentCyclePrefix } from './cache-layout';
 
 export { MANIFEST_FILE, cycleManifestBlobName } from './cache-layout';
@@ -83,10 +82,7 @@ export function checkCycleManifest(value: unknown, expected?: CycleRef): CycleMa
  * Writes the manifest: call it after every segment of the cycle is uploaded. Writing the same
  * manifest again (a retried upload) is harmless.
  */
-export async function writeCycleManifest(
-  blobService: BlobServiceClient,
-  manifest: CycleManifest,
-): Promise<void> {
+export async function writeCycleManifest(blobService: BlobStorage, manifest: CycleManifest): Promise<void> {
   const checked = checkCycleManifest(manifest);
   const body = JSON.stringify(checked);
   await blobService
@@ -97,7 +93,7 @@ export async function writeCycleManifest(
 
 /** The cycle's manifest; undefined while the upload is not finished (no manifest yet). */
 export async function readCycleManifest(
-  blobService: BlobServiceClient,
+  blobService: BlobStorage,
   ref: CycleRef,
 ): Promise<CycleManifest | undefined> {
   const blob = blobService

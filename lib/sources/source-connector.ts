@@ -29,10 +29,10 @@
 // - holdWrites/releaseWrites: releaseWrites with what holdWrites returned undoes it; a repeated
 //   release is a no-op. stopWrites (planned failover) is not undone.
 // - openFrozenDisk needs no control connection to the source: a transfer holds only the reader.
+import type { BlobStorage } from '../azure/blob-client';
 import type { Extent } from '../disk/extents';
 import type { BarrierMethod } from '../../shared/group-types';
 import type { ProtectedMachine, TransferMode } from '../../shared/replication-types';
-import type { BlobServiceClient } from '@azure/storage-blob';
 
 /** A disk of the machine as discovered. */
 export interface SourceDisk {
@@ -88,7 +88,7 @@ export interface StopWritesResult {
 
 /** Where the replica's checksum list is (a resync compares against it). */
 export interface ChecksumSource {
-  blobService: BlobServiceClient;
+  blobService: BlobStorage;
   /** Name in the cache container of the list (replicaChecksums activity). */
   blob: string;
 }

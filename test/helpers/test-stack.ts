@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { loadConfig, type OsrConfig } from '../../lib/config/config';
-import { startAzurite } from '../../stack/azurite';
+import { startAzurite, type AzuriteOptions } from '../../stack/azurite';
 import {
   spawnManaged,
   stopPid,
@@ -49,6 +49,8 @@ export async function startTestStack(
     extraEnv?: NodeJS.ProcessEnv;
     /** Temporal on a SQLite file and Azurite on disk, so both can crash and restart on their data. */
     persistent?: boolean;
+    /** Azurite over HTTPS with this certificate (and Entra ID tokens with oauth 'basic'). */
+    azuriteTls?: AzuriteOptions['tls'];
   } = {},
 ): Promise<TestStack> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-test-'));
@@ -83,6 +85,7 @@ export async function startTestStack(
       port: azuritePort,
       logFile: path.join(logs, 'azurite.log'),
       location: options.persistent ? path.join(stateDir, 'azurite') : undefined,
+      tls: options.azuriteTls,
     });
   const servers = { temporal: await startTemporal(), azurite: await startBlobStore() };
   const client = await connectClient(config);

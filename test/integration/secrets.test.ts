@@ -14,6 +14,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { cycleManifestBlobName } from '../../lib/segments/cycle-layout';
 import { createCloudApplierActivities } from '../../activities/cloud-applier';
 import { createDataPathDeps } from '../../activities/deps';
+import { createBlobServiceClient } from '../../lib/azure/blob-client';
 import { segmentBlobName } from '../../lib/segments/segment-format';
 import { resolveApiToken } from '../../api/token';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../../shared/task-queues';
@@ -121,8 +122,9 @@ test('after protect, cycles, a drill and API calls, no key or token is in any hi
   for (const file of filesUnder(logs)) haystacks.push([`log ${file}`, fs.readFileSync(file, 'latin1')]);
   haystacks.push(['the flow’s CLI output', cliOutput.join('\n')]);
   let blobs = 0;
-  for await (const container of ctx.blobService.listContainers()) {
-    const cc = ctx.blobService.getContainerClient(container.name);
+  const account = createBlobServiceClient(config);
+  for await (const container of account.listContainers()) {
+    const cc = account.getContainerClient(container.name);
     for await (const blob of cc.listBlobsFlat({ includeMetadata: true, includeSnapshots: true })) {
       const client = blob.snapshot
         ? cc.getBlobClient(blob.name).withSnapshot(blob.snapshot)
@@ -202,7 +204,7 @@ test('a segment altered in osr-cache fails its authentication tag: never applied
   process.kill(child.pid, 'SIGKILL');
   await child.exited;
   parts.splice(applierIndex, 1);
-  const deps = await createDataPathDeps(config, createLogger('test-applier', 'warn'));
+  const deps = await createDataPathDeps(config, createLogger('test-applier', 'warn'), 'cloud-applier');
   const real = createCloudApplierActivities(deps);
   const replica = ctx.blobService.getContainerClient('osr-replica').getPageBlobClient(`${M}/disk0`);
   let reached: (cycle: number) => void = () => undefined;
