@@ -2,6 +2,7 @@
 // imported from the failover blobs, the NIC, the VM, and the removal of exactly what one recovery
 // made (by tag). ARM long-running operations are polled by the SDK; a retried create finds its own
 // resource by its deterministic name and tags instead of making a second one.
+import { plainBlobUrl } from '../../lib/azure/storage-secrets';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
 import type {
@@ -69,7 +70,8 @@ export function createAzureTargetActivities(deps: WorkerDeps) {
       const p = placement(input);
       const out: AzureResources['disks'] = [];
       for (const [i, d] of input.disks.entries()) {
-        const sourceUri = failoverBlobClient(deps.blobService, d.blob).url;
+        // Never the SAS a client's URL carries under storage.auth sas: ARM reads it with storageAccountId.
+        const sourceUri = plainBlobUrl(failoverBlobClient(deps.blobService, d.blob).url);
         out.push(
           await importManagedDisk(
             clients(),

@@ -24,3 +24,12 @@ export function sasUrlForDisplay(raw: string): string {
     return '(not a URL)';
   }
 }
+
+/**
+ * A blob's URL without its query: what may leave the process (an ARM import's sourceUri, a
+ * record), since under storage.auth "sas" a client's URL carries the role's SAS.
+ */
+export function plainBlobUrl(url: string): string {
+  const u = new URL(url);
+  return `${u.origin}${u.pathname}`;
+}

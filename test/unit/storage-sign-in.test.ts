@@ -12,7 +12,7 @@ import { ROLE_GRANTS, STORAGE_ROLES } from '../../lib/config/storage-roles';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { openRoleStorage } from '../../lib/azure/role-storage';
 import { checkContainerSas, StorageSignInError } from '../../lib/azure/sas-check';
-import { redactStorageSecrets } from '../../lib/azure/storage-secrets';
+import { plainBlobUrl, redactStorageSecrets } from '../../lib/azure/storage-secrets';
 
 const SIG = 'c2VjcmV0LXNpZ25hdHVyZS1ub3QtZm9yLWxvZ3M%3D';
 const future = new Date(Date.now() + 3600_000).toISOString();
@@ -135,6 +135,11 @@ test('signatures, account keys and client secrets are redacted from any text', (
   const out = redactStorageSecrets(text);
   for (const secret of [SIG, 'abc/def==', 's3cr3t']) assert.ok(!out.includes(secret), out);
   assert.match(out, /sig=\[redacted\]&se=x/);
+  // What leaves the process as a blob's address (an ARM import's sourceUri) carries no SAS.
+  assert.equal(
+    plainBlobUrl(`https://a.blob.core.windows.net/osr-failover/test-m-1/disk0?sv=1&sr=c&sig=${SIG}`),
+    'https://a.blob.core.windows.net/osr-failover/test-m-1/disk0',
+  );
 });
 
 test('a SAS or Entra ID endpoint in plain HTTP off this host is named as an insecure channel', () => {
