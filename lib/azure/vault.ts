@@ -14,6 +14,7 @@ import type {
 export type PointSummary = Pick<RecoveryPoint, 'id' | 'instant' | 'kind' | 'cycle'>;
 import { CONTAINERS, type BlobStorage } from './blob-client';
 import { isVaultPath, vaultPath, vaultSegment } from '../../shared/names';
+import { decodeVaultDocument, encodeVaultDocument } from './vault-format';
 
 export class VaultConflictError extends Error {
   override name = 'VaultConflictError';
@@ -43,7 +44,7 @@ export class Vault {
     try {
       const response = await this.container.getBlockBlobClient(name).download();
       const text = await streamToString(response.readableStreamBody);
-      return { value: JSON.parse(text) as T, etag: response.etag ?? '' };
+      return { value: decodeVaultDocument<T>(name, text), etag: response.etag ?? '' };
     } catch (err) {
       if (err instanceof RestError && err.statusCode === 404) return undefined;
       throw err;
@@ -57,7 +58,7 @@ export class Vault {
   async write<T>(name: string, value: T, etag?: string, metadata?: Record<string, string>): Promise<string> {
     vaultPath(name);
     await this.ensure();
-    const body = JSON.stringify(value, null, 2);
+    const body = encodeVaultDocument(value);
     const conditions = etag === undefined ? { ifNoneMatch: '*' } : etag === '*' ? {} : { ifMatch: etag };
     try {
       const res = await this.container.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), {

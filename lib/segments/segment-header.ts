@@ -121,7 +121,8 @@ export function parseHeader(bytes: Buffer): SegmentHeader {
   if (typeof h.version === 'number' && h.version !== SEGMENT_VERSION) {
     throw new SegmentVerificationError(
       'unsupported-version',
-      `version ${h.version}, this build reads ${SEGMENT_VERSION}`,
+      `segment format version ${h.version} was written by a newer OSR; this build reads version ` +
+        `${SEGMENT_VERSION}: upgrade OSR on this host to the release the process servers run`,
     );
   }
   const allowed = new Set([
