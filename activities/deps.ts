@@ -8,7 +8,7 @@ import type { StorageRole } from '../lib/config/storage-roles';
 import { ensureContainers, type BlobStorage } from '../lib/azure/blob-client';
 import { openRoleStorage, type RoleStorage } from '../lib/azure/role-storage';
 import { Vault } from '../lib/azure/vault';
-import { loadEncryptionKey } from './common/encryption-key';
+import { loadSegmentKeys, watchSegmentKeys } from './common/encryption-key';
 import { BlockPipeline } from '../lib/segments/block-pipeline';
 
 export interface WorkerDeps {
@@ -47,12 +47,28 @@ export async function createDataPathDeps(
   const storage = await openCheckedStorage(config, log, role);
   // The account key can create the containers; under sas and entra they are the operator's.
   if (storage.account) await ensureContainers(storage.account);
-  const key = await loadEncryptionKey(config);
+  const vault = new Vault(storage);
+  // A missing key file stops the worker here, naming the file and the fix.
+  const { key, keyring } = await loadSegmentKeys(config, vault);
+  // Rotated keys reach the running pipeline without a restart (see docs/operations.md#segment-keys).
+  const watcher = watchSegmentKeys(
+    config,
+    vault,
+    (keys) => {
+      if (BlockPipeline.current !== pipeline) return;
+      pipeline.setKeys(keys.key, keys.keyring);
+      log.info({ encryptWith: keys.key.id, keys: keys.keyring.ids }, 'segment keys reloaded');
+    },
+    (err) => log.error({ err: err.message }, 'segment keys not reloaded; the keys in use stay'),
+  );
   const pipeline = new BlockPipeline({
     threads: config.pipeline.threads,
     maxBytesInFlight: config.pipeline.maxBytesInFlight,
     key,
+    keyring,
     onWorkerError: (err) => log.error({ err: err.message }, 'pipeline thread failed'),
+    onUnknownKey: () => watcher.reload(),
   });
-  return { config, log, blobService: storage, vault: new Vault(storage), pipeline };
+  log.info({ encryptWith: key.id, keys: keyring.ids }, 'segment keys loaded');
+  return { config, log, blobService: storage, vault, pipeline };
 }

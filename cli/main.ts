@@ -11,6 +11,7 @@ import { registerFailbackCommands } from './commands/failback';
 import { registerFailoverCommands } from './commands/failover';
 import { registerGroupCommands } from './commands/group';
 import { registerHostCommands } from './commands/hosts';
+import { registerKeysCommands } from './commands/keys';
 import { registerMachineCommands } from './commands/machines';
 import { registerOperatorCommands } from './commands/operator';
 import { registerPlanCommands } from './commands/plan';
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerApprovalCommands(program);
   registerOperatorCommands(program);
+  registerKeysCommands(program);
   return program;
 }
 

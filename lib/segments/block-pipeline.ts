@@ -12,7 +12,12 @@ import path from 'node:path';
 import { Piscina } from 'piscina';
 import { Keyring } from './keys';
 import type { EncryptionKey } from './keys';
-import { DEFAULT_COMPRESSION_LEVEL, MAX_SEGMENT_RAW_BYTES, SegmentVerificationError } from './segment-format';
+import {
+  DEFAULT_COMPRESSION_LEVEL,
+  MAX_SEGMENT_RAW_BYTES,
+  peekKeyId,
+  SegmentVerificationError,
+} from './segment-format';
 import type { SegmentHeader, SegmentInput, SegmentStats } from './segment-format';
 import { transferableView } from './pipeline-worker';
 import type { DecodeReply, DecodeTask, EncodeReply, EncodeTask, PipelineWorkerData } from './pipeline-worker';
@@ -34,6 +39,11 @@ export interface BlockPipelineOptions {
   workerFilename?: string;
   /** Called for a worker-thread error not tied to a task (a task's own error rejects its promise). */
   onWorkerError?: (error: Error) => void;
+  /**
+   * Called before decoding a segment whose key id the pipeline lacks (a key rotated on this host
+   * or copied in since the keys were loaded); may call setKeys. The decode then goes ahead.
+   */
+  onUnknownKey?: (keyId: string) => Promise<void>;
 }
 
 /** A segment to encode (the pipeline's compression level applies); its extents are 512-aligned, at most 4 MiB in all. */
@@ -88,8 +98,13 @@ export class BlockPipeline {
   static #current: BlockPipeline | undefined;
   readonly threads: number;
   readonly maxBytesInFlight: number;
-  readonly #pool: Piscina;
-  readonly #canEncode: boolean;
+  readonly #options: BlockPipelineOptions;
+  readonly #filename: string;
+  #pool: Piscina;
+  #canEncode = false;
+  #keyIds = new Set<string>();
+  /** Pools replaced by setKeys that still finish their tasks. */
+  readonly #closing = new Set<Piscina>();
   readonly #waiters: Waiter[] = [];
   #destroyed = false;
   #bytesInFlight = 0;
@@ -128,38 +143,65 @@ export class BlockPipeline {
         `maxBytesInFlight must be at least ${MAX_SEGMENT_RAW_BYTES} (one segment), got ${options.maxBytesInFlight}`,
       );
     }
-    const keyring = new Keyring(options.keyring ?? []);
-    if (options.key !== undefined) keyring.add(options.key);
-    if (keyring.size === 0) throw new Error('BlockPipeline needs `key` (to encode) or `keyring` (to decode)');
     const filename = options.workerFilename ?? defaultWorkerFilename();
     if (!existsSync(filename)) {
       throw new Error(`pipeline worker ${filename} not found; run \`npm run build\` or pass workerFilename`);
     }
-
     this.threads = options.threads;
     this.maxBytesInFlight = options.maxBytesInFlight;
-    this.#canEncode = options.key !== undefined;
-    // KeyObjects cross to the threads once, here; tasks never carry key material.
+    this.#options = options;
+    this.#filename = filename;
+    this.#pool = this.#startPool(options.key, options.keyring);
+    BlockPipeline.#current = this;
+  }
+
+  /** Ids of the keys decode can use; the encoding key's id first. */
+  get keyIds(): string[] {
+    return [...this.#keyIds];
+  }
+
+  /**
+   * Switches keys without a restart (after `osr keys rotate`): tasks from now on run on threads
+   * that hold the new keys; tasks already running finish on the old threads, which then stop.
+   */
+  setKeys(key: EncryptionKey | undefined, keyring: Keyring): void {
+    if (this.#destroyed) throw new Error('BlockPipeline destroyed');
+    const old = this.#pool;
+    this.#pool = this.#startPool(key, keyring);
+    this.#closing.add(old);
+    void old
+      .close()
+      .catch(() => undefined)
+      .finally(() => this.#closing.delete(old));
+  }
+
+  #startPool(key: EncryptionKey | undefined, keys: Keyring | undefined): Piscina {
+    const keyring = new Keyring(keys ?? []);
+    if (key !== undefined) keyring.add(key);
+    if (keyring.size === 0) throw new Error('BlockPipeline needs `key` (to encode) or `keyring` (to decode)');
+    // KeyObjects cross to the threads once, when a pool starts; tasks never carry key material.
     const workerData: PipelineWorkerData = {
-      encodeKey: options.key?.keyObject ?? null,
+      encodeKey: key?.keyObject ?? null,
       decodeKeys: [...keyring].map((k) => k.keyObject),
-      compressionLevel: options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL,
+      compressionLevel: this.#options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL,
     };
-    this.#pool = new Piscina({
-      filename,
+    const pool = new Piscina({
+      filename: this.#filename,
       // Piscina preloads the handler named here when a thread starts; the module has no default
       // export, and looking one up makes Piscina fall back to import(), which fails for .ts under tsx.
       name: 'encode',
-      minThreads: options.threads,
-      maxThreads: options.threads,
+      minThreads: this.threads,
+      maxThreads: this.threads,
       workerData,
     });
     // Without a listener an 'error' event would crash the process.
-    this.#pool.on('error', (error: Error) => {
+    pool.on('error', (error: Error) => {
       this.#counters.workerErrors++;
-      options.onWorkerError?.(error);
+      this.#options.onWorkerError?.(error);
     });
-    BlockPipeline.#current = this;
+    this.#canEncode = key !== undefined;
+    this.#keyIds = new Set([...(key ? [key.id] : []), ...keyring.ids]);
+    return pool;
   }
 
   /**
@@ -207,6 +249,8 @@ export class BlockPipeline {
     // Counted at its size, capped at the bound so that a segment slightly larger than 4 MiB
     // (header and tag on incompressible data) is still admitted.
     const bytes = Math.min(segment.byteLength, this.maxBytesInFlight);
+    const keyId = peekKeyId(segment);
+    if (keyId !== undefined && !this.#keyIds.has(keyId)) await this.#options.onUnknownKey?.(keyId);
     await this.#admit(bytes);
     try {
       const input = transferableView(segment);
@@ -250,7 +294,8 @@ export class BlockPipeline {
     this.#destroyed = true;
     if (BlockPipeline.#current === this) BlockPipeline.#current = undefined;
     for (const waiter of this.#waiters.splice(0)) waiter.reject(new Error('BlockPipeline destroyed'));
-    await this.#pool.destroy();
+    const closing = [...this.#closing].map((pool) => pool.destroy().catch(() => undefined));
+    await Promise.all([this.#pool.destroy(), ...closing]);
   }
 
   // FIFO admission: a large job waiting at the head is not overtaken forever by small ones.

@@ -210,6 +210,23 @@ export function decodeSegment(buffer: Uint8Array, keyring: Keyring): DecodedSegm
   return { header, data };
 }
 
+/**
+ * The key id a segment names, read without verifying anything else (decodeSegment does that), so
+ * a reader can fetch a key it lacks first; undefined when the segment is too damaged to say.
+ */
+export function peekKeyId(buffer: Uint8Array): string | undefined {
+  const segment = asBuffer(buffer);
+  if (segment.length < PREFIX_BYTES || !segment.subarray(0, SEGMENT_MAGIC.length).equals(SEGMENT_MAGIC))
+    return;
+  const headerLength = segment.readUInt32BE(SEGMENT_MAGIC.length);
+  if (headerLength > MAX_HEADER_BYTES || PREFIX_BYTES + headerLength > segment.length) return;
+  const header = segment.subarray(PREFIX_BYTES, PREFIX_BYTES + headerLength);
+  const at = header.lastIndexOf('"keyId":"');
+  if (at < 0) return;
+  const id = header.toString('latin1', at + 9, at + 17);
+  return /^[0-9a-f]{8}$/.test(id) ? id : undefined;
+}
+
 // A Uint8Array that crossed a thread boundary arrives without Buffer's prototype; view it, no copy.
 function asBuffer(view: Uint8Array): Buffer {
   return Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength);

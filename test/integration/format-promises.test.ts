@@ -105,7 +105,9 @@ describe('vault documents written by the previous release', () => {
       assert.deepEqual(read?.value, JSON.parse(stored.toString('utf8')), file);
     }
     assert.equal((await vault.policy('gold'))?.rpoThresholdSeconds, 300);
-    assert.equal((await vault.machine('fixture-vm'))?.source.qmpSocket, '/run/fixture-vm/qmp.sock');
+    const source = (await vault.machine('fixture-vm'))?.source;
+    assert.equal(source?.type, 'qemu');
+    assert.equal(source?.type === 'qemu' ? source.qmpSocket : undefined, '/run/fixture-vm/qmp.sock');
     const points = await vault.points('fixture-vm');
     assert.deepEqual(
       points.map((p) => [p.id, p.disks[0]?.snapshot]),

@@ -78,6 +78,9 @@ test('with the site and its Temporal gone, a new control plane on an empty Tempo
   await lost.stop();
   for (const role of ['process-server', 'control', 'cloud-applier'] as const) await stack.killWorker(role);
   await stack.loseServer('temporal');
+  // What survives is what the operator kept off the primary site: the backup of the segment keys
+  // (docs/operations.md#segment-keys); without it the applier refuses to start, naming the file.
+  fs.cpSync(path.join(stack.stateDir, 'keys'), path.join(elsewhere, 'state', 'keys'), { recursive: true });
   fs.rmSync(stack.stateDir, { recursive: true, force: true });
 
   // Elsewhere: a new, empty Temporal, an empty state folder and a configuration naming only them
