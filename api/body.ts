@@ -1,19 +1,43 @@
 // Request bodies: read with a size cap (a client cannot make the server buffer without limit),
 // parsed as a JSON object, and fields checked with messages that name the field and the fix.
 import type { IncomingMessage } from 'node:http';
+import { countRejection } from '../lib/observability/rejections';
 import { ApiError } from './errors';
 
 export type JsonObject = Record<string, unknown>;
 
+const BODY_REJECTION: Record<number, string> = { 413: 'too-large', 415: 'content-type' };
+
+/** Every refusal of a body is counted (osr_input_rejections_total{parser="http-body"}). */
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<JsonObject> {
+  try {
+    return await parseJsonBody(req, maxBytes);
+  } catch (err) {
+    if (err instanceof ApiError)
+      countRejection('http-body', BODY_REJECTION[err.status] ?? 'malformed', err.message);
+    throw err;
+  }
+}
+
+async function parseJsonBody(req: IncomingMessage, maxBytes: number): Promise<JsonObject> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > maxBytes) throw tooLarge(maxBytes);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw tooLarge(maxBytes);
-    chunks.push(chunk);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes) throw tooLarge(maxBytes);
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    // The client hung up or broke the framing: nothing to parse, and nothing of it is kept.
+    throw new ApiError(
+      400,
+      `the body ended early after ${size} bytes (${(err as Error).message}); send it whole`,
+      'invalid',
+    );
   }
   const text = Buffer.concat(chunks).toString('utf8').trim();
   if (text === '') return {};

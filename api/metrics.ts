@@ -5,6 +5,7 @@
 // exporter its heartbeat names and relabelled with osr_role and osr_server.
 import type { ControlContext } from '../operations/context';
 import { listServers, type ServerView } from '../lib/observability/server-health';
+import { rejectionCounts } from '../lib/observability/rejections';
 import { listAlerts } from '../operations/alerts';
 import { listMachines, type MachineOverview } from '../operations/machines';
 import { MetricsRegistry } from '../lib/observability/prometheus';
@@ -156,8 +157,15 @@ export async function renderMetrics(ctx: ControlContext): Promise<string> {
     'osr_server_alerts',
     'Current alerts the worker raises about itself (memory, backlog)',
   );
+  const rejected = r.counter(
+    'osr_input_rejections_total',
+    'Input a network-facing parser refused with its typed error (segment, nbd, qmp, http-body), by kind',
+  );
+  for (const x of rejectionCounts())
+    rejected({ server: 'api', role: 'api', parser: x.parser, kind: x.kind }, x.count);
   for (const s of servers) {
     const labels = { server: s.id, role: s.role, host: s.host, site: s.site };
+    for (const x of s.rejections ?? []) rejected({ ...labels, parser: x.parser, kind: x.kind }, x.count);
     serverUp(labels, s.stale ? 0 : 1);
     age(labels, s.ageSeconds);
     cpu(labels, s.cpuPercent);

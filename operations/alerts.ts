@@ -4,6 +4,7 @@
 // pressure) or silence (stale heartbeat). Every alert has a global id that stays the same while
 // the condition lasts: the webhook notifier sends each id once.
 import { listServers } from '../lib/observability/server-health';
+import { rejectionCounts, type RejectingParser, type RejectionCount } from '../lib/observability/rejections';
 import { RECOVERY_JOB_KINDS } from '../shared/job-kinds';
 import type { RecoveredMachine } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN } from '../shared/search-attributes';
@@ -157,8 +158,32 @@ async function bootCheckAlerts(ctx: ControlContext): Promise<OsrAlert[]> {
     }));
 }
 
+const PARSER_FIX: Record<RejectingParser, string> = {
+  segment: 'segments in osr-cache were altered or written by another key or release; the cycle is sent again',
+  nbd: 'the NBD server of the source sent replies OSR cannot parse; check the QEMU version and what listens on that socket',
+  qmp: 'the QMP monitor sent what OSR cannot parse; check that --qmp names the QMP monitor of the VM or storage daemon',
+  'http-body': 'clients of osr serve sent bodies it refused (each got a 4xx); check the callers',
+};
+
+/** Refused input, folded per parser and kind: one alert with a count, warning only (nothing was lost). */
+function rejectionAlert(server: string, who: string, r: RejectionCount): OsrAlert {
+  return {
+    id: `server:${server}:rejected-${r.parser}-${r.kind}`,
+    source: 'server',
+    kind: 'input-rejected',
+    severity: 'warning',
+    at: r.lastAt,
+    count: r.count,
+    lastAt: r.lastAt,
+    message: `${who} refused ${r.count} ${r.parser} input(s) as ${r.kind} (last: ${r.lastDetail}): ${PARSER_FIX[r.parser]}`,
+    server,
+  };
+}
+
 async function serverAlerts(ctx: ControlContext): Promise<OsrAlert[]> {
   const out: OsrAlert[] = [];
+  // This process's own refusals (osr serve: request bodies).
+  for (const r of rejectionCounts()) out.push(rejectionAlert('api', 'osr serve', r));
   for (const s of await listServers(ctx.vault, ctx.config)) {
     if (s.stale)
       out.push({
@@ -170,7 +195,8 @@ async function serverAlerts(ctx: ControlContext): Promise<OsrAlert[]> {
         message: `${s.role} worker on ${s.host} (pid ${s.pid}) has sent no heartbeat for ${s.ageSeconds} s: it is stopped, hung or cannot reach storage`,
         server: s.id,
       });
-    else
+    for (const r of s.rejections ?? []) out.push(rejectionAlert(s.id, `${s.role} worker on ${s.host}`, r));
+    if (!s.stale)
       for (const a of s.alerts)
         out.push({
           id: `server:${s.id}:${a.id}`,

@@ -8,6 +8,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import type { Worker } from '@temporalio/worker';
 import { BlockPipeline } from '../lib/segments/block-pipeline';
+import { rejectionCounts } from '../lib/observability/rejections';
 import type { OsrConfig } from '../lib/config/config';
 import {
   SERVERS_PREFIX,
@@ -123,6 +124,7 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
       sdkMetricsUrl: options.sdkMetricsUrl,
       alerts,
       notifier: notifier?.(),
+      rejections: rejectionCounts(),
       heartbeatSeconds: config.health.heartbeatSeconds,
     };
   };

@@ -4,6 +4,7 @@
 // health.staleSeconds. Pure types and reading; the writer is workers/heartbeat.ts.
 import type { OsrConfig } from '../config/config';
 import type { Vault } from '../azure/vault';
+import type { RejectionCount } from './rejections';
 
 export const SERVERS_PREFIX = 'servers/';
 
@@ -64,6 +65,8 @@ export interface ServerHeartbeat {
   sdkMetricsUrl?: string;
   alerts: ServerAlert[];
   notifier?: NotifierHealth;
+  /** Input the parsers facing the network refused since the worker started (lib/observability/rejections.ts). */
+  rejections?: RejectionCount[];
   heartbeatSeconds: number;
 }
 

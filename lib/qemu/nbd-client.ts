@@ -18,14 +18,9 @@ import {
   MAX_STATUS_REQUEST,
   NBD_FLAG,
   NbdError,
+  NbdProtocolError,
   OPT_ABORT,
   REPLY_FLAG_DONE,
-  REPLY_TYPE_BLOCK_STATUS,
-  REPLY_TYPE_ERROR_BIT,
-  REPLY_TYPE_ERROR_OFFSET,
-  REPLY_TYPE_NONE,
-  REPLY_TYPE_OFFSET_DATA,
-  REPLY_TYPE_OFFSET_HOLE,
   SIMPLE_REPLY_MAGIC,
   STRUCTURED_REPLY_MAGIC,
   requestHeader,
@@ -36,6 +31,7 @@ import {
   type RequestFields,
 } from './nbd-protocol';
 import { handshake, optionHeader, type Negotiated } from './nbd-negotiation';
+import { readChunkPayload } from './nbd-chunks';
 import { SocketReader, openSocket } from './nbd-transport';
 
 export {
@@ -122,7 +118,10 @@ export class NbdClient {
       // Tell the server we give up rather than vanish mid-negotiation (QEMU logs that as an error).
       if (!socket.destroyed) socket.end(optionHeader(OPT_ABORT, 0));
       setTimeout(() => socket.destroy(), 1000).unref();
-      throw err;
+      // Whatever the server sent, the caller sees an NbdError, never a parser's RangeError.
+      throw err instanceof NbdError
+        ? err
+        : new NbdProtocolError('malformed', `${label}: malformed handshake: ${String(err)}`);
     } finally {
       clearTimeout(timer);
     }
@@ -281,6 +280,11 @@ export class NbdClient {
     }
   }
 
+  /** The server broke the protocol: counted, and the connection is failed by the receive loop. */
+  private broken(kind: string, message: string): NbdProtocolError {
+    return new NbdProtocolError(kind, `NBD export "${this.exportName}" at ${this.where}: ${message}`);
+  }
+
   private error(message: string, errno?: number): NbdError {
     return new NbdError(`NBD export "${this.exportName}" at ${this.where}: ${message}`, errno);
   }
@@ -307,10 +311,10 @@ export class NbdClient {
         const magic = (await this.reader.read(4)).readUInt32BE(0);
         if (magic === SIMPLE_REPLY_MAGIC) await this.onSimpleReply();
         else if (magic === STRUCTURED_REPLY_MAGIC) await this.onStructuredChunk();
-        else throw this.error(`bad reply magic 0x${magic.toString(16)}`);
+        else throw this.broken('bad-magic', `bad reply magic 0x${magic.toString(16)}`);
       }
     } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
+      const e = err instanceof NbdError ? err : this.broken('malformed', `malformed reply: ${String(err)}`);
       // After NBD_CMD_DISC the server just closes: that is the expected end.
       this.failAll(this.disconnecting ? this.error('client is closed') : e);
       this.socket.destroy();
@@ -319,7 +323,7 @@ export class NbdClient {
 
   private takeRequest(cookie: bigint): Request {
     const req = this.inFlight.get(cookie);
-    if (!req) throw this.error(`reply for unknown cookie ${cookie}`);
+    if (!req) throw this.broken('unknown-cookie', `reply for unknown cookie ${cookie}`);
     return req;
   }
 
@@ -350,49 +354,13 @@ export class NbdClient {
     const type = head.readUInt16BE(2);
     const cookie = head.readBigUInt64BE(4);
     const length = head.readUInt32BE(12);
-    if (length > MAX_REPLY_PAYLOAD) throw this.error(`reply chunk of ${length} bytes is implausible`);
+    if (length > MAX_REPLY_PAYLOAD)
+      throw this.broken('bad-length', `reply chunk of ${length} bytes is implausible`);
     const req = this.takeRequest(cookie);
-
-    if (type === REPLY_TYPE_OFFSET_DATA && req.target) {
-      const dataLen = length - 8;
-      const at = Number((await this.reader.read(8)).readBigUInt64BE(0));
-      const rel = at - req.offset;
-      if (dataLen < 0 || rel < 0 || rel + dataLen > req.length) {
-        throw this.error(`data chunk ${at}+${dataLen} is outside the read ${req.offset}+${req.length}`);
-      }
-      await this.reader.readInto(req.target, (req.targetOffset ?? 0) + rel, dataLen);
-      req.covered = (req.covered ?? 0) + dataLen;
-    } else if (type === REPLY_TYPE_OFFSET_HOLE && req.target) {
-      const body = await this.reader.read(length);
-      const at = Number(body.readBigUInt64BE(0));
-      const holeLen = body.readUInt32BE(8);
-      const rel = at - req.offset;
-      if (rel < 0 || rel + holeLen > req.length) {
-        throw this.error(`hole chunk ${at}+${holeLen} is outside the read ${req.offset}+${req.length}`);
-      }
-      const base = (req.targetOffset ?? 0) + rel;
-      req.target.fill(0, base, base + holeLen);
-      req.covered = (req.covered ?? 0) + holeLen;
-    } else if (type === REPLY_TYPE_BLOCK_STATUS && req.extents) {
-      const body = await this.reader.read(length);
-      if (body.readUInt32BE(0) === req.contextId) {
-        for (let p = 4; p + 8 <= body.length; p += 8) {
-          req.extents.push({ offset: 0, length: body.readUInt32BE(p), flags: body.readUInt32BE(p + 4) });
-        }
-      }
-    } else if ((type & REPLY_TYPE_ERROR_BIT) !== 0) {
-      const body = await this.reader.read(length);
-      const errno = length >= 4 ? body.readUInt32BE(0) : 5;
-      const msgLen = length >= 6 ? body.readUInt16BE(4) : 0;
-      let detail = body.subarray(6, 6 + msgLen).toString('utf8');
-      if (type === REPLY_TYPE_ERROR_OFFSET && body.length >= 6 + msgLen + 8) {
-        detail += `${detail ? ' ' : ''}at offset ${body.readBigUInt64BE(6 + msgLen)}`;
-      }
-      req.error ??= this.commandError(req, errno, detail);
-    } else if (type !== REPLY_TYPE_NONE) {
-      // A chunk type this client does not use: skip its payload.
-      await this.reader.skip(length);
-    }
+    await readChunkPayload(this.reader, req, type, length, {
+      broken: (kind, message) => this.broken(kind, message),
+      commandError: (errno, detail) => this.commandError(req, errno, detail),
+    });
     if (flags & REPLY_FLAG_DONE) this.finish(cookie, req);
   }
 }

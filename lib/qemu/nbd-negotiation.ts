@@ -7,8 +7,10 @@ import {
   IHAVEOPT,
   INFO_BLOCK_SIZE,
   INFO_EXPORT,
+  MAX_OPTION_REPLY,
   NBDMAGIC,
   NbdError,
+  NbdProtocolError,
   OPT_EXPORT_NAME,
   OPT_GO,
   OPT_REPLY_MAGIC,
@@ -44,9 +46,11 @@ export async function handshake(
   wantedContexts: string[],
   label: string,
 ): Promise<Negotiated> {
+  const broken = (kind: string, what: string): NbdProtocolError =>
+    new NbdProtocolError(kind, `${label}: ${what}`);
   const hello = await reader.read(18);
   if (hello.readBigUInt64BE(0) !== NBDMAGIC || hello.readBigUInt64BE(8) !== IHAVEOPT) {
-    throw new NbdError(`${label}: not a newstyle NBD server`);
+    throw broken('bad-magic', 'not a newstyle NBD server');
   }
   const serverFlags = hello.readUInt16BE(16);
   if ((serverFlags & FLAG_FIXED_NEWSTYLE) === 0) throw new NbdError(`${label}: server lacks fixed newstyle`);
@@ -60,11 +64,17 @@ export async function handshake(
   };
   const readReply = async (option: number): Promise<OptionReply> => {
     const h = await reader.read(20);
-    if (h.readBigUInt64BE(0) !== OPT_REPLY_MAGIC) throw new NbdError(`${label}: bad option reply magic`);
+    if (h.readBigUInt64BE(0) !== OPT_REPLY_MAGIC) throw broken('bad-magic', 'bad option reply magic');
     if (h.readUInt32BE(8) !== option)
-      throw new NbdError(`${label}: reply to option ${h.readUInt32BE(8)}, not ${option}`);
+      throw broken('bad-option-reply', `reply to option ${h.readUInt32BE(8)}, not ${option}`);
     const type = h.readUInt32BE(12);
-    const data = await reader.read(h.readUInt32BE(16));
+    const length = h.readUInt32BE(16);
+    if (length > MAX_OPTION_REPLY)
+      throw broken(
+        'bad-length',
+        `option reply of ${length} bytes is implausible (at most ${MAX_OPTION_REPLY})`,
+      );
+    const data = await reader.read(length);
     return { type, data };
   };
   const optionError = (what: string, reply: OptionReply): NbdError => {
@@ -79,7 +89,7 @@ export async function handshake(
   const sr = await readReply(OPT_STRUCTURED_REPLY);
   const structured = sr.type === REP_ACK;
   if (!structured && (sr.type & REP_ERR_BIT) === 0)
-    throw new NbdError(`${label}: odd reply to structured reply`);
+    throw broken('bad-option-reply', 'odd reply to structured reply');
 
   const name = Buffer.from(exportName, 'utf8');
   const contexts = new Map<string, number>();
@@ -95,9 +105,10 @@ export async function handshake(
     for (;;) {
       const r = await readReply(OPT_SET_META_CONTEXT);
       if (r.type === REP_ACK) break;
-      if (r.type === REP_META_CONTEXT)
+      if (r.type === REP_META_CONTEXT) {
+        if (r.data.length < 5) throw broken('bad-length', `metadata context reply of ${r.data.length} bytes`);
         contexts.set(r.data.subarray(4).toString('utf8'), r.data.readUInt32BE(0));
-      else throw optionError('NBD_OPT_SET_META_CONTEXT', r);
+      } else throw optionError('NBD_OPT_SET_META_CONTEXT', r);
     }
     const missing = wantedContexts.filter((c) => !contexts.has(c));
     if (missing.length > 0) {
@@ -119,9 +130,13 @@ export async function handshake(
     const r = await readReply(OPT_GO);
     if (r.type === REP_ACK) break;
     if (r.type === REP_INFO) {
+      if (r.data.length < 2) throw broken('bad-length', `info reply of ${r.data.length} bytes`);
       const infoType = r.data.readUInt16BE(0);
+      const need = infoType === INFO_EXPORT ? 12 : infoType === INFO_BLOCK_SIZE ? 14 : r.data.length;
+      if (r.data.length !== need)
+        throw broken('bad-length', `info ${infoType} of ${r.data.length} bytes, not ${need}`);
       if (infoType === INFO_EXPORT) {
-        size = Number(r.data.readBigUInt64BE(2));
+        size = exportSize(r.data.readBigUInt64BE(2));
         flags = r.data.readUInt16BE(10);
       } else if (infoType === INFO_BLOCK_SIZE) {
         blockSize.minimum = r.data.readUInt32BE(2);
@@ -134,14 +149,39 @@ export async function handshake(
       // Old servers: NBD_OPT_EXPORT_NAME has no reply on error, the server just closes.
       sendOption(OPT_EXPORT_NAME, name);
       const tail = await reader.read(10 + (noZeroes ? 0 : 124));
-      size = Number(tail.readBigUInt64BE(0));
+      size = exportSize(tail.readBigUInt64BE(0));
       flags = tail.readUInt16BE(8);
       break;
     }
     throw optionError(`NBD_OPT_GO for export "${exportName}"`, r);
   }
-  if (size === undefined) throw new NbdError(`${label}: server sent no export size`);
+  if (size === undefined) throw broken('no-size', 'server sent no export size');
+  const { minimum, preferred, maximum } = blockSize;
+  // The client cuts requests by these: a zero or odd minimum would make it send nothing at all.
+  if (
+    !isPowerOfTwo(minimum) ||
+    minimum > 65536 ||
+    !isPowerOfTwo(preferred) ||
+    preferred < minimum ||
+    maximum < minimum ||
+    maximum % minimum !== 0
+  ) {
+    throw broken(
+      'bad-block-size',
+      `block sizes minimum ${minimum}, preferred ${preferred}, maximum ${maximum} are impossible`,
+    );
+  }
   return { size, flags, blockSize, contexts, structured };
+
+  function exportSize(value: bigint): number {
+    if (value > BigInt(Number.MAX_SAFE_INTEGER))
+      throw broken('bad-size', `export size ${value} is implausible`);
+    return Number(value);
+  }
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
 }
 
 export function optionHeader(option: number, length: number): Buffer {

@@ -1,5 +1,7 @@
 // The NBD protocol's numbers and shapes (magic values, options, commands, reply types, flags
 // and errors), shared by the handshake (nbd-negotiation.ts) and the client (nbd-client.ts).
+import { countRejection } from '../observability/rejections';
+
 export const NBDMAGIC = 0x4e42444d41474943n;
 export const IHAVEOPT = 0x49484156454f5054n;
 export const OPT_REPLY_MAGIC = 0x3e889045565a9n;
@@ -114,6 +116,21 @@ export class NbdError extends Error {
   }
 }
 
+/** The server broke the protocol (a malformed or impossible reply); counted as a rejection. */
+export class NbdProtocolError extends NbdError {
+  constructor(
+    readonly kind: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'NbdProtocolError';
+    countRejection('nbd', kind, message);
+  }
+}
+
+// Option replies carry names and small structures; anything larger is a broken or hostile server.
+export const MAX_OPTION_REPLY = 64 * 1024;
+
 export interface RequestFields {
   command: string;
   // Reads: where the data goes.
@@ -123,6 +140,8 @@ export interface RequestFields {
   covered?: number;
   offset: number;
   length: number;
+  /** Byte ranges of the read already filled by chunks: they may not overlap. */
+  filled?: [number, number][];
   // Block status: which context to keep and what was received.
   contextId?: number;
   extents?: NbdExtent[];

@@ -3,6 +3,14 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import * as net from 'node:net';
+import { countRejection } from '../observability/rejections';
+
+// QEMU's longest replies (query-block of many disks) are far below this; a line without an end
+// past it is a broken or hostile monitor, not something to buffer without limit.
+const MAX_LINE_CHARS = 16 * 1024 * 1024;
+// QEMU's event names: upper case and underscores. Anything else (e.g. "error", which
+// EventEmitter would throw on) is not emitted under its own name.
+const EVENT_NAME = /^[A-Z][A-Z0-9_]*$/;
 
 /** An error answered by QEMU itself: `errorClass` is QMP's class (GenericError, DeviceNotFound…). */
 export class QmpError extends Error {
@@ -13,6 +21,28 @@ export class QmpError extends Error {
   ) {
     super(`QMP ${command} failed: ${errorClass}: ${desc}`);
     this.name = 'QmpError';
+  }
+}
+
+export type QmpProtocolErrorKind =
+  | 'closed'
+  | 'no-greeting'
+  | 'not-qmp'
+  | 'not-json'
+  | 'not-object'
+  | 'unexpected-id'
+  | 'line-too-long';
+
+/** The monitor broke the protocol or the connection ended: nothing QEMU answered. */
+export class QmpProtocolError extends Error {
+  constructor(
+    readonly kind: QmpProtocolErrorKind,
+    message: string,
+    count = true,
+  ) {
+    super(message);
+    this.name = 'QmpProtocolError';
+    if (count && kind !== 'closed' && kind !== 'no-greeting') countRejection('qmp', kind, message);
   }
 }
 
@@ -53,7 +83,7 @@ export class QmpClient extends EventEmitter {
   private nextId = 1;
   private inFlight: Pending | undefined;
   private readonly queue: Pending[] = [];
-  private closedError: Error | undefined;
+  private closedError: QmpProtocolError | undefined;
   private greeting: ((value: unknown) => void) | undefined;
 
   private constructor(
@@ -64,10 +94,10 @@ export class QmpClient extends EventEmitter {
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => this.onData(chunk));
     socket.on('error', (err) =>
-      this.fail(new Error(`QMP connection to ${socketPath} failed: ${err.message}`)),
+      this.fail(new QmpProtocolError('closed', `QMP connection to ${socketPath} failed: ${err.message}`)),
     );
     socket.on('close', () => {
-      this.fail(new Error(`QMP connection to ${socketPath} closed`));
+      this.fail(new QmpProtocolError('closed', `QMP connection to ${socketPath} closed`));
       this.emit('close');
     });
   }
@@ -81,11 +111,16 @@ export class QmpClient extends EventEmitter {
       const greeting = await withTimeout(
         new Promise<unknown>((resolve, reject) => {
           client.greeting = resolve;
-          client.once('close', () => reject(client.closedError ?? new Error('closed')));
+          client.once('close', () =>
+            reject(
+              client.closedError ?? new QmpProtocolError('closed', `QMP connection to ${socketPath} closed`),
+            ),
+          );
         }),
         timeoutMs,
         () =>
-          new Error(
+          new QmpProtocolError(
+            'no-greeting',
             `QMP socket ${socketPath} accepted the connection but sent no greeting within ${timeoutMs} ms: ` +
               'another client probably holds this monitor (QEMU serves one client per monitor socket)',
           ),
@@ -178,17 +213,24 @@ export class QmpClient extends EventEmitter {
   private onData(chunk: string): void {
     this.buffered += chunk;
     // A QMP monitor greets with a JSON object; anything else is another kind of socket.
-    const start = this.buffered.trimStart();
-    if (this.greeting && start.length > 0 && !start.startsWith('{')) {
+    const start = this.greeting ? this.buffered.slice(0, 4096).trimStart() : '';
+    if (start.length > 0 && !start.startsWith('{')) {
       const what = start.startsWith('NBDMAGIC')
         ? 'an NBD server socket, not a QMP monitor: give it as --nbd, and the QMP monitor socket as --qmp'
         : `not a QMP monitor (it greeted with ${JSON.stringify(start.slice(0, 20))}): give --qmp the socket of the VM's or qemu-storage-daemon's QMP monitor`;
-      this.fail(new Error(`${this.socketPath} is ${what}`));
-      this.socket.destroy();
+      return this.broken('not-qmp', what, `${this.socketPath} is `);
+    }
+    // Only the new chunk can hold the end of the line: scanning the whole buffer on every chunk
+    // would make a long line cost its length squared.
+    if (chunk.indexOf('\n') < 0) {
+      if (this.buffered.length > MAX_LINE_CHARS) {
+        this.buffered = '';
+        this.broken('line-too-long', `sent a line longer than ${MAX_LINE_CHARS} characters without its end`);
+      }
       return;
     }
     let nl: number;
-    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+    while (!this.closedError && (nl = this.buffered.indexOf('\n')) >= 0) {
       const line = this.buffered.slice(0, nl).trim();
       this.buffered = this.buffered.slice(nl + 1);
       if (line) this.onMessage(line);
@@ -196,54 +238,73 @@ export class QmpClient extends EventEmitter {
   }
 
   private onMessage(line: string): void {
-    let msg: Record<string, unknown>;
+    let parsed: unknown;
     try {
-      msg = JSON.parse(line) as Record<string, unknown>;
+      parsed = JSON.parse(line);
     } catch {
-      this.fail(new Error(`QMP ${this.socketPath} sent a line that is not JSON: ${line.slice(0, 200)}`));
-      this.socket.destroy();
-      return;
+      return this.broken('not-json', `sent a line that is not JSON: ${line.slice(0, 200)}`);
     }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      return this.broken('not-object', `sent a line that is not a JSON object: ${line.slice(0, 200)}`);
+    const msg = parsed as Record<string, unknown>;
     if ('QMP' in msg) {
       this.greeting?.(msg);
       this.greeting = undefined;
       return;
     }
     if (typeof msg.event === 'string') {
+      const data = msg.data;
+      const t = msg.timestamp as Partial<QmpEvent['timestamp']> | null | undefined;
       const event: QmpEvent = {
         event: msg.event,
-        data: (msg.data as Record<string, unknown> | undefined) ?? {},
-        timestamp: (msg.timestamp as QmpEvent['timestamp'] | undefined) ?? { seconds: 0, microseconds: 0 },
+        data:
+          typeof data === 'object' && data !== null && !Array.isArray(data)
+            ? (data as Record<string, unknown>)
+            : {},
+        timestamp: {
+          seconds: typeof t?.seconds === 'number' ? t.seconds : 0,
+          microseconds: typeof t?.microseconds === 'number' ? t.microseconds : 0,
+        },
       };
       this.emit('event', event);
-      this.emit(event.event, event);
+      if (EVENT_NAME.test(event.event)) this.emit(event.event, event);
       return;
     }
     const pending = this.inFlight;
     if (!pending || msg.id !== pending.id) {
-      this.fail(
-        new Error(`QMP ${this.socketPath} answered id ${String(msg.id)} while none or another was pending`),
-      );
-      this.socket.destroy();
-      return;
+      return this.broken('unexpected-id', `answered id ${String(msg.id)} while none or another was pending`);
     }
     this.inFlight = undefined;
     if ('error' in msg) {
-      const e = (msg.error as { class?: string; desc?: string } | undefined) ?? {};
-      pending.reject(new QmpError(pending.command, e.class ?? 'GenericError', e.desc ?? 'unknown error'));
+      const e = (typeof msg.error === 'object' && msg.error !== null ? msg.error : {}) as Record<
+        string,
+        unknown
+      >;
+      const text = (v: unknown, fallback: string): string => (typeof v === 'string' ? v : fallback);
+      pending.reject(
+        new QmpError(pending.command, text(e.class, 'GenericError'), text(e.desc, 'unknown error')),
+      );
     } else {
       pending.resolve(msg.return);
     }
     this.sendNext();
   }
 
-  private fail(err: Error): void {
+  /** The monitor broke the protocol: everything pending fails with a typed error, the connection ends. */
+  private broken(kind: QmpProtocolErrorKind, what: string, prefix = `QMP ${this.socketPath} `): void {
+    this.fail(new QmpProtocolError(kind, `${prefix}${what}`));
+    this.socket.destroy();
+  }
+
+  private fail(err: QmpProtocolError): void {
     if (this.closedError) return;
     this.closedError = err;
     const all = this.inFlight ? [this.inFlight, ...this.queue] : [...this.queue];
     this.inFlight = undefined;
     this.queue.length = 0;
-    for (const p of all) p.reject(new Error(`${err.message} (while running ${p.command})`));
+    // Each waiting command gets the same kind, uncounted: the rejection was counted once.
+    for (const p of all)
+      p.reject(new QmpProtocolError(err.kind, `${err.message} (while running ${p.command})`, false));
   }
 }
 

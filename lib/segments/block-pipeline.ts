@@ -10,6 +10,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Piscina } from 'piscina';
+import { countRejection } from '../observability/rejections';
 import { Keyring } from './keys';
 import type { EncryptionKey } from './keys';
 import {
@@ -262,6 +263,7 @@ export class BlockPipeline {
       this.#counters.decodeTasks++;
       if (!reply.ok) {
         this.#counters.rejectedSegments++;
+        countRejection('segment', reply.reason, reply.detail);
         throw new SegmentVerificationError(reply.reason, reply.detail);
       }
       return { header: reply.header, data: toBuffer(reply.data) };
