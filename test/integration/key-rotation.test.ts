@@ -143,6 +143,18 @@ test('rotating while a machine replicates keeps every point and cached segment r
 
   // Neither worker was restarted: the process server's next cycle is encrypted with the new key,
   // and the same applier process decrypts it.
+  // The process server reloads on its own within seconds; its log line is the event waited on.
+  const logs = path.join(stack.stateDir, 'logs');
+  await until('the process server to load the new key', async () => {
+    const text = fs
+      .readdirSync(logs)
+      .filter((f) => f.startsWith('process-server-'))
+      .map((f) => fs.readFileSync(path.join(logs, f), 'utf8'))
+      .join('');
+    return /segment keys reloaded/.test(text) && text.includes(`"encryptWith":"${newKey.id}"`)
+      ? true
+      : undefined;
+  });
   const next = await pointHeldInCache(3);
   assertEncryptedWith(next.segments, newKey, oldKey);
   next.resume();
