@@ -9,6 +9,7 @@ import { CbtConnector } from '../../lib/qemu/cbt-connector';
 import { nbdServerAnswers } from '../../lib/qemu/cbt-point-state';
 import { nbdServerRunsMessage, nbdServerState } from '../../lib/qemu/nbd-server-state';
 import { QmpClient } from '../../lib/qemu/qmp-client';
+import { sameFile } from '../../lib/qemu/socket-discovery';
 import { FAILURE } from '../../shared/failures';
 import { LibvirtRefusal, probeLibvirt } from './probe-libvirt';
 
@@ -41,16 +42,6 @@ export interface ProbeSourceDeps {
 
 function refused(message: string): ApplicationFailure {
   return ApplicationFailure.create({ message, type: FAILURE.SourceRefused, nonRetryable: true });
-}
-
-/** The same socket file: same device and inode (symlinks, relative paths, bind mounts alike). */
-function sameFile(a: fs.Stats, b: string): boolean {
-  try {
-    const s = fs.statSync(b);
-    return s.dev === a.dev && s.ino === a.ino;
-  } catch {
-    return false;
-  }
 }
 
 /**

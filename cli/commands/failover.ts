@@ -185,7 +185,7 @@ export function registerFailoverCommands(program: Command): void {
     .action(
       async (
         machine: string,
-        o: {
+        o: AzureOptions & {
           bootCommand?: string;
           probe?: string;
           bootTimeout?: number;
@@ -193,15 +193,6 @@ export function registerFailoverCommands(program: Command): void {
           bootCheck: boolean;
           materialize?: string;
           target?: 'local' | 'azure';
-          resourceGroup?: string;
-          location?: string;
-          vmSize?: string;
-          osDiskType?: AzureDiskType;
-          subnet?: string;
-          drillSubnet?: string;
-          drillOnProductionSubnet?: boolean;
-          privateIp?: string;
-          sourceNetwork?: string;
           json?: boolean;
         },
       ) => {
@@ -244,8 +235,8 @@ export function registerFailoverCommands(program: Command): void {
     );
 }
 
-/** The azure fields given on the command line (undefined: none). */
-function azureChange(o: {
+/** The azure target's options of `osr failover configure`. */
+interface AzureOptions {
   resourceGroup?: string;
   location?: string;
   vmSize?: string;
@@ -255,7 +246,10 @@ function azureChange(o: {
   drillOnProductionSubnet?: boolean;
   privateIp?: string;
   sourceNetwork?: string;
-}): RecoveryChange['azure'] {
+}
+
+/** The azure fields given on the command line (undefined: none). */
+function azureChange(o: AzureOptions): RecoveryChange['azure'] {
   const change: NonNullable<RecoveryChange['azure']> = {
     resourceGroup: o.resourceGroup,
     location: o.location,

@@ -107,7 +107,8 @@ async function askMonitor(socket: string, host: string): Promise<DiscoveredMachi
   }
 }
 
-function sameFile(a: fs.Stats, b: string): boolean {
+/** The same socket file: same device and inode (symlinks, relative paths, bind mounts alike). */
+export function sameFile(a: fs.Stats, b: string): boolean {
   try {
     const s = fs.statSync(b);
     return s.dev === a.dev && s.ino === a.ino;

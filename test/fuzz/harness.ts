@@ -3,6 +3,7 @@
 // would crash a worker) or a hang. Input `index` of `seed` is always the same bytes, so a finding
 // is replayed with replayInput(target, seed, index).
 import { Rng } from './random';
+import { withTimeout } from '../../lib/qemu/qmp-client';
 
 export type Verdict = 'accepted' | 'rejected';
 
@@ -77,9 +78,10 @@ export async function fuzz(
         });
       };
       try {
-        const verdict = await withDeadline(
+        const verdict = await withTimeout(
           target.run(inputRng(options.seed, index)),
           target.timeoutMs ?? 5000,
+          () => new Hang(`no outcome within ${target.timeoutMs ?? 5000} ms`),
         );
         report[verdict]++;
       } catch (err) {
@@ -102,22 +104,6 @@ export async function fuzz(
 }
 
 class Hang extends Error {}
-
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Hang(`no outcome within ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
 
 function describe(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`.slice(0, 300);
