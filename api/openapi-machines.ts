@@ -256,7 +256,26 @@ export const machineSchemas: Record<string, Schema> = {
     ...cycleHealth,
     protectedSince: 'date-time',
     health: ref('MachineHealth'),
+    azureReadiness: ref('AzureReadiness'),
   }),
+  AzureReadiness: object(
+    {
+      checked: {
+        type: 'boolean',
+        description: 'false: no guest agent, or it could not run the check (see reason)',
+      },
+      checkedAt: 'date-time',
+      ready: 'boolean',
+      kernel: { type: 'string', description: 'the running kernel release whose drivers were looked at' },
+      problems: {
+        type: 'array',
+        items: object({ what: 'string', fix: 'string' }),
+      },
+      notes: { type: 'array', items: { type: 'string' }, description: 'what could not be looked at' },
+      reason: { type: 'string', description: 'why it was not checked (checked false)' },
+    },
+    'what the guest showed at protect through its guest agent: Hyper-V drivers, MAC-bound network configuration, device names in /etc/fstab and root=',
+  ),
   MachineHealth: object(
     {
       level: { enum: ['healthy', 'warning', 'critical'] },

@@ -114,7 +114,10 @@ export async function finishStatus(
     const alerts = (await group)?.alerts ?? [];
     status.alerts = [...status.alerts, ...alerts.map((a) => memberAlert(status.group as string, a))];
   }
-  const hostAlert = await hostServerAlert(ctx, status.machine);
+  const machine = await ctx.vault.machine(status.machine);
+  // Recorded at protect, shown with the live status (a machine protected before the check has none).
+  if (machine?.azureReadiness) status.azureReadiness = machine.azureReadiness;
+  const hostAlert = await hostServerAlert(ctx, machine?.host);
   if (hostAlert) status.alerts = [...status.alerts, hostAlert];
   const now = Date.now();
   if (status.lastPoint) status.rpoSeconds = rpoSecondsAt(status.lastPoint.instant, now);
@@ -127,8 +130,7 @@ export async function finishStatus(
  * work waits on the host's queue with nobody to take it, so its status says so at once (read from
  * the heartbeats, not from the workflow, which only sees activities time out).
  */
-async function hostServerAlert(ctx: ControlContext, machineName: string): Promise<Alert | undefined> {
-  const host = (await ctx.vault.machine(machineName))?.host;
+async function hostServerAlert(ctx: ControlContext, host: string | undefined): Promise<Alert | undefined> {
   if (!host) return undefined;
   const [h] = hostServers(await listServers(ctx.vault, ctx.config), [host]);
   const problem = h && hostServerProblem(h, ctx.config.health.heartbeatSeconds);

@@ -103,7 +103,14 @@ async function protectNew(
   // Said before the source is looked at: the source may be fine, the name is taken.
   if (await ctx.vault.machine(options.name)) await refuseIfRunning(ctx, options.name);
   const { site, host, source } = await sourceOf(ctx, options);
-  await checkSourceOnItsHost(ctx, { name: options.name, site, host, source });
+  // The Azure readiness check runs for every target: the target can be set to azure later.
+  const azureReadiness = await checkSourceOnItsHost(ctx, {
+    name: options.name,
+    site,
+    host,
+    source,
+    guestAgentSocket: options.quiesce?.guestAgentSocket,
+  });
   const policy = await getPolicy(ctx, options.policy ?? 'default');
   const machine: ProtectedMachine = {
     name: options.name,
@@ -113,6 +120,7 @@ async function protectNew(
     policy: policy.name,
     quiesce: options.quiesce,
     platform: platformOf(options.platform),
+    ...(azureReadiness ? { azureReadiness } : {}),
     createdAt: new Date().toISOString(),
   };
   const workflowId = protectWorkflowId(machine.name);

@@ -20,6 +20,7 @@ import {
   type ProtectInput,
 } from '../shared/contracts/protect-machine';
 import type { CheckSourceWorkflow } from '../shared/contracts/check-source';
+import type { AzureReadiness } from '../shared/azure-readiness';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { workflowState } from './failover-lock';
 
@@ -71,8 +72,14 @@ const CHECK_SOURCE_WORKFLOW_SECONDS = 60;
  */
 export async function checkSourceOnItsHost(
   ctx: ControlContext,
-  options: { name: string; site: string; host?: string; source: ProtectedMachine['source'] },
-): Promise<void> {
+  options: {
+    name: string;
+    site: string;
+    host?: string;
+    source: ProtectedMachine['source'];
+    guestAgentSocket?: string;
+  },
+): Promise<AzureReadiness | undefined> {
   const { source, site } = options;
   const client = await ctx.client();
   const registered = (await ctx.vault.machines()).filter((m) => m.site === site && m.name !== options.name);
@@ -93,7 +100,16 @@ export async function checkSourceOnItsHost(
       // Unique per call: two protects of one name in the same millisecond each get their check
       // (the conflict between them is decided when protectMachine starts).
       workflowId: `check-source/${options.name}/${new Date().toISOString()}-${randomUUID().slice(0, 8)}`,
-      args: [{ site, host: options.host, machine: options.name, disks: source.disks, ...probe }],
+      args: [
+        {
+          site,
+          host: options.host,
+          machine: options.name,
+          disks: source.disks,
+          guestAgentSocket: options.guestAgentSocket,
+          ...probe,
+        },
+      ],
       workflowExecutionTimeout: `${CHECK_SOURCE_WORKFLOW_SECONDS}s`,
     });
   } catch (err) {
@@ -111,7 +127,8 @@ export async function checkSourceOnItsHost(
         ? m.source.type === 'libvirt' && m.source.uri === source.uri && m.source.domain === source.domain
         : result.sameSocket?.includes(m.name),
     );
-    return refuseSharedDisks(ctx, { name: options.name, source }, sameSource, result.disks);
+    await refuseSharedDisks(ctx, { name: options.name, source }, sameSource, result.disks);
+    return result.azureReadiness;
   }
   // A refusal's message already says that nothing was started.
   if (result.problem === 'refused') throw new OperationError(result.message, 'invalid');

@@ -1,5 +1,6 @@
 // Types that cross the workflow/activity boundary during replication. Pure: no I/O, safe to import
 // from workflow code. Only ids, extents, cursors and small summaries travel in payloads, never data.
+import type { AzureReadiness } from './azure-readiness';
 
 /** A replication policy: how often to cut points and how long to keep them. */
 export interface ReplicationPolicy {
@@ -58,6 +59,8 @@ export interface ProtectedMachine {
   quiesce?: QuiesceHooks;
   /** What an Azure VM of it needs (recorded at protect; absent before: Linux, V1). */
   platform?: MachinePlatform;
+  /** What the readiness check inside the guest found at protect (shared/azure-readiness.ts). */
+  azureReadiness?: AzureReadiness;
   createdAt: string;
 }
 

@@ -5,11 +5,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
+import { checkAzureReadiness } from '../../lib/qemu/azure-readiness';
 import { CbtConnector } from '../../lib/qemu/cbt-connector';
 import { nbdServerAnswers } from '../../lib/qemu/cbt-point-state';
 import { nbdServerRunsMessage, nbdServerState } from '../../lib/qemu/nbd-server-state';
 import { QmpClient } from '../../lib/qemu/qmp-client';
 import { sameFile } from '../../lib/qemu/socket-discovery';
+import type { AzureReadiness } from '../../shared/azure-readiness';
 import { FAILURE } from '../../shared/failures';
 import { LibvirtRefusal, probeLibvirt } from './probe-libvirt';
 
@@ -24,6 +26,8 @@ export interface ProbeSourceInput {
   disks?: string[];
   /** Registered machines of the site: which of them use this same monitor? */
   others?: Array<{ name: string; qmpSocket: string }>;
+  /** The machine's guest agent (--guest-agent): the Azure readiness check looks inside through it. */
+  guestAgentSocket?: string;
 }
 
 export interface ProbeSourceResult {
@@ -33,6 +37,8 @@ export interface ProbeSourceResult {
   disks?: string[];
   /** Names among `others` whose QMP socket is this one (the same file, whatever the path). */
   sameSocket?: string[];
+  /** What the guest showed of its Azure readiness, or why it was not checked. */
+  azureReadiness?: AzureReadiness;
 }
 
 export interface ProbeSourceDeps {
@@ -53,6 +59,12 @@ export async function probeSource(
   input: ProbeSourceInput,
   deps: ProbeSourceDeps = {},
 ): Promise<ProbeSourceResult> {
+  const result = await probeMonitor(input, deps);
+  // Only a source that passed is checked inside; the check never refuses protection.
+  return { ...result, azureReadiness: await checkAzureReadiness(input.guestAgentSocket) };
+}
+
+async function probeMonitor(input: ProbeSourceInput, deps: ProbeSourceDeps): Promise<ProbeSourceResult> {
   if (input.libvirt)
     return probeLibvirt(input.libvirt, input.disks).catch((err: unknown) => {
       throw err instanceof LibvirtRefusal ? refused(err.message) : err;

@@ -62,6 +62,30 @@ function healthCell(health) {
   );
 }
 
+/** What the Azure readiness check found inside the guest at protect, each problem with its fix. */
+function readinessBlock(r) {
+  if (!r) return null;
+  if (!r.checked)
+    return h(
+      'div',
+      { class: 'muted', 'data-azure-readiness': 'not-checked' },
+      `Azure readiness: not checked (${r.reason})`,
+    );
+  if (r.ready) return h('div', { class: 'muted', 'data-azure-readiness': 'ready' }, 'Azure readiness: ready');
+  return h(
+    'details',
+    { 'data-azure-readiness': 'problems' },
+    h('summary', {}, badge(`Azure: ${r.problems.length} problem(s)`, 'warn')),
+    h(
+      'ul',
+      {},
+      r.problems.map((p) =>
+        h('li', {}, h('span', {}, p.what), h('div', { class: 'muted' }, `Fix: ${p.fix}`)),
+      ),
+    ),
+  );
+}
+
 export function renderMachines(machines, jobs) {
   const failovers = new Map(
     jobs.filter((j) => j.kind === 'failover' && j.machine).map((j) => [j.machine, j]),
@@ -110,7 +134,13 @@ export function renderMachines(machines, jobs) {
     return h(
       'tr',
       { 'data-machine': name, 'data-state': st.state },
-      h('td', {}, h('strong', {}, name), h('div', { class: 'muted' }, `policy ${st.policy.name}`)),
+      h(
+        'td',
+        {},
+        h('strong', {}, name),
+        h('div', { class: 'muted' }, `policy ${st.policy.name}`),
+        readinessBlock(st.azureReadiness),
+      ),
       h('td', {}, badge(`${st.state}${syncing}`, stateTone(st.state))),
       healthCell(st.health),
       rpoCell(st),

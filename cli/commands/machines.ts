@@ -5,6 +5,7 @@ import { OperationError, type ControlContext } from '../../operations/context';
 import { endedHealth, endedProtection } from '../../operations/health';
 import * as machines from '../../operations/machines';
 import type { ProtectSource } from '../../operations/protect-source';
+import { readinessLines } from '../../shared/azure-readiness';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 import type { MachinePlatform } from '../../shared/replication-types';
 import { withContext } from '../common/context';
@@ -52,6 +53,7 @@ function printStatus(status: MachineStatus): void {
     process.stdout.write(`\nhealth: ${status.health.level}\n`);
     for (const r of status.health.reasons) process.stdout.write(`  - ${r}\n`);
   }
+  if (status.azureReadiness) process.stdout.write(`\n${readinessLines(status.azureReadiness).join('\n')}\n`);
   const progress = progressText(status);
   if (progress) process.stdout.write(`\nsync: ${progress}\n`);
   if (status.failing) {

@@ -1,5 +1,6 @@
 // The public face of the checkSource workflow: is a machine's --qmp path a QMP monitor, as a
 // process server of its site sees it? Pure definitions, shared by the workflow and the operations.
+import type { AzureReadiness } from '../azure-readiness';
 
 export interface CheckSourceInput {
   site: string;
@@ -15,6 +16,8 @@ export interface CheckSourceInput {
   disks?: string[];
   /** Registered machines of the site, to find those on the same QMP monitor. */
   others?: Array<{ name: string; qmpSocket: string }>;
+  /** The machine's guest agent socket: the Azure readiness check looks inside through it. */
+  guestAgentSocket?: string;
   /** How long a process server of the site has to take and answer the probe. */
   timeoutSeconds?: number;
 }
@@ -27,6 +30,8 @@ export type CheckSourceResult =
       disks?: string[];
       /** Names among `others` whose QMP socket is this same one. */
       sameSocket?: string[];
+      /** The Azure readiness check's result (absent from process servers older than it). */
+      azureReadiness?: AzureReadiness;
     }
   | { ok: false; problem: 'refused' | 'unavailable' | 'failed'; message: string };
 

@@ -9,6 +9,7 @@ import type {
   TransferMode,
 } from '../replication-types';
 import type { MachineHealth } from '../machine-health';
+import type { AzureReadiness } from '../azure-readiness';
 
 export type MachineState =
   | 'enabling'
@@ -109,6 +110,8 @@ export interface MachineStatus {
   protectedSince?: string;
   /** healthy / warning / critical with the reasons: shared/machine-health.ts, shown everywhere. */
   health?: MachineHealth;
+  /** The Azure readiness check recorded at protect (operations/health.ts adds it; the workflow never sets it). */
+  azureReadiness?: AzureReadiness;
 }
 
 /** State carried across continueAsNew; also the workflow's whole memory. */
