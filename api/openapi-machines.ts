@@ -38,7 +38,7 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
   '/v1/machines/{name}': {
     get: {
       operationId: 'machineStatus',
-      summary: "a machine's state, RPO, last points, alerts and sync progress",
+      summary: "a machine's state, RPO, last points, alerts, sync progress and Azure readiness",
       tags: ['machines'],
       parameters: [machineName],
       responses: { '200': { description: 'status', ...json(ref('MachineStatus')) }, ...machineErrors },

@@ -119,7 +119,7 @@ export function registerMachineCommands(program: Command): void {
     .option('--policy <name>', 'replication policy', 'default')
     .option(
       '--guest-agent <socket>',
-      "host-side socket of the VM's QEMU guest agent: app-consistent points freeze its filesystems",
+      "host-side socket of the VM's QEMU guest agent: app-consistent points freeze its filesystems, and protect checks the guest's Azure readiness through it",
     )
     .option('--pre <command>', 'command that quiesces the application before an app-consistent point')
     .option('--post <command>', 'command that thaws it afterwards')
