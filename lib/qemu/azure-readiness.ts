@@ -13,6 +13,9 @@ interface ExecStatus {
   'err-data'?: string;
 }
 
+/** Inside the probe's 20 s (workflows/check-source.ts), with the QMP probe beside it. */
+const DEFAULT_TIMEOUT_MS = 10_000;
+
 export const NO_GUEST_AGENT =
   'no guest agent: protect with --guest-agent <socket> (the host side of the VM’s org.qemu.guest_agent.0 channel) to have the guest checked';
 
@@ -22,7 +25,7 @@ export async function checkAzureReadiness(
 ): Promise<AzureReadiness> {
   const checkedAt = new Date().toISOString();
   if (!guestAgentSocket) return { checked: false, checkedAt, reason: NO_GUEST_AGENT };
-  const deadline = Date.now() + (options.timeoutMs ?? 12_000);
+  const deadline = Date.now() + (options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   let agent: GuestAgentClient | undefined;
   try {
     agent = await GuestAgentClient.connect(guestAgentSocket, 5000);
@@ -41,7 +44,7 @@ export async function checkAzureReadiness(
         return {
           checked: false,
           checkedAt,
-          reason: `the guest's check did not finish within ${options.timeoutMs ?? 12_000} ms`,
+          reason: `the guest's check did not finish within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`,
         };
       await sleep(200); // polling the agent: guest-exec has no completion event
     }
