@@ -1,12 +1,16 @@
 // The Azure readiness check at protect, inside the real test guest through the real qemu-ga
 // (guest-exec). The test guest has no Hyper-V drivers and names its disk /dev/vda: protect must
 // record those problems with their fix, read back in the machine's status. A machine protected
-// without a guest agent (a qemu-storage-daemon source) is "not checked", with the reason.
+// without a guest agent (a qemu-storage-daemon source) is "not checked", with the reason. Both are
+// read back as the operator sees them: `osr status` and GET /v1/machines/{name}.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { test, after, before } from 'node:test';
 import * as machines from '../../operations/machines';
 import { NO_GUEST_AGENT } from '../../lib/qemu/azure-readiness';
 import { readinessLines } from '../../shared/azure-readiness';
+import { startTestApi } from '../helpers/api-client';
+import { runCli } from '../helpers/cli';
 import { waitForStatus } from '../helpers/protection';
 import { startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { startTestVm, type TestVm } from '../helpers/test-vm';
@@ -66,6 +70,21 @@ test('protect records what the real guest shows: no Hyper-V drivers, /dev/vda in
   const lines = readinessLines(r);
   assert.match(lines[0] as string, /^azure readiness: 2 problem\(s\)/);
   assert.ok(lines.includes(`    fix: ${fstab.fix}`));
+
+  // What the operator sees: `osr status` and the API's machine status.
+  const cli = await runCli(['status', 'az1'], bed.stack.env);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.match(cli.stdout, /\nazure readiness: 2 problem\(s\) \(kernel /);
+  assert.ok(cli.stdout.includes(`  - ${fstab.what}\n    fix: ${fstab.fix}\n`), cli.stdout);
+  const token = randomBytes(32).toString('base64url');
+  const api = await startTestApi(bed, token, 'readiness-api-test');
+  try {
+    const res = await fetch(`${api.url}/v1/machines/az1`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(((await res.json()) as { azureReadiness?: unknown }).azureReadiness, r);
+  } finally {
+    await api.close();
+  }
 });
 
 test('a machine protected without a guest agent is "not checked", with the reason', async () => {
@@ -86,4 +105,7 @@ test('a machine protected without a guest agent is "not checked", with the reaso
     readinessLines(status.azureReadiness!)[0] as string,
     /^azure readiness: not checked \(no guest agent: protect with --guest-agent/,
   );
+  const cli = await runCli(['status', 'az2'], bed.stack.env);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.ok(cli.stdout.includes(`\nazure readiness: not checked (${NO_GUEST_AGENT})\n`), cli.stdout);
 });
