@@ -45,7 +45,8 @@ export async function loadSegmentKeys(config: OsrConfig, vault: Vault): Promise<
   const recorded = await registeredKeys(vault);
   const folder = await readKeyFolder(keyFile);
   for (const entry of recorded) {
-    if (folder.keyring.has(entry.id)) continue;
+    // A key given by value (OSR_ENCRYPTION_KEY) is on this host too, though not in the folder.
+    if (folder.keyring.has(entry.id) || given?.id === entry.id) continue;
     const isCurrent = entry.retiredAt === undefined && !config.encryption.key;
     const file = isCurrent ? keyFile : retiredKeyFile(keyFile, entry.id);
     throw lostKeyError(file, entry.id, entry.createdAt);
