@@ -15,8 +15,10 @@ import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
 const NAMES = ['pp-db', 'pp-web'];
-// Room for a writer that keeps writing through the first group's failover (~70 records/s here).
-const layout: RecordLayout = { baseOffset: 1 * MiB, slots: 7168 };
+// Each writer keeps a steady 40 records/s (a workload's change rate, not a wait on anything), so
+// that its 60 MiB of slots last 6 minutes through the first group's failover on any machine.
+const RECORDS_PER_SECOND = 40;
+const layout: RecordLayout = { baseOffset: 1 * MiB, slots: 15360 };
 let bed: Testbed;
 const vms = new Map<string, TestMachine>();
 const stopMarker = (name: string) => `${vms.get(name)?.dir}/stop-writes`;
@@ -24,7 +26,7 @@ const stopMarker = (name: string) => `${vms.get(name)?.dir}/stop-writes`;
 before(async () => {
   bed = await startTestbed();
   for (const name of NAMES) {
-    const vm = await startTestMachine({ sizes: [32 * MiB] });
+    const vm = await startTestMachine({ sizes: [64 * MiB] });
     vms.set(name, vm);
     await machines.protect(bed.ctx, {
       name,
@@ -60,9 +62,12 @@ test('planned failover of a plan: writes stop, final points, groups in order, no
     writing.push(new Promise<void>((resolve) => (wrote = resolve)));
     writers.push(
       (async () => {
+        const start = Date.now();
         while (!fs.existsSync(stopMarker(name)) && workload.acknowledged < layout.slots - 1) {
           await workload.writeNext();
           if (workload.acknowledged === 20) wrote();
+          const ahead = start + (workload.acknowledged * 1000) / RECORDS_PER_SECOND - Date.now();
+          if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
         }
       })(),
     );

@@ -112,6 +112,18 @@ test('kill -9 of the process server during initial sync: the sync resumes, re-se
 });
 
 test('kill -9 of the cloud applier while applying: no point from a partly applied cycle, and the next point is exact', async () => {
+  // The applier's page writes to the replica pass a proxy that holds each one, so applying 128
+  // MiB takes seconds and the kill lands inside it whatever the machine's speed.
+  const slowApply = await startFaultProxy(stack.config.storage.azuritePort);
+  slowApply.rules.push({
+    match: (method, url) =>
+      method === 'PUT' && /[?&]comp=page/.test(url) && url.includes(`/${CONTAINERS.replica}/`),
+    action: 'delay',
+    times: Infinity,
+    delayMs: 400,
+  });
+  await stack.killWorker('cloud-applier');
+  await stack.startWorker('cloud-applier', { OSR_AZURITE_PORT: String(slowApply.port) });
   const disk = await vm.disk();
   for (let off = 0; off < 128 * MiB; off += 16 * MiB) await disk.write(off, pseudoRandom(16 * MiB, off + 99));
   await disk.flush();
@@ -148,6 +160,7 @@ test('kill -9 of the cloud applier while applying: no point from a partly applie
     before.map((p) => p.id),
     'no point is published while the cycle is not fully applied',
   );
+  await slowApply.close();
   await stack.startWorker('cloud-applier');
   const brief = await pending;
   assertSameImage(
