@@ -16,7 +16,12 @@ import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import type { EndProtectionResult, EndProtectionWorkflow } from '../shared/contracts/end-protection';
 import { DEFAULT_POLICY } from '../shared/policy';
 import type { ControlContext } from './context';
-import { hostServerProblem, hostServers, listServers } from '../lib/observability/server-health';
+import {
+  hostServerProblem,
+  hostServers,
+  listServers,
+  type ServerView,
+} from '../lib/observability/server-health';
 import { getPolicy } from './policies';
 
 /** The state `osr status` shows for a machine whose protection was ended outside OSR. */
@@ -95,29 +100,38 @@ export function endedHealth(ended: EndedProtection): MachineHealth {
   return { level: 'critical', reasons: [`protection ended: ${ended.reason}`] };
 }
 
+/** What one listing reads once for all its machines instead of once per machine. */
+export interface StatusReads {
+  groups: Map<string, Promise<GroupStatus | undefined>>;
+  /** The vault's machine records, when the caller has them already. */
+  machines?: Map<string, ProtectedMachine>;
+  /** The servers' heartbeats, read at the first machine on a host. */
+  servers?: Promise<ServerView[]>;
+}
+
 /**
  * A live status as shown: its group's current cut alerts added (kind group-cut-failed or
  * group-cut-skipped, subject the group), RPO and health computed on the wall clock.
- * `groups` caches group statuses across the machines of one listing.
+ * `reads` is shared across the machines of one listing.
  */
 export async function finishStatus(
   ctx: ControlContext,
   status: MachineStatus,
-  groups = new Map<string, Promise<GroupStatus | undefined>>(),
+  reads: StatusReads = { groups: new Map() },
 ): Promise<MachineStatus> {
   if (status.group) {
-    let group = groups.get(status.group);
+    let group = reads.groups.get(status.group);
     if (!group) {
       group = groupStatusOf(await ctx.client(), status.group);
-      groups.set(status.group, group);
+      reads.groups.set(status.group, group);
     }
     const alerts = (await group)?.alerts ?? [];
     status.alerts = [...status.alerts, ...alerts.map((a) => memberAlert(status.group as string, a))];
   }
-  const machine = await ctx.vault.machine(status.machine);
+  const machine = reads.machines?.get(status.machine) ?? (await ctx.vault.machine(status.machine));
   // Recorded at protect, shown with the live status (a machine protected before the check has none).
   if (machine?.azureReadiness) status.azureReadiness = machine.azureReadiness;
-  const hostAlert = await hostServerAlert(ctx, machine?.host);
+  const hostAlert = await hostServerAlert(ctx, machine?.host, reads);
   if (hostAlert) status.alerts = [...status.alerts, hostAlert];
   const now = Date.now();
   if (status.lastPoint) status.rpoSeconds = rpoSecondsAt(status.lastPoint.instant, now);
@@ -130,9 +144,14 @@ export async function finishStatus(
  * work waits on the host's queue with nobody to take it, so its status says so at once (read from
  * the heartbeats, not from the workflow, which only sees activities time out).
  */
-async function hostServerAlert(ctx: ControlContext, host: string | undefined): Promise<Alert | undefined> {
+async function hostServerAlert(
+  ctx: ControlContext,
+  host: string | undefined,
+  reads: StatusReads,
+): Promise<Alert | undefined> {
   if (!host) return undefined;
-  const [h] = hostServers(await listServers(ctx.vault, ctx.config), [host]);
+  reads.servers ??= listServers(ctx.vault, ctx.config);
+  const [h] = hostServers(await reads.servers, [host]);
   const problem = h && hostServerProblem(h, ctx.config.health.heartbeatSeconds);
   if (!problem) return undefined;
   return {

@@ -34,9 +34,15 @@ import { workflowState } from './failover-lock';
 import { getPolicy } from './policies';
 import { sourceOf, sourceSummary, type ProtectSource } from './protect-source';
 import { checkSourceOnItsHost, startProtection, type ProtectMachineWorkflow } from './protection-start';
-import { endedHealth, endedProtection, finishStatus, unprotectEnded, type EndedProtection } from './health';
+import {
+  endedHealth,
+  endedProtection,
+  finishStatus,
+  unprotectEnded,
+  type EndedProtection,
+  type StatusReads,
+} from './health';
 import type { MachineHealth } from '../shared/machine-health';
-import type { GroupStatus } from '../shared/contracts/consistency-group';
 
 export type ProtectOptions = ProtectSource & {
   name: string;
@@ -235,7 +241,7 @@ export interface MachineOverview {
 export async function machineStatus(
   ctx: ControlContext,
   name: string,
-  groups?: Map<string, Promise<GroupStatus | undefined>>,
+  reads?: StatusReads,
 ): Promise<MachineStatus> {
   checkName('machine', name);
   const handle = await handleOf(ctx, name);
@@ -251,7 +257,7 @@ export async function machineStatus(
     const status = await handle.query(statusQuery);
     // A query sees the workflow's clock as of its last activation: RPO and health on the wall
     // clock, with the group's failed cuts (operations/health.ts).
-    return await finishStatus(ctx, status, groups);
+    return await finishStatus(ctx, status, reads);
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) {
       throw await noSuchMachine(ctx, name, `. Protect it with \`osr protect ${name} --qmp <socket>\``);
@@ -262,11 +268,11 @@ export async function machineStatus(
 
 export async function listMachines(ctx: ControlContext): Promise<MachineOverview[]> {
   const machines = await ctx.vault.machines();
-  const groups = new Map<string, Promise<GroupStatus | undefined>>();
+  const reads: StatusReads = { groups: new Map(), machines: new Map(machines.map((m) => [m.name, m])) };
   return Promise.all(
     machines.map(async (m) => {
       try {
-        return { machine: m.name, registered: true, status: await machineStatus(ctx, m.name, groups) };
+        return { machine: m.name, registered: true, status: await machineStatus(ctx, m.name, reads) };
       } catch (err) {
         const ended = await endedProtection(ctx, m.name).catch(() => undefined);
         if (ended)
