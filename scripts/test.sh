@@ -8,4 +8,6 @@ OSR_SETUP_TESTS=1 bash scripts/setup.sh
 # One file at a time: integration files each run a whole stack, and this machine has 2 cores.
 # Test files only: given a folder, Node 20 would also run the helpers as if they were tests.
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
-exec node --test --test-concurrency=1 "${files[@]}"
+# A file that hangs (a server left running keeps its process alive) fails after 20 minutes
+# instead of holding the whole run (the slowest takes a few minutes).
+exec node --test --test-concurrency=1 --test-timeout=1200000 "${files[@]}"

@@ -1,7 +1,7 @@
 // Starts Azurite's blob service on loopback: persistent under .osr/azurite for the stack, in
 // memory for tests. Telemetry off: this machine must not call home.
 import fs from 'node:fs';
-import { spawnManaged, type RunningProcess } from '../lib/process/managed-process';
+import { readyOrStopped, spawnManaged, type RunningProcess } from '../lib/process/managed-process';
 import { waitForPort } from '../lib/process/ports';
 
 export interface AzuriteOptions {
@@ -40,6 +40,8 @@ export async function startAzurite(options: AzuriteOptions): Promise<RunningProc
     detached: options.detached,
     pidFile: options.pidFile,
   });
-  await waitForPort(options.port, 'Azurite', { logFile: options.logFile, exited: proc.exited });
-  return proc;
+  return readyOrStopped(
+    proc,
+    waitForPort(options.port, 'Azurite', { logFile: options.logFile, exited: proc.exited }),
+  );
 }

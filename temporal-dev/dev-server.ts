@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../shared/search-attributes';
-import { spawnManaged, type RunningProcess } from '../lib/process/managed-process';
+import { readyOrStopped, spawnManaged, type RunningProcess } from '../lib/process/managed-process';
 import { waitForPort } from '../lib/process/ports';
 
 export interface DevServerOptions {
@@ -53,9 +53,11 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     detached: options.detached,
     pidFile: options.pidFile,
   });
-  await waitForPort(options.port, 'Temporal dev server', { logFile: options.logFile, exited: proc.exited });
-  if (!options.headless) {
-    await waitForPort(options.uiPort, 'Temporal Web UI', { logFile: options.logFile, exited: proc.exited });
-  }
-  return proc;
+  const listening = async () => {
+    await waitForPort(options.port, 'Temporal dev server', { logFile: options.logFile, exited: proc.exited });
+    if (!options.headless) {
+      await waitForPort(options.uiPort, 'Temporal Web UI', { logFile: options.logFile, exited: proc.exited });
+    }
+  };
+  return readyOrStopped(proc, listening());
 }

@@ -120,3 +120,14 @@ export function waitForLogLine(
     }, 100);
   });
 }
+
+/** Waits for a started process to be ready; if it never is, stops it, so nothing is left running. */
+export async function readyOrStopped(proc: RunningProcess, ready: Promise<void>): Promise<RunningProcess> {
+  try {
+    await ready;
+    return proc;
+  } catch (err) {
+    await stopPid(proc.pid).catch(() => undefined);
+    throw err;
+  }
+}

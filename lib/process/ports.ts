@@ -1,5 +1,6 @@
 // Port checks for the embedded stack: a clear error before start when a port is taken, and
 // readiness polling after.
+import fs from 'node:fs';
 import net from 'node:net';
 
 export function isPortFree(port: number, host = '127.0.0.1'): Promise<boolean> {
@@ -10,18 +11,35 @@ export function isPortFree(port: number, host = '127.0.0.1'): Promise<boolean> {
   });
 }
 
-/** A port the OS says is free now (for tests that run a stack beside another one). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen({ port: 0, host: '127.0.0.1' }, () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
+/**
+ * A port free now, for a server started a moment later (tests that run a stack beside another).
+ * Drawn below the kernel's ephemeral range: a port the OS hands out for `listen(0)` or an outgoing
+ * connection could be taken by another process (the Temporal dev server binds its internal
+ * services to such ports) before ours binds it, and a client would then talk to a stranger.
+ */
+export async function freePort(): Promise<number> {
+  const [low, high] = [10240, ephemeralRangeStart() - 1];
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    if (handedOut.has(port) || !(await isPortFree(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port found between ${low} and ${high}`);
+}
+
+/** Ports this process gave out already: two calls before either server binds never get one port twice. */
+const handedOut = new Set<number>();
+
+function ephemeralRangeStart(): number {
+  try {
+    const [start] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+    const n = Number(start);
+    if (Number.isInteger(n) && n > 12000) return n;
+  } catch {
+    // Not Linux: the usual IANA range starts at 49152.
+  }
+  return 32768;
 }
 
 export function isPortOpen(port: number, host = '127.0.0.1', timeoutMs = 1000): Promise<boolean> {

@@ -87,8 +87,17 @@ export async function startTestStack(
       location: options.persistent ? path.join(stateDir, 'azurite') : undefined,
       tls: options.azuriteTls,
     });
-  const servers = { temporal: await startTemporal(), azurite: await startBlobStore() };
-  const client = await connectClient(config);
+  const temporal = await startTemporal();
+  let servers: { temporal: RunningProcess; azurite: RunningProcess };
+  let client: Client;
+  try {
+    servers = { temporal, azurite: await startBlobStore() };
+    client = await connectClient(config);
+  } catch (err) {
+    // A half-started stack is stopped here: nobody else can, and its servers would keep the test file alive.
+    await stopPid(temporal.pid).catch(() => undefined);
+    throw err;
+  }
   const workers = new Map<WorkerRole, RunningProcess>();
 
   const stack: TestStack = {

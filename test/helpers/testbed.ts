@@ -28,14 +28,21 @@ export async function startTestbed(
   } = {},
 ): Promise<Testbed> {
   const stack = await startTestStack({ extraEnv: options.extraEnv });
-  const psEnv = (await options.processServerEnv?.(stack)) ?? {};
-  await Promise.all([
-    stack.startWorker('control'),
-    stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server', psEnv),
-  ]);
   const ctx = new ControlContext(stack.config);
-  await createManualPolicy(ctx);
+  try {
+    const psEnv = (await options.processServerEnv?.(stack)) ?? {};
+    await Promise.all([
+      stack.startWorker('control'),
+      stack.startWorker('cloud-applier'),
+      stack.startWorker('process-server', psEnv),
+    ]);
+    await createManualPolicy(ctx);
+  } catch (err) {
+    // Nobody else holds the stack yet: left running, its servers would keep the test file alive.
+    await ctx.close().catch(() => undefined);
+    await stack.stop();
+    throw err;
+  }
   return {
     stack,
     ctx,
