@@ -115,28 +115,58 @@ export async function ensureContainers(client: BlobServiceClient): Promise<void>
 }
 
 /**
- * A clear message when storage refused this process's credentials (HTTP 403
- * AuthenticationFailed on Azure, AuthorizationFailure on Azurite): a wrong or rotated account
- * key or SAS in storage.connectionString. Undefined for any other error.
+ * A clear message when storage refused this process's credentials (HTTP 403: AuthenticationFailed
+ * on Azure, AuthorizationFailure on Azurite, AuthorizationPermissionMismatch for an Entra identity
+ * without a data role), naming the credential that was used and how to fix it. The request tells
+ * which one: a `sig` in its URL is a SAS, a Bearer token is Entra ID, anything else the account key.
+ * Undefined for any other error.
  */
 export function storageCredentialProblem(err: unknown): string | undefined {
-  const e = err as { name?: string; statusCode?: number; code?: string; request?: { url?: string } };
+  const e = err as {
+    name?: string;
+    statusCode?: number;
+    code?: string;
+    request?: { url?: string; headers?: { get(name: string): string | undefined } };
+  };
   if (e?.name !== 'RestError' || e.statusCode !== 403) return undefined;
-  if (!['AuthenticationFailed', 'AuthorizationFailure', 'InvalidAuthenticationInfo'].includes(e.code ?? ''))
-    return undefined;
+  if (!REFUSED_CREDENTIALS.includes(e.code ?? '')) return undefined;
   let where = 'the storage account';
+  let sas = false;
   try {
     const url = new URL(e.request?.url ?? '');
+    sas = url.searchParams.has('sig');
     // Azure: <account>.blob.core.windows.net; Azurite and other emulators: the first path segment.
     const account = url.hostname.includes('.blob.') ? url.hostname.split('.')[0] : url.pathname.split('/')[1];
     where = `storage account ${account} at ${url.origin}`;
   } catch {
     // no URL: keep the generic wording
   }
+  const bearer = /^bearer /i.test(e.request?.headers?.get('authorization') ?? '');
+  const refused = `${where} refused OSR's credentials (HTTP 403 ${e.code})`;
+  if (sas)
+    return (
+      `${refused}: the SAS is wrong, expired, or lacks a permission this role needs. Fix: generate a ` +
+      'container SAS with the permissions of the role (docs/configuration.md, Storage sign-in) and set it ' +
+      'in storage.sas.<role>.<container> (OSR_STORAGE_SAS_<ROLE>_<CONTAINER>), or in ' +
+      'storage.connectionString if it came from there'
+    );
+  if (bearer)
+    return (
+      `${refused}: the Microsoft Entra identity this worker signs in as has no data role on the ` +
+      'container. Fix: assign it Storage Blob Data Contributor (or Reader, for control on osr-replica) ' +
+      'on the containers of its role (docs/configuration.md, Storage sign-in)'
+    );
   return (
-    `${where} refused OSR's credentials (HTTP 403 ${e.code}): the AccountKey or SAS in ` +
-    'storage.connectionString is wrong or was rotated. Fix: copy a current connection string ' +
-    '(Azure portal: the storage account, Access keys) into OSR_STORAGE_CONNECTION_STRING or ' +
-    'storage.connectionString in osr.config.json, or unset it to use the embedded Azurite'
+    `${refused}: the AccountKey or SAS in storage.connectionString is wrong or was rotated. Fix: copy a ` +
+    'current connection string (Azure portal: the storage account, Access keys) into ' +
+    'OSR_STORAGE_CONNECTION_STRING or storage.connectionString in osr.config.json, or unset it to use ' +
+    'the embedded Azurite'
   );
 }
+
+const REFUSED_CREDENTIALS = [
+  'AuthenticationFailed',
+  'AuthorizationFailure',
+  'InvalidAuthenticationInfo',
+  'AuthorizationPermissionMismatch',
+];

@@ -5,11 +5,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { createHttpHeaders, createPipelineRequest, RestError } from '@azure/core-rest-pipeline';
 import { ContainerClient } from '@azure/storage-blob';
 import { insecureChannels } from '../../lib/config/channel-security';
 import { loadConfig } from '../../lib/config/config';
 import { ROLE_GRANTS, STORAGE_ROLES } from '../../lib/config/storage-roles';
-import { CONTAINERS } from '../../lib/azure/blob-client';
+import { CONTAINERS, storageCredentialProblem } from '../../lib/azure/blob-client';
 import { openRoleStorage } from '../../lib/azure/role-storage';
 import { checkContainerSas, StorageSignInError } from '../../lib/azure/sas-check';
 import { plainBlobUrl, redactStorageSecrets } from '../../lib/azure/storage-secrets';
@@ -166,4 +167,37 @@ test('a SAS or Entra ID endpoint in plain HTTP off this host is named as an inse
     cwd,
   });
   assert.deepEqual(insecureChannels(loopback), []);
+});
+
+test('a 403 from storage names the credential that was refused and its fix: key, SAS or Entra identity', () => {
+  const refused = (url: string, authorization: string, code = 'AuthorizationFailure') =>
+    storageCredentialProblem(
+      new RestError('refused', {
+        statusCode: 403,
+        code,
+        request: createPipelineRequest({ url, headers: createHttpHeaders({ authorization }) }),
+      }),
+    );
+  const key = refused('https://acct.blob.core.windows.net/osr-vault/x', 'SharedKey acct:abc');
+  assert.match(key ?? '', /^storage account acct at https:\/\/acct\.blob\.core\.windows\.net refused/);
+  assert.match(
+    key ?? '',
+    /AccountKey or SAS in storage\.connectionString .* Fix: copy a current connection string/,
+  );
+  const bySas = refused(sas('osr-cache', 'sp=r'), '');
+  assert.match(
+    bySas ?? '',
+    /the SAS is wrong, expired, or lacks a permission .* storage\.sas\.<role>\.<container>/,
+  );
+  assert.ok(!bySas?.includes(SIG), 'the signature stays out of the message');
+  const entra = refused(
+    'https://acct.blob.core.windows.net/osr-vault/x',
+    'Bearer eyJ',
+    'AuthorizationPermissionMismatch',
+  );
+  assert.match(entra ?? '', /Entra identity .* no data role .* Storage Blob Data Contributor/);
+  assert.equal(
+    storageCredentialProblem(new RestError('gone', { statusCode: 404, code: 'BlobNotFound' })),
+    undefined,
+  );
 });
