@@ -71,6 +71,8 @@ export const ROUTE_ACCESS: Record<string, Access> = {
   'POST /v1/machines/{name}/reprotect/stop': 'admin',
   'POST /v1/machines/{name}/failback': 'admin',
   'POST /v1/machines/{name}/reenable': 'admin',
+  'POST /v1/machines/{name}/protect': 'admin',
+  'POST /v1/machines/{name}/unprotect': 'admin',
   'POST /v1/plans/{name}/failover': 'admin',
   'POST /v1/plan-jobs/{job}/commit': 'admin',
   'POST /v1/plans/{name}/reprotect': 'admin',

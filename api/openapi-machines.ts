@@ -86,6 +86,36 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
     }),
   },
   '/v1/machines/{name}/resume': { post: machineAction('resume', 'resume cutting points') },
+  '/v1/machines/{name}/protect': {
+    post: {
+      operationId: 'protectAgain',
+      summary:
+        'protect again a machine the vault knows (after unprotect with keepReplica, or on a new Temporal); a new machine is protected from its host (POST /v1/hosts/{name}/protect)',
+      tags: ['machines'],
+      parameters: [machineName],
+      responses: {
+        '202': {
+          description: 'protection started: follow it at the Location',
+          ...json(
+            closedObject({
+              machine: { type: 'string' },
+              workflowId: { type: 'string' },
+              location: { type: 'string' },
+            }),
+          ),
+        },
+        ...machineErrors,
+        '409': error('already protected'),
+      },
+    },
+  },
+  '/v1/machines/{name}/unprotect': {
+    post: machineAction(
+      'unprotect',
+      'stop protecting: removes its change tracking, and its replica and points unless keepReplica',
+      { requestBody: body(closedObject({ keepReplica: { type: 'boolean', default: false } }), false) },
+    ),
+  },
   '/v1/policies': {
     get: {
       operationId: 'listPolicies',

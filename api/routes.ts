@@ -17,6 +17,7 @@ import {
 } from './body';
 import { jobLocation, jobStatus, listRunningJobs } from './jobs';
 import { failbackRoutes } from './failback-routes';
+import { protectionRoutes } from './protection-routes';
 import { planAndGroupRoutes } from './plan-group-routes';
 import { operatorRoutes } from './operator-routes';
 import { hostRoutes } from './host-routes';
@@ -206,6 +207,7 @@ export const routes: Route[] = [
     handler: async (req) => ok(await jobStatus(req.ctx, req.params.workflowId as string)),
   },
   ...planAndGroupRoutes,
+  ...protectionRoutes,
   ...failbackRoutes,
   ...operatorRoutes,
   ...hostRoutes,

@@ -154,6 +154,56 @@ test('machines, status, a point cut now and listed, pause and resume', async () 
   assert.equal(job.body.progress.machine, M);
 });
 
+test('protect again by name a machine whose protection ended outside OSR; points kept', async () => {
+  assertError(await call('POST', `/v1/machines/${M}/protect`), 409, /already/);
+  const before = await call('GET', `/v1/machines/${M}/points`);
+  assert.ok(before.body.points.length > 0);
+  // As after a lost Temporal or a terminate by hand: the vault still knows the machine.
+  await bed.stack.client.workflow.getHandle(`protect/${M}`).terminate('api test');
+  assertError(await call('POST', `/v1/machines/${M}/protect`, { body: { qmp: '/x' } }), 400, /qmp/);
+  const again = await call('POST', `/v1/machines/${M}/protect`);
+  assert.equal(again.status, 202, JSON.stringify(again.body));
+  assert.equal(again.body.workflowId, `protect/${M}`);
+  assert.equal(again.headers.get('location'), again.body.location);
+  await waitForStatus(bed.ctx, M, (s) => s.state === 'protected');
+  const after = await call('GET', `/v1/machines/${M}/points`);
+  assert.deepEqual(
+    after.body.points.map((p: { id: string }) => p.id).slice(0, before.body.points.length),
+    before.body.points.map((p: { id: string }) => p.id),
+    'the points cut before are still there',
+  );
+  assertError(await call('POST', '/v1/machines/nope/protect'), 404, /no protected machine named nope/);
+});
+
+test('unprotect by name: protection ends and the machine is no longer listed', async () => {
+  const other = await startTestMachine({ sizes: [8 * MiB] });
+  try {
+    await machines.protect(bed.ctx, {
+      name: 'api-vm2',
+      qmpSocket: other.daemon.qmpSocket,
+      nbdSocket: other.daemon.nbdSocket,
+      policy: 'manual',
+    });
+    await waitForStatus(bed.ctx, 'api-vm2', (s) => s.state === 'protected');
+    assertError(
+      await call('POST', '/v1/machines/api-vm2/unprotect', { body: { keepReplica: 'yes' } }),
+      400,
+      /keepReplica/,
+    );
+    const ended = await call('POST', '/v1/machines/api-vm2/unprotect', { body: { keepReplica: false } });
+    assert.equal(ended.status, 200, JSON.stringify(ended.body));
+    const list = await call('GET', '/v1/machines');
+    assert.deepEqual(
+      list.body.machines.map((m: { machine: string }) => m.machine),
+      [M],
+    );
+    const described = await bed.stack.client.workflow.getHandle('protect/api-vm2').describe();
+    assert.equal(described.status.name, 'COMPLETED');
+  } finally {
+    await other.stop();
+  }
+});
+
 test('404 for an unknown machine, route or job', async () => {
   assertError(await call('GET', '/v1/machines/nope'), 404, /no protected machine named nope; known: api-vm1/);
   assertError(await call('GET', '/v1/machines/nope/points'), 404, /no protected machine named nope/);

@@ -71,6 +71,8 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     ['POST', '/v1/machines/{name}/reprotect/stop', 'machine name'],
     ['POST', '/v1/machines/{name}/failback', 'machine name'],
     ['POST', '/v1/machines/{name}/reenable', 'machine name'],
+    ['POST', '/v1/machines/{name}/protect', 'machine name'],
+    ['POST', '/v1/machines/{name}/unprotect', 'machine name'],
     ['GET', '/v1/jobs/{workflowId}', 'job id', JOB],
     ['GET', '/v1/plans/{name}', 'plan name'],
     ['POST', '/v1/plans/{name}/test-failover', 'plan name', fix, { point: 'latest' }],
