@@ -2,6 +2,9 @@
 // disks on virtio with serials disk0, disk1 …, the console (ttyS0) to a file, and the guest's
 // command line (ttyS1) to a unix socket this helper serves, so the test drives the guest as with
 // test-vm.ts, while libvirt alone holds the domain's monitor. Domain type qemu: TCG, no KVM.
+// With `guestAgent`, the domain has the guest agent's channel (org.qemu.guest_agent.0), where the
+// guest's init starts the real qemu-ga; libvirt alone talks to it (`virsh qemu-agent-command`).
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -16,6 +19,8 @@ export interface LibvirtTestVm {
   disks: Array<{ target: string; file: string; format: 'qcow2' | 'raw'; guestDevice: string }>;
   consoleLog: string;
   run(command: string, timeoutMs?: number): Promise<{ code: number; output: string }>;
+  /** A guest-agent command through libvirt (with `guestAgent`); resolves with its `return`. */
+  agent(execute: string): Promise<unknown>;
   writeRecord(disk: number, n: number): Promise<void>;
   /** Reboots the guest from inside (its QEMU process stays) and waits until it is up again. */
   reboot(): Promise<void>;
@@ -33,6 +38,7 @@ export function testGuestDomainXml(options: {
   disks: Array<{ target: string; file: string; format: string }>;
   consoleLog: string;
   guestSocket: string;
+  guestAgent?: boolean;
 }): string {
   const guest = testGuestDir();
   const elf = path.join(guest, 'vmlinux');
@@ -66,6 +72,14 @@ export function testGuestDomainXml(options: {
             target: { '@port': '1' },
           },
         ],
+        // libvirt picks the host side's socket path itself and is the agent's only client.
+        ...(options.guestAgent
+          ? {
+              channel: [
+                { '@type': 'unix', target: { '@type': 'virtio', '@name': 'org.qemu.guest_agent.0' } },
+              ],
+            }
+          : {}),
         memballoon: { '@model': 'none' },
       },
     },
@@ -74,7 +88,12 @@ export function testGuestDomainXml(options: {
 
 export async function startLibvirtTestVm(
   daemon: LibvirtDaemon,
-  options: { name: string; disks?: Array<{ sizeBytes: number; format?: 'qcow2' | 'raw' }> },
+  options: {
+    name: string;
+    /** `image`: a raw image the disk starts as (converted to qcow2; its size wins). */
+    disks?: Array<{ sizeBytes: number; format?: 'qcow2' | 'raw'; image?: string }>;
+    guestAgent?: boolean;
+  },
 ): Promise<LibvirtTestVm> {
   const dir = path.join(daemon.dir, options.name);
   fs.mkdirSync(dir, { recursive: true });
@@ -83,7 +102,8 @@ export async function startLibvirtTestVm(
   for (const [i, d] of (options.disks ?? [{ sizeBytes: 16 * 1024 * 1024 }]).entries()) {
     const format = d.format ?? 'qcow2';
     const file = path.join(dir, `disk${i}.${format}`);
-    if (format === 'qcow2') await createQcow2(file, d.sizeBytes);
+    if (d.image) execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', format, d.image, file]);
+    else if (format === 'qcow2') await createQcow2(file, d.sizeBytes);
     else fs.writeFileSync(file, Buffer.alloc(d.sizeBytes));
     giveToDaemon(file);
     disks.push({ target: `vd${String.fromCharCode(97 + i)}`, file, format, guestDevice: '' });
@@ -102,7 +122,13 @@ export async function startLibvirtTestVm(
     server.listen(guestSocket, resolve);
   });
   fs.chmodSync(guestSocket, 0o777);
-  const xml = testGuestDomainXml({ name: options.name, disks, consoleLog, guestSocket });
+  const xml = testGuestDomainXml({
+    name: options.name,
+    disks,
+    consoleLog,
+    guestSocket,
+    guestAgent: options.guestAgent,
+  });
   await virshWithXml(daemon.uri, ['define', '@dom'], { dom: xml });
   await virsh(daemon.uri, ['start', '--', options.name]);
   let current = channel;
@@ -140,6 +166,15 @@ export async function startLibvirtTestVm(
     disks,
     consoleLog,
     run: (command, timeoutMs = 60_000) => current.run(command, timeoutMs),
+    async agent(execute) {
+      const out = await virsh(daemon.uri, [
+        'qemu-agent-command',
+        '--',
+        options.name,
+        JSON.stringify({ execute }),
+      ]);
+      return (JSON.parse(out) as { return: unknown }).return;
+    },
     async writeRecord(disk, n) {
       const d = disks[disk];
       if (!d) throw new Error(`no disk ${disk}`);
