@@ -15,8 +15,16 @@ export interface ConsistencyGroup {
   createdAt: string;
 }
 
-/** How a member's writes were held during a group cut. */
-export type BarrierMethod = 'qmp-stop' | 'guest-agent' | 'quiesce-hook' | 'already-paused';
+/**
+ * How a member's writes were held during a group cut: QMP `stop` (a QEMU VM), `virsh suspend` (a
+ * libvirt domain), the guest agent's fsfreeze or the machine's quiesce hooks; or it was paused.
+ */
+export type BarrierMethod =
+  | 'qmp-stop'
+  | 'libvirt-suspend'
+  | 'guest-agent'
+  | 'quiesce-hook'
+  | 'already-paused';
 
 export interface HeldMachine {
   machine: string;

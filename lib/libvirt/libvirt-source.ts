@@ -1,7 +1,8 @@
 // The source connector for libvirt domains: changes through libvirt's own checkpoints and
 // pull-mode backups (never a QMP monitor of our own: libvirtd holds the domain's only one), frozen
-// disks read over the NBD export libvirt starts, writes held with suspend/resume, app-consistent
-// points through the guest agent (domfsfreeze/domfsthaw). The checkpoint chain is in
+// disks read over the NBD export libvirt starts, writes held with suspend/resume (a group's
+// barrier: 'libvirt-suspend'), app-consistent points through the guest agent
+// (domfsfreeze/domfsthaw). The checkpoint chain is in
 // checkpoints.ts; the connector keeps which point its backup job serves in its work folder.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -323,19 +324,20 @@ class LibvirtSourceConnector implements SourceConnector {
   }
 
   async writeBarrier(): Promise<BarrierMethod> {
-    return (await this.state()) === 'paused' ? 'already-paused' : 'qmp-stop';
+    return (await this.state()) === 'paused' ? 'already-paused' : 'libvirt-suspend';
   }
 
   async holdWrites(): Promise<BarrierMethod> {
-    // 'qmp-stop': the VM is paused by its hypervisor (here libvirt's suspend, not our own monitor).
+    // libvirt pauses the vCPUs through its own monitor (QEMU drains in-flight I/O first).
     if ((await this.state()) === 'paused') return 'already-paused';
     await virsh(this.uri, ['suspend', '--', this.domain]);
-    return 'qmp-stop';
+    return 'libvirt-suspend';
   }
 
   async releaseWrites(method: BarrierMethod): Promise<void> {
-    if (method === 'qmp-stop' && (await this.state()) === 'paused')
-      await virsh(this.uri, ['resume', '--', this.domain]);
+    // 'qmp-stop': what holds of libvirt domains were called before 'libvirt-suspend' existed.
+    const suspended = method === 'libvirt-suspend' || method === 'qmp-stop';
+    if (suspended && (await this.state()) === 'paused') await virsh(this.uri, ['resume', '--', this.domain]);
   }
 
   async stopWrites(): Promise<StopWritesResult> {
