@@ -2,7 +2,7 @@
 // pull-mode backups (never a QMP monitor of our own: libvirtd holds the domain's only one), frozen
 // disks read over the NBD export libvirt starts, writes held with suspend/resume (a group's
 // barrier: 'libvirt-suspend'), app-consistent points through the guest agent
-// (domfsfreeze/domfsthaw). The checkpoint chain is in
+// (domfsfreeze/domfsthaw: guest-freeze.ts). The checkpoint chain is in
 // checkpoints.ts; the connector keeps which point its backup job serves in its work folder.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -13,7 +13,6 @@ import type { LibvirtSource, ProtectedMachine } from '../../shared/replication-t
 import { openNbdFrozenDisk } from '../qemu/qemu-source';
 import {
   FrozenPointLostError,
-  QuiesceError,
   SourceUnreachableError,
   type FrozenSourceView,
   type ReleaseOutcome,
@@ -34,6 +33,7 @@ import {
   osrCheckpoints,
 } from './checkpoints';
 import { domainInfo, type DomainDisk } from './domain';
+import { thawLeftFrozen, withGuestFrozen } from './guest-freeze';
 import { virsh, VirshError } from './virsh';
 
 export const libvirtSource: SourceKind = {
@@ -87,6 +87,16 @@ class LibvirtSourceConnector implements SourceConnector {
     if (!workDir) throw new Error(`source session of ${this.machine.name} was opened without a work folder`);
     fs.mkdirSync(workDir, { recursive: true });
     return path.join(workDir, 'libvirt-frozen.json');
+  }
+
+  /** Marks a guest freeze of OSR's until it is thawed (guest-freeze.ts). */
+  private freezeMarker(): string {
+    return path.join(path.dirname(this.stateFile()), 'libvirt-guest-frozen');
+  }
+
+  /** A guest left frozen by an interrupted app-consistent point is thawed before anything else. */
+  private thawLeftFrozen(): Promise<void> {
+    return thawLeftFrozen(this.uri, this.domain, this.freezeMarker());
   }
 
   private readState(): FrozenState | undefined {
@@ -172,6 +182,7 @@ class LibvirtSourceConnector implements SourceConnector {
     pitId: string,
     options: { quiesce?: boolean } = {},
   ): Promise<FrozenSourceView> {
+    await this.thawLeftFrozen();
     const dir = exportDirOf(this.source);
     const socket = socketOf(this.source);
     const state = this.readState();
@@ -234,7 +245,7 @@ class LibvirtSourceConnector implements SourceConnector {
         throw await this.bitmapLost(err);
       });
     };
-    if (options.quiesce) await this.quiesced(frozen);
+    if (options.quiesce) await withGuestFrozen(this.uri, this.domain, this.freezeMarker(), frozen);
     else await frozen();
     return this.view(next, socket);
   }
@@ -257,21 +268,6 @@ class LibvirtSourceConnector implements SourceConnector {
     );
   }
 
-  private async quiesced(freeze: () => Promise<void>): Promise<void> {
-    try {
-      await virsh(this.uri, ['domfsfreeze', '--', this.domain]);
-    } catch (err) {
-      throw new QuiesceError(
-        `the guest agent of ${this.domain} could not freeze its filesystems (${(err as Error).message}); install and start qemu-guest-agent in the guest, with an org.qemu.guest_agent.0 channel in the domain`,
-      );
-    }
-    try {
-      await freeze();
-    } finally {
-      await virsh(this.uri, ['domfsthaw', '--', this.domain]);
-    }
-  }
-
   private view(state: FrozenState, socket: string): FrozenSourceView {
     return {
       pitId: state.pitId,
@@ -286,6 +282,7 @@ class LibvirtSourceConnector implements SourceConnector {
   }
 
   async release(pitId: string, options: { success: boolean }): Promise<ReleaseOutcome> {
+    await this.thawLeftFrozen();
     const state = this.readState();
     let released = false;
     if (state?.pitId === pitId) {
@@ -311,6 +308,7 @@ class LibvirtSourceConnector implements SourceConnector {
   }
 
   async disableTracking(): Promise<void> {
+    await this.thawLeftFrozen();
     const job = await runningBackup(this.uri, this.domain);
     if (job?.socket === socketOf(this.source)) await abortBackup(this.uri, this.domain);
     this.writeState(undefined);

@@ -2,7 +2,8 @@
 // `backup-begin` of one domain (a libvirt point's freeze) reaches libvirt: put `bin` first on the
 // process server's PATH. While a hold is set for a domain, each of its `backup-begin` calls makes a
 // FIFO in the gate's folder and waits on it; the helper sees the FIFO appear, waits until the
-// hold's promise resolves, and writes a line to let the call on. Every other call runs at once.
+// hold's promise resolves, and writes a line to let the call on (or, when the promise resolves
+// to 'fail', to make it fail as libvirt would, never reaching libvirt). Every other call runs at once.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,7 +13,7 @@ export interface VirshGate {
   /** The folder to put first on the process server's PATH. */
   bin: string;
   /** Holds each `backup-begin` of `domain` until `until()` resolves (undefined: stop holding). */
-  hold(domain: string | undefined, until?: () => Promise<void>): void;
+  hold(domain: string | undefined, until?: () => Promise<void | 'fail'>): void;
   /** How many calls were held. */
   readonly held: number;
   close(): void;
@@ -34,13 +35,14 @@ export function startVirshGate(): VirshGate {
       `if [ "$4" = backup-begin ] && [ -e '${armed}' ] && [ "$6" = "$(cat '${armed}')" ]; then`,
       `  fifo='${waits}'/held-$$-$(date +%s%N)`,
       '  mkfifo "$fifo" && read line < "$fifo"; rm -f "$fifo"',
+      '  [ "$line" = go ] || { echo "error: failed at the test\'s gate" >&2; exit 1; }',
       'fi',
       `exec '${real}' "$@"`,
       '',
     ].join('\n'),
     { mode: 0o755 },
   );
-  let until: () => Promise<void> = async () => undefined;
+  let until: () => Promise<void | 'fail'> = async () => undefined;
   let held = 0;
   const seen = new Set<string>();
   const letGo = (name: string) => {
@@ -48,7 +50,7 @@ export function startVirshGate(): VirshGate {
     seen.add(name);
     held += 1;
     void until()
-      .then(() => fs.promises.writeFile(path.join(waits, name), 'go\n'))
+      .then((outcome) => fs.promises.writeFile(path.join(waits, name), `${outcome ?? 'go'}\n`))
       .catch(() => undefined);
   };
   const watcher = fs.watch(waits, () => {

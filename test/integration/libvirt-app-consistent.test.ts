@@ -5,8 +5,10 @@
 // point's `backup-begin`, then `domfsthaw`). What shows the freeze happened is the guest's side:
 // the agent's fsfreeze hook logged freeze then thaw, and the point is a filesystem frozen clean
 // (ext4 clears needs_recovery when frozen) holding a file written just before without any sync.
+// A process server killed while the guest is frozen leaves it frozen only until the connector's
+// next call for that domain, which thaws it first.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,12 +16,15 @@ import { after, before, test } from 'node:test';
 import { ControlContext } from '../../operations/context';
 import { storeHost } from '../../operations/hosts';
 import * as machines from '../../operations/machines';
+import { libvirtSource } from '../../lib/libvirt/libvirt-source';
 import { virsh } from '../../lib/libvirt/virsh';
+import type { ProtectedMachine } from '../../shared/replication-types';
 import { giveToDaemon, startLibvirtDaemon, type LibvirtDaemon } from '../helpers/libvirt-daemon';
 import { startLibvirtTestVm, type LibvirtTestVm } from '../helpers/libvirt-vm';
 import { pollFor } from '../helpers/poll';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { startTestbed, type Testbed } from '../helpers/testbed';
+import { startVirshGate } from '../helpers/virsh-gate';
 
 const MiB = 1024 * 1024;
 const NAME = 'lvga';
@@ -191,4 +196,76 @@ test('unprotect leaves no checkpoint and the guest thawed', async () => {
   await machines.unprotect(bed.ctx, NAME);
   assert.equal((await virsh(daemon.uri, ['checkpoint-list', '--name', '--', NAME])).trim(), '');
   assert.equal(await vm.agent('guest-fsfreeze-status'), 'thawed');
+});
+
+test('a process server killed while the guest is frozen: the next call thaws it first', async () => {
+  const gate = startVirshGate();
+  const workDir = path.join(scratch, 'connector');
+  const machine = {
+    name: NAME,
+    site: 'test',
+    source: { type: 'libvirt', host: 'lvhost', uri: daemon.uri, domain: NAME },
+    policy: 'manual',
+    createdAt: new Date().toISOString(),
+  } satisfies ProtectedMachine;
+  await vm.run('rm -f /run/fsfreeze.log');
+  let frozenNow!: () => void;
+  const reachedBackup = new Promise<void>((r) => (frozenNow = r));
+  let letGo!: (outcome: 'fail') => void;
+  const released = new Promise<'fail'>((r) => (letGo = r));
+  gate.hold(NAME, () => {
+    frozenNow();
+    return released;
+  });
+  // A process server's freeze of an app-consistent point, killed (-9) at its backup-begin: after
+  // domfsfreeze, before domfsthaw.
+  const connector = path.join(__dirname, '..', '..', 'lib', 'libvirt', 'libvirt-source.js');
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `require(${JSON.stringify(connector)}).libvirtSource.connect(${JSON.stringify(machine)}, { workDir: ${JSON.stringify(workDir)} })` +
+        ".then((c) => c.freeze(['vda'], 'lvga-k1', { quiesce: true }))",
+    ],
+    { env: { ...process.env, PATH: `${gate.bin}:${process.env.PATH ?? ''}` }, stdio: 'ignore' },
+  );
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    await Promise.race([
+      reachedBackup,
+      exited.then(() => Promise.reject(new Error('the freeze ended before its backup-begin'))),
+    ]);
+    assert.equal(await vm.agent('guest-fsfreeze-status'), 'frozen', 'frozen by the freeze in progress');
+    child.kill('SIGKILL');
+    await exited;
+    letGo('fail'); // the held virsh call ends without reaching libvirt
+    assert.equal(await vm.agent('guest-fsfreeze-status'), 'frozen', 'nobody thawed it: its process is gone');
+
+    // The activity's retry: a new session for the same point thaws the guest, then takes it.
+    const session = await libvirtSource.connect(machine, { workDir });
+    try {
+      const view = await session.freeze(['vda'], 'lvga-k1', { quiesce: true });
+      assert.equal(view.pitId, 'lvga-k1');
+      assert.equal(await vm.agent('guest-fsfreeze-status'), 'thawed');
+      const log = await vm.run('cat /run/fsfreeze.log');
+      assert.deepEqual(
+        log.output
+          .trim()
+          .split('\n')
+          .map((l) => l.split(' ')[0]),
+        ['freeze', 'thaw', 'freeze', 'thaw'],
+        `the killed freeze was thawed before the point was frozen again: ${log.output}`,
+      );
+      await session.release('lvga-k1', { success: false });
+      await session.disableTracking();
+    } finally {
+      await session.close();
+    }
+    const wrote = await vm.run('echo after >> /mnt/app.txt && sync && echo ok');
+    assert.equal(wrote.code, 0, `the guest takes writes again: ${wrote.output}`);
+    assert.equal((await virsh(daemon.uri, ['checkpoint-list', '--name', '--', NAME])).trim(), '');
+  } finally {
+    child.kill('SIGKILL');
+    gate.close();
+  }
 });
