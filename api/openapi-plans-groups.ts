@@ -349,6 +349,20 @@ export const planGroupSchemas: Record<string, Schema> = {
         },
       },
       barrierMs: { type: 'integer' },
+      methods: {
+        type: 'array',
+        description: "how each member's writes were held during the cut",
+        items: {
+          type: 'object',
+          properties: {
+            machine: { type: 'string' },
+            method: {
+              type: 'string',
+              enum: ['qmp-stop', 'libvirt-suspend', 'guest-agent', 'quiesce-hook', 'already-paused'],
+            },
+          },
+        },
+      },
       consistent: { type: 'boolean' },
     },
   },
