@@ -68,7 +68,19 @@ function socketOf(source: LibvirtSource): string {
   return path.join(exportDirOf(source), 'nbd.sock');
 }
 
+/**
+ * What a session has read of the domain: a freeze follows its cycle's discovery within the same
+ * activity (a group's, while the members are suspended), so each is read once per session, not
+ * per call. A session is one activity: seconds.
+ */
+interface Seen {
+  disks?: Promise<DomainDisk[]>;
+  base?: Promise<{ name?: string; disks: string[] }>;
+}
+
 class LibvirtSourceConnector implements SourceConnector {
+  private readonly seen: Seen = {};
+
   constructor(
     private readonly machine: ProtectedMachine,
     private readonly source: LibvirtSource,
@@ -115,13 +127,32 @@ class LibvirtSourceConnector implements SourceConnector {
   }
 
   /** The base checkpoint and the disks it tracks (none when tracking never started or was lost). */
-  private async base(): Promise<{ name?: string; disks: string[] }> {
-    const [name] = await osrCheckpoints(this.uri, this.domain);
-    return name ? { name, disks: await checkpointDisks(this.uri, this.domain, name) } : { disks: [] };
+  private base(): Promise<{ name?: string; disks: string[] }> {
+    return (this.seen.base ??= this.once('base', async () => {
+      const [name] = await osrCheckpoints(this.uri, this.domain);
+      return name ? { name, disks: await checkpointDisks(this.uri, this.domain, name) } : { disks: [] };
+    }));
   }
 
-  private async disks(): Promise<DomainDisk[]> {
-    return (await domainInfo(this.uri, this.domain)).disks;
+  private disks(): Promise<DomainDisk[]> {
+    return (this.seen.disks ??= this.once(
+      'disks',
+      async () => (await domainInfo(this.uri, this.domain)).disks,
+    ));
+  }
+
+  /** A read kept for the session, forgotten if it fails. */
+  private once<K extends keyof Seen>(key: K, read: () => NonNullable<Seen[K]>): NonNullable<Seen[K]> {
+    const value = read();
+    value.catch(() => {
+      if (this.seen[key] === value) this.seen[key] = undefined;
+    });
+    return value;
+  }
+
+  /** OSR's checkpoints changed: the base is read again. */
+  private checkpointsChanged(): void {
+    this.seen.base = undefined;
   }
 
   private async running(): Promise<void> {
@@ -163,6 +194,7 @@ class LibvirtSourceConnector implements SourceConnector {
       await this.running();
       const { tracked, untracked } = this.split(disks);
       await createCheckpoint(this.uri, this.domain, BASE_CHECKPOINT, tracked, untracked);
+      this.checkpointsChanged();
     }
     // With a base that lacks the disk (added later), the next point's checkpoint includes it.
     return { diskId, persistent: true, fullSyncRequired: true, warnings: [] };
@@ -230,6 +262,7 @@ class LibvirtSourceConnector implements SourceConnector {
     const frozen = async () => {
       next.instant = new Date().toISOString();
       this.writeState(next);
+      this.checkpointsChanged(); // the point's checkpoint, whether or not the call returns
       await beginBackup(this.uri, this.domain, {
         socket,
         disks: chosen.map((d) => ({
@@ -257,6 +290,7 @@ class LibvirtSourceConnector implements SourceConnector {
    */
   private async bitmapLost(err: unknown): Promise<unknown> {
     if (!(err instanceof VirshError) || !/bitmap/i.test(err.detail)) return err;
+    this.checkpointsChanged();
     for (const name of (await osrCheckpoints(this.uri, this.domain)).reverse()) {
       // With its bitmaps where they are still in the image; only the metadata where they are gone.
       await deleteCheckpoint(this.uri, this.domain, name).catch(() =>
@@ -302,6 +336,7 @@ class LibvirtSourceConnector implements SourceConnector {
       await deleteCheckpoint(this.uri, this.domain, chain[at] as string);
       released = true;
     }
+    this.checkpointsChanged();
     const left = await this.base();
     const lost = (state?.disks ?? []).map((d) => d.diskId).filter((d) => !left.disks.includes(d));
     return { released, fullSyncRequired: left.name ? [] : lost };
