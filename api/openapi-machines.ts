@@ -263,16 +263,33 @@ export const machineSchemas: Record<string, Schema> = {
     keepAllMinutes: 'integer',
   }),
   PointRef: object({ id: 'string', instant: 'date-time', kind: { enum: ['crash', 'app'] } }),
-  RecoveryPoint: object({
-    id: 'string',
-    machine: 'string',
-    cycle: 'integer',
-    instant: 'date-time',
-    kind: { enum: ['crash', 'app'] },
-    tag: 'string',
-    disks: objects,
-    createdAt: 'date-time',
-  }),
+  RecoveryPoint: object(
+    {
+      id: 'string',
+      machine: 'string',
+      cycle: 'integer',
+      instant: {
+        type: 'string',
+        format: 'date-time',
+        description: "the freeze on Temporal's clock (the primary's own reading when the clocks agree)",
+      },
+      sourceInstant: {
+        type: 'string',
+        format: 'date-time',
+        description: "the primary host's clock at the freeze (absent on points cut before OSR kept it)",
+      },
+      protection: {
+        type: 'string',
+        description:
+          'which protection of the machine cut the point; points are listed by protection, then cycle',
+      },
+      kind: { enum: ['crash', 'app'] },
+      tag: 'string',
+      disks: objects,
+      createdAt: 'date-time',
+    },
+    'oldest first, in the order the points were cut (never by a clock)',
+  ),
   MachineStatus: object({
     machine: 'string',
     state: 'string',

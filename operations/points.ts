@@ -3,6 +3,7 @@
 import { groupDocs, type GroupPoint } from '../shared/group-types';
 import type { RecoveryPoint } from '../shared/replication-types';
 import { checkName, checkPointSelector } from '../shared/names';
+import { pointAtOrBefore } from '../shared/point-order';
 import { OperationError, type ControlContext } from './context';
 import { registeredMachine } from './machines';
 
@@ -59,11 +60,11 @@ export async function resolvePoint(
   }
   let found: RecoveryPoint | undefined;
   if (selector.startsWith('group:')) return groupMemberPoint(ctx, machine, selector, points);
+  // The catalog's order is the points' sequence (shared/point-order.ts), never a clock's.
   if (selector === 'latest') found = points[points.length - 1];
   else if (selector === 'latest-app') found = [...points].reverse().find((p) => p.kind === 'app');
   else if (/^\d{4}-\d{2}-\d{2}T/.test(selector) && !Number.isNaN(Date.parse(selector))) {
-    const at = Date.parse(selector);
-    found = [...points].reverse().find((p) => Date.parse(p.instant) <= at);
+    found = pointAtOrBefore(points, Date.parse(selector));
   } else found = points.find((p) => p.id === selector);
   if (!found) {
     throw new OperationError(

@@ -88,8 +88,19 @@ export interface RecoveryPoint {
   id: string;
   machine: string;
   cycle: number;
-  /** The instant the source disks were frozen: the point is the disks as they were then. */
+  /**
+   * The instant the source disks were frozen: the point is the disks as they were then. On
+   * Temporal's clock (shared/point-order.ts): the primary's own reading when it agrees, else
+   * Temporal's time just after the freeze (never before it).
+   */
   instant: string;
+  /** The primary host's clock at the freeze ("source clock"), kept as read. Absent before point-order. */
+  sourceInstant?: string;
+  /**
+   * Which protection of the machine cut the point (Temporal's time at its first ordered cycle):
+   * points order by protection, then cycle. Absent before point-order.
+   */
+  protection?: string;
   kind: PointKind;
   tag?: string;
   disks: PointDisk[];

@@ -29,8 +29,12 @@ export interface PublishPointInput {
   machine: string;
   cycle: number;
   pointId: string;
-  /** ISO time the source disks were frozen. */
+  /** ISO time the source disks were frozen, on Temporal's clock (shared/point-order.ts). */
   instant: string;
+  /** The primary host's clock at the freeze, as read there. */
+  sourceInstant?: string;
+  /** The protection the point belongs to: points order by it, then by cycle. */
+  protection?: string;
   kind: PointKind;
   tag?: string;
   /** Every disk of the point, with its virtual size at the freeze. */
@@ -83,6 +87,8 @@ export async function publishPoint(
     machine: input.machine,
     cycle: input.cycle,
     instant: input.instant,
+    ...(input.sourceInstant !== undefined ? { sourceInstant: input.sourceInstant } : {}),
+    ...(input.protection !== undefined ? { protection: input.protection } : {}),
     kind: input.kind,
     ...(input.tag !== undefined ? { tag: input.tag } : {}),
     disks,
@@ -146,6 +152,8 @@ async function snapshotReplica(
         osrcycle: String(input.cycle),
         osrinstant: input.instant,
         osrkind: input.kind,
+        ...(input.sourceInstant ? { osrsourceinstant: input.sourceInstant } : {}),
+        ...(input.protection ? { osrprotection: input.protection } : {}),
       },
     });
     if (!res.snapshot) throw new Error(`snapshot of ${CONTAINERS.replica}/${blob} returned no snapshot id`);

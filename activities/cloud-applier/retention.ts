@@ -1,15 +1,17 @@
 // Retention: which recovery points to drop, and dropping them.
 //
-// By age (now - instant):
+// By age (now - instant; instants made monotonic along the points' order, shared/point-order.ts):
 //   younger than keepAllMinutes              kept, all of them
 //   up to retentionHours                     per clock hour (UTC): the newest point, and the newest
 //                                            app-consistent point, are kept; the others dropped
 //   older than retentionHours                dropped
-// The newest point overall is never dropped, whatever its age (a machine whose replication
-// stopped keeps its last image), and neither is a pinned one (e.g. used by a running failover).
+// The newest point overall (the last in order: highest protection and cycle, never by a clock)
+// is never dropped, whatever its age (a machine whose replication stopped keeps its last image),
+// and neither is a pinned one (e.g. used by a running failover).
 // A point whose instant cannot be read is kept: nothing is deleted on a guess.
 import type { RecoveryPoint, ReplicationPolicy } from '../../shared/replication-types';
 import { Vault, type PointSummary } from '../../lib/azure/vault';
+import { monotonicInstants, orderPoints } from '../../shared/point-order';
 import type { ApplierDeps } from './replica-disk';
 import { forEachLimited, isNotFound, replicaBlobClient } from './replica-disk';
 
@@ -36,14 +38,15 @@ export function pointsToPrune<P extends PointSummary>(
   const retentionMs = policy.retentionHours * HOUR_MS;
   const pinned = new Set(options.pinned ?? []);
 
-  const dated = points
-    .map((point) => ({ point, at: Date.parse(point.instant) }))
-    .filter((p) => !Number.isNaN(p.at))
-    .sort((a, b) => a.at - b.at || a.point.cycle - b.point.cycle);
+  const ordered = orderPoints(points);
+  const instants = monotonicInstants(ordered);
+  const dated = ordered
+    .map((point, i) => ({ point, at: instants[i] as number }))
+    .filter((p) => !Number.isNaN(p.at));
 
   const keep = new Set<P>();
-  const newest = dated[dated.length - 1];
-  if (newest) keep.add(newest.point);
+  const newest = ordered[ordered.length - 1];
+  if (newest) keep.add(newest);
   // Newest point, and newest app-consistent point, of each clock hour (later entries overwrite).
   const newestOfHour = new Map<number, P>();
   const newestAppOfHour = new Map<number, P>();

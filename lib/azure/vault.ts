@@ -11,9 +11,14 @@ import type {
   ReplicationPolicy,
 } from '../../shared/replication-types';
 
-export type PointSummary = Pick<RecoveryPoint, 'id' | 'instant' | 'kind' | 'cycle'>;
 import { CONTAINERS, type BlobStorage } from './blob-client';
 import { isVaultPath, vaultPath, vaultSegment } from '../../shared/names';
+import { orderPoints } from '../../shared/point-order';
+
+/** What retention and the metrics read of a point, from one listing (shared/point-order.ts orders it). */
+export type PointSummary = Pick<RecoveryPoint, 'id' | 'instant' | 'kind' | 'cycle' | 'protection'> & {
+  createdAt?: string;
+};
 import { decodeVaultDocument, encodeVaultDocument } from './vault-format';
 
 export class VaultConflictError extends Error {
@@ -135,8 +140,8 @@ export class Vault {
     return (await this.read<ProtectedMachine>(Vault.machineDoc(name)))?.value;
   }
   /**
-   * Id, instant, kind and cycle of a machine's points from one listing (they are kept as blob
-   * metadata by writePoint), without reading each document: retention runs every cycle.
+   * A machine's points from one listing (their summary is kept as blob metadata by writePoint),
+   * without reading each document: retention runs every cycle. Oldest first.
    */
   async pointSummaries(machine: string): Promise<PointSummary[]> {
     const prefix = Vault.pointsPrefix(machine);
@@ -150,13 +155,19 @@ export class Vault {
           instant: m.osrinstant,
           kind: m.osrkind as PointKind,
           cycle: Number(m.osrcycle),
+          ...(m.osrprotection ? { protection: m.osrprotection } : {}),
+          // Point documents are written once: before osrcreated, storage's own time of that write.
+          createdAt: m.osrcreated ?? blob.properties.createdOn?.toISOString(),
         });
       } else {
         const doc = (await this.read<RecoveryPoint>(blob.name))?.value;
-        if (doc) out.push({ id: doc.id, instant: doc.instant, kind: doc.kind, cycle: doc.cycle });
+        if (doc) {
+          const { id, instant, kind, cycle, protection, createdAt } = doc;
+          out.push({ id, instant, kind, cycle, createdAt, ...(protection ? { protection } : {}) });
+        }
       }
     }
-    return out;
+    return orderPoints(out);
   }
 
   /** Records a point (create only), with its summary as metadata for pointSummaries. */
@@ -165,13 +176,14 @@ export class Vault {
       osrinstant: point.instant,
       osrkind: point.kind,
       osrcycle: String(point.cycle),
+      osrcreated: point.createdAt,
+      ...(point.protection ? { osrprotection: point.protection } : {}),
     });
   }
 
-  /** A machine's recovery points, oldest first. */
+  /** A machine's recovery points, oldest first (shared/point-order.ts: never by the primary's clock). */
   async points(machine: string): Promise<RecoveryPoint[]> {
-    const points = await this.list<RecoveryPoint>(Vault.pointsPrefix(machine));
-    return points.sort((a, b) => a.instant.localeCompare(b.instant) || a.cycle - b.cycle);
+    return orderPoints(await this.list<RecoveryPoint>(Vault.pointsPrefix(machine)));
   }
 }
 

@@ -47,7 +47,10 @@ export interface Alert {
     | 'group-cut-failed'
     | 'group-cut-skipped'
     // Added by the control plane: every process server of the machine's host is stale or gone.
-    | 'host-server-lost';
+    | 'host-server-lost'
+    // The primary host's clock is off Temporal's by more than CLOCK_SKEW_ALERT_MS at a freeze
+    // (shared/point-order.ts): points are labelled by Temporal's time; cleared by a freeze in range.
+    | 'clock-skew';
   message: string;
   /** The disk the alert is about, where it is about one: problems fold per kind and disk. */
   subject?: string;
@@ -136,6 +139,8 @@ export interface ProtectState {
   failing?: CycleFailing;
   /** Points in time a failed cycle could not release (source unreachable): released first next time. */
   unreleased?: string[];
+  /** This protection's place among the machine's protections (point-order; Temporal's time). */
+  protection?: string;
 }
 
 export interface ProtectInput {

@@ -11,6 +11,7 @@ import { failureType, messageOf, storageUnavailable } from '../lib/failures';
 import { pointId } from '../lib/points';
 import { retryStorage } from '../lib/storage-retry';
 import { noteDiskChanges } from './disk-changes';
+import { pointClock } from './point-clock';
 import type { GroupCycle } from './group-cut';
 import {
   checkRpo,
@@ -61,6 +62,8 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
     }
     s.unreleased?.shift();
   }
+  // Temporal's time before the freeze: with the time after it, what bounds the true instant.
+  const freezeAskedAt = Date.now();
   try {
     try {
       frozen = await quickPs.freezePoint({
@@ -81,7 +84,8 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
     await group?.report({ phase: 'failed', reason: `could not freeze: ${messageOf(err)}` });
     return cycleFailed(run, `could not freeze a point in time: ${messageOf(err)}`, err);
   }
-  await group?.report({ phase: 'frozen', instant: frozen.instant });
+  const clock = pointClock(run, frozen, freezeAskedAt);
+  await group?.report({ phase: 'frozen', instant: clock.instant });
   noteDiskChanges(run, frozen);
   const syncing = frozen.disks.some((d) => d.mode !== 'delta');
   if (syncing && s.state === 'protected') setState(run, 'resyncing');
@@ -96,8 +100,8 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
         machine: machine.name,
         cycle: s.cycle,
         // Sortable by time; unique per machine and cycle.
-        pointId: pointId(frozen.instant, `c${frozen.cycle}`),
-        instant: frozen.instant,
+        pointId: pointId(clock.instant, `c${frozen.cycle}`),
+        ...clock,
         kind,
         tag,
         disks: frozen.disks.map((d) => ({ diskId: d.diskId, sizeBytes: d.sizeBytes })),
