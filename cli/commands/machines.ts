@@ -249,7 +249,9 @@ export function registerMachineCommands(program: Command): void {
 
   program
     .command('points <name>')
-    .description("a machine's recovery points, oldest first")
+    .description(
+      "a machine's recovery points, oldest first in the order they were cut (`source clock`: the primary's own reading, where it differs)",
+    )
     .option('--json', 'print JSON')
     .action(async (name: string, o: { json?: boolean }) => {
       const points = await withContext((ctx) => machines.listPoints(ctx, name));
@@ -259,6 +261,7 @@ export function registerMachineCommands(program: Command): void {
           points.map((p) => ({
             id: p.id,
             instant: p.instant,
+            'source clock': p.sourceInstant !== p.instant ? p.sourceInstant : undefined,
             kind: p.kind,
             tag: p.tag,
             disks: p.disks.map((d) => d.diskId).join(','),

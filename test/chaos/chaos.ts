@@ -43,12 +43,12 @@ export class Chaos {
   readonly pids = new Map<WorkerRole, number>();
   /** How each worker is started (faults.ts puts some behind a proxy, in a namespace, on a tmpfs). */
   readonly launch = new Map<WorkerRole, { env?: NodeJS.ProcessEnv; prefix?: string[] }>();
-  /** A point's true instant (its label, unless a fault skewed the clock that cut it). */
   /** Azurite's unsaved windows at its kills: [older metadata save - apply lag, kill]. */
   private readonly unsaved: Array<{ from: number; to: number }> = [];
   /** The last kill of the running trial. */
   private lastCrash?: Crash;
-  trueInstant = (p: { id: string; instant: string }) => Date.parse(p.instant);
+  /** A point's true instant (its label, unless a fault skewed the clock that cut it). */
+  trueInstant = (p: { id: string; instant: string; sourceInstant?: string }) => Date.parse(p.instant);
 
   constructor(
     readonly stack: TestStack,

@@ -11,6 +11,8 @@ import { loadKeyFile } from '../../lib/segments/keys';
 import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
+import { CLOCK_SKEW_ALERT_MS } from '../../shared/point-order';
+import type { RecoveryPoint } from '../../shared/replication-types';
 import type { WorkerRole } from '../../stack/stack';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy';
 import type { Chaos } from './chaos';
@@ -182,8 +184,10 @@ export class FaultTrials {
 
   /**
    * The process server (primary host) on a clock SKEW_SECONDS ahead, then set right. The points it
-   * cut meanwhile are labelled far enough ahead to tell apart (the skew is more than the hold and
-   * its restarts); they are checked at their true instant, and `latest` is looked at just after.
+   * cuts meanwhile keep the skewed reading as their source clock and carry Temporal's time as their
+   * instant; they are checked at their true instant (source clock minus the skew). While it lasts
+   * the clock-skew alert shows; once set right the alert clears, `latest` is the newest cycle and
+   * the list's instants never go backwards.
    */
   private async clockSkew(): Promise<Partial<Trial>> {
     if (!fs.existsSync(FAKETIME_LIB))
@@ -209,34 +213,44 @@ export class FaultTrials {
       await restart(base.env ?? {});
     });
     const fixedAt = Date.now();
-    // The first point labelled on the right clock: every skewed one (a frozen view the restarted
-    // server may finish keeps its skewed instant) is published before it, in cycle order.
+    /** How far a point's source clock is from its instant (0 before points kept it). */
+    const offBy = (p: RecoveryPoint) =>
+      p.sourceInstant ? Date.parse(p.sourceInstant) - Date.parse(p.instant) : 0;
     const first = await eventually('a point on the right clock', async () =>
       (await ctx.vault.points('steady')).find(
         (p) =>
-          p.cycle > before &&
-          Date.parse(p.instant) >= fixedAt - 2000 &&
-          Date.parse(p.instant) <= Date.now() + 5000,
+          p.cycle > before && Date.parse(p.instant) >= fixedAt && Math.abs(offBy(p)) < CLOCK_SKEW_ALERT_MS,
       ),
     );
     const recoveryMs = Date.now() - fixedAt;
+    const status = await machines.machineStatus(ctx, 'steady');
+    const stillAlerted = status.alerts.some((a) => a.kind === 'clock-skew');
     const points = await ctx.vault.points('steady');
     const skewed = new Set(
-      points
-        .filter((p) => p.cycle > before && p.cycle < first.cycle && Date.parse(p.instant) > fixedAt)
-        .map((p) => p.id),
+      points.filter((p) => p.cycle > before && offBy(p) > CLOCK_SKEW_ALERT_MS).map((p) => p.id),
     );
     this.chaos.trueInstant = (p) =>
-      skewed.has(p.id) ? Date.parse(p.instant) - skewMs : Date.parse(p.instant);
-    // Just after the clock is set right, which point does `latest` give?
+      skewed.has(p.id) && p.sourceInstant ? Date.parse(p.sourceInstant) - skewMs : Date.parse(p.instant);
+    // Just after the clock is set right: `latest` is the newest cycle, labels are not in the future.
     const latest = points.at(-1);
     const newest = [...points].sort((a, b) => b.cycle - a.cycle)[0];
-    const stale = latest && newest && latest.id !== newest.id;
+    const stale = latest?.id !== newest?.id;
+    const backwards = points.some((p, i) => i > 0 && p.instant < (points[i - 1] as RecoveryPoint).instant);
+    const future = points.filter((p) => skewed.has(p.id) && Date.parse(p.instant) > fixedAt).length;
+    const alerted = seen.includes('clock-skew');
+    const problems = [
+      skewed.size ? '' : 'no point cut on the skewed clock',
+      alerted ? '' : 'no clock-skew alert while the clock was ahead',
+      stillAlerted ? `the clock-skew alert stayed after ${first.id}, cut on the right clock` : '',
+      stale ? `"latest" was ${latest?.id}, NOT the newest cycle ${newest?.id}` : '',
+      backwards ? 'instants go backwards in the list' : '',
+      future ? `${future} points labelled after the clock was set right` : '',
+    ].filter(Boolean);
     return {
-      ok: skewed.size > 0 && !stale,
+      ok: problems.length === 0,
       recoveryMs,
-      seen: `${seen}; ${skewed.size} points labelled ${SKEW_SECONDS} s ahead; after the clock was set right, "latest" was ${latest?.id}${stale ? ` (NOT the newest cycle, ${newest.id}: a failover to latest would recover older data)` : ''}`,
-      note: `${skewed.size ? '' : 'no point cut on the skewed clock; '}points cut on the skewed clock are checked at their true instant (label minus the skew)`,
+      seen: `${seen}; ${skewed.size} points with a source clock ${SKEW_SECONDS} s ahead, labelled by Temporal; after the clock was set right, "latest" was ${latest?.id}${problems.length ? ` (FAIL: ${problems.join('; ')})` : ' (the newest cycle), the alert cleared'}`,
+      note: 'points cut on the skewed clock are checked at their true instant (source clock minus the skew)',
     };
   }
 
