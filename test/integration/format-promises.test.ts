@@ -15,6 +15,7 @@ import { freePort } from '../../lib/process/ports';
 import { keyFromBase64, Keyring } from '../../lib/segments/keys';
 import { decodeSegment, SEGMENT_MAGIC, SegmentVerificationError } from '../../lib/segments/segment-format';
 import { recoveryDocs } from '../../shared/recovery-types';
+import type { RecoveryPoint } from '../../shared/replication-types';
 import { startAzurite } from '../../stack/azurite';
 import { projectRoot } from '../helpers/test-stack';
 
@@ -127,6 +128,34 @@ describe('vault documents written by the previous release', () => {
       VAULT_FORMAT_VERSION,
     );
     assert.deepEqual((await vault.read(Vault.policyDoc('silver')))?.value, { ...policy, name: 'silver' });
+  });
+
+  test("a point of the previous release is listed before this release's, whatever the instants say", async () => {
+    await store(Vault.pointDoc('fixture-vm', 'p-000003'), fixture('point.json'));
+    const old = JSON.parse(fixture('point.json').toString('utf8')) as RecoveryPoint;
+    // Cut after the upgrade by a new protection, labelled an hour earlier (its primary's clock was
+    // behind before the upgrade): it is still the newer point, and `latest`.
+    const newer: RecoveryPoint = {
+      ...old,
+      id: 'p-new-c1',
+      cycle: 1,
+      instant: '2026-11-30T09:05:00.000Z',
+      sourceInstant: '2026-11-30T09:05:00.000Z',
+      protection: '2026-11-30T09:00:00.000Z',
+      createdAt: '2026-11-30T11:00:00.000Z',
+    };
+    await vault.writePoint(newer);
+    assert.deepEqual(
+      (await vault.points('fixture-vm')).map((p) => p.id),
+      ['p-000003', 'p-new-c1'],
+    );
+    assert.deepEqual(
+      (await vault.pointSummaries('fixture-vm')).map((p) => [p.id, p.protection]),
+      [
+        ['p-000003', undefined],
+        ['p-new-c1', newer.protection],
+      ],
+    );
   });
 
   test('a newer document is refused with the document, the version and the fix', async () => {
