@@ -131,8 +131,9 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
 
   let beats = 0;
   const forgetDeadServers = async () => {
-    for (const doc of await vault.list<ServerHeartbeat>(SERVERS_PREFIX))
-      if (Date.now() - Date.parse(doc.at) > FORGET_SERVER_AFTER_MS) {
+    // Aged by the storage service's clock: a worker whose own clock runs a day ahead forgets nobody.
+    for (const { value: doc, ageSeconds } of await vault.listAged<ServerHeartbeat>(SERVERS_PREFIX))
+      if ((ageSeconds ?? (Date.now() - Date.parse(doc.at)) / 1000) * 1000 > FORGET_SERVER_AFTER_MS) {
         await vault.remove(serverDoc(doc.id));
         log.info({ server: doc.id, lastHeartbeat: doc.at }, 'forgot a worker silent for a day');
       }

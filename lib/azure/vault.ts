@@ -113,6 +113,29 @@ export class Vault {
     return names;
   }
 
+  /**
+   * Documents under a prefix with how long ago each was last written, by the storage service's own
+   * clock (its Last-Modified against its Date): true whatever the writer's or the reader's clock says.
+   */
+  async listAged<T>(prefix: string): Promise<Array<{ value: T; ageSeconds?: number }>> {
+    const names = (await this.listNames(prefix)).filter(isVaultPath);
+    const docs = await Promise.all(
+      names.map(async (name) => {
+        try {
+          const response = await this.container.getBlockBlobClient(name).download();
+          const value = decodeVaultDocument<T>(name, await streamToString(response.readableStreamBody));
+          const [written, now] = [response.lastModified?.getTime(), response.date?.getTime()];
+          const ageSeconds = written && now ? Math.max(0, Math.round((now - written) / 1000)) : undefined;
+          return { value, ageSeconds };
+        } catch (err) {
+          if (err instanceof RestError && err.statusCode === 404) return undefined;
+          throw err;
+        }
+      }),
+    );
+    return docs.filter((d) => d !== undefined);
+  }
+
   async list<T>(prefix: string): Promise<T[]> {
     // A document stored under a name the guard refuses (not by OSR) is not read through it.
     const names = (await this.listNames(prefix)).filter(isVaultPath);

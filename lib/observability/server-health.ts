@@ -86,17 +86,20 @@ export function viewServer(
   hb: ServerHeartbeat,
   config: Pick<OsrConfig, 'health'>,
   now = Date.now(),
+  storageAgeSeconds?: number,
 ): ServerView {
-  const ageSeconds = Math.max(0, Math.round((now - Date.parse(hb.at)) / 1000));
+  // The storage service's clock where it told: a worker whose own clock is off (its heartbeat's
+  // `at`) is not taken for silent, nor a silent one for live.
+  const ageSeconds = storageAgeSeconds ?? Math.max(0, Math.round((now - Date.parse(hb.at)) / 1000));
   return { ...hb, ageSeconds, stale: ageSeconds > config.health.staleSeconds };
 }
 
 /** Every server with a heartbeat on record, role then host order; stale ones marked. */
 export async function listServers(vault: Vault, config: Pick<OsrConfig, 'health'>): Promise<ServerView[]> {
-  const docs = await vault.list<ServerHeartbeat>(SERVERS_PREFIX);
+  const docs = await vault.listAged<ServerHeartbeat>(SERVERS_PREFIX);
   const now = Date.now();
   return docs
-    .map((d) => viewServer(d, config, now))
+    .map((d) => viewServer(d.value, config, now, d.ageSeconds))
     .sort((a, b) => a.role.localeCompare(b.role) || a.id.localeCompare(b.id));
 }
 

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, test } from 'node:test';
+import { listServers } from '../../lib/observability/server-health';
 import { failoverBlobClient } from '../../activities/cloud-applier/recovered-disks';
 import type { ControlContext } from '../../operations/context';
 import * as failover from '../../operations/failover';
@@ -99,6 +100,13 @@ test('a primary clock behind, then set right: latest is the newest point, in cyc
   assert.match(alert.message, /behind/);
   assert.match(alert.message, /NTP/);
   assert.equal((await machines.resolvePoint(ctx, M, 'latest')).id, c.point.id, 'latest while skewed');
+  // Its heartbeats carry the clock two minutes behind; aged by the storage service's clock, the
+  // process server is live, not stale (the stale limit is 60 s).
+  const skewedServers = (await listServers(ctx.vault, ctx.config)).filter(
+    (s) => s.role === 'process-server' && Date.now() - Date.parse(s.at) > 90_000,
+  );
+  assert.equal(skewedServers.length, 1, 'the skewed process server has a heartbeat on record');
+  assert.equal(skewedServers[0]?.stale, false, `live despite its clock: ${JSON.stringify(skewedServers[0])}`);
 
   // A drill to latest holds the newest data (c's marker), not the point labelled last by the clock.
   const drill = await failover.startTestFailover(ctx, M, { point: 'latest' });
