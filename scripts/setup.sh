@@ -65,6 +65,9 @@ bash temporal-dev/build.sh
 # The tests' tiny guest: Debian's kernel, busybox and qemu-guest-agent, fetched with apt-get
 # download (cached); rebuilt when its build script or init changed (a stamp of both).
 if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then bash scripts/build-test-guest.sh; fi
+# The agent test guest: the test guest's initramfs plus dropbear, what Node needs and the
+# device-mapper modules (cached the same way).
+if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then bash scripts/build-agent-guest.sh; fi
 # vcsim (govmomi's vCenter simulator) for the vCenter discovery tests only: built from its Go
 # module like the Temporal CLI, once. v0.18.0 is the version the Go module proxy serves.
 if [ "${OSR_SETUP_TESTS:-}" = 1 ] && [ ! -x "${OSR_STATE_DIR:-.osr}/bin/vcsim" ]; then
