@@ -160,6 +160,25 @@ export default tseslint.config(
     },
   },
   {
+    // The agent runs on the protected machine from its compiled folder alone: Node built-ins and
+    // its own files, nothing of OSR or node_modules (lib/agents uses its protocol, not the reverse).
+    files: ['agent/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(?!\\./|node:)',
+              message:
+                'agent/ imports only node: built-ins and its own files: it is copied alone onto the machine.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['lib/**/*.ts'],
     rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: libForbidden }] },
   },

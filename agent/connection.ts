@@ -1,0 +1,192 @@
+// The agent's connection out to its process server: TLS to host:port, accepted only when the
+// server's certificate is the pinned one (by SHA-256; no CA is involved), then one JSON message
+// per line (protocol.ts). `session` keeps an enrolled agent connected: hello, heartbeats, and a
+// new connection with backoff whenever one drops, until the server refuses it for good.
+import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
+import {
+  encode,
+  FINAL_REFUSALS,
+  HEARTBEAT_SECONDS,
+  lineReader,
+  normalizeFingerprint,
+  type AgentMessage,
+  type MachineFacts,
+  type RefusalCode,
+  type ServerMessage,
+} from './protocol';
+
+export interface ServerTarget {
+  /** host:port */
+  server: string;
+  fingerprint: string;
+}
+
+/** The server said no, for a reason retrying cannot fix. */
+export class RefusedError extends Error {
+  override name = 'RefusedError';
+  constructor(
+    readonly code: RefusalCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function splitAddress(address: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(address);
+  const port = Number(m?.[2]);
+  if (!m || !m[1] || port < 1 || port > 65535)
+    throw new Error(`"${address}" is not host:port (e.g. ps1.example.net:9443)`);
+  return { host: m[1], port };
+}
+
+/** A TLS connection whose peer certificate has the pinned fingerprint, or an error that shows both. */
+export function connect(target: ServerTarget, timeoutMs = 20_000): Promise<tls.TLSSocket> {
+  const { host, port } = splitAddress(target.server);
+  const pinned = normalizeFingerprint(target.fingerprint);
+  return new Promise((resolve, reject) => {
+    // Node's CA check is off only so the pinned fingerprint can be compared; nothing is sent first.
+    const socket = tls.connect({ host, port, servername: host, rejectUnauthorized: false });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no TLS connection to ${target.server} within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot connect to ${target.server}: ${err.message}`));
+    });
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      const raw = socket.getPeerCertificate().raw;
+      const seen = raw ? new X509Certificate(raw).fingerprint256 : 'none';
+      if (seen !== pinned) {
+        socket.destroy();
+        // Not final: a server in the middle may go away; the agent keeps trying, and says why.
+        return reject(
+          new Error(
+            `the server at ${target.server} showed certificate ${seen}, not the pinned ${pinned}: not connecting (a different server, or its certificate was replaced: enroll again with the fingerprint \`osr agent token\` prints)`,
+          ),
+        );
+      }
+      resolve(socket);
+    });
+  });
+}
+
+/** Reads the server's messages from a socket; `next()` waits for the next one. */
+export function messages(socket: tls.TLSSocket): { next(timeoutMs: number): Promise<ServerMessage> } {
+  const queue: ServerMessage[] = [];
+  let waiter: ((m: ServerMessage | Error) => void) | undefined;
+  let ended: Error | undefined;
+  const push = (m: ServerMessage | Error): void => {
+    if (m instanceof Error) ended ??= m;
+    else queue.push(m);
+    const w = waiter;
+    waiter = undefined;
+    w?.(m);
+  };
+  const feed = lineReader((v) => push(v as ServerMessage));
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      feed(chunk);
+    } catch (err) {
+      socket.destroy();
+      push(new Error(`bad data from the server: ${(err as Error).message}`));
+    }
+  });
+  socket.on('close', () => push(new Error('the server closed the connection')));
+  socket.on('error', (err) => push(new Error(`connection failed: ${err.message}`)));
+  return {
+    next: (timeoutMs) =>
+      new Promise((resolve, reject) => {
+        const queued = queue.shift();
+        if (queued) return resolve(queued);
+        if (ended) return reject(ended);
+        const timer = setTimeout(() => {
+          waiter = undefined;
+          reject(new Error(`no answer from the server within ${timeoutMs / 1000} s`));
+        }, timeoutMs);
+        waiter = (m) => {
+          clearTimeout(timer);
+          if (m instanceof Error) reject(m);
+          else resolve(queue.shift() as ServerMessage);
+        };
+      }),
+  };
+}
+
+function refusal(m: ServerMessage): RefusedError | Error {
+  if (m.type !== 'refused') return new Error(`unexpected answer from the server: ${m.type}`);
+  return FINAL_REFUSALS.has(m.code) ? new RefusedError(m.code, m.message) : new Error(m.message);
+}
+
+/** One enrollment: the token for an id and a credential. */
+export async function enroll(
+  target: ServerTarget,
+  token: string,
+  facts: MachineFacts,
+): Promise<{ agentId: string; secret: string }> {
+  const socket = await connect(target);
+  try {
+    const inbox = messages(socket);
+    socket.write(encode({ type: 'enroll', token, facts } satisfies AgentMessage));
+    const answer = await inbox.next(30_000);
+    if (answer.type !== 'enrolled') throw refusal(answer);
+    return { agentId: answer.agentId, secret: answer.secret };
+  } finally {
+    socket.destroy();
+  }
+}
+
+export interface SessionOptions extends ServerTarget {
+  agentId: string;
+  secret: string;
+  facts: () => MachineFacts;
+  log: (line: string) => void;
+  /** Stops the session (resolves `session`). */
+  signal?: AbortSignal;
+}
+
+/** One connection's life: hello, then heartbeats until it drops. Resolves when it has dropped. */
+async function connectedOnce(o: SessionOptions): Promise<void> {
+  const socket = await connect(o);
+  const stop = (): void => void socket.destroy();
+  o.signal?.addEventListener('abort', stop);
+  try {
+    const inbox = messages(socket);
+    socket.write(encode({ type: 'hello', agentId: o.agentId, secret: o.secret, facts: o.facts() }));
+    const answer = await inbox.next(30_000);
+    if (answer.type !== 'welcome') throw refusal(answer);
+    o.log(`connected to ${o.server} as ${o.agentId}`);
+    const every = (answer.heartbeatSeconds || HEARTBEAT_SECONDS) * 1000;
+    for (let seq = 1; !o.signal?.aborted; seq++) {
+      await new Promise((r) => setTimeout(r, every));
+      socket.write(encode({ type: 'heartbeat', seq }));
+      // Three missed answers: the link is dead even if TCP has not noticed.
+      const ack = await inbox.next(every * 3);
+      if (ack.type !== 'heartbeat-ack') throw refusal(ack);
+    }
+  } finally {
+    o.signal?.removeEventListener('abort', stop);
+    socket.destroy();
+  }
+}
+
+/** Stays connected, reconnecting with backoff (1 s doubling to 30 s); rejects only on a final refusal. */
+export async function session(o: SessionOptions): Promise<void> {
+  let backoff = 1000;
+  while (!o.signal?.aborted) {
+    const started = Date.now();
+    try {
+      await connectedOnce(o);
+    } catch (err) {
+      if (err instanceof RefusedError) throw err;
+      if (o.signal?.aborted) break;
+      o.log(`${(err as Error).message}; connecting again in ${backoff / 1000} s`);
+    }
+    if (Date.now() - started > 60_000) backoff = 1000;
+    await new Promise((r) => setTimeout(r, backoff));
+    backoff = Math.min(backoff * 2, 30_000);
+  }
+}

@@ -1,0 +1,94 @@
+// osr-agent: the Mobility agent's command line, on the protected machine.
+//   osr-agent enroll --server <host:9443> --token <token> --fingerprint <sha256> [--no-service]
+//   osr-agent run          the service: stays connected to its process server
+//   osr-agent uninstall    stops and removes the service and the agent's credential
+//   osr-agent facts        prints what the agent reports (machine, OS, disks)
+// Node built-ins only, so the compiled folder runs on any machine with Node (or the node binary
+// copied beside it by `osr agent install`).
+import fs from 'node:fs';
+import path from 'node:path';
+import { enroll, RefusedError, session } from './connection';
+import { AGENT_VERSION, machineFacts } from './inventory';
+import { EXIT_REFUSED, normalizeFingerprint } from './protocol';
+import { installService, removeService } from './service';
+import { readState, stateFile, writeState } from './state';
+
+const USAGE = `usage: osr-agent enroll --server <host:port> --token <token> --fingerprint <sha256> [--no-service]
+       osr-agent run | uninstall | facts | --version`;
+
+class UsageError extends Error {}
+
+function options(args: string[]): Map<string, string | true> {
+  const out = new Map<string, string | true>();
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (!a.startsWith('--')) throw new UsageError(`unexpected argument "${a}"`);
+    const next = args[i + 1];
+    if (next !== undefined && !next.startsWith('--')) out.set(a.slice(2), (i++, next));
+    else out.set(a.slice(2), true);
+  }
+  return out;
+}
+
+function required(o: Map<string, string | true>, name: string): string {
+  const v = o.get(name);
+  if (typeof v !== 'string') throw new UsageError(`--${name} <value> is required`);
+  return v;
+}
+
+/** The launcher beside this folder (osr-agent), which the service runs. */
+function launcher(): string {
+  return path.join(path.dirname(__dirname), 'osr-agent');
+}
+
+const log = (line: string): void => void process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const o = options(rest);
+  switch (command) {
+    case 'enroll': {
+      const server = required(o, 'server');
+      const fingerprint = normalizeFingerprint(required(o, 'fingerprint'));
+      const facts = machineFacts();
+      const { agentId, secret } = await enroll({ server, fingerprint }, required(o, 'token'), facts);
+      writeState({ server, fingerprint, agentId, secret, enrolledAt: new Date().toISOString() });
+      const service = o.has('no-service') ? 'not installed (--no-service)' : installService(launcher());
+      process.stdout.write(
+        `enrolled as ${agentId} with ${server} (${facts.hostname}, ${facts.disks.length} disk(s)); service: ${service}\n`,
+      );
+      return 0;
+    }
+    case 'run': {
+      const state = readState();
+      const stop = new AbortController();
+      for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
+      log(`osr-agent ${AGENT_VERSION} as ${state.agentId}, server ${state.server}`);
+      await session({ ...state, facts: () => machineFacts(), log, signal: stop.signal });
+      return 0;
+    }
+    case 'uninstall': {
+      const kind = removeService();
+      fs.rmSync(stateFile(), { force: true });
+      process.stdout.write(`removed the ${kind} service and ${stateFile()}\n`);
+      return 0;
+    }
+    case 'facts':
+      process.stdout.write(`${JSON.stringify(machineFacts(), null, 2)}\n`);
+      return 0;
+    case '--version':
+      process.stdout.write(`${AGENT_VERSION}\n`);
+      return 0;
+    default:
+      throw new UsageError(command ? `unknown command "${command}"` : 'no command');
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const e = err as Error;
+    process.stderr.write(`osr-agent: ${e.message}${e instanceof UsageError ? `\n${USAGE}` : ''}\n`);
+    process.exit(e instanceof UsageError ? 2 : e instanceof RefusedError ? EXIT_REFUSED : 1);
+  },
+);
