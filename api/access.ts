@@ -48,6 +48,8 @@ export const ROUTE_ACCESS: Record<string, Access> = {
   'GET /v1/machines/{name}/recovery-settings': 'viewer',
   // Discovery asks each host's process server to read the host's inventory (a job, not a read).
   'GET /v1/discover': 'operator',
+  'GET /v1/agents': 'viewer',
+  'GET /v1/agents/{id}': 'viewer',
   'GET /metrics': 'viewer',
 
   'POST /v1/machines/{name}/points': 'operator',

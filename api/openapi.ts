@@ -8,6 +8,7 @@ import { recoveryPaths, recoverySchemas } from './openapi-recovery';
 import { error, json, type Operation, type Schema } from './openapi-common';
 import { jobPaths } from './openapi-jobs';
 import { hostPaths, hostSchemas } from './openapi-hosts';
+import { agentPaths, agentSchemas } from './openapi-agents';
 import { identityPaths, identitySchemas } from './openapi-identity';
 import { accessOf } from './access';
 import { approvalPaths, approvalSchemas, awaitingApproval } from './openapi-approvals';
@@ -58,6 +59,7 @@ const document: OpenApiDocument = {
     ...jobPaths,
     ...planGroupPaths,
     ...hostPaths,
+    ...agentPaths,
     ...recoveryPaths,
     ...identityPaths,
     ...approvalPaths,
@@ -81,6 +83,7 @@ const document: OpenApiDocument = {
       ...machineSchemas,
       ...planGroupSchemas,
       ...hostSchemas,
+      ...agentSchemas,
       ...recoverySchemas,
       ...identitySchemas,
       ...approvalSchemas,

@@ -21,6 +21,7 @@ import { protectionRoutes } from './protection-routes';
 import { planAndGroupRoutes } from './plan-group-routes';
 import { operatorRoutes } from './operator-routes';
 import { hostRoutes } from './host-routes';
+import { agentRoutes } from './agent-routes';
 import { recoveryRoutes } from './recovery-routes';
 import { identityRoutes } from './identity-routes';
 import { approvalRoutes } from './approval-routes';
@@ -211,6 +212,7 @@ export const routes: Route[] = [
   ...failbackRoutes,
   ...operatorRoutes,
   ...hostRoutes,
+  ...agentRoutes,
   ...recoveryRoutes,
   ...identityRoutes(() => routes),
   ...approvalRoutes,

@@ -2,16 +2,13 @@
 // makes at its first start under <stateDir>/api/tls (key mode 0600) with the `openssl` CLI, so the
 // API never speaks plain HTTP unless api.insecureHttp says so. Clients pin the certificate by its
 // SHA-256 fingerprint, which `osr serve` prints at every start.
-import { execFile } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { ConfigError, type OsrConfig } from '../lib/config/config';
-
-const execFileAsync = promisify(execFile);
+import { makeSelfSigned } from '../lib/config/self-signed';
 
 export interface ApiTls {
   certPath: string;
@@ -52,42 +49,11 @@ function describe(certPath: string, keyPath: string, source: ApiTls['source']): 
 }
 
 /** Names the certificate should hold: loopback, this host, and the listen address when specific. */
-function subjectAltNames(listenHost: string | undefined): string {
+export function subjectAltNames(listenHost: string | undefined): string {
   const names = new Set(['DNS:localhost', 'IP:127.0.0.1', 'IP:::1', `DNS:${os.hostname()}`]);
   if (listenHost && !['0.0.0.0', '::', ''].includes(listenHost))
     names.add(net.isIP(listenHost) ? `IP:${listenHost}` : `DNS:${listenHost}`);
   return [...names].join(',');
-}
-
-async function makeSelfSigned(dir: string, listenHost: string | undefined): Promise<void> {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  // Made in a private temporary folder, then renamed into place: never a half-written pair.
-  const temp = fs.mkdtempSync(path.join(dir, '.new-'));
-  try {
-    const [key, cert] = [path.join(temp, 'key.pem'), path.join(temp, 'cert.pem')];
-    // prettier-ignore
-    const args = [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-days', '825', '-subj', `/CN=${os.hostname().slice(0, 64)}/O=Open Site Recovery API`,
-      '-addext', `subjectAltName=${subjectAltNames(listenHost)}`,
-      '-keyout', key, '-out', cert,
-    ];
-    try {
-      await execFileAsync('openssl', args, { timeout: 60_000 });
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException & { stderr?: string };
-      throw new Error(
-        e.code === 'ENOENT'
-          ? "cannot make the API's TLS certificate: the `openssl` command is not installed (Debian: `apt-get install openssl`, which `npm run setup` does). Or set api.tls.certPath/keyPath to a certificate of your own"
-          : `cannot make the API's TLS certificate with openssl: ${(e.stderr ?? e.message).trim()}`,
-      );
-    }
-    fs.chmodSync(key, 0o600);
-    fs.renameSync(key, path.join(dir, 'key.pem'));
-    fs.renameSync(cert, path.join(dir, 'cert.pem'));
-  } finally {
-    fs.rmSync(temp, { recursive: true, force: true });
-  }
 }
 
 /**
@@ -106,6 +72,6 @@ export async function resolveApiTls(
     const existing = describe(certPath, keyPath, 'existing');
     if (Date.parse(existing.validTo) > Date.now()) return existing;
   }
-  await makeSelfSigned(dir, listenHost ?? config.api.host);
+  await makeSelfSigned(dir, 'Open Site Recovery API', subjectAltNames(listenHost ?? config.api.host));
   return describe(certPath, keyPath, 'created');
 }

@@ -21,6 +21,7 @@ import { registerStackCommands } from './commands/stack';
 import { registerServeCommand } from './commands/serve';
 import { assertKnownCommand } from './common/command-check';
 import { registerTokenCommands } from './commands/tokens';
+import { registerAgentCommands } from './commands/agents';
 import { registerApprovalCommands } from './commands/approvals';
 import { ApprovalPendingError } from '../operations/approvals';
 import { exitCodes } from './common/context';
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerDemoCommands(program);
   registerServeCommand(program);
   registerTokenCommands(program);
+  registerAgentCommands(program);
   registerApprovalCommands(program);
   registerOperatorCommands(program);
   registerKeysCommands(program);

@@ -11,6 +11,7 @@ import {
 } from '../shared/contracts/discover-host';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { OperationError, type ControlContext } from './context';
+import { agentMachines, listAgents } from './agents';
 import { getHost, listHosts } from './hosts';
 import { protect } from './machines';
 
@@ -94,6 +95,8 @@ export async function discover(ctx: ControlContext, hostName?: string): Promise<
         message: r.message,
       });
   }
+  // Machines with an enrolled Mobility agent: known from the vault, no host to ask.
+  if (!hostName) out.machines.push(...agentMachines(await listAgents(ctx)));
   // One host asked by name that cannot be read is a refusal, not an empty list.
   const only = out.hosts[0];
   if (hostName && only && !only.ok)

@@ -3,6 +3,7 @@
 // queues, since only it sees their machines. Scale out by starting more of either kind.
 import { createDataPathDeps } from '../activities/deps';
 import { createProcessServerActivities } from '../activities/process-server';
+import { startAgentListener, type AgentListener } from '../lib/agents/listener';
 import { checkName } from '../shared/names';
 import { hostProcessServerQueue, processServerQueue, servesRecoverySite } from '../shared/task-queues';
 import { main } from './run-worker';
@@ -34,6 +35,27 @@ main({
         : [],
   setup: async (config, log) => {
     const deps = await createDataPathDeps(config, log, 'process-server');
-    return { activities: createProcessServerActivities(deps), close: () => deps.pipeline.destroy() };
+    // Mobility agents dial out to this listener (agents.port 0: none). A port another process
+    // server of this machine holds is logged, not fatal: the agents of that one are served there.
+    let agents: AgentListener | undefined;
+    if (config.agents.port !== 0)
+      agents = await startAgentListener({
+        vault: deps.vault,
+        ...config.agents,
+        stateDir: config.stateDir,
+        log,
+      }).catch((err: Error) => {
+        log.error(
+          `agent listener not started on ${config.agents.host}:${config.agents.port}: ${err.message} (set agents.port, or 0 for none)`,
+        );
+        return undefined;
+      });
+    return {
+      activities: createProcessServerActivities(deps),
+      close: async () => {
+        await agents?.close();
+        await deps.pipeline.destroy();
+      },
+    };
   },
 });

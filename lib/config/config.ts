@@ -1,10 +1,10 @@
-// One validated configuration for every OSR process. Sources, later ones winning:
-// built-in defaults < the config file (OSR_CONFIG or ./osr.config.json) < OSR_* environment variables.
-// Nothing here starts anything: `temporal.address` / `storage.connectionString` absent means
-// "use the embedded dev server / Azurite that `osr stack up` starts".
+// One validated configuration for every OSR process. Sources, later ones winning: built-in defaults
+// < the config file (OSR_CONFIG or ./osr.config.json) < OSR_* environment variables. Nothing here
+// starts anything: no `temporal.address` / `storage.connectionString` means the embedded ones.
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { AGENT_ENV_KEYS, agentsConfig } from './agents-config';
 import { CONTAINER_KEYS, STORAGE_ROLES } from './storage-roles';
 
 const hostPort = z
@@ -140,8 +140,8 @@ export const configSchema = z
         insecureHttp: false,
         rateLimit: { perMinute: 60, burst: 20 },
       }),
-    // Four eyes: plan failovers and commits wait for a second identity's approval (docs/security.md);
-    // a plan can ask for it alone (requireApproval). Unanswered requests expire.
+    agents: agentsConfig,
+    // Four eyes (docs/security.md): plan failovers and commits wait for a second identity's approval.
     approvals: z
       .object({
         required: z.boolean().default(false),
@@ -252,6 +252,7 @@ export const ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }
   OSR_PIPELINE_THREADS: { key: 'pipeline.threads', type: 'number' },
   OSR_UPLOAD_CONCURRENCY: { key: 'pipeline.uploadConcurrency', type: 'number' },
   OSR_LOG_LEVEL: { key: 'log.level', type: 'string' },
+  ...AGENT_ENV_KEYS,
   OSR_API_HOST: { key: 'api.host', type: 'string' },
   OSR_API_PORT: { key: 'api.port', type: 'number' },
   OSR_API_TOKEN: { key: 'api.token', type: 'string' },

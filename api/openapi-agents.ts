@@ -1,0 +1,78 @@
+// The OpenAPI description of the agent routes (api/agent-routes.ts).
+import { common, error, json, listOf, ref, type Operation, type Schema } from './openapi-common';
+
+export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
+  '/v1/agents': {
+    get: {
+      operationId: 'listAgents',
+      summary:
+        'enrolled Mobility agents: machine, state (connected when its process server saw it in the last 150 s), disks',
+      tags: ['agents'],
+      responses: { '200': { description: 'agents', ...listOf('agents', 'Agent') }, ...common },
+    },
+  },
+  '/v1/agents/{id}': {
+    get: {
+      operationId: 'getAgent',
+      summary: 'one enrolled agent',
+      tags: ['agents'],
+      parameters: [
+        {
+          name: 'id',
+          in: 'path',
+          required: true,
+          description: 'agent id (ag-…)',
+          schema: { type: 'string' },
+        },
+      ],
+      responses: {
+        '200': { description: 'the agent', ...json(ref('Agent')) },
+        ...common,
+        '400': error('not an agent id'),
+        '404': error('no such agent'),
+      },
+    },
+  },
+};
+
+export const agentSchemas: Record<string, Schema> = {
+  Agent: {
+    type: 'object',
+    required: ['id', 'facts', 'enrolledAt', 'connected', 'state'],
+    properties: {
+      id: { type: 'string' },
+      state: { enum: ['connected', 'disconnected'] },
+      connected: { type: 'boolean', description: 'what its listener last wrote' },
+      listener: { type: 'string', description: 'host:port of the process server listener' },
+      enrolledAt: { type: 'string', format: 'date-time' },
+      connectedAt: { type: 'string', format: 'date-time' },
+      lastSeenAt: { type: 'string', format: 'date-time' },
+      disconnectedAt: { type: 'string', format: 'date-time' },
+      facts: {
+        type: 'object',
+        required: ['machineId', 'hostname', 'os', 'kernel', 'agentVersion', 'disks'],
+        properties: {
+          machineId: { type: 'string' },
+          hostname: { type: 'string' },
+          os: { type: 'string' },
+          kernel: { type: 'string' },
+          agentVersion: { type: 'string' },
+          disks: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['name', 'sizeBytes', 'readOnly'],
+              properties: {
+                name: { type: 'string' },
+                sizeBytes: { type: 'integer' },
+                readOnly: { type: 'boolean' },
+                serial: { type: 'string' },
+                model: { type: 'string' },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};

@@ -1,0 +1,150 @@
+// `osr agent token|install|list|show|uninstall`: Mobility agents, the in-guest part that protects
+// machines OSR cannot see from a hypervisor. Agents dial out to a process server's listener
+// (agents.port, 9443); this reads and writes the vault, and `install` reaches the machine by SSH.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { installAgent } from '../../operations/agent-install';
+import { forgetAgent, getAgent, listAgents, makeAgentToken, type AgentView } from '../../operations/agents';
+import { parseDuration } from '../../shared/policy';
+import { withContext } from '../common/context';
+import { CliError, EXIT, printJson, printTable } from '../common/output';
+
+const GiB = 1024 ** 3;
+const size = (bytes: number) =>
+  bytes >= GiB ? `${(bytes / GiB).toFixed(1)} GiB` : `${Math.round(bytes / 1024 ** 2)} MiB`;
+const disks = (a: AgentView) => a.facts.disks.map((d) => `${d.name} ${size(d.sizeBytes)}`).join(', ');
+
+function row(a: AgentView) {
+  return {
+    id: a.id,
+    hostname: a.facts.hostname,
+    state: a.state,
+    last_seen: a.lastSeenAt ?? 'never',
+    os: a.facts.os,
+    disks: disks(a),
+  };
+}
+
+function defaultKey(): string | undefined {
+  for (const name of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
+    const file = path.join(os.homedir(), '.ssh', name);
+    if (fs.existsSync(file)) return file;
+  }
+  return undefined;
+}
+
+export function registerAgentCommands(program: Command): void {
+  const agent = program
+    .command('agent')
+    .description(
+      'Mobility agents: installed on a machine, they dial out to a process server (TLS, agents.port 9443)',
+    );
+  agent
+    .command('token')
+    .description('make a one-time enrollment token and print the command that enrolls a machine by hand')
+    .option('--expires <duration>', 'valid this long (e.g. 15m, 1h; default 1h, at most 7d)')
+    .option('--server <host:port>', 'the process server listener agents dial (default: the only one)')
+    .option('--json', 'print JSON (the token included)')
+    .action(async (o: { expires?: string; server?: string; json?: boolean }) => {
+      const ttlSeconds = o.expires === undefined ? undefined : parseDuration(o.expires, '--expires');
+      const made = await withContext((ctx) => makeAgentToken(ctx, { ttlSeconds, server: o.server }));
+      if (o.json) return printJson(made);
+      process.stdout.write(
+        `one-time token, expires ${made.expiresAt} (OSR keeps only its hash). On the machine, with the agent copied to /opt/osr-agent:\n  /opt/osr-agent/${made.command}\n`,
+      );
+    });
+  agent
+    .command('install')
+    .description(
+      'copy the agent onto a machine over SSH (SFTP), install its service (systemd, or an init script) and enroll it; waits until it is connected',
+    )
+    .requiredOption(
+      '--ssh <user@host[:port]>',
+      'the machine, as root (or a user that may write /opt and /etc)',
+    )
+    .option('--key <file>', 'SSH private key (default ~/.ssh/id_ed25519, id_ecdsa or id_rsa)')
+    .option(
+      '--host-key-fingerprint <SHA256:…>',
+      "the machine's SSH host key as ssh-keygen -l shows it; an unknown key is refused",
+    )
+    .option('--server <host:port>', 'the process server listener the agent dials (default: the only one)')
+    .option('--wait <duration>', 'how long to wait for the agent to connect (default 3m)')
+    .option('--json', 'print JSON')
+    .action(
+      async (o: {
+        ssh: string;
+        key?: string;
+        hostKeyFingerprint?: string;
+        server?: string;
+        wait?: string;
+        json?: boolean;
+      }) => {
+        const keyFile = o.key ?? defaultKey();
+        if (!keyFile) throw new CliError('no SSH key: give one with --key <file>', EXIT.usage);
+        let privateKey: Buffer;
+        try {
+          privateKey = fs.readFileSync(keyFile);
+        } catch (err) {
+          throw new CliError(`--key ${keyFile}: ${(err as Error).message}`, EXIT.usage);
+        }
+        const waitSeconds = o.wait === undefined ? undefined : parseDuration(o.wait, '--wait');
+        const installed = await withContext((ctx) =>
+          installAgent(ctx, {
+            ssh: o.ssh,
+            privateKey,
+            hostKeyFingerprint: o.hostKeyFingerprint,
+            server: o.server,
+            waitSeconds,
+            onProgress: (step) => o.json || process.stderr.write(`${step}\n`),
+          }),
+        );
+        if (o.json) return printJson(installed);
+        process.stdout.write(
+          `agent ${installed.id} on ${installed.facts.hostname} connected; disks: ${disks(installed)}\n`,
+        );
+      },
+    );
+  agent
+    .command('list')
+    .description('enrolled agents: state, last sign of life, OS and disks')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const agents = await withContext((ctx) => listAgents(ctx));
+      if (o.json) return printJson(agents);
+      printTable(agents.map(row));
+    });
+  agent
+    .command('show <id>')
+    .description('one agent: its machine, connection and disks')
+    .option('--json', 'print JSON')
+    .action(async (id: string, o: { json?: boolean }) => {
+      const a = await withContext((ctx) => getAgent(ctx, id));
+      if (o.json) return printJson(a);
+      process.stdout.write(
+        `${a.id}  ${a.facts.hostname}  ${a.state}\n  machine id ${a.facts.machineId}\n  ${a.facts.os}, kernel ${a.facts.kernel}, agent ${a.facts.agentVersion}\n` +
+          `  enrolled ${a.enrolledAt}; listener ${a.listener ?? '-'}; connected ${a.connectedAt ?? '-'}; last seen ${a.lastSeenAt ?? '-'}\n`,
+      );
+      printTable(
+        a.facts.disks.map((d) => ({
+          disk: d.name,
+          size: size(d.sizeBytes),
+          bytes: d.sizeBytes,
+          serial: d.serial ?? '',
+          read_only: d.readOnly,
+        })),
+      );
+    });
+  agent
+    .command('uninstall <id>')
+    .description(
+      'forget an agent: its credential is refused from then on and its service stops itself; on the machine, `/opt/osr-agent/osr-agent uninstall && rm -rf /opt/osr-agent` removes the files',
+    )
+    .option('--json', 'print JSON')
+    .action(async (id: string, o: { json?: boolean }) => {
+      const a = await withContext((ctx) => forgetAgent(ctx, id));
+      if (o.json) return printJson({ uninstalled: a.id });
+      process.stdout.write(`forgot agent ${a.id} (${a.facts.hostname}); it stops at its next contact\n`);
+    });
+}

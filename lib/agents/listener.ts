@@ -1,0 +1,181 @@
+// A process server's agent listener: TLS on agents.port (9443), where Mobility agents dial out to.
+// A connection's first message is an enrollment (a one-time token for an id and a credential) or
+// a hello (id and credential); an enrolled agent then sends heartbeats, which keep its vault
+// record's lastSeenAt fresh (written at most once a minute). Nothing an agent sends is trusted
+// before its credential is checked against the vault.
+import { X509Certificate } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import {
+  encode,
+  HEARTBEAT_SECONDS,
+  lineReader,
+  type AgentMessage,
+  type ServerMessage,
+} from '../../agent/protocol';
+import type { Vault } from '../azure/vault';
+import { makeSelfSigned } from '../config/self-signed';
+import type { Logger } from '../config/logger';
+import {
+  AgentRefusal,
+  authenticateAgent,
+  enrollAgent,
+  listenerDoc,
+  markAgent,
+  type ListenerRecord,
+} from './registry';
+
+export interface AgentListenerOptions {
+  vault: Vault;
+  host: string;
+  port: number;
+  /** host:port agents dial; default <hostname>:<port>. */
+  address?: string;
+  tls?: { certPath: string; keyPath: string };
+  stateDir: string;
+  log: Logger;
+}
+
+export interface AgentListener {
+  port: number;
+  address: string;
+  fingerprint: string;
+  close(): Promise<void>;
+}
+
+/** The configured certificate, or the self-signed one made at the first start. */
+async function certificate(o: AgentListenerOptions): Promise<{ cert: Buffer; key: Buffer }> {
+  if (o.tls) return { cert: fs.readFileSync(o.tls.certPath), key: fs.readFileSync(o.tls.keyPath) };
+  const dir = path.join(o.stateDir, 'agents', 'tls');
+  if (!fs.existsSync(path.join(dir, 'cert.pem')))
+    await makeSelfSigned(
+      dir,
+      'Open Site Recovery process server',
+      `DNS:localhost,IP:127.0.0.1,DNS:${os.hostname()}`,
+    );
+  return {
+    cert: fs.readFileSync(path.join(dir, 'cert.pem')),
+    key: fs.readFileSync(path.join(dir, 'key.pem')),
+  };
+}
+
+const LAST_SEEN_WRITE_MS = 60_000;
+
+export async function startAgentListener(o: AgentListenerOptions): Promise<AgentListener> {
+  const { cert, key } = await certificate(o);
+  const fingerprint = new X509Certificate(cert).fingerprint256;
+  const current = new Map<string, tls.TLSSocket>();
+  const sockets = new Set<tls.TLSSocket>();
+  let address = '';
+
+  const handle = (socket: tls.TLSSocket): void => {
+    sockets.add(socket);
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const send = (m: ServerMessage): void => void socket.write(encode(m));
+    const refuse = (err: unknown): void => {
+      const r =
+        err instanceof AgentRefusal
+          ? err
+          : new AgentRefusal('unavailable', `the process server failed: ${(err as Error).message}`);
+      o.log.warn({ peer, code: r.code }, `agent refused: ${r.message}`);
+      send({ type: 'refused', code: r.code, message: r.message });
+      socket.end();
+    };
+    let agentId: string | undefined;
+    let lastWrite = 0;
+    let silence: NodeJS.Timeout | undefined;
+    const watch = (): void => {
+      clearTimeout(silence);
+      silence = setTimeout(() => socket.destroy(), (agentId ? 3 * HEARTBEAT_SECONDS : 15) * 1000);
+    };
+    watch();
+    // One message at a time, in order: a hello's vault work finishes before its heartbeats count.
+    let chain = Promise.resolve();
+    const onMessage = async (m: AgentMessage): Promise<void> => {
+      if (!agentId && m.type === 'enroll') {
+        const enrolled = await enrollAgent(o.vault, m.token, m.facts, address);
+        o.log.info({ agentId: enrolled.agentId, hostname: m.facts.hostname, peer }, 'agent enrolled');
+        send({ type: 'enrolled', ...enrolled });
+        socket.end();
+      } else if (!agentId && m.type === 'hello') {
+        await authenticateAgent(o.vault, m.agentId, m.secret);
+        current.get(m.agentId)?.destroy();
+        agentId = m.agentId;
+        current.set(agentId, socket);
+        const now = new Date().toISOString();
+        await markAgent(o.vault, agentId, {
+          facts: m.facts,
+          connected: true,
+          listener: address,
+          connectedAt: now,
+          lastSeenAt: now,
+        });
+        lastWrite = Date.now();
+        o.log.info({ agentId, hostname: m.facts.hostname, peer }, 'agent connected');
+        send({ type: 'welcome', agentId, heartbeatSeconds: HEARTBEAT_SECONDS });
+        watch();
+      } else if (agentId && m.type === 'heartbeat') {
+        watch();
+        send({ type: 'heartbeat-ack', seq: m.seq });
+        if (Date.now() - lastWrite >= LAST_SEEN_WRITE_MS) {
+          lastWrite = Date.now();
+          // Refused (and so stopped) here when the agent was uninstalled while connected.
+          await markAgent(o.vault, agentId, { lastSeenAt: new Date().toISOString(), connected: true });
+        }
+      } else throw new AgentRefusal('bad-message', `unexpected message "${String(m.type)}" at this point`);
+    };
+    const feed = lineReader((v) => {
+      chain = chain.then(() => onMessage(v as AgentMessage)).catch(refuse);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        feed(chunk);
+      } catch (err) {
+        refuse(new AgentRefusal('bad-message', (err as Error).message));
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(silence);
+      sockets.delete(socket);
+      if (!agentId || current.get(agentId) !== socket) return;
+      current.delete(agentId);
+      o.log.info({ agentId, peer }, 'agent disconnected');
+      markAgent(o.vault, agentId, { connected: false, disconnectedAt: new Date().toISOString() }).catch(
+        () => undefined,
+      );
+    });
+  };
+
+  const server = tls.createServer({ cert, key, minVersion: 'TLSv1.2' }, handle);
+  server.on('tlsClientError', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  address = o.address ?? `${os.hostname()}:${port}`;
+  const record: ListenerRecord = { name: address, address, fingerprint, startedAt: new Date().toISOString() };
+  await o.vault.write(listenerDoc(address), record, '*');
+  o.log.info({ address, fingerprint }, `agent listener on ${o.host}:${port}`);
+  return {
+    port,
+    address,
+    fingerprint,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const ids = [...current.keys()];
+      current.clear();
+      for (const s of sockets) s.destroy();
+      const now = new Date().toISOString();
+      await Promise.all(
+        ids.map((id) =>
+          markAgent(o.vault, id, { connected: false, disconnectedAt: now }).catch(() => undefined),
+        ),
+      );
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,24 @@
+// The process servers' listener for Mobility agents (TLS; agents dial out to it): its part of the
+// configuration (lib/config/config.ts). `address` is what agents dial (default <hostname>:<port>);
+// the certificate is agents.tls or a self-signed one made at the first start under
+// <stateDir>/agents/tls. port 0: no listener.
+import { z } from 'zod';
+
+export const agentsConfig = z
+  .object({
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(9443),
+    address: z.string().min(1).optional(),
+    tls: z
+      .object({ certPath: z.string().min(1), keyPath: z.string().min(1) })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .default({ host: '0.0.0.0', port: 9443 });
+
+export const AGENT_ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }> = {
+  OSR_AGENT_HOST: { key: 'agents.host', type: 'string' },
+  OSR_AGENT_PORT: { key: 'agents.port', type: 'number' },
+  OSR_AGENT_ADDRESS: { key: 'agents.address', type: 'string' },
+};

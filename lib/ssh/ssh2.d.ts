@@ -1,0 +1,39 @@
+// The part of the ssh2 package (1.17, pure JavaScript; its optional native crypto is not built)
+// that OSR uses. ssh2 ships no types of its own.
+declare module 'ssh2' {
+  import type { EventEmitter } from 'node:events';
+  import type { Readable, Writable } from 'node:stream';
+
+  export interface ConnectConfig {
+    host: string;
+    port?: number;
+    username: string;
+    privateKey?: Buffer | string;
+    hostVerifier?: (key: Buffer) => boolean;
+    readyTimeout?: number;
+    keepaliveInterval?: number;
+  }
+
+  export interface ClientChannel extends Readable {
+    stderr: Readable;
+    stdin: Writable;
+    end(): this;
+  }
+
+  export interface SFTPWrapper extends EventEmitter {
+    fastPut(local: string, remote: string, opts: { mode?: number }, cb: (err?: Error | null) => void): void;
+    end(): void;
+  }
+
+  export class Client extends EventEmitter {
+    connect(config: ConnectConfig): this;
+    exec(command: string, cb: (err: Error | undefined, channel: ClientChannel) => void): boolean;
+    sftp(cb: (err: Error | undefined, sftp: SFTPWrapper) => void): boolean;
+    end(): this;
+  }
+
+  export const utils: {
+    generateKeyPairSync(type: 'ed25519'): { private: string; public: string };
+    parseKey(data: Buffer | string): unknown;
+  };
+}

@@ -1,0 +1,121 @@
+// `osr agent install --ssh root@host`: push the Mobility agent onto a machine over SSH and enroll
+// it, as ASR's process server pushes its Mobility service. The file set is the compiled agent/
+// folder plus this process's own node binary when the machine has no Node 20 (same architecture
+// and glibc assumed: the node binary links only glibc, libstdc++ and libgcc_s). Then the agent's
+// own `enroll` (which installs its service) runs with a fresh one-time token, and this waits until
+// the agent has connected to its process server.
+import fs from 'node:fs';
+import path from 'node:path';
+import { HostKeyError, openSsh, parseSshTarget, type SshSession } from '../lib/ssh/session';
+import { chooseListener, getAgent, makeAgentToken, type AgentView } from './agents';
+import { audited } from './audit';
+import { OperationError, type ControlContext } from './context';
+
+export const AGENT_DIR = '/opt/osr-agent';
+const LAUNCHER = `#!/bin/sh
+# The Mobility agent of Open Site Recovery: the node beside this file, or the machine's own.
+d=$(dirname "$(readlink -f "$0")")
+n="$d/node"; [ -x "$n" ] || n=node
+exec "$n" "$d/agent/main.js" "$@"
+`;
+
+export interface AgentInstallInput {
+  /** user@host[:port] */
+  ssh: string;
+  privateKey: Buffer;
+  hostKeyFingerprint?: string;
+  /** The listener the agent should dial (default: the only one). */
+  server?: string;
+  waitSeconds?: number;
+  onProgress?: (step: string) => void;
+}
+
+/** The compiled agent beside this file (dist/agent/*.js). */
+function agentFiles(): string[] {
+  const dir = path.join(__dirname, '..', 'agent');
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.js')) : [];
+  if (!files.includes('main.js'))
+    throw new OperationError(
+      `the compiled agent is missing in ${dir}: build OSR first (\`npm run build\`)`,
+      'unavailable',
+    );
+  return files.map((f) => path.join(dir, f));
+}
+
+async function needsNode(ssh: SshSession): Promise<boolean> {
+  const r = await ssh.run('uname -m; node --version 2>/dev/null || true');
+  const [arch, version] = r.stdout.trim().split('\n');
+  if (arch !== 'x86_64' || process.arch !== 'x64')
+    throw new OperationError(
+      `the machine is ${arch}; the agent's node can be copied only to x86_64: install Node 20 there first`,
+      'invalid',
+    );
+  return !/^v(2\d|[3-9]\d)\./.test(version ?? '');
+}
+
+async function install(ctx: ControlContext, input: AgentInstallInput): Promise<AgentView> {
+  const target = parseSshTarget(input.ssh);
+  const progress = input.onProgress ?? (() => undefined);
+  const listener = await chooseListener(ctx, input.server);
+  const files = agentFiles();
+  progress(`connecting to ${input.ssh}`);
+  let ssh: SshSession;
+  try {
+    ssh = await openSsh(target, input.privateKey, input.hostKeyFingerprint);
+  } catch (err) {
+    throw new OperationError((err as Error).message, err instanceof HostKeyError ? 'invalid' : 'unavailable');
+  }
+  try {
+    const copyNode = await needsNode(ssh);
+    progress(`copying the agent${copyNode ? ' and node' : ''} to ${AGENT_DIR}`);
+    const launcher = path.join(fs.mkdtempSync(path.join(ctx.config.stateDir, 'agent-')), 'osr-agent');
+    fs.writeFileSync(launcher, LAUNCHER);
+    try {
+      const made = await ssh.run(`mkdir -p ${AGENT_DIR}/agent`);
+      if (made.code !== 0)
+        throw new OperationError(
+          `cannot make ${AGENT_DIR} on ${target.host}: ${made.stderr.trim()}`,
+          'invalid',
+        );
+      await ssh.put([
+        ...files.map((f) => ({ local: f, remote: `${AGENT_DIR}/agent/${path.basename(f)}`, mode: 0o644 })),
+        { local: launcher, remote: `${AGENT_DIR}/osr-agent`, mode: 0o755 },
+        ...(copyNode ? [{ local: process.execPath, remote: `${AGENT_DIR}/node`, mode: 0o755 }] : []),
+      ]);
+    } finally {
+      fs.rmSync(path.dirname(launcher), { recursive: true, force: true });
+    }
+    const { token, fingerprint } = await makeAgentToken(ctx, { ttlSeconds: 600, server: listener.address });
+    progress(`enrolling with ${listener.address}`);
+    const started = Date.now();
+    const r = await ssh.run(
+      `${AGENT_DIR}/osr-agent enroll --server ${listener.address} --token ${token} --fingerprint ${fingerprint}`,
+    );
+    if (r.code !== 0)
+      throw new OperationError(
+        `the agent did not enroll on ${target.host}: ${(r.stderr || r.stdout).trim()}`,
+        'unavailable',
+      );
+    const id = /enrolled as (ag-[0-9a-f]{12})/.exec(r.stdout)?.[1];
+    if (!id) throw new OperationError(`the agent's enroll said: ${r.stdout.trim()}`, 'unavailable');
+    progress(`${id} enrolled; waiting for its service to connect`);
+    const deadline = Date.now() + (input.waitSeconds ?? 180) * 1000;
+    for (;;) {
+      const agent = await getAgent(ctx, id);
+      if (agent.state === 'connected' && Date.parse(agent.connectedAt ?? '') >= started - 1000) return agent;
+      if (Date.now() > deadline)
+        throw new OperationError(
+          `${id} enrolled but its service has not connected to ${listener.address} within ${input.waitSeconds ?? 180} s: see /var/log/osr-agent.log (or journalctl -u osr-agent) on ${target.host}`,
+          'unavailable',
+        );
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  } finally {
+    ssh.close();
+  }
+}
+
+export const installAgent = audited('agent.install', install, (_ctx, input) => ({
+  target: input.ssh,
+  details: { server: input.server, hostKey: input.hostKeyFingerprint },
+}));

@@ -1,0 +1,127 @@
+// Mobility agents as the control plane sees them: enrollment tokens (`osr agent token`), the
+// enrolled agents in the vault (list, show, uninstall) and the listeners of the process servers
+// they dial. Agents talk only to process servers; this reads and writes the vault.
+import type { DiscoveredMachine } from '../shared/host-types';
+import {
+  AGENTS_PREFIX,
+  agentDoc,
+  createAgentToken,
+  LISTENERS_PREFIX,
+  type AgentRecord,
+  type ListenerRecord,
+} from '../lib/agents/registry';
+import { audited, currentActor } from './audit';
+import { OperationError, type ControlContext } from './context';
+
+/** An agent whose listener wrote no sign of life for this long is shown disconnected. */
+const STALE_MS = 150_000;
+
+export interface AgentView extends Omit<AgentRecord, 'secretHash'> {
+  state: 'connected' | 'disconnected';
+}
+
+function view(record: AgentRecord, now = Date.now()): AgentView {
+  const { secretHash: _secret, ...rest } = record;
+  const fresh = record.lastSeenAt !== undefined && now - Date.parse(record.lastSeenAt) < STALE_MS;
+  return { ...rest, state: record.connected && fresh ? 'connected' : 'disconnected' };
+}
+
+export async function listAgents(ctx: ControlContext): Promise<AgentView[]> {
+  const now = Date.now();
+  return (await ctx.vault.list<AgentRecord>(AGENTS_PREFIX))
+    .map((a) => view(a, now))
+    .sort((a, b) => a.facts.hostname.localeCompare(b.facts.hostname));
+}
+
+export async function getAgent(ctx: ControlContext, id: string): Promise<AgentView> {
+  let doc: string;
+  try {
+    doc = agentDoc(id);
+  } catch (err) {
+    throw new OperationError((err as Error).message, 'invalid');
+  }
+  const found = (await ctx.vault.read<AgentRecord>(doc))?.value;
+  if (found) return view(found);
+  const known = (await listAgents(ctx)).map((a) => `${a.id} (${a.facts.hostname})`);
+  throw new OperationError(
+    `no agent ${id}${known.length ? `; enrolled: ${known.join(', ')}` : '; none is enrolled (`osr agent install --ssh root@<machine>`)'}`,
+    'not-found',
+  );
+}
+
+export async function listListeners(ctx: ControlContext): Promise<ListenerRecord[]> {
+  return ctx.vault.list<ListenerRecord>(LISTENERS_PREFIX);
+}
+
+/** The listener agents should dial: the one named, or the only one there is. */
+export async function chooseListener(ctx: ControlContext, server?: string): Promise<ListenerRecord> {
+  const all = await listListeners(ctx);
+  const found = server ? all.find((l) => l.address === server) : all.length === 1 ? all[0] : undefined;
+  if (found) return found;
+  if (!all.length)
+    throw new OperationError(
+      'no process server listens for agents yet: start one (`osr stack up`, or `node dist/workers/process-server.js`; agents.port, default 9443)',
+      'unavailable',
+    );
+  throw new OperationError(
+    `${server ? `no agent listener at ${server}` : 'several process servers listen for agents'}; choose one with --server: ${all.map((l) => l.address).join(', ')}`,
+    'invalid',
+  );
+}
+
+export interface AgentTokenResult {
+  token: string;
+  expiresAt: string;
+  server: string;
+  fingerprint: string;
+  /** The command that enrolls a machine by hand. */
+  command: string;
+}
+
+export const makeAgentToken = audited(
+  'agent.token',
+  async (ctx: ControlContext, input: { ttlSeconds?: number; server?: string }): Promise<AgentTokenResult> => {
+    const ttl = input.ttlSeconds ?? 3600;
+    if (!Number.isInteger(ttl) || ttl < 10 || ttl > 7 * 86400)
+      throw new OperationError('token lifetime: 10 s to 7 days (e.g. --expires 1h)', 'invalid');
+    const listener = await chooseListener(ctx, input.server);
+    const actor = currentActor();
+    const { token, expiresAt } = await createAgentToken(ctx.vault, ttl, `${actor.user}@${actor.host}`);
+    return {
+      token,
+      expiresAt,
+      server: listener.address,
+      fingerprint: listener.fingerprint,
+      command: `osr-agent enroll --server ${listener.address} --token ${token} --fingerprint ${listener.fingerprint}`,
+    };
+  },
+  (_ctx, input) => ({ target: input.server ?? 'agents', details: { ttlSeconds: input.ttlSeconds } }),
+);
+
+/** Forgets an agent: its credential is refused from then on and the agent stops itself. */
+export const forgetAgent = audited(
+  'agent.uninstall',
+  async (ctx: ControlContext, id: string): Promise<AgentView> => {
+    const agent = await getAgent(ctx, id);
+    await ctx.vault.remove(agentDoc(id));
+    return agent;
+  },
+  (_ctx, id) => ({ target: id }),
+);
+
+/** Enrolled agents as `osr discover` lists machines (host "agent"). */
+export function agentMachines(agents: AgentView[]): DiscoveredMachine[] {
+  return agents.map((a) => ({
+    host: 'agent',
+    name: a.facts.hostname,
+    state: a.state,
+    disks: a.facts.disks.map((d) => ({ diskId: d.name, sizeBytes: d.sizeBytes, location: `/dev/${d.name}` })),
+    changeTracking: {
+      possible: false,
+      reason:
+        'enrolled Mobility agent: protection through agents (`osr protect --agent`) is not built yet; the agent reports its disks only',
+    },
+    guestOs: a.facts.os,
+    details: { agentId: a.id, machineId: a.facts.machineId, kernel: a.facts.kernel },
+  }));
+}

@@ -1,0 +1,164 @@
+// The agent test guest (scripts/build-agent-guest.sh): qemu-system-x86_64 with the test guest's
+// kernel and the agent guest's initramfs, virtio disks, and QEMU user networking whose only way in
+// is SSH forwarded from a loopback port. OSR gets no QMP or serial channel to it: like a machine
+// on the network, it is reached over SSH (root by a key made for this boot) and reaches the host's
+// loopback at 10.0.2.2.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { utils } from 'ssh2';
+import { freePort } from '../../lib/process/ports';
+import { createQcow2 } from '../../lib/qemu/storage-daemon';
+import { hostKeyFingerprint, openSsh, type SshSession } from '../../lib/ssh/session';
+import { chooseAccel, testGuestDir } from './test-vm';
+
+export interface AgentGuest {
+  /** root@127.0.0.1:<port> */
+  sshTarget: string;
+  keyFile: string;
+  /** The guest's SSH host key fingerprint, from the key made at build (SHA256:…). */
+  hostKeyFingerprint: string;
+  /** What the guest reaches the host's loopback as. */
+  hostAddress: string;
+  consoleLog: string;
+  /** Runs a command as root over SSH. */
+  ssh(command: string, timeoutMs?: number): Promise<{ code: number; stdout: string; stderr: string }>;
+  stop(): Promise<void>;
+}
+
+export function agentGuestDir(): string {
+  return path.join(path.dirname(testGuestDir()), 'agent-guest');
+}
+
+export async function startAgentGuest(options: {
+  hostname: string;
+  diskSizes: number[];
+  bootTimeoutMs?: number;
+}): Promise<AgentGuest> {
+  const base = testGuestDir();
+  const own = agentGuestDir();
+  const kernel = fs.existsSync(path.join(base, 'vmlinux'))
+    ? path.join(base, 'vmlinux')
+    : path.join(base, 'vmlinuz');
+  const initrd = path.join(own, 'initrd.img');
+  const hostKeyLine = fs.existsSync(path.join(own, 'host_key.pub'))
+    ? fs.readFileSync(path.join(own, 'host_key.pub'), 'utf8').trim()
+    : '';
+  if (!fs.existsSync(initrd) || !hostKeyLine)
+    throw new Error(`no agent test guest in ${own}: build it with  bash scripts/build-agent-guest.sh`);
+  const hostKey = hostKeyFingerprint(Buffer.from(hostKeyLine.split(' ')[1] as string, 'base64'));
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-agvm-'));
+  const keys = utils.generateKeyPairSync('ed25519');
+  const keyFile = path.join(dir, 'id_ed25519');
+  fs.writeFileSync(keyFile, keys.private, { mode: 0o600 });
+  const consoleLog = path.join(dir, 'console.log');
+  const consoleSocket = path.join(dir, 'console.sock');
+  const sshPort = await freePort();
+  let child: ChildProcess | undefined;
+  let consoleServer: net.Server | undefined;
+  const sessions = new Set<SshSession>();
+  const stop = async (): Promise<void> => {
+    for (const s of sessions) s.close();
+    consoleServer?.close();
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child?.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    // The console comes to this server as the guest boots: "ready" is seen the moment it is printed.
+    let text = '';
+    let readyResolve: () => void = () => undefined;
+    const ready = new Promise<void>((resolve) => (readyResolve = resolve));
+    consoleServer = net.createServer((s) => {
+      s.on('data', (d: Buffer) => {
+        fs.appendFileSync(consoleLog, d);
+        text += d.toString();
+        if (text.includes('osr-agent-guest: ready')) readyResolve();
+      });
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => consoleServer?.listen(consoleSocket, resolve));
+    const args = [
+      ...(chooseAccel() === 'kvm' ? ['-accel', 'kvm', '-accel', 'tcg'] : ['-accel', 'tcg']),
+      ...['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-m', '512', '-smp', '1'],
+      ...['-kernel', kernel, '-initrd', initrd],
+      '-append',
+      `console=ttyS0 panic=-1 quiet osr.disks=${options.diskSizes.length} osr.hostname=${options.hostname} osr.sshkey=${keys.public.split(' ')[1]}`,
+      ...[
+        '-chardev',
+        `socket,id=console,path=${consoleSocket}`,
+        '-device',
+        'isa-serial,chardev=console,index=0',
+      ],
+      ...[
+        '-netdev',
+        `user,id=net0,hostfwd=tcp:127.0.0.1:${sshPort}-:22`,
+        '-device',
+        'virtio-net-pci,netdev=net0',
+      ],
+    ];
+    for (const [i, size] of options.diskSizes.entries()) {
+      const file = path.join(dir, `disk${i}.qcow2`);
+      await createQcow2(file, size);
+      args.push(
+        '-drive',
+        `file=${file},if=none,id=d${i},format=qcow2`,
+        '-device',
+        `virtio-blk-pci,drive=d${i},serial=disk${i}`,
+      );
+    }
+    const qemuLog = path.join(dir, 'qemu.log');
+    const logFd = fs.openSync(qemuLog, 'w');
+    child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', logFd, logFd] });
+    fs.closeSync(logFd);
+    const proc = child;
+    const exited = new Promise<never>((_, reject) =>
+      proc.once('exit', (code, signal) =>
+        reject(
+          new Error(`qemu exited (${signal ?? code}): ${fs.readFileSync(qemuLog, 'utf8').slice(-2000)}`),
+        ),
+      ),
+    );
+    exited.catch(() => undefined);
+    const timeoutMs = options.bootTimeoutMs ?? 180_000;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      ready,
+      exited,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`agent guest not ready within ${timeoutMs} ms:\n${text.slice(-2000)}`)),
+          timeoutMs,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const target = { user: 'root', host: '127.0.0.1', port: sshPort };
+  return {
+    sshTarget: `root@127.0.0.1:${sshPort}`,
+    keyFile,
+    hostKeyFingerprint: hostKey,
+    hostAddress: '10.0.2.2',
+    consoleLog,
+    async ssh(command, timeoutMs = 120_000) {
+      const session = await openSsh(target, Buffer.from(keys.private), hostKey);
+      sessions.add(session);
+      try {
+        return await session.run(command, timeoutMs);
+      } finally {
+        session.close();
+        sessions.delete(session);
+      }
+    },
+    stop,
+  };
+}
