@@ -42,41 +42,47 @@ function agentFiles(): string[] {
   return files.map((f) => path.join(dir, f));
 }
 
-async function needsNode(ssh: SshSession): Promise<boolean> {
-  const r = await ssh.run('uname -m; node --version 2>/dev/null || true');
+/** Makes the agent's folder; whether node must be copied (no Node 20 there). */
+async function prepare(ssh: SshSession, host: string): Promise<boolean> {
+  const r = await ssh.run(`mkdir -p ${AGENT_DIR}/agent && uname -m && (node --version 2>/dev/null || true)`);
+  if (r.code !== 0)
+    throw new OperationError(`cannot make ${AGENT_DIR} on ${host}: ${r.stderr.trim()}`, 'invalid');
   const [arch, version] = r.stdout.trim().split('\n');
   if (arch !== 'x86_64' || process.arch !== 'x64')
     throw new OperationError(
-      `the machine is ${arch}; the agent's node can be copied only to x86_64: install Node 20 there first`,
+      `${host} is ${arch}; the agent's node can be copied only to x86_64: install Node 20 there first`,
       'invalid',
     );
   return !/^v(2\d|[3-9]\d)\./.test(version ?? '');
 }
 
-async function install(ctx: ControlContext, input: AgentInstallInput): Promise<AgentView> {
-  const target = parseSshTarget(input.ssh);
-  const progress = input.onProgress ?? (() => undefined);
-  const listener = await chooseListener(ctx, input.server);
-  const files = agentFiles();
-  progress(`connecting to ${input.ssh}`);
+/** One SSH session for `use`, closed after; a refused host key is bad input (exit 2). */
+async function withSsh<T>(input: AgentInstallInput, use: (ssh: SshSession) => Promise<T>): Promise<T> {
   let ssh: SshSession;
   try {
-    ssh = await openSsh(target, input.privateKey, input.hostKeyFingerprint);
+    ssh = await openSsh(parseSshTarget(input.ssh), input.privateKey, input.hostKeyFingerprint);
   } catch (err) {
     throw new OperationError((err as Error).message, err instanceof HostKeyError ? 'invalid' : 'unavailable');
   }
   try {
-    const copyNode = await needsNode(ssh);
+    return await use(ssh);
+  } finally {
+    ssh.close();
+  }
+}
+
+async function install(ctx: ControlContext, input: AgentInstallInput): Promise<AgentView> {
+  const { host } = parseSshTarget(input.ssh);
+  const progress = input.onProgress ?? (() => undefined);
+  const listener = await chooseListener(ctx, input.server);
+  const files = agentFiles();
+  progress(`connecting to ${input.ssh}`);
+  await withSsh(input, async (ssh) => {
+    const copyNode = await prepare(ssh, host);
     progress(`copying the agent${copyNode ? ' and node' : ''} to ${AGENT_DIR}`);
     const launcher = path.join(fs.mkdtempSync(path.join(ctx.config.stateDir, 'agent-')), 'osr-agent');
     fs.writeFileSync(launcher, LAUNCHER);
     try {
-      const made = await ssh.run(`mkdir -p ${AGENT_DIR}/agent`);
-      if (made.code !== 0)
-        throw new OperationError(
-          `cannot make ${AGENT_DIR} on ${target.host}: ${made.stderr.trim()}`,
-          'invalid',
-        );
       await ssh.put([
         ...files.map((f) => ({ local: f, remote: `${AGENT_DIR}/agent/${path.basename(f)}`, mode: 0o644 })),
         { local: launcher, remote: `${AGENT_DIR}/osr-agent`, mode: 0o755 },
@@ -85,33 +91,36 @@ async function install(ctx: ControlContext, input: AgentInstallInput): Promise<A
     } finally {
       fs.rmSync(path.dirname(launcher), { recursive: true, force: true });
     }
-    const { token, fingerprint } = await makeAgentToken(ctx, { ttlSeconds: 600, server: listener.address });
-    progress(`enrolling with ${listener.address}`);
-    const started = Date.now();
-    const r = await ssh.run(
+  });
+  const { token, fingerprint } = await makeAgentToken(ctx, { ttlSeconds: 600, server: listener.address });
+  progress(`enrolling with ${listener.address}`);
+  const started = Date.now();
+  // A session of its own: dropbear answered an exec after an SFTP channel on the same session
+  // with a failure once (the command had run), so the step that spends the token starts clean.
+  const r = await withSsh(input, (ssh) =>
+    ssh.run(
       `${AGENT_DIR}/osr-agent enroll --server ${listener.address} --token ${token} --fingerprint ${fingerprint}`,
+    ),
+  );
+  if (r.code !== 0)
+    throw new OperationError(
+      `the agent did not enroll on ${host}: ${(r.stderr || r.stdout).trim()}`,
+      'unavailable',
     );
-    if (r.code !== 0)
+  const id = /enrolled as (ag-[0-9a-f]{12})/.exec(r.stdout)?.[1];
+  if (!id) throw new OperationError(`the agent's enroll said: ${r.stdout.trim()}`, 'unavailable');
+  progress(`${id} enrolled; waiting for its service to connect`);
+  const waitSeconds = input.waitSeconds ?? 180;
+  const deadline = Date.now() + waitSeconds * 1000;
+  for (;;) {
+    const agent = await getAgent(ctx, id);
+    if (agent.state === 'connected' && Date.parse(agent.connectedAt ?? '') >= started - 1000) return agent;
+    if (Date.now() > deadline)
       throw new OperationError(
-        `the agent did not enroll on ${target.host}: ${(r.stderr || r.stdout).trim()}`,
+        `${id} enrolled but its service has not connected to ${listener.address} within ${waitSeconds} s: see /var/log/osr-agent.log (or journalctl -u osr-agent) on ${host}`,
         'unavailable',
       );
-    const id = /enrolled as (ag-[0-9a-f]{12})/.exec(r.stdout)?.[1];
-    if (!id) throw new OperationError(`the agent's enroll said: ${r.stdout.trim()}`, 'unavailable');
-    progress(`${id} enrolled; waiting for its service to connect`);
-    const deadline = Date.now() + (input.waitSeconds ?? 180) * 1000;
-    for (;;) {
-      const agent = await getAgent(ctx, id);
-      if (agent.state === 'connected' && Date.parse(agent.connectedAt ?? '') >= started - 1000) return agent;
-      if (Date.now() > deadline)
-        throw new OperationError(
-          `${id} enrolled but its service has not connected to ${listener.address} within ${input.waitSeconds ?? 180} s: see /var/log/osr-agent.log (or journalctl -u osr-agent) on ${target.host}`,
-          'unavailable',
-        );
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
-  } finally {
-    ssh.close();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
 

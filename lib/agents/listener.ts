@@ -98,6 +98,8 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
         const enrolled = await enrollAgent(o.vault, m.token, m.facts, address);
         o.log.info({ agentId: enrolled.agentId, hostname: m.facts.hostname, peer }, 'agent enrolled');
         send({ type: 'enrolled', ...enrolled });
+        // A machine enrolled again: its old connection (old credential) is closed here.
+        current.get(enrolled.agentId)?.destroy();
         socket.end();
       } else if (!agentId && m.type === 'hello') {
         await authenticateAgent(o.vault, m.agentId, m.secret);

@@ -151,6 +151,25 @@ test('the agent reconnects by itself after its process server restarts', async (
   assert.match((await guest.ssh('grep -c "connected to" /var/log/osr-agent.log')).stdout.trim(), /^[2-9]$/);
 });
 
+test('osr agent uninstall: the agent is refused at its next contact and its service stops itself', async () => {
+  const [agent] = await agents();
+  assert.ok(agent);
+  const r = await osr(['agent', 'uninstall', agent.id]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await agents(), []);
+  // Its listener writes a sign of life at most once a minute: that write finds the record gone.
+  await pollFor(
+    async () =>
+      (await guest.ssh('/etc/init.d/osr-agent status')).stdout.includes('stopped') ? true : undefined,
+    {
+      timeoutMs: 150_000,
+      intervalMs: 3000,
+      failure: (last) => new Error(`the agent's service did not stop within 150 s (${String(last)})`),
+    },
+  );
+  assert.match((await guest.ssh('tail -n 3 /var/log/osr-agent.log')).stdout, /not enrolled|uninstalled/);
+});
+
 test('an expired token and a used token are refused by the listener', async () => {
   const expiring = JSON.parse((await osr(['agent', 'token', '--expires', '10s', '--json'])).stdout) as {
     token: string;
