@@ -62,6 +62,8 @@ export async function startTestStack(
     OSR_TEMPORAL_PORT: String(temporalPort),
     OSR_AZURITE_PORT: String(azuritePort),
     OSR_LOG_LEVEL: 'info',
+    // No agent listener unless a test asks for one (files run in parallel: 9443 would collide).
+    OSR_AGENT_PORT: '0',
     ...options.extraEnv,
   };
   delete env.OSR_TEMPORAL_ADDRESS;
