@@ -7,7 +7,7 @@
 // copied beside it by `osr agent install`).
 import fs from 'node:fs';
 import path from 'node:path';
-import { enroll, RefusedError, session } from './connection';
+import { enroll, RefusedError, session, splitAddress } from './connection';
 import { AGENT_VERSION, machineFacts } from './inventory';
 import { EXIT_REFUSED, normalizeFingerprint } from './protocol';
 import { installService, removeService } from './service';
@@ -49,7 +49,13 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'enroll': {
       const server = required(o, 'server');
-      const fingerprint = normalizeFingerprint(required(o, 'fingerprint'));
+      let fingerprint: string;
+      try {
+        splitAddress(server);
+        fingerprint = normalizeFingerprint(required(o, 'fingerprint'));
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
       const facts = machineFacts();
       const { agentId, secret } = await enroll({ server, fingerprint }, required(o, 'token'), facts);
       writeState({ server, fingerprint, agentId, secret, enrolledAt: new Date().toISOString() });
