@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { azuriteConnectionString } from '../lib/azure/blob-client';
 import { loadConfig, type OsrConfig } from '../lib/config/config';
 import { ControlContext } from '../operations/context';
 import { startAzurite } from '../stack/azurite';
@@ -72,6 +73,11 @@ export interface BenchStackOptions {
   env?: NodeJS.ProcessEnv;
   /** Process-server workers polling the same queue (default 1; named process-server-<n> when more). */
   processServers?: number;
+  /** Where Temporal and Azurite listen (default loopback; 0.0.0.0 so another site reaches them). */
+  listenHost?: string;
+  /** The process servers run elsewhere (the WAN benchmark's primary site): a command prefix such
+   *  as `ip netns exec <ns>`, and the address they reach Temporal and Azurite at (across the link). */
+  processServerSite?: { prefix: string[]; serversAt: string };
 }
 
 export async function startBenchStack(
@@ -105,6 +111,7 @@ export async function startBenchStack(
     port: temporalPort,
     uiPort: 0,
     headless: true,
+    ip: options.listenHost,
     namespace: config.temporal.namespace,
     logFile: path.join(logs, 'temporal.log'),
   });
@@ -112,6 +119,7 @@ export async function startBenchStack(
   const azurite = await startAzurite({
     port: azuritePort,
     location: path.join(workDir, 'azurite'),
+    host: options.listenHost,
     logFile: path.join(logs, 'azurite.log'),
   });
   cleanup.add('stop Azurite', async () => void (await stopPid(azurite.pid)));
@@ -119,17 +127,27 @@ export async function startBenchStack(
   const pids: Record<string, number> = { temporal: temporal.pid, azurite: azurite.pid };
   const startWorker = async (role: WorkerRole, name: string = role): Promise<RunningProcess> => {
     const logFile = path.join(logs, `${name}.log`);
-    const proc = spawnManaged({
-      name,
-      command: process.execPath,
+    const site = role === 'process-server' ? options.processServerSite : undefined;
+    const [command, ...args] = [
+      ...(site?.prefix ?? []),
+      process.execPath,
       // OSR_BENCH_WORKER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": Node flags for the
       // workers only (NODE_OPTIONS refuses --cpu-prof), to see where a slow step spends its CPU.
-      args: [
-        ...(process.env.OSR_BENCH_WORKER_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []),
-        path.join(workersDir, `${role}.js`),
-      ],
+      ...(process.env.OSR_BENCH_WORKER_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []),
+      path.join(workersDir, `${role}.js`),
+    ];
+    const proc = spawnManaged({
+      name,
+      command: command as string,
+      args,
       logFile,
-      env,
+      env: site
+        ? {
+            ...env,
+            OSR_TEMPORAL_ADDRESS: `${site.serversAt}:${temporalPort}`,
+            OSR_STORAGE_CONNECTION_STRING: azuriteConnectionString(azuritePort, site.serversAt),
+          }
+        : env,
     });
     // A worker draining a long activity is not worth waiting for at the end: 5 s, then SIGKILL.
     cleanup.add(`stop ${name} worker`, async () => void (await stopPid(proc.pid, 5_000)));
@@ -149,6 +167,33 @@ export async function startBenchStack(
   const ctx = new ControlContext(config);
   cleanup.add('close the Temporal client', () => ctx.close());
   return { config, ctx, stateDir, azuritePort, logs, pids };
+}
+
+/**
+ * The frame of every benchmark entry point: runs `main` with a cleanup list that runs at the end,
+ * also on failure or Ctrl-C; the exit code is non-zero only on errors.
+ */
+export function runMain(main: (cleanup: Cleanup) => Promise<void>, say: (msg: string) => void): void {
+  const cleanup = new Cleanup();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`${signal}: stopping and cleaning up`);
+      void cleanup.run().finally(() => process.exit(130));
+    });
+  }
+  void (async () => {
+    try {
+      await main(cleanup);
+    } catch (err) {
+      console.error(err);
+      process.exitCode = 1;
+    } finally {
+      say('cleaning up');
+      await cleanup.run();
+    }
+    // Whatever handle a library left open, the run is over.
+    process.exit();
+  })();
 }
 
 /** Seconds since `start` (a performance.now() value). */

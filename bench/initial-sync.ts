@@ -2,6 +2,7 @@
 // the first recovery point is published), as plain 4 MiB uploadPages calls of the allocated bytes
 // into a page blob (what the product's storage writes cost at best), and as `rclone copy` of the
 // raw image (what an operator would do without OSR).
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ContainerSASPermissions, type BlobServiceClient } from '@azure/storage-blob';
@@ -138,12 +139,24 @@ export async function uploadPagesCopy(
   }
 }
 
+/** Why the rclone baseline cannot run here, with the command that fixes it; undefined when it can. */
+export function rcloneUnavailable(): string | undefined {
+  const probe = spawnSync('rclone', ['version'], { stdio: 'ignore' });
+  if (!probe.error && probe.status === 0) return undefined;
+  return (
+    `rclone is not installed (${probe.error?.message ?? `rclone version exited ${probe.status}`}); ` +
+    'install it with `apt-get install rclone` or `OSR_SETUP_BENCH=1 npm run setup`'
+  );
+}
+
 /** `rclone copy` of the raw image into a container, through a container SAS URL (see bench notes). */
 export async function rcloneCopy(
   cleanup: Cleanup,
   blobService: BlobServiceClient,
   rawFile: string,
   workDir: string,
+  /** Run rclone elsewhere (`ip netns exec <ns>`), reaching the account at `host` instead of loopback. */
+  site?: { prefix: string[]; host: string },
 ): Promise<CopyResult> {
   const containerName = 'bench-rclone';
   const container = blobService.getContainerClient(containerName);
@@ -157,7 +170,7 @@ export async function rcloneCopy(
     // An empty config file, not the user's: the remote comes from these variables only.
     RCLONE_CONFIG: path.join(workDir, 'rclone.conf'),
     RCLONE_CONFIG_AZ_TYPE: 'azureblob',
-    RCLONE_CONFIG_AZ_SAS_URL: sasUrl,
+    RCLONE_CONFIG_AZ_SAS_URL: site ? sasUrl.replace('//127.0.0.1:', `//${site.host}:`) : sasUrl,
   };
   await fs.promises.writeFile(env.RCLONE_CONFIG, '');
   const size = (await fs.promises.stat(rawFile)).size;
@@ -165,10 +178,16 @@ export async function rcloneCopy(
   try {
     const start = performance.now();
     // With a container SAS the remote's root is not writable ("can't upload to root"): name the container.
-    await runCommand(cleanup, 'rclone', ['copy', rawFile, `az:${containerName}`, '--retries', '1'], {
-      env,
-      timeoutMs: 15 * 60_000,
-    });
+    const [command, ...args] = [...(site?.prefix ?? []), 'rclone'];
+    await runCommand(
+      cleanup,
+      command as string,
+      [...args, 'copy', rawFile, `az:${containerName}`, '--retries', '1'],
+      {
+        env,
+        timeoutMs: 15 * 60_000,
+      },
+    );
     const seconds = secondsSince(start);
     const copied = (await container.getBlobClient(name).getProperties()).contentLength ?? 0;
     if (copied !== size) throw new Error(`rclone left a blob of ${copied} bytes, the image has ${size}`);

@@ -24,7 +24,8 @@ import { protectWorkflowId, type MachineStatus } from '../shared/contracts/prote
 import { startTestMachine, type TestMachine } from '../test/helpers/qemu-machine';
 import { CpuMeter, type CpuSnapshot } from './cpu';
 import { BLOCK_BYTES, fillBlock, pickKind, seededRandom } from './disk-data';
-import { Cleanup, MiB, projectRoot, secondsSince, sleep, startBenchStack, tempDir } from './harness';
+import type { Cleanup } from './harness';
+import { MiB, projectRoot, runMain, secondsSince, sleep, startBenchStack, tempDir } from './harness';
 import { machineFacts, mib, writeBenchmarksFile, type ReportSection } from './report';
 import { percentile } from './rpo';
 import { parseOptions } from './load-options';
@@ -309,21 +310,4 @@ async function main(cleanup: Cleanup): Promise<void> {
   }
 }
 
-const cleanup = new Cleanup();
-let stopping = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    console.error(`\n${signal}: stopping everything the load run started…`);
-    void cleanup.run().then(() => process.exit(130));
-  });
-}
-main(cleanup)
-  .then(() => cleanup.run())
-  .then(() => process.exit(0))
-  .catch(async (err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
-    await cleanup.run();
-    process.exit(1);
-  });
+runMain(main, console.log);

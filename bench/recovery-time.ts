@@ -16,9 +16,10 @@ import { startTestMachine } from '../test/helpers/qemu-machine';
 import type { PlanStatus } from '../shared/contracts/recovery-plan';
 import { CpuMeter } from './cpu';
 import { allocationPlan, BLOCK_BYTES, fillDisk } from './disk-data';
+import type { Cleanup } from './harness';
 import {
-  Cleanup,
   projectRoot,
+  runMain,
   secondsSince,
   sleep,
   startBenchStack,
@@ -254,24 +255,4 @@ async function main(cleanup: Cleanup): Promise<void> {
   say(`results written to ${file}`);
 }
 
-if (require.main === module) {
-  const cleanup = new Cleanup();
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      console.error(`${signal}: stopping and cleaning up`);
-      void cleanup.run().finally(() => process.exit(130));
-    });
-  }
-  void (async () => {
-    try {
-      await main(cleanup);
-    } catch (err) {
-      console.error(err);
-      process.exitCode = 1;
-    } finally {
-      console.log('cleaning up');
-      await cleanup.run();
-    }
-    process.exit();
-  })();
-}
+if (require.main === module) runMain(main, console.log);

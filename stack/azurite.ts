@@ -13,6 +13,8 @@ export interface AzuriteOptions {
   pidFile?: string;
   /** HTTPS with this certificate and key (PEM files); with oauth 'basic', Entra ID tokens are accepted (HTTPS only). */
   tls?: { certPath: string; keyPath: string; oauth?: 'basic' };
+  /** The address it listens on (default loopback; 0.0.0.0 to be reached from another namespace). */
+  host?: string;
 }
 
 export function azuriteEntryPoint(): string {
@@ -20,7 +22,13 @@ export function azuriteEntryPoint(): string {
 }
 
 export async function startAzurite(options: AzuriteOptions): Promise<RunningProcess> {
-  const args = [azuriteEntryPoint(), '--blobHost', '127.0.0.1', '--blobPort', String(options.port)];
+  const args = [
+    azuriteEntryPoint(),
+    '--blobHost',
+    options.host ?? '127.0.0.1',
+    '--blobPort',
+    String(options.port),
+  ];
   args.push('--disableTelemetry', '--skipApiVersionCheck', '--loose', '--silent');
   if (options.tls) {
     args.push('--cert', options.tls.certPath, '--key', options.tls.keyPath);

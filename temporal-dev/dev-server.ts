@@ -17,6 +17,8 @@ export interface DevServerOptions {
   detached?: boolean;
   pidFile?: string;
   headless?: boolean;
+  /** The address it listens on (default loopback; 0.0.0.0 to be reached from another namespace). */
+  ip?: string;
 }
 
 export function missingBinaryMessage(binary: string): string {
@@ -29,7 +31,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     'server',
     'start-dev',
     '--ip',
-    '127.0.0.1',
+    options.ip ?? '127.0.0.1',
     '--port',
     String(options.port),
     '--namespace',

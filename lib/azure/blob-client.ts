@@ -25,8 +25,9 @@ export const CONTAINERS = {
   vault: 'osr-vault',
 } as const;
 
-export function azuriteConnectionString(port: number): string {
-  return `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=http://127.0.0.1:${port}/${AZURITE_ACCOUNT};`;
+/** `host`: where Azurite is reached from (another namespace, a proxy, a relay). */
+export function azuriteConnectionString(port: number, host = '127.0.0.1'): string {
+  return `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=http://${host}:${port}/${AZURITE_ACCOUNT};`;
 }
 
 export function storageConnectionString(config: Pick<OsrConfig, 'storage'>): string {

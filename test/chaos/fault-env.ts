@@ -1,21 +1,23 @@
 // The places the fault suite's faults act on: a network namespace of its own joined to this one by
 // a veth pair (a worker runs inside, reaching Temporal and the storage through relays on the host
 // end, so taking the link down cuts it off), a small tmpfs (a disk that fills), and storage
-// connection strings for Azurite at another address.
+// (Azurite at another address: azuriteConnectionString's host).
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { azuriteConnectionString } from '../../lib/azure/blob-client';
+import {
+  addNamespace,
+  addVethPair,
+  deleteNamespace,
+  deleteVethPair,
+  inNamespace,
+  setLinkUp,
+} from '../../lib/net/netns';
 
 const run = promisify(execFile);
-
-/** Azurite's connection string, at another address (a proxy, a relay). */
-export function storageAt(host: string, port: number): string {
-  return azuriteConnectionString(port).replace('//127.0.0.1:', `//${host}:`);
-}
 
 export async function mountTmpfs(mib: number): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-chaos-disk-'));
@@ -44,16 +46,12 @@ export class Netns {
     const id = process.pid % 100000;
     const subnet = `10.213.${process.pid % 250}`;
     const ns = new Netns(`osr-chaos-${id}`, `ocx${id}h`, `${subnet}.1`, `${subnet}.2`);
-    const inNs = (...args: string[]) => run('ip', ['netns', 'exec', ns.name, ...args]);
-    await run('ip', ['netns', 'add', ns.name]);
+    await addNamespace(ns.name);
     try {
-      await run('ip', ['link', 'add', ns.hostVeth, 'type', 'veth', 'peer', 'name', `ocx${id}n`]);
-      await run('ip', ['link', 'set', `ocx${id}n`, 'netns', ns.name]);
-      await run('ip', ['addr', 'add', `${ns.hostAddress}/30`, 'dev', ns.hostVeth]);
-      await run('ip', ['link', 'set', ns.hostVeth, 'up']);
-      await inNs('ip', 'addr', 'add', `${ns.nsAddress}/30`, 'dev', `ocx${id}n`);
-      await inNs('ip', 'link', 'set', `ocx${id}n`, 'up');
-      await inNs('ip', 'link', 'set', 'lo', 'up');
+      await addVethPair(
+        { dev: ns.hostVeth, address: ns.hostAddress },
+        { dev: `ocx${id}n`, ns: ns.name, address: ns.nsAddress },
+      );
     } catch (err) {
       await ns.remove();
       throw err;
@@ -63,7 +61,7 @@ export class Netns {
 
   /** The command prefix that runs a program inside. */
   get exec(): string[] {
-    return ['ip', 'netns', 'exec', this.name];
+    return inNamespace(this.name);
   }
 
   /** A TCP relay on the host end of the link to a loopback port here; returns its port. */
@@ -85,7 +83,7 @@ export class Netns {
   }
 
   async link(up: boolean): Promise<void> {
-    await run('ip', ['link', 'set', this.hostVeth, up ? 'up' : 'down']);
+    await setLinkUp({ dev: this.hostVeth }, up);
   }
 
   /** Whether a TCP connection from inside reaches the host end's relay for `port` (2 s at most). */
@@ -111,8 +109,8 @@ export class Netns {
 
   /** Removes the namespace and the link first: a relay still draining must not keep them. */
   async remove(): Promise<void> {
-    await run('ip', ['link', 'del', this.hostVeth]).catch(() => undefined);
-    await run('ip', ['netns', 'del', this.name]).catch(() => undefined);
+    await deleteVethPair({ dev: this.hostVeth });
+    await deleteNamespace(this.name);
     for (const s of this.sockets) s.destroy();
     for (const s of this.servers) s.close();
   }

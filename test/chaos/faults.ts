@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { failoverBlobClient } from '../../activities/cloud-applier/recovered-disks';
+import { azuriteConnectionString } from '../../lib/azure/blob-client';
 import { loadKeyFile } from '../../lib/segments/keys';
 import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
@@ -16,7 +17,7 @@ import type { RecoveryPoint } from '../../shared/replication-types';
 import type { WorkerRole } from '../../stack/stack';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy';
 import type { Chaos } from './chaos';
-import { Netns, mountTmpfs, storageAt, unmount } from './fault-env';
+import { Netns, mountTmpfs, unmount } from './fault-env';
 import { cleanUp, eventually, sleep, type Fault, type Trial } from './trials';
 
 /** More than a hold (20 s) and two restarts: skewed labels stand apart from true ones. */
@@ -47,12 +48,12 @@ export class FaultTrials {
       storagePort = this.proxy.port;
       for (const role of ['cloud-applier', 'control'] as const)
         this.chaos.launch.set(role, {
-          env: { OSR_STORAGE_CONNECTION_STRING: storageAt('127.0.0.1', storagePort) },
+          env: { OSR_STORAGE_CONNECTION_STRING: azuriteConnectionString(storagePort) },
         });
     }
     const ps: NodeJS.ProcessEnv = {
       OSR_KEY_FILE: keyFile,
-      OSR_STORAGE_CONNECTION_STRING: storageAt('127.0.0.1', storagePort),
+      OSR_STORAGE_CONNECTION_STRING: azuriteConnectionString(storagePort),
     };
     let prefix: string[] | undefined;
     if (faults.includes('disk-full')) {
@@ -66,7 +67,7 @@ export class FaultTrials {
       const storage = await this.netns.relay(storagePort);
       Object.assign(ps, {
         OSR_TEMPORAL_ADDRESS: `${this.netns.hostAddress}:${this.temporalRelay}`,
-        OSR_STORAGE_CONNECTION_STRING: storageAt(this.netns.hostAddress, storage),
+        OSR_STORAGE_CONNECTION_STRING: azuriteConnectionString(storage, this.netns.hostAddress),
       });
       prefix = this.netns.exec;
     }
