@@ -63,9 +63,13 @@ export interface BenchStack {
   ctx: ControlContext;
   stateDir: string;
   azuritePort: number;
+  temporalPort: number;
   logs: string;
   /** Processes of the stack by name (temporal, azurite and the worker roles), for CPU accounting. */
   pids: Record<string, number>;
+  /** With `processServerSite`: stops the process server and starts it reaching the servers at
+   *  another address (e.g. through a latency proxy); returns its new pid. */
+  restartProcessServer(serversAt: string): Promise<number>;
 }
 
 export interface BenchStackOptions {
@@ -125,9 +129,15 @@ export async function startBenchStack(
   cleanup.add('stop Azurite', async () => void (await stopPid(azurite.pid)));
 
   const pids: Record<string, number> = { temporal: temporal.pid, azurite: azurite.pid };
-  const startWorker = async (role: WorkerRole, name: string = role): Promise<RunningProcess> => {
-    const logFile = path.join(logs, `${name}.log`);
-    const site = role === 'process-server' ? options.processServerSite : undefined;
+  const remoteSite = options.processServerSite && { ...options.processServerSite };
+  const startWorker = async (
+    role: WorkerRole,
+    name: string = role,
+    logName = name,
+  ): Promise<RunningProcess> => {
+    // A log of its own per start: waiting for 'worker polling' must not find the last start's line.
+    const logFile = path.join(logs, `${logName}.log`);
+    const site = role === 'process-server' ? remoteSite : undefined;
     const [command, ...args] = [
       ...(site?.prefix ?? []),
       process.execPath,
@@ -166,7 +176,16 @@ export async function startBenchStack(
 
   const ctx = new ControlContext(config);
   cleanup.add('close the Temporal client', () => ctx.close());
-  return { config, ctx, stateDir, azuritePort, logs, pids };
+  let restarts = 0;
+  const restartProcessServer = async (serversAt: string): Promise<number> => {
+    if (!remoteSite || servers !== 1)
+      throw new Error('restartProcessServer needs one process server in a site of its own');
+    await stopPid(pids['process-server'] as number, 5_000);
+    remoteSite.serversAt = serversAt;
+    await startWorker('process-server', 'process-server', `process-server-${++restarts + 1}`);
+    return pids['process-server'] as number;
+  };
+  return { config, ctx, stateDir, azuritePort, temporalPort, logs, pids, restartProcessServer };
 }
 
 /**

@@ -75,5 +75,15 @@ if [ "${OSR_SETUP_TESTS:-}" = 1 ] && [ ! -x "${OSR_STATE_DIR:-.osr}/bin/vcsim" ]
   mkdir -p "${OSR_STATE_DIR:-.osr}/bin"
   GOBIN="$(cd "${OSR_STATE_DIR:-.osr}/bin" && pwd)" GOFLAGS=-buildvcs=false go install github.com/vmware/govmomi/vcsim@v0.18.0
 fi
+# toxiproxy for the WAN benchmark's added-latency profile (`npm run bench -- --wan`), built from its
+# Go module like the Temporal CLI (the command is cmd/server; installed as toxiproxy-server).
+if [ "${OSR_SETUP_BENCH:-}" = 1 ] && [ ! -x "${OSR_STATE_DIR:-.osr}/bin/toxiproxy-server" ]; then
+  echo "setup: building toxiproxy v2.5.0 into ${OSR_STATE_DIR:-.osr}/bin"
+  mkdir -p "${OSR_STATE_DIR:-.osr}/bin"
+  gobin=$(mktemp -d)
+  GOBIN="$gobin" GOFLAGS=-buildvcs=false go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0
+  mv "$gobin/server" "${OSR_STATE_DIR:-.osr}/bin/toxiproxy-server"
+  rmdir "$gobin"
+fi
 npm run --silent build
 echo "setup: done"

@@ -14,12 +14,21 @@ const run = promisify(execFile);
 export interface LinkProfile {
   name: string;
   bitsPerSecond: number;
+  /** Round trip added by toxiproxy (half each way) on top of the rate limit. */
+  rttMs?: number;
 }
 
 export const PROFILES: readonly LinkProfile[] = [
   { name: '100 Mbit/s', bitsPerSecond: 100e6 },
   { name: '1 Gbit/s', bitsPerSecond: 1e9 },
 ];
+
+/** Run last, when toxiproxy is built: the 100 Mbit/s link with a continental round trip. */
+export const LATENCY_PROFILE: LinkProfile = {
+  name: '100 Mbit/s + 40 ms RTT',
+  bitsPerSecond: 100e6,
+  rttMs: 40,
+};
 
 /** Both directions limited alike (tbf on each end's egress). */
 export async function shapeLink(sites: WanSites, profile: LinkProfile): Promise<void> {
@@ -53,8 +62,16 @@ export interface LinkRate {
   seconds: number;
 }
 
-/** A raw TCP stream from the primary site for `seconds`, timed at the receiving end. */
-export async function rawTcpRate(cleanup: Cleanup, sites: WanSites, seconds: number): Promise<LinkRate> {
+/**
+ * A raw TCP stream from the primary site for `seconds`, timed at the receiving end. `route` gives
+ * the host the sender connects to for the receiver's port (default: straight across the link).
+ */
+export async function rawTcpRate(
+  cleanup: Cleanup,
+  sites: WanSites,
+  seconds: number,
+  route: (port: number) => Promise<string> = () => Promise.resolve(sites.recovery.address),
+): Promise<LinkRate> {
   let received = 0;
   let first = 0;
   let last = 0;
@@ -74,15 +91,10 @@ export async function rawTcpRate(cleanup: Cleanup, sites: WanSites, seconds: num
   try {
     const port = (server.address() as net.AddressInfo).port;
     const tool = path.join(__dirname, 'site-tool.js');
+    const host = await route(port);
     const { wire } = await countWire(sites, async () => {
       const [command, ...args] = [...inNamespace(sites.primary.ns), process.execPath, tool];
-      await runCommand(cleanup, command as string, [
-        ...args,
-        'send',
-        sites.recovery.address,
-        String(port),
-        String(seconds),
-      ]);
+      await runCommand(cleanup, command as string, [...args, 'send', host, String(port), String(seconds)]);
       await done;
     });
     const elapsed = (last - first) / 1000;

@@ -32,7 +32,8 @@ export interface ProfileResult {
 const mbit = (bytesPerSecond: number) => `${((bytesPerSecond * 8) / 1e6).toFixed(0)} Mbit/s`;
 
 export function profileRows(p: ProfileResult, allocated: number, rcloneMissing: string | undefined): Row[] {
-  const targeted = p.profile.bitsPerSecond === 100e6;
+  // The issue sets its targets for the plain 100 Mbit/s link; the others are for information.
+  const targeted = p.profile.bitsPerSecond === 100e6 && !p.profile.rttMs;
   const at = `${p.profile.name}: `;
   const { osr, pages, rclone, link } = p;
   const ideal = osr.wire / link.wireBytesPerSecond;
@@ -98,7 +99,7 @@ export function profileMarkdown(
     `| ${m.result.method} | ${m.result.seconds.toFixed(1)} s | ${rate(allocated, m.result.seconds)} | ${mib(m.result.uploadedBytes)} | ${mib(m.wire)} | ${mbit(m.wire / m.result.seconds)} | ${notes} |`;
   const transfer = osr.result.transferSeconds;
   return [
-    `#### ${p.profile.name} (tbf ${p.profile.bitsPerSecond / 1e6} Mbit/s each way)`,
+    `#### ${p.profile.name} (tbf ${p.profile.bitsPerSecond / 1e6} Mbit/s each way${p.profile.rttMs ? `, toxiproxy ${p.profile.rttMs / 2} ms each way in the primary site` : ''})`,
     '',
     `Raw TCP for ${link.seconds.toFixed(1)} s: ${mbit(link.payloadBytesPerSecond)} of payload, ${mbit(link.wireBytesPerSecond)} on the wire.`,
     '',

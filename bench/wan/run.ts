@@ -30,7 +30,7 @@ import {
   type CopyResult,
 } from '../initial-sync';
 import { factsMarkdown, machineFacts, markdownTable, mib, textTable, writeBenchmarksFile } from '../report';
-import { countWire, PROFILES, rawTcpRate, shapeLink } from './link';
+import { countWire, LATENCY_PROFILE, PROFILES, rawTcpRate, shapeLink } from './link';
 import {
   dataSetLine,
   profileMarkdown,
@@ -40,6 +40,7 @@ import {
   type ProfileResult,
 } from './report';
 import { sitesFromEnv } from './sites';
+import { startToxiproxy, toxiproxyUnavailable } from './toxiproxy';
 
 /** OSR_BENCH_WAN_DISK_MIB: the disk's size (default 256 MiB, half of it allocated: minutes per run). */
 const DISK_BYTES = Number(process.env.OSR_BENCH_WAN_DISK_MIB ?? 256) * MiB;
@@ -78,9 +79,12 @@ async function main(cleanup: Cleanup): Promise<void> {
   });
 
   // One machine per profile, filled alike (the fill is deterministic), so each sync starts from scratch.
+  const toxiproxyMissing = toxiproxyUnavailable();
+  if (toxiproxyMissing) say(`added-latency profile skipped: ${toxiproxyMissing}`);
+  const profiles = toxiproxyMissing ? PROFILES : [...PROFILES, LATENCY_PROFILE];
   const plan = allocationPlan(DISK_BYTES, 0.5, 1);
   const vms: TestMachine[] = [];
-  for (const profile of PROFILES) {
+  for (const profile of profiles) {
     const vm = await startTestMachine({ sizes: [DISK_BYTES] });
     cleanup.add(`stop the test machine for ${profile.name}`, () => vm.stop());
     meter.track(`qemu-storage-daemon ${vms.length + 1}`, vm.daemon.pid);
@@ -104,16 +108,28 @@ async function main(cleanup: Cleanup): Promise<void> {
     return { ...result, cpu: used };
   };
   const tool = path.join(__dirname, 'site-tool.js');
-  const storageFromPrimary = azuriteConnectionString(stack.azuritePort, sites.recovery.address);
   const results: ProfileResult[] = [];
-  for (const [i, profile] of PROFILES.entries()) {
+  for (const [i, profile] of profiles.entries()) {
     await shapeLink(sites, profile);
-    const link = await rawTcpRate(cleanup, sites, TCP_SECONDS);
+    // With added latency every sender in the primary site goes through toxiproxy there: the
+    // recovery site's ports at 127.0.0.1, delayed half the round trip each way.
+    let host = sites.recovery.address;
+    let route: ((port: number) => Promise<string>) | undefined;
+    if (profile.rttMs) {
+      const toxiproxy = await startToxiproxy(cleanup, sites, stack.logs);
+      const oneWay = profile.rttMs / 2;
+      for (const port of [stack.temporalPort, stack.azuritePort]) await toxiproxy.delay(port, oneWay);
+      route = async (port) => (await toxiproxy.delay(port, oneWay), '127.0.0.1');
+      host = '127.0.0.1';
+      meter.track('process-server', await stack.restartProcessServer(host));
+    }
+    const link = await rawTcpRate(cleanup, sites, TCP_SECONDS, route);
     say(`${profile.name}: raw TCP ${((link.payloadBytesPerSecond * 8) / 1e6).toFixed(0)} Mbit/s of payload`);
+    const storage = azuriteConnectionString(stack.azuritePort, host);
     const pages = await onLink(async () => {
       const args = [
         'upload-pages',
-        storageFromPrimary,
+        storage,
         rawFile,
         extentsFile,
         String(DISK_BYTES),
@@ -125,9 +141,7 @@ async function main(cleanup: Cleanup): Promise<void> {
     });
     const rclone = rcloneMissing
       ? undefined
-      : await onLink(() =>
-          rcloneCopy(cleanup, account, rawFile, work, { prefix: primary, host: sites.recovery.address }),
-        );
+      : await onLink(() => rcloneCopy(cleanup, account, rawFile, work, { prefix: primary, host }));
     const vm = vms[i] as TestMachine;
     const osr = await onLink(() =>
       osrInitialSync(ctx, {
