@@ -142,6 +142,12 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
             appEvery: ref('Duration'),
             retention: ref('Duration'),
             keepAll: ref('Duration'),
+            bandwidthLimit: {
+              type: 'string',
+              pattern: '^(none|0|\\d+(\\.\\d+)?\\s*([kKmMgG]?bit)?(/s)?)$',
+              description:
+                'upload limit of all its machines together per process server, e.g. 50Mbit; none: no limit',
+            },
           },
           ['name'],
         ),
@@ -261,6 +267,7 @@ export const machineSchemas: Record<string, Schema> = {
     appPointSeconds: 'integer',
     retentionHours: 'number',
     keepAllMinutes: 'integer',
+    bandwidthLimitBitsPerSecond: 'integer',
   }),
   PointRef: object({ id: 'string', instant: 'date-time', kind: { enum: ['crash', 'app'] } }),
   RecoveryPoint: object(

@@ -5,7 +5,7 @@ import * as failover from '../operations/failover';
 import * as machines from '../operations/machines';
 import { OperationError } from '../operations/context';
 import { createPolicy, listPolicies } from '../operations/policies';
-import { parseDuration } from '../shared/policy';
+import { parseBandwidth, parseDuration } from '../shared/policy';
 import type { ReplicationPolicy } from '../shared/replication-types';
 import {
   onlyFields,
@@ -107,7 +107,7 @@ export const routes: Route[] = [
     handler: async (req) => {
       const body = await req.body();
       const durations = ['rpo', 'crashEvery', 'appEvery', 'retention', 'keepAll'];
-      onlyFields(body, ['name', ...durations]);
+      onlyFields(body, ['name', 'bandwidthLimit', ...durations]);
       const name = requiredString(body, 'name', 'a policy name of lower-case letters, digits and dashes');
       const d = (field: string) => optionalDuration(body, field, (t) => parseDuration(t, field));
       const input: Partial<ReplicationPolicy> & { name: string } = { name };
@@ -121,6 +121,13 @@ export const routes: Route[] = [
       if (app !== undefined) input.appPointSeconds = app;
       if (retention !== undefined) input.retentionHours = retention / 3600;
       if (keepAll !== undefined) input.keepAllMinutes = Math.round(keepAll / 60);
+      const bandwidth = optionalString(
+        body,
+        'bandwidthLimit',
+        'a rate like 50Mbit, 1Gbit or 800kbit, or none',
+      );
+      if (bandwidth !== undefined)
+        input.bandwidthLimitBitsPerSecond = parseBandwidth(bandwidth, 'bandwidthLimit');
       return { status: 201, body: await createPolicy(req.ctx, input) };
     },
   },

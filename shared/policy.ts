@@ -11,6 +11,9 @@ export const DEFAULT_POLICY: ReplicationPolicy = {
   keepAllMinutes: 60,
 };
 
+/** The lowest bandwidth limit, bits per second (0 means none). */
+const MIN_BANDWIDTH = 100_000;
+
 const wholeSeconds = (what: string, min: number, minMessage: string) =>
   z
     .number({ error: `${what} must be a number of seconds` })
@@ -33,6 +36,14 @@ export const policySchema = z
       .number({ error: 'keep-all must be a number of minutes' })
       .int({ error: 'keep-all must be a whole number of minutes' })
       .min(0, { error: 'keep-all cannot be negative' }),
+    bandwidthLimitBitsPerSecond: z
+      .number({ error: 'the bandwidth limit must be a number of bits per second' })
+      .int({ error: 'the bandwidth limit must be a whole number of bits per second' })
+      .refine((b) => b === 0 || b >= MIN_BANDWIDTH, {
+        error:
+          'the bandwidth limit is 0 (none) or at least 100kbit; below that a 4 MiB segment takes minutes',
+      })
+      .optional(),
   })
   .strict()
   .refine((p) => p.appPointSeconds === 0 || p.appPointSeconds >= p.crashPointSeconds, {
@@ -44,6 +55,19 @@ export const policySchema = z
       'the RPO threshold is longer than retention: points would be pruned before the RPO alert could fire; keep points longer or lower the threshold',
     path: ['rpoThresholdSeconds'],
   });
+
+/** Parses "50Mbit", "1.5Gbit", "800kbit", "2000000" (bits per second) or "0"/"none" (no limit). */
+export function parseBandwidth(text: string, what: string): number {
+  const t = text.trim();
+  if (t === 'none' || t === '0') return 0;
+  const match = /^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)?(?:\/s)?$/i.exec(t);
+  if (!match)
+    throw new PolicyError(
+      `${what}: "${text}" is not a rate; write e.g. 50Mbit, 1Gbit or 800kbit (per second), or none`,
+    );
+  const unit = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9 }[(match[2] ?? 'bit').toLowerCase() as 'bit'];
+  return Math.round(Number(match[1]) * unit);
+}
 
 export class PolicyError extends Error {
   override name = 'PolicyError';

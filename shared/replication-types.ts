@@ -15,6 +15,8 @@ export interface ReplicationPolicy {
   retentionHours: number;
   /** Within this many recent minutes every point is kept; older ones are thinned to one an hour. */
   keepAllMinutes: number;
+  /** Upload rate of all its machines together on one process server, bits per second; absent or 0: no limit. */
+  bandwidthLimitBitsPerSecond?: number;
 }
 
 /** How the process server reaches a machine's disks. */

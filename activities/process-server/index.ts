@@ -6,6 +6,7 @@ import type { ProtectedMachine } from '../../shared/replication-types';
 import { statePaths } from '../../lib/config/state-paths';
 import { createStackProbeActivity } from '../common/stack-probe';
 import type { DataPathDeps } from '../deps';
+import { BandwidthLimits } from './bandwidth';
 import { transferDisk, type TransferDiskInput, type TransferSlice } from './transfer-disk';
 import * as source from './machine-source';
 import { stopSourceWrites } from './stop-writes';
@@ -30,6 +31,7 @@ export function createProcessServerActivities(deps: DataPathDeps) {
     onResume: (s, pausedMs) =>
       deps.log.info({ pausedMs, heldBytes: s.heldBytes, pauses: s.pauses }, 'intake resumed'),
   });
+  const limits = new BandwidthLimits(deps.vault);
   return {
     probeStorage: createStackProbeActivity('process-server', deps.blobService),
 
@@ -80,6 +82,7 @@ export function createProcessServerActivities(deps: DataPathDeps) {
                 resumeCursor: hb.previous,
                 isCancelled: () => ctx.cancellationSignal.aborted,
                 intake,
+                throttle: (machine, bytes) => limits.take(machine, bytes),
               },
               input,
             ),

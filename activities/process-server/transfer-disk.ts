@@ -63,6 +63,8 @@ export interface TransferDeps {
   isCancelled?: () => boolean;
   /** The process's spool bound (read → upload); without one, only the pipeline's encode bound applies. */
   intake?: IntakeGate;
+  /** Resolves when `bytes` of the machine's segments may be uploaded (its policy's bandwidth limit). */
+  throttle?: (machine: string, bytes: number) => Promise<void>;
 }
 
 export async function transferDisk(deps: TransferDeps, input: TransferDiskInput): Promise<TransferSlice> {
@@ -194,6 +196,7 @@ async function uploadSegments(
       data,
     });
     const name = segmentBlobName(point.machine, diskId, point.cycle, plan.index);
+    await deps.throttle?.(point.machine, encoded.segment.length);
     await cache.getBlockBlobClient(name).uploadData(encoded.segment);
     return { zeroBytes: encoded.stats.zeroBytes, segmentBytes: encoded.segment.length };
   }

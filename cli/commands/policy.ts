@@ -1,6 +1,6 @@
 // `osr policy create|list|update|delete`: replication policies.
 import type { Command } from 'commander';
-import { parseDuration, policyWarnings } from '../../shared/policy';
+import { parseBandwidth, parseDuration, policyWarnings } from '../../shared/policy';
 import { createPolicy, deletePolicy, listPolicies, updatePolicy } from '../../operations/policies';
 import type { ReplicationPolicy } from '../../shared/replication-types';
 import { withContext } from '../common/context';
@@ -16,8 +16,12 @@ function policyRow(p: ReplicationPolicy) {
     app_every: p.appPointSeconds === 0 ? 'off' : seconds(p.appPointSeconds),
     retention: `${p.retentionHours}h`,
     keep_all: seconds(p.keepAllMinutes * 60),
+    bandwidth: p.bandwidthLimitBitsPerSecond ? `${p.bandwidthLimitBitsPerSecond / 1e6}Mbit/s` : 'no limit',
   };
 }
+
+const BANDWIDTH_HELP =
+  'upload limit of all its machines together, per process server, e.g. 50Mbit, 1Gbit, 800kbit; none lifts it';
 
 export function registerPolicyCommands(program: Command): void {
   const policy = program
@@ -31,6 +35,7 @@ export function registerPolicyCommands(program: Command): void {
     .option('--app-every <duration>', 'app-consistent point frequency; 0 turns them off', '60m')
     .option('--retention <duration>', 'how long points are kept', '24h')
     .option('--keep-all <duration>', 'keep every point this recent; older ones thinned to one an hour', '60m')
+    .option('--bandwidth-limit <rate>', BANDWIDTH_HELP)
     .option('--json', 'print JSON')
     .action(
       async (
@@ -41,6 +46,7 @@ export function registerPolicyCommands(program: Command): void {
           appEvery: string;
           retention: string;
           keepAll: string;
+          bandwidthLimit?: string;
           json?: boolean;
         },
       ) => {
@@ -52,6 +58,9 @@ export function registerPolicyCommands(program: Command): void {
             appPointSeconds: parseDuration(o.appEvery, '--app-every'),
             retentionHours: parseDuration(o.retention, '--retention') / 3600,
             keepAllMinutes: wholeMinutes(o.keepAll, '--keep-all'),
+            ...(o.bandwidthLimit === undefined
+              ? {}
+              : { bandwidthLimitBitsPerSecond: parseBandwidth(o.bandwidthLimit, '--bandwidth-limit') }),
           }),
         );
         warn(created);
@@ -67,11 +76,14 @@ export function registerPolicyCommands(program: Command): void {
     .option('--app-every <duration>', 'app-consistent point frequency; 0 turns them off')
     .option('--retention <duration>', 'how long points are kept')
     .option('--keep-all <duration>', 'keep every point this recent')
+    .option('--bandwidth-limit <rate>', BANDWIDTH_HELP)
     .option('--json', 'print JSON')
     .action(
       async (
         name: string,
-        o: Partial<Record<'rpo' | 'crashEvery' | 'appEvery' | 'retention' | 'keepAll', string>> & {
+        o: Partial<
+          Record<'rpo' | 'crashEvery' | 'appEvery' | 'retention' | 'keepAll' | 'bandwidthLimit', string>
+        > & {
           json?: boolean;
         },
       ) => {
@@ -83,9 +95,11 @@ export function registerPolicyCommands(program: Command): void {
         if (o.retention !== undefined)
           changes.retentionHours = parseDuration(o.retention, '--retention') / 3600;
         if (o.keepAll !== undefined) changes.keepAllMinutes = wholeMinutes(o.keepAll, '--keep-all');
+        if (o.bandwidthLimit !== undefined)
+          changes.bandwidthLimitBitsPerSecond = parseBandwidth(o.bandwidthLimit, '--bandwidth-limit');
         if (Object.keys(changes).length === 0)
           throw new CliError(
-            'nothing to change: give at least one of --rpo, --crash-every, --app-every, --retention, --keep-all',
+            'nothing to change: give at least one of --rpo, --crash-every, --app-every, --retention, --keep-all, --bandwidth-limit',
             EXIT.usage,
           );
         const result = await withContext((ctx) => updatePolicy(ctx, name, changes));

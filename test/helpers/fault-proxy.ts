@@ -28,17 +28,28 @@ export interface FaultProxy {
   hits: string[];
   /** Every request that reached the proxy, as "METHOD url", in order of arrival. */
   requests: string[];
+  /** Every request with its arrival (performance.now(), ms) and body size: bytes counted at the proxy. */
+  bodies: Array<{ at: number; method: string; url: string; bytes: number }>;
   close(): Promise<void>;
 }
 
 export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
-  const proxy: FaultProxy = { port: 0, rules: [], hits: [], requests: [], close: async () => undefined };
+  const proxy: FaultProxy = {
+    port: 0,
+    rules: [],
+    hits: [],
+    requests: [],
+    bodies: [],
+    close: async () => undefined,
+  };
   const server = http.createServer((req, res) => {
+    const at = performance.now();
     proxy.requests.push(`${req.method} ${req.url}`);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       let body = Buffer.concat(chunks);
+      proxy.bodies.push({ at, method: req.method ?? '', url: req.url ?? '', bytes: body.length });
       const rule = proxy.rules.find(
         (r) => r.times > 0 && r.match(req.method ?? '', req.url ?? '') && hitNow(r),
       );
