@@ -107,3 +107,29 @@ export async function rawTcpRate(
     server.close();
   }
 }
+
+/**
+ * Runs `fn` while reading the link's counter every 250 ms; returns the rate between the moments
+ * 10 % and 90 % of its bytes had crossed (the steady middle, without start and apply).
+ */
+export async function steadyRate<T>(
+  sites: WanSites,
+  fn: () => Promise<T>,
+): Promise<{ result: T; wire: number; bitsPerSecond: number }> {
+  const base = await sentBytes(sites.primary);
+  const samples: Array<{ at: number; bytes: number }> = [];
+  let running = true;
+  const sampler = (async () => {
+    while (running) {
+      samples.push({ at: performance.now(), bytes: (await sentBytes(sites.primary)) - base });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  const result = await fn().finally(() => (running = false));
+  await sampler;
+  const wire = (await sentBytes(sites.primary)) - base;
+  const at = (share: number) => samples.find((s) => s.bytes >= share * wire) ?? samples[samples.length - 1];
+  const [a, b] = [at(0.1), at(0.9)];
+  const bitsPerSecond = a && b && b.at > a.at ? ((b.bytes - a.bytes) * 8) / ((b.at - a.at) / 1000) : 0;
+  return { result, wire, bitsPerSecond };
+}

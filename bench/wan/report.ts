@@ -29,6 +29,27 @@ export interface ProfileResult {
   osr: OnLink<OsrSyncResult>;
 }
 
+/** OSR's sync under a policy's bandwidth limit, the rate read from the link's counter. */
+export interface LimitedSync {
+  limitBitsPerSecond: number;
+  seconds: number;
+  wire: number;
+  /** Between 10 % and 90 % of the bytes: the steady part of the transfer. */
+  bitsPerSecond: number;
+}
+
+export function limitedRow(l: LimitedSync): Row {
+  const ratio = l.bitsPerSecond / l.limitBitsPerSecond;
+  return {
+    measure: `100 Mbit/s: OSR under a ${l.limitBitsPerSecond / 1e6} Mbit/s policy limit, on the link (10–90 % of its bytes)`,
+    osr: `${mbit(l.bitsPerSecond / 8)} (${l.seconds.toFixed(1)} s, ${mib(l.wire)})`,
+    reference: mbit(l.limitBitsPerSecond / 8),
+    ratio,
+    target: 'within 10 %',
+    met: Math.abs(ratio - 1) <= 0.1,
+  };
+}
+
 const mbit = (bytesPerSecond: number) => `${((bytesPerSecond * 8) / 1e6).toFixed(0)} Mbit/s`;
 
 export function profileRows(p: ProfileResult, allocated: number, rcloneMissing: string | undefined): Row[] {

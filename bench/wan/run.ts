@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createBlobServiceClient, azuriteConnectionString } from '../../lib/azure/blob-client';
 import { inNamespace } from '../../lib/net/netns';
+import type { ControlContext } from '../../operations/context';
 import { createPolicy } from '../../operations/policies';
 import { startTestMachine, type TestMachine } from '../../test/helpers/qemu-machine';
 import { CpuMeter, formatCpu, type CpuUse } from '../cpu';
@@ -30,16 +31,18 @@ import {
   type CopyResult,
 } from '../initial-sync';
 import { factsMarkdown, machineFacts, markdownTable, mib, textTable, writeBenchmarksFile } from '../report';
-import { countWire, LATENCY_PROFILE, PROFILES, rawTcpRate, shapeLink } from './link';
+import { countWire, LATENCY_PROFILE, PROFILES, rawTcpRate, shapeLink, steadyRate } from './link';
 import {
   dataSetLine,
+  limitedRow,
+  type LimitedSync,
   profileMarkdown,
   profileRows,
   WAN_SECTION,
   type OnLink,
   type ProfileResult,
 } from './report';
-import { sitesFromEnv } from './sites';
+import { sitesFromEnv, type WanSites } from './sites';
 import { startToxiproxy, toxiproxyUnavailable } from './toxiproxy';
 
 /** OSR_BENCH_WAN_DISK_MIB: the disk's size (default 256 MiB, half of it allocated: minutes per run). */
@@ -84,7 +87,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   const profiles = toxiproxyMissing ? PROFILES : [...PROFILES, LATENCY_PROFILE];
   const plan = allocationPlan(DISK_BYTES, 0.5, 1);
   const vms: TestMachine[] = [];
-  for (const profile of profiles) {
+  for (const profile of [...profiles, LIMITED]) {
     const vm = await startTestMachine({ sizes: [DISK_BYTES] });
     cleanup.add(`stop the test machine for ${profile.name}`, () => vm.stop());
     meter.track(`qemu-storage-daemon ${vms.length + 1}`, vm.daemon.pid);
@@ -109,6 +112,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   };
   const tool = path.join(__dirname, 'site-tool.js');
   const results: ProfileResult[] = [];
+  let limited: LimitedSync | undefined;
   for (const [i, profile] of profiles.entries()) {
     await shapeLink(sites, profile);
     // With added latency every sender in the primary site goes through toxiproxy there: the
@@ -152,9 +156,12 @@ async function main(cleanup: Cleanup): Promise<void> {
       }),
     );
     results.push({ profile, link, pages, rclone, osr });
+    // On the first (100 Mbit/s) link: the same sync under a policy limited to half of it.
+    if (i === 0) limited = await limitedSync(ctx, vms[vms.length - 1] as TestMachine, sites);
   }
 
   const rows = results.flatMap((r) => profileRows(r, allocated, rcloneMissing));
+  if (limited) rows.splice(4, 0, limitedRow(limited));
   console.log(`\n${textTable(rows)}\n`);
   const details = results.map((r) => profileMarkdown(r, allocated, rcloneMissing, cpu)).join('\n\n');
   if (QUICK) return void console.log(details);
@@ -173,6 +180,36 @@ async function main(cleanup: Cleanup): Promise<void> {
     WAN_SECTION,
   );
   say(`results written to ${file}`);
+}
+
+/** A policy limited to half the 100 Mbit/s link: the limit is what the link carries meanwhile. */
+const LIMITED = { name: 'limited sync', bitsPerSecond: 50e6 };
+
+async function limitedSync(ctx: ControlContext, vm: TestMachine, sites: WanSites): Promise<LimitedSync> {
+  await createPolicy(ctx, {
+    name: 'bench-limited',
+    crashPointSeconds: 3600,
+    appPointSeconds: 0,
+    rpoThresholdSeconds: 7200,
+    bandwidthLimitBitsPerSecond: LIMITED.bitsPerSecond,
+  });
+  const run = await steadyRate(sites, () =>
+    osrInitialSync(ctx, {
+      name: 'wan-limited',
+      qmpSocket: vm.daemon.qmpSocket,
+      nbdSocket: vm.daemon.nbdSocket,
+      policy: 'bench-limited',
+    }),
+  );
+  say(
+    `  OSR under a ${LIMITED.bitsPerSecond / 1e6} Mbit/s policy limit: ${(run.bitsPerSecond / 1e6).toFixed(1)} Mbit/s on the link`,
+  );
+  return {
+    limitBitsPerSecond: LIMITED.bitsPerSecond,
+    seconds: run.result.seconds,
+    wire: run.wire,
+    bitsPerSecond: run.bitsPerSecond,
+  };
 }
 
 runMain(main, say);
