@@ -33,6 +33,7 @@ import { OperationError, type ControlContext } from './context';
 import { workflowState } from './failover-lock';
 import { getPolicy } from './policies';
 import { sourceOf, sourceSummary, type ProtectSource } from './protect-source';
+import { keptDomainDoc, type KeptDomain } from '../shared/libvirt-target';
 import { checkSourceOnItsHost, startProtection, type ProtectMachineWorkflow } from './protection-start';
 import {
   endedHealth,
@@ -110,7 +111,7 @@ async function protectNew(
   if (await ctx.vault.machine(options.name)) await refuseIfRunning(ctx, options.name);
   const { site, host, source } = await sourceOf(ctx, options);
   // The Azure readiness check runs for every target: the target can be set to azure later.
-  const azureReadiness = await checkSourceOnItsHost(ctx, {
+  const { azureReadiness, domainXml } = await checkSourceOnItsHost(ctx, {
     name: options.name,
     site,
     host,
@@ -133,7 +134,29 @@ async function protectNew(
   const summary = `Protects ${machine.name} (${sourceSummary(machine.source)}) with policy ${policy.name}`;
   await startOnce(ctx, { machine, policy, maxCyclesPerRun: options.maxCyclesPerRun, summary });
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
+  if (source.type === 'libvirt' && domainXml) await keepDomain(ctx, machine.name, source, domainXml);
   return { machine, workflowId };
+}
+
+/**
+ * Keeps a libvirt machine's own domain definition next to its record, so a recovery site that
+ * lost the primary can still define it (the libvirt recovery target starts from it).
+ */
+async function keepDomain(
+  ctx: ControlContext,
+  machine: string,
+  source: Extract<ProtectedMachine['source'], { type: 'libvirt' }>,
+  xml: string,
+): Promise<void> {
+  const kept: KeptDomain = {
+    machine,
+    host: source.host,
+    uri: source.uri,
+    domain: source.domain,
+    xml,
+    keptAt: new Date().toISOString(),
+  };
+  await ctx.vault.write(keptDomainDoc(machine), kept, '*');
 }
 
 function alreadyProtected(name: string): OperationError {
@@ -385,6 +408,7 @@ async function unprotectMachine(
     : await runUpdate(ctx, name, (h) => h.executeUpdate(disableUpdate, { args: [options] }));
   await ctx.vault.remove(Vault.machineDoc(name));
   if (!options.keepReplica) {
+    await ctx.vault.remove(keptDomainDoc(name));
     for (const p of await ctx.vault.points(name)) await ctx.vault.remove(Vault.pointDoc(name, p.id));
   }
   return status;

@@ -79,7 +79,7 @@ export async function checkSourceOnItsHost(
     source: ProtectedMachine['source'];
     guestAgentSocket?: string;
   },
-): Promise<AzureReadiness | undefined> {
+): Promise<{ azureReadiness?: AzureReadiness; domainXml?: string }> {
   const { source, site } = options;
   const client = await ctx.client();
   const registered = (await ctx.vault.machines()).filter((m) => m.site === site && m.name !== options.name);
@@ -128,7 +128,7 @@ export async function checkSourceOnItsHost(
         : result.sameSocket?.includes(m.name),
     );
     await refuseSharedDisks(ctx, { name: options.name, source }, sameSource, result.disks);
-    return result.azureReadiness;
+    return { azureReadiness: result.azureReadiness, domainXml: result.domainXml };
   }
   // A refusal's message already says that nothing was started.
   if (result.problem === 'refused') throw new OperationError(result.message, 'invalid');

@@ -23,8 +23,8 @@ export const checkSource: CheckSourceWorkflow = async function checkSource(
   });
   try {
     const { site: _site, host: _host, timeoutSeconds: _timeout, ...probe } = input;
-    const { greeted, disks, sameSocket, azureReadiness } = await probeSource(probe);
-    return { ok: true, greeted, disks, sameSocket, azureReadiness };
+    const { greeted, disks, sameSocket, azureReadiness, domainXml } = await probeSource(probe);
+    return { ok: true, greeted, disks, sameSocket, azureReadiness, ...(domainXml ? { domainXml } : {}) };
   } catch (err) {
     const cause = err instanceof ActivityFailure ? err.cause : err;
     if (cause instanceof ApplicationFailure && cause.type === FAILURE.SourceRefused)

@@ -39,6 +39,8 @@ export interface ProbeSourceResult {
   sameSocket?: string[];
   /** What the guest showed of its Azure readiness, or why it was not checked. */
   azureReadiness?: AzureReadiness;
+  /** A libvirt domain's own definition (`virsh dumpxml --inactive`), kept in the vault at protect. */
+  domainXml?: string;
 }
 
 export interface ProbeSourceDeps {

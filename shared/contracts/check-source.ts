@@ -32,6 +32,8 @@ export type CheckSourceResult =
       sameSocket?: string[];
       /** The Azure readiness check's result (absent from process servers older than it). */
       azureReadiness?: AzureReadiness;
+      /** A libvirt domain's own definition (inactive XML), for the vault. */
+      domainXml?: string;
     }
   | { ok: false; problem: 'refused' | 'unavailable' | 'failed'; message: string };
 

@@ -1,0 +1,39 @@
+// The libvirt recovery target's types that cross the workflow/activity boundary and live in the
+// vault: the protected domain's own definition kept at protect, the per-machine settings, and what
+// a drill or failover made on the recovery host. Pure: no I/O, safe to import from workflow code.
+import { vaultSegment } from './names';
+
+/** A libvirt machine's domain definition as its host kept it at protect (vault: libvirt-domains/<machine>.json). */
+export interface KeptDomain {
+  machine: string;
+  /** The protected domain's host, URI and name. */
+  host: string;
+  uri: string;
+  domain: string;
+  /** `virsh dumpxml --inactive`: the definition libvirt keeps, not the live one. */
+  xml: string;
+  keptAt: string;
+}
+
+export const keptDomainDoc = (machine: string) =>
+  `libvirt-domains/${vaultSegment('machine name', machine)}.json`;
+
+/** Where a machine is recovered as a libvirt domain (`osr failover configure --target libvirt`). */
+export interface LibvirtTargetSettings {
+  /** A libvirt host added with `osr host add <name> --libvirt <uri>`, local to the cloud applier. */
+  recoveryHost: string;
+  /** An existing libvirt network drills use instead of the isolated one OSR makes for each drill. */
+  drillNetwork?: string;
+}
+
+/** What one recovery made on the recovery host (found again by the OSR metadata tag). */
+export interface LibvirtResources {
+  host: string;
+  uri: string;
+  domain: string;
+  uuid: string;
+  /** The isolated network made for a drill (absent: none made). */
+  drillNetwork?: string;
+  /** What the boot probe saw. */
+  probe?: { ok: boolean; how: 'guest-agent' | 'serial-console'; detail: string; seconds: number };
+}
