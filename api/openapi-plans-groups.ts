@@ -45,14 +45,15 @@ export const planGroupPaths: Record<string, Partial<Record<'get' | 'post', Opera
           networks: {
             type: 'array',
             description:
-              'azure target: machines whose settings name `source` as their sourceNetwork land on these subnets when the plan recovers them',
+              'azure target: machines whose settings name `source` as their sourceNetwork land on these subnets when the plan recovers them; libvirt target: a NIC on the primary-site network (or bridge) `source` goes on the libvirt network `libvirtNetwork`. Each mapping gives subnetId or libvirtNetwork (or both)',
             items: {
               type: 'object',
-              required: ['source', 'subnetId'],
+              required: ['source'],
               additionalProperties: false,
               properties: {
                 source: { type: 'string' },
                 subnetId: { type: 'string' },
+                libvirtNetwork: { type: 'string' },
                 drillSubnetId: { type: 'string' },
                 drillOnProductionSubnet: { type: 'boolean' },
               },

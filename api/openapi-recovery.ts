@@ -28,6 +28,32 @@ const azure: Schema = {
   description: 'azure target settings; in a change, a field set to null is removed',
 };
 
+const libvirt: Schema = {
+  ...closedObject({
+    recoveryHost: {
+      type: 'string',
+      description:
+        'a libvirt host added with `osr host add <name> --libvirt <uri>`, local to the cloud applier (qemu:///system); an unknown, non-libvirt or remote host is refused (400/404) with the fix',
+    },
+    drillNetwork: {
+      type: ['string', 'null'],
+      description:
+        'an existing libvirt network drills use (default: an isolated network OSR makes per drill)',
+    },
+    networks: {
+      type: ['object', 'null'],
+      additionalProperties: { type: 'string' },
+      description:
+        'primary-site network (or bridge) → libvirt network a failed-over NIC goes on; NICs not named are kept',
+    },
+    bootTimeoutSeconds: {
+      type: ['number', 'null'],
+      description: 'how long the boot probe waits for the guest agent or serial console (default 300)',
+    },
+  }),
+  description: 'libvirt target settings; in a change, a field set to null is removed',
+};
+
 const platform: Schema = closedObject({
   osType: { enum: ['Linux', 'Windows'] },
   hyperVGeneration: { enum: ['V1', 'V2'], description: 'V1: BIOS boot (QEMU default); V2: UEFI' },
@@ -39,8 +65,9 @@ export const recoverySchemas: Record<string, Schema> = {
     required: ['machine', 'platform'],
     properties: {
       machine: { type: 'string' },
-      target: { enum: ['local', 'azure'], description: 'absent: local' },
+      target: { enum: ['local', 'azure', 'libvirt'], description: 'absent: local' },
       azure,
+      libvirt,
       bootCheck: { type: 'object' },
       materialize: { type: 'object' },
       platform: { ...platform, description: 'recorded at protect (default Linux, V1)' },
@@ -63,10 +90,12 @@ export const recoveryPaths = {
     post: {
       operationId: 'changeRecoverySettings',
       summary:
-        "change a machine's recovery target (local or azure), its azure settings (merged) and its platform; refused with the fix when the azure target would lack a field",
+        "change a machine's recovery target (local, azure or libvirt), its azure or libvirt settings (merged) and its platform; refused with the fix when the azure target would lack a field, or the libvirt target a recovery host or the domain definition kept at protect",
       tags: ['recovery'],
       parameters: [machineName],
-      requestBody: body(closedObject({ target: { enum: ['local', 'azure'] }, azure, platform })),
+      requestBody: body(
+        closedObject({ target: { enum: ['local', 'azure', 'libvirt'] }, azure, libvirt, platform }),
+      ),
       responses: {
         '200': { description: 'the settings now', ...json(ref('RecoverySettings')) },
         ...machineErrors,

@@ -1,5 +1,5 @@
-// Routes of a machine's recovery settings: the recovery target (local, or azure with its resource
-// group, VM size, disk type, subnets, IP) and the platform recorded at protect (OS type, Hyper-V
+// Routes of a machine's recovery settings: the recovery target (local; azure with its resource
+// group, VM size, disk type, subnets, IP; libvirt with its recovery host and networks) and the platform recorded at protect (OS type, Hyper-V
 // generation). Thin mappings onto the operations the CLI uses.
 import { configureRecovery, getRecoverySettings, type RecoveryChange } from '../operations/recovery-settings';
 import { setPlatform } from '../operations/machine-platform';
@@ -49,6 +49,26 @@ function azureChange(a: JsonObject): RecoveryChange['azure'] {
   };
 }
 
+/** The libvirt fields of a body: a value sets one, null removes it. */
+function libvirtChange(l: JsonObject): RecoveryChange['libvirt'] {
+  onlyFields(l, ['recoveryHost', 'drillNetwork', 'networks', 'bootTimeoutSeconds']);
+  const text = (f: string) =>
+    l[f] === null ? null : optionalString(l, f, 'a non-empty string, or null to remove it');
+  const networks = l.networks === null ? null : objectField(l, 'networks');
+  for (const [k, v] of Object.entries(networks ?? {}))
+    if (typeof v !== 'string' || !v)
+      throw new ApiError(400, `field "networks.${k}": must be the name of a libvirt network`, 'invalid');
+  const timeout = l.bootTimeoutSeconds;
+  if (timeout !== undefined && timeout !== null && !(typeof timeout === 'number' && timeout > 0))
+    throw new ApiError(400, 'field "bootTimeoutSeconds": must be a positive number of seconds', 'invalid');
+  return {
+    recoveryHost: text('recoveryHost'),
+    drillNetwork: text('drillNetwork'),
+    networks: networks as Record<string, string> | null | undefined,
+    bootTimeoutSeconds: timeout as number | null | undefined,
+  };
+}
+
 export const recoveryRoutes: Route[] = [
   {
     method: 'GET',
@@ -65,9 +85,10 @@ export const recoveryRoutes: Route[] = [
     handler: async (req) => {
       const name = (await registeredMachine(req.ctx, req.params.name as string)).name;
       const body = await req.body();
-      onlyFields(body, ['target', 'azure', 'platform']);
-      const target = optionalEnum(body, 'target', ['local', 'azure'] as const);
+      onlyFields(body, ['target', 'azure', 'libvirt', 'platform']);
+      const target = optionalEnum(body, 'target', ['local', 'azure', 'libvirt'] as const);
       const azure = objectField(body, 'azure');
+      const libvirt = objectField(body, 'libvirt');
       const platform = objectField(body, 'platform');
       if (platform) {
         onlyFields(platform, ['osType', 'hyperVGeneration']);
@@ -79,6 +100,7 @@ export const recoveryRoutes: Route[] = [
       const settings = await configureRecovery(req.ctx, name, {
         target,
         azure: azure ? azureChange(azure) : undefined,
+        libvirt: libvirt ? libvirtChange(libvirt) : undefined,
       });
       const machine = await registeredMachine(req.ctx, name);
       return { status: 200, body: { ...settings, platform: machine.platform ?? DEFAULT_PLATFORM } };

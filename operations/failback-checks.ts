@@ -67,7 +67,12 @@ async function committedFailover(ctx: ControlContext, name: string): Promise<Rec
       `the vault has no committed failover record of ${name} (job ${lock.job})`,
       'conflict',
     );
-  if (!record.materialized)
+  if (record.libvirt)
+    throw new OperationError(
+      `${name} was failed over into libvirt (domain ${record.libvirt.domain} on host ${record.libvirt.host}); reprotect and failback of a libvirt-recovered machine are not built yet: fail it back by hand (\`osr export\` of its disks, or protect the recovered domain as a new machine)`,
+      'conflict',
+    );
+  if (!record.materialized?.qmpSocket)
     throw new OperationError(
       `the failed-over ${name} does not run in the recovery site (its failover disks were not materialized), so there is nothing to replicate back: set \`osr failover configure ${name} --materialize qcow2\` before failing over`,
       'conflict',
@@ -100,7 +105,7 @@ export async function prepareReprotect(
   const source: ProtectedMachine = {
     name: reverseId(name),
     site: ctx.config.recoverySite,
-    source: { type: 'qemu', qmpSocket: materialized.qmpSocket, nbdSocket: materialized.nbdSocket },
+    source: { type: 'qemu', qmpSocket: materialized.qmpSocket!, nbdSocket: materialized.nbdSocket },
     policy: machine.policy,
     ...(options.quiesce ? { quiesce: options.quiesce } : {}),
     createdAt: new Date().toISOString(),

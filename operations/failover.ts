@@ -160,7 +160,15 @@ async function cleanupDrills(
     const handle = await client.workflow.start('cleanupTestFailover', {
       taskQueue: CONTROL_TASK_QUEUE,
       workflowId,
-      args: [{ job, machine: drill.machine, drillJob: drill.job, ...(drill.azure ? { azure: true } : {}) }],
+      args: [
+        {
+          job,
+          machine: drill.machine,
+          drillJob: drill.job,
+          ...(drill.azure ? { azure: true } : {}),
+          ...(drill.libvirt ? { libvirt: true } : {}),
+        },
+      ],
       // A cleanup that failed may be run again; two at once may not.
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,

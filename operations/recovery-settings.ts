@@ -10,6 +10,8 @@ import { registeredMachine } from './machines';
 import { PlacementError, resolvePlacement } from '../lib/azure-arm/placement';
 import type { ProtectedMachine } from '../shared/replication-types';
 import type { PlanNetwork } from '../shared/plan-types';
+import { keptDomainDoc, type KeptDomain, type LibvirtTargetSettings } from '../shared/libvirt-target';
+import { getHost } from './hosts';
 
 export async function getRecoverySettings(ctx: ControlContext, machine: string): Promise<RecoverySettings> {
   checkName('machine', machine);
@@ -27,6 +29,7 @@ async function settingsToStart(
   planNetworks?: PlanNetwork[],
 ): Promise<RecoverySettings> {
   const settings = withPlanNetwork(await getRecoverySettings(ctx, machine.name), planNetworks);
+  if (settings.target === 'libvirt') return libvirtToStart(ctx, machine.name, settings);
   if (settings.target === 'azure') {
     try {
       resolvePlacement(ctx.config.azure, machine.name, settings.azure, machine.platform, kind);
@@ -39,11 +42,21 @@ async function settingsToStart(
   return settings;
 }
 
-/** A plan's network mapping applied to a machine whose azure settings name its source network. */
+/**
+ * A plan's network mapping applied to a machine: a libvirt target's NICs by their primary-site
+ * network (`libvirtNetwork`), an azure target's subnets by the machine's source network.
+ */
 export function withPlanNetwork(settings: RecoverySettings, networks: PlanNetwork[] = []): RecoverySettings {
+  if (settings.target === 'libvirt' && settings.libvirt) {
+    const mapped = networks.filter((n) => n.libvirtNetwork);
+    if (!mapped.length) return settings;
+    const map = { ...settings.libvirt.networks };
+    for (const n of mapped) map[n.source] = n.libvirtNetwork!;
+    return { ...settings, libvirt: { ...settings.libvirt, networks: map } };
+  }
   const source = settings.azure?.sourceNetwork;
-  const mapped = source === undefined ? undefined : networks.find((n) => n.source === source);
-  if (settings.target !== 'azure' || !settings.azure || !mapped) return settings;
+  const mapped = source === undefined ? undefined : networks.find((n) => n.source === source && n.subnetId);
+  if (settings.target !== 'azure' || !settings.azure || !mapped?.subnetId) return settings;
   return {
     ...settings,
     azure: {
@@ -58,7 +71,9 @@ export function withPlanNetwork(settings: RecoverySettings, networks: PlanNetwor
 export type RecoveryChange = {
   bootCheck?: RecoverySettings['bootCheck'] | null;
   materialize?: RecoverySettings['materialize'] | null;
-  target?: 'local' | 'azure';
+  target?: 'local' | 'azure' | 'libvirt';
+  /** Merged into the current libvirt settings (a field set to null is removed). */
+  libvirt?: { [K in keyof LibvirtTargetSettings]?: LibvirtTargetSettings[K] | null };
   /** Merged into the current azure settings (a field set to null is removed). */
   azure?: { [K in keyof AzureTargetSettings]?: AzureTargetSettings[K] | null };
 };
@@ -84,11 +99,22 @@ async function storeRecoverySettings(
       `materialize format must be qcow2 or raw, not ${change.materialize.format}`,
       'invalid',
     );
-  if (change.target && !['local', 'azure'].includes(change.target))
-    throw new OperationError(`recovery target must be local or azure, not ${change.target}`, 'invalid');
+  if (change.target && !['local', 'azure', 'libvirt'].includes(change.target))
+    throw new OperationError(
+      `recovery target must be local, azure or libvirt, not ${change.target}`,
+      'invalid',
+    );
+  if (change.libvirt?.recoveryHost) await recoveryHostProblem(ctx, machine, change.libvirt.recoveryHost);
+  if (change.target === 'libvirt') await keptDomainOf(ctx, machine);
   return ctx.vault.update<RecoverySettings>(recoveryDocs.settings(machine), (current) => {
     const next: RecoverySettings = { ...(current ?? { machine }) };
     if (change.target) next.target = change.target;
+    if (change.libvirt) next.libvirt = mergeLibvirt(next.libvirt, change.libvirt);
+    if (next.target === 'libvirt' && !next.libvirt?.recoveryHost)
+      throw new OperationError(
+        `the libvirt target needs --recovery-host <a libvirt host added with \`osr host add <name> --libvirt <uri>\`> (\`osr failover configure ${machine} --target libvirt --recovery-host <host>\`)`,
+        'invalid',
+      );
     if (change.azure) next.azure = mergeAzure(next.azure, change.azure);
     if (next.target === 'azure') azureProblem(machine, next.azure);
     if (change.bootCheck === null) delete next.bootCheck;
@@ -97,6 +123,20 @@ async function storeRecoverySettings(
     else if (change.materialize) next.materialize = change.materialize;
     return next;
   });
+}
+
+function mergeLibvirt(
+  current: LibvirtTargetSettings | undefined,
+  change: NonNullable<RecoveryChange['libvirt']>,
+): LibvirtTargetSettings {
+  const next: Record<string, unknown> = { ...current };
+  for (const [k, v] of Object.entries(change)) {
+    // The URI is resolved at each start, never stored: the host's record is the one place for it.
+    if (k === 'uri') continue;
+    if (v === null) delete next[k];
+    else if (v !== undefined) next[k] = v;
+  }
+  return next as unknown as LibvirtTargetSettings;
 }
 
 function mergeAzure(current: AzureTargetSettings | undefined, change: NonNullable<RecoveryChange['azure']>) {
@@ -149,4 +189,47 @@ function azureProblem(machine: string, a: AzureTargetSettings | undefined): void
     );
   if (a.privateIp !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(a.privateIp))
     throw new OperationError(`--private-ip must be an IPv4 address, not ${a.privateIp}`, 'invalid');
+}
+
+/**
+ * The recovery host must be a libvirt host on the cloud applier's own machine: the domain opens the
+ * images the applier materializes there (a remote qemu+ssh:// host would not see them).
+ */
+async function recoveryHostProblem(ctx: ControlContext, machine: string, name: string) {
+  const host = await getHost(ctx, name);
+  if (host.kind !== 'libvirt')
+    throw new OperationError(
+      `host ${name} is a ${host.kind} host, not libvirt: --recovery-host takes a libvirt host (\`osr host add <name> --libvirt qemu:///system\` on the recovery site's cloud-applier host), then \`osr failover configure ${machine} --target libvirt --recovery-host <name>\``,
+      'invalid',
+    );
+  if (!/^qemu(\+unix)?:\/\/\//.test(host.uri))
+    throw new OperationError(
+      `libvirt host ${name} (${host.uri}) is remote: the libvirt target defines the domain beside the images the cloud applier materializes, so the recovery host must be local to it (qemu:///system, or qemu+unix:///…); add that libvirt as a host and give it with --recovery-host`,
+      'invalid',
+    );
+  return host;
+}
+
+/** The domain definition kept at protect, or an error saying why there is none and what to do. */
+async function keptDomainOf(ctx: ControlContext, machine: string): Promise<KeptDomain> {
+  const kept = (await ctx.vault.read<KeptDomain>(keptDomainDoc(machine)))?.value;
+  if (!kept)
+    throw new OperationError(
+      `the vault keeps no libvirt domain definition of ${machine}: only a libvirt domain protected with \`osr protect ${machine} --host <host> --domain <domain>\` (by this release or later) can be recovered into libvirt; protect it so, or use --target local`,
+      'invalid',
+    );
+  return kept;
+}
+
+/** A libvirt recovery's settings with the recovery host's URI, refused now (with the fix) when it could not run. */
+async function libvirtToStart(ctx: ControlContext, machine: string, settings: RecoverySettings) {
+  const recoveryHost = settings.libvirt?.recoveryHost;
+  if (!recoveryHost)
+    throw new OperationError(
+      `${machine} has target libvirt but no recovery host: \`osr failover configure ${machine} --target libvirt --recovery-host <host>\`. Nothing was started.`,
+      'invalid',
+    );
+  const host = await recoveryHostProblem(ctx, machine, recoveryHost);
+  await keptDomainOf(ctx, machine);
+  return { ...settings, libvirt: { ...settings.libvirt!, uri: host.uri } };
 }

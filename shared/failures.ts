@@ -36,6 +36,8 @@ export const FAILURE = {
   PointImageMissing: 'PointImageMissing',
   /** The azure target cannot be used as set (configuration, settings, a foreign resource, ARM 4xx): never retried. */
   AzureTargetRefused: 'AzureTargetRefused',
+  /** The libvirt target cannot be used as set (no kept definition, a foreign domain or network of the name): never retried. */
+  LibvirtTargetRefused: 'LibvirtTargetRefused',
   /** An apply request that cannot be right (a bug, not a fault): never retried. */
   InvalidApplyRequest: 'InvalidApplyRequest',
   // --- workflows and steering ---

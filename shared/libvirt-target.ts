@@ -24,6 +24,17 @@ export interface LibvirtTargetSettings {
   recoveryHost: string;
   /** An existing libvirt network drills use instead of the isolated one OSR makes for each drill. */
   drillNetwork?: string;
+  /** A NIC on a primary-site network (or bridge) named as a key goes on the value's libvirt network. */
+  networks?: Record<string, string>;
+  /** How long the boot probe waits for the guest (default 300 s). */
+  bootTimeoutSeconds?: number;
+  /** The host's URI, resolved by the control plane when a recovery starts (never stored). */
+  uri?: string;
+}
+
+/** The recovered domain's name: readable, one per recovery (a drill's and a failover's differ). */
+export function recoveredDomainName(machine: string, kind: 'drill' | 'failover', job: string): string {
+  return `${machine}-${kind}-${job}`;
 }
 
 /** What one recovery made on the recovery host (found again by the OSR metadata tag). */
@@ -31,9 +42,14 @@ export interface LibvirtResources {
   host: string;
   uri: string;
   domain: string;
-  uuid: string;
+  /** Set once the domain is defined. */
+  uuid?: string;
   /** The isolated network made for a drill (absent: none made). */
   drillNetwork?: string;
+  /** Devices of the protected domain left out (cdroms, disks not recovered). */
+  dropped?: string[];
+  /** How the boot probe hears the guest: its guest agent, else its serial console. */
+  hears?: 'guest-agent' | 'serial-console' | 'nothing';
   /** What the boot probe saw. */
   probe?: { ok: boolean; how: 'guest-agent' | 'serial-console'; detail: string; seconds: number };
 }

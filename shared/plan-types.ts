@@ -36,7 +36,10 @@ export interface PlanGroup {
  */
 export interface PlanNetwork {
   source: string;
-  subnetId: string;
+  /** azure target: the subnet a machine of this source network fails over to. */
+  subnetId?: string;
+  /** libvirt target: the libvirt network a NIC on this primary-site network (or bridge) is put on. */
+  libvirtNetwork?: string;
   drillSubnetId?: string;
   drillOnProductionSubnet?: boolean;
 }
@@ -89,12 +92,14 @@ export function planProblems(plan: RecoveryPlan, known: ReadonlySet<string>): st
   }
   const sources = new Set<string>();
   for (const n of plan.networks ?? []) {
-    if (!n.source?.trim() || !n.subnetId?.trim())
-      problems.push('a network mapping needs a source network and a subnetId');
+    if (!n.source?.trim() || (!n.subnetId?.trim() && !n.libvirtNetwork?.trim()))
+      problems.push(
+        'a network mapping needs a source network and a subnetId (azure) or a libvirtNetwork (libvirt)',
+      );
     else if (sources.has(n.source)) problems.push(`source network ${n.source} is mapped twice`);
     else if (
       n.drillSubnetId &&
-      n.drillSubnetId.toLowerCase() === n.subnetId.toLowerCase() &&
+      n.drillSubnetId.toLowerCase() === n.subnetId?.toLowerCase() &&
       !n.drillOnProductionSubnet
     )
       problems.push(

@@ -2,6 +2,7 @@
 // the vault. Pure: no I/O, safe to import from workflow code.
 import { vaultSegment } from './names';
 import type { RecoveryPoint } from './replication-types';
+import type { LibvirtResources, LibvirtTargetSettings } from './libvirt-target';
 
 /** drill: a test failover, isolated (`test-` prefix); failover: the machine for real. */
 export type RecoveryKind = 'drill' | 'failover';
@@ -51,9 +52,13 @@ export interface RecoverySettings {
   machine: string;
   bootCheck?: BootCheck;
   materialize?: MaterializeSettings;
-  /** local (default): disks in osr-failover, optionally materialized; azure: managed disks, NIC and VM. */
-  target?: 'local' | 'azure';
+  /**
+   * local (default): disks in osr-failover, optionally materialized; azure: managed disks, NIC and
+   * VM; libvirt: a domain defined on a libvirt host from the protected domain's own definition.
+   */
+  target?: 'local' | 'azure' | 'libvirt';
   azure?: AzureTargetSettings;
+  libvirt?: LibvirtTargetSettings;
 }
 
 /** The concrete Azure placement of one recovery, resolved by the control plane at start. */
@@ -96,14 +101,15 @@ export interface BootCheckResult {
   output: string;
 }
 
-/** Recovered disks served by a qemu-storage-daemon on the recovery-site host. */
+/** Recovered disks on the recovery-site host, served by a qemu-storage-daemon (not for the libvirt target). */
 export interface MaterializedMachine {
   dir: string;
   format: MaterializeSettings['format'];
   files: { diskId: string; path: string }[];
-  qmpSocket: string;
-  nbdSocket: string;
-  pid: number;
+  /** The daemon's: absent when a libvirt domain opens the images itself. */
+  qmpSocket?: string;
+  nbdSocket?: string;
+  pid?: number;
 }
 
 /** The recovered machine (vault: recovered/<machine>/<job>.json). */
@@ -118,6 +124,8 @@ export interface RecoveredMachine {
   bootCheck?: BootCheckResult;
   /** The azure target: the managed disks, NIC and VM made (cleanup removes exactly these, by tag). */
   azure?: AzureResources;
+  /** The libvirt target: the domain (and a drill's network) made on the recovery host, found by tag. */
+  libvirt?: LibvirtResources;
   /** Failovers: set by commit, with what reprotect needs. */
   committed?: CommitRecord;
 }

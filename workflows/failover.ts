@@ -54,6 +54,7 @@ export async function failover(input: FailoverInput): Promise<RecoveryStatus> {
     machine: machine.name,
     job: input.job,
     azure: input.settings?.target === 'azure',
+    libvirt: input.settings?.target === 'libvirt',
   };
 
   setHandler(recoveryStatusQuery, () => t.status);
@@ -69,6 +70,7 @@ export async function failover(input: FailoverInput): Promise<RecoveryStatus> {
         t.status.materialized = undefined;
         t.status.bootCheck = undefined;
         t.status.azure = undefined;
+        t.status.libvirt = undefined;
         await recover(t, { kind: 'failover', job: input.job, machine, point, settings: input.settings });
         t.status.error = undefined;
       } catch (err) {

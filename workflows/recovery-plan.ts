@@ -203,6 +203,7 @@ export async function recoveryPlan(input: RecoveryPlanInput): Promise<PlanStatus
               machine: ms.machine,
               drillJob: m.drillJob ?? job,
               ...(m.settings?.target === 'azure' ? { azure: true } : {}),
+              ...(m.settings?.target === 'libvirt' ? { libvirt: true } : {}),
             },
           ],
         });

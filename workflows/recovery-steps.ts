@@ -19,6 +19,7 @@ import type { RecoveryJobState, RecoveryStatus } from '../shared/contracts/recov
 import { messageOf } from './lib/failures';
 import { runStep } from './lib/steps';
 import { recoverIntoAzure } from './azure-steps';
+import { LIBVIRT_TARGET_PATCH, recoverIntoLibvirt, removeFromLibvirt } from './libvirt-steps';
 
 export const applier = proxyActivities<RecoveryActivities>({
   taskQueue: CLOUD_APPLIER_TASK_QUEUE,
@@ -111,9 +112,13 @@ export async function recover(t: Tracker, input: RecoverInput): Promise<Recovere
     });
     await applier.recordRecoveredMachine(record);
   }
+  const libvirt = settings?.target === 'libvirt' && settings.libvirt && patched(LIBVIRT_TARGET_PATCH);
+  if (libvirt) await recoverIntoLibvirt(t, record, { disks, settings });
 
   const materialize = input.settings?.materialize;
-  if (materialize) {
+  // With the libvirt target the images are the domain's own (above): no daemon of OSR's may hold them.
+  if (libvirt) t.status.libvirt = record.libvirt;
+  else if (materialize) {
     record.materialized = await t.step(
       'materialize',
       () => applier.materializeRecovered({ machine, job, disks, settings: materialize }),
@@ -142,7 +147,7 @@ export async function recover(t: Tracker, input: RecoverInput): Promise<Recovere
     t.status.bootCheck = record.bootCheck;
   } else t.skip('boot check', 'not configured for this machine');
 
-  if (record.materialized || record.bootCheck) await applier.recordRecoveredMachine(record);
+  if (record.materialized || record.bootCheck || record.libvirt) await applier.recordRecoveredMachine(record);
   return record;
 }
 
@@ -155,9 +160,18 @@ export const AZURE_TARGET_PATCH = 'azure-target';
  */
 export async function teardown(
   t: Tracker,
-  input: { kind: RecoveryKind; machine: string; job: string; keepRecord?: boolean; azure?: boolean },
+  input: {
+    kind: RecoveryKind;
+    machine: string;
+    job: string;
+    keepRecord?: boolean;
+    azure?: boolean;
+    libvirt?: boolean;
+  },
 ): Promise<string[]> {
   const { kind, machine, job } = input;
+  // The domain first: it holds the images removed below.
+  if (input.libvirt && patched(LIBVIRT_TARGET_PATCH)) await removeFromLibvirt(t, { kind, machine, job });
   if (input.azure && patched(AZURE_TARGET_PATCH))
     await t.step(
       'delete azure resources',

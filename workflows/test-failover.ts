@@ -27,6 +27,7 @@ export async function testFailover(input: TestFailoverInput): Promise<RecoverySt
         machine: input.machine.name,
         job: input.job,
         azure: input.settings?.target === 'azure',
+        libvirt: input.settings?.target === 'libvirt',
       }),
     ).catch(() => undefined);
     t.setState('failed');
@@ -40,7 +41,13 @@ export async function cleanupTestFailover(input: CleanupTestFailoverInput): Prom
   const t = createTracker({ job: input.job, kind: 'drill-cleanup', machine: input.machine });
   setHandler(recoveryStatusQuery, () => t.status);
   try {
-    await teardown(t, { kind: 'drill', machine: input.machine, job: input.drillJob, azure: input.azure });
+    await teardown(t, {
+      kind: 'drill',
+      machine: input.machine,
+      job: input.drillJob,
+      azure: input.azure,
+      libvirt: input.libvirt,
+    });
   } catch (err) {
     t.setState('failed');
     throw failed(t, err);

@@ -9,6 +9,7 @@ import type { ReplicationPolicy } from '../../shared/replication-types';
 import { statePaths } from '../../lib/config/state-paths';
 import { applyCycle } from './apply-replica';
 import { createAzureTargetActivities } from './azure-target';
+import { createLibvirtTargetActivities } from './libvirt-target';
 import { runBootCheck, type BootCheckInput } from './boot-check';
 import { dematerialize, materialize, materializedDir, type MaterializeInput } from './materialize';
 import {
@@ -119,6 +120,7 @@ export function createRecoveryActivities(deps: DataPathDeps) {
       ),
 
     ...createAzureTargetActivities(deps),
+    ...createLibvirtTargetActivities(deps),
   };
 }
 

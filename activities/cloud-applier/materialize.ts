@@ -21,6 +21,8 @@ export interface MaterializeInput {
   job: string;
   disks: RecoveredDisk[];
   settings: MaterializeSettings;
+  /** false: the images only, no daemon (a libvirt domain opens them itself; a daemon would hold their locks). */
+  serve?: boolean;
 }
 
 /** Folder of one job's local disks and daemon: short, because unix socket paths are limited. */
@@ -54,6 +56,7 @@ export async function materialize(
     }
     files.push({ diskId: disk.diskId, path: file });
   }
+  if (input.serve === false) return { dir, format: input.settings.format, files };
   const daemon = await startStorageDaemon({
     stateDir: dir,
     images: files.map((f) => ({ path: f.path, format: input.settings.format })),

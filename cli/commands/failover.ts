@@ -27,7 +27,12 @@ function printRecovery(status: RecoveryStatus): void {
       status.disks.map((d) => ({ disk: d.diskId, blob: `osr-failover/${d.blob}`, bytes: d.sizeBytes })),
     );
   }
-  if (status.materialized)
+  if (status.libvirt) {
+    const l = status.libvirt;
+    process.stdout.write(
+      `\nlibvirt domain ${l.domain} on host ${l.host}${l.drillNetwork ? ` (NICs on the isolated network ${l.drillNetwork})` : ''}${l.probe ? `; boot probe ${l.probe.ok ? 'answered' : 'FAILED'} by ${l.probe.how} in ${l.probe.seconds} s: ${l.probe.detail}` : ''}\n`,
+    );
+  } else if (status.materialized?.qmpSocket)
     process.stdout.write(
       `\nserved locally: QMP ${status.materialized.qmpSocket}, NBD ${status.materialized.nbdSocket}\n`,
     );
@@ -168,7 +173,26 @@ export function registerFailoverCommands(program: Command): void {
     .option('--probe-timeout <seconds>', 'how long the probe is retried', seconds)
     .option('--no-boot-check', 'remove the boot check')
     .option('--materialize <format>', 'qcow2, raw, or off')
-    .option('--target <target>', 'local (disks in osr-failover, default) or azure (managed disks, NIC, VM)')
+    .option(
+      '--target <target>',
+      'local (disks in osr-failover, default), azure (managed disks, NIC, VM) or libvirt (a domain on --recovery-host)',
+    )
+    .option('--recovery-host <host>', 'libvirt: the libvirt host (`osr host add`) the domain is defined on')
+    .option(
+      '--drill-network <network>',
+      'libvirt: an existing network drills use instead of the isolated one OSR makes ("off" removes it)',
+    )
+    .option(
+      '--network-map <source=network>',
+      'libvirt: a NIC on primary-site network (or bridge) source goes on libvirt network (repeatable)',
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
+    .option(
+      '--libvirt-boot-timeout <seconds>',
+      'libvirt: how long the boot probe waits (default 300)',
+      seconds,
+    )
     .option('--resource-group <name>', 'azure: the resource group recovered machines go in')
     .option('--location <region>', 'azure: the region (default: azure.location of the configuration)')
     .option('--vm-size <size>', 'azure: the VM size, e.g. Standard_D2s_v5')
@@ -192,9 +216,9 @@ export function registerFailoverCommands(program: Command): void {
           probeTimeout?: number;
           bootCheck: boolean;
           materialize?: string;
-          target?: 'local' | 'azure';
+          target?: 'local' | 'azure' | 'libvirt';
           json?: boolean;
-        },
+        } & LibvirtOptions,
       ) => {
         if ((o.bootCommand === undefined) !== (o.probe === undefined))
           throw new CliError('--boot-command and --probe go together', EXIT.usage);
@@ -220,6 +244,7 @@ export function registerFailoverCommands(program: Command): void {
             materialize,
             target: o.target,
             azure: azureChange(o),
+            libvirt: libvirtChange(o),
           }),
         );
         if (o.json) return printJson(settings);
@@ -228,7 +253,9 @@ export function registerFailoverCommands(program: Command): void {
           `${machine}: target ${settings.target ?? 'local'}, boot check ${settings.bootCheck ? 'on' : 'off'}, materialize ${settings.materialize?.format ?? 'off'}${
             settings.target === 'azure' && a
               ? `; ${a.vmSize} in ${a.resourceGroup}, ${a.osDiskType}, drills on ${a.drillSubnetId ?? (a.drillOnProductionSubnet ? 'the production subnet' : 'azure.drillSubnetId')}`
-              : ''
+              : settings.target === 'libvirt' && settings.libvirt
+                ? `; domain on ${settings.libvirt.recoveryHost}, drills on ${settings.libvirt.drillNetwork ?? 'an isolated network per drill'}`
+                : ''
           }\n`,
         );
       },
@@ -260,6 +287,35 @@ function azureChange(o: AzureOptions): RecoveryChange['azure'] {
     drillOnProductionSubnet: o.drillOnProductionSubnet,
     privateIp: o.privateIp === 'off' ? null : o.privateIp,
     sourceNetwork: o.sourceNetwork,
+  };
+  return Object.values(change).some((v) => v !== undefined) ? change : undefined;
+}
+
+/** The libvirt target's options of `osr failover configure`. */
+interface LibvirtOptions {
+  recoveryHost?: string;
+  drillNetwork?: string;
+  networkMap: string[];
+  libvirtBootTimeout?: number;
+}
+
+/** The libvirt fields given on the command line (undefined: none). */
+function libvirtChange(o: LibvirtOptions): RecoveryChange['libvirt'] {
+  const networks: Record<string, string> = {};
+  for (const m of o.networkMap) {
+    const [source, network, extra] = m.split('=');
+    if (!source || !network || extra !== undefined)
+      throw new CliError(
+        `--network-map takes <source>=<libvirt network>, not ${JSON.stringify(m)}`,
+        EXIT.usage,
+      );
+    networks[source] = network;
+  }
+  const change: NonNullable<RecoveryChange['libvirt']> = {
+    recoveryHost: o.recoveryHost,
+    drillNetwork: o.drillNetwork === 'off' ? null : o.drillNetwork,
+    networks: o.networkMap.length ? networks : undefined,
+    bootTimeoutSeconds: o.libvirtBootTimeout,
   };
   return Object.values(change).some((v) => v !== undefined) ? change : undefined;
 }

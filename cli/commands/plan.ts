@@ -161,7 +161,7 @@ export function registerPlanCommands(program: Command): void {
     .option('--group <machines>', 'comma-separated machines of the next group (g1, g2, …)', collect, [])
     .option(
       '--file <path>',
-      'the plan as JSON: {"groups":[{"name","machines","pre","post"}], "networks":[{"source","subnetId","drillSubnetId"}]}',
+      'the plan as JSON: {"groups":[{"name","machines","pre","post"}], "networks":[{"source","subnetId","drillSubnetId"} or {"source","libvirtNetwork"}]}',
     )
     .option('--pre-script <group:command>', 'script run before the group fails over', collect, [])
     .option('--post-script <group:command>', 'script run after the group failed over', collect, [])

@@ -1,6 +1,7 @@
 // What every single-machine recovery job (drill, drill cleanup, failover) answers: its status with
 // timed steps and the status query; and how job ids are made. Pure definitions.
 import { defineQuery } from '@temporalio/workflow';
+import type { LibvirtResources } from '../libvirt-target';
 import type {
   AzureResources,
   BootCheckResult,
@@ -42,6 +43,8 @@ export interface RecoveryStatus {
   bootCheck?: BootCheckResult;
   /** The azure target: managed disks, NIC and VM made so far. */
   azure?: AzureResources;
+  /** The libvirt target: the domain (and a drill's network) made on the recovery host, and its boot probe. */
+  libvirt?: LibvirtResources;
   committed?: CommitRecord;
   /** Why the job failed, when it did. */
   error?: string;

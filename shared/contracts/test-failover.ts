@@ -17,6 +17,8 @@ export interface CleanupTestFailoverInput {
   drillJob: string;
   /** The drill went into Azure: its resources there are removed too (by tag). */
   azure?: boolean;
+  /** The drill went into libvirt: its domain and network there are removed too (by tag). */
+  libvirt?: boolean;
 }
 
 export function drillWorkflowId(machine: string, job: string): string {

@@ -202,7 +202,7 @@ test('a drill can be materialized as local qcow2 disks and boot-checked; a faili
   const [cleaned] = await failover.cleanupTestFailover(ctx, ref.job);
   assert.equal(cleaned?.status?.state, 'cleaned-up');
   assert.equal(fs.existsSync(status.materialized.dir), false);
-  assert.throws(() => process.kill(status.materialized!.pid, 0), /ESRCH/);
+  assert.throws(() => process.kill(status.materialized!.pid!, 0), /ESRCH/);
   await failover.cleanupTestFailover(ctx, bad.ref.job);
 });
 
