@@ -32,8 +32,8 @@ import { checkPointTag } from './points';
 import { OperationError, type ControlContext } from './context';
 import { workflowState } from './failover-lock';
 import { getPolicy } from './policies';
-import { sourceOf, sourceSummary, type ProtectSource } from './protect-source';
-import { keptDomainDoc, type KeptDomain } from '../shared/libvirt-target';
+import { keepDomain, sourceOf, sourceSummary, type ProtectSource } from './protect-source';
+import { keptDomainDoc } from '../shared/libvirt-target';
 import { checkSourceOnItsHost, startProtection, type ProtectMachineWorkflow } from './protection-start';
 import {
   endedHealth,
@@ -136,27 +136,6 @@ async function protectNew(
   await ctx.vault.write(Vault.machineDoc(machine.name), machine, '*');
   if (source.type === 'libvirt' && domainXml) await keepDomain(ctx, machine.name, source, domainXml);
   return { machine, workflowId };
-}
-
-/**
- * Keeps a libvirt machine's own domain definition next to its record, so a recovery site that
- * lost the primary can still define it (the libvirt recovery target starts from it).
- */
-async function keepDomain(
-  ctx: ControlContext,
-  machine: string,
-  source: Extract<ProtectedMachine['source'], { type: 'libvirt' }>,
-  xml: string,
-): Promise<void> {
-  const kept: KeptDomain = {
-    machine,
-    host: source.host,
-    uri: source.uri,
-    domain: source.domain,
-    xml,
-    keptAt: new Date().toISOString(),
-  };
-  await ctx.vault.write(keptDomainDoc(machine), kept, '*');
 }
 
 function alreadyProtected(name: string): OperationError {

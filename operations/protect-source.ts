@@ -1,6 +1,8 @@
 // What `osr protect` protects: a QEMU process by its monitor (on this site, or on an added host),
-// or a domain of an added libvirt host, and the machine's site, host and source record for it.
+// or a domain of an added libvirt host, and the machine's site, host and source record for it; a
+// libvirt domain's own definition, kept in the vault for the libvirt recovery target.
 import type { ProtectedMachine } from '../shared/replication-types';
+import { keptDomainDoc, type KeptDomain } from '../shared/libvirt-target';
 import { OperationError, type ControlContext } from './context';
 import { getHost } from './hosts';
 
@@ -52,4 +54,25 @@ export function sourceSummary(source: ProtectedMachine['source']): string {
   return source.type === 'libvirt'
     ? `libvirt domain ${source.domain} on host ${source.host}`
     : `QMP ${source.qmpSocket}`;
+}
+
+/**
+ * Keeps a libvirt machine's own domain definition next to its record, so a recovery site that
+ * lost the primary can still define it (the libvirt recovery target starts from it).
+ */
+export async function keepDomain(
+  ctx: ControlContext,
+  machine: string,
+  source: Extract<ProtectedMachine['source'], { type: 'libvirt' }>,
+  xml: string,
+): Promise<void> {
+  const kept: KeptDomain = {
+    machine,
+    host: source.host,
+    uri: source.uri,
+    domain: source.domain,
+    xml,
+    keptAt: new Date().toISOString(),
+  };
+  await ctx.vault.write(keptDomainDoc(machine), kept, '*');
 }
