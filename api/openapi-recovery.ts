@@ -46,6 +46,11 @@ const libvirt: Schema = {
       description:
         'primary-site network (or bridge) → libvirt network a failed-over NIC goes on; NICs not named are kept',
     },
+    consolePattern: {
+      type: ['string', 'null'],
+      description:
+        'without a guest agent, the guest is up once its serial console shows a line matching this regular expression (default `login:`)',
+    },
     bootTimeoutSeconds: {
       type: ['number', 'null'],
       description: 'how long the boot probe waits for the guest agent or serial console (default 300)',

@@ -51,7 +51,7 @@ function azureChange(a: JsonObject): RecoveryChange['azure'] {
 
 /** The libvirt fields of a body: a value sets one, null removes it. */
 function libvirtChange(l: JsonObject): RecoveryChange['libvirt'] {
-  onlyFields(l, ['recoveryHost', 'drillNetwork', 'networks', 'bootTimeoutSeconds']);
+  onlyFields(l, ['recoveryHost', 'drillNetwork', 'networks', 'consolePattern', 'bootTimeoutSeconds']);
   const text = (f: string) =>
     l[f] === null ? null : optionalString(l, f, 'a non-empty string, or null to remove it');
   const networks = l.networks === null ? null : objectField(l, 'networks');
@@ -64,6 +64,7 @@ function libvirtChange(l: JsonObject): RecoveryChange['libvirt'] {
   return {
     recoveryHost: text('recoveryHost'),
     drillNetwork: text('drillNetwork'),
+    consolePattern: text('consolePattern'),
     networks: networks as Record<string, string> | null | undefined,
     bootTimeoutSeconds: timeout as number | null | undefined,
   };

@@ -105,6 +105,16 @@ async function storeRecoverySettings(
       'invalid',
     );
   if (change.libvirt?.recoveryHost) await recoveryHostProblem(ctx, machine, change.libvirt.recoveryHost);
+  if (change.libvirt?.consolePattern) {
+    try {
+      new RegExp(change.libvirt.consolePattern);
+    } catch (err) {
+      throw new OperationError(
+        `--console-pattern ${JSON.stringify(change.libvirt.consolePattern)} is not a regular expression (${(err as Error).message}): give e.g. 'login:'`,
+        'invalid',
+      );
+    }
+  }
   if (change.target === 'libvirt') await keptDomainOf(ctx, machine);
   return ctx.vault.update<RecoverySettings>(recoveryDocs.settings(machine), (current) => {
     const next: RecoverySettings = { ...(current ?? { machine }) };

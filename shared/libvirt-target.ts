@@ -15,6 +15,9 @@ export interface KeptDomain {
   keptAt: string;
 }
 
+/** What a guest's serial console shows once it is up, unless the settings say otherwise. */
+export const DEFAULT_CONSOLE_PATTERN = 'login:';
+
 export const keptDomainDoc = (machine: string) =>
   `libvirt-domains/${vaultSegment('machine name', machine)}.json`;
 
@@ -26,6 +29,11 @@ export interface LibvirtTargetSettings {
   drillNetwork?: string;
   /** A NIC on a primary-site network (or bridge) named as a key goes on the value's libvirt network. */
   networks?: Record<string, string>;
+  /**
+   * A guest without an agent is up when its serial console shows a line matching this regular
+   * expression (default `login:`, a getty's prompt): kernel messages alone do not count.
+   */
+  consolePattern?: string;
   /** How long the boot probe waits for the guest (default 300 s). */
   bootTimeoutSeconds?: number;
   /** The host's URI, resolved by the control plane when a recovery starts (never stored). */

@@ -66,7 +66,13 @@ export async function recoverIntoLibvirt(
   await lv.recordRecoveredMachine(record);
   made.probe = await t.step(
     'boot probe',
-    () => lv.libvirtProbeBoot({ made, materialized, timeoutSeconds: settings.bootTimeoutSeconds }),
+    () =>
+      lv.libvirtProbeBoot({
+        made,
+        materialized,
+        timeoutSeconds: settings.bootTimeoutSeconds,
+        consolePattern: settings.consolePattern,
+      }),
     (p) => `${p.ok ? 'answered' : 'FAILED'} (${p.how}, ${p.seconds} s): ${p.detail}`,
   );
 }

@@ -8,6 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { heartbeat, sleep } from '@temporalio/activity';
 import { FAILURE } from '../../shared/failures';
 import {
+  DEFAULT_CONSOLE_PATTERN,
   keptDomainDoc,
   recoveredDomainName,
   type KeptDomain,
@@ -124,6 +125,7 @@ export function createLibvirtTargetActivities(deps: { vault: Vault }) {
       made: LibvirtResources;
       materialized: MaterializedMachine;
       timeoutSeconds?: number;
+      consolePattern?: string;
     }): Promise<NonNullable<LibvirtResources['probe']>> {
       const { made } = input;
       const started = Date.now();
@@ -146,7 +148,8 @@ export function createLibvirtTargetActivities(deps: { vault: Vault }) {
           last = answer.detail;
         } else {
           const text = await fs.readFile(consoleLogOf(input.materialized), 'utf8').catch(() => '');
-          const line = text.split('\n').find((l) => l.trim());
+          const pattern = new RegExp(input.consolePattern ?? DEFAULT_CONSOLE_PATTERN);
+          const line = text.split('\n').find((l) => pattern.test(l));
           if (line)
             return {
               ok: true,
@@ -154,7 +157,7 @@ export function createLibvirtTargetActivities(deps: { vault: Vault }) {
               detail: `console: ${line.trim().slice(0, 200)}`,
               seconds: seconds(),
             };
-          last = 'nothing on the serial console yet';
+          last = `no line matching /${pattern.source}/ on the serial console yet`;
         }
         await sleep(2000);
       }

@@ -189,6 +189,10 @@ export function registerFailoverCommands(program: Command): void {
       [] as string[],
     )
     .option(
+      '--console-pattern <regex>',
+      'libvirt: without a guest agent, the guest is up once its serial console shows a matching line (default login:)',
+    )
+    .option(
       '--libvirt-boot-timeout <seconds>',
       'libvirt: how long the boot probe waits (default 300)',
       seconds,
@@ -296,6 +300,7 @@ interface LibvirtOptions {
   recoveryHost?: string;
   drillNetwork?: string;
   networkMap: string[];
+  consolePattern?: string;
   libvirtBootTimeout?: number;
 }
 
@@ -315,6 +320,7 @@ function libvirtChange(o: LibvirtOptions): RecoveryChange['libvirt'] {
     recoveryHost: o.recoveryHost,
     drillNetwork: o.drillNetwork === 'off' ? null : o.drillNetwork,
     networks: o.networkMap.length ? networks : undefined,
+    consolePattern: o.consolePattern,
     bootTimeoutSeconds: o.libvirtBootTimeout,
   };
   return Object.values(change).some((v) => v !== undefined) ? change : undefined;

@@ -228,3 +228,40 @@ test('failover and commit leave the recovered domain running on libvirt', async 
   // The test's own: the failed-over domain goes with the daemon.
   await virsh(daemon.uri, ['destroy', '--', domain]);
 });
+
+test('a domain without a guest agent is heard on its serial console, and only by the line asked for', async () => {
+  const quiet = await startLibvirtTestVm(daemon, { name: 'lvs', disks: [{ sizeBytes: 8 * MiB }] });
+  try {
+    await machines.protect(bed.ctx, { name: 'lvs', host: 'lvhost', domain: 'lvs', policy: 'manual' });
+    await waitForStatus(bed.ctx, 'lvs', (s) => s.state === 'protected');
+    // The test guest has no getty: its init says so once it serves.
+    await failover.configureRecovery(bed.ctx, 'lvs', {
+      target: 'libvirt',
+      libvirt: { recoveryHost: 'drhost', consolePattern: 'osr-guest: serving on' },
+    });
+    const drill = await failover.startTestFailover(bed.ctx, 'lvs');
+    const l = drill.status?.libvirt;
+    assert.equal(drill.status?.state, 'ready', drill.status?.error);
+    assert.equal(l?.hears, 'serial-console');
+    assert.equal(l?.probe?.ok, true, JSON.stringify(l?.probe));
+    // The test reads the console itself: a line only the guest's init writes.
+    const log = path.join(drill.status!.materialized!.dir, 'console.log');
+    assert.match(fs.readFileSync(log, 'utf8'), /osr-guest: serving on \/dev\/ttyS1/);
+    await failover.cleanupTestFailover(bed.ctx, drill.ref.job);
+    assert.equal(fs.existsSync(log), false);
+    assert.ok(!(await names(['list', '--all', '--name'])).includes(l!.domain));
+
+    // Kernel messages are not an answer: a guest that never shows the line is reported as not up.
+    await failover.configureRecovery(bed.ctx, 'lvs', {
+      libvirt: { consolePattern: 'a line no guest prints', bootTimeoutSeconds: 20 },
+    });
+    const silent = await failover.startTestFailover(bed.ctx, 'lvs');
+    assert.equal(silent.status?.state, 'ready', "a failed probe is the drill's finding, not its failure");
+    assert.equal(silent.status?.libvirt?.probe?.ok, false);
+    assert.match(silent.status?.libvirt?.probe?.detail ?? '', /no line matching \/a line no guest prints\//);
+    await failover.cleanupTestFailover(bed.ctx, silent.ref.job);
+    assert.ok(!(await names(['list', '--all', '--name'])).includes(silent.status!.libvirt!.domain));
+  } finally {
+    await quiet.remove();
+  }
+});
