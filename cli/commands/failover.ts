@@ -163,7 +163,9 @@ export function registerFailoverCommands(program: Command): void {
 
   cmd
     .command('configure <machine>')
-    .description("set the machine's boot check and materialization on the recovery-site QEMU host")
+    .description(
+      "set the machine's recovery target (local, azure or libvirt), boot check and materialization",
+    )
     .option(
       '--boot-command <command>',
       'starts the recovered machine (env: OSR_RECOVERED_DISKS, OSR_MACHINE, OSR_POINT_ID)',
