@@ -25,7 +25,11 @@ export function giveToDaemon(file: string): void {
   fs.chownSync(file, NOBODY, NOBODY);
 }
 
-export async function startLibvirtDaemon(): Promise<LibvirtDaemon> {
+/**
+ * `netAdmin`: the daemon keeps CAP_NET_ADMIN (ambient, through util-linux's setpriv, which execs
+ * libvirtd in its own place), so it can create the bridges of the networks it starts.
+ */
+export async function startLibvirtDaemon(options: { netAdmin?: boolean } = {}): Promise<LibvirtDaemon> {
   // Short: the NBD and serial sockets live below it (unix socket paths are limited to 107 bytes).
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-lvd-'));
   fs.chmodSync(dir, 0o755);
@@ -49,12 +53,22 @@ export async function startLibvirtDaemon(): Promise<LibvirtDaemon> {
   const start = async () => {
     fs.rmSync(socket, { force: true });
     const fd = fs.openSync(log, 'a');
-    child = spawn('libvirtd', ['--timeout', '0'], {
-      uid: NOBODY,
-      gid: NOBODY,
-      env,
-      stdio: ['ignore', fd, fd],
-    });
+    child = options.netAdmin
+      ? spawn(
+          'setpriv',
+          [
+            `--reuid=${NOBODY}`,
+            `--regid=${NOBODY}`,
+            '--clear-groups',
+            '--inh-caps=+net_admin',
+            '--ambient-caps=+net_admin',
+            'libvirtd',
+            '--timeout',
+            '0',
+          ],
+          { env, stdio: ['ignore', fd, fd] },
+        )
+      : spawn('libvirtd', ['--timeout', '0'], { uid: NOBODY, gid: NOBODY, env, stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
     const deadline = Date.now() + 30_000;
     for (;;) {

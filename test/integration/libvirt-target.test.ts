@@ -14,7 +14,9 @@ import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
 import { OperationError } from '../../operations/context';
 import { storeHost } from '../../operations/hosts';
-import { parseXml, virsh, type XmlNode } from '../../lib/libvirt/virsh';
+import { parseXml, virsh, virshWithXml, type XmlNode } from '../../lib/libvirt/virsh';
+import { drillNetworkXml, type OsrTag } from '../../lib/libvirt/recovered-domain';
+import { ensureNetwork, removeTagged } from '../../lib/libvirt/recovery-host';
 import { keptDomainDoc, type KeptDomain } from '../../shared/libvirt-target';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
@@ -31,7 +33,8 @@ let vm: LibvirtTestVm;
 let domainsBefore: string[];
 
 before(async () => {
-  daemon = await startLibvirtDaemon();
+  // With CAP_NET_ADMIN: a drill's isolated network is a real bridge.
+  daemon = await startLibvirtDaemon({ netAdmin: true });
   bed = await startTestbed({
     processServerEnv: async (stack) => {
       // The session daemon's QEMU (user nobody) opens the images the applier makes under the state folder.
@@ -264,4 +267,33 @@ test('a domain without a guest agent is heard on its serial console, and only by
   } finally {
     await quiet.remove();
   }
+});
+
+test("a drill's isolated network: a bridge with no forward, removed by its tag and nothing else", async () => {
+  const before = await names(['net-list', '--all', '--name']);
+  const tag: OsrTag = { machine: NAME, job: '20261206T000000000Z', kind: 'drill' };
+  const mine = 'osr-drill-lvt-20261206T000000000Z';
+  await ensureNetwork(daemon.uri, mine, drillNetworkXml(mine, 'osrdtest00001', tag), tag);
+  // A retried step finds its own network; someone else's of the same name is never taken.
+  await ensureNetwork(daemon.uri, mine, drillNetworkXml(mine, 'osrdtest00001', tag), tag);
+  await virshWithXml(daemon.uri, ['net-define', '@n'], {
+    n: '<network><name>theirs</name><bridge name="osrdtest00002"/></network>',
+  });
+  await assert.rejects(
+    ensureNetwork(daemon.uri, 'theirs', drillNetworkXml('theirs', 'osrdtest00002', tag), tag),
+    /already has a network named theirs that this drill .* did not make: OSR never replaces it/,
+  );
+  assert.match(await virsh(daemon.uri, ['net-info', '--', mine]), /^Active:\s+yes/m);
+  const live = parseXml(await virsh(daemon.uri, ['net-dumpxml', '--', mine])).network as XmlNode;
+  assert.equal(live.forward, undefined, 'isolated: nothing leaves it');
+  assert.match(execFileSync('ip', ['link', 'show', 'osrdtest00001'], { encoding: 'utf8' }), /osrdtest00001/);
+  const other = { ...tag, job: '20261206T000000001Z' };
+  assert.deepEqual(await removeTagged(daemon.uri, other), [], "another job's cleanup takes nothing");
+  assert.deepEqual(await removeTagged(daemon.uri, tag), [`network ${mine}`]);
+  assert.deepEqual(await names(['net-list', '--all', '--name']), [...before, 'theirs'].sort());
+  await virsh(daemon.uri, ['net-undefine', '--', 'theirs']);
+  assert.throws(
+    () => execFileSync('ip', ['link', 'show', 'osrdtest00001'], { stdio: 'pipe' }),
+    'the bridge is gone',
+  );
 });
