@@ -17,7 +17,6 @@ import {
   CbtPointState,
   OVERLAY_PREFIX,
   checkPitId,
-  createOverlayFile,
   pitKey,
   publicView,
   type BlockGraph,
@@ -26,6 +25,7 @@ import {
   type NamedNode,
 } from './cbt-point-state';
 import type { FrozenDisk, FrozenView, ProtectedDisk, ReleaseResult, TrackingEnabled } from './cbt-types';
+import { accessNodeOf, buildFleecing, cbwNodeOf, writersOf } from './fleecing-graph';
 
 export { coalesceExtents, type Extent } from '../disk/extents';
 export * from './cbt-types';
@@ -150,8 +150,7 @@ export class CbtConnector extends CbtPointState {
           `point in time ${pitId} is already frozen for ${existing.disks.map((d) => d.node).join(', ')}, not ${nodes.join(', ')}`,
         );
       }
-      const jobs = new Set((await this.jobs()).map((j) => j.id));
-      const running = existing.disks.filter((d) => jobs.has(d.jobId)).length;
+      const running = (await this.liveDisks(existing)).size;
       if (running === existing.disks.length) {
         await this.addExports(existing);
         return publicView(existing);
@@ -178,6 +177,7 @@ export class CbtConnector extends CbtPointState {
       if (!disk)
         throw new Error(`freeze: no disk node ${node} (have ${all.map((d) => d.node).join(', ') || 'none'})`);
       const t = await this.prepareBitmaps(node);
+      const overlayNode = `${OVERLAY_PREFIX}${key}-${i}`;
       disks.push({
         node,
         exportName: `osr-${pitId}-${node}`,
@@ -186,48 +186,33 @@ export class CbtConnector extends CbtPointState {
         nextBitmap: bitmapName(t.maxGeneration + 1),
         size: disk.size,
         granularity: t.current.granularity,
-        overlayNode: `${OVERLAY_PREFIX}${key}-${i}`,
+        overlayNode,
         overlayFile: path.join(this.workDir, `osr-${key}-${i}.qcow2`),
         jobId: `osrbk-${key}-${i}`,
         exportId: `osrex-${key}-${i}`,
       });
     }
+    // One kind of fleecing per point: the disks' moments must be one.
+    const movable = await Promise.all(nodes.map(async (n) => (await writersOf(this.qmp, n)) !== null));
+    if (movable.every(Boolean))
+      for (const d of disks)
+        Object.assign(d, { cbwNode: cbwNodeOf(d.overlayNode), accessNode: accessNodeOf(d.overlayNode) });
     // Written before anything changes in QEMU, so a restarted caller can always clean up.
     const manifest: Manifest = { pitId, instant: new Date().toISOString(), disks };
     await this.writeManifest(manifest);
 
     try {
-      for (const d of disks) {
-        await createOverlayFile(d.overlayFile, d.size);
-        await this.qmp.execute('blockdev-add', {
-          driver: 'qcow2',
-          'node-name': d.overlayNode,
-          file: { driver: 'file', filename: d.overlayFile },
-          backing: d.node,
-        });
-      }
-      const actions: unknown[] = [];
-      for (const d of disks) {
-        const persistent =
-          (await this.bitmapsOf(d.node)).find((b) => b.name === d.bitmap)?.persistent ?? false;
-        actions.push(
-          {
-            type: 'block-dirty-bitmap-add',
-            data: { node: d.node, name: d.nextBitmap, persistent, granularity: d.granularity },
-          },
-          { type: 'block-dirty-bitmap-disable', data: { node: d.node, name: d.bitmap } },
-          {
-            type: 'blockdev-backup',
-            data: { device: d.node, target: d.overlayNode, sync: 'none', 'job-id': d.jobId },
-          },
-        );
-      }
-      // The instant: taken right before QEMU drains all disks together and switches bitmaps.
-      manifest.instant = new Date().toISOString();
-      await this.writeManifest(manifest);
-      await this.qmp.execute('transaction', { actions });
+      await buildFleecing(this.qmp, manifest, {
+        persistent: async (d) =>
+          (await this.bitmapsOf(d.node)).find((b) => b.name === d.bitmap)?.persistent ?? false,
+        // The instant: taken right before the writers move (or QEMU drains all disks for the job).
+        atInstant: async () => {
+          manifest.instant = new Date().toISOString();
+          await this.writeManifest(manifest);
+        },
+      });
     } catch (err) {
-      // Nothing was frozen (the transaction is all or nothing): undo the preparation.
+      // Nothing was frozen (the bitmaps switch last, or all at once): undo the preparation.
       await this.removeQemuObjects(pitId, manifest);
       await this.removeFiles(pitId, manifest);
       throw err;
@@ -375,7 +360,9 @@ export class CbtConnector extends CbtPointState {
       const ids = new Map(graph.nodes.map((n) => [n.id, n.name]));
       for (const e of graph.edges) {
         const parent = ids.get(e.parent) ?? '';
-        if (e.name === 'backing' && parent.startsWith(OVERLAY_PREFIX) && ids.get(e.child) === node) {
+        // A backup job's overlay has the disk as backing, a fleecing filter as file.
+        const fleeces = e.name === 'backing' || e.name === 'file';
+        if (fleeces && parent.startsWith(OVERLAY_PREFIX) && ids.get(e.child) === node) {
           return `(overlay ${parent} from another work folder)`;
         }
       }

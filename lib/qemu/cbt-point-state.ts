@@ -1,20 +1,20 @@
 // What a frozen point in time leaves in a QEMU process and on disk, and how it is removed: the
-// fleecing overlays (qcow2 files and nodes), the backup jobs that fill them, the NBD exports, the
-// NBD server, and the manifest file that lets a restarted caller find and clean all of it.
+// fleecing overlays (qcow2 files and nodes), the filters or backup jobs that fill them (the graph
+// is built in fleecing-graph.ts), the NBD exports, the NBD server, and the manifest file that lets
+// a restarted caller find and clean all of it.
 // CbtConnector builds on this; nothing here decides what to freeze or what a bitmap means.
 import { createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { QmpError } from './qmp-client';
 import { NbdServerRunningError, nbdServerState } from './nbd-server-state';
 import type { QmpClient } from './qmp-client';
 import type { BitmapInfo } from './cbt-bitmaps';
 import type { CbtConnectorOptions, FrozenDisk, FrozenView } from './cbt-types';
+import { OVERLAY_PREFIX, ignoreMissing, removeFilters, writersOf } from './fleecing-graph';
 
-const execFileAsync = promisify(execFile);
+export { OVERLAY_PREFIX, createOverlayFile, ignoreMissing, type BlockGraph } from './fleecing-graph';
 
 export interface ManifestDisk extends FrozenDisk {
   overlayNode: string;
@@ -23,6 +23,12 @@ export interface ManifestDisk extends FrozenDisk {
   exportId: string;
   /** The bitmap recording since the freeze; a failed release merges `bitmap` into it. */
   nextBitmap: string;
+  /**
+   * The copy-before-write filter and the snapshot-access node the export reads (fleecing-graph.ts).
+   * Absent: QEMU's backup job `jobId` fleeces this disk (its writers could not be moved).
+   */
+  cbwNode?: string;
+  accessNode?: string;
 }
 
 export interface Manifest {
@@ -39,13 +45,7 @@ export interface NamedNode {
   'dirty-bitmaps'?: BitmapInfo[];
 }
 
-export interface BlockGraph {
-  nodes: { id: number; type: string; name: string }[];
-  edges: { parent: number; child: number; name: string }[];
-}
-
 const PIT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-export const OVERLAY_PREFIX = 'osrfl-';
 // sun_path is 108 bytes on Linux including the terminating NUL.
 const MAX_UNIX_PATH = 107;
 
@@ -69,9 +69,26 @@ export class CbtPointState {
     const manifest = await this.readManifest(pitId);
     if (!manifest) return null;
     const exports = new Set((await this.exports()).map((e) => e.id));
-    const jobs = new Set((await this.jobs()).map((j) => j.id));
-    const complete = manifest.disks.every((d) => exports.has(d.exportId) && jobs.has(d.jobId));
+    const live = await this.liveDisks(manifest);
+    const complete = manifest.disks.every((d) => exports.has(d.exportId) && live.has(d.node));
     return complete ? publicView(manifest) : null;
+  }
+
+  /** Disks whose fleecing still keeps the point: its filter has the writers, or its backup job runs. */
+  protected async liveDisks(m: Manifest): Promise<Set<string>> {
+    const jobs = new Set((await this.jobs()).map((j) => j.id));
+    const live = new Set<string>();
+    for (const d of m.disks) {
+      if (!d.cbwNode) {
+        if (jobs.has(d.jobId)) live.add(d.node);
+        continue;
+      }
+      const onDisk = await writersOf(this.qmp, d.node, [d.cbwNode]).catch(() => null);
+      const onFilter = await writersOf(this.qmp, d.cbwNode, [d.accessNode ?? '']).catch(() => null);
+      // Moved: nothing but the filter writes to the disk any more.
+      if (onDisk?.length === 0 && onFilter && onFilter.length > 0) live.add(d.node);
+    }
+    return live;
   }
 
   /** Point-in-time ids with state in the work folder (frozen, or left by an interrupted call). */
@@ -102,7 +119,7 @@ export class CbtPointState {
     return b;
   }
 
-  /** Drops exports, fleecing jobs and overlay nodes of a point in time. Returns whether any existed. */
+  /** Drops exports, fleecing filters or jobs and overlay nodes of a point in time. Returns whether any existed. */
   protected async removeQemuObjects(pitId: string, manifest: Manifest | null): Promise<boolean> {
     const key = pitKey(pitId);
     const mine = (id: string, prefix: string): boolean => id.startsWith(`${prefix}${key}-`);
@@ -118,6 +135,9 @@ export class CbtPointState {
       async () => !(await this.exports()).some((e) => mine(e.id, 'osrex-')),
       'exports to close',
     );
+
+    // The writers go back onto their disks before the filters go.
+    if (await removeFilters(this.qmp, key)) any = true;
 
     const jobs = (await this.jobs()).filter((j) => mine(j.id, 'osrbk-'));
     for (const j of jobs) {
@@ -171,10 +191,11 @@ export class CbtPointState {
       await this.qmp.execute('block-export-add', {
         type: 'nbd',
         id: d.exportId,
-        'node-name': d.overlayNode,
+        'node-name': d.accessNode ?? d.overlayNode,
         name: d.exportName,
         writable: false,
-        bitmaps: [d.bitmap],
+        // Named with its node: snapshot-access is no filter, QEMU would not look below it.
+        bitmaps: [{ node: d.node, name: d.bitmap }],
       });
     }
   }
@@ -277,30 +298,6 @@ export function checkPitId(pitId: string): void {
 // Node names are limited to 31 characters, so QEMU objects carry a hash of the pitId.
 export function pitKey(pitId: string): string {
   return createHash('sha256').update(pitId).digest('hex').slice(0, 12);
-}
-
-export async function createOverlayFile(file: string, size: number): Promise<void> {
-  // No backing file in the header: the backing is given as a node at blockdev-add.
-  try {
-    await execFileAsync('qemu-img', ['create', '-q', '-f', 'qcow2', file, String(size)]);
-  } catch (err) {
-    const e = err as { stderr?: string; message?: string };
-    throw new Error(`cannot create fleecing overlay ${file}: ${(e.stderr || e.message || '').trim()}`);
-  }
-}
-
-export async function ignoreMissing(p: Promise<unknown>): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    // Gone already (another release, or QEMU finished it): that is the state we want.
-    if (
-      err instanceof QmpError &&
-      /not found|no such|does not exist|cannot find|failed to find/i.test(err.desc)
-    )
-      return;
-    throw err;
-  }
 }
 
 export async function readJson<T>(file: string): Promise<T | null> {

@@ -8,6 +8,7 @@ import type { BarrierMethod } from '../../shared/group-types';
 import type { ProtectedMachine, QemuSource } from '../../shared/replication-types';
 import { runHook } from '../process/hook';
 import {
+  FrozenPointGivenUpError,
   FrozenPointLostError,
   NoWriteBarrierError,
   SourceUnreachableError,
@@ -22,6 +23,7 @@ import { CbtConnector } from './cbt-connector';
 import { sourceExtents } from './changed-extents';
 import { GuestAgentClient } from './guest-agent-client';
 import { NbdClient } from './nbd-client';
+import { NbdError } from './nbd-protocol';
 import { NbdServerRunningError, nbdServerRunsMessage } from './nbd-server-state';
 import { QmpClient } from './qmp-client';
 import { quiesceAround } from './quiesce';
@@ -226,10 +228,30 @@ export async function openNbdFrozenDisk(disk: FrozenSourceDisk): Promise<FrozenD
     if (/no such export/.test(err.message)) throw new FrozenPointLostError(err.message);
     throw err;
   });
+  // A view QEMU gave up (fleecing-graph.ts: on-cbw-error=break-snapshot) refuses every read; a
+  // failed request is checked against a read of the first sector to tell that from a bad request.
+  const guard = async <T>(op: () => Promise<T>): Promise<T> => {
+    try {
+      return await op();
+    } catch (err) {
+      if (!(err instanceof NbdError) || err.errno === undefined) throw err;
+      const probe = await nbd.readInto(Buffer.alloc(512), 0, 0, Math.min(512, nbd.size)).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      if (!(probe instanceof NbdError)) throw err;
+      throw new FrozenPointGivenUpError(
+        `the source gave up point in time of ${disk.exportName}: its frozen view refuses every read (${err.message}). ` +
+          "QEMU does so when it cannot keep the old data of a block the machine rewrites, to let the machine's write go on: " +
+          "the process server's state disk is full (or too slow)",
+      );
+    }
+  };
   return {
     sizeBytes: nbd.size,
-    changedExtents: (options) => sourceExtents(nbd, { ...options, bitmap: disk.bitmap }),
-    readInto: (target, targetOffset, offset, length) => nbd.readInto(target, targetOffset, offset, length),
+    changedExtents: (options) => guard(() => sourceExtents(nbd, { ...options, bitmap: disk.bitmap })),
+    readInto: (target, targetOffset, offset, length) =>
+      guard(() => nbd.readInto(target, targetOffset, offset, length)),
     close: () => nbd.close(),
   };
 }

@@ -5,6 +5,7 @@ import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { IO_FILTER_PREFIX, IO_THROTTLE_GROUP } from './fleecing-graph';
 import { QmpClient } from './qmp-client';
 
 const execFileAsync = promisify(execFile);
@@ -94,14 +95,22 @@ export async function startStorageDaemon(options: StorageDaemonOptions): Promise
     disks.push({ node: `disk${i}`, path: abs, format: spec.format ?? (await probeFormat(abs)) });
   }
 
-  const args: string[] = [];
+  // The workload writes through a pass-through filter (a throttle group without limits): the
+  // process server can move it onto a fleecing filter (fleecing-graph.ts) and back.
+  const args: string[] = ['--object', `throttle-group,id=${IO_THROTTLE_GROUP}`];
   for (const d of disks) {
     const blockdev = { driver: d.format, 'node-name': d.node, file: { driver: 'file', filename: d.path } };
-    args.push('--blockdev', JSON.stringify(blockdev));
+    const io = {
+      driver: 'throttle',
+      'node-name': ioNode(d),
+      'throttle-group': IO_THROTTLE_GROUP,
+      file: d.node,
+    };
+    args.push('--blockdev', JSON.stringify(blockdev), '--blockdev', JSON.stringify(io));
   }
   args.push('--nbd-server', JSON.stringify({ addr: { type: 'unix', path: paths.nbdSocket } }));
   for (const d of disks) {
-    const exp = { type: 'nbd', id: d.node, 'node-name': d.node, name: d.node, writable: true };
+    const exp = { type: 'nbd', id: d.node, 'node-name': ioNode(d), name: d.node, writable: true };
     args.push('--export', JSON.stringify(exp));
   }
   // The chardev option has no JSON form; QEMU escapes a comma by doubling it.
@@ -204,6 +213,8 @@ export async function createQcow2(file: string, sizeBytes: number): Promise<void
     throw new Error(`qemu-img create ${file} failed: ${stderrOf(err)}`);
   }
 }
+
+const ioNode = (d: ServedDisk): string => `${IO_FILTER_PREFIX}${d.node}`;
 
 async function probeFormat(file: string): Promise<DiskFormat> {
   let out: string;

@@ -128,7 +128,15 @@ export class SourceUnreachableError extends Error {
 
 /** A frozen point is gone from the source (it restarted): retrying cannot bring it back. */
 export class FrozenPointLostError extends Error {
-  override readonly name = 'FrozenPointLostError';
+  override readonly name: string = 'FrozenPointLostError';
+}
+
+/**
+ * The source gave the point up to let the machine's writes go on: it could not keep the old data
+ * of a rewritten block (the process server's state disk is full, or the copy was too slow).
+ */
+export class FrozenPointGivenUpError extends FrozenPointLostError {
+  override readonly name = 'FrozenPointGivenUpError';
 }
 
 /** A session with one source machine; close it when done. */

@@ -87,7 +87,10 @@ describe('CbtConnector against qemu-storage-daemon', () => {
         (await nbd.read(20 * BLOCK, BLOCK)).equals(Buffer.alloc(BLOCK)),
         'a later write shows in the view',
       );
-      assert.deepEqual(blocksOf(await allocatedExtents(nbd)), [
+      // Block 20's old content (a hole) was copied aside as zeros when it was rewritten: the view
+      // may list it as data, and it reads as zeros (above).
+      const allocated = blocksOf(await allocatedExtents(nbd)).filter((e) => e.offset !== 20);
+      assert.deepEqual(allocated, [
         { offset: 3, length: 1 },
         { offset: 10, length: 2 },
       ]);
@@ -276,8 +279,8 @@ describe('CbtConnector against qemu-storage-daemon', () => {
     let dead = false;
     const dying = {
       execute: (command: string, args?: Record<string, unknown>) => {
-        if (command === 'transaction' && (args?.actions as { type: string }[])[2]?.type === 'blockdev-backup')
-          dead = true;
+        // The first transaction starts the next bitmap, before the writers move onto the filter.
+        if (command === 'transaction') dead = true;
         return dead ? Promise.reject(new Error('caller crashed')) : bed.qmp.execute(command, args);
       },
     } as unknown as QmpClient;
