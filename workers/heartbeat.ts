@@ -1,7 +1,7 @@
 // A worker's heartbeat: every health.heartbeatSeconds it writes servers/<role>-<host>-<pid>.json
 // to the vault with its CPU, memory, event-loop lag, in-flight work, block-pipeline backlog and
 // throughput (process server and applier), and the alerts it raises about itself (memory or
-// backlog pressure). `osr servers`, GET /v1/servers, /metrics and the alert notifier read them.
+// backlog pressure; a process server's state disk nearly full, lib/observability/state-disk.ts). `osr servers`, GET /v1/servers, /metrics and the alert notifier read them.
 // A clean stop removes the document; a crashed worker's document goes stale.
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -9,6 +9,8 @@ import v8 from 'node:v8';
 import type { Worker } from '@temporalio/worker';
 import { BlockPipeline } from '../lib/segments/block-pipeline';
 import { rejectionCounts } from '../lib/observability/rejections';
+import { StateDiskWatch } from '../lib/observability/state-disk';
+import { statePaths } from '../lib/config/state-paths';
 import type { OsrConfig } from '../lib/config/config';
 import {
   SERVERS_PREFIX,
@@ -60,7 +62,12 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
   let lastCpu = process.cpuUsage();
   let lastAt = Date.now();
   let lastRawBytes = BlockPipeline.current?.stats().rawBytesIn ?? 0;
-  const pressure = new PressureTracker(config.health, `${role} worker on ${host} (pid ${process.pid})`);
+  const who = `${role} worker on ${host} (pid ${process.pid})`;
+  const pressure = new PressureTracker(config.health, who);
+  const stateDisk =
+    role === 'process-server'
+      ? new StateDiskWatch(statePaths(config).machines, config.health.stateDiskFreeAlertRatio, who)
+      : undefined;
   let stopped = false;
   let writing: Promise<unknown> = Promise.resolve();
 
@@ -101,6 +108,7 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
       heapLimitBytes,
       pipeline,
     });
+    if (stateDisk) alerts.push(...stateDisk.update(now));
 
     const status = worker?.getStatus();
     return {

@@ -17,6 +17,7 @@ import {
   type SourceConnector,
   type SourceDisk,
 } from '../../lib/sources/source-connector';
+import { noteKeptPoint } from '../../lib/observability/state-disk';
 import { asQuiesceFailed } from './quiesce';
 import { withSource } from './source';
 
@@ -197,6 +198,7 @@ export async function releasePoint(
 ) {
   return withConnector(deps, machine, async (c) => {
     const result = await c.release(pitId, { success });
+    if (success) noteKeptPoint(machine.name);
     return { released: result.released, fullSyncRequired: result.fullSyncRequired };
   });
 }

@@ -12,7 +12,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import { readExtents } from '../../lib/disk/extents';
 import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
+import { noteGivenUpPoint } from '../../lib/observability/state-disk';
 import {
+  FrozenPointGivenUpError,
   FrozenPointLostError,
   SourceUnreachableError,
   type FrozenDiskReader,
@@ -154,6 +156,16 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
       bytesDone: segments.slice(0, nextIndex).reduce((a, s) => a + s.rawBytes, 0),
       summary,
     };
+  } catch (err) {
+    if (!(err instanceof FrozenPointGivenUpError)) throw err;
+    // The machine's writes went on; retrying cannot bring the point back. The cycle fails, its
+    // changes go with the next one, and this server alerts on its state disk (state-disk.ts).
+    noteGivenUpPoint(point.machine, point.pitId, err.message);
+    throw ApplicationFailure.create({
+      type: FAILURE.PointInTimeLost,
+      nonRetryable: true,
+      message: `point in time ${point.pitId} of ${point.machine} was given up at the source, the machine's writes went on: ${err.message}. Free space on the process server's state disk (its state-disk-full alert says how much is left); the next cycle sends these changes`,
+    });
   } finally {
     await reader.close();
   }

@@ -174,6 +174,7 @@ export const configSchema = z
           .min(1)
           .default(4 * 1024 * 1024 * 1024),
         backlogAlertRatio: z.number().min(0).max(1).default(0.9),
+        stateDiskFreeAlertRatio: z.number().min(0).max(1).default(0.1),
       })
       .strict()
       .default({
@@ -181,6 +182,7 @@ export const configSchema = z
         staleSeconds: 60,
         rssAlertBytes: 4 * 1024 * 1024 * 1024,
         backlogAlertRatio: 0.9,
+        stateDiskFreeAlertRatio: 0.1,
       }),
     metrics: z
       .object({

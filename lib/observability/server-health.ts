@@ -12,7 +12,7 @@ export const SERVERS_PREFIX = 'servers/';
 export interface ServerAlert {
   /** Stable for one episode: `<kind>-<start ms>`. */
   id: string;
-  kind: 'memory-pressure' | 'backlog-pressure';
+  kind: 'memory-pressure' | 'backlog-pressure' | 'state-disk-full';
   severity: 'warning' | 'critical';
   at: string;
   message: string;
