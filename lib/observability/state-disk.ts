@@ -67,9 +67,11 @@ export class StateDiskWatch {
         ? `; points given up for lack of room (the machines' writes went on, their changes go with the next cycle): ${points.join(', ')}`
         : '; when it is full, the points being read are given up and their cycles fail') +
       '. Fix: free space on that disk or give the process server a larger one (stateDir, OSR_STATE_DIR).';
+    // A point given up is news even within an episode: a new id, so the notifier sends it too.
+    const lastGivenUp = Math.max(0, ...[...givenUp.values()].map((g) => g.at));
     return [
       {
-        id: `state-disk-full-${this.#since}`,
+        id: `state-disk-full-${this.#since}${lastGivenUp ? `-${lastGivenUp}` : ''}`,
         kind: 'state-disk-full',
         severity: givenUp.size > 0 ? 'critical' : 'warning',
         at: new Date(this.#since).toISOString(),
