@@ -177,13 +177,8 @@ export const configSchema = z
         stateDiskFreeAlertRatio: z.number().min(0).max(1).default(0.1),
       })
       .strict()
-      .default({
-        heartbeatSeconds: 15,
-        staleSeconds: 60,
-        rssAlertBytes: 4 * 1024 * 1024 * 1024,
-        backlogAlertRatio: 0.9,
-        stateDiskFreeAlertRatio: 0.1,
-      }),
+      // Absent: each field's own default (one place for them).
+      .prefault({}),
     metrics: z
       .object({
         sdkExporter: z.boolean().default(true),
