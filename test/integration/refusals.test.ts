@@ -78,7 +78,7 @@ test('a source that runs its own NBD server is refused without --nbd, naming its
   assertRefused(
     await osr('protect', 'nbd1', '--qmp', vm.daemon.qmpSocket, '--policy', 'manual'),
     2,
-    /already runs its own NBD server \(exports: disk0 \(node disk0\), disk1 \(node disk1\)\).*pass that server's unix socket with --nbd <path>.*Nothing was started/,
+    /already runs its own NBD server \(exports: disk0 \(node osrio-disk0\), disk1 \(node osrio-disk1\)\).*pass that server's unix socket with --nbd <path>.*Nothing was started/,
   );
   await assertNothingFor('nbd1');
 });
