@@ -25,7 +25,7 @@ import {
   type NamedNode,
 } from './cbt-point-state';
 import type { FrozenDisk, FrozenView, ProtectedDisk, ReleaseResult, TrackingEnabled } from './cbt-types';
-import { accessNodeOf, buildFleecing, cbwNodeOf, writersOf } from './fleecing-graph';
+import { accessNodeOf, buildFleecing, cbwNodeOf, finishFleecing, writersOf } from './fleecing-graph';
 
 export { coalesceExtents, type Extent } from '../disk/extents';
 export * from './cbt-types';
@@ -152,6 +152,8 @@ export class CbtConnector extends CbtPointState {
       }
       const running = (await this.liveDisks(existing)).size;
       if (running === existing.disks.length) {
+        // The writers moved (the point's moment passed): finish what an interrupted call left.
+        await finishFleecing(this.qmp, existing);
         await this.addExports(existing);
         return publicView(existing);
       }
@@ -226,12 +228,19 @@ export class CbtConnector extends CbtPointState {
     return publicView(manifest);
   }
 
-  /** False only if every disk still records into the bitmap the manifest was going to freeze. */
+  /**
+   * False only if every disk still records into the bitmap the manifest was going to freeze and
+   * no writer moved onto a filter: before its moment, a freeze can start over (the next bitmap,
+   * if started, is merged as a leftover).
+   */
   private async transactionMayHaveRun(m: Manifest): Promise<boolean> {
+    const filtered = m.disks.some((d) => d.cbwNode);
+    if (filtered && (await this.liveDisks(m)).size > 0) return true;
     for (const d of m.disks) {
       const bitmaps = (await this.bitmapsOrNull(d.node)) ?? [];
       const old = bitmaps.find((b) => b.name === d.bitmap);
-      if (!old?.recording || old.inconsistent || bitmaps.some((b) => b.name === d.nextBitmap)) return true;
+      if (!old?.recording || old.inconsistent) return true;
+      if (!filtered && bitmaps.some((b) => b.name === d.nextBitmap)) return true;
     }
     return false;
   }

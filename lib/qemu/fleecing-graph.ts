@@ -105,6 +105,24 @@ export async function buildFleecing(
   for (const d of filtered) await addAccess(qmp, nodesOf(d));
 }
 
+/** After the writers moved: the frozen bitmaps stop and the views exist (both idempotent). */
+export async function finishFleecing(qmp: QmpClient, manifest: Manifest): Promise<void> {
+  const filtered = manifest.disks.filter((d) => d.cbwNode);
+  if (filtered.length === 0) return;
+  const nodes = await qmp.execute<
+    { 'node-name': string; 'dirty-bitmaps'?: { name?: string; recording: boolean }[] }[]
+  >('query-named-block-nodes', { flat: true });
+  const has = (name: string) => nodes.some((n) => n['node-name'] === name);
+  const recording = (d: ManifestDisk) =>
+    nodes.find((n) => n['node-name'] === d.node)?.['dirty-bitmaps']?.find((b) => b.name === d.bitmap)
+      ?.recording;
+  const stop = filtered
+    .filter((d) => recording(d))
+    .map((d) => ({ type: 'block-dirty-bitmap-disable', data: { node: d.node, name: d.bitmap } }));
+  if (stop.length > 0) await qmp.execute('transaction', { actions: stop });
+  for (const d of filtered) if (!has(d.accessNode as string)) await addAccess(qmp, nodesOf(d));
+}
+
 function nodesOf(d: ManifestDisk): FleecingNodes {
   return {
     disk: d.node,

@@ -1,6 +1,7 @@
 // The CBT connector against a real qemu-storage-daemon: bitmaps, frozen points in time,
 // release on success and failure, a two-disk transaction, and restarts of caller and daemon.
-// Listing disks, QMP errors and a freeze without tracking: cbt-connector-basics.test.ts.
+// Listing disks, QMP errors and a freeze without tracking: cbt-connector-basics.test.ts; freezes
+// interrupted by a crash of the caller: cbt-connector-interrupted.test.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
@@ -272,33 +273,6 @@ describe('CbtConnector against qemu-storage-daemon', () => {
     const view = await bed.cbt.freeze(['disk0'], 'pit-8');
     assert.deepEqual(await dirtyBlocks(view), [{ offset: 70, length: 2 }]);
     await bed.cbt.release('pit-8', { success: true });
-  });
-
-  it('completes a freeze that was interrupted before its transaction', async () => {
-    // A QMP connection that dies at the transaction, as if the caller crashed right there.
-    let dead = false;
-    const dying = {
-      execute: (command: string, args?: Record<string, unknown>) => {
-        // The first transaction starts the next bitmap, before the writers move onto the filter.
-        if (command === 'transaction') dead = true;
-        return dead ? Promise.reject(new Error('caller crashed')) : bed.qmp.execute(command, args);
-      },
-    } as unknown as QmpClient;
-    const doomed = new CbtConnector(dying, {
-      workDir: path.join(bed.dir, 'work'),
-      nbdSocket: bed.daemon.nbdSocket,
-    });
-    await writeBlocks('disk0', [80], 0x80);
-    await assert.rejects(doomed.freeze(['disk0'], 'pit-9'), /caller crashed/);
-    assert.deepEqual(await bed.cbt.listFrozen(), ['pit-9'], 'the interrupted freeze left its manifest');
-
-    const view = await bed.cbt.freeze(['disk0'], 'pit-9');
-    assert.deepEqual(await dirtyBlocks(view), [{ offset: 80, length: 1 }]);
-    await withView(view.disks[0], async (nbd) => {
-      assert.ok((await nbd.read(80 * BLOCK, BLOCK)).equals(Buffer.alloc(BLOCK, 0x80)));
-    });
-    await bed.cbt.release('pit-9', { success: true });
-    assert.deepEqual(await fs.promises.readdir(path.join(bed.dir, 'work')), []);
   });
 
   it('after QEMU is killed, tracking is reported lost and restarts with a full sync', async () => {
