@@ -26,7 +26,7 @@ import { NbdClient } from './nbd-client';
 import { NbdError } from './nbd-protocol';
 import { NbdServerRunningError, nbdServerRunsMessage } from './nbd-server-state';
 import { QmpClient } from './qmp-client';
-import { quiesceAround } from './quiesce';
+import { quiesceAround, thawLeftFrozen } from './quiesce';
 import { runState } from './run-state';
 
 export const qemuSource: SourceKind = {
@@ -78,17 +78,35 @@ class QemuSourceConnector implements SourceConnector {
     };
   }
 
+  /** Where a guest-agent freeze in flight is marked (lib/qemu/quiesce.ts); none without an agent. */
+  private get frozenMarker(): string | undefined {
+    const { workDir } = this.options;
+    if (!this.machine.quiesce?.guestAgentSocket || !workDir) return undefined;
+    return path.join(path.resolve(workDir), 'guest-frozen');
+  }
+
+  /** A guest an interrupted app-consistent point left frozen is thawed before anything else. */
+  private async thawFirst(): Promise<void> {
+    const [socket, marker] = [this.machine.quiesce?.guestAgentSocket, this.frozenMarker];
+    if (socket && marker) await thawLeftFrozen(socket, this.machine.name, marker);
+  }
+
   async freeze(diskIds: string[], pitId: string, options: { quiesce?: boolean } = {}) {
+    await this.thawFirst();
     const hooks = options.quiesce ? this.machine.quiesce : undefined;
-    const view = await quiesceAround(hooks, this.machine.name, () =>
-      this.cbt.freeze(diskIds, pitId).catch((err: unknown) => {
-        // Started after protect (the probe refuses it before): said to the operator in OSR's words.
-        if (!(err instanceof NbdServerRunningError)) throw err;
-        const name = this.machine.name;
-        throw new Error(
-          `machine ${name}: ${nbdServerRunsMessage(err.exports)}. Unprotect it (\`osr unprotect ${name}\`) and protect it again with --nbd <path>`,
-        );
-      }),
+    const view = await quiesceAround(
+      hooks,
+      this.machine.name,
+      () =>
+        this.cbt.freeze(diskIds, pitId).catch((err: unknown) => {
+          // Started after protect (the probe refuses it before): said to the operator in OSR's words.
+          if (!(err instanceof NbdServerRunningError)) throw err;
+          const name = this.machine.name;
+          throw new Error(
+            `machine ${name}: ${nbdServerRunsMessage(err.exports)}. Unprotect it (\`osr unprotect ${name}\`) and protect it again with --nbd <path>`,
+          );
+        }),
+      this.frozenMarker,
     );
     return {
       pitId: view.pitId,
@@ -103,15 +121,18 @@ class QemuSourceConnector implements SourceConnector {
     };
   }
 
-  listFrozen() {
+  async listFrozen() {
+    await this.thawFirst();
     return this.cbt.listFrozen();
   }
 
-  release(pitId: string, options: { success: boolean }) {
+  async release(pitId: string, options: { success: boolean }) {
+    await this.thawFirst();
     return this.cbt.release(pitId, options);
   }
 
-  disableTracking() {
+  async disableTracking() {
+    await this.thawFirst();
     return this.cbt.disableTracking();
   }
 

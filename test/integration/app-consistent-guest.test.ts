@@ -12,6 +12,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import * as machines from '../../operations/machines';
 import { GuestAgentClient } from '../../lib/qemu/guest-agent-client';
+import { statePaths } from '../../lib/config/state-paths';
+import { pollFor } from '../helpers/poll';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { startTestVm, type TestVm } from '../helpers/test-vm';
 import { startTestbed, type Testbed } from '../helpers/testbed';
@@ -105,4 +107,50 @@ test('an app-consistent point freezes the guest filesystem through the real qemu
   assert.doesNotMatch(features, /needs_recovery/, `frozen: no journal to replay in the point (${features})`);
   assert.equal(content.trim(), text, 'the file written just before the point is in it');
   execFileSync('e2fsck', ['-fn', image], { stdio: 'ignore' }); // exit 0: clean
+});
+
+test('a process server killed inside the guest agent freeze: the next call thaws the guest, and the point is app-consistent', async () => {
+  const { ctx, stack } = bed;
+  const marker = path.join(statePaths(stack.config).machines, 'ga1', 'guest-frozen');
+  const agentSays = async (command: string) => {
+    const agent = await GuestAgentClient.connect(vm.guestAgentSocket as string);
+    try {
+      return await agent.execute<string>(command);
+    } finally {
+      agent.close();
+    }
+  };
+  const until = (what: string, probe: () => Promise<boolean>) =>
+    pollFor(async () => ((await probe()) ? true : undefined), {
+      timeoutMs: 120_000,
+      intervalMs: 300,
+      failure: () => new Error(`timed out waiting until ${what}`),
+    });
+  // The guest's fsfreeze hook holds the freeze (before the filesystems are frozen) while /run/hold exists.
+  const hook =
+    '#!/bin/sh\\necho "$1 $(cut -d" " -f1 /proc/uptime)" >>/run/fsfreeze.log\\n' +
+    'if [ "$1" = freeze ]; then touch /run/hook-entered; while [ -f /run/hold ]; do sleep 0.2; done; fi\\n';
+  const held = await vm.run(
+    `rm -f /run/hook-entered && touch /run/hold && printf '${hook}' >/etc/fsfreeze-hook`,
+  );
+  assert.equal(held.code, 0, held.output);
+
+  const pending = machines.takePoint(ctx, 'ga1', { kind: 'app', tag: 'killed-in-freeze' });
+  await until(
+    'the guest agent runs the freeze hook',
+    async () => (await vm.run('test -f /run/hook-entered')).code === 0,
+  );
+  assert.ok(fs.existsSync(marker), 'the freeze is marked before it is asked for');
+  await stack.killWorker('process-server');
+  // The freeze goes through with nobody left to thaw it: the guest's writes to /mnt now block.
+  assert.equal((await vm.run('rm -f /run/hold')).code, 0);
+  await until('the guest is frozen', async () => (await agentSays('guest-fsfreeze-status')) === 'frozen');
+
+  await stack.startWorker('process-server');
+  const brief = await pending;
+  const point = await pointById(ctx, 'ga1', brief.id);
+  assert.equal(point.kind, 'app', 'the retried freeze thawed the guest first, then froze it for the point');
+  assert.equal(await agentSays('guest-fsfreeze-status'), 'thawed');
+  assert.ok(!fs.existsSync(marker), 'the mark is gone once thawed');
+  assert.equal((await vm.run('echo again >> /mnt/app.txt')).code, 0, 'the filesystem takes writes again');
 });
