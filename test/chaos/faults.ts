@@ -218,6 +218,10 @@ export class FaultTrials {
       await this.chaos.stack.killWorker('process-server');
       await this.chaos.startWorker('process-server', env);
     };
+    /** How far a point's source clock is from its instant (0 before points kept it). */
+    const offBy = (p: RecoveryPoint) =>
+      p.sourceInstant ? Date.parse(p.sourceInstant) - Date.parse(p.instant) : 0;
+    let alertedWhileSkewed = false;
     const seen = await this.watch(async () => {
       await restart({
         ...base.env,
@@ -225,13 +229,22 @@ export class FaultTrials {
         FAKETIME: `+${SKEW_SECONDS}s`,
         FAKETIME_DONT_FAKE_MONOTONIC: '1',
       });
-      await sleep(this.holdMs);
+      const skewedFrom = Date.now();
+      // The skew lasts until a point was cut on it and alerted (a loaded machine may take longer
+      // than the hold for the restarted server's first cycle), and at least the hold.
+      await eventually('a point cut on the skewed clock, with the clock-skew alert', async () => {
+        const cut = (await ctx.vault.points('steady')).some(
+          (p) => p.cycle > before && offBy(p) > CLOCK_SKEW_ALERT_MS,
+        );
+        const status = await machines.machineStatus(ctx, 'steady');
+        alertedWhileSkewed ||= status.alerts.some((a) => a.kind === 'clock-skew');
+        return cut && alertedWhileSkewed ? true : undefined;
+      });
+      const left = this.holdMs - (Date.now() - skewedFrom);
+      if (left > 0) await sleep(left);
       await restart(base.env ?? {});
     });
     const fixedAt = Date.now();
-    /** How far a point's source clock is from its instant (0 before points kept it). */
-    const offBy = (p: RecoveryPoint) =>
-      p.sourceInstant ? Date.parse(p.sourceInstant) - Date.parse(p.instant) : 0;
     const first = await eventually('a point on the right clock', async () =>
       (await ctx.vault.points('steady')).find(
         (p) =>
@@ -253,7 +266,7 @@ export class FaultTrials {
     const stale = latest?.id !== newest?.id;
     const backwards = points.some((p, i) => i > 0 && p.instant < (points[i - 1] as RecoveryPoint).instant);
     const future = points.filter((p) => skewed.has(p.id) && Date.parse(p.instant) > fixedAt).length;
-    const alerted = seen.includes('clock-skew');
+    const alerted = alertedWhileSkewed || seen.includes('clock-skew');
     const problems = [
       skewed.size ? '' : 'no point cut on the skewed clock',
       alerted ? '' : 'no clock-skew alert while the clock was ahead',
