@@ -40,7 +40,7 @@ export const tokenHash = (token: string) => createHash('sha256').update(token).d
 export const agentTokenDoc = (token: string) => `agent-tokens/${tokenHash(token)}.json`;
 export const agentDoc = (id: string) => {
   if (!/^ag-[0-9a-f]{12}$/.test(id))
-    throw new Error(`"${id}" is not an agent id (ag- and 12 hex digits, as \`osr agent list\` shows)`);
+    throw new Error(`agent id "${id}" is not valid: use ag- and 12 hex digits, as \`osr agent list\` shows`);
   return `agents/${id}.json`;
 };
 export const AGENTS_PREFIX = 'agents/';

@@ -52,6 +52,7 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     new RegExp(`${noun} "${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}" ${rest}`);
   const JOB = 'is not valid: use a job id or workflow id';
   const POINT = 'is not valid: use latest, latest-app, a point id';
+  const AGENT = 'is not valid: use ag- and 12 hex digits';
 
   // Every API route that takes a name in its path: [method, template, noun, body].
   const pathRoutes: Array<[string, string, string, string?, unknown?]> = [
@@ -95,6 +96,7 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     ['GET', '/v1/hosts/{name}', 'host name'],
     ['POST', '/v1/hosts/{name}/remove', 'host name'],
     ['POST', '/v1/hosts/{name}/protect', 'host name', fix, { machine: 'm1' }],
+    ['GET', '/v1/agents/{id}', 'agent id', AGENT],
   ];
   // The table is every route with a name in its path: a new route must join it.
   assert.deepEqual(
@@ -232,13 +234,15 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     [['host', 'remove', N], 'host name'],
     [['discover', '--host', N], 'host name'],
     [['protect', 'm-names', '--qmp', '/tmp/x.qmp', '--host', N], 'host name'],
+    [['agent', 'show', N], 'agent id'],
+    [['agent', 'uninstall', N], 'agent id'],
   ];
   // A few at a time: each is a process of its own.
   for (let i = 0; i < commands.length; i += 4) {
     await Promise.all(
       commands.slice(i, i + 4).map(async ([args, noun, part]) => {
         const res = await osr(args);
-        const rest = noun === 'point' ? POINT : noun === 'job id' ? JOB : fix;
+        const rest = noun === 'point' ? POINT : noun === 'job id' ? JOB : noun === 'agent id' ? AGENT : fix;
         assert.equal(res.code, 2, `osr ${args.join(' ')}: exit ${res.code}; stderr: ${res.stderr}`);
         assert.match(res.stderr, named(noun, part ?? N, rest), `osr ${args.join(' ')}`);
         assert.doesNotMatch(res.stderr, /\n\s+at |\.js:\d+:\d+/, 'no stack trace');
