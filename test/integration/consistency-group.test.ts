@@ -14,17 +14,17 @@ import * as machines from '../../operations/machines';
 import * as plans from '../../operations/plans';
 import { groupWorkflowId } from '../../shared/group-types';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
-import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
-import { pollFor } from '../helpers/poll';
+import { CausalWorkload, firstCutDone } from '../helpers/causal-workload';
+import { waitForStatus } from '../helpers/protection';
 import { assertReplays } from '../helpers/replay';
 import { startTestMachine } from '../helpers/qemu-machine';
 import { startQmpGate, type QmpGate } from '../helpers/qmp-gate';
-import { highestRecord, startTestVm, type TestVm } from '../helpers/test-vm';
+import { startTestVm, type TestVm } from '../helpers/test-vm';
 import { startTestbed, type Testbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
 const CUTS = 5;
-let recordsWritten = 0;
+let causal: CausalWorkload;
 let bed: Testbed;
 let vmA: TestVm;
 let vmB: TestVm;
@@ -38,6 +38,12 @@ before(async () => {
   await machines.protect(bed.ctx, { name: 'cg-b', qmpSocket: gateB.path, policy: 'manual' });
   await waitForStatus(bed.ctx, 'cg-a', (s) => s.state === 'protected');
   await waitForStatus(bed.ctx, 'cg-b', (s) => s.state === 'protected');
+  causal = new CausalWorkload(
+    bed.ctx,
+    { machine: 'cg-a', vm: vmA },
+    { machine: 'cg-b', vm: vmB },
+    { cuts: CUTS, warmupRecords: 20 },
+  );
 });
 
 after(async () => {
@@ -46,74 +52,6 @@ after(async () => {
   await vmA?.stop();
   await vmB?.stop();
 });
-
-/** The causal workload's progress: the newest record B acknowledged, and waits on it. */
-let ackedB = 0;
-let waiters: Array<{ record: number; resolve: () => void }> = [];
-const bAcknowledged = (record: number) =>
-  new Promise<void>((resolve) => {
-    if (ackedB >= record) resolve();
-    else waiters.push({ record, resolve });
-  });
-
-/**
- * Runs the causal workload while `cuts` group points are taken; returns the points, the first
- * record of this run and the last one written.
- */
-async function cutsUnderCausalLoad(
-  group: string,
-): Promise<{ points: GroupPoint[]; first: number; written: number }> {
-  // Record numbers keep growing across runs: the newest record on a disk is then the newest written.
-  let n = recordsWritten;
-  const first = n + 1;
-  let running = true;
-  const workload = (async () => {
-    while (running) {
-      n += 1;
-      await vmA.writeRecord(0, n);
-      await vmB.writeRecord(0, n); // only once A acknowledged record n
-      ackedB = n;
-      waiters = waiters.filter((w) => (w.record <= n ? void w.resolve() : true));
-    }
-  })();
-  try {
-    // The cuts start once the workload is under way.
-    await Promise.race([bAcknowledged(first + 20), workload]);
-    const points: GroupPoint[] = [];
-    for (let i = 0; i < CUTS; i++) points.push(await groups.takeGroupPoint(bed.ctx, group));
-    return { points, first, written: n };
-  } finally {
-    running = false;
-    await workload;
-    recordsWritten = n;
-  }
-}
-
-async function firstCutDone(group: string) {
-  return pollFor(
-    async () => {
-      const status = await groups.groupStatus(bed.ctx, group);
-      const done = status.stats.cuts + status.stats.failed + status.stats.skipped > 0 && !status.phase;
-      return done ? status : undefined;
-    },
-    {
-      timeoutMs: 120_000,
-      intervalMs: 100,
-      failure: (e) => new Error(`group ${group} cut no point: ${String(e)}`),
-    },
-  );
-}
-
-/** The newest record of each member in a group point, read back from storage. */
-async function newestRecords(point: GroupPoint): Promise<{ a: number; b: number }> {
-  const newest = async (machine: string) => {
-    const member = point.members.find((m) => m.machine === machine);
-    assert.ok(member, `${machine} is in group point ${point.id}`);
-    const image = await exportedImage(bed.ctx, await pointById(bed.ctx, machine, member.pointId));
-    return (await highestRecord(image)) ?? 0;
-  };
-  return { a: await newest('cg-a'), b: await newest('cg-b') };
-}
 
 test('with the write barrier, every group point is a consistent cut of a causal workload', async () => {
   const { ctx } = bed;
@@ -125,9 +63,9 @@ test('with the write barrier, every group point is a consistent cut of a causal 
   assert.equal(created.state, 'active');
   assert.equal((await machines.machineStatus(ctx, 'cg-a')).group, 'causal');
   // A new group cuts its first point at once.
-  const before = (await firstCutDone('causal')).stats.cuts;
+  const before = (await firstCutDone(bed.ctx, 'causal')).stats.cuts;
 
-  const { points, first, written } = await cutsUnderCausalLoad('causal');
+  const { points, first, written } = await causal.cutsUnderLoad('causal');
   const seen: Array<{ a: number; b: number }> = [];
   for (const point of points) {
     assert.equal(point.consistent, true);
@@ -136,7 +74,7 @@ test('with the write barrier, every group point is a consistent cut of a causal 
       ['qmp-stop', 'qmp-stop'],
     );
     assert.ok(point.barrierMs > 0, 'the barrier was measured');
-    const records = await newestRecords(point);
+    const records = await causal.newestRecords(point);
     seen.push(records);
     // A writes n, then B writes n, then A writes n + 1: a consistent cut has B at A's record or
     // one behind it, never ahead and never further behind.
@@ -206,11 +144,11 @@ test('without the barrier, the same check finds B ahead of A: the barrier is wha
   // was asked for, so after A's freeze, which comes first: B must then be ahead in every cut.
   gateB.hold(
     (execute) => execute === 'transaction',
-    async () => bAcknowledged(ackedB + 1),
+    async () => causal.bAcknowledged(causal.ackedB + 1),
   );
   let points: GroupPoint[];
   try {
-    ({ points } = await cutsUnderCausalLoad('unsafe'));
+    ({ points } = await causal.cutsUnderLoad('unsafe'));
   } finally {
     gateB.hold(undefined);
   }
@@ -219,7 +157,7 @@ test('without the barrier, the same check finds B ahead of A: the barrier is wha
   const seen: Array<{ a: number; b: number }> = [];
   for (const point of points) {
     assert.equal(point.consistent, false, 'a cut without the barrier is not marked consistent');
-    const { a, b } = await newestRecords(point);
+    const { a, b } = await causal.newestRecords(point);
     seen.push({ a, b });
     if (b > a) violations.push(`${point.id}: A ${a}, B ${b}`);
   }

@@ -18,10 +18,10 @@ import { virsh } from '../../lib/libvirt/virsh';
 import { groupDocs, groupWorkflowId, type ConsistencyGroup, type GroupPoint } from '../../shared/group-types';
 import { startLibvirtDaemon, type LibvirtDaemon } from '../helpers/libvirt-daemon';
 import { startLibvirtTestVm, type LibvirtTestVm } from '../helpers/libvirt-vm';
+import { CausalWorkload, firstCutDone } from '../helpers/causal-workload';
 import { pollFor } from '../helpers/poll';
-import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
+import { waitForStatus } from '../helpers/protection';
 import { assertReplays } from '../helpers/replay';
-import { highestRecord } from '../helpers/test-vm';
 import { startTestbed, type Testbed } from '../helpers/testbed';
 import { startVirshGate, type VirshGate } from '../helpers/virsh-gate';
 
@@ -37,7 +37,7 @@ let vmB: LibvirtTestVm;
 let events: ChildProcess | undefined;
 /** libvirt's lifecycle events of the domains, as `virsh event` prints them. */
 const eventLines: string[] = [];
-let recordsWritten = 0;
+let causal: CausalWorkload;
 
 before(async () => {
   daemon = await startLibvirtDaemon();
@@ -62,6 +62,16 @@ before(async () => {
     await machines.protect(bed.ctx, { name, host: 'lvhost', domain: name, policy: 'manual' });
   await waitForStatus(bed.ctx, A, (s) => s.state === 'protected');
   await waitForStatus(bed.ctx, B, (s) => s.state === 'protected');
+  causal = new CausalWorkload(
+    bed.ctx,
+    { machine: A, vm: vmA },
+    { machine: B, vm: vmB },
+    {
+      cuts: CUTS,
+      warmupRecords: 10,
+      diskId: 'vda',
+    },
+  );
   // libvirt's own account of what happened to the domains (no --domain: all of them).
   // (Line-buffered: virsh's stdout to a pipe is otherwise flushed only when full.)
   events = spawn('stdbuf', ['-oL', 'virsh', '-c', daemon.uri, 'event', '--loop', '--event', 'lifecycle'], {
@@ -89,70 +99,6 @@ function lifecycle(domain: string, kind: 'Suspended' | 'Resumed'): number {
   return eventLines.filter((l) => l.includes(`domain '${domain}'`) && l.includes(`: ${kind} `)).length;
 }
 
-/** The causal workload's progress: the newest record B acknowledged, and waits on it. */
-let ackedB = 0;
-let waiters: Array<{ record: number; resolve: () => void }> = [];
-const bAcknowledged = (record: number) =>
-  new Promise<void>((resolve) => {
-    if (ackedB >= record) resolve();
-    else waiters.push({ record, resolve });
-  });
-
-/** Runs the causal workload while CUTS group points are taken. */
-async function cutsUnderCausalLoad(
-  group: string,
-): Promise<{ points: GroupPoint[]; first: number; written: number }> {
-  // Record numbers keep growing across runs: the newest record on a disk is the newest written.
-  let n = recordsWritten;
-  const first = n + 1;
-  let running = true;
-  const workload = (async () => {
-    while (running) {
-      n += 1;
-      await vmA.writeRecord(0, n);
-      await vmB.writeRecord(0, n); // only once A acknowledged record n
-      ackedB = n;
-      waiters = waiters.filter((w) => (w.record <= n ? void w.resolve() : true));
-    }
-  })();
-  try {
-    await Promise.race([bAcknowledged(first + 10), workload]);
-    const points: GroupPoint[] = [];
-    for (let i = 0; i < CUTS; i++) points.push(await groups.takeGroupPoint(bed.ctx, group));
-    return { points, first, written: n };
-  } finally {
-    running = false;
-    await workload;
-    recordsWritten = n;
-  }
-}
-
-async function firstCutDone(group: string) {
-  return pollFor(
-    async () => {
-      const status = await groups.groupStatus(bed.ctx, group);
-      const done = status.stats.cuts + status.stats.failed + status.stats.skipped > 0 && !status.phase;
-      return done ? status : undefined;
-    },
-    {
-      timeoutMs: 180_000,
-      intervalMs: 200,
-      failure: (e) => new Error(`group ${group} cut no point: ${String(e)}`),
-    },
-  );
-}
-
-/** The newest record of each member in a group point, read back from storage. */
-async function newestRecords(point: GroupPoint): Promise<{ a: number; b: number }> {
-  const newest = async (machine: string) => {
-    const member = point.members.find((m) => m.machine === machine);
-    assert.ok(member, `${machine} is in group point ${point.id}`);
-    const image = await exportedImage(bed.ctx, await pointById(bed.ctx, machine, member.pointId), 'vda');
-    return (await highestRecord(image)) ?? 0;
-  };
-  return { a: await newest(A), b: await newest(B) };
-}
-
 test('a group of two libvirt domains: writes held through libvirt, every group point a consistent cut', async () => {
   const { ctx } = bed;
   const created = await groups.createGroup(ctx, {
@@ -163,10 +109,10 @@ test('a group of two libvirt domains: writes held through libvirt, every group p
   assert.equal(created.state, 'active');
   const config = await ctx.vault.read<ConsistencyGroup>(groupDocs.group('lvcausal'));
   assert.equal(config?.value.host, 'lvhost', "the host's process servers hold the writes");
-  const before = (await firstCutDone('lvcausal')).stats.cuts;
+  const before = (await firstCutDone(bed.ctx, 'lvcausal')).stats.cuts;
   const marks = { a: lifecycle(A, 'Suspended'), b: lifecycle(B, 'Suspended') };
 
-  const { points, first, written } = await cutsUnderCausalLoad('lvcausal');
+  const { points, first, written } = await causal.cutsUnderLoad('lvcausal');
   const seen: Array<{ a: number; b: number }> = [];
   for (const point of points) {
     assert.equal(point.consistent, true);
@@ -174,7 +120,7 @@ test('a group of two libvirt domains: writes held through libvirt, every group p
       [A, 'libvirt-suspend'],
       [B, 'libvirt-suspend'],
     ]);
-    const records = await newestRecords(point);
+    const records = await causal.newestRecords(point);
     seen.push(records);
     assert.ok(
       records.b === records.a || records.b === records.a - 1,
@@ -234,14 +180,14 @@ test('without the barrier, the same check finds B ahead of A: the barrier is wha
     intervalSeconds: 3600,
     barrier: false,
   });
-  await firstCutDone('lvunsafe');
+  await firstCutDone(bed.ctx, 'lvunsafe');
   const suspendedBefore = lifecycle(A, 'Suspended') + lifecycle(B, 'Suspended');
   // B's freeze (its backup-begin) waits until B acknowledged a record written after it was asked
   // for, so after A's freeze, which comes first: B must then be ahead in every cut.
-  gate.hold(B, async () => bAcknowledged(ackedB + 1));
+  gate.hold(B, async () => causal.bAcknowledged(causal.ackedB + 1));
   let points: GroupPoint[];
   try {
-    ({ points } = await cutsUnderCausalLoad('lvunsafe'));
+    ({ points } = await causal.cutsUnderLoad('lvunsafe'));
   } finally {
     gate.hold(undefined);
   }
@@ -249,7 +195,7 @@ test('without the barrier, the same check finds B ahead of A: the barrier is wha
   const seen: Array<{ a: number; b: number }> = [];
   for (const point of points) {
     assert.equal(point.consistent, false, 'a cut without the barrier is not marked consistent');
-    seen.push(await newestRecords(point));
+    seen.push(await causal.newestRecords(point));
   }
   const violations = seen.filter((r) => r.b > r.a);
   console.log(
