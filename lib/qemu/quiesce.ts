@@ -2,13 +2,11 @@
 // the machine has one (guest-fsfreeze-freeze/thaw), otherwise through configured pre/post
 // commands. Whatever happens, what was frozen is thawed again. A failure to quiesce is a
 // QuiesceError (the caller cuts a crash-consistent point instead); a failed thaw is not.
-// A guest left frozen blocks every write of its applications, so a guest-agent freeze is marked
-// in a file (`frozenMarker`) before it is asked for and unmarked only once thawed: when the
-// process server dies in between, the connector's next call thaws it first (thawLeftFrozen).
-import fs from 'node:fs';
-import path from 'node:path';
+// A guest-agent freeze is marked until thawed (lib/sources/freeze-marker.ts): the connector's
+// next call thaws a guest an interrupted point left frozen (thawLeftFrozen).
 import type { QuiesceHooks } from '../../shared/replication-types';
 import { runHook } from '../process/hook';
+import { withMarkedFreeze, thawIfMarked } from '../sources/freeze-marker';
 import { QuiesceError } from '../sources/source-connector';
 import { GuestAgentClient } from './guest-agent-client';
 
@@ -45,47 +43,49 @@ async function withGuestAgent<T>(
   freeze: () => Promise<T>,
   frozenMarker: string | undefined,
 ): Promise<T> {
-  let agent: GuestAgentClient | undefined;
+  const cannotFreeze = (err: unknown) =>
+    quiesceFailed(`guest agent of ${machine} could not freeze its filesystems: ${(err as Error).message}`);
+  const agent = await GuestAgentClient.connect(socket, timeout).catch((err: unknown) => {
+    throw cannotFreeze(err);
+  });
   try {
-    agent = await GuestAgentClient.connect(socket, timeout);
-    if (frozenMarker) {
-      fs.mkdirSync(path.dirname(frozenMarker), { recursive: true });
-      fs.writeFileSync(frozenMarker, new Date().toISOString());
-    }
-    await agent.freeze();
-  } catch (err) {
-    if (agent) await agent.thaw().catch(() => undefined);
-    agent?.close();
-    if (frozenMarker) fs.rmSync(frozenMarker, { force: true });
-    throw quiesceFailed(
-      `guest agent of ${machine} could not freeze its filesystems: ${(err as Error).message}`,
+    return await withMarkedFreeze(
+      frozenMarker,
+      {
+        freeze: () =>
+          agent.freeze().then(
+            () => undefined,
+            (err: unknown) => Promise.reject(cannotFreeze(err)),
+          ),
+        // Once more on failure: a thaw is harmless on a thawed guest, and a frozen one must not stay so.
+        thaw: () =>
+          agent
+            .thaw()
+            .catch(() => agent.thaw())
+            .then(() => undefined),
+        thawFailed: (err) => err,
+      },
+      freeze,
     );
-  }
-  try {
-    return await freeze();
   } finally {
-    try {
-      await agent.thaw().catch(() => (agent as GuestAgentClient).thaw());
-      if (frozenMarker) fs.rmSync(frozenMarker, { force: true });
-    } finally {
-      agent.close();
-    }
+    agent.close();
   }
 }
 
 /** Thaws a guest an interrupted freeze of OSR's may have left frozen; a no-op when none did. */
-export async function thawLeftFrozen(socket: string, machine: string, frozenMarker: string): Promise<void> {
-  if (!fs.existsSync(frozenMarker)) return;
-  let agent: GuestAgentClient | undefined;
-  try {
-    agent = await GuestAgentClient.connect(socket);
-    await agent.thaw();
-  } catch (err) {
-    throw new Error(
-      `the filesystems of ${machine} may still be frozen by an interrupted app-consistent point, and thawing them failed (${(err as Error).message}); OSR tries again at its next call, or thaw them in the guest now: \`fsfreeze -u <mountpoint>\``,
-    );
-  } finally {
-    agent?.close();
-  }
-  fs.rmSync(frozenMarker, { force: true });
+export function thawLeftFrozen(socket: string, machine: string, frozenMarker: string): Promise<void> {
+  return thawIfMarked(frozenMarker, {
+    thaw: async () => {
+      const agent = await GuestAgentClient.connect(socket);
+      try {
+        await agent.thaw();
+      } finally {
+        agent.close();
+      }
+    },
+    thawFailed: (err) =>
+      new Error(
+        `the filesystems of ${machine} may still be frozen by an interrupted app-consistent point, and thawing them failed (${err.message}); OSR tries again at its next call, or thaw them in the guest now: \`fsfreeze -u <mountpoint>\``,
+      ),
+  });
 }
