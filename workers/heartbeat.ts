@@ -13,7 +13,7 @@ import { StateDiskWatch } from '../lib/observability/state-disk';
 import { statePaths } from '../lib/config/state-paths';
 import type { OsrConfig } from '../lib/config/config';
 import {
-  SERVERS_PREFIX,
+  listServers,
   serverDoc,
   serverId,
   type NotifierHealth,
@@ -140,8 +140,8 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
   let beats = 0;
   const forgetDeadServers = async () => {
     // Aged by the storage service's clock: a worker whose own clock runs a day ahead forgets nobody.
-    for (const { value: doc, ageSeconds } of await vault.listAged<ServerHeartbeat>(SERVERS_PREFIX))
-      if ((ageSeconds ?? (Date.now() - Date.parse(doc.at)) / 1000) * 1000 > FORGET_SERVER_AFTER_MS) {
+    for (const doc of await listServers(vault, config))
+      if (doc.ageSeconds * 1000 > FORGET_SERVER_AFTER_MS) {
         await vault.remove(serverDoc(doc.id));
         log.info({ server: doc.id, lastHeartbeat: doc.at }, 'forgot a worker silent for a day');
       }

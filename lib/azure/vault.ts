@@ -28,6 +28,8 @@ export class VaultConflictError extends Error {
 export interface Versioned<T> {
   value: T;
   etag: string;
+  /** Seconds since it was last written, by the storage service's own clock (its Last-Modified against its Date). */
+  ageSeconds?: number;
 }
 
 export class Vault {
@@ -49,7 +51,12 @@ export class Vault {
     try {
       const response = await this.container.getBlockBlobClient(name).download();
       const text = await streamToString(response.readableStreamBody);
-      return { value: decodeVaultDocument<T>(name, text), etag: response.etag ?? '' };
+      const [written, now] = [response.lastModified?.getTime(), response.date?.getTime()];
+      return {
+        value: decodeVaultDocument<T>(name, text),
+        etag: response.etag ?? '',
+        ageSeconds: written && now ? Math.max(0, Math.round((now - written) / 1000)) : undefined,
+      };
     } catch (err) {
       if (err instanceof RestError && err.statusCode === 404) return undefined;
       throw err;
@@ -113,34 +120,16 @@ export class Vault {
     return names;
   }
 
-  /**
-   * Documents under a prefix with how long ago each was last written, by the storage service's own
-   * clock (its Last-Modified against its Date): true whatever the writer's or the reader's clock says.
-   */
+  /** Documents under a prefix with how long ago each was last written, by storage's clock (ageSeconds). */
   async listAged<T>(prefix: string): Promise<Array<{ value: T; ageSeconds?: number }>> {
-    const names = (await this.listNames(prefix)).filter(isVaultPath);
-    const docs = await Promise.all(
-      names.map(async (name) => {
-        try {
-          const response = await this.container.getBlockBlobClient(name).download();
-          const value = decodeVaultDocument<T>(name, await streamToString(response.readableStreamBody));
-          const [written, now] = [response.lastModified?.getTime(), response.date?.getTime()];
-          const ageSeconds = written && now ? Math.max(0, Math.round((now - written) / 1000)) : undefined;
-          return { value, ageSeconds };
-        } catch (err) {
-          if (err instanceof RestError && err.statusCode === 404) return undefined;
-          throw err;
-        }
-      }),
-    );
-    return docs.filter((d) => d !== undefined);
-  }
-
-  async list<T>(prefix: string): Promise<T[]> {
     // A document stored under a name the guard refuses (not by OSR) is not read through it.
     const names = (await this.listNames(prefix)).filter(isVaultPath);
     const docs = await Promise.all(names.map((n) => this.read<T>(n)));
-    return docs.filter((d): d is Versioned<T> => d !== undefined).map((d) => d.value);
+    return docs.filter((d): d is Versioned<T> => d !== undefined);
+  }
+
+  async list<T>(prefix: string): Promise<T[]> {
+    return (await this.listAged<T>(prefix)).map((d) => d.value);
   }
 
   // Typed documents. Each name is one part of the document name: the guard refuses any that is not.
