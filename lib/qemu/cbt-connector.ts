@@ -212,6 +212,7 @@ export class CbtConnector extends CbtPointState {
           manifest.instant = new Date().toISOString();
           await this.writeManifest(manifest);
         },
+        pauseMarker: this.pauseMarker,
       });
     } catch (err) {
       // Nothing was frozen (the bitmaps switch last, or all at once): undo the preparation.

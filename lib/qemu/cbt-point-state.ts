@@ -13,6 +13,7 @@ import type { QmpClient } from './qmp-client';
 import type { BitmapInfo } from './cbt-bitmaps';
 import type { CbtConnectorOptions, FrozenDisk, FrozenView } from './cbt-types';
 import { OVERLAY_PREFIX, ignoreMissing, removeFilters, writersOf } from './fleecing-graph';
+import { resumeIfLeftPaused } from './switch-pause';
 
 export { OVERLAY_PREFIX, createOverlayFile, ignoreMissing, type BlockGraph } from './fleecing-graph';
 
@@ -61,6 +62,16 @@ export class CbtPointState {
     this.workDir = path.resolve(options.workDir);
     this.nbdSocket = options.nbdSocket;
     this.settleTimeoutMs = options.settleTimeoutMs ?? 30_000;
+  }
+
+  /** Marks a VM paused while its devices switch filters (switch-pause.ts). */
+  protected get pauseMarker(): string {
+    return path.join(this.workDir, 'vm-paused-for-switch');
+  }
+
+  /** Resumes a VM that a process server, dying mid-switch, left paused; see switch-pause.ts. */
+  resumeIfLeftPaused(): Promise<boolean> {
+    return resumeIfLeftPaused(this.qmp, this.pauseMarker);
   }
 
   /** The frozen view of `pitId` if it is still complete in QEMU (after a restart of the caller). */
@@ -137,7 +148,7 @@ export class CbtPointState {
     );
 
     // The writers go back onto their disks before the filters go.
-    if (await removeFilters(this.qmp, key)) any = true;
+    if (await removeFilters(this.qmp, key, this.pauseMarker)) any = true;
 
     const jobs = (await this.jobs()).filter((j) => mine(j.id, 'osrbk-'));
     for (const j of jobs) {

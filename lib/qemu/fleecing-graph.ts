@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import type { Manifest, ManifestDisk } from './cbt-point-state';
 import { QmpError, type QmpClient } from './qmp-client';
 import { runState } from './run-state';
+import { withMarkedPause } from './switch-pause';
 
 const execFileAsync = promisify(execFile);
 
@@ -58,7 +59,12 @@ export const accessNodeOf = (overlayNode: string): string => `${overlayNode}a`;
 export async function buildFleecing(
   qmp: QmpClient,
   manifest: Manifest,
-  hooks: { persistent: (d: ManifestDisk) => Promise<boolean>; atInstant: () => Promise<void> },
+  hooks: {
+    persistent: (d: ManifestDisk) => Promise<boolean>;
+    atInstant: () => Promise<void>;
+    /** Marks a VM paused for the switch (switch-pause.ts). */
+    pauseMarker: string;
+  },
 ): Promise<void> {
   const { disks } = manifest;
   for (const d of disks) {
@@ -100,7 +106,7 @@ export async function buildFleecing(
     return;
   }
   await qmp.execute('transaction', { actions: start });
-  await moveWriters(qmp, moves);
+  await moveWriters(qmp, moves, hooks.pauseMarker);
   await qmp.execute('transaction', { actions: stop });
   for (const d of filtered) await addAccess(qmp, nodesOf(d));
 }
@@ -185,7 +191,11 @@ export async function addAccess(qmp: QmpClient, n: FleecingNodes): Promise<void>
  * Moves each writer onto its new node, all at once as the guest sees it: OSR's filter nodes in one
  * blockdev-reopen (drained together), devices of a running VM while it is paused for the moment.
  */
-export async function moveWriters(qmp: QmpClient, moves: { writers: Writer[]; to: string }[]): Promise<void> {
+export async function moveWriters(
+  qmp: QmpClient,
+  moves: { writers: Writer[]; to: string }[],
+  pauseMarker: string,
+): Promise<void> {
   const reopen = moves.flatMap(({ writers, to }) =>
     writers.flatMap((w) =>
       w.kind === 'io-filter'
@@ -198,20 +208,18 @@ export async function moveWriters(qmp: QmpClient, moves: { writers: Writer[]; to
   );
   if (reopen.length > 0) await qmp.execute('blockdev-reopen', { options: reopen });
   if (devices.length === 0) return;
-  const pause = devices.length > 1 && (await runState(qmp)) === 'running';
-  if (pause) await qmp.execute('stop');
-  try {
+  const switchAll = async () => {
     for (const d of devices) await qmp.execute('qom-set', { path: d.qdev, property: 'drive', value: d.to });
-  } finally {
-    if (pause) await qmp.execute('cont');
-  }
+  };
+  const pause = devices.length > 1 && (await runState(qmp)) === 'running';
+  await (pause ? withMarkedPause(qmp, pauseMarker, switchAll) : switchAll());
 }
 
 /**
  * Takes down the fleecing nodes of `key` (access, then filter once its writers are back on the
  * disk); the overlays go with the caller's other nodes. Returns whether any existed.
  */
-export async function removeFilters(qmp: QmpClient, key: string): Promise<boolean> {
+export async function removeFilters(qmp: QmpClient, key: string, pauseMarker: string): Promise<boolean> {
   const mine = (name: string) => name.startsWith(`${OVERLAY_PREFIX}${key}-`);
   const graph = await qmp.execute<BlockGraph>('x-debug-query-block-graph');
   const names = graph.nodes.filter((n) => n.type === 'block-driver' && mine(n.name)).map((n) => n.name);
@@ -227,7 +235,7 @@ export async function removeFilters(qmp: QmpClient, key: string): Promise<boolea
     if (!disk || !writers) throw new Error(`fleecing filter ${f} has a writer OSR did not put there`);
     moves.push({ writers, to: byId.get(disk.child) as string });
   }
-  await moveWriters(qmp, moves);
+  await moveWriters(qmp, moves, pauseMarker);
   for (const f of filters) await ignoreMissing(qmp.execute('blockdev-del', { 'node-name': f }));
   return names.length > 0;
 }

@@ -85,14 +85,18 @@ class QemuSourceConnector implements SourceConnector {
     return path.join(path.resolve(workDir), 'guest-frozen');
   }
 
-  /** A guest an interrupted app-consistent point left frozen is thawed before anything else. */
-  private async thawFirst(): Promise<void> {
+  /**
+   * Before anything else, what an interrupted call left: a VM paused mid-switch is resumed (a
+   * paused guest could not answer the thaw either), a guest left frozen is thawed.
+   */
+  private async undoInterrupted(): Promise<void> {
+    await this.cbt.resumeIfLeftPaused();
     const [socket, marker] = [this.machine.quiesce?.guestAgentSocket, this.frozenMarker];
     if (socket && marker) await thawLeftFrozen(socket, this.machine.name, marker);
   }
 
   async freeze(diskIds: string[], pitId: string, options: { quiesce?: boolean } = {}) {
-    await this.thawFirst();
+    await this.undoInterrupted();
     const hooks = options.quiesce ? this.machine.quiesce : undefined;
     const view = await quiesceAround(
       hooks,
@@ -122,17 +126,17 @@ class QemuSourceConnector implements SourceConnector {
   }
 
   async listFrozen() {
-    await this.thawFirst();
+    await this.undoInterrupted();
     return this.cbt.listFrozen();
   }
 
   async release(pitId: string, options: { success: boolean }) {
-    await this.thawFirst();
+    await this.undoInterrupted();
     return this.cbt.release(pitId, options);
   }
 
   async disableTracking() {
-    await this.thawFirst();
+    await this.undoInterrupted();
     return this.cbt.disableTracking();
   }
 
