@@ -13,6 +13,7 @@ import type {
   TransferMode,
 } from '../../shared/replication-types';
 import {
+  SourceSetupError,
   SourceUnreachableError,
   type SourceConnector,
   type SourceDisk,
@@ -40,11 +41,15 @@ function withConnector<T>(
       nonRetryable: true,
       message: `machine ${machine.name}: ${err.message}`,
     });
+  // A source set up so that OSR cannot work with it waits for the operator: say the fix at once.
+  const misconfigured = (err: Error) =>
+    ApplicationFailure.create({ type: FAILURE.SourceError, nonRetryable: true, message: err.message });
   return withSource(
     machine,
     (c) =>
       fn(c).catch((err: unknown) => {
-        throw err instanceof SourceUnreachableError ? unreachable(err) : err;
+        if (err instanceof SourceUnreachableError) throw unreachable(err);
+        throw err instanceof SourceSetupError ? misconfigured(err) : err;
       }),
     { workDir: path.join(deps.workRoot, machine.name), onUnreachable: unreachable },
   );

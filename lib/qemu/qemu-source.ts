@@ -11,6 +11,7 @@ import {
   FrozenPointGivenUpError,
   FrozenPointLostError,
   NoWriteBarrierError,
+  SourceSetupError,
   SourceUnreachableError,
   type FrozenDiskReader,
   type FrozenSourceDisk,
@@ -106,7 +107,7 @@ class QemuSourceConnector implements SourceConnector {
           // Started after protect (the probe refuses it before): said to the operator in OSR's words.
           if (!(err instanceof NbdServerRunningError)) throw err;
           const name = this.machine.name;
-          throw new Error(
+          throw new SourceSetupError(
             `machine ${name}: ${nbdServerRunsMessage(err.exports)}. Unprotect it (\`osr unprotect ${name}\`) and protect it again with --nbd <path>`,
           );
         }),

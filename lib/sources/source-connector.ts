@@ -126,6 +126,14 @@ export class SourceUnreachableError extends Error {
   override readonly name = 'SourceUnreachableError';
 }
 
+/**
+ * The source is set up in a way OSR cannot work with (the message says how to fix it): retrying
+ * cannot help until the operator acts, so the cycle fails at once with the fix.
+ */
+export class SourceSetupError extends Error {
+  override readonly name = 'SourceSetupError';
+}
+
 /** A frozen point is gone from the source (it restarted): retrying cannot bring it back. */
 export class FrozenPointLostError extends Error {
   override readonly name: string = 'FrozenPointLostError';
