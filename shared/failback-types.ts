@@ -21,6 +21,11 @@ export interface FailbackTarget {
   disks: FailbackTargetDisk[];
   /** Set when the master target created new disks (and a storage daemon) in this folder. */
   createdDir?: string;
+  /**
+   * The original machine is this libvirt domain, shut off while a qemu-storage-daemon (its state
+   * in `daemonDir`) serves its image files; failback stops the daemon and starts the domain.
+   */
+  libvirt?: { uri: string; domain: string; daemonDir: string };
 }
 
 /** What crossed the wire for one disk in reverse replication, summed over cycles. */

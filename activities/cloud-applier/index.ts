@@ -9,7 +9,7 @@ import type { ReplicationPolicy } from '../../shared/replication-types';
 import { statePaths } from '../../lib/config/state-paths';
 import { applyCycle } from './apply-replica';
 import { createAzureTargetActivities } from './azure-target';
-import { createLibvirtTargetActivities } from './libvirt-target';
+import { createLibvirtTargetActivities, removeRecoveredDomain, stopRecoveredDomain } from './libvirt-target';
 import { runBootCheck, type BootCheckInput } from './boot-check';
 import { dematerialize, materialize, materializedDir, type MaterializeInput } from './materialize';
 import {
@@ -104,12 +104,16 @@ export function createRecoveryActivities(deps: DataPathDeps) {
     materializeRecovered: (input: MaterializeInput) =>
       withHeartbeat(() => materialize({ blobService: deps.blobService, stateDir }, input)),
 
-    dematerializeRecovered: (input: { machine: string; job: string }) =>
-      dematerialize({ dir: materializedDir(stateDir, input.machine, input.job) }),
+    /** The recovery-site copy goes: its daemon, or the libvirt domain the recovery made, then its files. */
+    dematerializeRecovered: async (input: { machine: string; job: string }) => {
+      await removeRecoveredDomain(deps.vault, input.machine, input.job);
+      await dematerialize({ dir: materializedDir(stateDir, input.machine, input.job) });
+    },
 
-    /** Failback: the recovery-site copy stops (its files stay until re-enable removes them). */
-    stopRecoveredDaemon: (input: { machine: string; job: string }) =>
-      stopStorageDaemon(materializedDir(stateDir, input.machine, input.job)),
+    /** Failback: the recovery-site copy stops (its files, and a libvirt domain's definition, stay until re-enable). */
+    stopRecoveredDaemon: async (input: { machine: string; job: string }) =>
+      (await stopRecoveredDomain(deps.vault, input.machine, input.job)).length > 0 ||
+      (await stopStorageDaemon(materializedDir(stateDir, input.machine, input.job))),
 
     runBootCheck: (input: Omit<BootCheckInput, 'pidFile'> & { job: string }) =>
       withHeartbeat(() =>

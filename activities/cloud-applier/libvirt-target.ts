@@ -30,6 +30,7 @@ import {
   handToSessionDaemon,
   NotOursError,
   removeTagged,
+  stopTagged,
 } from '../../lib/libvirt/recovery-host';
 import type { Vault } from '../../lib/azure/vault';
 import crypto from 'node:crypto';
@@ -55,6 +56,25 @@ function drillNetworkOf(tag: OsrTag): { name: string; bridge: string } {
 /** Where the recovered domain's first serial port writes (in the job's folder of images). */
 export function consoleLogOf(materialized: MaterializedMachine): string {
   return path.join(materialized.dir, 'console.log');
+}
+
+/** The domain a recovery made, by its record (undefined: not a libvirt recovery, or no record). */
+async function recoveredDomainOf(vault: Vault, machine: string, job: string) {
+  const record = (await vault.read<RecoveredMachine>(recoveryDocs.recovered(machine, job)))?.value;
+  if (!record?.libvirt) return undefined;
+  return { uri: record.libvirt.uri, tag: { machine, job, kind: record.kind } satisfies OsrTag };
+}
+
+/** Failback: the recovered domain is powered off (kept defined, with its images, until re-enable). */
+export async function stopRecoveredDomain(vault: Vault, machine: string, job: string): Promise<string[]> {
+  const found = await recoveredDomainOf(vault, machine, job);
+  return found ? stopTagged(found.uri, found.tag) : [];
+}
+
+/** Re-enable and cleanups: the recovered domain (only what this recovery tagged) goes before its images. */
+export async function removeRecoveredDomain(vault: Vault, machine: string, job: string): Promise<string[]> {
+  const found = await recoveredDomainOf(vault, machine, job);
+  return found ? removeTagged(found.uri, found.tag) : [];
 }
 
 export function createLibvirtTargetActivities(deps: { vault: Vault }) {

@@ -113,6 +113,10 @@ export async function adoptNewDisks(deps: WorkerDeps, input: { machine: string }
   await deps.vault.update(Vault.machineDoc(input.machine), (current: Record<string, unknown> | undefined) => {
     if (!current) throw new Error(`machine ${input.machine} is not registered`);
     const src = current.source as Record<string, unknown>;
+    if (src.type === 'libvirt')
+      throw ApplicationFailure.nonRetryable(
+        `the original domain of ${input.machine} was gone, so failback wrote new disks in ${nd.dir}: define the domain ${String(src.domain)} on them (\`virsh define\`), then re-enable again`,
+      );
     return { ...current, source: { ...src, qmpSocket: nd.qmpSocket, nbdSocket: nd.nbdSocket } };
   });
   return true;

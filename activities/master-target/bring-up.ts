@@ -2,16 +2,18 @@
 // cycle the master target left half-applied is rolled back to its last point (normally none: the
 // final cycle completed), the master target's exports are removed, and the machine resumes: a VM
 // paused at the planned failover gets QMP `cont`; a qemu-storage-daemon (no guest) gets its thaw
-// (`post`) command, the counterpart of the quiesce command that stopped its writers.
+// (`post`) command, the counterpart of the quiesce command that stopped its writers; a libvirt
+// domain, off while the master target wrote its files, is started (`virsh start`).
 import type { FailbackTarget } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { runHook } from '../../lib/process/hook';
 import { resumeIfPaused } from '../../lib/qemu/run-state';
 import { rollbackIncomplete, type MasterTargetDeps } from './apply-reverse';
+import { startOriginalDomain } from './libvirt-targets';
 import { removeExports } from './targets';
 
 export interface BringUpResult {
-  method: 'qmp-cont' | 'thaw-hook' | 'none';
+  method: 'qmp-cont' | 'thaw-hook' | 'virsh-start' | 'none';
   note: string;
   rolledBack: Array<{ diskId: string; cycles: number[] }>;
   exportsRemoved: number;
@@ -28,6 +30,8 @@ export async function bringUp(
     if (r.rolledBack.length) rolledBack.push({ diskId: disk.diskId, cycles: r.rolledBack });
   }
   const exportsRemoved = await removeExports(target);
+  if (target.libvirt)
+    return { method: 'virsh-start', note: await startOriginalDomain(target), rolledBack, exportsRemoved };
   if (target.createdDir) {
     return {
       method: 'none',

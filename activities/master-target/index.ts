@@ -17,6 +17,7 @@ import {
 import { bringUp } from './bring-up';
 import { targetChecksums } from '../../lib/qemu/nbd-checksums';
 import { prepareTargets, removeExports, type PrepareTargetsInput } from './targets';
+import { releaseOriginalDomain } from './libvirt-targets';
 import { withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 
 export function createMasterTargetActivities(deps: DataPathDeps) {
@@ -95,6 +96,7 @@ export function createMasterTargetActivities(deps: DataPathDeps) {
     releaseFailbackTargets: (input: { machine: string; target: FailbackTarget }) =>
       withHeartbeat(async () => {
         const removed = await removeExports(input.target);
+        await releaseOriginalDomain(input.target);
         await deleteMasterTargetState(deps.blobService, input.machine);
         return { exportsRemoved: removed };
       }),

@@ -4,11 +4,11 @@
 // (`osrmt-<node>`), so the master target never depends on the machine's own exports. When the
 // original machine is gone (no QMP, or a disk missing or smaller), new qcow2 disks are created
 // under the state folder and served by a qemu-storage-daemon the master target starts: reprotect
-// then copies everything into them (a full copy), and they become the machine's disks.
+// then copies everything into them (a full copy), and they become the machine's disks. A libvirt
+// domain's disks are its image files, served while it is off (libvirt-targets.ts).
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import { FAILURE } from '../../shared/failures';
 import type { FailbackTarget, FailbackTargetDisk } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { CbtConnector } from '../../lib/qemu/cbt-connector';
@@ -21,6 +21,7 @@ import {
 } from '../../lib/qemu/writable-exports';
 import { createQcow2, startStorageDaemon, storageDaemonPaths } from '../../lib/qemu/storage-daemon';
 import { assertId } from '../../lib/azure/page-blobs';
+import { serveOriginalDomain } from './libvirt-targets';
 
 export const EXPORT_PREFIX = 'osrmt-';
 
@@ -43,15 +44,27 @@ export function newDisksDir(deps: TargetDeps, machine: string): string {
 
 export async function prepareTargets(deps: TargetDeps, input: PrepareTargetsInput): Promise<FailbackTarget> {
   const { machine } = input;
-  if (machine.source.type !== 'qemu')
-    throw ApplicationFailure.create({
-      type: FAILURE.SourceError,
-      nonRetryable: true,
-      message: `failback into libvirt (machine ${machine.name}, domain ${machine.source.domain}) is not built yet: fail back to a QEMU machine, or recover it with a drill`,
-    });
   const source = machine.source;
   const created = await existingCreated(deps, machine.name);
   if (created) return exportAll(deps, input, created.qmpSocket, created.nbdSocket, false, created.dir);
+  if (source.type === 'libvirt') {
+    const original = await serveOriginalDomain(
+      newDisksDir(deps, machine.name),
+      machine.name,
+      source,
+      input.disks,
+    );
+    if (original.usable) {
+      const target = await exportAll(deps, input, original.qmpSocket, original.nbdSocket, true, undefined, {
+        nodes: original.nodes,
+      });
+      return {
+        ...target,
+        libvirt: { uri: source.uri, domain: source.domain, daemonDir: original.daemonDir },
+      };
+    }
+    return createNewDisks(deps, input);
+  }
   let qmp: QmpClient | undefined;
   try {
     qmp = await QmpClient.connect(source.qmpSocket, { greetingTimeoutMs: 10_000 });
@@ -74,7 +87,12 @@ export async function prepareTargets(deps: TargetDeps, input: PrepareTargetsInpu
     }
     if (usable) return exportAll(deps, input, source.qmpSocket, source.nbdSocket, true);
   }
-  // The original disks are gone: new ones, copied in full.
+  return createNewDisks(deps, input);
+}
+
+/** The original disks are gone: new ones, copied in full. */
+async function createNewDisks(deps: TargetDeps, input: PrepareTargetsInput): Promise<FailbackTarget> {
+  const { machine } = input;
   const dir = newDisksDir(deps, machine.name);
   await fs.mkdir(dir, { recursive: true });
   const images = [];
@@ -112,6 +130,7 @@ async function exportAll(
   nbdSocket: string | undefined,
   existed: boolean,
   createdDir?: string,
+  served?: { nodes: string[] },
 ): Promise<FailbackTarget> {
   const qmp = await QmpClient.connect(qmpSocket, { greetingTimeoutMs: 10_000 });
   try {
@@ -123,8 +142,8 @@ async function exportAll(
           throw err;
         },
       ));
-    // The daemon the master target creates names its nodes disk0, disk1 … in order.
-    const nodes = input.disks.map((d, i) => (createdDir ? `disk${i}` : d.diskId));
+    // A daemon the master target starts names its nodes disk0, disk1 … in order.
+    const nodes = served?.nodes ?? input.disks.map((d, i) => (createdDir ? `disk${i}` : d.diskId));
     const names = await addWritableExports(qmp, nodes, EXPORT_PREFIX);
     const disks: FailbackTargetDisk[] = input.disks.map((d, i) => ({
       diskId: d.diskId,

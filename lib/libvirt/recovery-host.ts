@@ -71,6 +71,17 @@ export async function removeTagged(uri: string, tag: OsrTag): Promise<string[]> 
   return removed;
 }
 
+/** Powers off (keeps defined) every domain tagged with exactly this recovery; returns their names. */
+export async function stopTagged(uri: string, tag: OsrTag): Promise<string[]> {
+  const stopped: string[] = [];
+  for (const name of lines(await virsh(uri, ['list', '--name']))) {
+    if (!sameTag((await existing(uri, 'domain', name)) ?? undefined, tag)) continue;
+    await virsh(uri, ['destroy', '--', name]);
+    stopped.push(name);
+  }
+  return stopped;
+}
+
 /** Whether the guest agent answers `guest-ping` (a real reply: `{"return":{}}`), with why not. */
 export async function guestAgentAnswers(
   uri: string,
