@@ -67,17 +67,36 @@ async function committedFailover(ctx: ControlContext, name: string): Promise<Rec
       `the vault has no committed failover record of ${name} (job ${lock.job})`,
       'conflict',
     );
-  if (record.libvirt)
+  if (!record.libvirt && !record.materialized?.qmpSocket)
     throw new OperationError(
-      `${name} was failed over into libvirt (domain ${record.libvirt.domain} on host ${record.libvirt.host}); reprotect and failback of a libvirt-recovered machine are not built yet: fail it back by hand (\`osr export\` of its disks, or protect the recovered domain as a new machine)`,
-      'conflict',
-    );
-  if (!record.materialized?.qmpSocket)
-    throw new OperationError(
-      `the failed-over ${name} does not run in the recovery site (its failover disks were not materialized), so there is nothing to replicate back: set \`osr failover configure ${name} --materialize qcow2\` before failing over`,
+      `the failed-over ${name} does not run in the recovery site (its failover disks were not materialized), so there is nothing to replicate back: set \`osr failover configure ${name} --materialize qcow2\` (or \`--target libvirt\`) before failing over`,
       'conflict',
     );
   return record;
+}
+
+/**
+ * What reprotect reads in the recovery site, and which of its disks (nodes) replicates onto which
+ * original disk: the materialized daemon serves disk i of the failover as node disk<i>; a domain
+ * recovered into libvirt is a libvirt source like any other, its disks named as the original's.
+ */
+function reverseSource(failedOver: RecoveredMachine): {
+  source: ProtectedMachine['source'];
+  nodes: Record<string, string>;
+} {
+  const materialized = failedOver.materialized as NonNullable<RecoveredMachine['materialized']>;
+  const nodes: Record<string, string> = {};
+  if (failedOver.libvirt) {
+    const { host, uri, domain } = failedOver.libvirt;
+    for (const f of materialized?.files ?? []) nodes[f.diskId] = f.diskId;
+    const disks = Object.keys(nodes);
+    return { source: { type: 'libvirt', host, uri, domain, ...(disks.length ? { disks } : {}) }, nodes };
+  }
+  materialized.files.forEach((f, i) => (nodes[f.diskId] = `disk${i}`));
+  return {
+    source: { type: 'qemu', qmpSocket: materialized.qmpSocket!, nbdSocket: materialized.nbdSocket },
+    nodes,
+  };
 }
 
 /** Validates a reprotect of one machine and builds its workflow input (nothing is started). */
@@ -100,26 +119,25 @@ export async function prepareReprotect(
       'conflict',
     );
   const failedOver = await committedFailover(ctx, name);
-  const materialized = failedOver.materialized as NonNullable<RecoveredMachine['materialized']>;
   const policy = await getPolicy(ctx, machine.policy);
-  const source: ProtectedMachine = {
+  const { source, nodes } = reverseSource(failedOver);
+  const reverse: ProtectedMachine = {
     name: reverseId(name),
     site: ctx.config.recoverySite,
-    source: { type: 'qemu', qmpSocket: materialized.qmpSocket!, nbdSocket: materialized.nbdSocket },
+    // A recovered libvirt domain is read by its recovery host's process servers.
+    ...(source.type === 'libvirt' ? { host: source.host } : {}),
+    source,
     policy: machine.policy,
     ...(options.quiesce ? { quiesce: options.quiesce } : {}),
     createdAt: new Date().toISOString(),
   };
-  // The materialized daemon serves disk i of the failover as node disk<i>.
-  const nodes: Record<string, string> = {};
-  materialized.files.forEach((f, i) => (nodes[f.diskId] = `disk${i}`));
   return {
     workflowId,
     input: {
       job: jobIdAt(new Date()),
       machine,
       failoverJob: failedOver.job,
-      source,
+      source: reverse,
       nodes,
       intervalSeconds: options.intervalSeconds ?? policy.crashPointSeconds,
       maxCyclesPerRun: options.maxCyclesPerRun,

@@ -7,13 +7,14 @@ import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { MasterTargetActivities } from '../activities/master-target';
 import type { ProcessServerActivities } from '../activities/process-server';
 import { failbackStatusQuery, type FailbackInput, type FailbackStatus } from '../shared/contracts/failback';
-import { masterTargetQueue, processServerQueue } from '../shared/task-queues';
+import { masterTargetQueue } from '../shared/task-queues';
+import { reverseSourceQueue } from './lib/reverse-queue';
 import { applier, control, tracker } from './failback-job';
 
 export async function failback(input: FailbackInput): Promise<FailbackStatus> {
   const { machine, source } = input;
   const recoveryPs = proxyActivities<ProcessServerActivities>({
-    taskQueue: processServerQueue(source.site),
+    taskQueue: reverseSourceQueue(source),
     startToCloseTimeout: '2m',
     retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 3 },
   });

@@ -13,8 +13,9 @@ import type { FailbackTargetDisk } from '../../shared/failback-types';
 import { FAILURE } from '../../shared/failures';
 import type { TransferMode } from '../../shared/replication-types';
 import { OSR_STATE } from '../../shared/search-attributes';
-import { masterTargetQueue, processServerQueue } from '../../shared/task-queues';
+import { masterTargetQueue } from '../../shared/task-queues';
 import { pushCapped } from '../lib/alerts';
+import { reverseSourceQueue } from '../lib/reverse-queue';
 
 export interface ReprotectRun {
   readonly input: ReprotectInput;
@@ -38,14 +39,15 @@ export interface ReprotectRun {
 
 function activities(input: ReprotectInput) {
   const retry = { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 20 } as const;
+  const sourceQueue = reverseSourceQueue(input.source);
   const ps = proxyActivities<ProcessServerActivities>({
-    taskQueue: processServerQueue(input.source.site),
+    taskQueue: sourceQueue,
     startToCloseTimeout: '30m',
     heartbeatTimeout: '15s',
     retry: { ...retry, nonRetryableErrorTypes: [FAILURE.SourceError] },
   });
   const quickPs = proxyActivities<ProcessServerActivities>({
-    taskQueue: processServerQueue(input.source.site),
+    taskQueue: sourceQueue,
     startToCloseTimeout: '2m',
     retry: { ...retry, maximumAttempts: 10, nonRetryableErrorTypes: [FAILURE.SourceError] },
   });
