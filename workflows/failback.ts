@@ -1,5 +1,5 @@
 // failback: a planned failover back to the primary site, once reprotect has the original disks in
-// sync. Stop the writes in the recovery site (QMP stop, or the recovery-site copy's quiesce
+// sync. Stop the writes in the recovery site (QMP stop, virsh suspend, or the recovery-site copy's quiesce
 // command), have reprotect run one last delta cycle and apply it, stop the recovery-site copy,
 // bring the machine up on its original disks. No write made in the recovery site is lost
 // (invariant 7): every write acknowledged before the stop is in the final cycle.
@@ -42,7 +42,7 @@ export async function failback(input: FailbackInput): Promise<FailbackStatus> {
   } catch (err) {
     const failure = t.fail(err);
     if (t.status.steps.some((s) => s.name === 'stop recovery-site writes' && s.state === 'done'))
-      failure.message += `; the recovery-site copy's writes are still stopped: resume it (QMP cont, or its thaw command), the reprotect goes on`;
+      failure.message += `; the recovery-site copy's writes are still stopped: resume it (QMP cont, virsh resume of a libvirt domain, or its thaw command), the reprotect goes on`;
     throw failure;
   }
   try {
