@@ -25,7 +25,7 @@ export const failbackPaths = {
     post: {
       operationId: 'startReprotect',
       summary:
-        'replicate a failed-over, committed machine back onto its original disks: diff resync, then reverse delta cycles',
+        'replicate a failed-over, committed machine (materialized, or recovered into libvirt) back onto its original disks: diff resync, then reverse delta cycles; an original libvirt domain is shut off while they are written',
       tags: ['failback'],
       parameters: [name('machine name')],
       requestBody: {

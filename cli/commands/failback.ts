@@ -23,7 +23,11 @@ function printReprotect(s: ReprotectStatus): void {
       cycles: s.cycles,
       failed: s.failedCycles,
       'last applied': s.lastApplied ? `cycle ${s.lastApplied.cycle} (${s.lastApplied.instant})` : '',
-      target: s.target?.createdDir ? `new disks in ${s.target.createdDir}` : 'original disks',
+      target: s.target?.createdDir
+        ? `new disks in ${s.target.createdDir}`
+        : s.target?.libvirt
+          ? `original disks of domain ${s.target.libvirt.domain} (off)`
+          : 'original disks',
     },
   ]);
   process.stdout.write('\n');
@@ -75,7 +79,7 @@ export function registerFailbackCommands(program: Command): void {
   program
     .command('reprotect <machine>')
     .description(
-      'replicate a failed-over, committed machine back onto its original disks (diff resync, then reverse delta cycles)',
+      'replicate a failed-over, committed machine (a materialized copy, or a domain recovered into libvirt) back onto its original disks (diff resync, then reverse delta cycles); an original libvirt domain is shut off while they are written',
     )
     .option(
       '--interval <seconds>',
@@ -129,7 +133,7 @@ export function registerFailbackCommands(program: Command): void {
   program
     .command('failback <machine>')
     .description(
-      'planned failover to the primary site: stop writes in the recovery site, final cycle, the machine runs on its original disks again',
+      'planned failover to the primary site: stop writes in the recovery site, final cycle, the machine runs on its original disks again (a libvirt domain: virsh start)',
     )
     .option('--no-wait', 'return once started')
     .option('--json', 'print JSON')
