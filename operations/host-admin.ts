@@ -5,6 +5,7 @@
 // is where discovery and protection will run: a socket directory exists only on its host, and a
 // vCenter must be reachable, and its certificate the pinned one, from the process server.
 import path from 'node:path';
+import { libvirtUriProblem } from '../lib/libvirt/remote-host';
 import { normalizeFingerprint } from '../lib/vsphere/pinned-tls';
 import { hostDoc, type HostConnection, type HostRecord } from '../shared/host-types';
 import { checkName } from '../shared/names';
@@ -66,12 +67,11 @@ export function checkConnection(c: HostConnection): HostConnection {
           `--sockets must be an absolute directory path on the host (got ${JSON.stringify(c.dir ?? '')})`,
         );
       return { kind: 'sockets', dir: path.normalize(c.dir) };
-    case 'libvirt':
-      if (!/^[a-z][a-z0-9+]*:\/\/[^\s]*$/.test(c.uri ?? ''))
-        throw invalid(
-          `--libvirt ${JSON.stringify(c.uri ?? '')} is not a libvirt URI: e.g. qemu:///system or qemu+ssh://root@kvm1/system`,
-        );
+    case 'libvirt': {
+      const problem = libvirtUriProblem(c.uri ?? '');
+      if (problem) throw invalid(`--libvirt: ${problem}`);
       return { kind: 'libvirt', uri: c.uri };
+    }
     default:
       throw invalid(
         `unknown host kind ${JSON.stringify((c as { kind?: unknown }).kind)}: libvirt, vcenter or sockets`,

@@ -12,6 +12,7 @@ command -v g++ >/dev/null || need_pkgs+=(g++)
 command -v make >/dev/null || need_pkgs+=(make)
 command -v openssl >/dev/null || need_pkgs+=(openssl) # osr serve's self-signed TLS certificate; the ARM stand-in's in tests
 command -v virsh >/dev/null || need_pkgs+=(libvirt-clients) # a process server's way to libvirt hosts
+command -v ssh >/dev/null || need_pkgs+=(openssh-client) # remote libvirt hosts: virsh's qemu+ssh and the NBD tunnel
 if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then
   # A real VM for the tests (QMP stop/cont, a guest writing through virtio-blk), what builds its
   # initramfs, and the browser the dashboard's test drives (playwright-core).
@@ -22,6 +23,10 @@ if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then
   command -v chromium >/dev/null || need_pkgs+=(chromium)
   # libvirtd for the libvirt-source tests (each test runs a private session daemon of its own).
   command -v libvirtd >/dev/null || need_pkgs+=(libvirt-daemon-system libvirt-daemon-driver-qemu)
+  # A remote libvirt host played on loopback (libvirt-remote.test.ts): its own sshd, and the nc
+  # that libvirt's ssh transports run on the far side to reach a session daemon's socket.
+  [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+  command -v nc >/dev/null || need_pkgs+=(netcat-openbsd)
   # The fault suite's clock-skew trial runs a worker on a shifted clock (LD_PRELOAD libfaketime).
   [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_pkgs+=(faketime)
 fi

@@ -115,6 +115,8 @@ export interface FrozenDisk {
   sizeBytes: number;
   exportName: string;
   nbdSocket: string;
+  /** The libvirt URI (over SSH) of the remote host nbdSocket is on; absent: this machine. */
+  nbdSocketHost?: string;
   /** Dirty bitmap holding the changes since the previous point; absent when tracking was lost. */
   bitmap?: string;
   /** What this cycle sends for the disk. */

@@ -188,6 +188,7 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
       sizeBytes: d.sizeBytes,
       exportName: d.exportName,
       nbdSocket: d.nbdSocket,
+      ...(d.nbdSocketHost ? { nbdSocketHost: d.nbdSocketHost } : {}),
       bitmap: d.bitmap,
       mode: plan.find((p) => p.disk.diskId === d.diskId)?.mode ?? 'full',
     }));

@@ -15,7 +15,8 @@ const KINDS: { [T in SourceType]: SourceKind } = {
 /**
  * The connector kind for a source type. Frozen points and transfer inputs do not name their
  * source (their shapes are in workflow histories): they are read as QEMU's, which is right for
- * libvirt's too (both are NBD exports on a unix socket with a dirty-bitmap context).
+ * libvirt's too (both are NBD exports on a unix socket with a dirty-bitmap context), except a
+ * remote libvirt host's (`nbdSocketHost`), which only the libvirt kind reaches (over SSH).
  */
 export function sourceKind(type: SourceType = 'qemu'): SourceKind {
   const kind = KINDS[type];

@@ -74,7 +74,8 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
   const disk = point.disks.find((d) => d.diskId === diskId);
   if (!disk) throw new Error(`disk ${diskId} is not part of point ${point.pitId}`);
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
-  const reader = await sourceKind()
+  // A remote libvirt host's export is read through an SSH tunnel (lib/libvirt/frozen-disk.ts).
+  const reader = await sourceKind(disk.nbdSocketHost ? 'libvirt' : undefined)
     .openFrozenDisk(disk)
     .catch((err: Error) => {
       if (err instanceof SourceUnreachableError) {
@@ -83,7 +84,7 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
         throw ApplicationFailure.create({
           type: FAILURE.SourceUnreachable,
           nonRetryable: true,
-          message: `the source of ${point.machine} does not answer on ${disk.nbdSocket}: ${err.message}`,
+          message: `the source of ${point.machine} does not answer on ${disk.nbdSocket}${disk.nbdSocketHost ? ` (on ${disk.nbdSocketHost})` : ''}: ${err.message}`,
         });
       }
       if (!(err instanceof FrozenPointLostError)) throw err;

@@ -3,6 +3,7 @@
 // and discovery, on a process server of the host.
 import type { DiscoveredMachine } from '../../shared/host-types';
 import { domainInfo, domainNames } from './domain';
+import { checkSshLogin, remoteLibvirt } from './remote-host';
 import { parseXml, virsh, VirshError, VirshMissingError, type XmlNode } from './virsh';
 
 /** libvirt 7.2 enabled the incremental-backup API for QEMU by default (before: a capability flag). */
@@ -33,6 +34,12 @@ const older = (v: string, min: [number, number]) => {
  * checkpoint and backup API, each with what to do about it.
  */
 export async function checkLibvirtHost(uri: string): Promise<LibvirtHostFacts> {
+  // A remote host: OSR's own ssh (the backup's export) must log in as virsh does.
+  const remote = remoteLibvirt(uri);
+  if (remote)
+    await checkSshLogin(remote).catch((err: Error) => {
+      throw new LibvirtHostError(`libvirt at ${uri}: ${err.message}`);
+    });
   let version: string;
   try {
     version = await virsh(uri, ['version'], { timeoutMs: 20_000 });
@@ -40,7 +47,7 @@ export async function checkLibvirtHost(uri: string): Promise<LibvirtHostFacts> {
     if (err instanceof VirshMissingError) throw new LibvirtHostError(err.message);
     const why = err instanceof VirshError ? err.detail : (err as Error).message;
     throw new LibvirtHostError(
-      `libvirt at ${uri} does not answer (${why}): start libvirtd there (or check the URI; remote hosts: qemu+ssh://user@host/system with the process server's SSH key), then add the host again`,
+      `libvirt at ${uri} does not answer (${why}): start libvirtd there (or check the URI; remote hosts: qemu+ssh://user@host/system with the process server's SSH key, and nc or virt-ssh-helper on the host), then add the host again`,
     );
   }
   const libvirtVersion = /Using library: libvirt ([\d.]+)/.exec(version)?.[1] ?? '0';

@@ -4,13 +4,10 @@
 // barrier: 'libvirt-suspend'), app-consistent points through the guest agent
 // (domfsfreeze/domfsthaw: guest-freeze.ts). The checkpoint chain is in
 // checkpoints.ts; the connector keeps which point its backup job serves in its work folder.
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { BarrierMethod } from '../../shared/group-types';
 import type { LibvirtSource, ProtectedMachine } from '../../shared/replication-types';
-import { openNbdFrozenDisk } from '../qemu/qemu-source';
 import {
   FrozenPointLostError,
   SourceUnreachableError,
@@ -33,6 +30,8 @@ import {
   osrCheckpoints,
 } from './checkpoints';
 import { domainInfo, type DomainDisk } from './domain';
+import { exportFolderOf, type ExportFolder } from './export-folder';
+import { openLibvirtFrozenDisk } from './frozen-disk';
 import { thawLeftFrozen, withGuestFrozen } from './guest-freeze';
 import { virsh, VirshError } from './virsh';
 
@@ -47,7 +46,7 @@ export const libvirtSource: SourceKind = {
     });
     return new LibvirtSourceConnector(machine, source, options);
   },
-  openFrozenDisk: openNbdFrozenDisk,
+  openFrozenDisk: openLibvirtFrozenDisk,
 };
 
 /** What the work folder keeps of the point the domain's backup job serves. */
@@ -55,17 +54,6 @@ interface FrozenState {
   pitId: string;
   instant: string;
   disks: Array<{ diskId: string; sizeBytes: number; bitmap?: string }>;
-}
-
-/** Folder for the job's NBD socket and scratch files: short (socket paths), writable by QEMU's user. */
-export function exportDirOf(source: LibvirtSource): string {
-  const id = crypto.createHash('sha256').update(`${source.uri}\n${source.domain}`).digest('hex').slice(0, 16);
-  return path.join(os.tmpdir(), `osr-lv-${id}`);
-}
-
-/** The NBD socket of the machine's backup jobs: a job serving there is OSR's. */
-function socketOf(source: LibvirtSource): string {
-  return path.join(exportDirOf(source), 'nbd.sock');
 }
 
 /**
@@ -86,6 +74,11 @@ class LibvirtSourceConnector implements SourceConnector {
     private readonly source: LibvirtSource,
     private readonly options: SourceConnectorOptions,
   ) {}
+
+  /** The job's folder (on the libvirt host): a job serving its socket is OSR's. */
+  private get folder(): ExportFolder {
+    return exportFolderOf(this.source);
+  }
 
   private get uri() {
     return this.source.uri;
@@ -215,8 +208,7 @@ class LibvirtSourceConnector implements SourceConnector {
     options: { quiesce?: boolean } = {},
   ): Promise<FrozenSourceView> {
     await this.thawLeftFrozen();
-    const dir = exportDirOf(this.source);
-    const socket = socketOf(this.source);
+    const { dir, socket } = this.folder;
     const state = this.readState();
     const job = await runningBackup(this.uri, this.domain);
     const checkpoint = checkpointOf(pitId);
@@ -244,9 +236,7 @@ class LibvirtSourceConnector implements SourceConnector {
       if (!d) throw new Error(`libvirt domain ${this.domain} has no disk ${id}`);
       return d;
     });
-    fs.mkdirSync(dir, { recursive: true });
-    fs.chmodSync(dir, 0o777); // QEMU runs as its own user (libvirt-qemu, or the session's)
-    for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { force: true });
+    await this.folder.prepare();
     const incremental = (d: DomainDisk) =>
       base.name && base.disks.includes(d.target) ? base.name : undefined;
     const next: FrozenState = {
@@ -268,7 +258,7 @@ class LibvirtSourceConnector implements SourceConnector {
         disks: chosen.map((d) => ({
           target: d.target,
           incremental: incremental(d),
-          scratchFile: path.join(dir, `scratch-${d.target}.qcow2`),
+          scratchFile: path.posix.join(dir, `scratch-${d.target}.qcow2`),
         })),
         skipped: disks.filter((d) => !diskIds.includes(d.target)).map((d) => d.target),
         checkpoint: { name: checkpoint, tracked, untracked },
@@ -303,10 +293,16 @@ class LibvirtSourceConnector implements SourceConnector {
   }
 
   private view(state: FrozenState, socket: string): FrozenSourceView {
+    const host = this.folder.remoteUri;
     return {
       pitId: state.pitId,
       instant: state.instant,
-      disks: state.disks.map((d) => ({ ...d, exportName: d.diskId, nbdSocket: socket })),
+      disks: state.disks.map((d) => ({
+        ...d,
+        exportName: d.diskId,
+        nbdSocket: socket,
+        ...(host ? { nbdSocketHost: host } : {}),
+      })),
     };
   }
 
@@ -321,9 +317,9 @@ class LibvirtSourceConnector implements SourceConnector {
     let released = false;
     if (state?.pitId === pitId) {
       const job = await runningBackup(this.uri, this.domain);
-      if (job?.socket === socketOf(this.source)) released = await abortBackup(this.uri, this.domain);
+      if (job?.socket === this.folder.socket) released = await abortBackup(this.uri, this.domain);
       this.writeState(undefined);
-      fs.rmSync(exportDirOf(this.source), { recursive: true, force: true });
+      await this.folder.remove();
     }
     const chain = await osrCheckpoints(this.uri, this.domain);
     const at = chain.indexOf(checkpointOf(pitId));
@@ -345,9 +341,9 @@ class LibvirtSourceConnector implements SourceConnector {
   async disableTracking(): Promise<void> {
     await this.thawLeftFrozen();
     const job = await runningBackup(this.uri, this.domain);
-    if (job?.socket === socketOf(this.source)) await abortBackup(this.uri, this.domain);
+    if (job?.socket === this.folder.socket) await abortBackup(this.uri, this.domain);
     this.writeState(undefined);
-    fs.rmSync(exportDirOf(this.source), { recursive: true, force: true });
+    await this.folder.remove();
     for (const name of (await osrCheckpoints(this.uri, this.domain)).reverse())
       await deleteCheckpoint(this.uri, this.domain, name);
   }

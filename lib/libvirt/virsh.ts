@@ -31,7 +31,7 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 export function virsh(uri: string, args: string[], options: { timeoutMs?: number } = {}): Promise<string> {
   const argv = ['-q', '-c', uri, ...args];
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       'virsh',
       argv,
       {
@@ -62,6 +62,8 @@ export function virsh(uri: string, args: string[], options: { timeoutMs?: number
         );
       },
     );
+    // No one answers virsh's questions: an SSH host key libssh does not know is declined, not asked.
+    child.stdin?.end();
   });
 }
 

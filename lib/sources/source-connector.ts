@@ -63,6 +63,8 @@ export interface FrozenSourceDisk {
   sizeBytes: number;
   exportName: string;
   nbdSocket: string;
+  /** The libvirt URI (over SSH) of the remote host nbdSocket is on; absent: this machine. */
+  nbdSocketHost?: string;
   /** Name of the change set of this point (the NBD meta context's bitmap); absent: unknown. */
   bitmap?: string;
 }
