@@ -61,7 +61,15 @@ export const hostPaths: Record<string, Partial<Record<'get' | 'post', Operation>
             type: 'object',
             additionalProperties: false,
             required: ['name', 'kind', 'uri'],
-            properties: { name: { type: 'string' }, kind: { const: 'libvirt' }, uri: { type: 'string' } },
+            properties: {
+              name: { type: 'string' },
+              kind: { const: 'libvirt' },
+              uri: {
+                type: 'string',
+                description:
+                  "qemu:///system on the host's process server, or a remote host over SSH: qemu+ssh://user@host[:port]/system?keyfile=… (host key in the process server's ~/.ssh/known_hosts) or qemu+libssh://…?keyfile=…&known_hosts=<file>. Refused (400): no_verify=1, known_hosts_verify=ignore|auto, known_hosts= on qemu+ssh, remote URIs not over SSH; an unreachable host, an unknown or changed host key or a refused key are refused with the fix, nothing registered.",
+              },
+            },
           },
         ],
       }),

@@ -85,7 +85,10 @@ export function registerHostCommands(program: Command): void {
     )
     .option('--thumbprint <sha256>', "pin the vCenter's self-signed certificate by its SHA-256 fingerprint")
     .option('--sockets <dir>', 'a directory of QEMU monitor sockets (<machine>.qmp) on the host')
-    .option('--libvirt <uri>', 'a libvirt daemon: qemu:///system or qemu+ssh://…')
+    .option(
+      '--libvirt <uri>',
+      'a libvirt daemon: qemu:///system, or remote over SSH: qemu+ssh://root@host/system?keyfile=… (host key in ~/.ssh/known_hosts) or qemu+libssh://…&known_hosts=<file>; host keys are always checked',
+    )
     .option('--json', 'print JSON')
     .action(async (name: string, o: AddOptions) => {
       const connection = connectionOf(o);

@@ -117,17 +117,21 @@ export async function openUnixTunnel(
     'ssh',
     [
       ...sshOptions(target),
-      ...['-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${socket}:${remoteSocket}`],
+      ...['-o', 'ExitOnForwardFailure=yes', '-L', `${socket}:${remoteSocket}`],
       '--',
       target.host,
+      // Not -N: a command that ends when our end of its stdin closes, so a process server that
+      // dies (even by SIGKILL) leaves no tunnel behind.
+      'cat >/dev/null',
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+    { stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
   );
   let stderr = '';
   child.once('error', (err) => (stderr += `\n${err.message}`)); // ssh missing: exits at once
   child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8192)));
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const close = async () => {
+    child.stdin?.destroy();
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
     fs.rmSync(dir, { recursive: true, force: true });
