@@ -13,7 +13,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ApiServer } from '../../api/server';
+import { openLibvirtFrozenDisk } from '../../lib/libvirt/frozen-disk';
 import { virsh } from '../../lib/libvirt/virsh';
+import { SourceUnreachableError } from '../../lib/sources/source-connector';
 import * as machines from '../../operations/machines';
 import type { DiscoveredMachine } from '../../shared/host-types';
 import { startTestApi } from '../helpers/api-client';
@@ -70,6 +72,21 @@ function sourceImage(): Buffer {
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** OSR's tunnels to the test's sshd still running (ssh processes with -L to its port). */
+function tunnelsRunning(): string[] {
+  const found: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let argv: string[];
+    try {
+      argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (argv[0] === 'ssh' && argv.includes('-L') && argv.includes(String(sshd.port))) found.push(pid);
+  }
+  return found;
 }
 
 async function hostsListed(): Promise<string[]> {
@@ -181,4 +198,21 @@ test('a delta cycle over SSH sends the changed blocks only, and the point holds 
   const changed = after.stats.bytesChanged - before.stats.bytesChanged;
   assert.ok(changed > 0 && changed < MiB, `a delta: ${changed} bytes changed of the 8 MiB disk`);
   assert.ok(sshd.streamLocalTargets().length > channels, 'read through the tunnel again');
+  assert.deepEqual(tunnelsRunning(), [], 'every tunnel closed with its reader');
+});
+
+test("a job's socket gone from the host: the reader says the source does not answer", async () => {
+  await assert.rejects(
+    openLibvirtFrozenDisk({
+      diskId: 'vda',
+      sizeBytes: 8 * MiB,
+      exportName: 'vda',
+      nbdSocket: '/tmp/osr-lv-0000000000000000/nbd.sock',
+      nbdSocketHost: remoteUri(),
+    }),
+    (err: Error) =>
+      err instanceof SourceUnreachableError &&
+      /nbd\.sock on 127\.0\.0\.1: .*open failed.*\(the domain's backup job ended\)/.test(err.message),
+  );
+  assert.deepEqual(tunnelsRunning(), [], 'its tunnel is closed');
 });
