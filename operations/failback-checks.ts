@@ -15,6 +15,7 @@ import {
   type ReprotectInput,
   type ReprotectStatus,
 } from '../shared/contracts/reprotect';
+import { remoteLibvirt } from '../lib/libvirt/remote-host';
 import { OperationError, type ControlContext } from './context';
 import { registeredMachine } from './machines';
 import { getPolicy } from './policies';
@@ -106,6 +107,11 @@ export async function prepareReprotect(
   options: ReprotectOptions,
 ): Promise<{ workflowId: string; input: ReprotectInput }> {
   const machine = await registeredMachine(ctx, name);
+  if (machine.source.type === 'libvirt' && remoteLibvirt(machine.source.uri))
+    throw new OperationError(
+      `${name} is a domain of a remote libvirt host (${machine.source.uri}): failing back onto it is not built yet (the master target writes the domain's image files, which are on that host, not beside it). Fail back by hand: export the point (\`osr export ${name} --point latest --out …\`) and copy it there`,
+      'invalid',
+    );
   const existing = await failbackRecord(ctx, name);
   const workflowId = reprotectWorkflowId(name);
   if (existing?.stage === 'failed-back')

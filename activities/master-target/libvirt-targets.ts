@@ -14,6 +14,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { FailbackTarget } from '../../shared/failback-types';
 import type { LibvirtSource } from '../../shared/replication-types';
 import { domainInfo, NoSuchDomainError, type DomainDisk } from '../../lib/libvirt/domain';
+import { remoteLibvirt } from '../../lib/libvirt/remote-host';
 import { virsh } from '../../lib/libvirt/virsh';
 import { startStorageDaemon, stopStorageDaemon, storageDaemonPaths } from '../../lib/qemu/storage-daemon';
 
@@ -47,6 +48,11 @@ export async function serveOriginalDomain(
   source: LibvirtSource,
   want: Array<{ diskId: string; sizeBytes: number }>,
 ): Promise<LibvirtOriginal> {
+  // Its files are on that host, not here: never shut a domain off for files this machine lacks.
+  if (remoteLibvirt(source.uri))
+    throw ApplicationFailure.nonRetryable(
+      `the original domain ${source.domain} of ${machine} is on a remote libvirt host (${source.uri}): failback onto it is not built`,
+    );
   const dir = libvirtDaemonDir(machineDir);
   const paths = storageDaemonPaths(dir);
   const nodes = want.map((_, i) => `disk${i}`);

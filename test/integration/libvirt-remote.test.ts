@@ -201,6 +201,15 @@ test('a delta cycle over SSH sends the changed blocks only, and the point holds 
   assert.deepEqual(tunnelsRunning(), [], 'every tunnel closed with its reader');
 });
 
+test('failback onto a remote host is refused before anything runs (not built)', async () => {
+  assertRefused(
+    await osr(['reprotect', NAME]),
+    2,
+    /domain of a remote libvirt host .*failing back onto it is not built yet/,
+  );
+  assert.equal((await virsh(daemon.uri, ['domstate', NAME])).trim(), 'running', 'the domain runs on');
+});
+
 test("a job's socket gone from the host: the reader says the source does not answer", async () => {
   await assert.rejects(
     openLibvirtFrozenDisk({
