@@ -5,7 +5,8 @@
 // libssh transport runs `nc` on the far side through sshd). The backup's NBD export is read
 // through an SSH tunnel: sshd's own log shows the process server's channels to the export socket.
 // Bad input (a closed port, an unknown host key, a key the host does not authorize, a URI that
-// turns host-key checking off) is refused with the fix, and nothing is registered.
+// turns host-key checking off) is refused with the fix, and nothing is registered. An
+// app-consistent point freezes the guest through libvirt (domfsfreeze) over the same URI.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -23,6 +24,7 @@ import { assertRefused, cliFor } from '../helpers/cli';
 import { startLibvirtDaemon, type LibvirtDaemon } from '../helpers/libvirt-daemon';
 import { startLibvirtTestVm, type LibvirtTestVm } from '../helpers/libvirt-vm';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
+import { pollFor } from '../helpers/poll';
 import { startSshServer, type SshServer } from '../helpers/ssh-server';
 import { recordsIn } from '../helpers/test-vm';
 import { startTestbed, type Testbed } from '../helpers/testbed';
@@ -51,7 +53,7 @@ before(async () => {
     processServerEnv: () => ({ OSR_PROCESS_SERVER_HOSTS: 'rkvm,closed,stranger,unknown' }),
   });
   api = await startTestApi(bed, token, 'libvirt-remote');
-  vm = await startLibvirtTestVm(daemon, { name: NAME, disks: [{ sizeBytes: 8 * MiB }] });
+  vm = await startLibvirtTestVm(daemon, { name: NAME, disks: [{ sizeBytes: 8 * MiB }], guestAgent: true });
 });
 
 after(async () => {
@@ -199,6 +201,33 @@ test('a delta cycle over SSH sends the changed blocks only, and the point holds 
   assert.ok(changed > 0 && changed < MiB, `a delta: ${changed} bytes changed of the 8 MiB disk`);
   assert.ok(sshd.streamLocalTargets().length > channels, 'read through the tunnel again');
   assert.deepEqual(tunnelsRunning(), [], 'every tunnel closed with its reader');
+});
+
+test("an app-consistent point over SSH: libvirt freezes the guest's filesystems through its agent", async () => {
+  await pollFor(async () => ((await vm.agent('guest-ping')) !== undefined ? true : undefined), {
+    timeoutMs: 60_000,
+    intervalMs: 250,
+    failure: (e) => new Error(`the guest agent never answered libvirt: ${String(e)}`),
+  });
+  const cleared = await vm.run('rm -f /run/fsfreeze.log');
+  assert.equal(cleared.code, 0, cleared.output);
+  const brief = await machines.takePoint(bed.ctx, NAME, { kind: 'app' });
+  assert.equal((await pointById(bed.ctx, NAME, brief.id)).kind, 'app', 'the catalog says app-consistent');
+  const status = await machines.machineStatus(bed.ctx, NAME);
+  assert.ok(
+    !status.alerts.some((a) => a.kind === 'quiesce-failed'),
+    `no quiesce failure: ${JSON.stringify(status.alerts)}`,
+  );
+  const log = await vm.run('cat /run/fsfreeze.log');
+  assert.deepEqual(
+    log.output
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ')[0]),
+    ['freeze', 'thaw'],
+    `the guest's agent froze then thawed once: ${log.output}`,
+  );
+  assert.equal(await vm.agent('guest-fsfreeze-status'), 'thawed');
 });
 
 test('failback onto a remote host is refused before anything runs (not built)', async () => {
