@@ -68,16 +68,15 @@ interface Seen {
 
 class LibvirtSourceConnector implements SourceConnector {
   private readonly seen: Seen = {};
+  /** The job's folder (on the libvirt host): a job serving its socket is OSR's. */
+  private readonly folder: ExportFolder;
 
   constructor(
     private readonly machine: ProtectedMachine,
     private readonly source: LibvirtSource,
     private readonly options: SourceConnectorOptions,
-  ) {}
-
-  /** The job's folder (on the libvirt host): a job serving its socket is OSR's. */
-  private get folder(): ExportFolder {
-    return exportFolderOf(this.source);
+  ) {
+    this.folder = exportFolderOf(source);
   }
 
   private get uri() {
