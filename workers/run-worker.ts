@@ -9,6 +9,7 @@ import { storageCredentialProblem } from '../lib/azure/blob-client';
 import { redactStorageSecrets } from '../lib/azure/storage-secrets';
 import type { StorageRole } from '../lib/config/storage-roles';
 import { temporalConnectionOptions } from '../operations/temporal-connection';
+import { HEARTBEAT_EVERY_MS } from '../activities/common/with-heartbeat';
 import { ensureSearchAttributes } from './search-attributes';
 import { sdkMetricsExporter, startObservability } from './observability';
 
@@ -65,6 +66,9 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     activities,
     workflowsPath: spec.workflowsPath,
     maxConcurrentActivityTaskExecutions: spec.maxConcurrentActivityTaskExecutions,
+    // Heartbeats reach Temporal every few seconds (the SDK's default waits up to 0.8 × the
+    // heartbeat timeout): a short timeout then finds a dead worker fast and never a live one.
+    maxHeartbeatThrottleInterval: HEARTBEAT_EVERY_MS,
   });
   const others = await Promise.all(
     extra.map((queue) =>
@@ -74,6 +78,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
         taskQueue: queue,
         activities,
         maxConcurrentActivityTaskExecutions: spec.maxConcurrentActivityTaskExecutions,
+        maxHeartbeatThrottleInterval: HEARTBEAT_EVERY_MS,
       }),
     ),
   );

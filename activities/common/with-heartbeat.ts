@@ -19,6 +19,13 @@ export interface HeartbeatOptions<C> {
   everyMs?: number;
 }
 
+/**
+ * How often the timer heartbeats. Workers send heartbeats to Temporal at most this far apart too
+ * (maxHeartbeatThrottleInterval in workers/run-worker.ts), so a heartbeat timeout a few times
+ * this long tells a dead worker from a slow one within seconds.
+ */
+export const HEARTBEAT_EVERY_MS = 2000;
+
 export async function withHeartbeat<T, C = never>(
   work: (hb: Heartbeat<C>) => Promise<T>,
   options: HeartbeatOptions<C> = {},
@@ -27,7 +34,7 @@ export async function withHeartbeat<T, C = never>(
   const previous = ctx.info.heartbeatDetails as C | undefined;
   let cursor: C | undefined = options.initial ? options.initial(previous) : undefined;
   const send = (): void => (cursor === undefined ? ctx.heartbeat() : ctx.heartbeat(cursor));
-  const timer = setInterval(send, options.everyMs ?? 5000);
+  const timer = setInterval(send, options.everyMs ?? HEARTBEAT_EVERY_MS);
   const hb: Heartbeat<C> = {
     previous,
     beat(next) {
@@ -43,4 +50,11 @@ export async function withHeartbeat<T, C = never>(
   } finally {
     clearInterval(timer);
   }
+}
+
+/** An activity that only shows it is alive (no cursor): heartbeats on the timer while it runs. */
+export function keepAlive<A extends unknown[], T>(
+  activity: (...args: A) => Promise<T>,
+): (...args: A) => Promise<T> {
+  return (...args) => withHeartbeat(() => activity(...args));
 }

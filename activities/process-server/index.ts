@@ -15,7 +15,7 @@ import { discoverHost, type DiscoverHostInput } from './discover-host';
 import { barrierMethod, holdWrites, releaseWrites } from './write-barrier';
 import type { HeldMachine } from '../../shared/group-types';
 import { storageFailure } from '../common/storage-failure';
-import { withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
+import { keepAlive, withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 import { IntakeGate } from '../../lib/segments/intake-gate';
 import { withStorageWatch, hasTrouble } from '../../lib/azure/storage-health';
 
@@ -41,29 +41,38 @@ export function createProcessServerActivities(deps: DataPathDeps) {
     /** `osr host add` / `osr discover`: the machines of a host this process server serves. */
     discoverHost: (input: DiscoverHostInput) => discoverHost(input),
 
-    discoverDisks: (input: { machine: ProtectedMachine }) => source.discoverDisks(sourceDeps, input.machine),
+    // The source steps heartbeat on a timer: a killed process server shows within the workflows'
+    // short heartbeat timeout, and its step goes to the restarted (or another) one, instead of
+    // waiting out the step's whole start-to-close timeout.
+    discoverDisks: keepAlive((input: { machine: ProtectedMachine }) =>
+      source.discoverDisks(sourceDeps, input.machine),
+    ),
 
-    enableTracking: (input: { machine: ProtectedMachine; diskIds: string[] }) =>
+    enableTracking: keepAlive((input: { machine: ProtectedMachine; diskIds: string[] }) =>
       source.enableTracking(sourceDeps, input.machine, input.diskIds),
+    ),
 
-    freezePoint: (input: source.FreezeInput) => source.freezePoint(sourceDeps, input),
+    freezePoint: keepAlive((input: source.FreezeInput) => source.freezePoint(sourceDeps, input)),
 
-    releasePoint: (input: { machine: ProtectedMachine; pitId: string; success: boolean }) =>
+    releasePoint: keepAlive((input: { machine: ProtectedMachine; pitId: string; success: boolean }) =>
       source.releasePoint(sourceDeps, input.machine, input.pitId, input.success),
+    ),
 
-    disableTracking: (input: { machine: ProtectedMachine }) =>
+    disableTracking: keepAlive((input: { machine: ProtectedMachine }) =>
       source.disableTracking(sourceDeps, input.machine),
+    ),
 
     /** Consistency groups: can this machine's writes be held? (Fails, non-retryable, saying why not.) */
-    checkWriteBarrier: async (input: { machine: ProtectedMachine }) => ({
+    checkWriteBarrier: keepAlive(async (input: { machine: ProtectedMachine }) => ({
       method: await barrierMethod(input.machine),
-    }),
-    holdWrites: (input: { machines: ProtectedMachine[] }) => holdWrites(input.machines),
-    releaseWrites: (input: { machines: ProtectedMachine[]; held: HeldMachine[] }) =>
+    })),
+    holdWrites: keepAlive((input: { machines: ProtectedMachine[] }) => holdWrites(input.machines)),
+    releaseWrites: keepAlive((input: { machines: ProtectedMachine[]; held: HeldMachine[] }) =>
       releaseWrites(input.machines, input.held),
+    ),
 
     /** Before a planned failover: no more writes at the source. */
-    stopSourceWrites: (input: { machine: ProtectedMachine }) => stopSourceWrites(input.machine),
+    stopSourceWrites: keepAlive((input: { machine: ProtectedMachine }) => stopSourceWrites(input.machine)),
 
     async transferDisk(input: TransferDiskInput): Promise<TransferSlice> {
       const ctx = Context.current();

@@ -18,6 +18,7 @@ import { reprotectTrial } from './reprotect';
 import { activitiesInFlight, azuriteLastSave, heldThrough, workerIdentity, type InFlight } from './landing';
 import { cleanUp, eventually, sleep, snapshotRange, type Phase, type Trial, type Victim } from './trials';
 import { ContinuousWriter } from './writer';
+import { watchResume, type ResumeWatch } from './resumed';
 
 const MiB = 1024 * 1024;
 export const STEADY_DISK = 192 * MiB;
@@ -35,6 +36,8 @@ export interface Crash {
   lastSave?: number;
   /** When the kill landed on nothing: what was seen in flight. */
   missed?: string;
+  /** When steady's replication was seen resuming after the restart (resumed.ts). */
+  resumed?: ResumeWatch;
 }
 
 export class Chaos {
@@ -123,6 +126,8 @@ export class Chaos {
     const held = heldThrough(before, after);
     if (victim === 'temporal' || victim === 'azurite') await this.stack.restartServer(victim);
     else await this.startWorker(victim as WorkerRole);
+    const resumed = watchResume(() => this.ctx.vault.points('steady'), this.trueInstant, Date.now());
+    this.lastCrash?.resumed?.stop();
     this.lastCrash = undefined;
     const missed = `none held through (before: ${before.map((a) => `${a.activityType}@${a.worker}`).join(', ') || 'nothing'}; victim ${workerIdentity(this.pids.get(victim as WorkerRole) ?? 0)})`;
     this.lastCrash = {
@@ -130,6 +135,7 @@ export class Chaos {
       lastSave,
       landedOn: held[0] ? `${held[0].activityType} (${held[0].workflowId})` : '',
       missed,
+      resumed,
     };
     return this.lastCrash;
   }
@@ -183,8 +189,15 @@ export class Chaos {
       t.note = `${t.note ? `${t.note}; ` : ''}the protected machine's own writes failed ${this.writer.failedWrites - failedWrites} times during the trial (${this.writer.lastWriteError})`;
     }
     if (this.lastCrash && !t.landedOn) t.note = `${t.note ? `${t.note}; ` : ''}kill ${this.lastCrash.missed}`;
+    const crash = this.lastCrash;
     this.lastCrash = undefined;
-    if (!steadyCheck) return t;
+    if (!steadyCheck) {
+      crash?.resumed?.stop();
+      return t;
+    }
+    // Recovery is also until steady's replication resumed: the kill stopped its cycles too.
+    const resumedAt = await crash?.resumed?.seenAt;
+    if (crash && resumedAt) t.recoveryMs = Math.max(t.recoveryMs, resumedAt - crash.at);
     try {
       const steady = await this.checkSteady(start, from);
       t.lostWrites += steady.lost;
