@@ -8,6 +8,7 @@ import { recoveryPaths, recoverySchemas } from './openapi-recovery';
 import { error, json, type Operation, type Schema } from './openapi-common';
 import { jobPaths } from './openapi-jobs';
 import { hostPaths, hostSchemas } from './openapi-hosts';
+import { sitePaths, siteSchemas } from './openapi-sites';
 import { agentPaths, agentSchemas } from './openapi-agents';
 import { identityPaths, identitySchemas } from './openapi-identity';
 import { accessOf } from './access';
@@ -59,6 +60,7 @@ const document: OpenApiDocument = {
     ...jobPaths,
     ...planGroupPaths,
     ...hostPaths,
+    ...sitePaths,
     ...agentPaths,
     ...recoveryPaths,
     ...identityPaths,
@@ -83,6 +85,7 @@ const document: OpenApiDocument = {
       ...machineSchemas,
       ...planGroupSchemas,
       ...hostSchemas,
+      ...siteSchemas,
       ...agentSchemas,
       ...recoverySchemas,
       ...identitySchemas,

@@ -21,6 +21,7 @@ import { protectionRoutes } from './protection-routes';
 import { planAndGroupRoutes } from './plan-group-routes';
 import { operatorRoutes } from './operator-routes';
 import { hostRoutes } from './host-routes';
+import { siteRoutes } from './site-routes';
 import { agentRoutes } from './agent-routes';
 import { recoveryRoutes } from './recovery-routes';
 import { identityRoutes } from './identity-routes';
@@ -219,6 +220,7 @@ export const routes: Route[] = [
   ...failbackRoutes,
   ...operatorRoutes,
   ...hostRoutes,
+  ...siteRoutes,
   ...agentRoutes,
   ...recoveryRoutes,
   ...identityRoutes(() => routes),

@@ -16,6 +16,7 @@ import { registerMachineCommands } from './commands/machines';
 import { registerOperatorCommands } from './commands/operator';
 import { registerPlanCommands } from './commands/plan';
 import { registerPolicyCommands } from './commands/policy';
+import { registerSiteCommands } from './commands/sites';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerStackCommands } from './commands/stack';
 import { registerServeCommand } from './commands/serve';
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerStackCommands(program);
   registerDoctorCommand(program);
   registerPolicyCommands(program);
+  registerSiteCommands(program);
   registerMachineCommands(program);
   registerExportCommand(program);
   registerFailoverCommands(program);

@@ -13,6 +13,7 @@ export type NameKind =
   | 'plan'
   | 'group'
   | 'host'
+  | 'site'
   | 'identity'
   | 'point'
   | 'group-point'
@@ -31,6 +32,12 @@ const RULES: Record<NameKind, { noun: string; pattern: RegExp; fix: string }> = 
   plan: { noun: 'plan name', pattern: LABEL, fix: LABEL_FIX },
   group: { noun: 'group name', pattern: LABEL, fix: LABEL_FIX },
   host: { noun: 'host name', pattern: LABEL, fix: LABEL_FIX },
+  // As a site is named in the configuration (lib/config/config.ts).
+  site: {
+    noun: 'site name',
+    pattern: /^[a-z0-9-]{1,40}$/,
+    fix: 'use lower-case letters, digits and dashes (at most 40), as the site is named in the configuration',
+  },
   identity: { noun: 'identity name', pattern: LABEL, fix: LABEL_FIX },
   point: {
     noun: 'point id',

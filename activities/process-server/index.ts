@@ -7,6 +7,7 @@ import { statePaths } from '../../lib/config/state-paths';
 import { createStackProbeActivity } from '../common/stack-probe';
 import type { DataPathDeps } from '../deps';
 import { BandwidthLimits } from './bandwidth';
+import { readSiteShare } from './site-share';
 import { transferDisk, type TransferDiskInput, type TransferSlice } from './transfer-disk';
 import * as source from './machine-source';
 import { stopSourceWrites } from './stop-writes';
@@ -31,7 +32,10 @@ export function createProcessServerActivities(deps: DataPathDeps) {
     onResume: (s, pausedMs) =>
       deps.log.info({ pausedMs, heldBytes: s.heldBytes, pauses: s.pauses }, 'intake resumed'),
   });
-  const limits = new BandwidthLimits(deps.vault);
+  const limits = new BandwidthLimits(deps.vault, async () => {
+    const share = await readSiteShare(deps.vault, deps.config);
+    return share.bitsPerSecond;
+  });
   return {
     probeStorage: createStackProbeActivity('process-server', deps.blobService),
 

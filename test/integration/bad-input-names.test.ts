@@ -53,6 +53,7 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
   const JOB = 'is not valid: use a job id or workflow id';
   const POINT = 'is not valid: use latest, latest-app, a point id';
   const AGENT = 'is not valid: use ag- and 12 hex digits';
+  const SITE = 'is not valid: use lower-case letters, digits and dashes \\(at most 40\\)';
 
   // Every API route that takes a name in its path: [method, template, noun, body].
   const pathRoutes: Array<[string, string, string, string?, unknown?]> = [
@@ -97,6 +98,8 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     ['POST', '/v1/hosts/{name}/remove', 'host name'],
     ['POST', '/v1/hosts/{name}/protect', 'host name', fix, { machine: 'm1' }],
     ['GET', '/v1/agents/{id}', 'agent id', AGENT],
+    ['GET', '/v1/sites/{site}', 'site name', SITE],
+    ['POST', '/v1/sites/{site}/bandwidth-limit', 'site name', SITE, { bandwidthLimit: '1Mbit' }],
   ];
   // The table is every route with a name in its path: a new route must join it.
   assert.deepEqual(
@@ -236,13 +239,15 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     [['protect', 'm-names', '--qmp', '/tmp/x.qmp', '--host', N], 'host name'],
     [['agent', 'show', N], 'agent id'],
     [['agent', 'uninstall', N], 'agent id'],
+    [['site', 'show', N], 'site name'],
+    [['site', 'limit', '1Mbit', '--site', N], 'site name'],
   ];
   // A few at a time: each is a process of its own.
   for (let i = 0; i < commands.length; i += 4) {
     await Promise.all(
       commands.slice(i, i + 4).map(async ([args, noun, part]) => {
         const res = await osr(args);
-        const rest = noun === 'point' ? POINT : noun === 'job id' ? JOB : noun === 'agent id' ? AGENT : fix;
+        const rest = { point: POINT, 'job id': JOB, 'agent id': AGENT, 'site name': SITE }[noun] ?? fix;
         assert.equal(res.code, 2, `osr ${args.join(' ')}: exit ${res.code}; stderr: ${res.stderr}`);
         assert.match(res.stderr, named(noun, part ?? N, rest), `osr ${args.join(' ')}`);
         assert.doesNotMatch(res.stderr, /\n\s+at |\.js:\d+:\d+/, 'no stack trace');
