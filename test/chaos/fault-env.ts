@@ -14,6 +14,7 @@ import {
   deleteNamespace,
   deleteVethPair,
   inNamespace,
+  limitRate,
   setLinkUp,
 } from '../../lib/net/netns';
 
@@ -37,6 +38,7 @@ export class Netns {
   private constructor(
     readonly name: string,
     private readonly hostVeth: string,
+    private readonly nsVeth: string,
     readonly hostAddress: string,
     readonly nsAddress: string,
   ) {}
@@ -45,12 +47,12 @@ export class Netns {
   static async create(): Promise<Netns> {
     const id = process.pid % 100000;
     const subnet = `10.213.${process.pid % 250}`;
-    const ns = new Netns(`osr-chaos-${id}`, `ocx${id}h`, `${subnet}.1`, `${subnet}.2`);
+    const ns = new Netns(`osr-chaos-${id}`, `ocx${id}h`, `ocx${id}n`, `${subnet}.1`, `${subnet}.2`);
     await addNamespace(ns.name);
     try {
       await addVethPair(
         { dev: ns.hostVeth, address: ns.hostAddress },
-        { dev: `ocx${id}n`, ns: ns.name, address: ns.nsAddress },
+        { dev: ns.nsVeth, ns: ns.name, address: ns.nsAddress },
       );
     } catch (err) {
       await ns.remove();
@@ -64,9 +66,13 @@ export class Netns {
     return inNamespace(this.name);
   }
 
-  /** A TCP relay on the host end of the link to a loopback port here; returns its port. */
-  async relay(targetPort: number): Promise<number> {
+  /**
+   * A TCP relay on the host end of the link to a loopback port here; returns its port.
+   * `onInbound` is told of every chunk that came over the link from inside (bytes counted here).
+   */
+  async relay(targetPort: number, onInbound?: (bytes: number) => void): Promise<number> {
     const server = net.createServer((inbound) => {
+      if (onInbound) inbound.on('data', (c: Buffer) => onInbound(c.length));
       const outbound = net.connect(targetPort, '127.0.0.1');
       for (const s of [inbound, outbound]) {
         this.sockets.add(s);
@@ -80,6 +86,11 @@ export class Netns {
     await new Promise<void>((r) => server.listen(0, this.hostAddress, r));
     this.servers.push(server);
     return (server.address() as net.AddressInfo).port;
+  }
+
+  /** Limits what goes out of the namespace over the link (tc tbf on its end). */
+  async limitOutbound(bitsPerSecond: number): Promise<void> {
+    await limitRate({ dev: this.nsVeth, ns: this.name }, bitsPerSecond);
   }
 
   async link(up: boolean): Promise<void> {
