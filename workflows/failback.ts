@@ -1,7 +1,7 @@
 // failback: a planned failover back to the primary site, once reprotect has the original disks in
 // sync. Stop the writes in the recovery site (QMP stop, virsh suspend, or the recovery-site copy's quiesce
 // command), have reprotect run one last delta cycle and apply it, stop the recovery-site copy,
-// bring the machine up on its original disks. No write made in the recovery site is lost
+// bring the machine up on its original disks, remove what reading the recovery-site copy left. No write made in the recovery site is lost
 // (invariant 7): every write acknowledged before the stop is in the final cycle.
 import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { MasterTargetActivities } from '../activities/master-target';
@@ -9,6 +9,7 @@ import type { ProcessServerActivities } from '../activities/process-server';
 import { failbackStatusQuery, type FailbackInput, type FailbackStatus } from '../shared/contracts/failback';
 import { masterTargetQueue } from '../shared/task-queues';
 import { reverseSourceQueue } from './lib/reverse-queue';
+import { forgetReverseSource, reverseCleanupPatched } from './lib/reverse-cleanup';
 import { applier, control, tracker } from './failback-job';
 
 export async function failback(input: FailbackInput): Promise<FailbackStatus> {
@@ -73,6 +74,13 @@ export async function failback(input: FailbackInput): Promise<FailbackStatus> {
           : {}),
       }),
     );
+    // Failed back for good: what reading the recovery-site copy left on its host goes.
+    if (reverseCleanupPatched())
+      await t.step(
+        'remove recovery-site leftovers',
+        () => forgetReverseSource(recoveryPs, source),
+        (r) => r,
+      );
   } catch (err) {
     throw t.fail(err);
   }

@@ -9,7 +9,7 @@ import type { ProtectedMachine } from '../../shared/replication-types';
 import { runHook } from '../../lib/process/hook';
 import { resumeIfPaused } from '../../lib/qemu/run-state';
 import { rollbackIncomplete, type MasterTargetDeps } from './apply-reverse';
-import { startOriginalDomain } from './libvirt-targets';
+import { originalDomainStarted, startOriginalDomain } from './libvirt-targets';
 import { removeExports } from './targets';
 
 export interface BringUpResult {
@@ -24,6 +24,13 @@ export async function bringUp(
   input: { machine: ProtectedMachine; target: FailbackTarget },
 ): Promise<BringUpResult> {
   const { machine, target } = input;
+  if (await originalDomainStarted(target))
+    return {
+      method: 'virsh-start',
+      note: `domain ${target.libvirt?.domain} runs on its original disks (started by an earlier attempt)`,
+      rolledBack: [],
+      exportsRemoved: 0,
+    };
   const rolledBack: BringUpResult['rolledBack'] = [];
   for (const disk of target.disks) {
     const r = await rollbackIncomplete(deps, { machine: machine.name, disk });

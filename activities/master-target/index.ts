@@ -17,7 +17,7 @@ import {
 import { bringUp } from './bring-up';
 import { targetChecksums } from '../../lib/qemu/nbd-checksums';
 import { prepareTargets, removeExports, type PrepareTargetsInput } from './targets';
-import { releaseOriginalDomain } from './libvirt-targets';
+import { daemonStopped, releaseOriginalDomain } from './libvirt-targets';
 import { withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 
 export function createMasterTargetActivities(deps: DataPathDeps) {
@@ -95,7 +95,8 @@ export function createMasterTargetActivities(deps: DataPathDeps) {
     /** Reprotect given up: the master target's exports, journals and points go. */
     releaseFailbackTargets: (input: { machine: string; target: FailbackTarget }) =>
       withHeartbeat(async () => {
-        const removed = await removeExports(input.target);
+        // A retried attempt may find the libvirt original's daemon stopped, its exports with it.
+        const removed = (await daemonStopped(input.target)) ? 0 : await removeExports(input.target);
         await releaseOriginalDomain(input.target);
         await deleteMasterTargetState(deps.blobService, input.machine);
         return { exportsRemoved: removed };

@@ -91,6 +91,21 @@ export async function serveOriginalDomain(
   return { usable: true, ...paths, nodes, daemonDir: dir };
 }
 
+/** The daemon serving a libvirt original was stopped (by an earlier attempt): no exports to remove. */
+export async function daemonStopped(target: FailbackTarget): Promise<boolean> {
+  return !!target.libvirt && !(await runningDaemon(target.libvirt.daemonDir));
+}
+
+/**
+ * A retried bring-up that finds the domain running and the daemon gone: an earlier attempt
+ * started it (rollback and exports went with the daemon).
+ */
+export async function originalDomainStarted(target: FailbackTarget): Promise<boolean> {
+  const lv = target.libvirt;
+  if (!lv || !(await daemonStopped(target))) return false;
+  return (await virsh(lv.uri, ['domstate', '--', lv.domain])).trim() === 'running';
+}
+
 /** Failback's bring-up: the daemon lets go of the files and libvirt starts the domain on them. */
 export async function startOriginalDomain(target: FailbackTarget): Promise<string> {
   const lv = target.libvirt;
@@ -98,10 +113,24 @@ export async function startOriginalDomain(target: FailbackTarget): Promise<strin
   await stopStorageDaemon(lv.daemonDir, 30_000);
   const state = (await virsh(lv.uri, ['domstate', '--', lv.domain])).trim();
   if (state !== 'running') await virsh(lv.uri, ['start', '--', lv.domain]);
+  await removeDaemonDir(lv.daemonDir);
   return `domain ${lv.domain} started on its original disks (libvirt ${lv.uri})`;
 }
 
 /** Reprotect given up: the daemon lets go of the files; the domain stays off for the operator. */
 export async function releaseOriginalDomain(target: FailbackTarget): Promise<void> {
-  if (target.libvirt) await stopStorageDaemon(target.libvirt.daemonDir, 30_000);
+  if (!target.libvirt) return;
+  await stopStorageDaemon(target.libvirt.daemonDir, 30_000);
+  await removeDaemonDir(target.libvirt.daemonDir);
+}
+
+/**
+ * The stopped daemon's folder (sockets, pid file, log), then the machine's master-target folder
+ * if nothing else is in it: the domain's disks are its own files, elsewhere.
+ */
+async function removeDaemonDir(dir: string): Promise<void> {
+  await fs.rm(dir, { recursive: true, force: true });
+  await fs.rmdir(path.dirname(dir)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT' && err.code !== 'ENOTEMPTY') throw err;
+  });
 }

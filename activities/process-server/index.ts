@@ -11,6 +11,7 @@ import { readSiteShare } from './site-share';
 import { transferDisk, type TransferDiskInput, type TransferSlice } from './transfer-disk';
 import * as source from './machine-source';
 import { stopSourceWrites } from './stop-writes';
+import { forgetReverseSource } from './forget-reverse';
 import { probeSource, type ProbeSourceInput } from './probe-source';
 import { discoverHost, type DiscoverHostInput } from './discover-host';
 import { barrierMethod, holdWrites, releaseWrites } from './write-barrier';
@@ -65,6 +66,10 @@ export function createProcessServerActivities(deps: DataPathDeps) {
     disableTracking: keepAlive((input: { machine: ProtectedMachine }) =>
       source.disableTracking(sourceDeps, input.machine),
     ),
+
+    /** Reverse replication over: its work and export folders on this host go. */
+    forgetReverseSource: (input: { machine: ProtectedMachine }) =>
+      forgetReverseSource(sourceDeps, input.machine),
 
     /** Consistency groups: can this machine's writes be held? (Fails, non-retryable, saying why not.) */
     checkWriteBarrier: keepAlive(async (input: { machine: ProtectedMachine }) => ({

@@ -25,6 +25,7 @@ import {
 } from '../../shared/contracts/reprotect';
 import { FAILURE } from '../../shared/failures';
 import { CYCLES_PER_RUN, historyIsLong as historyBudgetSpent } from '../lib/history';
+import { forgetReverseSource, reverseCleanupPatched } from '../lib/reverse-cleanup';
 import { cycle } from './cycle';
 import { nodeOf, setState, startRun, targetOf, type ReprotectRun } from './run';
 
@@ -70,6 +71,9 @@ export async function reprotect(input: ReprotectInput): Promise<ReprotectStatus>
           await mt.rollbackIncomplete({ machine: machine.name, disk: targetOf(run, nodeOf(run, t.diskId)) });
         if (s.target) await mt.releaseFailbackTargets({ machine: machine.name, target: s.target });
         await quickPs.disableTracking({ machine: source }).catch(() => undefined);
+        // A recovered QEMU daemon runs on and may keep its NBD server's socket in the work folder.
+        if (source.source.type === 'libvirt' && reverseCleanupPatched())
+          await forgetReverseSource(quickPs, source);
       });
       setState(run, 'stopped');
       break;
