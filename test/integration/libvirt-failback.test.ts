@@ -2,10 +2,12 @@
 // session daemon) running the test guest under TCG: protect a domain, write records, planned
 // failover into libvirt and commit, write records inside the recovered domain (through its guest
 // agent: the recovered domain's command-line port is not wired to the test), reprotect (a diff
-// resync onto the original domain's disk file while the domain is off), more records (reverse
-// delta cycles), fail back: the original disk equals the recovered domain's disk at its stop,
-// byte for byte, with every record; the original domain boots (its agent answers); re-enable
-// protects it again and removes the recovered domain. A running original is refused.
+// resync onto the original domain's disk file while the domain is off), stop it (the original
+// disk is the last point, no daemon, export or folder left), reprotect again, more records
+// (reverse delta cycles), fail back: the original disk equals the recovered domain's disk at its
+// stop, byte for byte, with every record; the original domain boots (its agent answers);
+// re-enable protects it again and removes the recovered domain; nothing OSR made for the reverse
+// direction is left. A running original is refused.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,6 +21,9 @@ import * as machines from '../../operations/machines';
 import { storeHost } from '../../operations/hosts';
 import { libvirtDaemonDir, serveOriginalDomain } from '../../activities/master-target/libvirt-targets';
 import { parseXml, virsh, type XmlNode } from '../../lib/libvirt/virsh';
+import { exportDirOf } from '../../lib/libvirt/libvirt-source';
+import { CONTAINERS } from '../../lib/azure/blob-client';
+import { reverseId, undoId } from '../../shared/failback-types';
 import { reprotectWorkflowId } from '../../shared/contracts/reprotect';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { startLibvirtDaemon, type LibvirtDaemon } from '../helpers/libvirt-daemon';
@@ -133,6 +138,60 @@ async function diskFileOf(domain: string): Promise<string> {
 }
 
 const recordNumbers = (image: Buffer) => recordsIn(image).map((r) => r.record);
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** Bytes of the 64 KiB blocks in which two images differ. */
+function differing(a: Buffer, b: Buffer): number {
+  let blocks = 0;
+  for (let off = 0; off < a.length; off += 65536)
+    if (!a.subarray(off, off + 65536).equals(b.subarray(off, off + 65536))) blocks++;
+  return blocks * 65536;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const checkpointsOf = async (domain: string) =>
+  (await virsh(daemon.uri, ['checkpoint-list', '--name', '--', domain])).split('\n').filter((l) => l.trim());
+
+/** The master target's folder of the machine (its storage daemon's sockets in `lv/`). */
+const mtDir = () => path.join(bed.stack.stateDir, 'failback', NAME);
+
+/**
+ * What OSR made for the reverse direction and left: the master target's folder, the recovery
+ * host's process-server work folder and backup export folder, storage daemons of this stack,
+ * reverse data and undo journals in osr-cache. Counted on the machine itself, not from OSR's log.
+ */
+async function leftovers(recovered: string): Promise<string[]> {
+  const left: string[] = [];
+  const reverseSource = { type: 'libvirt' as const, host: 'drhost', uri: daemon.uri, domain: recovered };
+  for (const dir of [
+    mtDir(),
+    path.join(bed.stack.stateDir, 'machines', reverseId(NAME)),
+    exportDirOf(reverseSource),
+  ])
+    if (fs.existsSync(dir)) left.push(`${dir}: [${fs.readdirSync(dir).join(', ')}]`);
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let argv: string[];
+    try {
+      argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (/qemu-storage-daemon$/.test(argv[0] ?? '') && argv.some((a) => a.includes(bed.stack.stateDir)))
+      left.push(`process ${pid}: ${argv.join(' ')}`);
+  }
+  const cache = bed.ctx.blobService.getContainerClient(CONTAINERS.cache);
+  for (const prefix of [`${reverseId(NAME)}/`, `${undoId(NAME)}/`])
+    for await (const b of cache.listBlobsFlat({ prefix })) left.push(`blob ${b.name}`);
+  return left;
+}
 
 test('a machine failed over into libvirt is reprotected, failed back and re-enabled with every write', async () => {
   const t0 = Date.now();
@@ -147,35 +206,61 @@ test('a machine failed over into libvirt is reprotected, failed back and re-enab
   assert.equal((await failover.commitFailover(bed.ctx, NAME)).state, 'committed');
   const tFailedOver = Date.now();
 
-  // B: records written inside the recovered domain, then the diff resync.
+  // B: records written inside the recovered domain, then a diff resync; no delta cycle follows
+  // (an hour apart), so what the original disk holds at the stop is known exactly.
   for (let n = 6; n <= 10; n++) await writeRecordIn(recovered, n);
   const originalFile = vm.disks[0]!.file;
   const recoveredFile = await diskFileOf(recovered);
-  const differing = (a: Buffer, b: Buffer) => {
-    let blocks = 0;
-    for (let off = 0; off < a.length; off += 65536)
-      if (!a.subarray(off, off + 65536).equals(b.subarray(off, off + 65536))) blocks++;
-    return blocks * 65536;
-  };
+  const originalXml = await virsh(daemon.uri, ['dumpxml', '--inactive', '--', NAME]);
   const diffB = differing(rawOf(recoveredFile), rawOf(originalFile));
   assert.equal(diffB, 5 * 65536, 'the five records differ, one 64 KiB block each');
-  const rp = await failback.startReprotect(bed.ctx, NAME, { intervalSeconds: 2 });
+  const first = await failback.startReprotect(bed.ctx, NAME, { intervalSeconds: 3600 });
   const tResynced = Date.now();
-  assert.equal(rp.status?.state, 'protected');
-  const resync = rp.status?.disks[0];
+  assert.equal(first.status?.state, 'protected');
+  const resync = first.status?.disks[0];
   assert.equal(resync?.diskId, 'vda');
   assert.equal(resync?.resyncMode, 'resync', "the original domain's disk is there: a diff resync");
   assert.equal(resync?.resyncRawBytes, diffB, 'the resync covers exactly the differing blocks');
   assert.equal(await stateOf(NAME), 'shut off', 'the original domain is off while its disk is written');
+  const atPoint = rawOf(recoveredFile); // nothing written since the resync's freeze
+  const mtPid = Number(fs.readFileSync(path.join(mtDir(), 'lv', 'qsd.pid'), 'utf8'));
+  assert.ok(alive(mtPid), "the master target's storage daemon serves the original disk");
+  assert.ok((await checkpointsOf(recovered)).length > 0, 'reprotect tracks the recovered domain');
 
-  // C: more records; reverse delta cycles carry them, the final cycle the last ones.
+  // reprotect-stop: records 11 and 12 never reach the original, which goes back to the last point.
   for (let n = 11; n <= 12; n++) await writeRecordIn(recovered, n);
+  const stopped = await failback.stopReprotect(bed.ctx, NAME);
+  assert.equal(stopped.state, 'stopped');
+  const afterStop = rawOf(originalFile);
+  assert.equal(afterStop.length, 8 * MiB);
+  assert.ok(afterStop.equals(atPoint.subarray(0, afterStop.length)), 'the original disk is the last point');
+  assert.deepEqual(recordNumbers(afterStop), range(1, 10));
+  assert.equal(await stateOf(NAME), 'shut off', 'the original domain stays off');
+  assert.equal(await virsh(daemon.uri, ['dumpxml', '--inactive', '--', NAME]), originalXml);
+  // Bootable: a consistent image that no process holds (qemu-img check takes the image's lock).
+  execFileSync('qemu-img', ['check', '-q', originalFile]);
+  assert.equal(await stateOf(recovered), 'running', 'the recovered domain runs on');
+  assert.deepEqual(recordNumbers(rawOf(recoveredFile)), range(1, 12), 'with its writes');
+  assert.deepEqual(await checkpointsOf(recovered), [], 'and without the reverse checkpoint');
+  assert.equal(alive(mtPid), false, "the master target's storage daemon is gone");
+  assert.deepEqual(await leftovers(recovered), [], 'nothing of the reverse direction is left');
+  const client = await bed.ctx.client();
+  await assertReplays(client.workflow.getHandle(reprotectWorkflowId(NAME)), 'reprotect-libvirt-stop');
+
+  // C: reprotect again: a diff resync of records 11 and 12; reverse delta cycles carry 13 and 14,
+  // the final cycle 15.
+  const diffC = differing(rawOf(recoveredFile), rawOf(originalFile));
+  assert.equal(diffC, 2 * 65536);
+  const rp = await failback.startReprotect(bed.ctx, NAME, { intervalSeconds: 2 });
+  assert.equal(rp.status?.state, 'protected');
+  assert.equal(rp.status?.disks[0]?.resyncRawBytes, diffC, 'again only the differing blocks');
+  for (let n = 13; n <= 14; n++) await writeRecordIn(recovered, n);
   const cycles = (await failback.reprotectStatus(bed.ctx, NAME)).cycles;
   await pollFor(
     async () => ((await failback.reprotectStatus(bed.ctx, NAME)).cycles > cycles ? true : undefined),
     { timeoutMs: 120_000, intervalMs: 500, failure: () => new Error('no reverse delta cycle') },
   );
-  await writeRecordIn(recovered, 13);
+  await writeRecordIn(recovered, 15);
 
   const fb = await failback.startFailback(bed.ctx, NAME);
   const tFailedBack = Date.now();
@@ -191,10 +276,10 @@ test('a machine failed over into libvirt is reprotected, failed back and re-enab
     original.equals(atStop.subarray(0, original.length)),
     'the original disk is the recovered disk at its stop',
   );
-  assert.deepEqual(
-    recordNumbers(original),
-    Array.from({ length: 13 }, (_, i) => i + 1),
-    'every acknowledged record, from both sites',
+  assert.deepEqual(recordNumbers(original), range(1, 15), 'every acknowledged record, from both sites');
+  assert.match(
+    fb.status?.steps.find((s) => s.name === 'remove recovery-site leftovers')?.detail ?? '',
+    /^removed .*lvf\.reverse/,
   );
   const probe = await pollFor(
     async () => {
@@ -223,18 +308,26 @@ test('a machine failed over into libvirt is reprotected, failed back and re-enab
   const status = await waitForStatus(bed.ctx, NAME, (st) => st.state === 'protected' && !!st.lastPoint);
   const point = await pointById(bed.ctx, NAME, status.lastPoint!.id);
   const image = await exportedImage(bed.ctx, point, 'vda');
-  assert.deepEqual(
-    recordNumbers(image).slice(0, 13),
-    Array.from({ length: 13 }, (_, i) => i + 1),
-  );
+  assert.deepEqual(recordNumbers(image).slice(0, 15), range(1, 15));
   const domains = (await virsh(daemon.uri, ['list', '--all', '--name'])).split('\n').map((l) => l.trim());
   assert.ok(!domains.includes(recovered), 're-enable removed the recovered domain');
   assert.ok(domains.includes(NAME));
+  assert.deepEqual(await leftovers(recovered), [], 'nothing OSR made for failback is left');
+  assert.ok(
+    !fs.existsSync(path.join(bed.stack.stateDir, 'recovered')) ||
+      !fs.readdirSync(path.join(bed.stack.stateDir, 'recovered')).some((f) => f.startsWith(`${NAME}-`)),
+    'the recovered images are gone',
+  );
+  assert.ok(
+    (await checkpointsOf(NAME)).every((c) => !c.includes('.reverse')),
+    'the original domain carries only forward checkpoints',
+  );
   const tReenabled = Date.now();
   process.stdout.write(
     `libvirt failback: ${JSON.stringify({
       differingBytes: diffB,
       resync,
+      secondResyncBytes: diffC,
       seconds: {
         protectAndFailover: (tFailedOver - t0) / 1000,
         reprotectResync: (tResynced - tFailedOver) / 1000,
@@ -245,10 +338,10 @@ test('a machine failed over into libvirt is reprotected, failed back and re-enab
     })}\n`,
   );
 
-  const client = await bed.ctx.client();
-  await assertReplays(client.workflow.getHandle(reprotectWorkflowId(NAME)), 'reprotect-libvirt');
-  await assertReplays(client.workflow.getHandle(fb.workflowId), 'failback-libvirt');
-  await assertReplays(client.workflow.getHandle(re.workflowId), 'reenable-libvirt');
+  // The stop and the leftovers' removal are new paths: recorded beside the older histories.
+  await assertReplays(client.workflow.getHandle(reprotectWorkflowId(NAME)));
+  await assertReplays(client.workflow.getHandle(fb.workflowId), 'failback-libvirt-cleanup');
+  await assertReplays(client.workflow.getHandle(re.workflowId));
 });
 
 test('a running original domain is refused with the fix, and nothing is started', async () => {
