@@ -68,6 +68,8 @@ export const failbackPaths = {
     post: {
       operationId: 'stopReprotect',
       summary: 'give reverse replication up; the machine keeps running in the recovery site',
+      description:
+        "The original disks go back to the master target's last point (their pre-reprotect content when no cycle was applied); the master target's exports, storage daemon, journals and the reverse checkpoints go. A libvirt original stays shut off, ready to start.",
       tags: ['failback'],
       parameters: [name('machine name')],
       responses: {

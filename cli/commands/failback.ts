@@ -122,7 +122,9 @@ export function registerFailbackCommands(program: Command): void {
 
   program
     .command('reprotect-stop <machine>')
-    .description('give reverse replication up; the machine keeps running in the recovery site')
+    .description(
+      "give reverse replication up: the original disks go back to the master target's last point (a libvirt original stays shut off), its exports and storage daemon go; the machine keeps running in the recovery site",
+    )
     .option('--json', 'print JSON')
     .action(async (machine: string, o: { json?: boolean }) => {
       const status = await withContext((ctx) => failback.stopReprotect(ctx, machine));
