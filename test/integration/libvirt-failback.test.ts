@@ -3,9 +3,10 @@
 // failover into libvirt and commit, write records inside the recovered domain (through its guest
 // agent: the recovered domain's command-line port is not wired to the test), reprotect (a diff
 // resync onto the original domain's disk file while the domain is off), stop it (the original
-// disk is the last point, no daemon, export or folder left), reprotect again, more records
-// (reverse delta cycles), fail back: the original disk equals the recovered domain's disk at its
-// stop, byte for byte, with every record; the original domain boots (its agent answers);
+// disk is the last point, no daemon, export or folder left), then the rest as a recovery plan
+// (`osr plan reprotect|failback|reenable`, the reverse reads on the recovery host's queue): more
+// records (reverse delta cycles), fail back: the original disk equals the recovered domain's disk
+// at its stop, byte for byte, with every record; the original domain boots (its agent answers);
 // re-enable protects it again and removes the recovered domain; nothing OSR made for the reverse
 // direction is left. A running original is refused.
 import assert from 'node:assert/strict';
@@ -18,6 +19,9 @@ import { ControlContext } from '../../operations/context';
 import * as failback from '../../operations/failback';
 import * as failover from '../../operations/failover';
 import * as machines from '../../operations/machines';
+import * as plans from '../../operations/plans';
+import type { FailbackStatus } from '../../shared/contracts/failback';
+import { hostProcessServerQueue } from '../../shared/task-queues';
 import { storeHost } from '../../operations/hosts';
 import { libvirtDaemonDir, serveOriginalDomain } from '../../activities/master-target/libvirt-targets';
 import { parseXml, virsh, type XmlNode } from '../../lib/libvirt/virsh';
@@ -29,6 +33,7 @@ import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { startLibvirtDaemon, type LibvirtDaemon } from '../helpers/libvirt-daemon';
 import { startLibvirtTestVm, type LibvirtTestVm } from '../helpers/libvirt-vm';
 import { pollFor } from '../helpers/poll';
+import { guestExec } from '../helpers/libvirt-guest-exec';
 import { assertReplays } from '../helpers/replay';
 import { formatRecord, recordsIn, SECTOR } from '../helpers/test-vm';
 import { startTestbed, type Testbed } from '../helpers/testbed';
@@ -71,50 +76,13 @@ after(async () => {
 
 const stateOf = async (domain: string) => (await virsh(daemon.uri, ['domstate', '--', domain])).trim();
 
-/** Runs a shell command inside a domain through its guest agent (guest-exec); its exit code. */
-async function guestExec(domain: string, command: string): Promise<number> {
-  const agent = async (execute: string, args: object) =>
-    (
-      JSON.parse(
-        await virsh(daemon.uri, [
-          'qemu-agent-command',
-          '--timeout',
-          '10',
-          '--',
-          domain,
-          JSON.stringify({ execute, arguments: args }),
-        ]),
-      ) as { return: { pid?: number; exited?: boolean; exitcode?: number; 'err-data'?: string } }
-    ).return;
-  const { pid } = await agent('guest-exec', {
-    path: '/bin/sh',
-    arg: ['-c', command],
-    'capture-output': true,
-  });
-  const done = await pollFor(
-    async () => {
-      const s = await agent('guest-exec-status', { pid });
-      return s.exited ? s : undefined;
-    },
-    {
-      timeoutMs: 60_000,
-      intervalMs: 200,
-      failure: (last) => new Error(`guest-exec ${command}: ${String(last)}`),
-    },
-  );
-  if (done.exitcode !== 0)
-    throw new Error(
-      `${command}: exit ${done.exitcode}: ${Buffer.from(done['err-data'] ?? '', 'base64').toString()}`,
-    );
-  return done.exitcode;
-}
-
 /** Sectors apart of the records written in the recovered domain: each in its own 64 KiB block. */
 const SPREAD = 256;
 
 /** Writes record n at sector n × SPREAD of the recovered domain's vda, acknowledged when it returns. */
 const writeRecordIn = (domain: string, n: number) =>
   guestExec(
+    daemon.uri,
     domain,
     `printf '%s\\n' '${formatRecord(n)}' | dd of=/dev/vda bs=${SECTOR} seek=${n * SPREAD} count=1 iflag=fullblock oflag=direct conv=fsync,notrunc`,
   );
@@ -135,6 +103,28 @@ async function diskFileOf(domain: string): Promise<string> {
   const disks = ((parseXml(xml).domain as XmlNode).devices as XmlNode).disk as XmlNode | XmlNode[];
   const first = (Array.isArray(disks) ? disks[0] : disks) as XmlNode;
   return String((first.source as XmlNode)['@file']);
+}
+
+/** Runs a plan stage of the test's plan; its machine's child job (id and end status). */
+async function planChild(stage: 'failback' | 'reenable') {
+  const plan = await failback.planStage(bed.ctx, 'lvp', stage);
+  assert.equal(plan.status?.state, 'done', plan.status?.error);
+  const workflowId = plan.status?.groups[0]?.machines[0]?.workflowId ?? '';
+  const client = await bed.ctx.client();
+  return { workflowId, status: (await client.workflow.getHandle(workflowId).result()) as FailbackStatus };
+}
+
+/** The task queues each activity type of a workflow was scheduled on (from its history). */
+async function activityQueues(workflowId: string): Promise<Record<string, string[]>> {
+  const history = await (await bed.ctx.client()).workflow.getHandle(workflowId).fetchHistory();
+  const queues: Record<string, string[]> = {};
+  for (const e of history.events ?? []) {
+    const a = e.activityTaskScheduledEventAttributes;
+    if (!a) continue;
+    const list = (queues[a.activityType?.name ?? '?'] ??= []);
+    if (!list.includes(a.taskQueue?.name ?? '?')) list.push(a.taskQueue?.name ?? '?');
+  }
+  return queues;
 }
 
 const recordNumbers = (image: Buffer) => recordsIn(image).map((r) => r.record);
@@ -247,13 +237,20 @@ test('a machine failed over into libvirt is reprotected, failed back and re-enab
   const client = await bed.ctx.client();
   await assertReplays(client.workflow.getHandle(reprotectWorkflowId(NAME)), 'reprotect-libvirt-stop');
 
-  // C: reprotect again: a diff resync of records 11 and 12; reverse delta cycles carry 13 and 14,
-  // the final cycle 15.
+  // C: the rest as a recovery plan (`osr plan reprotect|failback|reenable`): a diff resync of
+  // records 11 and 12, reverse delta cycles carry 13 and 14, the final cycle 15.
+  await plans.createPlan(bed.ctx, { name: 'lvp', groups: [{ machines: [NAME] }] });
+  await assert.rejects(
+    failback.planStage(bed.ctx, 'lvp', 'failback'),
+    /cannot failback; nothing was started:\n {2}lvf: .*reprotect it first/,
+  );
   const diffC = differing(rawOf(recoveredFile), rawOf(originalFile));
   assert.equal(diffC, 2 * 65536);
-  const rp = await failback.startReprotect(bed.ctx, NAME, { intervalSeconds: 2 });
-  assert.equal(rp.status?.state, 'protected');
-  assert.equal(rp.status?.disks[0]?.resyncRawBytes, diffC, 'again only the differing blocks');
+  const rpPlan = await failback.planStage(bed.ctx, 'lvp', 'reprotect', { intervalSeconds: 2 });
+  assert.equal(rpPlan.status?.state, 'done', rpPlan.status?.error);
+  const rp = await failback.reprotectStatus(bed.ctx, NAME);
+  assert.equal(rp.state, 'protected');
+  assert.equal(rp.disks[0]?.resyncRawBytes, diffC, 'again only the differing blocks');
   for (let n = 13; n <= 14; n++) await writeRecordIn(recovered, n);
   const cycles = (await failback.reprotectStatus(bed.ctx, NAME)).cycles;
   await pollFor(
@@ -262,7 +259,7 @@ test('a machine failed over into libvirt is reprotected, failed back and re-enab
   );
   await writeRecordIn(recovered, 15);
 
-  const fb = await failback.startFailback(bed.ctx, NAME);
+  const fb = await planChild('failback');
   const tFailedBack = Date.now();
   assert.equal(fb.status?.state, 'done', fb.status?.error);
   assert.match(fb.status?.steps.find((s) => s.name === 'stop recovery-site writes')?.detail ?? '', /suspend/);
@@ -302,7 +299,7 @@ test('a machine failed over into libvirt is reprotected, failed back and re-enab
   assert.deepEqual(probe, { return: {} }, 'the original domain booted: its guest agent answers');
   const tBooted = Date.now();
 
-  const re = await failback.startReenable(bed.ctx, NAME);
+  const re = await planChild('reenable');
   assert.equal(re.status?.state, 'done', re.status?.error);
   assert.ok(re.status?.reenable, 're-enable waited for the first point');
   const status = await waitForStatus(bed.ctx, NAME, (st) => st.state === 'protected' && !!st.lastPoint);
@@ -338,6 +335,16 @@ test('a machine failed over into libvirt is reprotected, failed back and re-enab
     })}\n`,
   );
 
+  // The recovery host's process servers read the recovered domain, the plan's children too.
+  const drQueue = hostProcessServerQueue('drhost');
+  for (const [id, kinds] of [
+    [
+      reprotectWorkflowId(NAME),
+      ['discoverDisks', 'enableTracking', 'freezePoint', 'transferDisk', 'releasePoint'],
+    ],
+    [fb.workflowId, ['stopSourceWrites', 'forgetReverseSource']],
+  ] as const)
+    for (const kind of kinds) assert.deepEqual((await activityQueues(id))[kind], [drQueue], `${id}: ${kind}`);
   // The stop and the leftovers' removal are new paths: recorded beside the older histories.
   await assertReplays(client.workflow.getHandle(reprotectWorkflowId(NAME)));
   await assertReplays(client.workflow.getHandle(fb.workflowId), 'failback-libvirt-cleanup');
