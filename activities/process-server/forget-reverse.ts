@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { reverseId } from '../../shared/failback-types';
-import { exportDirOf } from '../../lib/libvirt/libvirt-source';
+import { exportFolderOf } from '../../lib/libvirt/export-folder';
 import type { SourceDeps } from './machine-source';
 
 export async function forgetReverseSource(
@@ -17,16 +17,21 @@ export async function forgetReverseSource(
   // Only a reverse source: a forward machine's folder may hold an NBD server socket still in use.
   if (!machine.name.endsWith(reverseId('')))
     throw ApplicationFailure.nonRetryable(`${machine.name} is not a recovery-site copy read by reprotect`);
-  const folders = [path.join(deps.workRoot, machine.name)];
-  if (machine.source.type === 'libvirt') folders.push(exportDirOf(machine.source));
   const removed: string[] = [];
-  for (const folder of folders) {
-    const there = await fs.stat(folder).then(
-      () => true,
-      () => false,
-    );
-    await fs.rm(folder, { recursive: true, force: true });
-    if (there) removed.push(folder);
+  const work = path.join(deps.workRoot, machine.name);
+  if (await exists(work)) removed.push(work);
+  await fs.rm(work, { recursive: true, force: true });
+  if (machine.source.type === 'libvirt') {
+    // On the libvirt host (over SSH for a remote one; a recovery host is the applier's own).
+    const folder = exportFolderOf(machine.source);
+    if (folder.remoteUri || (await exists(folder.dir))) removed.push(folder.dir);
+    await folder.remove();
   }
   return { removed };
 }
+
+const exists = (p: string) =>
+  fs.stat(p).then(
+    () => true,
+    () => false,
+  );

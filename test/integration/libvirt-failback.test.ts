@@ -25,7 +25,7 @@ import { hostProcessServerQueue } from '../../shared/task-queues';
 import { storeHost } from '../../operations/hosts';
 import { libvirtDaemonDir, serveOriginalDomain } from '../../activities/master-target/libvirt-targets';
 import { parseXml, virsh, type XmlNode } from '../../lib/libvirt/virsh';
-import { exportDirOf } from '../../lib/libvirt/libvirt-source';
+import { exportFolderOf } from '../../lib/libvirt/export-folder';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { reverseId, undoId } from '../../shared/failback-types';
 import { reprotectWorkflowId } from '../../shared/contracts/reprotect';
@@ -164,7 +164,7 @@ async function leftovers(recovered: string): Promise<string[]> {
   for (const dir of [
     mtDir(),
     path.join(bed.stack.stateDir, 'machines', reverseId(NAME)),
-    exportDirOf(reverseSource),
+    exportFolderOf(reverseSource).dir,
   ])
     if (fs.existsSync(dir)) left.push(`${dir}: [${fs.readdirSync(dir).join(', ')}]`);
   for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
