@@ -24,6 +24,9 @@ import type { FailbackStatus } from '../../shared/contracts/failback';
 import { hostProcessServerQueue } from '../../shared/task-queues';
 import { storeHost } from '../../operations/hosts';
 import { libvirtDaemonDir, serveOriginalDomain } from '../../activities/master-target/libvirt-targets';
+import { bringUp } from '../../activities/master-target/bring-up';
+import type { MasterTargetDeps } from '../../activities/master-target/apply-reverse';
+import type { ProtectedMachine } from '../../shared/replication-types';
 import { parseXml, virsh, type XmlNode } from '../../lib/libvirt/virsh';
 import { exportFolderOf } from '../../lib/libvirt/export-folder';
 import { CONTAINERS } from '../../lib/azure/blob-client';
@@ -351,7 +354,7 @@ test('a machine failed over into libvirt is reprotected, failed back and re-enab
   await assertReplays(client.workflow.getHandle(re.workflowId));
 });
 
-test('a running original domain is refused with the fix, and nothing is started', async () => {
+test('a running original domain is refused with the fix, and nothing is started; a retried bring-up finds it started', async () => {
   // After the round trip the original runs again: the master target must not take its disks.
   assert.equal(await stateOf(NAME), 'running');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-lvf-mt-'));
@@ -364,6 +367,19 @@ test('a running original domain is refused with the fix, and nothing is started'
     );
     assert.equal(await stateOf(NAME), 'running', 'the domain runs on');
     assert.equal(fs.existsSync(path.join(libvirtDaemonDir(dir), 'qsd.pid')), false, 'no daemon was started');
+    // A bring-up retried after it started the domain (its daemon gone) is done, not an error.
+    const target = {
+      qmpSocket: path.join(libvirtDaemonDir(dir), 'qmp.sock'),
+      nbdSocket: path.join(libvirtDaemonDir(dir), 'nbd.sock'),
+      disks: [],
+      libvirt: { uri: daemon.uri, domain: NAME, daemonDir: libvirtDaemonDir(dir) },
+    };
+    const retried = await bringUp({} as MasterTargetDeps, {
+      machine: { name: NAME } as ProtectedMachine,
+      target,
+    });
+    assert.equal(retried.method, 'virsh-start');
+    assert.match(retried.note, /started by an earlier attempt/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
