@@ -102,9 +102,15 @@ test('round trip: reprotect, fail back and re-enable send only what differs and 
       ['stop recovery-site copy', 'done'],
       ['bring up original', 'done'],
       ['record', 'done'],
+      ['remove recovery-site leftovers', 'done'],
     ],
   );
   assert.match(fb.status?.steps[3]?.detail ?? '', /thaw-hook/);
+  assert.match(fb.status?.steps[5]?.detail ?? '', /^removed .*machines\/fb1\.reverse/);
+  assert.ok(
+    !fs.existsSync(path.join(bed.stack.stateDir, 'machines', 'fb1.reverse')),
+    'its work folder is gone',
+  );
   assert.ok(!fs.existsSync(marker), 'the original machine was resumed (its thaw command ran)');
   const primaryAfter = await vm.readAll();
   assertSameImage(primaryAfter, atFailback, 'the original disk after failback is the recovery-site disk');
