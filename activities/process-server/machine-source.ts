@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../../shared/failures';
+import { pitIdOf } from '../../shared/pit-id';
 import type {
   DiskChangeWarning,
   FrozenDisk,
@@ -116,10 +117,6 @@ export interface FreezeInput {
   /** Known sizes, to tell growth (followed) from shrinking (refused). */
   sizes?: Record<string, number>;
   quiesce: boolean;
-}
-
-export function pitIdOf(machine: string, cycle: number): string {
-  return `${machine}-c${cycle}`;
 }
 
 export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise<FrozenPoint> {

@@ -5,6 +5,7 @@ import { CancellationScope, log, patched, upsertSearchAttributes } from '@tempor
 import type { CycleFailing } from '../../shared/contracts/protect-machine';
 import { FAILURE } from '../../shared/failures';
 import { groupPointTag } from '../../shared/group-types';
+import { pitIdOf } from '../../shared/pit-id';
 import type { FrozenPoint, PointKind, RecoveryPoint, TransferMode } from '../../shared/replication-types';
 import { OSR_LAST_POINT, OSR_RPO_SECONDS, OSR_SYNC_PERCENT } from '../../shared/search-attributes';
 import { failureType, messageOf, storageUnavailable } from '../lib/failures';
@@ -34,6 +35,8 @@ const CYCLE_BACKOFF_MS = { first: 2000, max: 60_000 };
  */
 const PATCH_CYCLE_BACKOFF = 'cycle-backoff';
 const PATCH_DEFERRED_RELEASE = 'deferred-release';
+/** patched() id: a failed freeze's point in time is released by the next cycle (old runs did not). */
+const PATCH_FREEZE_FAILURE_RELEASE = 'freeze-failure-release';
 
 export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> {
   const { s, machine, quickPs, applier } = run;
@@ -81,6 +84,12 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
       frozen = await quickPs.freezePoint({ machine, cycle: s.cycle, modes, sizes, quiesce: false });
     }
   } catch (err) {
+    // The freeze may have failed after the source froze something under this cycle's point in
+    // time (and could not undo it): release it first next cycle, or every later freeze finds the
+    // disk still frozen. Releasing a point never frozen does nothing; its changes are merged back.
+    if (patched(PATCH_FREEZE_FAILURE_RELEASE)) {
+      s.unreleased = [...(s.unreleased ?? []), pitIdOf(machine.name, s.cycle)];
+    }
     await group?.report({ phase: 'failed', reason: `could not freeze: ${messageOf(err)}` });
     return cycleFailed(run, `could not freeze a point in time: ${messageOf(err)}`, err);
   }
