@@ -29,16 +29,19 @@ import { createStackProbeActivity } from '../common/stack-probe';
 import { stopStorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { DataPathDeps } from '../deps';
 import { guardStorage, watchStorage, type ReportsStorageFaults } from '../common/storage-failure';
-import { withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
+import { keepAlive, withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 
 export function createCloudApplierActivities(deps: DataPathDeps) {
   return {
     probeStorage: createStackProbeActivity('cloud-applier', deps.blobService),
 
-    ensureReplicaDisk: (input: ReplicaDiskInput & ReportsStorageFaults) =>
+    // Every activity protectMachine runs here heartbeats (keepAlive or withHeartbeat): the
+    // workflow gives them a 10-s heartbeat timeout (workflows/lib/liveness.ts).
+    ensureReplicaDisk: keepAlive((input: ReplicaDiskInput & ReportsStorageFaults) =>
       watchStorage(input, `preparing the replica of ${input.machine}/${input.diskId}`, () =>
         ensureReplicaDisk(deps, input),
       ),
+    ),
 
     async applyCycle(input: CycleRef & ReportsStorageFaults) {
       const ctx = Context.current();
@@ -63,25 +66,27 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
       return summary;
     },
 
-    publishPoint: (input: PublishPointInput & ReportsStorageFaults) =>
+    publishPoint: keepAlive((input: PublishPointInput & ReportsStorageFaults) =>
       guardStorage(input, `publishing point ${input.pointId} of ${input.machine}`, () =>
         publishPoint(deps, input),
       ),
+    ),
 
-    deleteCycleSegments: (input: CycleRef) => deleteCycleSegments(deps, input),
+    deleteCycleSegments: keepAlive((input: CycleRef) => deleteCycleSegments(deps, input)),
 
     // The activity's own clock, not the workflow's: retention is about wall time in storage.
-    pruneRetention: (input: { machine: string; policy: ReplicationPolicy }) =>
+    pruneRetention: keepAlive((input: { machine: string; policy: ReplicationPolicy }) =>
       pruneRetention(deps, { machine: input.machine, policy: input.policy, now: new Date() }),
+    ),
 
     replicaChecksums: (input: ReplicaChecksumsInput) => withHeartbeat(() => replicaChecksums(deps, input)),
 
     /** Removes a machine's replica disks with their snapshots, and its leftover cycles in the cache. */
-    async deleteReplica(input: { machine: string }) {
+    deleteReplica: keepAlive(async (input: { machine: string }) => {
       const blobs = await deleteReplica(deps, input.machine);
       await deleteBlobsUnder(deps.blobService.getContainerClient(CONTAINERS.cache), `${input.machine}/`);
       return { blobs };
-    },
+    }),
 
     ...createRecoveryActivities(deps),
   };

@@ -16,7 +16,7 @@ import { FAILURE } from '../../shared/failures';
 import type { GroupPoint } from '../../shared/group-types';
 import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
 import { processServerQueueOf } from '../lib/host-queue';
-import { PROCESS_SERVER_HEARTBEAT_TIMEOUT } from '../lib/liveness';
+import { WORKER_HEARTBEAT_TIMEOUT } from '../lib/liveness';
 import { pushCapped } from '../lib/alerts';
 import { rpoSecondsSince } from '../lib/points';
 
@@ -45,7 +45,7 @@ function activities(input: GroupInput) {
   const ps = proxyActivities<ProcessServerActivities>({
     taskQueue: queue,
     startToCloseTimeout: '2m',
-    heartbeatTimeout: PROCESS_SERVER_HEARTBEAT_TIMEOUT,
+    heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: {
       initialInterval: '1s',
       maximumInterval: '10s',
@@ -57,7 +57,7 @@ function activities(input: GroupInput) {
   const release = proxyActivities<ProcessServerActivities>({
     taskQueue: queue,
     startToCloseTimeout: '2m',
-    heartbeatTimeout: PROCESS_SERVER_HEARTBEAT_TIMEOUT,
+    heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: { initialInterval: '500ms', maximumInterval: '10s' },
   });
   const control = proxyActivities<ControlActivities>({

@@ -26,7 +26,7 @@ import { machineHealth, type HealthLevel } from '../../shared/machine-health';
 import { OSR_HEALTH, OSR_RPO_SECONDS, OSR_STATE, OSR_SYNC_PERCENT } from '../../shared/search-attributes';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../../shared/task-queues';
 import { processServerQueueOf } from '../lib/host-queue';
-import { PROCESS_SERVER_HEARTBEAT_TIMEOUT } from '../lib/liveness';
+import { WORKER_HEARTBEAT_TIMEOUT } from '../lib/liveness';
 import { clearAlerts, raiseAlert } from '../lib/alerts';
 import { rpoSecondsSince } from '../lib/points';
 import type { StorageWatch } from '../lib/storage-retry';
@@ -74,7 +74,7 @@ function activities(machine: ProtectedMachine) {
   const ps = proxyActivities<ProcessServerActivities>({
     taskQueue: queue,
     startToCloseTimeout: '30m',
-    heartbeatTimeout: PROCESS_SERVER_HEARTBEAT_TIMEOUT,
+    heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: {
       initialInterval: '1s',
       maximumInterval: '30s',
@@ -87,7 +87,7 @@ function activities(machine: ProtectedMachine) {
   const quickPs = proxyActivities<ProcessServerActivities>({
     taskQueue: queue,
     startToCloseTimeout: '2m',
-    heartbeatTimeout: PROCESS_SERVER_HEARTBEAT_TIMEOUT,
+    heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: {
       initialInterval: '1s',
       maximumInterval: '20s',
@@ -95,10 +95,11 @@ function activities(machine: ProtectedMachine) {
       nonRetryableErrorTypes: [FAILURE.SourceError],
     },
   });
+  // A killed applier's apply or publish goes out again within seconds too (same rule).
   const applier = proxyActivities<CloudApplierActivities>({
     taskQueue: CLOUD_APPLIER_TASK_QUEUE,
     startToCloseTimeout: '30m',
-    heartbeatTimeout: '15s',
+    heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: {
       initialInterval: '1s',
       maximumInterval: '30s',

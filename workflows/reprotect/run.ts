@@ -14,7 +14,7 @@ import { FAILURE } from '../../shared/failures';
 import type { TransferMode } from '../../shared/replication-types';
 import { OSR_STATE } from '../../shared/search-attributes';
 import { masterTargetQueue } from '../../shared/task-queues';
-import { PROCESS_SERVER_HEARTBEAT_TIMEOUT } from '../lib/liveness';
+import { WORKER_HEARTBEAT_TIMEOUT } from '../lib/liveness';
 import { pushCapped } from '../lib/alerts';
 import { reverseSourceQueue } from '../lib/reverse-queue';
 
@@ -44,13 +44,13 @@ function activities(input: ReprotectInput) {
   const ps = proxyActivities<ProcessServerActivities>({
     taskQueue: sourceQueue,
     startToCloseTimeout: '30m',
-    heartbeatTimeout: PROCESS_SERVER_HEARTBEAT_TIMEOUT,
+    heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: { ...retry, nonRetryableErrorTypes: [FAILURE.SourceError] },
   });
   const quickPs = proxyActivities<ProcessServerActivities>({
     taskQueue: sourceQueue,
     startToCloseTimeout: '2m',
-    heartbeatTimeout: PROCESS_SERVER_HEARTBEAT_TIMEOUT,
+    heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: { ...retry, maximumAttempts: 10, nonRetryableErrorTypes: [FAILURE.SourceError] },
   });
   const mt = proxyActivities<MasterTargetActivities>({
