@@ -67,6 +67,11 @@ export function storageDaemonPaths(stateDir: string): {
   };
 }
 
+/** The pid of the qemu-storage-daemon serving `stateDir`, if one runs. */
+export function runningStorageDaemon(stateDir: string): Promise<number | undefined> {
+  return runningPid(storageDaemonPaths(stateDir).pidFile);
+}
+
 export async function startStorageDaemon(options: StorageDaemonOptions): Promise<StorageDaemon> {
   if (options.images.length === 0) throw new Error('startStorageDaemon: no disk images given');
   const stateDir = path.resolve(options.stateDir);
