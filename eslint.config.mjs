@@ -162,6 +162,7 @@ export default tseslint.config(
   {
     // The agent runs on the protected machine from its compiled folder alone: Node built-ins and
     // its own files, nothing of OSR or node_modules (lib/agents uses its protocol, not the reverse).
+    // Its one folder level (agent/tracking) may import agent/ (`../`), never above it.
     files: ['agent/**/*.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': [
@@ -169,7 +170,7 @@ export default tseslint.config(
         {
           patterns: [
             {
-              regex: '^(?!\\./|node:)',
+              regex: '^(?!\\./|\\.\\./(?!\\.\\.)|node:)',
               message:
                 'agent/ imports only node: built-ins and its own files: it is copied alone onto the machine.',
             },

@@ -14,6 +14,7 @@ import {
   type MachineFacts,
   type RefusalCode,
   type ServerMessage,
+  type TrackingRequest,
 } from './protocol';
 
 export interface ServerTarget {
@@ -75,7 +76,10 @@ export function connect(target: ServerTarget, timeoutMs = 20_000): Promise<tls.T
 }
 
 /** Reads the server's messages from a socket; `next()` waits for the next one. */
-export function messages(socket: tls.TLSSocket): { next(timeoutMs: number): Promise<ServerMessage> } {
+export function messages(
+  socket: tls.TLSSocket,
+  onRequest?: (m: Extract<ServerMessage, { type: 'request' }>) => void,
+): { next(timeoutMs: number): Promise<ServerMessage> } {
   const queue: ServerMessage[] = [];
   let waiter: ((m: ServerMessage | Error) => void) | undefined;
   let ended: Error | undefined;
@@ -86,7 +90,11 @@ export function messages(socket: tls.TLSSocket): { next(timeoutMs: number): Prom
     waiter = undefined;
     w?.(m);
   };
-  const feed = lineReader((v) => push(v as ServerMessage));
+  const feed = lineReader((v) => {
+    const m = v as ServerMessage;
+    if (m.type === 'request' && onRequest) onRequest(m);
+    else push(m);
+  });
   socket.on('data', (chunk: Buffer) => {
     try {
       feed(chunk);
@@ -146,6 +154,8 @@ export interface SessionOptions extends ServerTarget {
   log: (line: string) => void;
   /** Stops the session (resolves `session`). */
   signal?: AbortSignal;
+  /** Serves the server's tracking requests; `write` sends on the connection they came on. */
+  onRequest?: (id: number, request: TrackingRequest, write: (bytes: string | Buffer) => void) => void;
 }
 
 /** One connection's life: hello, then heartbeats until it drops. Resolves when it has dropped. */
@@ -154,7 +164,10 @@ async function connectedOnce(o: SessionOptions): Promise<void> {
   const stop = (): void => void socket.destroy();
   o.signal?.addEventListener('abort', stop);
   try {
-    const inbox = messages(socket);
+    const write = (bytes: string | Buffer): void => {
+      if (!socket.destroyed) socket.write(bytes);
+    };
+    const inbox = messages(socket, (m) => o.onRequest?.(m.id, m.request, write));
     socket.write(encode({ type: 'hello', agentId: o.agentId, secret: o.secret, facts: o.facts() }));
     const answer = await inbox.next(30_000);
     if (answer.type !== 'welcome') throw refusal(answer);

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { AgentDisk, MachineFacts } from './protocol';
+import { diskInUse } from './tracking/mounts';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -42,6 +43,8 @@ export function blockDevices(root = '/'): AgentDisk[] {
     const model = readText(path.join(dir, 'device/model'));
     if (serial) disk.serial = serial;
     if (model) disk.model = model;
+    const use = root === '/' ? diskInUse(name) : undefined;
+    if (use) disk.inUse = use;
     disks.push(disk);
   }
   return disks;

@@ -12,6 +12,8 @@ import { AGENT_VERSION, machineFacts } from './inventory';
 import { EXIT_REFUSED, normalizeFingerprint } from './protocol';
 import { installService, removeService } from './service';
 import { readState, stateFile, writeState } from './state';
+import { trackingHandler } from './tracking/handler';
+import { Tracker } from './tracking/tracker';
 
 const USAGE = `usage: osr-agent enroll --server <host:port> --token <token> --fingerprint <sha256> [--no-service]
        osr-agent run | uninstall | facts | --version`;
@@ -70,7 +72,16 @@ async function main(argv: string[]): Promise<number> {
       const stop = new AbortController();
       for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
       log(`osr-agent ${AGENT_VERSION} as ${state.agentId}, server ${state.server}`);
-      await session({ ...state, facts: () => machineFacts(), log, signal: stop.signal });
+      const tracker = new Tracker();
+      await tracker.started();
+      await session({
+        ...state,
+        facts: () => machineFacts(),
+        log,
+        signal: stop.signal,
+        onRequest: trackingHandler(tracker),
+      });
+      await tracker.stopCleanly().catch((err: Error) => log(`no clean-shutdown mark: ${err.message}`));
       return 0;
     }
     case 'uninstall': {

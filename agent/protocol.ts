@@ -1,6 +1,9 @@
 // The wire between the Mobility agent and a process server's agent listener: newline-delimited
 // JSON over TLS, the agent always dialling out (no port is opened on the protected machine). The
 // one definition of the messages, used by both ends (agent/ and lib/agents/). Pure: no I/O.
+// Once connected, the server sends tracking requests; the agent answers each with a reply line,
+// or, for disk data, with a data frame: a line {type:'data', id, length} then `length` raw bytes
+// (no base64, no second connection to authenticate; frames stay small, so heartbeats interleave).
 
 /** The listener's port when agents.port is not set (ASR's process server uses 9443 too). */
 export const DEFAULT_AGENT_PORT = 9443;
@@ -10,6 +13,8 @@ export const HEARTBEAT_SECONDS = 15;
 export const MAX_LINE_BYTES = 256 * 1024;
 /** The agent's exit code when the server refuses it for good (revoked, unknown): its service stops. */
 export const EXIT_REFUSED = 78;
+/** The most one read request (one data frame) carries. */
+export const DATA_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** A block device as the machine sees it (/sys/block). */
 export interface AgentDisk {
@@ -19,6 +24,8 @@ export interface AgentDisk {
   readOnly: boolean;
   serial?: string;
   model?: string;
+  /** Why the agent cannot track it live ("mounted at /data"), when something uses it. */
+  inUse?: string;
 }
 
 /** What the agent reports about its machine at every connection. */
@@ -33,10 +40,41 @@ export interface MachineFacts {
   disks: AgentDisk[];
 }
 
+/** What the process server asks of an agent's tracking (agent/tracking/tracker.ts). */
+export type TrackingRequest =
+  | { op: 'enable'; disk: string }
+  | { op: 'freeze'; disks: string[]; pitId: string; quiesce: boolean }
+  | { op: 'list' }
+  | { op: 'release'; pitId: string; success: boolean }
+  | { op: 'disable' }
+  /** Answered with a data frame holding JSON [offset, length][] (the list can be long). */
+  | { op: 'changes'; pitId: string; disk: string; mode: 'full' | 'delta' }
+  /** Answered with a data frame of the snapshot's bytes. */
+  | { op: 'read'; pitId: string; disk: string; offset: number; length: number };
+
+export interface EnableResult {
+  sizeBytes: number;
+  fullSyncRequired: boolean;
+  warnings: string[];
+}
+export interface FreezeResult {
+  instant: string;
+  disks: Array<{ disk: string; sizeBytes: number }>;
+}
+export interface ReleaseResult {
+  released: boolean;
+  fullSyncRequired: string[];
+}
+
+/** Kinds of failure the process server tells apart (lib/sources/agent-source.ts). */
+export type TrackingErrorName = 'Error' | 'QuiesceError' | 'FrozenPointLostError' | 'DiskInUseError';
+
 export type AgentMessage =
   | { type: 'enroll'; token: string; facts: MachineFacts }
   | { type: 'hello'; agentId: string; secret: string; facts: MachineFacts }
-  | { type: 'heartbeat'; seq: number };
+  | { type: 'heartbeat'; seq: number }
+  | { type: 'reply'; id: number; result?: unknown; error?: { name: TrackingErrorName; message: string } }
+  | { type: 'data'; id: number; length: number };
 
 export type RefusalCode =
   | 'token-unknown'
@@ -51,7 +89,8 @@ export type ServerMessage =
   | { type: 'enrolled'; agentId: string; secret: string }
   | { type: 'welcome'; agentId: string; heartbeatSeconds: number }
   | { type: 'heartbeat-ack'; seq: number }
-  | { type: 'refused'; code: RefusalCode; message: string };
+  | { type: 'refused'; code: RefusalCode; message: string }
+  | { type: 'request'; id: number; request: TrackingRequest };
 
 /** Refusals that retrying cannot fix: the agent stops instead of reconnecting. */
 export const FINAL_REFUSALS: ReadonlySet<RefusalCode> = new Set([
@@ -80,6 +119,52 @@ export function lineReader(onLine: (value: unknown) => void): (chunk: Buffer) =>
       if (line.trim()) onLine(JSON.parse(line));
     }
     if (Buffer.byteLength(pending) > MAX_LINE_BYTES) throw new Error(`a line over ${MAX_LINE_BYTES} bytes`);
+  };
+}
+
+/** A data frame: its header line and the bytes, as one buffer (written at once, never interleaved). */
+export function encodeData(id: number, data: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(encode({ type: 'data', id, length: data.length })), data]);
+}
+
+/**
+ * lineReader plus data frames: a {type:'data'} line is followed by `length` raw bytes, given to
+ * `onData` whole. Throws like lineReader, and on a frame over DATA_CHUNK_BYTES.
+ */
+export function frameReader(
+  onLine: (value: unknown) => void,
+  onData: (id: number, data: Buffer) => void,
+): (chunk: Buffer) => void {
+  let pending: Buffer = Buffer.alloc(0);
+  let frame: { id: number; parts: Buffer[]; left: number } | undefined;
+  return (chunk) => {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    for (;;) {
+      if (frame) {
+        const take = Math.min(frame.left, pending.length);
+        if (take) frame.parts.push(pending.subarray(0, take));
+        pending = pending.subarray(take);
+        frame.left -= take;
+        if (frame.left > 0) return;
+        const done = frame;
+        frame = undefined;
+        onData(done.id, Buffer.concat(done.parts));
+        continue;
+      }
+      const nl = pending.indexOf(10);
+      if (nl < 0) break;
+      const line = pending.subarray(0, nl).toString('utf8');
+      pending = pending.subarray(nl + 1);
+      if (!line.trim()) continue;
+      const value = JSON.parse(line) as { type?: unknown; id?: unknown; length?: unknown };
+      if (value.type === 'data') {
+        const length = Number(value.length);
+        if (!Number.isInteger(length) || length < 0 || length > DATA_CHUNK_BYTES)
+          throw new Error(`a data frame of ${String(value.length)} bytes (at most ${DATA_CHUNK_BYTES})`);
+        frame = { id: Number(value.id), parts: [], left: length };
+      } else onLine(value);
+    }
+    if (pending.length > MAX_LINE_BYTES) throw new Error(`a line over ${MAX_LINE_BYTES} bytes`);
   };
 }
 

@@ -1,6 +1,10 @@
-// Routes for Mobility agents (operations/agents.ts): the same reads as `osr agent list|show`.
-// Tokens and installs stay with the CLI, which holds the SSH key.
+// Routes for Mobility agents (operations/agents.ts): the same reads as `osr agent list|show`, and
+// protecting an agent's machine (`osr protect --agent`). Tokens and installs stay with the CLI,
+// which holds the SSH key.
 import { getAgent, listAgents } from '../operations/agents';
+import { protect } from '../operations/machines';
+import { onlyFields, optionalString, optionalStringList, requiredString } from './body';
+import { jobLocation } from './jobs';
 import type { Route } from './router';
 
 export const agentRoutes: Route[] = [
@@ -13,5 +17,29 @@ export const agentRoutes: Route[] = [
     method: 'GET',
     path: '/v1/agents/{id}',
     handler: async (req) => ({ status: 200, body: await getAgent(req.ctx, req.params.id as string) }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/agents/{id}/protect',
+    handler: async (req) => {
+      const body = await req.body();
+      onlyFields(body, ['as', 'policy', 'disks']);
+      const started = await protect(req.ctx, {
+        name: requiredString(body, 'as', 'the name to protect the machine as'),
+        agentId: req.params.id as string,
+        policy: optionalString(body, 'policy', 'a policy name'),
+        disks: optionalStringList(
+          body,
+          'disks',
+          'a list of disk names as the agent lists them, e.g. ["vdb"]',
+        ),
+      });
+      const location = jobLocation(started.workflowId);
+      return {
+        status: 202,
+        body: { workflowId: started.workflowId, machine: started.machine.name, location },
+        headers: { Location: location },
+      };
+    },
   },
 ];

@@ -94,6 +94,15 @@ export function requiredString(body: JsonObject, field: string, fix: string): st
   return value;
 }
 
+/** A non-empty list of non-empty strings, or nothing. */
+export function optionalStringList(body: JsonObject, field: string, fix: string): string[] | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value) || !value.length || value.some((v) => typeof v !== 'string' || !v.trim()))
+    throw invalid(field, fix);
+  return value as string[];
+}
+
 export function optionalBoolean(body: JsonObject, field: string): boolean | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;

@@ -1,5 +1,5 @@
 // The OpenAPI description of the agent routes (api/agent-routes.ts).
-import { common, error, json, listOf, ref, type Operation, type Schema } from './openapi-common';
+import { body, common, error, json, listOf, ref, type Operation, type Schema } from './openapi-common';
 
 export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
   '/v1/agents': {
@@ -30,6 +30,55 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
         ...common,
         '400': error('not an agent id'),
         '404': error('no such agent'),
+      },
+    },
+  },
+  '/v1/agents/{id}/protect': {
+    post: {
+      operationId: 'protectAgentMachine',
+      summary:
+        'protect the machine of an enrolled agent (`osr protect <name> --agent <id>`): tracking and points inside it, data over its connection',
+      tags: ['agents'],
+      parameters: [
+        {
+          name: 'id',
+          in: 'path',
+          required: true,
+          description: 'agent id (ag-…)',
+          schema: { type: 'string' },
+        },
+      ],
+      requestBody: body({
+        type: 'object',
+        additionalProperties: false,
+        required: ['as'],
+        properties: {
+          as: { type: 'string', description: 'the name to protect the machine as' },
+          policy: { type: 'string' },
+          disks: {
+            type: 'array',
+            items: { type: 'string' },
+            description:
+              'disks to protect by kernel name (vdb …), not mounted (used as /dev/mapper/osr-<disk>); default: all writable disks',
+          },
+        },
+      }),
+      responses: {
+        '202': {
+          description: 'protection started: follow it at the Location',
+          ...json({
+            type: 'object',
+            properties: {
+              workflowId: { type: 'string' },
+              machine: { type: 'string' },
+              location: { type: 'string' },
+            },
+          }),
+        },
+        ...common,
+        '400': error('not an agent id, or a disk the agent does not have'),
+        '404': error('no such agent'),
+        '409': error('a machine of that name is protected already'),
       },
     },
   },

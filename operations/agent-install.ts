@@ -30,21 +30,25 @@ export interface AgentInstallInput {
   onProgress?: (step: string) => void;
 }
 
-/** The compiled agent beside this file (dist/agent/*.js). */
-function agentFiles(): string[] {
+/** The compiled agent beside this file (the .js files of dist/agent and its folders), relative to it. */
+function agentFiles(): { dir: string; files: string[] } {
   const dir = path.join(__dirname, '..', 'agent');
-  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.js')) : [];
+  const files = fs.existsSync(dir)
+    ? (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.js'))
+    : [];
   if (!files.includes('main.js'))
     throw new OperationError(
       `the compiled agent is missing in ${dir}: build OSR first (\`npm run build\`)`,
       'unavailable',
     );
-  return files.map((f) => path.join(dir, f));
+  return { dir, files };
 }
 
 /** Makes the agent's folder; whether node must be copied (no Node 20 there). */
 async function prepare(ssh: SshSession, host: string): Promise<boolean> {
-  const r = await ssh.run(`mkdir -p ${AGENT_DIR}/agent && uname -m && (node --version 2>/dev/null || true)`);
+  const r = await ssh.run(
+    `mkdir -p ${AGENT_DIR}/agent/tracking && uname -m && (node --version 2>/dev/null || true)`,
+  );
   if (r.code !== 0)
     throw new OperationError(`cannot make ${AGENT_DIR} on ${host}: ${r.stderr.trim()}`, 'invalid');
   const [arch, version] = r.stdout.trim().split('\n');
@@ -84,7 +88,11 @@ async function install(ctx: ControlContext, input: AgentInstallInput): Promise<A
     fs.writeFileSync(launcher, LAUNCHER);
     try {
       await ssh.put([
-        ...files.map((f) => ({ local: f, remote: `${AGENT_DIR}/agent/${path.basename(f)}`, mode: 0o644 })),
+        ...files.files.map((f) => ({
+          local: path.join(files.dir, f),
+          remote: `${AGENT_DIR}/agent/${f.split(path.sep).join('/')}`,
+          mode: 0o644,
+        })),
         { local: launcher, remote: `${AGENT_DIR}/osr-agent`, mode: 0o755 },
         ...(copyNode ? [{ local: process.execPath, remote: `${AGENT_DIR}/node`, mode: 0o755 }] : []),
       ]);

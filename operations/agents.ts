@@ -118,8 +118,7 @@ export function agentMachines(agents: AgentView[]): DiscoveredMachine[] {
     disks: a.facts.disks.map((d) => ({ diskId: d.name, sizeBytes: d.sizeBytes, location: `/dev/${d.name}` })),
     changeTracking: {
       possible: false,
-      reason:
-        'enrolled Mobility agent: protection through agents (`osr protect --agent`) is not built yet; the agent reports its disks only',
+      reason: `enrolled Mobility agent: protect it with \`osr protect <name> --agent ${a.id} --disks <disks not in use>\``,
     },
     guestOs: a.facts.os,
     details: { agentId: a.id, machineId: a.facts.machineId, kernel: a.facts.kernel },

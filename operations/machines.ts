@@ -62,7 +62,11 @@ export const protect = audited(
   (_ctx, o) => ({
     target: o.name,
     details: {
-      ...('domain' in o ? { host: o.host, domain: o.domain } : { qmp: o.qmpSocket, host: o.host }),
+      ...('agentId' in o
+        ? { agent: o.agentId }
+        : 'domain' in o
+          ? { host: o.host, domain: o.domain }
+          : { qmp: o.qmpSocket, host: o.host }),
       disks: o.disks,
       policy: o.policy,
     },

@@ -81,6 +81,9 @@ export async function checkSourceOnItsHost(
   },
 ): Promise<{ azureReadiness?: AzureReadiness; domainXml?: string }> {
   const { source, site } = options;
+  // An agent's machine was checked in the vault (sourceOf); the agent itself refuses a disk in
+  // use when tracking is enabled, and the machine's status says so.
+  if (source.type === 'agent') return {};
   const client = await ctx.client();
   const registered = (await ctx.vault.machines()).filter((m) => m.site === site && m.name !== options.name);
   const probe =
@@ -152,7 +155,11 @@ async function refuseSharedDisks(
   const diskSet = (disks: string[] | undefined) => disks ?? sourceDisks;
   const wanted = diskSet(options.source.disks);
   const where = (s: ProtectedMachine['source']) =>
-    s.type === 'libvirt' ? `libvirt domain ${s.domain} (host ${s.host})` : s.qmpSocket;
+    s.type === 'libvirt'
+      ? `libvirt domain ${s.domain} (host ${s.host})`
+      : s.type === 'agent'
+        ? `agent ${s.agentId}`
+        : s.qmpSocket;
   for (const other of sameSocket) {
     const theirs = diskSet(other.source.disks);
     const shared = wanted && theirs ? wanted.filter((d) => theirs.includes(d)).sort() : undefined;

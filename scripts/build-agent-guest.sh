@@ -4,10 +4,12 @@
 #   .osr/agent-guest/initrd.img    the test guest's initramfs (scripts/build-test-guest.sh) with a
 #                                  second gzip'ed newc cpio appended (the kernel unpacks both, the
 #                                  later one over the earlier): test/agent-guest/init as /init,
-#                                  dropbear (SSH server, root by key), sftp-server, fsfreeze and
-#                                  blockdev from util-linux, what Node needs (libc6, libstdc++6,
-#                                  libgcc-s1), and the kernel modules virtio_net and device-mapper
-#                                  (dm-mod, dm-era, dm-snapshot and their dependencies)
+#                                  dropbear (SSH server, root by key), sftp-server, fsfreeze,
+#                                  blockdev from util-linux, losetup from mount, what Node needs (libc6, libstdc++6,
+#                                  libgcc-s1), dmsetup and thin-provisioning-tools (era_invalidate,
+#                                  era_dump: the agent's change tracking) with their libraries, and
+#                                  the kernel modules virtio_net, loop and device-mapper (dm-mod,
+#                                  dm-era, dm-snapshot and their dependencies)
 #   .osr/agent-guest/host_key.pub  the public half of the guest's SSH host key, made at build
 # The kernel is the test guest's (.osr/test-guest/vmlinux). Packages are fetched with `apt-get
 # download` into .osr/test-guest/debs/ (shared with the test guest, never installed) and unpacked
@@ -22,9 +24,10 @@ DEBS="$BASE/debs"
 INIT="$ROOT/test/agent-guest/init"
 STAMP="$OUT/stamp"
 # Loaded in this order (each after what it depends on; checked below against the modules' own lists).
-MODULES=(failover net_failover virtio_net dm-mod dm-bufio libcrc32c dm-persistent-data dm-era dm-snapshot)
+MODULES=(failover net_failover virtio_net loop dm-mod dm-bufio libcrc32c dm-persistent-data dm-era dm-snapshot)
 PACKAGES=(dropbear-bin libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g openssh-sftp-server util-linux
-  libc6 libstdc++6 libgcc-s1)
+  libc6 libstdc++6 libgcc-s1 dmsetup libdevmapper1.02.1 libselinux1 libudev1 libpcre2-8-0
+  thin-provisioning-tools libaio1 libexpat1 mount libmount1 libblkid1 libsmartcols1)
 
 log() { echo "build-agent-guest: $*" >&2; }
 
@@ -57,7 +60,7 @@ for pkg in "${PACKAGES[@]}"; do dpkg-deb -x "$(download "$pkg")" "$P"; done
 # ---- kernel modules, from the test guest's kernel package ----
 kernel_deb=$(ls "$DEBS"/linux-image-[0-9]*.deb | head -n1)
 dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$TMP" --wildcards \
-  './lib/modules/*/kernel/drivers/md/*' './lib/modules/*/kernel/drivers/net/*' './lib/modules/*/kernel/net/core/*' './lib/modules/*/kernel/lib/*'
+  './lib/modules/*/kernel/drivers/md/*' './lib/modules/*/kernel/drivers/block/*' './lib/modules/*/kernel/drivers/net/*' './lib/modules/*/kernel/net/core/*' './lib/modules/*/kernel/lib/*'
 R="$TMP/root"
 mkdir -p "$R/lib/modules" "$R/etc/dropbear" "$R/usr/bin" "$R/usr/sbin" "$R/usr/lib/openssh" "$R/lib/x86_64-linux-gnu"
 # Already there: the test guest's modules and the kernel's built-ins.
@@ -88,7 +91,10 @@ done
 cp "$P/usr/sbin/dropbear" "$R/usr/sbin/dropbear"
 cp "$P/usr/lib/openssh/sftp-server" "$R/usr/lib/openssh/sftp-server"
 ln -s openssh/sftp-server "$R/usr/lib/sftp-server"
-for b in fsfreeze blockdev; do cp "$(find "$P" -path "*bin/$b" -type f | head -n1)" "$R/usr/sbin/$b"; done
+cp "$P/sbin/dmsetup" "$R/usr/sbin/dmsetup"
+cp "$P/usr/sbin/pdata_tools" "$R/usr/sbin/pdata_tools"
+for t in era_invalidate era_dump era_check; do ln -s pdata_tools "$R/usr/sbin/$t"; done
+for b in fsfreeze blockdev losetup; do cp "$(find "$P" -path "*bin/$b" -type f | head -n1)" "$R/usr/sbin/$b"; done
 for d in lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu; do
   [[ -d "$P/$d" ]] && find "$P/$d" -maxdepth 1 -name '*.so*' -exec cp -a {} "$R/lib/x86_64-linux-gnu/" \;
 done

@@ -30,6 +30,15 @@ export interface QemuSource {
   disks?: string[];
 }
 
+/** A machine with the Mobility agent inside (`osr protect --agent`): tracking and points by the agent. */
+export interface AgentSource {
+  type: 'agent';
+  /** The agent's id (ag-…), as `osr agent list` shows it. */
+  agentId: string;
+  /** Kernel names of the disks to protect (vdb, sdb …); all writable disks when omitted. */
+  disks?: string[];
+}
+
 /** A domain of a libvirt host (`osr host add --libvirt`): changes through libvirt's checkpoints and backups. */
 export interface LibvirtSource {
   type: 'libvirt';
@@ -56,7 +65,7 @@ export interface ProtectedMachine {
   site: string;
   /** The host it runs on (`osr host add`): its work goes to that host's process servers. */
   host?: string;
-  source: QemuSource | LibvirtSource;
+  source: QemuSource | LibvirtSource | AgentSource;
   policy: string;
   quiesce?: QuiesceHooks;
   /** What an Azure VM of it needs (recorded at protect; absent before: Linux, V1). */
@@ -121,6 +130,8 @@ export interface FrozenDisk {
   bitmap?: string;
   /** What this cycle sends for the disk. */
   mode: TransferMode;
+  /** Frozen by this Mobility agent (its connection serves the reads); absent: NBD. */
+  agentId?: string;
 }
 
 /**

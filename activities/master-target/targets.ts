@@ -9,6 +9,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../../shared/failures';
 import type { FailbackTarget, FailbackTargetDisk } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { CbtConnector } from '../../lib/qemu/cbt-connector';
@@ -44,6 +45,12 @@ export function newDisksDir(deps: TargetDeps, machine: string): string {
 
 export async function prepareTargets(deps: TargetDeps, input: PrepareTargetsInput): Promise<FailbackTarget> {
   const { machine } = input;
+  if (machine.source.type === 'agent')
+    throw ApplicationFailure.create({
+      type: FAILURE.SourceError,
+      nonRetryable: true,
+      message: `failback into a machine with the Mobility agent (${machine.name}) is not built yet: recover it with a drill or a failover`,
+    });
   const source = machine.source;
   const created = await existingCreated(deps, machine.name);
   if (created) return exportAll(deps, input, created.qmpSocket, created.nbdSocket, false, created.dir);

@@ -58,6 +58,7 @@ function withConnector<T>(
 
 /** Where a machine's disks are, for messages. */
 function describeSource(source: ProtectedMachine['source']): string {
+  if (source.type === 'agent') return `agent ${source.agentId}`;
   return source.type === 'libvirt'
     ? `libvirt domain ${source.domain} at ${source.uri}`
     : `QMP ${source.qmpSocket}`;
@@ -187,6 +188,7 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
       nbdSocket: d.nbdSocket,
       ...(d.nbdSocketHost ? { nbdSocketHost: d.nbdSocketHost } : {}),
       bitmap: d.bitmap,
+      ...(d.agentId ? { agentId: d.agentId } : {}),
       mode: plan.find((p) => p.disk.diskId === d.diskId)?.mode ?? 'full',
     }));
     return { pitId, machine: machine.name, cycle: input.cycle, instant: view.instant, disks, warnings };

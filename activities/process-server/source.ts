@@ -2,6 +2,7 @@
 // `machine.source.type` (lib/sources/source-connector.ts). A new kind of source is one line here.
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { libvirtSource } from '../../lib/libvirt/libvirt-source';
+import { agentSource } from '../../lib/sources/agent-source';
 import { qemuSource } from '../../lib/qemu/qemu-source';
 import type { SourceConnector, SourceKind } from '../../lib/sources/source-connector';
 
@@ -10,13 +11,15 @@ type SourceType = ProtectedMachine['source']['type'];
 const KINDS: { [T in SourceType]: SourceKind } = {
   qemu: qemuSource,
   libvirt: libvirtSource,
+  agent: agentSource,
 };
 
 /**
  * The connector kind for a source type. Frozen points and transfer inputs do not name their
  * source (their shapes are in workflow histories): they are read as QEMU's, which is right for
  * libvirt's too (both are NBD exports on a unix socket with a dirty-bitmap context), except a
- * remote libvirt host's (`nbdSocketHost`), which only the libvirt kind reaches (over SSH).
+ * remote libvirt host's (`nbdSocketHost`), which only the libvirt kind reaches (over SSH). A disk
+ * an agent froze names its agent (FrozenDisk.agentId): read through the agent's connection.
  */
 export function sourceKind(type: SourceType = 'qemu'): SourceKind {
   const kind = KINDS[type];

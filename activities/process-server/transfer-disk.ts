@@ -74,8 +74,9 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
   const disk = point.disks.find((d) => d.diskId === diskId);
   if (!disk) throw new Error(`disk ${diskId} is not part of point ${point.pitId}`);
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
-  // A remote libvirt host's export is read through an SSH tunnel (lib/libvirt/frozen-disk.ts).
-  const reader = await sourceKind(disk.nbdSocketHost ? 'libvirt' : undefined)
+  // A remote libvirt host's export is read through an SSH tunnel (lib/libvirt/frozen-disk.ts); an
+  // agent's frozen disk through the agent's connection (lib/sources/agent-source.ts).
+  const reader = await sourceKind(disk.agentId ? 'agent' : disk.nbdSocketHost ? 'libvirt' : undefined)
     .openFrozenDisk(disk)
     .catch((err: Error) => {
       if (err instanceof SourceUnreachableError) {

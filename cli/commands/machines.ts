@@ -71,8 +71,22 @@ function printStatus(status: MachineStatus): void {
   }
 }
 
-/** --qmp (a QEMU process) or --host with --domain (a libvirt domain), never both. */
-function protectSource(o: { qmp?: string; nbd?: string; host?: string; domain?: string }): ProtectSource {
+/** --qmp (a QEMU process), --host with --domain (a libvirt domain) or --agent, one of them. */
+function protectSource(o: {
+  qmp?: string;
+  nbd?: string;
+  host?: string;
+  domain?: string;
+  agent?: string;
+}): ProtectSource {
+  if (o.agent) {
+    if (o.qmp || o.host || o.domain || o.nbd)
+      throw new OperationError(
+        '--agent names the machine by its Mobility agent: give no --qmp, --nbd, --host or --domain with it',
+        'invalid',
+      );
+    return { agentId: o.agent };
+  }
   if (o.qmp && o.domain)
     throw new OperationError(
       'give either --qmp (a QEMU process) or --host and --domain (a libvirt domain), not both',
@@ -97,7 +111,7 @@ export function registerMachineCommands(program: Command): void {
   program
     .command('protect <name>')
     .description(
-      'protect a QEMU machine (--qmp) or a libvirt domain (--host, --domain): initial sync into replica page blobs, then a recovery point every policy interval',
+      'protect a QEMU machine (--qmp), a libvirt domain (--host, --domain) or a machine with the Mobility agent (--agent): initial sync into replica page blobs, then a recovery point every policy interval',
     )
     .option(
       '--qmp <socket>',
@@ -109,12 +123,16 @@ export function registerMachineCommands(program: Command): void {
     )
     .option('--domain <name>', 'the libvirt domain on that host (`virsh list --all`)')
     .option(
+      '--agent <id>',
+      'an enrolled Mobility agent (`osr agent list`): its machine is tracked inside (device-mapper era and snapshots); protect disks that are not mounted (--disks vdb), used as /dev/mapper/osr-<disk>',
+    )
+    .option(
       '--nbd <socket>',
       'socket of the NBD server already running in that QEMU process (qemu-storage-daemon --nbd-server)',
     )
     .option(
       '--disks <ids>',
-      'comma-separated disks to protect: QEMU block node names, or libvirt target devs (vda …); default: all',
+      "comma-separated disks to protect: QEMU block node names, libvirt target devs or the agent machine's kernel names (vda …); default: all",
     )
     .option('--policy <name>', 'replication policy', 'default')
     .option(
@@ -139,6 +157,7 @@ export function registerMachineCommands(program: Command): void {
           qmp?: string;
           host?: string;
           domain?: string;
+          agent?: string;
           nbd?: string;
           disks?: string;
           policy: string;
@@ -149,7 +168,7 @@ export function registerMachineCommands(program: Command): void {
         },
       ) => {
         const result = await withContext(async (ctx) => {
-          if (!o.qmp && !o.host && !o.domain) {
+          if (!o.qmp && !o.host && !o.domain && !o.agent) {
             if (o.nbd || o.disks || o.guestAgent || o.pre || o.post)
               throw new CliError(
                 `--nbd, --disks, --guest-agent, --pre and --post describe a new machine: give its --qmp <socket> too (without --qmp, \`osr protect ${name}\` protects a machine the vault knows from its record)`,

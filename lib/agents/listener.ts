@@ -10,11 +10,12 @@ import path from 'node:path';
 import tls from 'node:tls';
 import {
   encode,
+  frameReader,
   HEARTBEAT_SECONDS,
-  lineReader,
   type AgentMessage,
   type ServerMessage,
 } from '../../agent/protocol';
+import { AgentChannel, registerChannel, unregisterChannel } from './channel';
 import type { Vault } from '../azure/vault';
 import { makeSelfSigned } from '../config/self-signed';
 import type { Logger } from '../config/logger';
@@ -84,6 +85,7 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
       socket.end();
     };
     let agentId: string | undefined;
+    let channel: AgentChannel | undefined;
     let lastWrite = 0;
     let silence: NodeJS.Timeout | undefined;
     const watch = (): void => {
@@ -117,6 +119,8 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
         lastWrite = Date.now();
         o.log.info({ agentId, hostname: m.facts.hostname, peer }, 'agent connected');
         send({ type: 'welcome', agentId, heartbeatSeconds: HEARTBEAT_SECONDS });
+        channel = new AgentChannel(agentId, m.facts, (line) => void socket.write(line));
+        registerChannel(channel);
         watch();
       } else if (agentId && m.type === 'heartbeat') {
         watch();
@@ -128,9 +132,20 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
         }
       } else throw new AgentRefusal('bad-message', `unexpected message "${String(m.type)}" at this point`);
     };
-    const feed = lineReader((v) => {
-      chain = chain.then(() => onMessage(v as AgentMessage)).catch(refuse);
-    });
+    // Replies and data go straight to their waiting request (they never need the vault).
+    const feed = frameReader(
+      (v) => {
+        const m = v as AgentMessage;
+        if (channel && m.type === 'reply') {
+          watch();
+          channel.onReply(m.id, m.result, m.error);
+        } else chain = chain.then(() => onMessage(m)).catch(refuse);
+      },
+      (id, data) => {
+        watch();
+        channel?.onData(id, data);
+      },
+    );
     socket.on('data', (chunk: Buffer) => {
       try {
         feed(chunk);
@@ -142,6 +157,7 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
     socket.on('close', () => {
       clearTimeout(silence);
       sockets.delete(socket);
+      if (channel) unregisterChannel(channel, 'its connection closed');
       if (!agentId || current.get(agentId) !== socket) return;
       current.delete(agentId);
       o.log.info({ agentId, peer }, 'agent disconnected');

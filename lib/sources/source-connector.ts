@@ -67,6 +67,8 @@ export interface FrozenSourceDisk {
   nbdSocketHost?: string;
   /** Name of the change set of this point (the NBD meta context's bitmap); absent: unknown. */
   bitmap?: string;
+  /** Frozen by this Mobility agent: read through its connection, not NBD (lib/sources/agent-source.ts). */
+  agentId?: string;
 }
 
 export interface FrozenSourceView {

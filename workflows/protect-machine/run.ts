@@ -126,9 +126,11 @@ export function startRun(input: ProtectInput): ProtectRun {
     machine,
     s,
     ...activities(machine),
-    // A libvirt domain is quiesced through libvirt's own guest-agent channel (domfsfreeze).
+    // A libvirt domain is quiesced through libvirt's own guest-agent channel (domfsfreeze), an
+    // agent's machine by the agent (fsfreeze).
     canQuiesce:
       machine.source.type === 'libvirt' ||
+      machine.source.type === 'agent' ||
       Boolean(machine.quiesce?.guestAgentSocket || machine.quiesce?.pre || machine.quiesce?.post),
     pointRequests: [],
     wake: false,

@@ -1,0 +1,58 @@
+// The agent's side of the process server's tracking requests: each answered with a reply line or
+// a data frame (protocol.ts). Requests that change the tracking state run one at a time, in order;
+// reads of a frozen snapshot run beside them.
+import { encode, encodeData, type TrackingRequest } from '../protocol';
+import { TrackingError, type Tracker } from './tracker';
+
+export type Write = (bytes: string | Buffer) => void;
+
+export function trackingHandler(
+  tracker: Tracker,
+): (id: number, request: TrackingRequest, write: Write) => void {
+  let chain: Promise<unknown> = Promise.resolve();
+  const serve = async (request: TrackingRequest, id: number, write: Write): Promise<void> => {
+    const reply = (result: unknown): void => write(encode({ type: 'reply', id, result }));
+    switch (request.op) {
+      case 'enable':
+        return reply(await tracker.enable(request.disk));
+      case 'freeze': {
+        const point = await tracker.freeze(request.disks, request.pitId, request.quiesce);
+        return reply({
+          instant: point.instant,
+          disks: Object.keys(point.disks).map((disk) => ({ disk, sizeBytes: tracker.sizeOf(disk) })),
+        });
+      }
+      case 'list':
+        return reply({ points: tracker.list(), tracked: await tracker.tracked() });
+      case 'release':
+        return reply(await tracker.release(request.pitId, request.success));
+      case 'disable':
+        await tracker.disable();
+        return reply({});
+      case 'changes': {
+        const extents = await tracker.changes(request.pitId, request.disk, request.mode);
+        return write(encodeData(id, Buffer.from(JSON.stringify(extents))));
+      }
+      case 'read':
+        return write(
+          encodeData(id, await tracker.read(request.pitId, request.disk, request.offset, request.length)),
+        );
+      default:
+        throw new TrackingError('Error', `unknown request ${String((request as { op?: unknown }).op)}`);
+    }
+  };
+  return (id, request, write) => {
+    const run = (): Promise<void> =>
+      serve(request, id, write).catch((err: Error) =>
+        write(
+          encode({
+            type: 'reply',
+            id,
+            error: { name: err instanceof TrackingError ? err.name : 'Error', message: err.message },
+          }),
+        ),
+      );
+    if (request.op === 'read') void run();
+    else chain = chain.then(run);
+  };
+}

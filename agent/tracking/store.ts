@@ -1,0 +1,76 @@
+// What the agent's tracking must remember across its own restarts, in one JSON file under
+// /var/lib/osr-agent (OSR_AGENT_TRACKING_DIR): the protected disks, the era each last shipped
+// at, and the frozen points. The change log itself is the era target's metadata on disk.
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface TrackedDisk {
+  /** The disk under the stack, e.g. /dev/vdb. */
+  device: string;
+  sizeBytes: number;
+  /** Changes written in this era or later are not shipped yet; absent: nothing shipped (full). */
+  shippedEra?: number;
+  /** The boot the stack was built in (/proc/sys/kernel/random/boot_id). */
+  bootId: string;
+}
+
+export interface PointDisk {
+  /** The snapshot's number (device osr-<disk>-p<n>). */
+  n: number;
+  /** What this point sends: written since this era; absent: the whole disk. */
+  since?: number;
+  /** The era started at the freeze: shipped once the point is released with success. */
+  era: number;
+}
+
+export interface FrozenPointRecord {
+  pitId: string;
+  instant: string;
+  /** 'freezing' until every disk's snapshot exists and writes flow again. */
+  state: 'freezing' | 'frozen';
+  disks: Record<string, PointDisk>;
+}
+
+export interface TrackingState {
+  disks: Record<string, TrackedDisk>;
+  points: Record<string, FrozenPointRecord>;
+  nextSnapshot: number;
+  /** Written when the agent stopped cleanly in this boot: its change log was committed. */
+  cleanShutdownBoot?: string;
+}
+
+export function trackingDir(): string {
+  return process.env.OSR_AGENT_TRACKING_DIR ?? '/var/lib/osr-agent';
+}
+
+const file = (): string => path.join(trackingDir(), 'tracking.json');
+
+export function loadTracking(): TrackingState {
+  try {
+    return JSON.parse(fs.readFileSync(file(), 'utf8')) as TrackingState;
+  } catch {
+    return { disks: {}, points: {}, nextSnapshot: 1 };
+  }
+}
+
+/** Written beside, flushed, then renamed: a crash leaves the old state or the new, never half. */
+export function saveTracking(state: TrackingState): void {
+  fs.mkdirSync(trackingDir(), { recursive: true, mode: 0o700 });
+  const temp = `${file()}.new`;
+  const fd = fs.openSync(temp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(temp, file());
+}
+
+export function bootId(): string {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}

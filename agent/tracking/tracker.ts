@@ -1,0 +1,337 @@
+// Change tracking and frozen points inside the machine, per protected disk a device-mapper stack:
+//   osr-<disk>          era (64 KiB blocks; metadata on a loop file <dir>/<disk>.era)   ← the workload writes here
+//   osr-<disk>-origin   snapshot-origin (a pass-through until a snapshot exists)
+//   /dev/<disk>
+// A point: checkpoint the era, suspend every osr-<disk> (writes drain), create a snapshot
+// osr-<disk>-p<n> (copy-on-write in a sparse loop file as large as the disk: it cannot overflow),
+// resume. Its changes are the era blocks written since the era the last shipped point started.
+import fs from 'node:fs';
+import path from 'node:path';
+import { DATA_CHUNK_BYTES, type TrackingErrorName } from '../protocol';
+import {
+  deviceBytes,
+  detachLoop,
+  dmCreate,
+  dmInfo,
+  dmMessage,
+  dmRemove,
+  dmReplace,
+  dmResume,
+  dmSuspend,
+  eraCurrent,
+  eraWrittenSince,
+  freezeFs,
+  loopFor,
+  thawFs,
+} from './dm';
+import { diskInUse, mountPointsOf } from './mounts';
+import {
+  bootId,
+  loadTracking,
+  saveTracking,
+  trackingDir,
+  type FrozenPointRecord,
+  type TrackingState,
+} from './store';
+
+/** OSR's block size, and the era target's: one changed block is one block to send. */
+export const ERA_BLOCK_BYTES = 64 * 1024;
+
+/** An error the process server maps to its own kind (QuiesceError, FrozenPointLostError …). */
+export class TrackingError extends Error {
+  constructor(
+    override readonly name: TrackingErrorName,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const top = (disk: string): string => `osr-${disk}`;
+const origin = (disk: string): string => `osr-${disk}-origin`;
+const snapName = (disk: string, n: number): string => `osr-${disk}-p${n}`;
+const metaFile = (disk: string): string => path.join(trackingDir(), `${disk}.era`);
+const cowFile = (disk: string, n: number): string => path.join(trackingDir(), `${disk}-p${n}.cow`);
+
+function sparseFile(file: string, bytes: number): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const fd = fs.openSync(file, 'w', 0o600);
+  fs.ftruncateSync(fd, bytes);
+  fs.closeSync(fd);
+}
+
+export interface Enabled {
+  sizeBytes: number;
+  fullSyncRequired: boolean;
+  warnings: string[];
+}
+
+export class Tracker {
+  private state: TrackingState = loadTracking();
+  private readonly readers = new Map<string, fs.promises.FileHandle>();
+
+  private save(): void {
+    saveTracking(this.state);
+  }
+
+  /**
+   * The agent runs again: a clean-shutdown mark from before no longer vouches for anything, and a
+   * stack an agent killed mid-freeze left suspended lets the machine's writes go on.
+   */
+  async started(): Promise<void> {
+    for (const d of Object.keys(this.state.disks))
+      if ((await dmInfo(top(d)).catch(() => undefined))?.suspended) await dmResume(top(d));
+    if (this.state.cleanShutdownBoot === undefined) return;
+    delete this.state.cleanShutdownBoot;
+    this.save();
+  }
+
+  /** Idempotent. A stack alive in the kernel kept every change, whatever happened to the agent. */
+  async enable(disk: string): Promise<Enabled> {
+    if (!/^[a-z][a-z0-9]*$/.test(disk) || !fs.existsSync(`/sys/block/${disk}`))
+      throw new TrackingError('Error', `no disk ${disk} on this machine (see osr agent show: its disks)`);
+    const known = this.state.disks[disk];
+    if (known && (await dmInfo(top(disk))))
+      return { sizeBytes: known.sizeBytes, fullSyncRequired: known.shippedEra === undefined, warnings: [] };
+    const use = diskInUse(disk);
+    if (use)
+      throw new TrackingError(
+        'DiskInUseError',
+        `disk ${disk} is ${use}: a disk in use cannot have tracking slipped under it live. Protect a disk that is not in use (--disks), or stop using it (umount) and protect again; then use it as /dev/mapper/${top(disk)}`,
+      );
+    const device = `/dev/${disk}`;
+    const sizeBytes = await deviceBytes(device);
+    const sectors = Math.floor(sizeBytes / 512);
+    // The stack is gone (the machine restarted): its log is whole only after a clean shutdown.
+    const trusted = !!known && known.sizeBytes === sizeBytes && this.state.cleanShutdownBoot === known.bootId;
+    for (const [pitId, p] of Object.entries(this.state.points))
+      if (p.disks[disk]) delete this.state.points[pitId];
+    if (!trusted) {
+      await detachLoop(metaFile(disk));
+      // era metadata: a 32-bit era per block and a few bitsets, plus room.
+      sparseFile(metaFile(disk), Math.max(8 << 20, Math.ceil(sizeBytes / ERA_BLOCK_BYTES) * 8 + (4 << 20)));
+    }
+    const metadata = await loopFor(metaFile(disk));
+    if (!(await dmInfo(origin(disk)))) await dmCreate(origin(disk), `0 ${sectors} snapshot-origin ${device}`);
+    const o = await dmInfo(origin(disk));
+    if (!o) throw new Error(`${origin(disk)} vanished as it was made`);
+    await dmCreate(top(disk), `0 ${sectors} era ${metadata} ${o.major}:${o.minor} ${ERA_BLOCK_BYTES / 512}`);
+    this.state.disks[disk] = {
+      device,
+      sizeBytes,
+      shippedEra: trusted ? known.shippedEra : undefined,
+      bootId: bootId(),
+    };
+    this.save();
+    const warnings =
+      known && !trusted
+        ? [
+            `the change log of ${disk} was lost or may lag (the machine stopped without a clean shutdown of the agent): a resync by checksums follows`,
+          ]
+        : [];
+    return { sizeBytes, fullSyncRequired: !trusted || known.shippedEra === undefined, warnings };
+  }
+
+  /** One point across `disks` (the same instant for all). Idempotent per pitId. */
+  async freeze(disks: string[], pitId: string, quiesce: boolean): Promise<FrozenPointRecord> {
+    const old = this.state.points[pitId];
+    if (old) {
+      if (Object.keys(old.disks).sort().join() !== [...disks].sort().join())
+        throw new TrackingError(
+          'Error',
+          `point ${pitId} was frozen with other disks (${Object.keys(old.disks).join(', ')})`,
+        );
+      if (old.state === 'frozen') {
+        for (const [d, pd] of Object.entries(old.disks))
+          if (!(await dmInfo(snapName(d, pd.n))))
+            throw new TrackingError(
+              'FrozenPointLostError',
+              `the snapshot of ${d} for point ${pitId} is gone`,
+            );
+        return old;
+      }
+      await this.drop(old); // interrupted before anyone could read it: freeze again
+    }
+    for (const d of disks)
+      if (!this.state.disks[d] || !(await dmInfo(top(d))))
+        throw new TrackingError('Error', `disk ${d} is not tracked: enable tracking first`);
+    const point: FrozenPointRecord = { pitId, instant: '', state: 'freezing', disks: {} };
+    for (const d of disks) point.disks[d] = { n: this.state.nextSnapshot++, era: 0 };
+    this.state.points[pitId] = point;
+    this.save();
+    const frozenFs: string[] = [];
+    if (quiesce) {
+      try {
+        for (const d of disks) {
+          const info = await dmInfo(top(d));
+          for (const m of mountPointsOf(top(d), info?.minor ?? -1)) {
+            await freezeFs(m);
+            frozenFs.push(m);
+          }
+        }
+      } catch (err) {
+        for (const m of frozenFs) await thawFs(m).catch(() => undefined);
+        delete this.state.points[pitId];
+        this.save();
+        throw new TrackingError('QuiesceError', `fsfreeze failed: ${(err as Error).message}`);
+      }
+    }
+    const suspended: string[] = [];
+    try {
+      // The era must be live to take a message: checkpoint first. A write between checkpoint and
+      // suspend is in this point and marked in the new era: sent again next time, never missed.
+      for (const d of disks) {
+        await dmMessage(top(d), 'checkpoint');
+        const pd = point.disks[d] as FrozenPointRecord['disks'][string];
+        pd.era = await eraCurrent(top(d));
+        pd.since = this.state.disks[d]?.shippedEra;
+      }
+      this.save();
+      for (const d of disks) {
+        await dmSuspend(top(d));
+        suspended.push(d);
+      }
+      point.instant = new Date().toISOString();
+      for (const d of disks) {
+        const disk = this.state.disks[d];
+        const n = point.disks[d]?.n ?? 0;
+        if (!disk) continue;
+        sparseFile(cowFile(d, n), disk.sizeBytes + (16 << 20));
+        const cow = await loopFor(cowFile(d, n));
+        await dmCreate(
+          snapName(d, n),
+          `0 ${Math.floor(disk.sizeBytes / 512)} snapshot ${disk.device} ${cow} N 8`,
+        );
+      }
+    } finally {
+      for (const d of suspended) await dmResume(top(d));
+      for (const m of frozenFs) await thawFs(m).catch(() => undefined);
+    }
+    point.state = 'frozen';
+    this.save();
+    return point;
+  }
+
+  sizeOf(disk: string): number {
+    return this.state.disks[disk]?.sizeBytes ?? 0;
+  }
+
+  /** Disks whose stack is alive in the kernel (recording changes now). */
+  async tracked(): Promise<string[]> {
+    const out: string[] = [];
+    for (const d of Object.keys(this.state.disks)) if (await dmInfo(top(d))) out.push(d);
+    return out;
+  }
+
+  list(): string[] {
+    return Object.keys(this.state.points);
+  }
+
+  /** success: the point's changes are stored, its era counts as shipped. failure: sent again later. */
+  async release(pitId: string, success: boolean): Promise<{ released: boolean; fullSyncRequired: string[] }> {
+    const point = this.state.points[pitId];
+    if (!point) return { released: false, fullSyncRequired: [] };
+    await this.drop(point);
+    const lost: string[] = [];
+    for (const [d, pd] of Object.entries(point.disks)) {
+      const disk = this.state.disks[d];
+      if (!disk || !(await dmInfo(top(d)))) lost.push(d);
+      else if (success && point.state === 'frozen') disk.shippedEra = Math.max(disk.shippedEra ?? 0, pd.era);
+    }
+    delete this.state.points[pitId];
+    this.save();
+    return { released: true, fullSyncRequired: lost };
+  }
+
+  /** Removes the snapshots and the stacks; a device still open keeps its name as a plain linear map. */
+  async disable(): Promise<void> {
+    for (const pitId of this.list()) await this.release(pitId, false);
+    for (const [d, disk] of Object.entries(this.state.disks)) {
+      const info = await dmInfo(top(d));
+      if (info && info.openCount > 0)
+        await dmReplace(top(d), `0 ${Math.floor(disk.sizeBytes / 512)} linear ${disk.device} 0`);
+      else await dmRemove(top(d));
+      await dmRemove(origin(d));
+      await detachLoop(metaFile(d));
+      fs.rmSync(metaFile(d), { force: true });
+      delete this.state.disks[d];
+      this.save();
+    }
+  }
+
+  /** Byte extents the point sends for `disk`: all of it, or the era blocks written since. */
+  async changes(pitId: string, disk: string, mode: 'full' | 'delta'): Promise<Array<[number, number]>> {
+    const { pd, size } = this.pointDisk(pitId, disk);
+    if (mode === 'full' || pd.since === undefined) return [[0, size]];
+    const metadata = await loopFor(metaFile(disk));
+    const blocks = await eraWrittenSince(top(disk), metadata, pd.since);
+    return blocks
+      .map(([b, e]): [number, number] => [
+        b * ERA_BLOCK_BYTES,
+        Math.min(e * ERA_BLOCK_BYTES, size) - b * ERA_BLOCK_BYTES,
+      ])
+      .filter(([, len]) => len > 0);
+  }
+
+  /** Bytes of the point's snapshot of `disk`. */
+  async read(pitId: string, disk: string, offset: number, length: number): Promise<Buffer> {
+    const { pd, size } = this.pointDisk(pitId, disk);
+    if (length > DATA_CHUNK_BYTES || offset < 0 || offset + length > size)
+      throw new TrackingError(
+        'Error',
+        `read ${offset}+${length} is outside ${disk} (${size} bytes) or over ${DATA_CHUNK_BYTES}`,
+      );
+    const name = snapName(disk, pd.n);
+    let fh = this.readers.get(name);
+    if (!fh) {
+      if (!(await dmInfo(name)))
+        throw new TrackingError('FrozenPointLostError', `the snapshot of ${disk} for point ${pitId} is gone`);
+      fh = await fs.promises.open(`/dev/mapper/${name}`, 'r');
+      this.readers.set(name, fh);
+    }
+    const buf = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+      if (bytesRead === 0)
+        throw new TrackingError('FrozenPointLostError', `${name} ended early (invalidated?)`);
+      done += bytesRead;
+    }
+    return buf;
+  }
+
+  /** Stopping cleanly: suspend and resume commit each era's metadata; then say so for the next boot. */
+  async stopCleanly(): Promise<void> {
+    for (const d of Object.keys(this.state.disks))
+      if (await dmInfo(top(d))) {
+        await dmSuspend(top(d));
+        await dmResume(top(d));
+      }
+    this.state.cleanShutdownBoot = bootId();
+    this.save();
+  }
+
+  private pointDisk(pitId: string, disk: string): { pd: FrozenPointRecord['disks'][string]; size: number } {
+    const point = this.state.points[pitId];
+    const pd = point?.state === 'frozen' ? point.disks[disk] : undefined;
+    const size = this.state.disks[disk]?.sizeBytes;
+    if (!pd || size === undefined)
+      throw new TrackingError('FrozenPointLostError', `no frozen point ${pitId} of ${disk} on this machine`);
+    return { pd, size };
+  }
+
+  /** Removes a point's snapshots and copy-on-write files (its record stays with the caller). */
+  private async drop(point: FrozenPointRecord): Promise<void> {
+    for (const [d, pd] of Object.entries(point.disks)) {
+      const name = snapName(d, pd.n);
+      await this.readers
+        .get(name)
+        ?.close()
+        .catch(() => undefined);
+      this.readers.delete(name);
+      await dmRemove(name);
+      await detachLoop(cowFile(d, pd.n));
+      fs.rmSync(cowFile(d, pd.n), { force: true });
+    }
+  }
+}

@@ -1,0 +1,209 @@
+// Machines protected through the Mobility agent inside them (agent/tracking): every call is a
+// request on the agent's own connection, which only the process server holding it can make. A
+// process server the agent is not connected to says so as SourceUnreachableError: the cycle fails
+// without retrying here and the workflow tries again after its backoff (the agent reconnects to a
+// process server of the site; see docs/architecture.md, "The Mobility agent").
+import type { EnableResult, FreezeResult, ReleaseResult } from '../../agent/protocol';
+import { DATA_CHUNK_BYTES } from '../../agent/protocol';
+import { CONTAINERS } from '../azure/blob-client';
+import { agentChannel, AgentGoneError, AgentRequestError, type AgentChannel } from '../agents/channel';
+import { coalesceExtents, type Extent } from '../disk/extents';
+import { blockChecksum, checksumAt, parseChecksums, zeroChecksums } from '../segments/checksums';
+import {
+  FrozenPointLostError,
+  NoWriteBarrierError,
+  QuiesceError,
+  SourceUnreachableError,
+  type ChangedExtentOptions,
+  type ChecksumSource,
+  type FrozenDiskReader,
+  type FrozenSourceDisk,
+  type SourceConnector,
+  type SourceDisk,
+  type SourceKind,
+} from './source-connector';
+
+function channelOf(agentId: string): AgentChannel {
+  const channel = agentChannel(agentId);
+  if (!channel)
+    throw new SourceUnreachableError(
+      `agent ${agentId} is not connected to this process server (see \`osr agent show ${agentId}\`: disconnected, or connected to another process server)`,
+    );
+  return channel;
+}
+
+/** The agent's failures as the connector contract's kinds. */
+async function ask<T>(channel: AgentChannel, request: Parameters<AgentChannel['request']>[0]): Promise<T> {
+  try {
+    return (await channel.request(request)) as T;
+  } catch (err) {
+    if (err instanceof AgentGoneError) throw new SourceUnreachableError(err.message);
+    if (err instanceof AgentRequestError && err.kind === 'QuiesceError') throw new QuiesceError(err.message);
+    if (err instanceof AgentRequestError && err.kind === 'FrozenPointLostError')
+      throw new FrozenPointLostError(err.message);
+    throw err;
+  }
+}
+
+class AgentSourceConnector implements SourceConnector {
+  constructor(
+    private readonly agentId: string,
+    private readonly channel: AgentChannel,
+  ) {}
+
+  async discoverDisks(): Promise<SourceDisk[]> {
+    const { tracked } = await ask<{ tracked: string[] }>(this.channel, { op: 'list' });
+    return this.channel.facts.disks
+      .filter((d) => !d.readOnly)
+      .map((d) => ({
+        diskId: d.name,
+        sizeBytes: d.sizeBytes,
+        format: 'raw',
+        tracked: tracked.includes(d.name),
+      }));
+  }
+
+  async enableTracking(diskId: string) {
+    const r = await ask<EnableResult>(this.channel, { op: 'enable', disk: diskId });
+    return { diskId, persistent: true, fullSyncRequired: r.fullSyncRequired, warnings: r.warnings };
+  }
+
+  async freeze(diskIds: string[], pitId: string, options: { quiesce?: boolean } = {}) {
+    const r = await ask<FreezeResult>(this.channel, {
+      op: 'freeze',
+      disks: diskIds,
+      pitId,
+      quiesce: !!options.quiesce,
+    });
+    return {
+      pitId,
+      instant: r.instant,
+      disks: r.disks.map(
+        (d): FrozenSourceDisk => ({
+          diskId: d.disk,
+          sizeBytes: d.sizeBytes,
+          exportName: `${pitId}/${d.disk}`,
+          nbdSocket: `agent:${this.agentId}`,
+          agentId: this.agentId,
+          // The change set is the agent's, named by the point: delta cycles ask it for it.
+          bitmap: pitId,
+        }),
+      ),
+    };
+  }
+
+  async listFrozen(): Promise<string[]> {
+    return (await ask<{ points: string[] }>(this.channel, { op: 'list' })).points;
+  }
+
+  release(pitId: string, options: { success: boolean }): Promise<ReleaseResult> {
+    return ask<ReleaseResult>(this.channel, { op: 'release', pitId, success: options.success });
+  }
+
+  async disableTracking(): Promise<void> {
+    await ask(this.channel, { op: 'disable' });
+  }
+
+  writeBarrier(): Promise<never> {
+    return Promise.reject(
+      new NoWriteBarrierError(
+        'the Mobility agent cannot hold writes across machines yet (no group cuts through agents)',
+      ),
+    );
+  }
+  holdWrites = this.writeBarrier;
+  async releaseWrites(): Promise<void> {}
+  async stopWrites() {
+    return {
+      method: 'none' as const,
+      note: 'the Mobility agent does not stop the machine: shut it down (or stop its applications) before a planned failover',
+    };
+  }
+  async close(): Promise<void> {}
+}
+
+/** A frozen disk read through the agent, 4 MiB per request. */
+class AgentFrozenDisk implements FrozenDiskReader {
+  constructor(
+    private readonly channel: AgentChannel,
+    private readonly pitId: string,
+    private readonly disk: string,
+    readonly sizeBytes: number,
+  ) {}
+
+  async changedExtents(options: ChangedExtentOptions): Promise<Extent[]> {
+    if (options.mode === 'resync') {
+      if (!options.checksums) throw new Error('a resync cycle needs the replica checksums');
+      return this.differingBlocks(options.checksums, options.onProgress);
+    }
+    const json = await ask<Buffer>(this.channel, {
+      op: 'changes',
+      pitId: this.pitId,
+      disk: this.disk,
+      mode: options.mode,
+    });
+    const pairs = JSON.parse(json.toString('utf8')) as Array<[number, number]>;
+    return coalesceExtents(pairs.map(([offset, length]) => ({ offset, length })));
+  }
+
+  async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
+    for (let done = 0; done < length; ) {
+      const n = Math.min(DATA_CHUNK_BYTES, length - done);
+      const data = await ask<Buffer>(this.channel, {
+        op: 'read',
+        pitId: this.pitId,
+        disk: this.disk,
+        offset: offset + done,
+        length: n,
+      });
+      if (data.length !== n) throw new Error(`agent sent ${data.length} bytes for a read of ${n}`);
+      data.copy(target, targetOffset + done);
+      done += n;
+    }
+  }
+
+  /** Reads the whole snapshot and keeps the blocks whose checksum differs from the replica's. */
+  private async differingBlocks(source: ChecksumSource, onProgress?: (n: number) => void): Promise<Extent[]> {
+    const list = parseChecksums(
+      await source.blobService
+        .getContainerClient(CONTAINERS.cache)
+        .getBlockBlobClient(source.blob)
+        .downloadToBuffer(),
+    );
+    const bs = list.blockBytes;
+    const zeroSum = zeroChecksums();
+    const differing: Extent[] = [];
+    const perRead = Math.max(1, Math.floor(DATA_CHUNK_BYTES / bs));
+    const blocks = Math.ceil(this.sizeBytes / bs);
+    for (let first = 0; first < blocks; first += perRead) {
+      const start = first * bs;
+      const end = Math.min(this.sizeBytes, (first + perRead) * bs);
+      const buf = Buffer.alloc(end - start);
+      await this.readInto(buf, 0, start, end - start);
+      for (let i = first; i * bs < end; i++) {
+        const length = Math.min(bs, this.sizeBytes - i * bs);
+        const theirs = i < list.blocks ? checksumAt(list, i) : zeroSum(length);
+        const slice = buf.subarray(i * bs - start, i * bs - start + length);
+        if (!blockChecksum(slice).equals(theirs)) differing.push({ offset: i * bs, length });
+      }
+      onProgress?.(end);
+    }
+    return coalesceExtents(differing);
+  }
+
+  async close(): Promise<void> {}
+}
+
+export const agentSource: SourceKind = {
+  type: 'agent',
+  async connect(machine) {
+    if (machine.source.type !== 'agent')
+      throw new Error(`machine ${machine.name} is not protected through an agent`);
+    return new AgentSourceConnector(machine.source.agentId, channelOf(machine.source.agentId));
+  },
+  async openFrozenDisk(disk) {
+    if (!disk.agentId) throw new Error(`disk ${disk.diskId} was not frozen by an agent`);
+    const [pitId] = disk.exportName.split('/');
+    return new AgentFrozenDisk(channelOf(disk.agentId), pitId ?? '', disk.diskId, disk.sizeBytes);
+  },
+};
