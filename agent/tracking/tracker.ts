@@ -68,7 +68,8 @@ export interface Enabled {
 
 export class Tracker {
   private state: TrackingState = loadTracking();
-  private readonly readers = new Map<string, fs.promises.FileHandle>();
+  /** Open snapshots, one handle each (a promise: reads in parallel must not open one twice). */
+  private readonly readers = new Map<string, Promise<fs.promises.FileHandle>>();
 
   private save(): void {
     saveTracking(this.state);
@@ -282,13 +283,20 @@ export class Tracker {
         `read ${offset}+${length} is outside ${disk} (${size} bytes) or over ${DATA_CHUNK_BYTES}`,
       );
     const name = snapName(disk, pd.n);
-    let fh = this.readers.get(name);
-    if (!fh) {
-      if (!(await dmInfo(name)))
-        throw new TrackingError('FrozenPointLostError', `the snapshot of ${disk} for point ${pitId} is gone`);
-      fh = await fs.promises.open(`/dev/mapper/${name}`, 'r');
-      this.readers.set(name, fh);
+    let opening = this.readers.get(name);
+    if (!opening) {
+      opening = dmInfo(name).then((info) => {
+        if (!info)
+          throw new TrackingError(
+            'FrozenPointLostError',
+            `the snapshot of ${disk} for point ${pitId} is gone`,
+          );
+        return fs.promises.open(`/dev/mapper/${name}`, 'r');
+      });
+      this.readers.set(name, opening);
+      opening.catch(() => this.readers.delete(name));
     }
+    const fh = await opening;
     const buf = Buffer.alloc(length);
     let done = 0;
     while (done < length) {
@@ -326,7 +334,7 @@ export class Tracker {
       const name = snapName(d, pd.n);
       await this.readers
         .get(name)
-        ?.close()
+        ?.then((fh) => fh.close())
         .catch(() => undefined);
       this.readers.delete(name);
       await dmRemove(name);

@@ -166,7 +166,11 @@ test('under a record workload every point holds records 1..k; an agent killed wi
       failure: () => new Error('no frozen point seen in the agent within 90 s'),
     },
   );
-  await sh(`for p in $(pgrep -f 'agent/main.js run'); do kill -9 $p; done`);
+  // The agent's node process by its command line (anchored: not this shell, whose line holds it too).
+  const killed = await sh(
+    `for d in /proc/[0-9]*; do if tr '\\0' ' ' <$d/cmdline 2>/dev/null | grep -q '^/opt/osr-agent/node /opt/osr-agent/agent/main.js run'; then kill -9 \${d#/proc/} && echo \${d#/proc/}; fi; done`,
+  );
+  assert.match(killed.trim(), /^\d+$/, `one agent process killed: ${killed}`);
   const killedAt = new Date().toISOString();
   // Its service loop starts it again; it connects again by itself.
   await pollFor(
@@ -177,7 +181,12 @@ test('under a record workload every point holds records 1..k; an agent killed wi
       intervalMs: 2000,
       failure: () => new Error('the agent did not reconnect within 120 s'),
     },
-  );
+  ).catch(async (err: Error) => {
+    const seen = await guest.ssh(
+      'tail -n 20 /var/log/osr-agent.log; ps; dmsetup info -c; cat /var/lib/osr-agent/tracking.json',
+    );
+    throw new Error(`${err.message}:\n${seen.stdout}\n${seen.stderr}`);
+  });
   await pointWhere((p) => p.instant > killedAt, 'after the agent was killed');
   await sh('touch /tmp/stop');
   await pollFor(async () => ((await guest.ssh('test -e /tmp/stopped')).code === 0 ? true : undefined), {
