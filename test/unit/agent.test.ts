@@ -1,12 +1,20 @@
 // The agent's pure parts: what it reads from /sys and /etc (on a made-up tree), the wire's line
-// reader and fingerprint spellings.
+// and frame readers and fingerprint spellings.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { blockDevices, machineFacts } from '../../agent/inventory';
-import { lineReader, MAX_LINE_BYTES, normalizeFingerprint } from '../../agent/protocol';
+import {
+  DATA_CHUNK_BYTES,
+  encode,
+  encodeData,
+  frameReader,
+  lineReader,
+  MAX_LINE_BYTES,
+  normalizeFingerprint,
+} from '../../agent/protocol';
 
 function tree(files: Record<string, string>): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-agent-unit-'));
@@ -69,4 +77,39 @@ test('a fingerprint is taken in the usual spellings and refused when it is not S
   assert.equal(normalizeFingerprint(`sha256=${hex}`), colons);
   assert.equal(normalizeFingerprint(colons as string), colons);
   assert.throws(() => normalizeFingerprint('SHA1:ab:cd'), /not a SHA-256 certificate fingerprint/);
+});
+
+test('the frame reader gives data frames whole, in order with lines, however the bytes are split', () => {
+  const bytes = Buffer.alloc(300_000);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7) % 256;
+  // Raw bytes that hold newlines and what looks like JSON must not be read as lines.
+  bytes.write('\n{"type":"reply","id":9}\n', 1000);
+  const stream = Buffer.concat([
+    Buffer.from(encode({ type: 'reply', id: 1, result: { ok: true } })),
+    encodeData(2, bytes),
+    encodeData(3, Buffer.alloc(0)),
+    Buffer.from(encode({ type: 'heartbeat', seq: 4 })),
+  ]);
+  for (const step of [1, 7, 4096, stream.length]) {
+    const seen: unknown[] = [];
+    const feed = frameReader(
+      (v) => seen.push(v),
+      (id, data) => seen.push({ id, data }),
+    );
+    for (let at = 0; at < stream.length; at += step) feed(stream.subarray(at, at + step));
+    assert.deepEqual(seen, [
+      { type: 'reply', id: 1, result: { ok: true } },
+      { id: 2, data: bytes },
+      { id: 3, data: Buffer.alloc(0) },
+      { type: 'heartbeat', seq: 4 },
+    ]);
+  }
+  const feed = frameReader(
+    () => undefined,
+    () => undefined,
+  );
+  assert.throws(
+    () => feed(Buffer.from(encode({ type: 'data', id: 1, length: DATA_CHUNK_BYTES + 1 }))),
+    /a data frame of \d+ bytes \(at most 4194304\)/,
+  );
 });
