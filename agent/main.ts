@@ -12,7 +12,7 @@ import { AGENT_VERSION, machineFacts } from './inventory';
 import { EXIT_REFUSED, normalizeFingerprint } from './protocol';
 import { installService, removeService } from './service';
 import { readState, stateFile, writeState } from './state';
-import { trackingHandler } from './tracking/handler';
+import { trackingHandler } from './tracking-requests';
 import { Tracker } from './tracking/tracker';
 
 const USAGE = `usage: osr-agent enroll --server <host:port> --token <token> --fingerprint <sha256> [--no-service]

@@ -5,6 +5,8 @@
 // or, for disk data, with a data frame: a line {type:'data', id, length} then `length` raw bytes
 // (no base64, no second connection to authenticate; frames stay small, so heartbeats interleave).
 
+import type { TrackingErrorName } from './tracking/errors';
+
 /** The listener's port when agents.port is not set (ASR's process server uses 9443 too). */
 export const DEFAULT_AGENT_PORT = 9443;
 /** How often a connected agent says it is alive; the listener drops one silent for three. */
@@ -67,7 +69,7 @@ export interface ReleaseResult {
 }
 
 /** Kinds of failure the process server tells apart (lib/sources/agent-source.ts). */
-export type TrackingErrorName = 'Error' | 'QuiesceError' | 'FrozenPointLostError' | 'DiskInUseError';
+export type { TrackingErrorName };
 
 export type AgentMessage =
   | { type: 'enroll'; token: string; facts: MachineFacts }

@@ -1,8 +1,9 @@
 // The agent's side of the process server's tracking requests: each answered with a reply line or
 // a data frame (protocol.ts). Requests that change the tracking state run one at a time, in order;
 // reads of a frozen snapshot run beside them.
-import { encode, encodeData, type TrackingRequest } from '../protocol';
-import { TrackingError, type Tracker } from './tracker';
+import { DATA_CHUNK_BYTES, encode, encodeData, type TrackingRequest } from './protocol';
+import { TrackingError } from './tracking/errors';
+import type { Tracker } from './tracking/tracker';
 
 export type Write = (bytes: string | Buffer) => void;
 
@@ -34,6 +35,11 @@ export function trackingHandler(
         return write(encodeData(id, Buffer.from(JSON.stringify(extents))));
       }
       case 'read':
+        if (request.length > DATA_CHUNK_BYTES)
+          throw new TrackingError(
+            'Error',
+            `a read of at most ${DATA_CHUNK_BYTES} bytes, not ${request.length}`,
+          );
         return write(
           encodeData(id, await tracker.read(request.pitId, request.disk, request.offset, request.length)),
         );
