@@ -98,6 +98,7 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     ['POST', '/v1/hosts/{name}/remove', 'host name'],
     ['POST', '/v1/hosts/{name}/protect', 'host name', fix, { machine: 'm1' }],
     ['GET', '/v1/agents/{id}', 'agent id', AGENT],
+    ['POST', '/v1/agents/{id}/protect', 'agent id', AGENT, { as: 'm-agent' }],
     ['GET', '/v1/sites/{site}', 'site name', SITE],
     ['POST', '/v1/sites/{site}/bandwidth-limit', 'site name', SITE, { bandwidthLimit: '1Mbit' }],
   ];
@@ -124,6 +125,7 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     ['POST', '/v1/plans/p-names/test-failover', 'point', { point: '%' }],
     ['POST', '/v1/plans/p-names/test-failover/cleanup', 'job id', { drill: '%' }],
     ['POST', '/v1/tokens', 'identity name', { name: '%', role: 'viewer' }],
+    ['POST', '/v1/agents/ag-0123456789ab/protect', 'machine name', { as: '%' }],
   ];
 
   const token = 'a-token-of-sixteen-chars';
@@ -239,6 +241,7 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     [['protect', 'm-names', '--qmp', '/tmp/x.qmp', '--host', N], 'host name'],
     [['agent', 'show', N], 'agent id'],
     [['agent', 'uninstall', N], 'agent id'],
+    [['protect', 'm-names', '--agent', N], 'agent id'],
     [['site', 'show', N], 'site name'],
     [['site', 'limit', '1Mbit', '--site', N], 'site name'],
   ];
