@@ -1,6 +1,8 @@
 // Requests to a connected agent's tracking over its connection (agent/protocol.ts), answered by a
 // reply line or a data frame. The listener registers each authenticated connection here; the
 // agent source connector (lib/sources/agent-source.ts) finds its agent here, in this process.
+// An answer binds to its request by id, on this connection only: an agent can answer nothing but
+// what was asked of it, so no other machine's disks (see onAnswer).
 import {
   encode,
   type MachineFacts,
@@ -20,12 +22,21 @@ export class AgentRequestError extends Error {
   }
 }
 
+/** The agent answered something it was not asked: the listener drops its connection. */
+export class AgentProtocolError extends Error {
+  override readonly name = 'AgentProtocolError';
+}
+
+/** Requests answered with a data frame; the others with a reply line. */
+const DATA_OPS: ReadonlySet<TrackingRequest['op']> = new Set(['changes', 'read']);
+
 /** The connection closed (or never answered) before the reply came. */
 export class AgentGoneError extends Error {
   override readonly name = 'AgentGoneError';
 }
 
 interface Waiting {
+  data: boolean;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -56,20 +67,43 @@ export class AgentChannel {
           ),
         );
       }, timeoutMs);
-      this.waiting.set(id, { resolve, reject, timer });
+      this.waiting.set(id, { data: DATA_OPS.has(request.op), resolve, reject, timer });
       this.send(encode({ type: 'request', id, request } satisfies ServerMessage));
     });
   }
 
+  /** A reply line; throws AgentProtocolError when no request of this connection expects it. */
   onReply(id: number, result: unknown, error?: { name: TrackingErrorName; message: string }): void {
-    const w = this.take(id);
+    const w = this.onAnswer(id, false);
     if (!w) return;
     if (error) w.reject(new AgentRequestError(error.name, error.message));
     else w.resolve(result);
   }
 
+  /** A data frame; throws AgentProtocolError when no request of this connection expects it. */
   onData(id: number, data: Buffer): void {
-    this.take(id)?.resolve(data);
+    this.onAnswer(id, true)?.resolve(data);
+  }
+
+  /**
+   * The request an answer is for. An id never issued here, or an answer of the wrong kind (bytes
+   * for a reply, a reply for bytes), is a broken or hostile agent: refused, and the request fails.
+   * An id issued but no longer waiting (it timed out) is a late answer: dropped.
+   */
+  private onAnswer(id: number, data: boolean): Waiting | undefined {
+    if (!Number.isInteger(id) || id < 1 || id >= this.nextId)
+      throw new AgentProtocolError(
+        `agent ${this.agentId} answered request ${id}, which was never sent to it`,
+      );
+    const w = this.take(id);
+    if (w && w.data !== data) {
+      const err = new AgentProtocolError(
+        `agent ${this.agentId} answered request ${id} with ${data ? 'a data frame' : 'a reply line'}, not what was asked`,
+      );
+      w.reject(err);
+      throw err;
+    }
+    return w;
   }
 
   close(reason: string): void {

@@ -2,7 +2,8 @@
 // A connection's first message is an enrollment (a one-time token for an id and a credential) or
 // a hello (id and credential); an enrolled agent then sends heartbeats, which keep its vault
 // record's lastSeenAt fresh (written at most once a minute). Nothing an agent sends is trusted
-// before its credential is checked against the vault.
+// before its credential is checked against the vault; replies and data frames count only as
+// answers to requests sent on the same connection (channel.ts), anything else closes it.
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -75,13 +76,18 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
     sockets.add(socket);
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     const send = (m: ServerMessage): void => void socket.write(encode(m));
+    let refused = false;
     const refuse = (err: unknown): void => {
+      if (refused) return;
+      refused = true;
       const r =
         err instanceof AgentRefusal
           ? err
           : new AgentRefusal('unavailable', `the process server failed: ${(err as Error).message}`);
       o.log.warn({ peer, code: r.code }, `agent refused: ${r.message}`);
       send({ type: 'refused', code: r.code, message: r.message });
+      // Requests waiting on a refused connection fail now, not at their time-out.
+      if (channel) unregisterChannel(channel, `refused: ${r.message}`);
       socket.end();
     };
     let agentId: string | undefined;
@@ -142,15 +148,17 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
         } else chain = chain.then(() => onMessage(m)).catch(refuse);
       },
       (id, data) => {
+        if (!channel) throw new AgentRefusal('bad-message', 'a data frame before the agent said hello');
         watch();
-        channel?.onData(id, data);
+        channel.onData(id, data);
       },
     );
     socket.on('data', (chunk: Buffer) => {
+      if (refused) return;
       try {
         feed(chunk);
       } catch (err) {
-        refuse(new AgentRefusal('bad-message', (err as Error).message));
+        refuse(err instanceof AgentRefusal ? err : new AgentRefusal('bad-message', (err as Error).message));
       }
     });
     socket.on('error', () => undefined);

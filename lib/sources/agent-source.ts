@@ -75,6 +75,12 @@ class AgentSourceConnector implements SourceConnector {
       pitId,
       quiesce: !!options.quiesce,
     });
+    // The point names only disks this agent was asked to freeze, each once: it reads nothing else.
+    const named = r.disks.map((d) => d.disk);
+    if (named.length !== diskIds.length || diskIds.some((d) => !named.includes(d)))
+      throw new Error(
+        `agent ${this.agentId} froze ${named.join(', ') || 'no disk'} when asked for ${diskIds.join(', ')}: a broken or foreign agent; reinstall it (\`osr agent install\`)`,
+      );
     return {
       pitId,
       instant: r.instant,
