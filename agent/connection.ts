@@ -134,11 +134,12 @@ export async function enroll(
   target: ServerTarget,
   token: string,
   facts: MachineFacts,
+  previous?: { agentId: string; secret: string },
 ): Promise<{ agentId: string; secret: string }> {
   const socket = await connect(target);
   try {
     const inbox = messages(socket);
-    socket.write(encode({ type: 'enroll', token, facts } satisfies AgentMessage));
+    socket.write(encode({ type: 'enroll', token, facts, previous } satisfies AgentMessage));
     const answer = await inbox.next(30_000);
     if (answer.type !== 'enrolled') throw refusal(answer);
     return { agentId: answer.agentId, secret: answer.secret };

@@ -43,6 +43,16 @@ function launcher(): string {
   return path.join(path.dirname(__dirname), 'osr-agent');
 }
 
+/** The credential of an earlier enrollment of this machine, which keeps its agent id. */
+function previous(): { agentId: string; secret: string } | undefined {
+  try {
+    const { agentId, secret } = readState();
+    return { agentId, secret };
+  } catch {
+    return undefined;
+  }
+}
+
 const log = (line: string): void => void process.stdout.write(`${new Date().toISOString()} ${line}\n`);
 
 async function main(argv: string[]): Promise<number> {
@@ -59,7 +69,12 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError((err as Error).message);
       }
       const facts = machineFacts();
-      const { agentId, secret } = await enroll({ server, fingerprint }, required(o, 'token'), facts);
+      const { agentId, secret } = await enroll(
+        { server, fingerprint },
+        required(o, 'token'),
+        facts,
+        previous(),
+      );
       writeState({ server, fingerprint, agentId, secret, enrolledAt: new Date().toISOString() });
       const service = o.has('no-service') ? 'not installed (--no-service)' : installService(launcher());
       process.stdout.write(

@@ -72,7 +72,11 @@ export interface ReleaseResult {
 export type { TrackingErrorName };
 
 export type AgentMessage =
-  | { type: 'enroll'; token: string; facts: MachineFacts }
+  /**
+   * `previous`: the credential this machine holds from an earlier enrollment, if any; the agent
+   * keeps its id only by proving it (a machine id alone is claimable by anyone with a token).
+   */
+  | { type: 'enroll'; token: string; facts: MachineFacts; previous?: { agentId: string; secret: string } }
   | { type: 'hello'; agentId: string; secret: string; facts: MachineFacts }
   | { type: 'heartbeat'; seq: number }
   | { type: 'reply'; id: number; result?: unknown; error?: { name: TrackingErrorName; message: string } }

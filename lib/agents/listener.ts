@@ -103,7 +103,7 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
     let chain = Promise.resolve();
     const onMessage = async (m: AgentMessage): Promise<void> => {
       if (!agentId && m.type === 'enroll') {
-        const enrolled = await enrollAgent(o.vault, m.token, m.facts, address);
+        const enrolled = await enrollAgent(o.vault, m.token, m.facts, address, m.previous);
         o.log.info({ agentId: enrolled.agentId, hostname: m.facts.hostname, peer }, 'agent enrolled');
         send({ type: 'enrolled', ...enrolled });
         // A machine enrolled again: its old connection (old credential) is closed here.

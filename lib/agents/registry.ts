@@ -76,14 +76,17 @@ export async function createAgentToken(
 const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
 /**
- * Spends a token (once: the write is conditional on the version read) and records the agent: a
- * machine enrolled before (same machine id) keeps its id and gets a new credential.
+ * Spends a token (once: the write is conditional on the version read) and records the agent. An
+ * agent that proves its earlier credential (`previous`) keeps its id with a new credential; any
+ * other enrollment gets a new id, even for a machine id already known (claiming it is not proof:
+ * a clone or a hostile token holder would otherwise take over that agent and its disks' reads).
  */
 export async function enrollAgent(
   vault: Vault,
   token: string,
   facts: MachineFacts,
   listener: string,
+  previous?: { agentId: string; secret: string },
 ): Promise<{ agentId: string; secret: string }> {
   const doc = agentTokenDoc(token);
   const found = await vault.read<AgentTokenRecord>(doc);
@@ -102,10 +105,10 @@ export async function enrollAgent(
       'token-expired',
       `the enrollment token expired at ${found.value.expiresAt}: make a new one with \`osr agent token\``,
     );
-  const previous = (await vault.list<AgentRecord>(AGENTS_PREFIX)).find(
-    (a) => a.facts.machineId === facts.machineId,
-  );
-  const agentId = previous?.id ?? `ag-${randomBytes(6).toString('hex')}`;
+  const proven = previous
+    ? await authenticateAgent(vault, String(previous.agentId), String(previous.secret)).catch(() => undefined)
+    : undefined;
+  const agentId = proven?.id ?? `ag-${randomBytes(6).toString('hex')}`;
   try {
     await vault.write<AgentTokenRecord>(
       doc,

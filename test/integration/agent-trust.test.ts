@@ -2,7 +2,8 @@
 // small TLS client in the test speaking agent/protocol.ts as an agent does (no guest needed):
 // forged ids, another agent's credential, uninstalled agents and spent tokens are refused with
 // nothing written for them; an agent answers only what was asked on its own connection, so a
-// machine protected through agent A is never read through agent B.
+// machine protected through agent A is never read through agent B, nor taken over by enrolling B
+// with A's machine id.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -83,12 +84,17 @@ async function dial(): Promise<FakeAgent> {
   };
 }
 
-async function enroll(machineId: string, token?: string): Promise<{ agentId: string; secret: string }> {
+async function enroll(
+  machineId: string,
+  token?: string,
+  previous?: { agentId: string; secret: string },
+): Promise<{ agentId: string; secret: string }> {
   const a = await dial();
   a.send({
     type: 'enroll',
     token: token ?? (await createAgentToken(vault, 600, 'test')).token,
     facts: facts(machineId),
+    previous,
   });
   const m = await a.next('enrolled');
   await a.closed;
@@ -232,4 +238,28 @@ test("an agent answers only its own connection's requests: A's machine is never 
   await refusedWith(agentA, 'bad-message');
   await waiting;
   assert.equal(agentChannel(a.agentId), undefined, "A's refused connection no longer serves reads");
+});
+
+test('an agent keeps its id only by proving its credential, never by claiming a machine id', async () => {
+  const a = await enroll('ffff0000');
+  const b = await enroll('9999ffff');
+  const aRecord = await etagOf(agentDoc(a.agentId));
+  // Another enrollment claiming A's machine id (a clone, or a token holder elsewhere): a new id.
+  const claim = await enroll('ffff0000');
+  assert.notEqual(claim.agentId, a.agentId);
+  // Naming A's id with another agent's credential proves nothing either.
+  const borrowed = await enroll('ffff0000', undefined, { agentId: a.agentId, secret: b.secret });
+  assert.notEqual(borrowed.agentId, a.agentId);
+  assert.equal(await etagOf(agentDoc(a.agentId)), aRecord, "A's record was not touched");
+  const agentA = await hello(a.agentId, a.secret);
+  await agentA.next('welcome');
+
+  // A re-enrolled with its own credential (a reinstall): same id, a new credential, the old one
+  // refused and its connection closed.
+  const again = await enroll('ffff0000', undefined, a);
+  assert.equal(again.agentId, a.agentId);
+  await agentA.closed;
+  await refusedWith(await hello(a.agentId, a.secret), 'agent-unknown');
+  const renewed = await hello(again.agentId, again.secret);
+  await renewed.next('welcome');
 });
