@@ -15,10 +15,10 @@ interface Lookup<T> {
 type PolicyLimit = { policy: string; bitsPerSecond: number };
 
 export class BandwidthLimits {
+  /** Token buckets by what they limit: `policy:<name>`, or `site`. */
   readonly #buckets = new Map<string, TokenBucket>();
-  readonly #lookups = new Map<string, Lookup<PolicyLimit>>();
-  #site?: Lookup<number>;
-  #siteBucket?: TokenBucket;
+  /** The last reads, by `machine:<name>` (its policy's limit) or `site` (this server's share). */
+  readonly #lookups = new Map<string, Lookup<unknown>>();
 
   constructor(
     private readonly vault: Pick<Vault, 'machine' | 'policy'>,
@@ -33,37 +33,33 @@ export class BandwidthLimits {
    * (its waiting takes go at once) they still pay the other one in turn, at its rate.
    */
   async take(machine: string, bytes: number): Promise<void> {
-    const [limit, site] = await Promise.all([this.#limit(machine), this.#siteShare()]);
-    const buckets: TokenBucket[] = [];
-    if (limit) {
-      let bucket = this.#buckets.get(limit.policy);
-      if (!bucket && limit.bitsPerSecond > 0)
-        this.#buckets.set(limit.policy, (bucket = new TokenBucket(limit.bitsPerSecond)));
-      const limited = follow(bucket, limit.bitsPerSecond);
-      if (limited) buckets.push(limited);
-    }
-    if (!this.#siteBucket && site && site > 0) this.#siteBucket = new TokenBucket(site);
-    const siteLimited = follow(this.#siteBucket, site ?? 0);
-    if (siteLimited) buckets.push(siteLimited);
+    const [limit, site] = await Promise.all([
+      this.#fresh(`machine:${machine}`, () => this.#read(machine)),
+      this.#fresh('site', this.siteLimit),
+    ]);
+    const buckets = [
+      limit && this.#bucket(`policy:${limit.policy}`, limit.bitsPerSecond),
+      this.#bucket('site', site ?? 0),
+    ].filter((b): b is TokenBucket => b !== undefined);
     buckets.sort((a, b) => a.bitsPerSecond - b.bitsPerSecond);
     for (const bucket of buckets) await bucket.take(bytes);
   }
 
-  #limit(machine: string): Lookup<PolicyLimit>['found'] {
-    const seen = this.#lookups.get(machine);
+  /** The limit read under `key` within refreshMs, or read now: one read for all lanes. */
+  #fresh<T>(key: string, read: () => Promise<T | undefined>): Promise<T | undefined> {
+    const seen = this.#lookups.get(key) as Lookup<T> | undefined;
     if (seen && performance.now() - seen.at < this.refreshMs) return seen.found;
-    // One read for all lanes; a failed read keeps the last known limit (a limit never fails a transfer).
-    const found = this.#read(machine).catch(() => seen?.found);
-    this.#lookups.set(machine, { at: performance.now(), found });
+    // A failed read keeps the last known limit (a limit never fails a transfer).
+    const found = read().catch(() => seen?.found);
+    this.#lookups.set(key, { at: performance.now(), found });
     return found;
   }
 
-  #siteShare(): Lookup<number>['found'] {
-    const seen = this.#site;
-    if (seen && performance.now() - seen.at < this.refreshMs) return seen.found;
-    const found = this.siteLimit().catch(() => seen?.found);
-    this.#site = { at: performance.now(), found };
-    return found;
+  /** The bucket of `key` set to the limit read now; undefined when unlimited. */
+  #bucket(key: string, bitsPerSecond: number): TokenBucket | undefined {
+    let bucket = this.#buckets.get(key);
+    if (!bucket && bitsPerSecond > 0) this.#buckets.set(key, (bucket = new TokenBucket(bitsPerSecond)));
+    return follow(bucket, bitsPerSecond);
   }
 
   async #read(machine: string): Promise<PolicyLimit | undefined> {
