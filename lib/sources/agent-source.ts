@@ -5,17 +5,15 @@
 // process server of the site; see docs/architecture.md, "The Mobility agent").
 import type { EnableResult, FreezeResult, ReleaseResult } from '../../agent/protocol';
 import { DATA_CHUNK_BYTES } from '../../agent/protocol';
-import { CONTAINERS } from '../azure/blob-client';
 import { agentChannel, AgentGoneError, AgentRequestError, type AgentChannel } from '../agents/channel';
 import { coalesceExtents, type Extent } from '../disk/extents';
-import { blockChecksum, checksumAt, parseChecksums, zeroChecksums } from '../segments/checksums';
+import { differingBlocks } from './differing-blocks';
 import {
   FrozenPointLostError,
   NoWriteBarrierError,
   QuiesceError,
   SourceUnreachableError,
   type ChangedExtentOptions,
-  type ChecksumSource,
   type FrozenDiskReader,
   type FrozenSourceDisk,
   type SourceConnector,
@@ -140,7 +138,12 @@ class AgentFrozenDisk implements FrozenDiskReader {
   async changedExtents(options: ChangedExtentOptions): Promise<Extent[]> {
     if (options.mode === 'resync') {
       if (!options.checksums) throw new Error('a resync cycle needs the replica checksums');
-      return this.differingBlocks(options.checksums, options.onProgress);
+      const read = async (offset: number, length: number) => {
+        const buf = Buffer.alloc(length);
+        await this.readInto(buf, 0, offset, length);
+        return buf;
+      };
+      return differingBlocks({ size: this.sizeBytes, read }, options.checksums, options.onProgress);
     }
     const json = await ask<Buffer>(this.channel, {
       op: 'changes',
@@ -166,35 +169,6 @@ class AgentFrozenDisk implements FrozenDiskReader {
       data.copy(target, targetOffset + done);
       done += n;
     }
-  }
-
-  /** Reads the whole snapshot and keeps the blocks whose checksum differs from the replica's. */
-  private async differingBlocks(source: ChecksumSource, onProgress?: (n: number) => void): Promise<Extent[]> {
-    const list = parseChecksums(
-      await source.blobService
-        .getContainerClient(CONTAINERS.cache)
-        .getBlockBlobClient(source.blob)
-        .downloadToBuffer(),
-    );
-    const bs = list.blockBytes;
-    const zeroSum = zeroChecksums();
-    const differing: Extent[] = [];
-    const perRead = Math.max(1, Math.floor(DATA_CHUNK_BYTES / bs));
-    const blocks = Math.ceil(this.sizeBytes / bs);
-    for (let first = 0; first < blocks; first += perRead) {
-      const start = first * bs;
-      const end = Math.min(this.sizeBytes, (first + perRead) * bs);
-      const buf = Buffer.alloc(end - start);
-      await this.readInto(buf, 0, start, end - start);
-      for (let i = first; i * bs < end; i++) {
-        const length = Math.min(bs, this.sizeBytes - i * bs);
-        const theirs = i < list.blocks ? checksumAt(list, i) : zeroSum(length);
-        const slice = buf.subarray(i * bs - start, i * bs - start + length);
-        if (!blockChecksum(slice).equals(theirs)) differing.push({ offset: i * bs, length });
-      }
-      onProgress?.(end);
-    }
-    return coalesceExtents(differing);
   }
 
   async close(): Promise<void> {}
