@@ -16,7 +16,12 @@ import type { LibvirtSource } from '../../shared/replication-types';
 import { domainInfo, NoSuchDomainError, type DomainDisk } from '../../lib/libvirt/domain';
 import { remoteLibvirt } from '../../lib/libvirt/remote-host';
 import { virsh } from '../../lib/libvirt/virsh';
-import { startStorageDaemon, stopStorageDaemon, storageDaemonPaths } from '../../lib/qemu/storage-daemon';
+import {
+  runningStorageDaemon,
+  startStorageDaemon,
+  stopStorageDaemon,
+  storageDaemonPaths,
+} from '../../lib/qemu/storage-daemon';
 
 /** The original domain's disks, served by a daemon the master target started; or why not. */
 export type LibvirtOriginal =
@@ -26,15 +31,6 @@ export type LibvirtOriginal =
 /** Folder of the daemon serving the original domain's files (short: it holds sockets). */
 export function libvirtDaemonDir(machineDir: string): string {
   return path.join(machineDir, 'lv');
-}
-
-async function runningDaemon(dir: string): Promise<boolean> {
-  try {
-    process.kill(Number((await fs.readFile(storageDaemonPaths(dir).pidFile, 'utf8')).trim()), 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -57,7 +53,8 @@ export async function serveOriginalDomain(
   const paths = storageDaemonPaths(dir);
   const nodes = want.map((_, i) => `disk${i}`);
   // A retried attempt finds the daemon it started (the domain is shut off since then).
-  if (await runningDaemon(dir)) return { usable: true, ...paths, nodes, daemonDir: dir };
+  if ((await runningStorageDaemon(dir)) !== undefined)
+    return { usable: true, ...paths, nodes, daemonDir: dir };
   let info;
   try {
     info = await domainInfo(source.uri, source.domain);
@@ -93,7 +90,7 @@ export async function serveOriginalDomain(
 
 /** The daemon serving a libvirt original was stopped (by an earlier attempt): no exports to remove. */
 export async function daemonStopped(target: FailbackTarget): Promise<boolean> {
-  return !!target.libvirt && !(await runningDaemon(target.libvirt.daemonDir));
+  return !!target.libvirt && (await runningStorageDaemon(target.libvirt.daemonDir)) === undefined;
 }
 
 /**

@@ -20,7 +20,12 @@ import {
   ensureNbdServerIn,
   removeExports as removeWritableExports,
 } from '../../lib/qemu/writable-exports';
-import { createQcow2, startStorageDaemon, storageDaemonPaths } from '../../lib/qemu/storage-daemon';
+import {
+  createQcow2,
+  runningStorageDaemon,
+  startStorageDaemon,
+  storageDaemonPaths,
+} from '../../lib/qemu/storage-daemon';
 import { assertId } from '../../lib/azure/page-blobs';
 import { serveOriginalDomain } from './libvirt-targets';
 
@@ -120,13 +125,8 @@ async function existingCreated(
   machine: string,
 ): Promise<{ dir: string; qmpSocket: string; nbdSocket: string } | undefined> {
   const dir = newDisksDir(deps, machine);
+  if ((await runningStorageDaemon(dir)) === undefined) return undefined;
   const paths = storageDaemonPaths(dir);
-  try {
-    const pid = Number((await fs.readFile(paths.pidFile, 'utf8')).trim());
-    process.kill(pid, 0);
-  } catch {
-    return undefined;
-  }
   return { dir, qmpSocket: paths.qmpSocket, nbdSocket: paths.nbdSocket };
 }
 
