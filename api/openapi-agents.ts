@@ -1,5 +1,15 @@
 // The OpenAPI description of the agent routes (api/agent-routes.ts).
-import { body, common, error, json, listOf, ref, type Operation, type Schema } from './openapi-common';
+import {
+  body,
+  common,
+  error,
+  json,
+  listOf,
+  protectionStarted,
+  ref,
+  type Operation,
+  type Schema,
+} from './openapi-common';
 
 export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
   '/v1/agents': {
@@ -64,17 +74,7 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
         },
       }),
       responses: {
-        '202': {
-          description: 'protection started: follow it at the Location',
-          ...json({
-            type: 'object',
-            properties: {
-              workflowId: { type: 'string' },
-              machine: { type: 'string' },
-              location: { type: 'string' },
-            },
-          }),
-        },
+        '202': protectionStarted,
         ...common,
         '400': error('not an agent id, or a disk the agent does not have'),
         '404': error('no such agent'),

@@ -146,3 +146,15 @@ export const cycleHealth: Schema = {
     },
   },
 };
+
+/** 202 of every route that starts a machine's protection (hosts, agents, machines). */
+export const protectionStarted = {
+  description: 'protection started: follow it at the Location',
+  ...json(
+    closedObject({
+      machine: { type: 'string' },
+      workflowId: { type: 'string' },
+      location: { type: 'string' },
+    }),
+  ),
+};

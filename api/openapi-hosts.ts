@@ -5,6 +5,7 @@ import {
   error,
   json,
   listOf,
+  protectionStarted,
   ref,
   type Operation,
   type Parameter,
@@ -141,17 +142,7 @@ export const hostPaths: Record<string, Partial<Record<'get' | 'post', Operation>
         },
       }),
       responses: {
-        '202': {
-          description: 'protection started: follow it at the Location',
-          ...json({
-            type: 'object',
-            properties: {
-              workflowId: { type: 'string' },
-              machine: { type: 'string' },
-              location: { type: 'string' },
-            },
-          }),
-        },
+        '202': protectionStarted,
         ...common,
         '400': error('the machine cannot be tracked from the host (the reason says what protects it)'),
         '404': error('no such host or machine'),

@@ -15,6 +15,7 @@ import {
   object,
   objects,
   point,
+  protectionStarted,
   ref,
   type Operation,
   type Schema,
@@ -94,16 +95,7 @@ export const machinePaths: Record<string, Partial<Record<'get' | 'post', Operati
       tags: ['machines'],
       parameters: [machineName],
       responses: {
-        '202': {
-          description: 'protection started: follow it at the Location',
-          ...json(
-            closedObject({
-              machine: { type: 'string' },
-              workflowId: { type: 'string' },
-              location: { type: 'string' },
-            }),
-          ),
-        },
+        '202': protectionStarted,
         ...machineErrors,
         '409': error('already protected'),
       },
