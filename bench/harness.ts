@@ -82,6 +82,9 @@ export interface BenchStackOptions {
   /** The process servers run elsewhere (the WAN benchmark's primary site): a command prefix such
    *  as `ip netns exec <ns>`, and the address they reach Temporal and Azurite at (across the link). */
   processServerSite?: { prefix: string[]; serversAt: string };
+  /** The workers' compiled entry points (default this tree's): another build, such as main's, to
+   *  run the same measurement on its code in the same run. */
+  workersDir?: string;
 }
 
 export async function startBenchStack(
@@ -144,7 +147,7 @@ export async function startBenchStack(
       // OSR_BENCH_WORKER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": Node flags for the
       // workers only (NODE_OPTIONS refuses --cpu-prof), to see where a slow step spends its CPU.
       ...(process.env.OSR_BENCH_WORKER_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []),
-      path.join(workersDir, `${role}.js`),
+      path.join(options.workersDir ?? workersDir, `${role}.js`),
     ];
     const proc = spawnManaged({
       name,

@@ -17,12 +17,15 @@ export interface RpoOptions {
   crashPointSeconds: number;
   warmupSeconds: number;
   sampleSeconds: number;
+  /** The policy to create and switch to (default bench-rpo-<interval>s). */
+  policy?: string;
 }
 
 export interface RpoResult {
   samples: number;
   /** From wall time minus the newest point's instant, at each sample. */
   p50: number;
+  p95: number;
   p99: number;
   max: number;
   /** The same from the status query's rpoSeconds. */
@@ -85,7 +88,7 @@ class SteadyWriter {
 }
 
 export async function measureRpo(ctx: ControlContext, o: RpoOptions): Promise<RpoResult> {
-  const policy = `bench-rpo-${o.crashPointSeconds}s`;
+  const policy = o.policy ?? `bench-rpo-${o.crashPointSeconds}s`;
   await createPolicy(ctx, {
     name: policy,
     crashPointSeconds: o.crashPointSeconds,
@@ -138,6 +141,7 @@ export async function measureRpo(ctx: ControlContext, o: RpoOptions): Promise<Rp
     return {
       samples: wall.length,
       p50: percentile(wall, 0.5),
+      p95: percentile(wall, 0.95),
       p99: percentile(wall, 0.99),
       max: Math.max(...wall),
       statusP50: percentile(reported, 0.5),

@@ -35,6 +35,7 @@ import { recoveryTime } from './recovery-time';
 import { recoveryMarkdown, recoveryTextTable, verdict } from './recovery-time-report';
 import { measureRpo } from './rpo';
 import { runAgentBench } from './agent';
+import { runRpoPipeline } from './rpo-pipeline';
 import { runWan } from './wan/sites';
 import {
   BIG_DISK_BYTES,
@@ -303,5 +304,6 @@ async function main(cleanup: Cleanup): Promise<void> {
 }
 
 if (process.argv.includes('--wan')) runMain((cleanup) => runWan(cleanup, say), say);
+else if (process.argv.includes('--rpo')) runMain((cleanup) => runRpoPipeline(cleanup, say), say);
 else if (process.argv.includes('--agent')) runMain((cleanup) => runAgentBench(cleanup, say), say);
 else runMain(main, say);
