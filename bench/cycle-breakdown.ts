@@ -12,6 +12,8 @@ type HistoryEvent = NonNullable<History['events']>[number];
 
 interface Span {
   type: string;
+  /** The activity input's `cycle` (freezePoint, publishPoint), if it has one. */
+  cycle?: number;
   from: number;
   started?: number;
   to?: number;
@@ -54,6 +56,20 @@ async function historiesSince(client: Client, machine: string, fromMs: number): 
   return runs;
 }
 
+/** The `cycle` field of an activity's first argument (JSON payload), if any. */
+function cycleOf(
+  input: { payloads?: Array<{ data?: Uint8Array | null } | null> | null } | null | undefined,
+): number | undefined {
+  const data = input?.payloads?.[0]?.data;
+  if (!data) return undefined;
+  try {
+    const arg = JSON.parse(Buffer.from(data).toString('utf8')) as { cycle?: unknown };
+    return typeof arg.cycle === 'number' ? arg.cycle : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function spansOf(events: HistoryEvent[]): { activities: Span[]; timers: Span[] } {
   const activities = new Map<string, Span>();
   const timers = new Map<string, Span>();
@@ -61,7 +77,7 @@ function spansOf(events: HistoryEvent[]): { activities: Span[]; timers: Span[] }
     const at = timeMs(e);
     const id = String(e.eventId ?? '');
     const a = e.activityTaskScheduledEventAttributes;
-    if (a) activities.set(id, { type: a.activityType?.name ?? '?', from: at });
+    if (a) activities.set(id, { type: a.activityType?.name ?? '?', cycle: cycleOf(a.input), from: at });
     const st = e.activityTaskStartedEventAttributes;
     if (st) {
       const span = activities.get(String(st.scheduledEventId ?? ''));
@@ -124,7 +140,11 @@ export async function cycleBreakdown(
     const to = (freezes[i + 1] as Span).from;
     if (from < fromMs || from > toMs) continue;
     periods.push(to - from);
-    const publish = activities.find((s) => s.type === 'publishPoint' && s.from >= from && s.to !== undefined);
+    // A pipelined cycle's publication comes after the next freeze: matched by cycle number.
+    const cycle = (freezes[i] as Span).cycle;
+    const publish = activities.find(
+      (s) => s.type === 'publishPoint' && s.cycle === cycle && s.to !== undefined,
+    );
     if (publish?.to !== undefined) lags.push(publish.to - from);
     const mine = activities.filter((s) => s.from >= from && s.from < to);
     for (const s of mine) {
