@@ -19,6 +19,7 @@ import { activitiesInFlight, azuriteLastSave, heldThrough, workerIdentity, type 
 import { cleanUp, eventually, sleep, snapshotRange, type Phase, type Trial, type Victim } from './trials';
 import { ContinuousWriter } from './writer';
 import { watchResume, type ResumeWatch } from './resumed';
+import { servers, victimWorker, withPartner } from './handover';
 
 const MiB = 1024 * 1024;
 export const STEADY_DISK = 192 * MiB;
@@ -43,7 +44,8 @@ export interface Crash {
 export class Chaos {
   steady!: TestMachine;
   writer!: ContinuousWriter;
-  readonly pids = new Map<WorkerRole, number>();
+  /** Running workers by name: their role, or PARTNER for the handover trials' second process server. */
+  readonly pids = new Map<string, number>();
   /** How each worker is started (faults.ts puts some behind a proxy, in a namespace, on a tmpfs). */
   readonly launch = new Map<WorkerRole, { env?: NodeJS.ProcessEnv; prefix?: string[] }>();
   /** Azurite's unsaved windows at its kills: [older metadata save - apply lag, kill]. */
@@ -60,9 +62,10 @@ export class Chaos {
   ) {}
 
   /** Starts a worker as launched for the suite, or with `env` instead of its usual extra env. */
-  async startWorker(role: WorkerRole, env?: NodeJS.ProcessEnv): Promise<void> {
+  async startWorker(role: WorkerRole, env?: NodeJS.ProcessEnv, name: string = role): Promise<void> {
     const how = this.launch.get(role) ?? {};
-    this.pids.set(role, (await this.stack.startWorker(role, env ?? how.env, { prefix: how.prefix })).pid);
+    const proc = await this.stack.startWorker(role, env ?? how.env, { prefix: how.prefix, name });
+    this.pids.set(name, proc.pid);
   }
 
   async setUp(): Promise<void> {
@@ -99,12 +102,13 @@ export class Chaos {
 
   /** Work in flight the kill of `victim` would land on: its own activities, or any for the servers. */
   private async inFlightFor(victim: Victim): Promise<InFlight[]> {
+    const held = victim === 'control' ? [] : servers(this, victim).map((w) => workerIdentity(w.pid));
     const all = await activitiesInFlight(this.stack.client);
-    const pid = this.pids.get(victim as WorkerRole);
-    return pid && victim !== 'control' ? all.filter((a) => a.worker === workerIdentity(pid)) : all;
+    return held.length ? all.filter((a) => held.includes(a.worker)) : all;
   }
 
-  /** kill -9 once the victim has work in flight (waiting up to 20 s for some), then restart it. */
+  /** kill -9 once the victim has work in flight (waiting up to 20 s for some), then restart it;
+   * a handover victim is not: the other process server must take its work over (handover.ts). */
   async crash(victim: Victim): Promise<Crash> {
     const until = Date.now() + 20_000;
     let before = await this.inFlightFor(victim).catch(() => []);
@@ -112,24 +116,31 @@ export class Chaos {
       await sleep(100);
       before = await this.inFlightFor(victim).catch(() => []);
     }
+    const target = victimWorker(this, victim, before);
+    if (victim === 'handover') before = before.filter((a) => a.worker === workerIdentity(target?.pid ?? 0));
     const lastSave =
       victim === 'azurite' ? azuriteLastSave(path.join(this.stack.stateDir, 'azurite')) : undefined;
     const at = Date.now();
     if (lastSave !== undefined) this.unsaved.push({ from: lastSave - APPLY_LAG_MS, to: at });
     if (victim === 'temporal' || victim === 'azurite') await this.stack.crashServer(victim);
-    else await this.stack.killWorker(victim as WorkerRole);
+    else await this.kill(target?.name ?? victim);
     // Temporal itself is gone: what it held just before is all there is to see. A control worker
     // holds no activity: a job of its was mid-way (its result will need a new control worker) when
     // Temporal showed one of the job's activities started just before the kill.
     const beforeOnly = victim === 'temporal' || victim === 'control';
-    const after = beforeOnly ? before : await this.inFlightFor(victim).catch(() => []);
+    const after = beforeOnly
+      ? before
+      : (await activitiesInFlight(this.stack.client).catch(() => [])).filter(
+          (a) => !target || a.worker === workerIdentity(target.pid),
+        );
     const held = heldThrough(before, after);
     if (victim === 'temporal' || victim === 'azurite') await this.stack.restartServer(victim);
-    else await this.startWorker(victim as WorkerRole);
-    const resumed = watchResume(() => this.ctx.vault.points('steady'), this.trueInstant, Date.now());
+    else if (victim !== 'handover') await this.startWorker(victim as WorkerRole);
+    const since = victim === 'handover' ? at : Date.now();
+    const resumed = watchResume(() => this.ctx.vault.points('steady'), this.trueInstant, since);
     this.lastCrash?.resumed?.stop();
     this.lastCrash = undefined;
-    const missed = `none held through (before: ${before.map((a) => `${a.activityType}@${a.worker}`).join(', ') || 'nothing'}; victim ${workerIdentity(this.pids.get(victim as WorkerRole) ?? 0)})`;
+    const missed = `none held through (before: ${before.map((a) => `${a.activityType}@${a.worker}`).join(', ') || 'nothing'}; victim ${workerIdentity(target?.pid ?? 0)})`;
     this.lastCrash = {
       at,
       lastSave,
@@ -138,6 +149,12 @@ export class Chaos {
       resumed,
     };
     return this.lastCrash;
+  }
+
+  /** kill -9 of a worker by name; it is no longer running. */
+  async kill(name: string): Promise<void> {
+    await this.stack.killWorker(name);
+    this.pids.delete(name);
   }
 
   /** Whether a forgotten item, first possibly written at `writtenFrom`, fell in Azurite's unsaved window. */
@@ -156,7 +173,8 @@ export class Chaos {
           : phase === 'reprotect'
             ? (v: Victim) => reprotectTrial(this, v)
             : this.drill;
-    return this.checked(victim, phase, () => run.call(this, victim));
+    const checked = () => this.checked(victim, phase, () => run.call(this, victim));
+    return victim === 'handover' ? withPartner(this, checked) : checked();
   }
 
   /** Runs one trial, then (unless the steady machine is gone) checks its points against the writer. */

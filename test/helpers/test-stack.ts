@@ -28,14 +28,17 @@ export interface TestStack {
   stateDir: string;
   client: Client;
   /** `cwd`: the worker's working directory (a test can give it paths only it resolves);
-   * `prefix`: a command that runs the worker (e.g. `ip netns exec <ns>`, which execs it: same pid). */
+   * `prefix`: a command that runs the worker (e.g. `ip netns exec <ns>`, which execs it: same pid);
+   * `name`: what killWorker and stopWorker call it (default: its role), for a second worker of a role. */
   startWorker(
     role: WorkerRole,
     extraEnv?: NodeJS.ProcessEnv,
-    options?: { cwd?: string; prefix?: string[] },
+    options?: { cwd?: string; prefix?: string[]; name?: string },
   ): Promise<RunningProcess>;
-  /** kill -9, as a crash would. */
-  killWorker(role: WorkerRole): Promise<void>;
+  /** kill -9, as a crash would (`name`: the worker's role, or the name it was started under). */
+  killWorker(name: string): Promise<void>;
+  /** A clean stop (SIGTERM: the worker drains, then exits). */
+  stopWorker(name: string): Promise<void>;
   /** kill -9 of the Temporal server or Azurite (needs `persistent`), then start it again on the same data. */
   crashServer(which: 'temporal' | 'azurite'): Promise<void>;
   restartServer(which: 'temporal' | 'azurite'): Promise<void>;
@@ -100,7 +103,7 @@ export async function startTestStack(
     await stopPid(temporal.pid).catch(() => undefined);
     throw err;
   }
-  const workers = new Map<WorkerRole, RunningProcess>();
+  const workers = new Map<string, RunningProcess>();
 
   const stack: TestStack = {
     config,
@@ -108,7 +111,8 @@ export async function startTestStack(
     stateDir,
     client,
     async startWorker(role, extraEnv, options = {}) {
-      const logFile = path.join(logs, `${role}-${Date.now()}.log`);
+      const name = options.name ?? role;
+      const logFile = path.join(logs, `${name}-${Date.now()}.log`);
       const [command, ...args] = [
         ...(options.prefix ?? []),
         process.execPath,
@@ -122,16 +126,22 @@ export async function startTestStack(
         env: { ...env, ...extraEnv },
         cwd: options.cwd,
       });
-      workers.set(role, proc);
+      workers.set(name, proc);
       await waitForLogLine(logFile, 'worker polling', proc.exited, 60_000);
       return proc;
     },
-    async killWorker(role) {
-      const proc = workers.get(role);
-      if (!proc) throw new Error(`no ${role} worker running`);
+    async killWorker(name) {
+      const proc = workers.get(name);
+      if (!proc) throw new Error(`no ${name} worker running`);
       process.kill(proc.pid, 'SIGKILL');
       await proc.exited;
-      workers.delete(role);
+      workers.delete(name);
+    },
+    async stopWorker(name) {
+      const proc = workers.get(name);
+      if (!proc) throw new Error(`no ${name} worker running`);
+      await stopPid(proc.pid, 10_000);
+      workers.delete(name);
     },
     async crashServer(which) {
       if (!options.persistent) throw new Error('crashServer needs a persistent test stack');
