@@ -10,6 +10,7 @@ import { FAILURE } from '../shared/failures';
 import type { EndProtectionInput, EndProtectionResult } from '../shared/contracts/end-protection';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
 import { messageOf } from './lib/failures';
+import { WORKER_HEARTBEAT_TIMEOUT } from './lib/liveness';
 import { processServerQueueOf } from './lib/host-queue';
 
 export async function endProtection(input: EndProtectionInput): Promise<EndProtectionResult> {
@@ -18,11 +19,13 @@ export async function endProtection(input: EndProtectionInput): Promise<EndProte
     taskQueue: processServerQueueOf(machine),
     scheduleToStartTimeout: '1m',
     startToCloseTimeout: '1m',
+    heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: [FAILURE.SourceError] },
   });
   const applier = proxyActivities<CloudApplierActivities>({
     taskQueue: CLOUD_APPLIER_TASK_QUEUE,
     startToCloseTimeout: '30m',
+    heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 20 },
   });
   const notes: string[] = [];

@@ -17,14 +17,16 @@ import { OSR_STATE } from '../shared/search-attributes';
 import { CLOUD_APPLIER_TASK_QUEUE } from '../shared/task-queues';
 import type { RecoveryJobState, RecoveryStatus } from '../shared/contracts/recovery-job';
 import { messageOf } from './lib/failures';
+import { WORKER_HEARTBEAT_TIMEOUT } from './lib/liveness';
 import { runStep } from './lib/steps';
 import { recoverIntoAzure } from './azure-steps';
 import { LIBVIRT_TARGET_PATCH, recoverIntoLibvirt, removeFromLibvirt } from './libvirt-steps';
 
+// Every recovery activity heartbeats on the 2-s timer: a killed applier's step goes on within seconds.
 export const applier = proxyActivities<RecoveryActivities>({
   taskQueue: CLOUD_APPLIER_TASK_QUEUE,
   startToCloseTimeout: '30m',
-  heartbeatTimeout: '30s',
+  heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '1s',
     maximumInterval: '20s',

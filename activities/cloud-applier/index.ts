@@ -29,7 +29,7 @@ import { createStackProbeActivity } from '../common/stack-probe';
 import { stopStorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { DataPathDeps } from '../deps';
 import { guardStorage, watchStorage, type ReportsStorageFaults } from '../common/storage-failure';
-import { keepAlive, withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
+import { keepAlive, keepAllAlive, withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 
 export function createCloudApplierActivities(deps: DataPathDeps) {
   return {
@@ -95,9 +95,10 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
 /** Activities that build, boot and remove recovered machines (drills and failovers). */
 export function createRecoveryActivities(deps: DataPathDeps) {
   const stateDir = statePaths(deps.config).root;
-  return {
-    createRecoveredDisks: (input: Omit<RecoveredDisksInput, 'onDisk'>) =>
-      withHeartbeat(() => createRecoveredDisks(deps, input)),
+  // Drills, failovers and their clean-ups give these the workers' 10-s heartbeat timeout: each
+  // heartbeats on the 2-s timer, so a killed applier's step is handed on within seconds.
+  return keepAllAlive({
+    createRecoveredDisks: (input: Omit<RecoveredDisksInput, 'onDisk'>) => createRecoveredDisks(deps, input),
 
     deleteRecoveredDisks: (input: Pick<RecoveredDisksInput, 'kind' | 'machine' | 'job'>) =>
       deleteRecoveredDisks(deps, input),
@@ -107,7 +108,7 @@ export function createRecoveryActivities(deps: DataPathDeps) {
     removeRecoveredRecord: (input: { machine: string; job: string }) => removeRecoveredRecord(deps, input),
 
     materializeRecovered: (input: MaterializeInput) =>
-      withHeartbeat(() => materialize({ blobService: deps.blobService, stateDir }, input)),
+      materialize({ blobService: deps.blobService, stateDir }, input),
 
     /** The recovery-site copy goes: its daemon, or the libvirt domain the recovery made, then its files. */
     dematerializeRecovered: async (input: { machine: string; job: string }) => {
@@ -121,16 +122,14 @@ export function createRecoveryActivities(deps: DataPathDeps) {
       (await stopStorageDaemon(materializedDir(stateDir, input.machine, input.job))),
 
     runBootCheck: (input: Omit<BootCheckInput, 'pidFile'> & { job: string }) =>
-      withHeartbeat(() =>
-        runBootCheck({
-          ...input,
-          pidFile: path.join(stateDir, 'recovered', `${input.machine}-${input.job}.boot.pid`),
-        }),
-      ),
+      runBootCheck({
+        ...input,
+        pidFile: path.join(stateDir, 'recovered', `${input.machine}-${input.job}.boot.pid`),
+      }),
 
     ...createAzureTargetActivities(deps),
     ...createLibvirtTargetActivities(deps),
-  };
+  });
 }
 
 export type RecoveryActivities = ReturnType<typeof createRecoveryActivities>;

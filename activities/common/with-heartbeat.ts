@@ -58,3 +58,16 @@ export function keepAlive<A extends unknown[], T>(
 ): (...args: A) => Promise<T> {
   return (...args) => withHeartbeat(() => activity(...args));
 }
+
+/** Every activity of a set, each wrapped in keepAlive (for workflows that give them the short
+ * liveness timeout, workflows/lib/liveness.ts). */
+export function keepAllAlive<T extends Record<string, (...args: never[]) => Promise<unknown>>>(
+  activities: T,
+): T {
+  return Object.fromEntries(
+    Object.entries(activities).map(([name, fn]) => [
+      name,
+      keepAlive(fn as (...args: unknown[]) => Promise<unknown>),
+    ]),
+  ) as unknown as T;
+}
