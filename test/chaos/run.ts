@@ -1,6 +1,7 @@
 // The fault suite (`npm run chaos`): kill -9 an OSR worker, the Temporal server (restarted on its
 // SQLite file) or Azurite (restarted on its folder) at a random moment of an initial sync, of delta
-// cycles, of a drill or of a reprotect, on loopback only, then the new faults (faults.ts). A writer
+// cycles, of a drill or of a reprotect, on loopback only (victim `handover`: one of two process
+// servers, not restarted, handover.ts), then the new faults (faults.ts). A writer
 // runs on the steady machine through everything; every point cut during a trial must hold every
 // record acknowledged before its instant and none from after it; first points, drill disks and
 // failbacks are compared byte for byte with their source.
