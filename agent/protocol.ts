@@ -17,6 +17,12 @@ export const MAX_LINE_BYTES = 256 * 1024;
 export const EXIT_REFUSED = 78;
 /** The most one read request (one data frame) carries. */
 export const DATA_CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * The longest an agent holds its machine's writes for a consistency-group cut: then it lets them
+ * go by itself, so a process server or workflow lost mid-cut never stops the machine for longer
+ * than the group waits for a freeze (workflows/consistency-group/cut.ts, FREEZE_TIMEOUT).
+ */
+export const HOLD_LIMIT_MS = 60_000;
 
 /** A block device as the machine sees it (/sys/block). */
 export interface AgentDisk {
@@ -52,7 +58,11 @@ export type TrackingRequest =
   /** Answered with a data frame holding JSON [offset, length][] (the list can be long). */
   | { op: 'changes'; pitId: string; disk: string; mode: 'full' | 'delta' }
   /** Answered with a data frame of the snapshot's bytes. */
-  | { op: 'read'; pitId: string; disk: string; offset: number; length: number };
+  | { op: 'read'; pitId: string; disk: string; offset: number; length: number }
+  /** Holds the writes of every tracked disk (a group cut) until `unhold`, at most HOLD_LIMIT_MS. */
+  | { op: 'hold' }
+  /** Lets held writes go (and cancels a hold not yet in place); answered with a HoldOutcome. */
+  | { op: 'unhold' };
 
 export interface EnableResult {
   sizeBytes: number;
@@ -62,6 +72,17 @@ export interface EnableResult {
 export interface FreezeResult {
   instant: string;
   disks: Array<{ disk: string; sizeBytes: number }>;
+}
+export interface HoldResult {
+  disks: string[];
+  /** When the first disk's writes were held (the machine's side of the group point's instant). */
+  heldAt: string;
+}
+/** `held`: the writes stayed held from the hold until this unhold; `expired`: the limit let them go. */
+export interface HoldOutcome {
+  held: boolean;
+  heldMs: number;
+  expired: boolean;
 }
 export interface ReleaseResult {
   released: boolean;

@@ -1,6 +1,7 @@
 // The agent's side of the process server's tracking requests: each answered with a reply line or
 // a data frame (protocol.ts). Requests that change the tracking state run one at a time, in order;
-// reads of a frozen snapshot run beside them.
+// reads of a frozen snapshot run beside them, and so does `unhold`: held writes must go at once,
+// even while a request waits on a held disk (a change list's era message does).
 import { DATA_CHUNK_BYTES, encode, encodeData, type TrackingRequest } from './protocol';
 import { TrackingError } from './tracking/errors';
 import type { Tracker } from './tracking/tracker';
@@ -11,7 +12,7 @@ export function trackingHandler(
   tracker: Tracker,
 ): (id: number, request: TrackingRequest, write: Write) => void {
   let chain: Promise<unknown> = Promise.resolve();
-  const serve = async (request: TrackingRequest, id: number, write: Write): Promise<void> => {
+  const serve = async (request: TrackingRequest, id: number, write: Write, ticket = 0): Promise<void> => {
     const reply = (result: unknown): void => write(encode({ type: 'reply', id, result }));
     switch (request.op) {
       case 'enable':
@@ -34,6 +35,10 @@ export function trackingHandler(
         const extents = await tracker.changes(request.pitId, request.disk, request.mode);
         return write(encodeData(id, Buffer.from(JSON.stringify(extents))));
       }
+      case 'hold':
+        return reply(await tracker.holds.hold(ticket, await tracker.tracked()));
+      case 'unhold':
+        return reply(await tracker.holds.release());
       case 'read':
         if (request.length > DATA_CHUNK_BYTES)
           throw new TrackingError(
@@ -48,8 +53,10 @@ export function trackingHandler(
     }
   };
   return (id, request, write) => {
+    // A hold is numbered as it arrives: an unhold arriving after it cancels it if it has not begun.
+    const ticket = request.op === 'hold' ? tracker.holds.ticket() : 0;
     const run = (): Promise<void> =>
-      serve(request, id, write).catch((err: Error) =>
+      serve(request, id, write, ticket).catch((err: Error) =>
         write(
           encode({
             type: 'reply',
@@ -58,7 +65,7 @@ export function trackingHandler(
           }),
         ),
       );
-    if (request.op === 'read') void run();
+    if (request.op === 'read' || request.op === 'unhold') void run();
     else chain = chain.then(run);
   };
 }

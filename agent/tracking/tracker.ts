@@ -5,6 +5,7 @@
 // A point: checkpoint the era, suspend every osr-<disk> (writes drain), create a snapshot
 // osr-<disk>-p<n> (copy-on-write in a sparse loop file as large as the disk: it cannot overflow),
 // resume. Its changes are the era blocks written since the era the last shipped point started.
+// While a group cut holds the writes (hold.ts), a point snapshots the held disks as they are.
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -24,6 +25,7 @@ import {
   thawFs,
 } from './dm';
 import { TrackingError } from './errors';
+import { WriteHolds } from './hold';
 import { diskInUse, mountPointsOf } from './mounts';
 import {
   bootId,
@@ -60,6 +62,8 @@ export class Tracker {
   private state: TrackingState = loadTracking();
   /** Open snapshots, one handle each (a promise: reads in parallel must not open one twice). */
   private readonly readers = new Map<string, Promise<fs.promises.FileHandle>>();
+  /** Consistency-group cuts: every tracked disk's writes held until released. */
+  readonly holds = new WriteHolds(top, { log: (line) => process.stderr.write(`${line}\n`) });
 
   private save(): void {
     saveTracking(this.state);
@@ -151,7 +155,8 @@ export class Tracker {
     this.state.points[pitId] = point;
     this.save();
     const frozenFs: string[] = [];
-    if (quiesce) {
+    // Held writes: the suspend that holds them already froze any filesystem on the disks.
+    if (quiesce && !this.holds.standing()) {
       try {
         for (const d of disks) {
           const info = await dmInfo(top(d));
@@ -167,37 +172,45 @@ export class Tracker {
         throw new TrackingError('QuiesceError', `fsfreeze failed: ${(err as Error).message}`);
       }
     }
-    const suspended: string[] = [];
-    try {
-      // The era must be live to take a message: checkpoint first. A write between checkpoint and
-      // suspend is in this point and marked in the new era: sent again next time, never missed.
-      for (const d of disks) {
-        await dmMessage(top(d), 'checkpoint');
-        const pd = point.disks[d] as FrozenPointRecord['disks'][string];
-        pd.era = await eraCurrent(top(d));
-        pd.since = this.state.disks[d]?.shippedEra;
+    const held = this.holds.standing();
+    const heldEra = (d: string): number | undefined => held?.eras[d];
+    const cut = async (): Promise<void> => {
+      const suspended: string[] = [];
+      try {
+        // The era must be live to take a message: checkpoint first. A write between checkpoint and
+        // suspend is in this point and marked in the new era: sent again next time, never missed.
+        // A held disk was checkpointed and suspended by the hold.
+        for (const d of disks) {
+          const pd = point.disks[d] as FrozenPointRecord['disks'][string];
+          const era = heldEra(d);
+          if (era === undefined) await dmMessage(top(d), 'checkpoint');
+          pd.era = era ?? (await eraCurrent(top(d)));
+          pd.since = this.state.disks[d]?.shippedEra;
+        }
+        this.save();
+        for (const d of disks)
+          if (heldEra(d) === undefined) {
+            await dmSuspend(top(d));
+            suspended.push(d);
+          }
+        point.instant = held?.heldAt ?? new Date().toISOString();
+        for (const d of disks) {
+          const disk = this.state.disks[d];
+          const n = point.disks[d]?.n ?? 0;
+          if (!disk) continue;
+          sparseFile(cowFile(d, n), disk.sizeBytes + (16 << 20));
+          const cow = await loopFor(cowFile(d, n));
+          await dmCreate(
+            snapName(d, n),
+            `0 ${Math.floor(disk.sizeBytes / 512)} snapshot ${disk.device} ${cow} N 8`,
+          );
+        }
+      } finally {
+        for (const d of suspended) await dmResume(top(d));
+        for (const m of frozenFs) await thawFs(m).catch(() => undefined);
       }
-      this.save();
-      for (const d of disks) {
-        await dmSuspend(top(d));
-        suspended.push(d);
-      }
-      point.instant = new Date().toISOString();
-      for (const d of disks) {
-        const disk = this.state.disks[d];
-        const n = point.disks[d]?.n ?? 0;
-        if (!disk) continue;
-        sparseFile(cowFile(d, n), disk.sizeBytes + (16 << 20));
-        const cow = await loopFor(cowFile(d, n));
-        await dmCreate(
-          snapName(d, n),
-          `0 ${Math.floor(disk.sizeBytes / 512)} snapshot ${disk.device} ${cow} N 8`,
-        );
-      }
-    } finally {
-      for (const d of suspended) await dmResume(top(d));
-      for (const m of frozenFs) await thawFs(m).catch(() => undefined);
-    }
+    };
+    await (held ? this.holds.during(held, cut) : cut());
     point.state = 'frozen';
     this.save();
     return point;
