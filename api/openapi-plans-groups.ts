@@ -359,7 +359,14 @@ export const planGroupSchemas: Record<string, Schema> = {
             machine: { type: 'string' },
             method: {
               type: 'string',
-              enum: ['qmp-stop', 'libvirt-suspend', 'guest-agent', 'quiesce-hook', 'already-paused'],
+              enum: [
+                'qmp-stop',
+                'libvirt-suspend',
+                'guest-agent',
+                'quiesce-hook',
+                'agent-hold',
+                'already-paused',
+              ],
             },
           },
         },

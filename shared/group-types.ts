@@ -17,13 +17,15 @@ export interface ConsistencyGroup {
 
 /**
  * How a member's writes were held during a group cut: QMP `stop` (a QEMU VM), `virsh suspend` (a
- * libvirt domain), the guest agent's fsfreeze or the machine's quiesce hooks; or it was paused.
+ * libvirt domain), the guest agent's fsfreeze, the machine's quiesce hooks, the Mobility agent's
+ * hold (its tracked disks suspended in the machine's device-mapper); or it was paused.
  */
 export type BarrierMethod =
   | 'qmp-stop'
   | 'libvirt-suspend'
   | 'guest-agent'
   | 'quiesce-hook'
+  | 'agent-hold'
   | 'already-paused';
 
 export interface HeldMachine {

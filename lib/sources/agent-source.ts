@@ -3,16 +3,17 @@
 // process server the agent is not connected to says so as SourceUnreachableError: the cycle fails
 // without retrying here and the workflow tries again after its backoff (the agent reconnects to a
 // process server of the site; see docs/architecture.md, "The Mobility agent").
-import type { EnableResult, FreezeResult, ReleaseResult } from '../../agent/protocol';
-import { DATA_CHUNK_BYTES } from '../../agent/protocol';
+import type { EnableResult, FreezeResult, HoldOutcome, ReleaseResult } from '../../agent/protocol';
+import { DATA_CHUNK_BYTES, HOLD_LIMIT_MS } from '../../agent/protocol';
+import type { BarrierMethod } from '../../shared/group-types';
 import { agentChannel, AgentGoneError, AgentRequestError, type AgentChannel } from '../agents/channel';
 import { coalesceExtents, type Extent } from '../disk/extents';
 import { differingBlocks } from './differing-blocks';
 import {
   FrozenPointLostError,
-  NoWriteBarrierError,
   QuiesceError,
   SourceUnreachableError,
+  WritesNotHeldError,
   type ChangedExtentOptions,
   type FrozenDiskReader,
   type FrozenSourceDisk,
@@ -30,10 +31,20 @@ function channelOf(agentId: string): AgentChannel {
   return channel;
 }
 
+/**
+ * How long a hold may take to be in place (a few dmsetup calls in the machine): an agent slower than
+ * that fails the cut rather than keep the other members' writes held waiting for it.
+ */
+const HOLD_ANSWER_MS = 15_000;
+
 /** The agent's failures as the connector contract's kinds. */
-async function ask<T>(channel: AgentChannel, request: Parameters<AgentChannel['request']>[0]): Promise<T> {
+async function ask<T>(
+  channel: AgentChannel,
+  request: Parameters<AgentChannel['request']>[0],
+  timeoutMs?: number,
+): Promise<T> {
   try {
-    return (await channel.request(request)) as T;
+    return (await channel.request(request, timeoutMs)) as T;
   } catch (err) {
     if (err instanceof AgentGoneError) throw new SourceUnreachableError(err.message);
     if (err instanceof AgentRequestError && err.kind === 'QuiesceError') throw new QuiesceError(err.message);
@@ -108,15 +119,32 @@ class AgentSourceConnector implements SourceConnector {
     await ask(this.channel, { op: 'disable' });
   }
 
-  writeBarrier(): Promise<never> {
-    return Promise.reject(
-      new NoWriteBarrierError(
-        'the Mobility agent cannot hold writes across machines yet (no group cuts through agents)',
-      ),
-    );
+  async writeBarrier(): Promise<BarrierMethod> {
+    return 'agent-hold';
   }
-  holdWrites = this.writeBarrier;
-  async releaseWrites(): Promise<void> {}
+
+  /** The agent suspends its tracked disks' top devices; it lets them go by itself after HOLD_LIMIT_MS. */
+  async holdWrites(): Promise<BarrierMethod> {
+    try {
+      await ask(this.channel, { op: 'hold' }, HOLD_ANSWER_MS);
+    } catch (err) {
+      // Queued behind the hold on the connection: a hold that starts late is cancelled by it.
+      this.channel.request({ op: 'unhold' }, HOLD_LIMIT_MS).catch(() => undefined);
+      throw err;
+    }
+    return 'agent-hold';
+  }
+
+  async releaseWrites(): Promise<void> {
+    const r = await ask<HoldOutcome>(this.channel, { op: 'unhold' });
+    if (!r.held)
+      throw new WritesNotHeldError(
+        r.expired
+          ? `agent ${this.agentId} let the writes go by itself after ${Math.round(r.heldMs / 1000)} s (its limit is ${HOLD_LIMIT_MS / 1000} s)`
+          : `agent ${this.agentId} held no writes at the release (it restarted, or the hold never took)`,
+      );
+  }
+
   async stopWrites() {
     return {
       method: 'none' as const,

@@ -120,6 +120,14 @@ export class NoWriteBarrierError extends Error {
   override readonly name = 'NoWriteBarrierError';
 }
 
+/**
+ * The writes were let go before releaseWrites (the Mobility agent's own time limit, or it
+ * restarted): points frozen meanwhile may hold writes from after the others' cut.
+ */
+export class WritesNotHeldError extends Error {
+  override readonly name = 'WritesNotHeldError';
+}
+
 /** The application could not be quiesced: the point can still be cut crash-consistent. */
 export class QuiesceError extends Error {
   override readonly name = 'QuiesceError';
@@ -170,6 +178,7 @@ export interface SourceConnector {
   writeBarrier(): Promise<BarrierMethod>;
   /** Holds the machine's writes (no write acknowledged until releaseWrites). */
   holdWrites(): Promise<BarrierMethod>;
+  /** Throws WritesNotHeldError when they were let go earlier than this call, by the source itself. */
   releaseWrites(method: BarrierMethod): Promise<void>;
   /** No more writes at all (before a planned failover); says how, or that the operator must. */
   stopWrites(): Promise<StopWritesResult>;

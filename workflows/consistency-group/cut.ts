@@ -5,6 +5,7 @@ import {
   CancellationScope,
   condition,
   log,
+  patched,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -80,6 +81,7 @@ export async function cutOnce(run: GroupRun): Promise<void> {
     }
   }
   let releasedAt = 0;
+  let notHeld: string[] = [];
   try {
     setPhase(run, 'freezing');
     const settled = (m: string) => ['frozen', 'failed', 'published'].includes(phaseOf(m) ?? '');
@@ -96,11 +98,22 @@ export async function cutOnce(run: GroupRun): Promise<void> {
   } finally {
     if (barrier) {
       setPhase(run, 'releasing');
-      releasedAt = (await CancellationScope.nonCancellable(() => release.releaseWrites({ machines, held })))
-        .releasedAt;
+      const released = await CancellationScope.nonCancellable(() =>
+        release.releaseWrites({ machines, held }),
+      );
+      releasedAt = released.releasedAt;
+      notHeld = released.notHeld ?? []; // absent from releases recorded before agents could hold
     }
   }
   const barrierMs = barrier ? releasedAt - startedAt : 0;
+  // A Mobility agent lets held writes go by itself after its limit: its point may then hold writes
+  // from after the others' cut.
+  if (notHeld.length && patched('agent-group')) {
+    return failed(
+      run,
+      `cut ${cut}: writes were not held until every member had frozen (${notHeld.join('; ')}); the points of this cut are not a group point`,
+    );
+  }
   const notFrozen = names.filter((m) => phaseOf(m) !== 'frozen' && phaseOf(m) !== 'published');
   if (notFrozen.length) {
     return failed(
