@@ -25,6 +25,8 @@ export interface AgentGuest {
   consoleLog: string;
   /** Runs a command as root over SSH. */
   ssh(command: string, timeoutMs?: number): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** One SSH connection for many commands (no handshake each: a workload's writes); closed by stop(). */
+  openShell(): Promise<SshSession>;
   stop(): Promise<void>;
 }
 
@@ -149,6 +151,11 @@ export async function startAgentGuest(options: {
     hostKeyFingerprint: hostKey,
     hostAddress: '10.0.2.2',
     consoleLog,
+    async openShell() {
+      const session = await openSsh(target, Buffer.from(keys.private), hostKey);
+      sessions.add(session);
+      return session;
+    },
     async ssh(command, timeoutMs = 120_000) {
       const session = await openSsh(target, Buffer.from(keys.private), hostKey);
       sessions.add(session);
