@@ -104,17 +104,19 @@ before(async () => {
     }),
   });
   [guests[A], guests[B]] = (await booting) as [AgentGuest, AgentGuest];
-  for (const m of [A, B]) {
-    const g = guests[m] as AgentGuest;
-    const installed = await osr([
-      ...['agent', 'install', '--ssh', g.sshTarget, '--key', g.keyFile],
-      ...['--host-key-fingerprint', g.hostKeyFingerprint, '--json'],
-    ]);
-    assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
-    const agentId = (JSON.parse(installed.stdout) as { id: string }).id;
-    await machines.protect(bed.ctx, { name: m, agentId, disks: ['vdb'], policy: 'manual' });
-    shells[m] = await g.openShell();
-  }
+  await Promise.all(
+    [A, B].map(async (m) => {
+      const g = guests[m] as AgentGuest;
+      const installed = await osr([
+        ...['agent', 'install', '--ssh', g.sshTarget, '--key', g.keyFile],
+        ...['--host-key-fingerprint', g.hostKeyFingerprint, '--json'],
+      ]);
+      assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
+      const agentId = (JSON.parse(installed.stdout) as { id: string }).id;
+      await machines.protect(bed.ctx, { name: m, agentId, disks: ['vdb'], policy: 'manual' });
+      shells[m] = await g.openShell();
+    }),
+  );
   for (const m of [A, B]) await waitForStatus(bed.ctx, m, (s) => s.state === 'protected');
   for (const m of [A, B])
     await sh(
