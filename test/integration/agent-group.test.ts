@@ -35,6 +35,7 @@ let bed: Testbed;
 const guests: Record<string, AgentGuest> = {};
 const shells: Record<string, SshSession> = {};
 let causal: CausalWorkload;
+let booting: Promise<PromiseSettledResult<void>[]> = Promise.resolve([]);
 const osr = cliFor(() => bed.stack.env);
 
 async function sh(machine: string, command: string): Promise<string> {
@@ -91,10 +92,15 @@ const signalAgent = (machine: string, signal: 'STOP' | 'CONT') =>
 
 before(async () => {
   const agentPort = await freePort();
-  const booting = Promise.all(
-    [A, B].map((m) =>
-      startAgentGuest({ hostname: m, diskSizes: [8 * MiB, DATA_DISK], bootTimeoutMs: 300_000 }),
-    ),
+  // Each guest is kept as soon as it is up, so that after() stops it whatever else failed.
+  booting = Promise.allSettled(
+    [A, B].map(async (m) => {
+      guests[m] = await startAgentGuest({
+        hostname: m,
+        diskSizes: [8 * MiB, DATA_DISK],
+        bootTimeoutMs: 300_000,
+      });
+    }),
   );
   bed = await startTestbed({
     processServerEnv: () => ({
@@ -103,7 +109,7 @@ before(async () => {
       OSR_AGENT_ADDRESS: `10.0.2.2:${agentPort}`,
     }),
   });
-  [guests[A], guests[B]] = (await booting) as [AgentGuest, AgentGuest];
+  for (const r of await booting) if (r.status === 'rejected') throw r.reason;
   await Promise.all(
     [A, B].map(async (m) => {
       const g = guests[m] as AgentGuest;
@@ -132,6 +138,7 @@ before(async () => {
 });
 
 after(async () => {
+  await booting;
   for (const m of [A, B]) await signalAgent(m, 'CONT').catch(() => undefined);
   await Promise.all(Object.values(guests).map((g) => g.stop()));
   await bed?.stop();
