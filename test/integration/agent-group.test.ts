@@ -92,6 +92,14 @@ const signalAgent = (machine: string, signal: 'STOP' | 'CONT') =>
 
 before(async () => {
   const agentPort = await freePort();
+  // The stack first: two TCG guests booting take both cores, and its workers' start is timed.
+  bed = await startTestbed({
+    processServerEnv: () => ({
+      OSR_AGENT_HOST: '127.0.0.1',
+      OSR_AGENT_PORT: String(agentPort),
+      OSR_AGENT_ADDRESS: `10.0.2.2:${agentPort}`,
+    }),
+  });
   // Each guest is kept as soon as it is up, so that after() stops it whatever else failed.
   booting = Promise.allSettled(
     [A, B].map(async (m) => {
@@ -102,13 +110,6 @@ before(async () => {
       });
     }),
   );
-  bed = await startTestbed({
-    processServerEnv: () => ({
-      OSR_AGENT_HOST: '127.0.0.1',
-      OSR_AGENT_PORT: String(agentPort),
-      OSR_AGENT_ADDRESS: `10.0.2.2:${agentPort}`,
-    }),
-  });
   for (const r of await booting) if (r.status === 'rejected') throw r.reason;
   await Promise.all(
     [A, B].map(async (m) => {
