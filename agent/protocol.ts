@@ -7,6 +7,8 @@
 
 import type { TrackingErrorName } from './tracking/errors';
 
+export { HOLD_LIMIT_MS, type HoldOutcome, type HoldResult } from './tracking/hold-terms';
+
 /** The listener's port when agents.port is not set (ASR's process server uses 9443 too). */
 export const DEFAULT_AGENT_PORT = 9443;
 /** How often a connected agent says it is alive; the listener drops one silent for three. */
@@ -17,12 +19,6 @@ export const MAX_LINE_BYTES = 256 * 1024;
 export const EXIT_REFUSED = 78;
 /** The most one read request (one data frame) carries. */
 export const DATA_CHUNK_BYTES = 4 * 1024 * 1024;
-/**
- * The longest an agent holds its machine's writes for a consistency-group cut: then it lets them
- * go by itself, so a process server or workflow lost mid-cut never stops the machine for longer
- * than the group waits for a freeze (workflows/consistency-group/cut.ts, FREEZE_TIMEOUT).
- */
-export const HOLD_LIMIT_MS = 60_000;
 
 /** A block device as the machine sees it (/sys/block). */
 export interface AgentDisk {
@@ -72,17 +68,6 @@ export interface EnableResult {
 export interface FreezeResult {
   instant: string;
   disks: Array<{ disk: string; sizeBytes: number }>;
-}
-export interface HoldResult {
-  disks: string[];
-  /** When the first disk's writes were held (the machine's side of the group point's instant). */
-  heldAt: string;
-}
-/** `held`: the writes stayed held from the hold until this unhold; `expired`: the limit let them go. */
-export interface HoldOutcome {
-  held: boolean;
-  heldMs: number;
-  expired: boolean;
 }
 export interface ReleaseResult {
   released: boolean;

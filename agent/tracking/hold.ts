@@ -5,7 +5,7 @@
 // ends at `release` or, whatever happens to the process server, after HOLD_LIMIT_MS by itself.
 // Why the top and not osr-<disk>-origin: a write queued below a live era would be in flight in the
 // era, whose suspend (a freeze) and messages (a change list) would then wait on the held origin.
-import { HOLD_LIMIT_MS, type HoldOutcome, type HoldResult } from '../protocol';
+import { HOLD_LIMIT_MS, type HoldOutcome, type HoldResult } from './hold-terms';
 import { dmMessage, dmResume, dmSuspend, eraCurrent } from './dm';
 import { TrackingError } from './errors';
 
