@@ -22,6 +22,10 @@ export interface WorkloadResult {
   agentCpuSeconds: number;
   agentRssPeak: number;
   agentRssMean: number;
+  /** The agent's RSS high-water mark over its whole life (VmHWM: the initial sync included). */
+  agentRssHwm: number;
+  /** Share of the per-second samples in which a point's snapshot (/dev/mapper/osr-*-p*) existed. */
+  snapshotHeld: number;
   /** Busy share of the guest's one vCPU over the run. */
   guestBusy: number;
 }
@@ -68,13 +72,23 @@ function agentRss() {
     return m ? Number(m[1]) * 1024 : 0;
   } catch { return 0; }
 }
+function agentHwm() {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/' + pid + '/status', 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch { return 0; }
+}
+function snapshotNow() {
+  try { return fs.readdirSync('/dev/mapper').some((n) => /^osr-.+-p\d+$/.test(n)); } catch { return false; }
+}
 function busy() {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
   return { busy: total - f[3] - (f[4] || 0), total };
 }
 const rss = [];
-const sample = () => rss.push(agentRss());
+const held = [];
+const sample = () => (rss.push(agentRss()), held.push(snapshotNow()));
 sample();
 const sampler = setInterval(sample, 1000);
 const cpu0 = agentCpu();
@@ -108,6 +122,7 @@ function next() {
     meanMs: lat.reduce((a, b) => a + b, 0) / lat.length, p50Ms: q(0.5), p99Ms: q(0.99), maxMs: sorted[sorted.length - 1],
     late, agentCpuSeconds: agentCpu() - cpu0,
     agentRssPeak: Math.max(0, ...live), agentRssMean: live.reduce((a, b) => a + b, 0) / Math.max(1, live.length),
+    agentRssHwm: agentHwm(), snapshotHeld: held.filter(Boolean).length / Math.max(1, held.length),
     guestBusy: (busy1.busy - busy0.busy) / (busy1.total - busy0.total),
   }));
 }

@@ -1,8 +1,8 @@
 // The Mobility agent's cost inside the machine (`npm run bench -- --agent`): in the agent test
 // guest, one paced write workload on the data disk, (a) on the raw disk with the agent installed
-// and idle, then (b) through /dev/mapper/osr-vdb with tracking and points every 10 s; the
-// per-write latency, the agent's CPU and RSS from the guest's /proc, and the bytes between the
-// agent and the process server counted at a TCP proxy against the segments stored in osr-cache.
+// and idle, (b) through /dev/mapper/osr-vdb with tracking and points every 10 s, (c) the same
+// with protection paused (the device stack alone); the per-write latency, the agent's CPU and RSS
+// from the guest's /proc, and the bytes between the agent and the process server counted at a TCP proxy against the segments stored in osr-cache.
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -160,12 +160,29 @@ export async function runAgentBench(cleanup: Cleanup, say: (msg: string) => void
   const stored = [...seen.values()].reduce((a, b) => a + b, 0);
   const points = (await listPoints(stack.ctx, 'web')).filter((p) => p.instant > idleFrom).length;
 
-  const results = { raw, tracked, wire, stored, changed: region, points, segments: seen.size };
+  // (c) the device stack alone: protection paused, nothing to send. The cycle in flight ends and
+  // releases its point; one still held after that is measured as held (its row says how much).
+  say('(c) protection paused: the same writes through era + snapshot-origin, nothing sent');
+  await osr(['pause', 'web']);
+  await pollFor(async () => !/osr-vdb-p\d/.test(await sh('ls /dev/mapper')) || undefined, {
+    timeoutMs: 180_000,
+    intervalMs: 2000,
+    failure: () => new Error('held'),
+  }).catch(async () => {
+    const seen = await sh('ls /dev/mapper; tail -5 /var/log/osr-agent.log');
+    say(`    a snapshot still held 180 s after pause: ${seen.replace(/\n/g, ' | ')}`);
+  });
+  const stackOnly = await workload('/dev/mapper/osr-vdb', 3);
+  say(
+    `    mean ${stackOnly.meanMs.toFixed(2)} ms, p99 ${stackOnly.p99Ms.toFixed(2)} ms, ${stackOnly.late} late`,
+  );
+
+  const results = { raw, tracked, stackOnly, wire, stored, changed: region, points, segments: seen.size };
   const rows = agentRows(results);
   console.log(`\n${textTable(rows)}\n`);
   console.log(`host CPU over (b): ${formatCpu(hostCpu, facts.cores)} (qemu, the guest, is "outside")`);
   const seconds = (performance.now() - begin) / 1000;
-  const settings = `agent guest under TCG (1 vCPU, 512 MiB), ${SECONDS} s per side at ${RATE / 1e6} MB/s, 64 KiB O_DSYNC writes, points every ${POINT_EVERY}`;
+  const settings = `agent guest under TCG (1 vCPU, 512 MiB), ${SECONDS} s per side at ${RATE / 1e6} MB/s, 64 KiB O_DSYNC writes, points every ${POINT_EVERY}, agents.compression ${stack.config.agents.compression}`;
   const file = await writeBenchmarksFile(
     path.join(projectRoot, 'BENCHMARKS.md'),
     agentMarkdown(results, rows, factsMarkdown(facts, seconds, settings), formatCpu(hostCpu, facts.cores)),
