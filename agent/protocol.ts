@@ -4,7 +4,17 @@
 // Once connected, the server sends tracking requests; the agent answers each with a reply line,
 // or, for disk data, with a data frame: a line {type:'data', id, length} then `length` raw bytes
 // (no base64, no second connection to authenticate; frames stay small, so heartbeats interleave).
+// An agent that names codecs in its hello may be asked for a read in one of them: its frame line
+// then also says the codec, the raw length and each part's length (frame-codec.ts). A frame line
+// without a codec is raw bytes, as older agents send.
 
+import {
+  checkLayout,
+  compressFrame,
+  decompressFrame,
+  type CompressedLayout,
+  type FrameCodec,
+} from './frame-codec';
 import type { TrackingErrorName } from './tracking/errors';
 
 export { HOLD_LIMIT_MS, type HoldOutcome, type HoldResult } from './tracking/hold-terms';
@@ -53,8 +63,8 @@ export type TrackingRequest =
   | { op: 'disable' }
   /** Answered with a data frame holding JSON [offset, length][] (the list can be long). */
   | { op: 'changes'; pitId: string; disk: string; mode: 'full' | 'delta' }
-  /** Answered with a data frame of the snapshot's bytes. */
-  | { op: 'read'; pitId: string; disk: string; offset: number; length: number }
+  /** Answered with a data frame of the snapshot's bytes (compressed in `codec` if asked). */
+  | { op: 'read'; pitId: string; disk: string; offset: number; length: number; codec?: FrameCodec }
   /** Holds the writes of every tracked disk (a group cut) until `unhold`, at most HOLD_LIMIT_MS. */
   | { op: 'hold' }
   /** Lets held writes go (and cancels a hold not yet in place); answered with a HoldOutcome. */
@@ -83,10 +93,11 @@ export type AgentMessage =
    * keeps its id only by proving it (a machine id alone is claimable by anyone with a token).
    */
   | { type: 'enroll'; token: string; facts: MachineFacts; previous?: { agentId: string; secret: string } }
-  | { type: 'hello'; agentId: string; secret: string; facts: MachineFacts }
+  /** `codecs`: the frame codecs this agent can send (absent: raw frames only, as older agents). */
+  | { type: 'hello'; agentId: string; secret: string; facts: MachineFacts; codecs?: FrameCodec[] }
   | { type: 'heartbeat'; seq: number }
   | { type: 'reply'; id: number; result?: unknown; error?: { name: TrackingErrorName; message: string } }
-  | { type: 'data'; id: number; length: number };
+  | ({ type: 'data'; id: number; length: number } & Partial<CompressedLayout>);
 
 export type RefusalCode =
   | 'token-unknown'
@@ -140,15 +151,26 @@ export function encodeData(id: number, data: Buffer): Buffer {
 }
 
 /**
+ * A data frame as pieces to write in order, with no copy of `data`: raw, or compressed in `codec`
+ * (frame-codec.ts). `data` must not change until the pieces are written.
+ */
+export function dataPieces(id: number, data: Buffer, codec?: FrameCodec): Array<string | Buffer> {
+  if (!codec) return [encode({ type: 'data', id, length: data.length }), data];
+  const { layout, pieces, bytes } = compressFrame(data);
+  return [encode({ type: 'data', id, length: bytes, ...layout }), ...pieces];
+}
+
+/**
  * lineReader plus data frames: a {type:'data'} line is followed by `length` raw bytes, given to
- * `onData` whole. Throws like lineReader, and on a frame over DATA_CHUNK_BYTES.
+ * `onData` whole, inflated when it came compressed. Throws like lineReader, on a frame over
+ * DATA_CHUNK_BYTES, and on a compressed frame whose layout or parts do not add up.
  */
 export function frameReader(
   onLine: (value: unknown) => void,
   onData: (id: number, data: Buffer) => void,
 ): (chunk: Buffer) => void {
   let pending: Buffer = Buffer.alloc(0);
-  let frame: { id: number; parts: Buffer[]; left: number } | undefined;
+  let frame: { id: number; parts: Buffer[]; left: number; layout?: CompressedLayout } | undefined;
   return (chunk) => {
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
     for (;;) {
@@ -160,7 +182,8 @@ export function frameReader(
         if (frame.left > 0) return;
         const done = frame;
         frame = undefined;
-        onData(done.id, Buffer.concat(done.parts));
+        const bytes = Buffer.concat(done.parts);
+        onData(done.id, done.layout ? decompressFrame(done.layout, bytes) : bytes);
         continue;
       }
       const nl = pending.indexOf(10);
@@ -173,7 +196,8 @@ export function frameReader(
         const length = Number(value.length);
         if (!Number.isInteger(length) || length < 0 || length > DATA_CHUNK_BYTES)
           throw new Error(`a data frame of ${String(value.length)} bytes (at most ${DATA_CHUNK_BYTES})`);
-        frame = { id: Number(value.id), parts: [], left: length };
+        const layout = 'codec' in value ? checkLayout(value, length, DATA_CHUNK_BYTES) : undefined;
+        frame = { id: Number(value.id), parts: [], left: length, layout };
       } else onLine(value);
     }
     if (pending.length > MAX_LINE_BYTES) throw new Error(`a line over ${MAX_LINE_BYTES} bytes`);

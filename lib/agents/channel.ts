@@ -3,6 +3,7 @@
 // agent source connector (lib/sources/agent-source.ts) finds its agent here, in this process.
 // An answer binds to its request by id, on this connection only: an agent can answer nothing but
 // what was asked of it, so no other machine's disks (see onAnswer).
+import type { FrameCodec } from '../../agent/frame-codec';
 import {
   encode,
   type MachineFacts,
@@ -52,6 +53,8 @@ export class AgentChannel {
     /** What the agent said of its machine at this connection's hello (its disks). */
     readonly facts: MachineFacts,
     private readonly send: (line: string) => void,
+    /** The codec both ends have for data frames (reads ask for it); none: raw frames. */
+    readonly codec?: FrameCodec,
   ) {}
 
   /** Sends a request; resolves with its reply's result, or a data frame's bytes. */

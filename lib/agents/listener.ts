@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import { CODECS, type FrameCodec } from '../../agent/frame-codec';
 import {
   encode,
   frameReader,
@@ -36,6 +37,8 @@ export interface AgentListenerOptions {
   /** host:port agents dial; default <hostname>:<port>. */
   address?: string;
   tls?: { certPath: string; keyPath: string };
+  /** What to ask of agents that can compress their data frames (default deflate). */
+  compression?: FrameCodec | 'none';
   stateDir: string;
   log: Logger;
 }
@@ -125,7 +128,9 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
         lastWrite = Date.now();
         o.log.info({ agentId, hostname: m.facts.hostname, peer }, 'agent connected');
         send({ type: 'welcome', agentId, heartbeatSeconds: HEARTBEAT_SECONDS });
-        channel = new AgentChannel(agentId, m.facts, (line) => void socket.write(line));
+        // An agent that named no codec (an older one) is asked for raw frames, as before.
+        const codec = CODECS.find((c) => c === (o.compression ?? 'deflate') && m.codecs?.includes(c));
+        channel = new AgentChannel(agentId, m.facts, (line) => void socket.write(line), codec);
         registerChannel(channel);
         watch();
       } else if (agentId && m.type === 'heartbeat') {

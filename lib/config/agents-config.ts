@@ -1,7 +1,8 @@
 // The process servers' listener for Mobility agents (TLS; agents dial out to it): its part of the
 // configuration (lib/config/config.ts). `address` is what agents dial (default <hostname>:<port>);
 // the certificate is agents.tls or a self-signed one made at the first start under
-// <stateDir>/agents/tls. port 0: no listener.
+// <stateDir>/agents/tls. port 0: no listener. compression: what the process server asks of
+// agents that can compress their data frames (agent/frame-codec.ts); 'none' asks raw bytes.
 import { z } from 'zod';
 
 export const agentsConfig = z
@@ -13,12 +14,14 @@ export const agentsConfig = z
       .object({ certPath: z.string().min(1), keyPath: z.string().min(1) })
       .strict()
       .optional(),
+    compression: z.enum(['deflate', 'none']).default('deflate'),
   })
   .strict()
-  .default({ host: '0.0.0.0', port: 9443 });
+  .default({ host: '0.0.0.0', port: 9443, compression: 'deflate' });
 
 export const AGENT_ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }> = {
   OSR_AGENT_HOST: { key: 'agents.host', type: 'string' },
   OSR_AGENT_PORT: { key: 'agents.port', type: 'number' },
   OSR_AGENT_ADDRESS: { key: 'agents.address', type: 'string' },
+  OSR_AGENT_COMPRESSION: { key: 'agents.compression', type: 'string' },
 };

@@ -192,6 +192,7 @@ class AgentFrozenDisk implements FrozenDiskReader {
         disk: this.disk,
         offset: offset + done,
         length: n,
+        ...(this.channel.codec ? { codec: this.channel.codec } : {}),
       });
       if (data.length !== n) throw new Error(`agent sent ${data.length} bytes for a read of ${n}`);
       data.copy(target, targetOffset + done);
