@@ -4,6 +4,7 @@
 // new connection with backoff whenever one drops, until the server refuses it for good.
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
+import { CODECS } from './frame-codec';
 import {
   encode,
   FINAL_REFUSALS,
@@ -156,7 +157,29 @@ export interface SessionOptions extends ServerTarget {
   /** Stops the session (resolves `session`). */
   signal?: AbortSignal;
   /** Serves the server's tracking requests; `write` sends on the connection they came on. */
-  onRequest?: (id: number, request: TrackingRequest, write: (bytes: string | Buffer) => void) => void;
+  onRequest?: (id: number, request: TrackingRequest, write: Write) => void;
+}
+
+/** Writes pieces in order, uninterrupted; resolves once the socket took the last (or closed). */
+export type Write = (...pieces: Array<string | Buffer>) => Promise<void>;
+
+/**
+ * Writes that wait for the socket: the caller may reuse its buffers once the promise resolves, and
+ * a caller that waits sends no faster than the link takes (back-pressure, no unbounded queue).
+ */
+export function socketWriter(socket: tls.TLSSocket): Write {
+  return (...pieces) =>
+    new Promise((resolve) => {
+      if (socket.destroyed || !pieces.length) return resolve();
+      const done = (): void => {
+        socket.off('close', done);
+        resolve();
+      };
+      socket.once('close', done);
+      socket.cork();
+      pieces.forEach((p, i) => socket.write(p, i === pieces.length - 1 ? done : undefined));
+      socket.uncork();
+    });
 }
 
 /** One connection's life: hello, then heartbeats until it drops. Resolves when it has dropped. */
@@ -165,11 +188,11 @@ async function connectedOnce(o: SessionOptions): Promise<void> {
   const stop = (): void => void socket.destroy();
   o.signal?.addEventListener('abort', stop);
   try {
-    const write = (bytes: string | Buffer): void => {
-      if (!socket.destroyed) socket.write(bytes);
-    };
+    const write = socketWriter(socket);
     const inbox = messages(socket, (m) => o.onRequest?.(m.id, m.request, write));
-    socket.write(encode({ type: 'hello', agentId: o.agentId, secret: o.secret, facts: o.facts() }));
+    socket.write(
+      encode({ type: 'hello', agentId: o.agentId, secret: o.secret, facts: o.facts(), codecs: [...CODECS] }),
+    );
     const answer = await inbox.next(30_000);
     if (answer.type !== 'welcome') throw refusal(answer);
     o.log(`connected to ${o.server} as ${o.agentId}`);

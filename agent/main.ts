@@ -6,6 +6,7 @@
 // Node built-ins only, so the compiled folder runs on any machine with Node (or the node binary
 // copied beside it by `osr agent install`).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { enroll, RefusedError, session, splitAddress } from './connection';
 import { AGENT_VERSION, machineFacts } from './inventory';
@@ -19,6 +20,9 @@ const USAGE = `usage: osr-agent enroll --server <host:port> --token <token> --fi
        osr-agent run | uninstall | facts | --version`;
 
 class UsageError extends Error {}
+
+/** The agent's CPU priority (nice 10): below the machine's applications, above batch jobs at 19. */
+const AGENT_NICE = 10;
 
 function options(args: string[]): Map<string, string | true> {
   const out = new Map<string, string | true>();
@@ -87,6 +91,12 @@ async function main(argv: string[]): Promise<number> {
       const stop = new AbortController();
       for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
       log(`osr-agent ${AGENT_VERSION} as ${state.agentId}, server ${state.server}`);
+      // The machine's own work first: the agent's reads, compression and TLS take the CPU it leaves.
+      try {
+        os.setPriority(AGENT_NICE);
+      } catch (err) {
+        log(`running at the default priority: ${(err as Error).message}`);
+      }
       const tracker = new Tracker();
       await tracker.started();
       await session({

@@ -1,19 +1,25 @@
 // The agent's side of the process server's tracking requests: each answered with a reply line or
 // a data frame (protocol.ts). Requests that change the tracking state run one at a time, in order;
-// reads of a frozen snapshot run beside them, and so does `unhold`: held writes must go at once,
-// even while a request waits on a held disk (a change list's era message does).
-import { DATA_CHUNK_BYTES, encode, encodeData, type TrackingRequest } from './protocol';
+// reads of a frozen snapshot run beside them, READ_SLOTS at a time in buffers of a fixed pool,
+// and so does `unhold`: held writes must go at once, even while a request waits on a held disk (a
+// change list's era message does).
+import type { Write } from './connection';
+import { CODECS } from './frame-codec';
+import { dataPieces, DATA_CHUNK_BYTES, encode, type TrackingRequest } from './protocol';
+import { ReadSlots } from './read-slots';
 import { TrackingError } from './tracking/errors';
 import type { Tracker } from './tracking/tracker';
 
-export type Write = (bytes: string | Buffer) => void;
+/** Reads in flight at once: one read or compressed while the other's frame drains to the socket. */
+export const READ_SLOTS = 2;
 
 export function trackingHandler(
   tracker: Tracker,
+  slots = new ReadSlots(READ_SLOTS, DATA_CHUNK_BYTES),
 ): (id: number, request: TrackingRequest, write: Write) => void {
   let chain: Promise<unknown> = Promise.resolve();
   const serve = async (request: TrackingRequest, id: number, write: Write, ticket = 0): Promise<void> => {
-    const reply = (result: unknown): void => write(encode({ type: 'reply', id, result }));
+    const reply = (result: unknown): Promise<void> => write(encode({ type: 'reply', id, result }));
     switch (request.op) {
       case 'enable':
         return reply(await tracker.enable(request.disk));
@@ -33,7 +39,7 @@ export function trackingHandler(
         return reply({});
       case 'changes': {
         const extents = await tracker.changes(request.pitId, request.disk, request.mode);
-        return write(encodeData(id, Buffer.from(JSON.stringify(extents))));
+        return write(...dataPieces(id, Buffer.from(JSON.stringify(extents))));
       }
       case 'hold':
         return reply(await tracker.holds.hold(ticket, await tracker.tracked()));
@@ -45,9 +51,18 @@ export function trackingHandler(
             'Error',
             `a read of at most ${DATA_CHUNK_BYTES} bytes, not ${request.length}`,
           );
-        return write(
-          encodeData(id, await tracker.read(request.pitId, request.disk, request.offset, request.length)),
-        );
+        return slots.with(async (buf) => {
+          const data = await tracker.readInto(
+            buf,
+            request.pitId,
+            request.disk,
+            request.offset,
+            request.length,
+          );
+          // Compressed only in a codec this agent has (an unknown one asked: raw, which every server reads).
+          const codec = CODECS.find((c) => c === request.codec);
+          await write(...dataPieces(id, data, codec));
+        });
       default:
         throw new TrackingError('Error', `unknown request ${String((request as { op?: unknown }).op)}`);
     }

@@ -12,11 +12,17 @@ import { audited } from './audit';
 import { OperationError, type ControlContext } from './context';
 
 export const AGENT_DIR = '/opt/osr-agent';
+/**
+ * V8 flags of the agent's node: a 1 MiB young generation (the default grows to 16 MiB a
+ * semi-space; the agent's data lives in Buffers outside V8's heap), measured in BENCHMARKS.md.
+ */
+export const AGENT_NODE_FLAGS = '--max-semi-space-size=1';
+
 const LAUNCHER = `#!/bin/sh
 # The Mobility agent of Open Site Recovery: the node beside this file, or the machine's own.
 d=$(dirname "$(readlink -f "$0")")
 n="$d/node"; [ -x "$n" ] || n=node
-exec "$n" "$d/agent/main.js" "$@"
+exec "$n" ${AGENT_NODE_FLAGS} "$d/agent/main.js" "$@"
 `;
 
 export interface AgentInstallInput {

@@ -277,11 +277,19 @@ export class Tracker {
       .filter(([, len]) => len > 0);
   }
 
-  /** Bytes of the point's snapshot of `disk`. */
-  async read(pitId: string, disk: string, offset: number, length: number): Promise<Buffer> {
+  /** Bytes of the point's snapshot of `disk`, read into the start of `target` (the caller's, reused). */
+  async readInto(
+    target: Buffer,
+    pitId: string,
+    disk: string,
+    offset: number,
+    length: number,
+  ): Promise<Buffer> {
     const { pd, size } = this.pointDisk(pitId, disk);
     if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > size)
       throw new TrackingError('Error', `read ${offset}+${length} is outside ${disk} (${size} bytes)`);
+    if (length > target.length)
+      throw new TrackingError('Error', `a read of at most ${target.length} bytes, not ${length}`);
     const name = snapName(disk, pd.n);
     let opening = this.readers.get(name);
     if (!opening) {
@@ -297,7 +305,7 @@ export class Tracker {
       opening.catch(() => this.readers.delete(name));
     }
     const fh = await opening;
-    const buf = Buffer.alloc(length);
+    const buf = target.subarray(0, length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
