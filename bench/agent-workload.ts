@@ -24,7 +24,7 @@ export interface WorkloadResult {
   agentRssMean: number;
   /** The agent's RSS high-water mark over its whole life (VmHWM: the initial sync included). */
   agentRssHwm: number;
-  /** Share of the per-second samples in which a point's snapshot (/dev/mapper/osr-*-p*) existed. */
+  /** Share of the per-second samples in which a point's snapshot (device osr-*-p*) existed. */
   snapshotHeld: number;
   /** Busy share of the guest's one vCPU over the run. */
   guestBusy: number;
@@ -78,8 +78,13 @@ function agentHwm() {
     return m ? Number(m[1]) * 1024 : 0;
   } catch { return 0; }
 }
+// Live devices from sysfs: /dev/mapper may keep nodes of removed devices where udev does not run.
 function snapshotNow() {
-  try { return fs.readdirSync('/dev/mapper').some((n) => /^osr-.+-p\d+$/.test(n)); } catch { return false; }
+  try {
+    return fs.readdirSync('/sys/block').some((b) => {
+      try { return /^osr-.+-p\d+$/.test(fs.readFileSync('/sys/block/' + b + '/dm/name', 'utf8').trim()); } catch { return false; }
+    });
+  } catch { return false; }
 }
 function busy() {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);

@@ -164,12 +164,12 @@ export async function runAgentBench(cleanup: Cleanup, say: (msg: string) => void
   // releases its point; one still held after that is measured as held (its row says how much).
   say('(c) protection paused: the same writes through era + snapshot-origin, nothing sent');
   await osr(['pause', 'web']);
-  await pollFor(async () => !/osr-vdb-p\d/.test(await sh('ls /dev/mapper')) || undefined, {
+  await pollFor(async () => !/osr-vdb-p\d/.test(await sh('dmsetup ls')) || undefined, {
     timeoutMs: 180_000,
     intervalMs: 2000,
     failure: () => new Error('held'),
   }).catch(async () => {
-    const seen = await sh('ls /dev/mapper; tail -5 /var/log/osr-agent.log');
+    const seen = await sh('dmsetup ls; tail -5 /var/log/osr-agent.log');
     say(`    a snapshot still held 180 s after pause: ${seen.replace(/\n/g, ' | ')}`);
   });
   const stackOnly = await workload('/dev/mapper/osr-vdb', 3);

@@ -166,9 +166,10 @@ test('under a record workload every point holds records 1..k; an agent killed wi
       failure: () => new Error('no frozen point seen in the agent within 90 s'),
     },
   );
-  // The agent's node process by its command line (anchored: not this shell, whose line holds it too).
+  // The agent's node process by its command line (anchored: not this shell, whose line holds it
+  // too; V8 flags stand between node and main.js).
   const killed = await sh(
-    `for d in /proc/[0-9]*; do if tr '\\0' ' ' <$d/cmdline 2>/dev/null | grep -q '^/opt/osr-agent/node /opt/osr-agent/agent/main.js run'; then kill -9 \${d#/proc/} && echo \${d#/proc/}; fi; done`,
+    `for d in /proc/[0-9]*; do if tr '\\0' ' ' <$d/cmdline 2>/dev/null | grep -q '^/opt/osr-agent/node .*/opt/osr-agent/agent/main.js run'; then kill -9 \${d#/proc/} && echo \${d#/proc/}; fi; done`,
   );
   assert.match(killed.trim(), /^\d+$/, `one agent process killed: ${killed}`);
   const killedAt = new Date().toISOString();
