@@ -156,7 +156,7 @@ export function encodeData(id: number, data: Buffer): Buffer {
  */
 export function dataPieces(id: number, data: Buffer, codec?: FrameCodec): Array<string | Buffer> {
   if (!codec) return [encode({ type: 'data', id, length: data.length }), data];
-  const { layout, pieces, bytes } = compressFrame(data);
+  const { layout, pieces, bytes } = compressFrame(data, codec);
   return [encode({ type: 'data', id, length: bytes, ...layout }), ...pieces];
 }
 

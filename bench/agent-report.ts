@@ -51,7 +51,7 @@ export function agentRows(r: AgentResults): Row[] {
     ...(r.stackOnly
       ? [
           {
-            measure: '(c) write latency, mean, paused (era + origin only)',
+            measure: `(c) write latency, mean, paused (a snapshot held ${pct(r.stackOnly.snapshotHeld)} of it)`,
             osr: ms(r.stackOnly.meanMs),
             reference: `${ms(r.raw.meanMs)} raw disk`,
             ratio: r.stackOnly.meanMs / r.raw.meanMs,

@@ -37,7 +37,7 @@ export interface AgentListenerOptions {
   /** host:port agents dial; default <hostname>:<port>. */
   address?: string;
   tls?: { certPath: string; keyPath: string };
-  /** What to ask of agents that can compress their data frames (default deflate). */
+  /** What to ask of agents that can compress their data frames (default brotli). */
   compression?: FrameCodec | 'none';
   stateDir: string;
   log: Logger;
@@ -129,7 +129,7 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
         o.log.info({ agentId, hostname: m.facts.hostname, peer }, 'agent connected');
         send({ type: 'welcome', agentId, heartbeatSeconds: HEARTBEAT_SECONDS });
         // An agent that named no codec (an older one) is asked for raw frames, as before.
-        const codec = CODECS.find((c) => c === (o.compression ?? 'deflate') && m.codecs?.includes(c));
+        const codec = CODECS.find((c) => c === (o.compression ?? 'brotli') && m.codecs?.includes(c));
         channel = new AgentChannel(agentId, m.facts, (line) => void socket.write(line), codec);
         registerChannel(channel);
         watch();

@@ -14,10 +14,10 @@ export const agentsConfig = z
       .object({ certPath: z.string().min(1), keyPath: z.string().min(1) })
       .strict()
       .optional(),
-    compression: z.enum(['deflate', 'none']).default('deflate'),
+    compression: z.enum(['brotli', 'deflate', 'none']).default('brotli'),
   })
   .strict()
-  .default({ host: '0.0.0.0', port: 9443, compression: 'deflate' });
+  .default({ host: '0.0.0.0', port: 9443, compression: 'brotli' });
 
 export const AGENT_ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }> = {
   OSR_AGENT_HOST: { key: 'agents.host', type: 'string' },

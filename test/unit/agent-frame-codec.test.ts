@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { test } from 'node:test';
 import zlib from 'node:zlib';
-import { checkLayout, compressFrame, PART_BYTES, sampledEntropy } from '../../agent/frame-codec';
+import { checkLayout, CODECS, compressFrame, PART_BYTES, sampledEntropy } from '../../agent/frame-codec';
 import { dataPieces, DATA_CHUNK_BYTES, encode, encodeData, frameReader } from '../../agent/protocol';
 import { ReadSlots } from '../../agent/read-slots';
 import { trackingHandler } from '../../agent/tracking-requests';
@@ -39,29 +39,31 @@ function readAll(stream: Buffer, step: number): unknown[] {
   return seen;
 }
 
-test('a compressed frame comes back byte for byte; random parts go stored, the rest shrinks', () => {
-  const data = mixed();
-  const { layout, bytes } = compressFrame(data);
-  assert.equal(layout.raw, data.length);
-  assert.equal(layout.parts.length, 5);
-  assert.equal(layout.parts[1], PART_BYTES, 'the random part is sent as it is');
-  assert.ok((layout.parts[0] as number) < 1024, 'zeros shrink to almost nothing');
-  assert.ok((layout.parts[2] as number) < PART_BYTES / 20, 'text shrinks');
-  assert.ok((layout.parts[3] as number) < PART_BYTES * 0.6, 'half text shrinks by about half');
-  assert.ok(bytes < data.length * 0.45, `${bytes} wire bytes for ${data.length}`);
-  assert.ok(sampledEntropy(crypto.randomBytes(PART_BYTES)) > 7.5);
-  assert.ok(sampledEntropy(text(PART_BYTES)) < 5);
+for (const codec of CODECS)
+  test(`a ${codec} frame comes back byte for byte; random parts go stored, the rest shrinks`, () => {
+    const data = mixed();
+    const { layout, bytes } = compressFrame(data, codec);
+    assert.equal(layout.codec, codec);
+    assert.equal(layout.raw, data.length);
+    assert.equal(layout.parts.length, 5);
+    assert.equal(layout.parts[1], PART_BYTES, 'the random part is sent as it is');
+    assert.ok((layout.parts[0] as number) < 1024, 'zeros shrink to almost nothing');
+    assert.ok((layout.parts[2] as number) < PART_BYTES / 20, 'text shrinks');
+    assert.ok((layout.parts[3] as number) < PART_BYTES * 0.6, 'half text shrinks by about half');
+    assert.ok(bytes < data.length * 0.45, `${bytes} wire bytes for ${data.length}`);
+    assert.ok(sampledEntropy(crypto.randomBytes(PART_BYTES)) > 7.5);
+    assert.ok(sampledEntropy(text(PART_BYTES)) < 5);
 
-  const stream = wire(dataPieces(7, data, 'deflate'));
-  for (const step of [1, 999, 65_536, stream.length])
-    assert.deepEqual(readAll(stream, step), [{ id: 7, data }], `split every ${step} bytes`);
-});
+    const stream = wire(dataPieces(7, data, codec));
+    for (const step of [1, 999, 65_536, stream.length])
+      assert.deepEqual(readAll(stream, step), [{ id: 7, data }], `split every ${step} bytes`);
+  });
 
 test('old raw frames are still read, between compressed ones and lines', () => {
   const data = mixed();
   const stream = Buffer.concat([
     encodeData(1, data), // an older agent's frame: no codec on its line
-    wire(dataPieces(2, data, 'deflate')),
+    wire(dataPieces(2, data, 'brotli')),
     Buffer.from(encode({ type: 'heartbeat', seq: 3 })),
     wire(dataPieces(4, data)), // asked without a codec (an older process server): raw
     wire(dataPieces(5, Buffer.alloc(0), 'deflate')),
@@ -80,7 +82,11 @@ test('old raw frames are still read, between compressed ones and lines', () => {
 test('a compressed frame whose layout does not add up is refused before its bytes', () => {
   const max = DATA_CHUNK_BYTES;
   const cases: Array<[unknown, number, RegExp]> = [
-    [{ codec: 'zstd', raw: 10, parts: [10] }, 10, /codec "zstd", which this side does not read \(deflate\)/],
+    [
+      { codec: 'zstd', raw: 10, parts: [10] },
+      10,
+      /codec "zstd", which this side does not read \(brotli, deflate\)/,
+    ],
     [{ codec: 'deflate', raw: max + 1, parts: [] }, 10, /raw bytes \(at most 4194304\)/],
     [{ codec: 'deflate', raw: PART_BYTES + 1, parts: [5] }, 5, /needs 2 parts/],
     [
@@ -105,22 +111,31 @@ test('a compressed frame whose layout does not add up is refused before its byte
   );
 });
 
-test('a part that does not inflate to exactly its slice is refused', () => {
-  const frame = (part: Buffer, raw: number): Buffer =>
-    Buffer.concat([
-      Buffer.from(
-        encode({ type: 'data', id: 1, length: part.length, codec: 'deflate', raw, parts: [part.length] }),
-      ),
-      part,
-    ]);
-  const read = (bytes: Buffer): unknown[] => readAll(bytes, bytes.length);
-  assert.throws(() => read(frame(Buffer.from('not deflate at all'), 1000)), /part 0 .* does not inflate/);
-  // Too much (a bomb): stopped at the slice's length. Too little: named.
-  assert.throws(() => read(frame(zlib.deflateRawSync(Buffer.alloc(2000)), 1000)), /does not inflate/);
-  assert.throws(
-    () => read(frame(zlib.deflateRawSync(Buffer.alloc(500)), 1000)),
-    /inflates to 500 bytes, not 1000/,
-  );
+test('a part that does not decompress to exactly its slice is refused', () => {
+  const packers = {
+    deflate: (b: Buffer) => zlib.deflateRawSync(b),
+    brotli: (b: Buffer) => zlib.brotliCompressSync(b),
+  };
+  for (const codec of CODECS) {
+    const frame = (part: Buffer, raw: number): Buffer =>
+      Buffer.concat([
+        Buffer.from(encode({ type: 'data', id: 1, length: part.length, codec, raw, parts: [part.length] })),
+        part,
+      ]);
+    const read = (bytes: Buffer): unknown[] => readAll(bytes, bytes.length);
+    const pack = packers[codec];
+    assert.throws(
+      () => read(frame(Buffer.from('not compressed at all'), 1000)),
+      /part 0 .* does not decompress/,
+    );
+    // Too much (a bomb): stopped at the slice's length. Too little: named.
+    assert.throws(() => read(frame(pack(Buffer.alloc(2000)), 1000)), /does not decompress/, codec);
+    assert.throws(
+      () => read(frame(pack(Buffer.alloc(500)), 1000)),
+      /decompresses to 500 bytes, not 1000/,
+      codec,
+    );
+  }
 });
 
 test('the agent serves many reads at once with two buffers, compressed only when asked', async () => {
@@ -166,7 +181,7 @@ test('the agent serves many reads at once with two buffers, compressed only when
         disk: 'vdb',
         offset: i * chunk,
         length: chunk,
-        ...(i % 2 ? { codec: 'deflate' } : {}),
+        ...(i % 2 ? { codec: 'brotli' } : {}),
       },
       write,
     );
@@ -186,6 +201,6 @@ test('the agent serves many reads at once with two buffers, compressed only when
     );
   const compressedLines = Buffer.concat(sent)
     .toString('latin1')
-    .match(/\{"type":"data","id":\d+,"length":\d+,"codec":"deflate"/g)?.length;
-  assert.equal(compressedLines, reads / 2, 'only the reads that asked for deflate came compressed');
+    .match(/\{"type":"data","id":\d+,"length":\d+,"codec":"brotli"/g)?.length;
+  assert.equal(compressedLines, reads / 2, 'only the reads that asked for brotli came compressed');
 });
