@@ -61,9 +61,14 @@ export async function runAgentBench(cleanup: Cleanup, say: (msg: string) => void
         OSR_AGENT_ADDRESS: `10.0.2.2:${proxy.port}`,
       },
     }),
-    startAgentGuest({ hostname: 'web-1', diskSizes: [8 * MiB, diskBytes], bootTimeoutMs: 300_000 }),
+    // Its stop registered as soon as it runs: a stack that fails to start must not leave it behind.
+    startAgentGuest({ hostname: 'web-1', diskSizes: [8 * MiB, diskBytes], bootTimeoutMs: 300_000 }).then(
+      (g) => {
+        cleanup.add('stop the agent guest', () => g.stop());
+        return g;
+      },
+    ),
   ]);
-  cleanup.add('stop the agent guest', () => guest.stop());
   const meter = new CpuMeter();
   for (const [name, pid] of Object.entries(stack.pids)) meter.track(name, pid);
   const env: NodeJS.ProcessEnv = {
