@@ -104,7 +104,7 @@ async function main(argv: string[]): Promise<number> {
         facts: () => machineFacts(),
         log,
         signal: stop.signal,
-        onRequest: trackingHandler(tracker),
+        onRequest: trackingHandler(tracker, { log }),
       });
       await tracker.stopCleanly().catch((err: Error) => log(`no clean-shutdown mark: ${err.message}`));
       return 0;

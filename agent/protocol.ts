@@ -57,7 +57,8 @@ export interface MachineFacts {
 /** What the process server asks of an agent's tracking (agent/tracking/tracker.ts). */
 export type TrackingRequest =
   | { op: 'enable'; disk: string }
-  | { op: 'freeze'; disks: string[]; pitId: string; quiesce: boolean }
+  /** quiesce: freeze scripts, `scripts` (the machine's --pre/--post) and fsfreeze around the point. */
+  | { op: 'freeze'; disks: string[]; pitId: string; quiesce: boolean; scripts?: FreezeScriptCommands }
   | { op: 'list' }
   | { op: 'release'; pitId: string; success: boolean }
   | { op: 'disable' }
@@ -69,6 +70,13 @@ export type TrackingRequest =
   | { op: 'hold' }
   /** Lets held writes go (and cancels a hold not yet in place); answered with a HoldOutcome. */
   | { op: 'unhold' };
+
+/** Commands given at protect (`osr protect --agent … --pre … --post …`), run on the machine. */
+export interface FreezeScriptCommands {
+  pre?: string;
+  post?: string;
+  timeoutSeconds?: number;
+}
 
 export interface EnableResult {
   sizeBytes: number;

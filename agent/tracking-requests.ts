@@ -13,9 +13,16 @@ import type { Tracker } from './tracking/tracker';
 /** Reads in flight at once: one read or compressed while the other's frame drains to the socket. */
 export const READ_SLOTS = 2;
 
+export interface TrackingHandlerOptions {
+  /** Where a point's warnings go (a freeze script that failed to thaw). */
+  log?: (message: string) => void;
+  /** The reused read buffers (tests pass their own). */
+  slots?: ReadSlots;
+}
+
 export function trackingHandler(
   tracker: Tracker,
-  slots = new ReadSlots(READ_SLOTS, DATA_CHUNK_BYTES),
+  { log = () => undefined, slots = new ReadSlots(READ_SLOTS, DATA_CHUNK_BYTES) }: TrackingHandlerOptions = {},
 ): (id: number, request: TrackingRequest, write: Write) => void {
   let chain: Promise<unknown> = Promise.resolve();
   const serve = async (request: TrackingRequest, id: number, write: Write, ticket = 0): Promise<void> => {
@@ -24,7 +31,13 @@ export function trackingHandler(
       case 'enable':
         return reply(await tracker.enable(request.disk));
       case 'freeze': {
-        const point = await tracker.freeze(request.disks, request.pitId, request.quiesce);
+        const point = await tracker.freeze(
+          request.disks,
+          request.pitId,
+          request.quiesce,
+          request.scripts,
+          (warning) => log(`point ${request.pitId}: ${warning}`),
+        );
         return reply({
           instant: point.instant,
           disks: Object.keys(point.disks).map((disk) => ({ disk, sizeBytes: tracker.sizeOf(disk) })),

@@ -223,6 +223,11 @@ async function recoveryHostProblem(ctx: ControlContext, machine: string, name: s
 /** The domain definition kept at protect, or an error saying why there is none and what to do. */
 async function keptDomainOf(ctx: ControlContext, machine: string): Promise<KeptDomain> {
   const kept = (await ctx.vault.read<KeptDomain>(keptDomainDoc(machine)))?.value;
+  if (!kept && (await ctx.vault.machine(machine))?.source.type === 'agent')
+    throw new OperationError(
+      `${machine} is protected through its Mobility agent: OSR keeps no VM definition of it (it may be a physical server or another hypervisor's VM), so it cannot be defined in libvirt. Use --target local --materialize qcow2 with --boot-command that starts a VM on the recovered disks (OSR_RECOVERED_NBD) and a --probe (docs/operations.md, "Drills and failover of an agent machine")`,
+      'invalid',
+    );
   if (!kept)
     throw new OperationError(
       `the vault keeps no libvirt domain definition of ${machine}: only a libvirt domain protected with \`osr protect ${machine} --host <host> --domain <domain>\` (by this release or later) can be recovered into libvirt; protect it so, or use --target local`,

@@ -11,7 +11,8 @@ export type RecoveryKind = 'drill' | 'failover';
 export interface BootCheck {
   /**
    * Run by the cloud-applier worker with OSR_RECOVERED_DISKS, OSR_MACHINE, OSR_POINT_ID (and
-   * OSR_RECOVERED_BLOBS) in its environment. It may keep running (a VM); it is stopped after the probe.
+   * OSR_RECOVERED_BLOBS; OSR_RECOVERED_NBD when a materialized machine's daemon serves the disks)
+   * in its environment. It may keep running (a VM); it is stopped after the probe.
    */
   command: string;
   /** Retried until it exits 0 or `probeTimeoutSeconds` pass. */

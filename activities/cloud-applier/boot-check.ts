@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { BootCheck, BootCheckResult } from '../../shared/recovery-types';
+import { runningStorageDaemon, storageDaemonPaths } from '../../lib/qemu/storage-daemon';
 
 const OUTPUT_TAIL = 2000;
 
@@ -16,6 +17,12 @@ export interface BootCheckInput {
   /** What the command boots: local image files when materialized, else osr-failover blob names. */
   disks: string[];
   blobs: string[];
+  /**
+   * NBD URIs of the disks, in the order of `disks`, when a storage daemon of the materialized
+   * machine serves them: a VM booted on these shares the images with the daemon (which holds their
+   * locks), and its writes land in the recovered machine.
+   */
+  nbd?: string[];
   /**
    * Where the command's process group id is kept while it runs: a retried attempt (after this
    * worker was killed) stops the group the dead attempt left behind before starting another.
@@ -31,6 +38,7 @@ export async function runBootCheck(input: BootCheckInput): Promise<BootCheckResu
     OSR_POINT_ID: input.pointId,
     OSR_RECOVERED_DISKS: input.disks.join(','),
     OSR_RECOVERED_BLOBS: input.blobs.join(','),
+    OSR_RECOVERED_NBD: (input.nbd ?? []).join(','),
   };
   let output = '';
   const keep = (chunk: Buffer) => {
@@ -127,4 +135,15 @@ function stop(child: ChildProcess): void {
   } catch {
     // Already gone.
   }
+}
+
+/**
+ * The NBD exports of a materialized machine's running storage daemon for `disks` (its image files,
+ * served as disk0, disk1… in this order), or none when they are not served (not materialized).
+ */
+export async function servedExports(dir: string, disks: string[]): Promise<string[]> {
+  if (!disks.length || disks.some((d) => path.dirname(d) !== dir)) return [];
+  if ((await runningStorageDaemon(dir)) === undefined) return [];
+  const socket = storageDaemonPaths(dir).nbdSocket;
+  return disks.map((_d, i) => `nbd+unix:///disk${i}?socket=${socket}`);
 }

@@ -10,7 +10,7 @@ import { statePaths } from '../../lib/config/state-paths';
 import { applyCycle } from './apply-replica';
 import { createAzureTargetActivities } from './azure-target';
 import { createLibvirtTargetActivities, removeRecoveredDomain, stopRecoveredDomain } from './libvirt-target';
-import { runBootCheck, type BootCheckInput } from './boot-check';
+import { runBootCheck, servedExports, type BootCheckInput } from './boot-check';
 import { dematerialize, materialize, materializedDir, type MaterializeInput } from './materialize';
 import {
   createRecoveredDisks,
@@ -121,9 +121,10 @@ export function createRecoveryActivities(deps: DataPathDeps) {
       (await stopRecoveredDomain(deps.vault, input.machine, input.job)).length > 0 ||
       (await stopStorageDaemon(materializedDir(stateDir, input.machine, input.job))),
 
-    runBootCheck: (input: Omit<BootCheckInput, 'pidFile'> & { job: string }) =>
+    runBootCheck: async (input: Omit<BootCheckInput, 'pidFile' | 'nbd'> & { job: string }) =>
       runBootCheck({
         ...input,
+        nbd: await servedExports(materializedDir(stateDir, input.machine, input.job), input.disks),
         pidFile: path.join(stateDir, 'recovered', `${input.machine}-${input.job}.boot.pid`),
       }),
 

@@ -25,6 +25,7 @@ import {
   thawFs,
 } from './dm';
 import { TrackingError } from './errors';
+import { withFreezeScripts, type FreezeScripts } from './freeze-scripts';
 import { WriteHolds } from './hold';
 import { diskInUse, mountPointsOf } from './mounts';
 import {
@@ -127,8 +128,18 @@ export class Tracker {
     return { sizeBytes, fullSyncRequired: !trusted || known.shippedEra === undefined, warnings };
   }
 
-  /** One point across `disks` (the same instant for all). Idempotent per pitId. */
-  async freeze(disks: string[], pitId: string, quiesce: boolean): Promise<FrozenPointRecord> {
+  /**
+   * One point across `disks` (the same instant for all). Idempotent per pitId. `quiesce`: the
+   * machine's freeze scripts and pre/post commands run around it (freeze-scripts.ts), and the
+   * filesystems mounted on the tracked devices are frozen (fsfreeze) while it is cut.
+   */
+  async freeze(
+    disks: string[],
+    pitId: string,
+    quiesce: boolean,
+    scripts: FreezeScripts = {},
+    warn: (message: string) => void = () => undefined,
+  ): Promise<FrozenPointRecord> {
     const old = this.state.points[pitId];
     if (old) {
       if (Object.keys(old.disks).sort().join() !== [...disks].sort().join())
@@ -154,6 +165,23 @@ export class Tracker {
     for (const d of disks) point.disks[d] = { n: this.state.nextSnapshot++, era: 0 };
     this.state.points[pitId] = point;
     this.save();
+    if (!quiesce) return this.cut(point, disks, false);
+    try {
+      return await withFreezeScripts({ ...scripts, pitId, warn }, () => this.cut(point, disks, true));
+    } catch (err) {
+      // A script failed before anything was cut: the point is forgotten (the workflow cuts a
+      // crash-consistent one). Other failures keep it, so the next freeze drops what was made.
+      if (err instanceof TrackingError && err.name === 'QuiesceError' && point.state !== 'frozen') {
+        delete this.state.points[pitId];
+        this.save();
+      }
+      throw err;
+    }
+  }
+
+  /** Cuts a recorded point: fsfreeze (quiesce), checkpoint, suspend, snapshot, resume, thaw. */
+  private async cut(point: FrozenPointRecord, disks: string[], quiesce: boolean): Promise<FrozenPointRecord> {
+    const pitId = point.pitId;
     const frozenFs: string[] = [];
     // Held writes: the suspend that holds them already froze any filesystem on the disks.
     if (quiesce && !this.holds.standing()) {

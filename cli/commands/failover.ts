@@ -168,7 +168,7 @@ export function registerFailoverCommands(program: Command): void {
     )
     .option(
       '--boot-command <command>',
-      'starts the recovered machine (env: OSR_RECOVERED_DISKS, OSR_MACHINE, OSR_POINT_ID)',
+      'starts the recovered machine (env: OSR_RECOVERED_DISKS, OSR_RECOVERED_NBD when materialized, OSR_MACHINE, OSR_POINT_ID)',
     )
     .option('--probe <command>', 'exits 0 once the machine is up; retried')
     .option('--boot-timeout <seconds>', 'timeout of the boot command', seconds)

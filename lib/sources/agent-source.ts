@@ -3,7 +3,13 @@
 // process server the agent is not connected to says so as SourceUnreachableError: the cycle fails
 // without retrying here and the workflow tries again after its backoff (the agent reconnects to a
 // process server of the site; see docs/architecture.md, "The Mobility agent").
-import type { EnableResult, FreezeResult, HoldOutcome, ReleaseResult } from '../../agent/protocol';
+import type {
+  EnableResult,
+  FreezeResult,
+  FreezeScriptCommands,
+  HoldOutcome,
+  ReleaseResult,
+} from '../../agent/protocol';
 import { DATA_CHUNK_BYTES, HOLD_LIMIT_MS } from '../../agent/protocol';
 import type { BarrierMethod } from '../../shared/group-types';
 import { agentChannel, AgentGoneError, AgentRequestError, type AgentChannel } from '../agents/channel';
@@ -58,6 +64,8 @@ class AgentSourceConnector implements SourceConnector {
   constructor(
     private readonly agentId: string,
     private readonly channel: AgentChannel,
+    /** The machine's --pre/--post: run by the agent on the machine, never on this server. */
+    private readonly scripts: FreezeScriptCommands = {},
   ) {}
 
   async discoverDisks(): Promise<SourceDisk[]> {
@@ -78,12 +86,15 @@ class AgentSourceConnector implements SourceConnector {
   }
 
   async freeze(diskIds: string[], pitId: string, options: { quiesce?: boolean } = {}) {
-    const r = await ask<FreezeResult>(this.channel, {
-      op: 'freeze',
-      disks: diskIds,
-      pitId,
-      quiesce: !!options.quiesce,
-    });
+    const quiesce = !!options.quiesce;
+    const scripts = quiesce && (this.scripts.pre || this.scripts.post) ? { scripts: this.scripts } : {};
+    // Each script may take its whole time-out, and two run around the point (pre, then post).
+    const timeoutMs = 120_000 + (scripts.scripts ? 2 * (this.scripts.timeoutSeconds ?? 60) * 1000 : 0);
+    const r = await ask<FreezeResult>(
+      this.channel,
+      { op: 'freeze', disks: diskIds, pitId, quiesce, ...scripts },
+      timeoutMs,
+    );
     // The point names only disks this agent was asked to freeze, each once: it reads nothing else.
     const named = r.disks.map((d) => d.disk);
     if (named.length !== diskIds.length || diskIds.some((d) => !named.includes(d)))
@@ -208,7 +219,12 @@ export const agentSource: SourceKind = {
   async connect(machine) {
     if (machine.source.type !== 'agent')
       throw new Error(`machine ${machine.name} is not protected through an agent`);
-    return new AgentSourceConnector(machine.source.agentId, channelOf(machine.source.agentId));
+    const { pre, post, timeoutSeconds } = machine.quiesce ?? {};
+    return new AgentSourceConnector(machine.source.agentId, channelOf(machine.source.agentId), {
+      ...(pre ? { pre } : {}),
+      ...(post ? { post } : {}),
+      ...(timeoutSeconds ? { timeoutSeconds } : {}),
+    });
   },
   async openFrozenDisk(disk) {
     if (!disk.agentId) throw new Error(`disk ${disk.diskId} was not frozen by an agent`);

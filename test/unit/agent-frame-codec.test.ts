@@ -154,7 +154,7 @@ test('the agent serves many reads at once with two buffers, compressed only when
     },
   } as unknown as Tracker;
   const slots = new ReadSlots(2, 1024 * 1024);
-  const handle = trackingHandler(tracker, slots);
+  const handle = trackingHandler(tracker, { slots });
   const sent: Buffer[] = [];
   let unwritten = 0;
   let queued = 0;
