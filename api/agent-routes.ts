@@ -23,8 +23,15 @@ export const agentRoutes: Route[] = [
     path: '/v1/agents/{id}/protect',
     handler: async (req) => {
       const body = await req.body();
-      onlyFields(body, ['as', 'policy', 'disks']);
+      onlyFields(body, ['as', 'policy', 'disks', 'pre', 'post']);
+      const pre = optionalString(
+        body,
+        'pre',
+        'a command the agent runs on the machine before an app-consistent point',
+      );
+      const post = optionalString(body, 'post', 'a command the agent runs on the machine after it');
       const started = await protect(req.ctx, {
+        ...(pre || post ? { quiesce: { ...(pre ? { pre } : {}), ...(post ? { post } : {}) } } : {}),
         name: requiredString(body, 'as', 'the name to protect the machine as'),
         agentId: req.params.id as string,
         policy: optionalString(body, 'policy', 'a policy name'),

@@ -71,6 +71,16 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
             description:
               'disks to protect by kernel name (vdb …), not mounted (used as /dev/mapper/osr-<disk>); default: all writable disks',
           },
+          pre: {
+            type: 'string',
+            description:
+              'command the agent runs on the machine (sh -c, as root) before an app-consistent point, after /etc/osr-agent/freeze.d/* freeze',
+          },
+          post: {
+            type: 'string',
+            description:
+              'command the agent runs on the machine after the point, always (before the scripts thaw)',
+          },
         },
       }),
       responses: {

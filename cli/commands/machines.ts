@@ -139,8 +139,11 @@ export function registerMachineCommands(program: Command): void {
       '--guest-agent <socket>',
       "host-side socket of the VM's QEMU guest agent: app-consistent points freeze its filesystems, and protect checks the guest's Azure readiness through it",
     )
-    .option('--pre <command>', 'command that quiesces the application before an app-consistent point')
-    .option('--post <command>', 'command that thaws it afterwards')
+    .option(
+      '--pre <command>',
+      'command that quiesces the application before an app-consistent point (with --agent: run on the machine by the agent)',
+    )
+    .option('--post <command>', 'command that thaws it afterwards (always run)')
     .option('--os-type <type>', 'Linux or Windows: the OS of an Azure VM recovered from it', 'Linux')
     .option(
       '--hyperv-generation <gen>',
