@@ -37,6 +37,11 @@ const PATCH_CYCLE_BACKOFF = 'cycle-backoff';
 const PATCH_DEFERRED_RELEASE = 'deferred-release';
 /** patched() id: a failed freeze's point in time is released by the next cycle (old runs did not). */
 const PATCH_FREEZE_FAILURE_RELEASE = 'freeze-failure-release';
+/**
+ * patched() id: a request for an app-consistent point that arrives while a crash-consistent cycle
+ * is under way waits for the next cycle (old runs answered it with the crash-consistent point).
+ */
+const PATCH_APP_REQUEST_WAITS = 'agent-recovery';
 
 export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> {
   const { s, machine, quickPs, applier } = run;
@@ -46,6 +51,10 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
   // Group points are crash-consistent cuts across members: their barrier holds writes, it
   // does not quiesce applications.
   let kind = group ? 'crash' : nextPointKind(run);
+  // Whether this cycle tried to quiesce: only then does it answer requests for app-consistent points.
+  const triedApp = kind === 'app';
+  const waitsForApp = (r: ProtectRun['pointRequests'][number]): boolean =>
+    !group && !triedApp && r.request.kind === 'app' && patched(PATCH_APP_REQUEST_WAITS);
   const modes: Record<string, TransferMode> = {};
   const sizes: Record<string, number> = {};
   for (const d of s.disks) {
@@ -103,7 +112,7 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
     const summaries = await Promise.all(frozen.disks.map((disk) => syncDisk(run, frozen, disk)));
     const tag = group
       ? groupPointTag(group.cut.group, group.cut.cut)
-      : run.pointRequests.find((r) => !r.done && !r.failed)?.request.tag;
+      : run.pointRequests.find((r) => !r.done && !r.failed && !waitsForApp(r))?.request.tag;
     const publish = () =>
       applier.publishPoint({
         machine: machine.name,
@@ -174,8 +183,9 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
   if (kind === 'app') s.lastAppPoint = brief;
   if (s.state === 'initial-sync' || s.state === 'resyncing') setState(run, 'protected');
   else showDetails(run);
-  for (const r of run.pointRequests) if (!r.done && !r.failed) r.done = published;
-  run.pointRequests.splice(0, run.pointRequests.length);
+  const waiting = run.pointRequests.filter((r) => !r.done && !r.failed && waitsForApp(r));
+  for (const r of run.pointRequests) if (!r.done && !r.failed && !waiting.includes(r)) r.done = published;
+  run.pointRequests.splice(0, run.pointRequests.length, ...waiting);
   upsertSearchAttributes([
     { key: OSR_LAST_POINT, value: new Date(Date.parse(published.instant)) },
     { key: OSR_RPO_SECONDS, value: rpoSeconds(run) ?? 0 },
