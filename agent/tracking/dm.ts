@@ -65,7 +65,12 @@ export async function dmCreate(name: string, table: string): Promise<void> {
   await run('dmsetup', ['mknodes', name]);
 }
 
-export const dmSuspend = (name: string): Promise<string> => run('dmsetup', ['suspend', name]);
+/**
+ * Suspends a device (in-flight writes drain). It also freezes a filesystem mounted on it, unless
+ * `noLockfs`: one frozen by fsfreeze already would make that freeze fail with EBUSY.
+ */
+export const dmSuspend = (name: string, noLockfs = false): Promise<string> =>
+  run('dmsetup', ['suspend', ...(noLockfs ? ['--nolockfs'] : []), name]);
 export const dmResume = (name: string): Promise<string> => run('dmsetup', ['resume', name]);
 export const dmMessage = (name: string, message: string): Promise<string> =>
   run('dmsetup', ['message', name, '0', message]);
