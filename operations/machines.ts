@@ -113,11 +113,6 @@ async function protectNew(
   if (options.policy !== undefined) checkName('policy', options.policy);
   // Said before the source is looked at: the source may be fine, the name is taken.
   if (await ctx.vault.machine(options.name)) await refuseIfRunning(ctx, options.name);
-  if ('agentId' in options && options.quiesce?.guestAgentSocket)
-    throw new OperationError(
-      '--guest-agent is a QEMU guest-agent socket on the VM host, which an agent machine has none of: drop it; the Mobility agent quiesces the machine itself (fsfreeze, /etc/osr-agent/freeze.d, --pre/--post run on the machine)',
-      'invalid',
-    );
   const { site, host, source } = await sourceOf(ctx, options);
   // The Azure readiness check runs for every target: the target can be set to azure later.
   const { azureReadiness, domainXml } = await checkSourceOnItsHost(ctx, {

@@ -2,7 +2,7 @@
 // a domain of an added libvirt host, or a machine with an enrolled Mobility agent, and the
 // machine's site, host and source record for it; a libvirt domain's own definition, kept in the
 // vault for the libvirt recovery target.
-import type { ProtectedMachine } from '../shared/replication-types';
+import type { ProtectedMachine, QuiesceHooks } from '../shared/replication-types';
 import { keptDomainDoc, type KeptDomain } from '../shared/libvirt-target';
 import { OperationError, type ControlContext } from './context';
 import { getHost } from './hosts';
@@ -23,9 +23,14 @@ export type ProtectSource =
 /** The machine's source and site: a QEMU monitor of this site, or a domain of an added libvirt host. */
 export async function sourceOf(
   ctx: ControlContext,
-  options: ProtectSource & { disks?: string[] },
+  options: ProtectSource & { disks?: string[]; quiesce?: QuiesceHooks },
 ): Promise<{ site: string; host?: string; source: ProtectedMachine['source'] }> {
   if ('agentId' in options) {
+    if (options.quiesce?.guestAgentSocket)
+      throw new OperationError(
+        '--guest-agent is a QEMU guest-agent socket on the VM host, which an agent machine has none of: drop it; the Mobility agent quiesces the machine itself (fsfreeze, /etc/osr-agent/freeze.d, --pre/--post run on the machine)',
+        'invalid',
+      );
     // Refused with the fix when the id is malformed or unknown (bad input to protect); nothing is
     // recorded before.
     const agent = await getAgent(ctx, options.agentId).catch((err: unknown) => {
