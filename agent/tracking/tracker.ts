@@ -183,6 +183,8 @@ export class Tracker {
   private async cut(point: FrozenPointRecord, disks: string[], quiesce: boolean): Promise<FrozenPointRecord> {
     const pitId = point.pitId;
     const frozenFs: string[] = [];
+    /** Disks whose filesystems fsfreeze froze: suspended without freezing them again. */
+    const fsFrozenOn = new Set<string>();
     // Held writes: the suspend that holds them already froze any filesystem on the disks.
     if (quiesce && !this.holds.standing()) {
       try {
@@ -191,6 +193,7 @@ export class Tracker {
           for (const m of mountPointsOf(top(d), info?.minor ?? -1)) {
             await freezeFs(m);
             frozenFs.push(m);
+            fsFrozenOn.add(d);
           }
         }
       } catch (err) {
@@ -218,7 +221,7 @@ export class Tracker {
         this.save();
         for (const d of disks)
           if (heldEra(d) === undefined) {
-            await dmSuspend(top(d));
+            await dmSuspend(top(d), fsFrozenOn.has(d));
             suspended.push(d);
           }
         point.instant = held?.heldAt ?? new Date().toISOString();

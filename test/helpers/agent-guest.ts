@@ -27,6 +27,8 @@ export interface AgentGuest {
   ssh(command: string, timeoutMs?: number): Promise<{ code: number; stdout: string; stderr: string }>;
   /** One SSH connection for many commands (no handshake each: a workload's writes); closed by stop(). */
   openShell(): Promise<SshSession>;
+  /** Copies a local file into the guest (SFTP). */
+  put(local: string, remote: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -34,11 +36,8 @@ export function agentGuestDir(): string {
   return path.join(path.dirname(testGuestDir()), 'agent-guest');
 }
 
-export async function startAgentGuest(options: {
-  hostname: string;
-  diskSizes: number[];
-  bootTimeoutMs?: number;
-}): Promise<AgentGuest> {
+/** What boots the agent test guest: kernel, initramfs, and its SSH host key (`ssh-ed25519 AAAA…`). */
+export function agentGuestFiles(): { kernel: string; initrd: string; hostKeyLine: string } {
   const base = testGuestDir();
   const own = agentGuestDir();
   const kernel = fs.existsSync(path.join(base, 'vmlinux'))
@@ -50,6 +49,15 @@ export async function startAgentGuest(options: {
     : '';
   if (!fs.existsSync(initrd) || !hostKeyLine)
     throw new Error(`no agent test guest in ${own}: build it with  bash scripts/build-agent-guest.sh`);
+  return { kernel, initrd, hostKeyLine };
+}
+
+export async function startAgentGuest(options: {
+  hostname: string;
+  diskSizes: number[];
+  bootTimeoutMs?: number;
+}): Promise<AgentGuest> {
+  const { kernel, initrd, hostKeyLine } = agentGuestFiles();
   const hostKey = hostKeyFingerprint(Buffer.from(hostKeyLine.split(' ')[1] as string, 'base64'));
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-agvm-'));
@@ -161,6 +169,16 @@ export async function startAgentGuest(options: {
       sessions.add(session);
       try {
         return await session.run(command, timeoutMs);
+      } finally {
+        session.close();
+        sessions.delete(session);
+      }
+    },
+    async put(local, remote) {
+      const session = await openSsh(target, Buffer.from(keys.private), hostKey);
+      sessions.add(session);
+      try {
+        await session.put([{ local, remote, mode: 0o600 }]);
       } finally {
         session.close();
         sessions.delete(session);

@@ -1,0 +1,332 @@
+// App-consistent points, a drill and an unplanned failover of a machine protected through the
+// Mobility agent, with the real parts: the agent test guest under QEMU (reached over SSH), the
+// agent pushed into it, Temporal, Azurite, a process-server, control and cloud-applier worker.
+// The machine's freeze script and --pre/--post run on the machine around an app-consistent point
+// (a marker it writes is in the point), its ext4 is clean in the point, a failing script gives a
+// crash-consistent point with an alert naming it and everything thawed. The drill and the
+// failover boot the recovered disks in QEMU (the agent guest's kernel and initramfs: its root is in
+// RAM, so the data disks are what is recovered) and the probe, SSH into the booted guest, sees the
+// point's bytes, which hold exactly records 1..k.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { utils } from 'ssh2';
+import { ControlContext } from '../../operations/context';
+import * as failover from '../../operations/failover';
+import { machineStatus } from '../../operations/machines';
+import type { RecoveryPoint } from '../../shared/replication-types';
+import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
+import { protectWorkflowId } from '../../shared/contracts/protect-machine';
+import { freePort } from '../../lib/process/ports';
+import { agentGuestFiles, startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
+import { assertRefused, cliFor, runCli } from '../helpers/cli';
+import { pollFor } from '../helpers/poll';
+import { assertReplays } from '../helpers/replay';
+import { exportedImage, pointById } from '../helpers/protection';
+import { chooseAccel, recordsIn } from '../helpers/test-vm';
+import { startTestStack, type TestStack } from '../helpers/test-stack';
+
+const MiB = 1024 * 1024;
+/** Record n is written at sector BASE + n of vdb; vdc holds an ext4 mounted at /data. */
+const BASE = 2048;
+const M = 'web';
+let stack: TestStack;
+let guest: AgentGuest;
+let ctx: ControlContext;
+let work: string;
+const osr = cliFor(() => stack.env);
+
+async function sh(command: string, timeoutMs?: number): Promise<string> {
+  const r = await guest.ssh(command, timeoutMs);
+  assert.equal(r.code, 0, `${command}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** The records of a point's vdb, each at its own sector; they must be 1..k. Returns k. */
+async function recordsOf(point: RecoveryPoint): Promise<number> {
+  const found = recordsIn(await exportedImage(ctx, point, 'vdb'));
+  for (const { sector, record } of found)
+    assert.equal(sector, BASE + record, `record ${record} at ${sector}`);
+  const numbers = found.map((f) => f.record).sort((a, b) => a - b);
+  numbers.forEach((n, i) => assert.equal(n, i + 1, `records are not 1..k (${numbers.join(',')})`));
+  return numbers.length;
+}
+
+// Records written with fsync through the agent's stack; /tmp/acked holds the newest acknowledged.
+const RECORDS = `n=0
+while [ ! -e /tmp/stop ]; do
+  n=$((n + 1))
+  printf 'OSR-RECORD %010d agent\\n' $n | dd of=/dev/mapper/osr-vdb bs=512 seek=$((${BASE} + n)) count=1 conv=sync,fsync 2>/dev/null || exit 1
+  echo $n > /tmp/acked.new && mv /tmp/acked.new /tmp/acked
+  echo $n > /data/last; [ $((n % 8)) = 0 ] && sync
+done
+touch /tmp/stopped`;
+// The machine's own freeze script: writes which point it quiesces for into the filesystem.
+const MARKER_SCRIPT = `#!/bin/sh
+case "$1" in
+  freeze) echo "$OSR_POINT_IN_TIME" > /data/osr-marker && sync ;;
+  thaw) echo "thaw $OSR_POINT_IN_TIME" >> /var/log/freeze.log ;;
+esac`;
+
+before(async () => {
+  const agentPort = await freePort();
+  [stack, guest] = await Promise.all([
+    startTestStack(),
+    startAgentGuest({ hostname: 'web-1', diskSizes: [8 * MiB, 16 * MiB, 16 * MiB], bootTimeoutMs: 240_000 }),
+  ]);
+  ctx = new ControlContext(stack.config);
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-agent-recovery-'));
+  await Promise.all([
+    stack.startWorker('control'),
+    stack.startWorker('cloud-applier'),
+    stack.startWorker('process-server', {
+      OSR_AGENT_HOST: '127.0.0.1',
+      OSR_AGENT_PORT: String(agentPort),
+      OSR_AGENT_ADDRESS: `10.0.2.2:${agentPort}`,
+    }),
+  ]);
+  const installed = await osr([
+    ...['agent', 'install', '--ssh', guest.sshTarget, '--key', guest.keyFile],
+    ...['--host-key-fingerprint', guest.hostKeyFingerprint, '--json'],
+  ]);
+  assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
+  const agentId = (JSON.parse(installed.stdout) as { id: string }).id;
+  const policy = await osr([
+    'policy',
+    'create',
+    'agent',
+    '--crash-every',
+    '10s',
+    '--app-every',
+    '0',
+    '--rpo',
+    '5m',
+  ]);
+  assert.equal(policy.code, 0, policy.stderr);
+  // A QEMU guest-agent socket means nothing for an agent machine: refused, nothing recorded.
+  const qga = await osr([
+    'protect',
+    'x',
+    '--agent',
+    agentId,
+    '--disks',
+    'vdb',
+    '--guest-agent',
+    '/run/qga.sock',
+  ]);
+  assertRefused(qga, 2, /--guest-agent is a QEMU guest-agent socket .* drop it/);
+  assert.equal(await ctx.vault.machine('x'), undefined);
+  await sh(
+    `mkdir -p /etc/osr-agent/freeze.d && cat > /etc/osr-agent/freeze.d/10-marker <<'EOF'\n${MARKER_SCRIPT}\nEOF\nchmod 755 /etc/osr-agent/freeze.d/10-marker`,
+  );
+  const r = await osr([
+    ...['protect', M, '--agent', agentId, '--disks', 'vdb,vdc', '--policy', 'agent'],
+    ...['--pre', 'echo "pre $OSR_POINT_IN_TIME" >> /var/log/freeze.log'],
+    ...['--post', 'echo "post $OSR_POINT_IN_TIME" >> /var/log/freeze.log'],
+  ]);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  await pollFor(async () => ((await ctx.vault.points(M)).length > 0 ? true : undefined), {
+    timeoutMs: 180_000,
+    intervalMs: 2000,
+    failure: () => new Error('no first point within 180 s'),
+  });
+  // An ext4 with a journal (made here: the guest's busybox makes none) on the tracked vdc.
+  const fsImage = path.join(work, 'fs.img');
+  execFileSync('mkfs.ext4', ['-q', '-F', '-b', '1024', fsImage, '16M']);
+  fs.writeFileSync(`${fsImage}.gz`, execFileSync('gzip', ['-c', fsImage]));
+  await guest.put(`${fsImage}.gz`, '/tmp/fs.img.gz');
+  await sh(
+    'gunzip -c /tmp/fs.img.gz | dd of=/dev/mapper/osr-vdc bs=1M conv=fsync 2>/dev/null && mkdir -p /data && mount -t ext4 /dev/mapper/osr-vdc /data',
+  );
+  await sh(
+    `cat > /tmp/records.sh <<'EOF'\n${RECORDS}\nEOF\nsetsid sh /tmp/records.sh </dev/null >/dev/null 2>&1 &`,
+  );
+  await pollFor(
+    async () => (Number((await sh('cat /tmp/acked 2>/dev/null || echo 0')).trim()) >= 3 ? true : undefined),
+    {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      failure: () => new Error('the workload acknowledged no record within 60 s'),
+    },
+  );
+});
+
+after(async () => {
+  await guest?.stop();
+  await stack?.stop();
+  if (work) fs.rmSync(work, { recursive: true, force: true });
+});
+
+/** A point taken with `osr point`, as the catalog has it. */
+async function takePoint(app: boolean): Promise<RecoveryPoint> {
+  const r = await runCli(['point', M, ...(app ? ['--app'] : []), '--json'], stack.env, { timeout: 240_000 });
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  return pointById(ctx, M, (JSON.parse(r.stdout) as { id: string }).id);
+}
+
+/** e2fsck -fn and the superblock's features of a point's ext4, and a file read from it. */
+function inspectFs(image: Buffer, file: string): { fsck: number; features: string; content: string } {
+  const img = path.join(work, 'vdc.img');
+  fs.writeFileSync(img, image);
+  let fsck = 0;
+  try {
+    execFileSync('e2fsck', ['-fn', img], { stdio: 'pipe' });
+  } catch (err) {
+    fsck = (err as { status: number }).status;
+  }
+  const header = execFileSync('dumpe2fs', ['-h', img], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  const features = /Filesystem features:\s*(.*)/.exec(header)?.[1] ?? '';
+  const content = execFileSync('debugfs', ['-R', `cat ${file}`, img], { stdio: ['ignore', 'pipe', 'ignore'] })
+    .toString()
+    .trim();
+  return { fsck, features, content };
+}
+
+test('an app-consistent point: scripts ran around its instant, and its ext4 is clean', async () => {
+  const point = await takePoint(true);
+  const alerts = JSON.stringify((await machineStatus(ctx, M)).alerts);
+  assert.equal(point.kind, 'app', `an app-consistent point was asked for; alerts: ${alerts}`);
+  const pit = `${M}-c${point.cycle}`;
+  const { fsck, features, content } = inspectFs(await exportedImage(ctx, point, 'vdc'), '/osr-marker');
+  assert.equal(content, pit, 'the freeze script wrote the marker of this very point before it was cut');
+  assert.equal(fsck, 0, 'e2fsck -fn finds the point clean');
+  assert.doesNotMatch(features, /needs_recovery/, `the journal was flushed by fsfreeze: ${features}`);
+  const log = await sh('cat /var/log/freeze.log');
+  assert.match(log, new RegExp(`pre ${pit}\\npost ${pit}\\nthaw ${pit}\\n`), log);
+});
+
+test('a failing freeze script gives a crash-consistent point, an alert naming it, and a thawed machine', async () => {
+  await sh(
+    `printf '#!/bin/sh\\n[ "$1" = freeze ] && { echo "app refuses" >&2; exit 3; }\\necho "thaw-20 $OSR_POINT_IN_TIME" >> /var/log/freeze.log\\n' > /etc/osr-agent/freeze.d/20-fails && chmod 755 /etc/osr-agent/freeze.d/20-fails`,
+  );
+  const point = await takePoint(true);
+  assert.equal(point.kind, 'crash', 'no app-consistent claim without the application quiesced');
+  const alert = (await machineStatus(ctx, M)).alerts.find((a) => a.kind === 'quiesce-failed');
+  assert.match(
+    alert?.message ?? '',
+    /freeze script \/etc\/osr-agent\/freeze\.d\/20-fails failed: exit 3: app refuses/,
+  );
+  const pit = (await sh(`grep -o 'thaw-20 ${M}-c[0-9]*' /var/log/freeze.log | tail -n 1`))
+    .trim()
+    .split(' ')[1];
+  const log = await sh('cat /var/log/freeze.log');
+  assert.ok(pit && log.includes(`post ${pit}\nthaw-20 ${pit}\nthaw ${pit}\n`), `post and thaws ran: ${log}`);
+  // Nothing stays frozen: the filesystem takes writes at once, and the workload goes on.
+  await sh('echo after > /data/after && sync', 20_000);
+  await sh('rm /etc/osr-agent/freeze.d/20-fails');
+  // App requests that met a crash cycle under way waited for the next (patched('agent-recovery')).
+  await assertReplays(
+    (await ctx.client()).workflow.getHandle(protectWorkflowId(M)),
+    'protectMachine-agent-app-points',
+  );
+});
+
+let sshKey: { file: string; pub: string };
+let knownHosts: string;
+
+/** Boots the agent guest's kernel with the recovered disks (through the daemon's NBD) and SSH. */
+async function configureBoot(name: string): Promise<number> {
+  const { kernel, initrd, hostKeyLine } = agentGuestFiles();
+  if (!sshKey) {
+    const keys = utils.generateKeyPairSync('ed25519');
+    sshKey = { file: path.join(work, 'id_ed25519'), pub: keys.public.split(' ')[1] as string };
+    fs.writeFileSync(sshKey.file, keys.private, { mode: 0o600 });
+  }
+  const port = await freePort();
+  knownHosts = path.join(work, `known_hosts-${name}`);
+  fs.writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostKeyLine}\n`);
+  const accel = chooseAccel() === 'kvm' ? '-accel kvm -accel tcg' : '-accel tcg';
+  const command = [
+    `exec qemu-system-x86_64 ${accel} -nodefaults -no-user-config -display none -m 256 -smp 1`,
+    `-kernel ${kernel} -initrd ${initrd}`,
+    `-append "console=ttyS0 panic=-1 quiet osr.disks=2 osr.hostname=${name} osr.sshkey=${sshKey.pub}"`,
+    `-serial file:${path.join(work, `${name}-console.log`)}`,
+    `-netdev user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:22 -device virtio-net-pci,netdev=n0`,
+    '-drive "file=${OSR_RECOVERED_NBD%%,*},format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0',
+    '-drive "file=${OSR_RECOVERED_NBD#*,},format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1',
+  ].join(' ');
+  const probe = `ssh -F /dev/null -i ${sshKey.file} -p ${port} -o BatchMode=yes -o ConnectTimeout=10 -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes root@127.0.0.1 'echo "up: $(hostname)"; sha256sum /dev/vda /dev/vdb'`;
+  await failover.configureRecovery(ctx, M, {
+    materialize: { format: 'qcow2' },
+    bootCheck: { command, probe, probeTimeoutSeconds: 400, commandTimeoutSeconds: 500 },
+  });
+  return port;
+}
+
+/** The booted guest, as its probe saw it: its name and the SHA-256 of its two disks. */
+function probed(status: RecoveryStatus | undefined): { host: string; vda: string; vdb: string } {
+  const check = status?.bootCheck;
+  assert.equal(check?.ok, true, `boot check: ${JSON.stringify(check)}`);
+  const out = check?.output ?? '';
+  return {
+    host: /up: (\S+)/.exec(out)?.[1] ?? '',
+    vda: /([0-9a-f]{64}) {2}\/dev\/vda/.exec(out)?.[1] ?? '',
+    vdb: /([0-9a-f]{64}) {2}\/dev\/vdb/.exec(out)?.[1] ?? '',
+  };
+}
+
+async function assertBootedPoint(status: RecoveryStatus | undefined, name: string, point: RecoveryPoint) {
+  const seen = probed(status);
+  assert.equal(seen.host, name, 'the probe reached the booted recovered guest');
+  assert.equal(
+    seen.vda,
+    sha256(await exportedImage(ctx, point, 'vdb')),
+    'the booted vda is the point of vdb',
+  );
+  assert.equal(
+    seen.vdb,
+    sha256(await exportedImage(ctx, point, 'vdc')),
+    'the booted vdb is the point of vdc',
+  );
+}
+
+test('a drill boots the recovered disks and the probe sees the point; cleanup leaves nothing', async () => {
+  const point = await takePoint(false);
+  const k = await recordsOf(point);
+  assert.ok(k >= 3, `the point holds records 1..${k}`);
+  await configureBoot('drill');
+  const { ref, status } = await failover.startTestFailover(ctx, M, { point: point.id });
+  assert.equal(status?.state, 'ready', JSON.stringify(status));
+  await assertBootedPoint(status, 'drill', point);
+  const dir = status?.materialized?.dir ?? '';
+  assert.ok(fs.existsSync(dir));
+  const [cleanup] = await failover.cleanupTestFailover(ctx, ref.job);
+  assert.equal(cleanup?.status?.state, 'cleaned-up');
+  assert.ok(!fs.existsSync(dir), 'the local disks are gone');
+  const left: string[] = [];
+  for await (const b of ctx.blobService
+    .getContainerClient('osr-failover')
+    .listBlobsFlat({ prefix: `test-${M}-` }))
+    left.push(b.name);
+  assert.deepEqual(left, []);
+});
+
+test('an unplanned failover boots the last point, holding every acknowledged record', async () => {
+  await sh('touch /tmp/stop');
+  await pollFor(async () => ((await guest.ssh('test -e /tmp/stopped')).code === 0 ? true : undefined), {
+    timeoutMs: 60_000,
+    intervalMs: 1000,
+    failure: () => new Error('the workload did not stop'),
+  });
+  const total = Number((await sh('cat /tmp/acked')).trim());
+  // A point frozen after the writer stopped (one asked for now may be a cycle frozen before).
+  const stoppedAt = new Date().toISOString();
+  const point = await pollFor(async () => (await ctx.vault.points(M)).find((p) => p.instant > stoppedAt), {
+    timeoutMs: 180_000,
+    intervalMs: 2000,
+    failure: () => new Error('no point after the workload stopped within 180 s'),
+  });
+  assert.equal(await recordsOf(point), total, 'nothing acknowledged is missing from the point');
+  await configureBoot('failover');
+  const { status } = await failover.startFailover(ctx, M, { point: point.id });
+  assert.equal(status?.state, 'failed-over', JSON.stringify(status));
+  await assertBootedPoint(status, 'failover', point);
+  const committed = await failover.commitFailover(ctx, M);
+  assert.equal(committed.state, 'committed');
+});
