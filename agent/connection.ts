@@ -15,7 +15,7 @@ import {
   type MachineFacts,
   type RefusalCode,
   type ServerMessage,
-  type TrackingRequest,
+  type AgentRequest,
 } from './protocol';
 
 export interface ServerTarget {
@@ -157,7 +157,9 @@ export interface SessionOptions extends ServerTarget {
   /** Stops the session (resolves `session`). */
   signal?: AbortSignal;
   /** Serves the server's tracking requests; `write` sends on the connection they came on. */
-  onRequest?: (id: number, request: TrackingRequest, write: Write) => void;
+  onRequest?: (id: number, request: AgentRequest, write: Write) => void;
+  /** Called at each welcome (an upgraded agent confirms itself at its first). */
+  onWelcome?: () => void;
 }
 
 /** Writes pieces in order, uninterrupted; resolves once the socket took the last (or closed). */
@@ -196,6 +198,7 @@ async function connectedOnce(o: SessionOptions): Promise<void> {
     const answer = await inbox.next(30_000);
     if (answer.type !== 'welcome') throw refusal(answer);
     o.log(`connected to ${o.server} as ${o.agentId}`);
+    o.onWelcome?.();
     const every = (answer.heartbeatSeconds || HEARTBEAT_SECONDS) * 1000;
     for (let seq = 1; !o.signal?.aborted; seq++) {
       await new Promise((r) => setTimeout(r, every));

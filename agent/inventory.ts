@@ -3,10 +3,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ownVersion } from './bundle';
 import type { AgentDisk, MachineFacts } from './protocol';
 import { diskInUse } from './tracking/mounts';
-
-export const AGENT_VERSION = '0.1.0';
 
 /** Devices that are not disks of the machine: loop, RAM disks, CD drives, device-mapper stacks. */
 const NOT_DISKS = /^(loop|ram|zram|sr|fd|dm-|md|nbd)/;
@@ -67,7 +66,7 @@ export function machineFacts(root = '/'): MachineFacts {
     hostname: os.hostname(),
     os: osName(root),
     kernel: os.release(),
-    agentVersion: AGENT_VERSION,
+    agentVersion: ownVersion(),
     disks: blockDevices(root),
   };
 }

@@ -3,18 +3,22 @@
 //   osr-agent run          the service: stays connected to its process server
 //   osr-agent uninstall    stops and removes the service and the agent's credential
 //   osr-agent facts        prints what the agent reports (machine, OS, disks)
+//   osr-agent upgrade-watch  (started by an upgrade, from the old code) rolls back an upgrade
+//                          whose new version did not connect in time (upgrade.ts)
 // Node built-ins only, so the compiled folder runs on any machine with Node (or the node binary
 // copied beside it by `osr agent install`).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { enroll, RefusedError, session, splitAddress } from './connection';
-import { AGENT_VERSION, machineFacts } from './inventory';
+import { ownVersion } from './bundle';
+import { machineFacts } from './inventory';
 import { EXIT_REFUSED, normalizeFingerprint } from './protocol';
 import { installService, removeService } from './service';
 import { readState, stateFile, writeState } from './state';
 import { trackingHandler } from './tracking-requests';
 import { Tracker } from './tracking/tracker';
+import { confirmUpgrade, isUpgrade, upgradeHandler, watchUpgrade } from './upgrade';
 
 const USAGE = `usage: osr-agent enroll --server <host:port> --token <token> --fingerprint <sha256> [--no-service]
        osr-agent run | uninstall | facts | --version`;
@@ -90,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
       const state = readState();
       const stop = new AbortController();
       for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
-      log(`osr-agent ${AGENT_VERSION} as ${state.agentId}, server ${state.server}`);
+      log(`osr-agent ${ownVersion()} as ${state.agentId}, server ${state.server}`);
       // The machine's own work first: the agent's reads, compression and TLS take the CPU it leaves.
       try {
         os.setPriority(AGENT_NICE);
@@ -99,12 +103,23 @@ async function main(argv: string[]): Promise<number> {
       }
       const tracker = new Tracker();
       await tracker.started();
+      const tracking = trackingHandler(tracker, { log });
+      // An upgrade's switch stops this agent like SIGTERM does: cleanly, so its log stays trusted.
+      const upgrades = upgradeHandler(() => stop.abort());
       await session({
         ...state,
         facts: () => machineFacts(),
         log,
         signal: stop.signal,
-        onRequest: trackingHandler(tracker, { log }),
+        onRequest: (id, request, write) =>
+          isUpgrade(request) ? upgrades(id, request, write) : tracking(id, request, write),
+        onWelcome: () => {
+          try {
+            confirmUpgrade();
+          } catch (err) {
+            log(`upgrade not confirmed: ${(err as Error).message}`);
+          }
+        },
       });
       await tracker.stopCleanly().catch((err: Error) => log(`no clean-shutdown mark: ${err.message}`));
       return 0;
@@ -119,8 +134,10 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify(machineFacts(), null, 2)}\n`);
       return 0;
     case '--version':
-      process.stdout.write(`${AGENT_VERSION}\n`);
+      process.stdout.write(`${ownVersion()}\n`);
       return 0;
+    case 'upgrade-watch':
+      return watchUpgrade(log);
     default:
       throw new UsageError(command ? `unknown command "${command}"` : 'no command');
   }

@@ -78,6 +78,28 @@ export interface FreezeScriptCommands {
   timeoutSeconds?: number;
 }
 
+/**
+ * An upgrade of the agent itself (agent/upgrade.ts): the bundle goes in `stage` chunks (base64,
+ * at most UPGRADE_CHUNK_BYTES each, so a line stays under MAX_LINE_BYTES), `verify` checks its
+ * SHA-256 and unpacks it beside the running agent, `switch` puts it in place and restarts into it.
+ */
+export type UpgradeRequest =
+  | { op: 'stage'; offset: number; data: string }
+  | { op: 'verify'; sha256: string; size: number }
+  | { op: 'switch'; timeoutSeconds: number };
+
+/** Everything the process server asks of an agent. */
+export type AgentRequest = TrackingRequest | UpgradeRequest;
+
+/** Raw bytes per `stage` request (base64 makes them a third larger on the line). */
+export const UPGRADE_CHUNK_BYTES = 128 * 1024;
+
+export interface VerifyResult {
+  /** The running agent's version and the staged bundle's, computed from its unpacked files. */
+  from: string;
+  to: string;
+}
+
 export interface EnableResult {
   sizeBytes: number;
   fullSyncRequired: boolean;
@@ -121,7 +143,7 @@ export type ServerMessage =
   | { type: 'welcome'; agentId: string; heartbeatSeconds: number }
   | { type: 'heartbeat-ack'; seq: number }
   | { type: 'refused'; code: RefusalCode; message: string }
-  | { type: 'request'; id: number; request: TrackingRequest };
+  | { type: 'request'; id: number; request: AgentRequest };
 
 /** Refusals that retrying cannot fix: the agent stops instead of reconnecting. */
 export const FINAL_REFUSALS: ReadonlySet<RefusalCode> = new Set([

@@ -6,6 +6,7 @@
 // the agent has connected to its process server.
 import fs from 'node:fs';
 import path from 'node:path';
+import { agentBundleDir } from '../lib/agents/bundle-source';
 import { HostKeyError, openSsh, parseSshTarget, type SshSession } from '../lib/ssh/session';
 import { chooseListener, getAgent, makeAgentToken, type AgentView } from './agents';
 import { audited } from './audit';
@@ -36,9 +37,9 @@ export interface AgentInstallInput {
   onProgress?: (step: string) => void;
 }
 
-/** The compiled agent beside this file (the .js files of dist/agent and its folders), relative to it. */
-function agentFiles(): { dir: string; files: string[] } {
-  const dir = path.join(__dirname, '..', 'agent');
+/** The compiled agent this release ships (the .js files of dist/agent and its folders), relative to it. */
+function agentFiles(bundleDir?: string): { dir: string; files: string[] } {
+  const dir = agentBundleDir(bundleDir);
   const files = fs.existsSync(dir)
     ? (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.js'))
     : [];
@@ -85,7 +86,7 @@ async function install(ctx: ControlContext, input: AgentInstallInput): Promise<A
   const { host } = parseSshTarget(input.ssh);
   const progress = input.onProgress ?? (() => undefined);
   const listener = await chooseListener(ctx, input.server);
-  const files = agentFiles();
+  const files = agentFiles(ctx.config.agents.bundleDir);
   progress(`connecting to ${input.ssh}`);
   await withSsh(input, async (ssh) => {
     const copyNode = await prepare(ssh, host);

@@ -10,6 +10,7 @@ import {
   type AgentRecord,
   type ListenerRecord,
 } from '../lib/agents/registry';
+import { shippedAgentVersion } from '../lib/agents/bundle-source';
 import { audited, currentActor } from './audit';
 import { OperationError, type ControlContext } from './context';
 
@@ -18,18 +19,36 @@ const STALE_MS = 150_000;
 
 export interface AgentView extends Omit<AgentRecord, 'secretHash'> {
   state: 'connected' | 'disconnected';
+  /** What the agent said at its last hello: package version + build hash of its bundle. */
+  version: string;
+  /** The version this release ships (`osr agent install` and `upgrade`); absent: no compiled agent. */
+  shippedVersion?: string;
+  /** The agent runs another version than the shipped one: `osr agent upgrade` it. */
+  outdated: boolean;
 }
 
-function view(record: AgentRecord, now = Date.now()): AgentView {
+function view(record: AgentRecord, shipped: string | undefined, now = Date.now()): AgentView {
   const { secretHash: _secret, ...rest } = record;
   const fresh = record.lastSeenAt !== undefined && now - Date.parse(record.lastSeenAt) < STALE_MS;
-  return { ...rest, state: record.connected && fresh ? 'connected' : 'disconnected' };
+  const version = record.facts.agentVersion;
+  return {
+    ...rest,
+    state: record.connected && fresh ? 'connected' : 'disconnected',
+    version,
+    ...(shipped ? { shippedVersion: shipped } : {}),
+    outdated: shipped !== undefined && version !== shipped,
+  };
 }
+
+/** The agent version this control plane ships (agents.bundleDir, or this release's). */
+export const shippedVersion = (ctx: ControlContext): string | undefined =>
+  shippedAgentVersion(ctx.config.agents.bundleDir);
 
 export async function listAgents(ctx: ControlContext): Promise<AgentView[]> {
   const now = Date.now();
+  const shipped = shippedVersion(ctx);
   return (await ctx.vault.list<AgentRecord>(AGENTS_PREFIX))
-    .map((a) => view(a, now))
+    .map((a) => view(a, shipped, now))
     .sort((a, b) => a.facts.hostname.localeCompare(b.facts.hostname));
 }
 
@@ -41,7 +60,7 @@ export async function getAgent(ctx: ControlContext, id: string): Promise<AgentVi
     throw new OperationError((err as Error).message, 'invalid');
   }
   const found = (await ctx.vault.read<AgentRecord>(doc))?.value;
-  if (found) return view(found);
+  if (found) return view(found, shippedVersion(ctx));
   const known = (await listAgents(ctx)).map((a) => `${a.id} (${a.facts.hostname})`);
   throw new OperationError(
     `no agent ${id}${known.length ? `; enrolled: ${known.join(', ')}` : '; none is enrolled (`osr agent install --ssh root@<machine>`)'}`,
@@ -121,6 +140,14 @@ export function agentMachines(agents: AgentView[]): DiscoveredMachine[] {
       reason: `enrolled Mobility agent: protect it with \`osr protect <name> --agent ${a.id} --disks <disks not in use>\``,
     },
     guestOs: a.facts.os,
-    details: { agentId: a.id, machineId: a.facts.machineId, kernel: a.facts.kernel },
+    details: {
+      agentId: a.id,
+      machineId: a.facts.machineId,
+      kernel: a.facts.kernel,
+      agentVersion: a.version,
+      ...(a.outdated
+        ? { outdated: `this release ships ${a.shippedVersion}: osr agent upgrade ${a.id}` }
+        : {}),
+    },
   }));
 }

@@ -50,7 +50,20 @@ export async function discover() {
         { 'data-discovered': `${m.host}/${m.name}` },
         h('td', {}, m.host),
         h('td', {}, h('strong', {}, m.name)),
-        h('td', {}, m.state),
+        h(
+          'td',
+          {},
+          m.state,
+          // A Mobility agent: its version, and whether it is the one this release ships.
+          m.details && m.details.agentVersion
+            ? h(
+                'div',
+                { class: 'muted' },
+                `agent ${m.details.agentVersion} `,
+                m.details.outdated ? h('span', { title: m.details.outdated }, badge('outdated', 'warn')) : '',
+              )
+            : '',
+        ),
         h('td', {}, disks(m) || '—'),
         h(
           'td',

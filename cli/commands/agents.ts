@@ -1,4 +1,4 @@
-// `osr agent token|install|list|show|uninstall`: Mobility agents, the in-guest part that protects
+// `osr agent token|install|list|show|upgrade|uninstall`: Mobility agents, the in-guest part that protects
 // machines OSR cannot see from a hypervisor. Agents dial out to a process server's listener
 // (agents.port, 9443); this reads and writes the vault, and `install` reaches the machine by SSH.
 import fs from 'node:fs';
@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { installAgent } from '../../operations/agent-install';
+import { upgradeAgents } from '../../operations/agent-upgrade';
 import { forgetAgent, getAgent, listAgents, makeAgentToken, type AgentView } from '../../operations/agents';
 import { parseDuration } from '../../shared/policy';
 import { withContext } from '../common/context';
@@ -21,6 +22,8 @@ function row(a: AgentView) {
     id: a.id,
     hostname: a.facts.hostname,
     state: a.state,
+    version: a.version,
+    outdated: a.outdated ? 'outdated' : '',
     last_seen: a.lastSeenAt ?? 'never',
     os: a.facts.os,
     disks: disks(a),
@@ -108,7 +111,9 @@ export function registerAgentCommands(program: Command): void {
     );
   agent
     .command('list')
-    .description('enrolled agents: state, last sign of life, OS and disks')
+    .description(
+      'enrolled agents: state, version (outdated: not the version this release ships), last sign of life, OS and disks',
+    )
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }) => {
       const agents = await withContext((ctx) => listAgents(ctx));
@@ -123,7 +128,8 @@ export function registerAgentCommands(program: Command): void {
       const a = await withContext((ctx) => getAgent(ctx, id));
       if (o.json) return printJson(a);
       process.stdout.write(
-        `${a.id}  ${a.facts.hostname}  ${a.state}\n  machine id ${a.facts.machineId}\n  ${a.facts.os}, kernel ${a.facts.kernel}, agent ${a.facts.agentVersion}\n` +
+        `${a.id}  ${a.facts.hostname}  ${a.state}\n  machine id ${a.facts.machineId}\n  ${a.facts.os}, kernel ${a.facts.kernel}\n` +
+          `  agent ${a.version}${a.outdated ? ` (outdated: this release ships ${a.shippedVersion}; \`osr agent upgrade ${a.id}\`)` : ''}\n` +
           `  enrolled ${a.enrolledAt}; listener ${a.listener ?? '-'}; connected ${a.connectedAt ?? '-'}; last seen ${a.lastSeenAt ?? '-'}\n`,
       );
       printTable(
@@ -135,6 +141,38 @@ export function registerAgentCommands(program: Command): void {
           read_only: d.readOnly,
         })),
       );
+    });
+  agent
+    .command('upgrade [id]')
+    .description(
+      "send this release's agent to the machine over the agent's own connection (no SSH), verified by SHA-256 before it replaces the old one; the agent restarts into it keeping its id, credential and change log, and rolls back by itself if the new version does not connect in time",
+    )
+    .option('--all', 'every outdated agent (disconnected ones are skipped and listed)')
+    .option(
+      '--timeout <duration>',
+      'how long the new version has to connect before it rolls back (default 2m)',
+    )
+    .option('--json', 'print JSON')
+    .action(async (id: string | undefined, o: { all?: boolean; timeout?: string; json?: boolean }) => {
+      const timeoutSeconds = o.timeout === undefined ? undefined : parseDuration(o.timeout, '--timeout');
+      const results = await withContext((ctx) =>
+        upgradeAgents(ctx, {
+          id,
+          all: o.all,
+          timeoutSeconds,
+          onProgress: (agentId, step) => o.json || process.stderr.write(`${agentId}: ${step}\n`),
+        }),
+      );
+      if (o.json) return printJson(results);
+      if (!results.length) return void process.stdout.write('no agent is outdated\n');
+      for (const r of results)
+        process.stdout.write(
+          r.outcome === 'upgraded'
+            ? `${r.agentId} upgraded: ${r.from} → ${r.version}\n`
+            : r.outcome === 'current'
+              ? `${r.agentId} already runs ${r.version}\n`
+              : `${r.agentId} skipped (${r.outcome === 'skipped' ? r.reason : r.outcome}): still ${r.version}\n`,
+        );
     });
   agent
     .command('uninstall <id>')

@@ -9,7 +9,7 @@ import {
   type MachineFacts,
   type ServerMessage,
   type TrackingErrorName,
-  type TrackingRequest,
+  type AgentRequest,
 } from '../../agent/protocol';
 
 /** The agent answered with a failure; `kind` says which (QuiesceError, FrozenPointLostError …). */
@@ -29,7 +29,7 @@ export class AgentProtocolError extends Error {
 }
 
 /** Requests answered with a data frame; the others with a reply line. */
-const DATA_OPS: ReadonlySet<TrackingRequest['op']> = new Set(['changes', 'read']);
+const DATA_OPS: ReadonlySet<AgentRequest['op']> = new Set(['changes', 'read']);
 
 /** The connection closed (or never answered) before the reply came. */
 export class AgentGoneError extends Error {
@@ -58,7 +58,7 @@ export class AgentChannel {
   ) {}
 
   /** Sends a request; resolves with its reply's result, or a data frame's bytes. */
-  request(request: TrackingRequest, timeoutMs = 120_000): Promise<unknown> {
+  request(request: AgentRequest, timeoutMs = 120_000): Promise<unknown> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {

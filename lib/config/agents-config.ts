@@ -3,6 +3,7 @@
 // the certificate is agents.tls or a self-signed one made at the first start under
 // <stateDir>/agents/tls. port 0: no listener. compression: what the process server asks of
 // agents that can compress their data frames (agent/frame-codec.ts); 'none' asks raw bytes.
+// `bundleDir`: the agent folder install and upgrade ship.
 import { z } from 'zod';
 
 export const agentsConfig = z
@@ -10,6 +11,8 @@ export const agentsConfig = z
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(9443),
     address: z.string().min(1).optional(),
+    /** The compiled agent folder that install and upgrade ship (default: this release's dist/agent). */
+    bundleDir: z.string().min(1).optional(),
     tls: z
       .object({ certPath: z.string().min(1), keyPath: z.string().min(1) })
       .strict()
@@ -24,4 +27,5 @@ export const AGENT_ENV_KEYS: Record<string, { key: string; type: 'string' | 'num
   OSR_AGENT_PORT: { key: 'agents.port', type: 'number' },
   OSR_AGENT_ADDRESS: { key: 'agents.address', type: 'string' },
   OSR_AGENT_COMPRESSION: { key: 'agents.compression', type: 'string' },
+  OSR_AGENT_BUNDLE: { key: 'agents.bundleDir', type: 'string' },
 };
