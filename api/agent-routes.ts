@@ -1,9 +1,11 @@
-// Routes for Mobility agents (operations/agents.ts): the same reads as `osr agent list|show`, and
-// protecting an agent's machine (`osr protect --agent`). Tokens and installs stay with the CLI,
+// Routes for Mobility agents (operations/agents.ts): the same reads as `osr agent list|show`,
+// protecting an agent's machine (`osr protect --agent`) and upgrading an agent (`osr agent upgrade`). Tokens and installs stay with the CLI,
 // which holds the SSH key.
+import { upgradeAgents } from '../operations/agent-upgrade';
 import { getAgent, listAgents } from '../operations/agents';
+import { parseDuration } from '../shared/policy';
 import { protect } from '../operations/machines';
-import { onlyFields, optionalString, optionalStringList, requiredString } from './body';
+import { onlyFields, optionalDuration, optionalString, optionalStringList, requiredString } from './body';
 import { jobLocation } from './jobs';
 import type { Route } from './router';
 
@@ -47,6 +49,18 @@ export const agentRoutes: Route[] = [
         body: { workflowId: started.workflowId, machine: started.machine.name, location },
         headers: { Location: location },
       };
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/agents/{id}/upgrade',
+    // Answers when the agent is back with the new version (or refused, or rolled back): a minute or two.
+    handler: async (req) => {
+      const body = await req.body();
+      onlyFields(body, ['timeout']);
+      const timeoutSeconds = optionalDuration(body, 'timeout', (t) => parseDuration(t, 'timeout'));
+      const [result] = await upgradeAgents(req.ctx, { id: req.params.id as string, timeoutSeconds });
+      return { status: 200, body: result };
     },
   },
 ];

@@ -92,15 +92,57 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
       },
     },
   },
+  '/v1/agents/{id}/upgrade': {
+    post: {
+      operationId: 'upgradeAgent',
+      summary:
+        'upgrade an agent to the version this release ships (`osr agent upgrade`): over its own connection, verified by SHA-256 before it replaces the old one; answers once the new version is connected (or refused, or rolled back by the agent itself)',
+      tags: ['agents'],
+      parameters: [
+        {
+          name: 'id',
+          in: 'path',
+          required: true,
+          description: 'agent id (ag-…)',
+          schema: { type: 'string' },
+        },
+      ],
+      requestBody: body({
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          timeout: {
+            type: ['integer', 'string'],
+            description:
+              'how long the new version has to connect before the agent rolls back (default 120 s)',
+          },
+        },
+      }),
+      responses: {
+        '200': { description: 'upgraded, or already current', ...json(ref('AgentUpgrade')) },
+        ...common,
+        '400': error('not an agent id, a bad timeout, or the agent is disconnected'),
+        '404': error('no such agent'),
+        '409': error('the agent refused the bundle (nothing replaced), or an upgrade of it is running'),
+        '503': error('the new version did not connect and the agent rolled back'),
+      },
+    },
+  },
 };
 
 export const agentSchemas: Record<string, Schema> = {
   Agent: {
     type: 'object',
-    required: ['id', 'facts', 'enrolledAt', 'connected', 'state'],
+    required: ['id', 'facts', 'enrolledAt', 'connected', 'state', 'version', 'outdated'],
     properties: {
       id: { type: 'string' },
       state: { enum: ['connected', 'disconnected'] },
+      version: {
+        type: 'string',
+        description: 'package version + build hash of its bundle (0.1.0+1a2b3c4d5e6f)',
+      },
+      shippedVersion: { type: 'string', description: 'the version this release ships' },
+      outdated: { type: 'boolean', description: 'version differs from shippedVersion: upgrade it' },
       connected: { type: 'boolean', description: 'what its listener last wrote' },
       listener: { type: 'string', description: 'host:port of the process server listener' },
       enrolledAt: { type: 'string', format: 'date-time' },
@@ -132,6 +174,17 @@ export const agentSchemas: Record<string, Schema> = {
           },
         },
       },
+    },
+  },
+  AgentUpgrade: {
+    type: 'object',
+    required: ['agentId', 'outcome', 'version'],
+    properties: {
+      agentId: { type: 'string' },
+      outcome: { enum: ['upgraded', 'current'] },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      version: { type: 'string', description: 'the version that runs now' },
     },
   },
 };

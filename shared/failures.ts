@@ -19,6 +19,8 @@ export const FAILURE = {
   SourceRefused: 'SourceRefused',
   /** `osr host add` / `osr discover`: the host does not answer as added (details: { problem }). */
   HostRefused: 'HostRefused',
+  /** `osr agent upgrade`: the agent refused the bundle (SHA-256, contents) or is not here; nothing replaced. */
+  AgentUpgradeRefused: 'AgentUpgradeRefused',
   // --- storage and the cloud applier ---
   /** Storage throttling or time-outs kept a step from finishing (details: StorageUnavailableDetails). */
   StorageUnavailable: STORAGE_UNAVAILABLE,

@@ -17,6 +17,14 @@ export function machineProcessServerQueue(machine: { site: string; host?: string
   return machine.host ? hostProcessServerQueue(machine.host) : processServerQueue(machine.site);
 }
 
+/**
+ * The queue of the one process server whose agent listener has this address (host:port): work
+ * that needs an agent's connection (its replication, its upgrade) goes where the agent is.
+ */
+export function agentListenerQueue(listenerAddress: string): string {
+  return `osr-process-server-agents-${listenerAddress}`;
+}
+
 export function masterTargetQueue(site: string): string {
   return `osr-master-target-${site}`;
 }

@@ -5,7 +5,12 @@ import { createDataPathDeps } from '../activities/deps';
 import { createProcessServerActivities } from '../activities/process-server';
 import { startAgentListener, type AgentListener } from '../lib/agents/listener';
 import { checkName } from '../shared/names';
-import { hostProcessServerQueue, processServerQueue, servesRecoverySite } from '../shared/task-queues';
+import {
+  agentListenerQueue,
+  hostProcessServerQueue,
+  processServerQueue,
+  servesRecoverySite,
+} from '../shared/task-queues';
 import { main } from './run-worker';
 
 /** The hosts named by `--host` (repeatable) and OSR_PROCESS_SERVER_HOSTS, each checked once. */
@@ -21,23 +26,28 @@ function servedHosts(argv: string[], env: NodeJS.ProcessEnv): string[] {
 }
 
 const hosts = servedHosts(process.argv.slice(2), process.env);
+/** This server's agent listener, once started: it also polls that listener's own queue. */
+let agents: AgentListener | undefined;
 
 main({
   role: 'process-server',
   hosts,
   taskQueue: (config) => (hosts[0] ? hostProcessServerQueue(hosts[0]) : processServerQueue(config.site)),
-  extraTaskQueues: (config) =>
-    hosts.length
+  // setup runs first, so the listener's address is known here.
+  extraTaskQueues: (config) => [
+    ...(hosts.length
       ? hosts.slice(1).map(hostProcessServerQueue)
       : // Reprotect: the recovery site's process-server role (same code, the recovery site's queue).
         servesRecoverySite(config)
         ? [processServerQueue(config.recoverySite)]
-        : [],
+        : []),
+    // Work that needs one of this server's agents' connections (workflows/lib/agent-queue.ts).
+    ...(agents ? [agentListenerQueue(agents.address)] : []),
+  ],
   setup: async (config, log) => {
     const deps = await createDataPathDeps(config, log, 'process-server');
     // Mobility agents dial out to this listener (agents.port 0: none). A port another process
     // server of this machine holds is logged, not fatal: the agents of that one are served there.
-    let agents: AgentListener | undefined;
     if (config.agents.port !== 0)
       agents = await startAgentListener({
         vault: deps.vault,

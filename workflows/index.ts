@@ -14,3 +14,4 @@ export { reenable } from './reenable';
 export { failbackPlan } from './failback-plan';
 export { endProtection } from './end-protection';
 export { approvalRequest } from './approval';
+export { upgradeAgent } from './upgrade-agent';

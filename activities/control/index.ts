@@ -15,6 +15,7 @@ import { createPlanFailoverActivities } from './plan-failover';
 import { membersOf, publishGroupPoint } from './group-points';
 import type { GroupPoint } from '../../shared/group-types';
 import { runPlanScript } from './plan-script';
+import { agentQueue } from './agent-location';
 import type { WorkerDeps } from '../deps';
 
 export function createControlActivities(deps: WorkerDeps) {
@@ -35,6 +36,8 @@ export function createControlActivities(deps: WorkerDeps) {
       recordFailbackStage(deps, input),
     finishReenable: (input: { machine: string }) => finishReenable(deps, input),
     adoptNewDisks: (input: { machine: string }) => adoptNewDisks(deps, input),
+    // Agent machines: the queue of the process server holding the agent's connection.
+    agentQueue: (input: { agentId: string }) => agentQueue(deps, input),
     // Recovery plans.
     runPlanScript,
     ...createPlanFailoverActivities(),

@@ -20,6 +20,7 @@ import { storageFailure } from '../common/storage-failure';
 import { keepAlive, withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
 import { IntakeGate } from '../../lib/segments/intake-gate';
 import { withStorageWatch, hasTrouble } from '../../lib/azure/storage-health';
+import { createAgentUpgradeActivities } from './agent-upgrade';
 
 export function createProcessServerActivities(deps: DataPathDeps) {
   const sourceDeps = { workRoot: path.join(statePaths(deps.config).machines) };
@@ -79,6 +80,9 @@ export function createProcessServerActivities(deps: DataPathDeps) {
     releaseWrites: keepAlive((input: { machines: ProtectedMachine[]; held: HeldMachine[] }) =>
       releaseWrites(input.machines, input.held),
     ),
+
+    /** `osr agent upgrade`: stage and verify, then switch (the agent's connection is here). */
+    ...createAgentUpgradeActivities({ bundleDir: deps.config.agents.bundleDir, log: deps.log }),
 
     /** Before a planned failover: no more writes at the source. */
     stopSourceWrites: keepAlive((input: { machine: ProtectedMachine }) => stopSourceWrites(input.machine)),
