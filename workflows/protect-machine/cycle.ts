@@ -25,6 +25,7 @@ import {
   showDetails,
   type ProtectRun,
 } from './run';
+import { followAgent } from './agent-routing';
 import { syncDisk } from './sync-disk';
 
 /** Backoff after a failed cycle: doubling per consecutive failure, capped, reset by a success. */
@@ -44,6 +45,7 @@ const PATCH_FREEZE_FAILURE_RELEASE = 'freeze-failure-release';
 const PATCH_APP_REQUEST_WAITS = 'agent-recovery';
 
 export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> {
+  await followAgent(run);
   const { s, machine, quickPs, applier } = run;
   run.cyclesThisRun += 1;
   s.cycle += 1;

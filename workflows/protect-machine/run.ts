@@ -42,8 +42,10 @@ export interface ProtectRun {
   readonly machine: ProtectedMachine;
   /** Carried to the next run by continueAsNew. */
   readonly s: ProtectState;
-  readonly ps: ReturnType<typeof activities>['ps'];
-  readonly quickPs: ReturnType<typeof activities>['quickPs'];
+  /** The process-server queue ps and quickPs schedule on (agent-routing.ts may move it). */
+  queue: string;
+  ps: ReturnType<typeof activities>['ps'];
+  quickPs: ReturnType<typeof activities>['quickPs'];
   readonly applier: ReturnType<typeof activities>['applier'];
   readonly canQuiesce: boolean;
   readonly pointRequests: PointRequestEntry[];
@@ -69,10 +71,16 @@ export interface ProtectRun {
 /** patched() id: runs that upsert OsrHealth whenever the machine's health changes. */
 const PATCH_HEALTH_SEARCH_ATTRIBUTE = 'health-search-attribute';
 
-function activities(machine: ProtectedMachine) {
-  const queue = processServerQueueOf(machine);
+/**
+ * The activities on a process-server queue. `routed`: the queue of one process server (an
+ * agent's): work nobody takes there within a minute fails (that server is gone), and the next
+ * cycle looks where the agent is again.
+ */
+export function activities(queue: string, routed = false) {
+  const toStart = routed ? { scheduleToStartTimeout: '1m' as const } : {};
   const ps = proxyActivities<ProcessServerActivities>({
     taskQueue: queue,
+    ...toStart,
     startToCloseTimeout: '30m',
     heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: {
@@ -86,6 +94,7 @@ function activities(machine: ProtectedMachine) {
   // the whole start-to-close timeout.
   const quickPs = proxyActivities<ProcessServerActivities>({
     taskQueue: queue,
+    ...toStart,
     startToCloseTimeout: '2m',
     heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: {
@@ -107,7 +116,7 @@ function activities(machine: ProtectedMachine) {
       nonRetryableErrorTypes: [FAILURE.SegmentCorrupt, FAILURE.CycleNotUploaded],
     },
   });
-  return { ps, quickPs, applier };
+  return { queue, ps, quickPs, applier };
 }
 
 export function startRun(input: ProtectInput): ProtectRun {
@@ -125,7 +134,7 @@ export function startRun(input: ProtectInput): ProtectRun {
     input,
     machine,
     s,
-    ...activities(machine),
+    ...activities(processServerQueueOf(machine)),
     // A libvirt domain is quiesced through libvirt's own guest-agent channel (domfsfreeze), an
     // agent's machine by the agent (fsfreeze).
     canQuiesce:

@@ -7,6 +7,7 @@
 import { allHandlersFinished, condition, continueAsNew } from '@temporalio/workflow';
 import type { MachineStatus, ProtectInput } from '../../shared/contracts/protect-machine';
 import { CYCLES_PER_RUN, historyIsLong as historyBudgetSpent } from '../lib/history';
+import { followAgent } from './agent-routing';
 import { cycle } from './cycle';
 import { groupCycle } from './group-cut';
 import { setHandlers } from './handlers';
@@ -97,6 +98,7 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
 
 /** Finds the machine's disks and starts tracking their changes; the initial sync comes next. */
 async function enable(run: ProtectRun): Promise<void> {
+  await followAgent(run);
   const { s, machine, quickPs } = run;
   const found = await quickPs.discoverDisks({ machine });
   const tracking = await quickPs.enableTracking({ machine, diskIds: found.disks.map((d) => d.diskId) });
@@ -120,6 +122,7 @@ async function enable(run: ProtectRun): Promise<void> {
 
 async function disable(run: ProtectRun): Promise<void> {
   failPointRequests(run, `machine ${run.machine.name} is being disabled`);
+  await followAgent(run);
   await run.quickPs.disableTracking({ machine: run.machine });
   if (!run.keepReplica) await run.applier.deleteReplica({ machine: run.machine.name });
   setState(run, 'disabled');
