@@ -62,7 +62,8 @@ export function unpackBundle(bytes: Buffer, expectedSha256: string, into: string
       `the bundle's SHA-256 is ${seen}, not the expected ${expectedSha256}: refused, nothing replaced (the process server's copy of the agent differs from this release: reinstall OSR there and upgrade again)`,
     );
   const { files } = JSON.parse(bytes.toString('utf8')) as { files: Record<string, string> };
-  if (!files['main.js']) throw new Error('the bundle has no main.js: refused, nothing replaced');
+  if (typeof files?.['main.js'] !== 'string')
+    throw new Error('the bundle has no main.js: refused, nothing replaced');
   const root = `${path.resolve(into)}${path.sep}`;
   for (const name of Object.keys(files))
     if (!path.resolve(into, name).startsWith(root) || !name.endsWith('.js'))

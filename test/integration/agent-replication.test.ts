@@ -15,7 +15,7 @@ import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { assertRefused, cliFor } from '../helpers/cli';
 import { pollFor } from '../helpers/poll';
 import { exportedImage } from '../helpers/protection';
-import { recordsIn } from '../helpers/test-vm';
+import { recordsOf, recordWorkload } from '../helpers/agent-records';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 
 const MiB = 1024 * 1024;
@@ -51,29 +51,7 @@ function pointWhere(
   });
 }
 
-/** The records of a point's data disk: each must sit at its own sector, and they must be 1..k. */
-async function recordsOf(point: RecoveryPoint): Promise<number> {
-  const image = await exportedImage(ctx, point, 'vdb');
-  const found = recordsIn(image);
-  for (const { sector, record } of found)
-    assert.equal(sector, BASE + record, `point ${point.id}: record ${record} at sector ${sector}`);
-  const numbers = found.map((f) => f.record).sort((a, b) => a - b);
-  numbers.forEach((n, i) =>
-    assert.equal(n, i + 1, `point ${point.id}: records are not 1..k (${numbers.join(',')})`),
-  );
-  return numbers.length;
-}
-
-// A loop of records, each written with fsync; /tmp/acked holds the newest the disk acknowledged.
-const WORKLOAD = `n=$(cat /tmp/acked 2>/dev/null || echo 0)
-while [ ! -e /tmp/stop ]; do
-  n=$((n + 1))
-  if printf 'OSR-RECORD %010d agent\\n' $n | dd of=/dev/mapper/osr-vdb bs=512 seek=$((${BASE} + n)) count=1 conv=sync,fsync 2>/dev/null
-  then echo $n > /tmp/acked.new && mv /tmp/acked.new /tmp/acked
-  else n=$((n - 1)); sleep 1
-  fi
-done
-touch /tmp/stopped`;
+const recordsOfPoint = (point: RecoveryPoint) => recordsOf(ctx, point, BASE);
 
 before(async () => {
   const agentPort = await freePort();
@@ -145,7 +123,7 @@ test('the first point of an agent machine is its disk byte for byte', async () =
 test('under a record workload every point holds records 1..k; an agent killed with -9 loses none', async () => {
   const start = (await points()).length;
   await sh(
-    `cat > /tmp/workload.sh <<'EOF'\n${WORKLOAD}\nEOF\nsetsid sh /tmp/workload.sh </dev/null >/dev/null 2>&1 &`,
+    `cat > /tmp/workload.sh <<'EOF'\n${recordWorkload(BASE)}\nEOF\nsetsid sh /tmp/workload.sh </dev/null >/dev/null 2>&1 &`,
   );
   const acked = async () => Number((await sh('cat /tmp/acked 2>/dev/null || echo 0')).trim());
   await pollFor(async () => ((await acked()) >= 5 ? true : undefined), {
@@ -199,12 +177,12 @@ test('under a record workload every point holds records 1..k; an agent killed wi
   const stoppedAt = new Date().toISOString();
   const last = await pointWhere((p) => p.instant > stoppedAt, 'after the workload stopped');
   // Nothing acknowledged is lost: the point after the workload holds every record.
-  assert.equal(await recordsOf(last), total);
+  assert.equal(await recordsOfPoint(last), total);
   // Every point under the workload is a prefix of what was acknowledged.
   const all = await points();
   let previous = 0;
   for (const p of all.slice(start).sort((a, b) => a.instant.localeCompare(b.instant))) {
-    const k = await recordsOf(p);
+    const k = await recordsOfPoint(p);
     assert.ok(
       k <= total && k >= previous,
       `point ${p.id}: ${k} records, previous ${previous}, acknowledged ${total}`,

@@ -45,7 +45,7 @@ test('bytes with another SHA-256, or a file outside the folder, are refused and 
     /the bundle's SHA-256 is [0-9a-f]{64}, not the expected/,
   );
   assert.equal(fs.existsSync(into), false);
-  const escape = Buffer.from(JSON.stringify({ files: { 'main.js': '', '../evil.js': '' } }));
+  const escape = Buffer.from(JSON.stringify({ files: { 'main.js': 'eA==', '../evil.js': 'eA==' } }));
   assert.throws(() => unpackBundle(escape, sha256(escape), into), /outside the agent's folder/);
   assert.equal(fs.existsSync(into), false);
   assert.equal(fs.existsSync(path.join(into, '..', 'evil.js')), false);
