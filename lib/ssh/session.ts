@@ -45,8 +45,13 @@ export function openSsh(
   const client = new Client();
   let seen = '';
   return new Promise((resolve, reject) => {
-    client.once('error', (err: Error) => {
+    // `on`, not `once`: ssh2 may emit a second error (or one after ready, when the machine goes
+    // away mid-command); with no listener that would end the process. Commands see the close.
+    let settled = false;
+    client.on('error', (err: Error) => {
       client.end();
+      if (settled) return;
+      settled = true;
       const where = `${target.user}@${target.host}:${target.port}`;
       if (seen && !expectedHostKey)
         return reject(
@@ -62,14 +67,15 @@ export function openSsh(
         );
       reject(new Error(`ssh to ${where} failed: ${err.message}`));
     });
-    client.once('ready', () =>
+    client.once('ready', () => {
+      settled = true;
       resolve({
         hostKey: seen,
         run: (command, ms = 120_000) => run(client, command, ms),
         put: (files) => put(client, files),
         close: () => void client.end(),
-      }),
-    );
+      });
+    });
     client.connect({
       host: target.host,
       port: target.port,
