@@ -53,7 +53,13 @@ start)
     </dev/null >/dev/null 2>&1 &
   ;;
 stop)
-  running && kill -TERM -"$(cat $PID)" 2>/dev/null
+  # The agent commits its change log and marks it clean on TERM: wait for it (a shutdown goes on after).
+  if running; then
+    pg=$(cat $PID)
+    kill -TERM -"$pg" 2>/dev/null
+    i=0
+    while kill -0 -"$pg" 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done
+  fi
   rm -f $PID
   ;;
 restart) "$0" stop; "$0" start ;;

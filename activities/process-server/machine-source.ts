@@ -166,13 +166,17 @@ export async function freezePoint(deps: SourceDeps, input: FreezeInput): Promise
     }
     for (const p of plan) {
       if (p.disk.tracked) continue;
-      // No recording bitmap: a restart of the QEMU process lost it (raw disk) or it never existed.
-      await c.enableTracking(p.disk.diskId);
+      // No recording bitmap: a restart of the QEMU process lost it (raw disk) or it never existed;
+      // or the agent's log cannot be trusted (the machine crashed), in the source's own words.
+      const enabled = await c.enableTracking(p.disk.diskId);
       if (p.mode === 'delta') {
+        const why =
+          enabled.trackingLost ??
+          'no OSR dirty bitmap: the VM or storage daemon restarted with a raw disk, or the bitmap was removed';
         warnings.push({
           kind: 'resync-needed',
           diskId: p.disk.diskId,
-          message: `tracking lost on ${p.disk.diskId} (no OSR dirty bitmap: the VM or storage daemon restarted with a raw disk, or the bitmap was removed): resynchronizing by checksums`,
+          message: `tracking lost on ${p.disk.diskId} of machine ${machine.name} (${why}): resynchronizing by checksums`,
         });
         p.mode = 'resync';
       }

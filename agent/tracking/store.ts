@@ -12,6 +12,8 @@ export interface TrackedDisk {
   shippedEra?: number;
   /** The boot the stack was built in (/proc/sys/kernel/random/boot_id). */
   bootId: string;
+  /** Why the change log was started anew after earlier points: OSR must resync by checksums. */
+  untrusted?: string;
 }
 
 export interface PointDisk {

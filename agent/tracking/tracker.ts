@@ -34,6 +34,7 @@ import {
   saveTracking,
   trackingDir,
   type FrozenPointRecord,
+  type TrackedDisk,
   type TrackingState,
 } from './store';
 
@@ -57,6 +58,8 @@ export interface Enabled {
   sizeBytes: number;
   fullSyncRequired: boolean;
   warnings: string[];
+  /** Why the change log cannot be trusted (a crash, a lost log): OSR resyncs by checksums. */
+  trackingLost?: string;
 }
 
 export class Tracker {
@@ -71,12 +74,18 @@ export class Tracker {
   }
 
   /**
-   * The agent runs again: a clean-shutdown mark from before no longer vouches for anything, and a
-   * stack an agent killed mid-freeze left suspended lets the machine's writes go on.
+   * The agent runs again. A stack an agent killed mid-freeze left suspended lets the machine's
+   * writes go on; a stack gone (the machine booted) is built again at once, so the machine's
+   * /dev/mapper/osr-<disk> is back before anything uses it: over the same era metadata when the
+   * agent stopped cleanly in the boot that built it, otherwise over a new log marked untrusted.
+   * Either way a clean-shutdown mark from before no longer vouches for anything.
    */
   async started(): Promise<void> {
-    for (const d of Object.keys(this.state.disks))
-      if ((await dmInfo(top(d)).catch(() => undefined))?.suspended) await dmResume(top(d));
+    for (const [d, disk] of Object.entries(this.state.disks)) {
+      const info = await dmInfo(top(d)).catch(() => undefined);
+      if (info?.suspended) await dmResume(top(d));
+      else if (!info && fs.existsSync(disk.device)) await this.build(d);
+    }
     if (this.state.cleanShutdownBoot === undefined) return;
     delete this.state.cleanShutdownBoot;
     this.save();
@@ -87,18 +96,33 @@ export class Tracker {
     if (!/^[a-z][a-z0-9]*$/.test(disk) || !fs.existsSync(`/sys/block/${disk}`))
       throw new TrackingError('Error', `no disk ${disk} on this machine (see osr agent show: its disks)`);
     const known = this.state.disks[disk];
-    if (known && (await dmInfo(top(disk))))
-      return { sizeBytes: known.sizeBytes, fullSyncRequired: known.shippedEra === undefined, warnings: [] };
-    const use = diskInUse(disk);
-    if (use)
-      throw new TrackingError(
-        'DiskInUseError',
-        `disk ${disk} is ${use}: a disk in use cannot have tracking slipped under it live. Protect a disk that is not in use (--disks), or stop using it (umount) and protect again; then use it as /dev/mapper/${top(disk)}`,
-      );
+    if (!known || !(await dmInfo(top(disk)))) {
+      const use = diskInUse(disk);
+      if (use)
+        throw new TrackingError(
+          'DiskInUseError',
+          `disk ${disk} is ${use}: a disk in use cannot have tracking slipped under it live. Protect a disk that is not in use (--disks), or stop using it (umount) and protect again; then use it as /dev/mapper/${top(disk)}`,
+        );
+      await this.build(disk);
+    }
+    const d = this.state.disks[disk] as TrackedDisk;
+    return {
+      sizeBytes: d.sizeBytes,
+      fullSyncRequired: d.shippedEra === undefined,
+      warnings: d.untrusted ? [d.untrusted] : [],
+      ...(d.untrusted ? { trackingLost: d.untrusted } : {}),
+    };
+  }
+
+  /**
+   * Builds the stack of `disk` (its stack is gone). The era metadata is kept only when the agent
+   * stopped cleanly in the boot that built the last stack: then the log missed nothing.
+   */
+  private async build(disk: string): Promise<void> {
+    const known = this.state.disks[disk];
     const device = `/dev/${disk}`;
     const sizeBytes = await deviceBytes(device);
     const sectors = Math.floor(sizeBytes / 512);
-    // The stack is gone (the machine restarted): its log is whole only after a clean shutdown.
     const trusted = !!known && known.sizeBytes === sizeBytes && this.state.cleanShutdownBoot === known.bootId;
     for (const [pitId, p] of Object.entries(this.state.points))
       if (p.disks[disk]) delete this.state.points[pitId];
@@ -112,20 +136,21 @@ export class Tracker {
     const o = await dmInfo(origin(disk));
     if (!o) throw new Error(`${origin(disk)} vanished as it was made`);
     await dmCreate(top(disk), `0 ${sectors} era ${metadata} ${o.major}:${o.minor} ${ERA_BLOCK_BYTES / 512}`);
+    // Points shipped before, but the log since is lost or may lag: say so until a point ships.
+    const untrusted =
+      known && !trusted && known.shippedEra !== undefined
+        ? `the change log of ${disk} was lost or may lag (the machine stopped without a clean shutdown of the agent): a resync by checksums follows`
+        : trusted
+          ? known.untrusted
+          : undefined;
     this.state.disks[disk] = {
       device,
       sizeBytes,
       shippedEra: trusted ? known.shippedEra : undefined,
       bootId: bootId(),
+      ...(untrusted ? { untrusted } : {}),
     };
     this.save();
-    const warnings =
-      known && !trusted
-        ? [
-            `the change log of ${disk} was lost or may lag (the machine stopped without a clean shutdown of the agent): a resync by checksums follows`,
-          ]
-        : [];
-    return { sizeBytes, fullSyncRequired: !trusted || known.shippedEra === undefined, warnings };
   }
 
   /**
@@ -251,10 +276,14 @@ export class Tracker {
     return this.state.disks[disk]?.sizeBytes ?? 0;
   }
 
-  /** Disks whose stack is alive in the kernel (recording changes now). */
+  /**
+   * Disks whose changes since the last shipped point are all in the log: the stack is alive and
+   * a point was shipped since it was built (or its log was kept). The others need enable first.
+   */
   async tracked(): Promise<string[]> {
     const out: string[] = [];
-    for (const d of Object.keys(this.state.disks)) if (await dmInfo(top(d))) out.push(d);
+    for (const [d, disk] of Object.entries(this.state.disks))
+      if (disk.shippedEra !== undefined && (await dmInfo(top(d)))) out.push(d);
     return out;
   }
 
@@ -271,7 +300,10 @@ export class Tracker {
     for (const [d, pd] of Object.entries(point.disks)) {
       const disk = this.state.disks[d];
       if (!disk || !(await dmInfo(top(d)))) lost.push(d);
-      else if (success && point.state === 'frozen') disk.shippedEra = Math.max(disk.shippedEra ?? 0, pd.era);
+      else if (success && point.state === 'frozen') {
+        disk.shippedEra = Math.max(disk.shippedEra ?? 0, pd.era);
+        delete disk.untrusted;
+      }
     }
     delete this.state.points[pitId];
     this.save();

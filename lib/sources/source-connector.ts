@@ -52,6 +52,8 @@ export interface TrackingStarted {
   fullSyncRequired: boolean;
   /** What the operator should be told (volatile tracking, a lost bitmap removed …). */
   warnings: string[];
+  /** The source's own words for why changes since the last point are not all known (a crash …). */
+  trackingLost?: string;
 }
 
 /**
