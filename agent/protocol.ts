@@ -29,6 +29,8 @@ export const MAX_LINE_BYTES = 256 * 1024;
 export const EXIT_REFUSED = 78;
 /** The most one read request (one data frame) carries. */
 export const DATA_CHUNK_BYTES = 4 * 1024 * 1024;
+/** The most of a disk one checksums request covers. */
+export const CHECKSUM_SPAN_BYTES = 64 * 1024 * 1024;
 
 /** A block device as the machine sees it (/sys/block). */
 export interface AgentDisk {
@@ -69,7 +71,13 @@ export type TrackingRequest =
   /** Holds the writes of every tracked disk (a group cut) until `unhold`, at most HOLD_LIMIT_MS. */
   | { op: 'hold' }
   /** Lets held writes go (and cancels a hold not yet in place); answered with a HoldOutcome. */
-  | { op: 'unhold' };
+  | { op: 'unhold' }
+  /**
+   * Answered with a data frame of the checksums of the snapshot's blocks in [offset, offset +
+   * length), 16 bytes each (lib/segments/checksums.ts: SHA-256 truncated, the last block over its
+   * real length): a resync reads only the blocks whose checksum differs from the replica's.
+   */
+  | { op: 'checksums'; pitId: string; disk: string; offset: number; length: number; blockBytes: number };
 
 /** Commands given at protect (`osr protect --agent … --pre … --post …`), run on the machine. */
 export interface FreezeScriptCommands {
@@ -104,6 +112,8 @@ export interface EnableResult {
   sizeBytes: number;
   fullSyncRequired: boolean;
   warnings: string[];
+  /** Why the change log since the last shipped point cannot be trusted (absent: it can, or none shipped). */
+  trackingLost?: string;
 }
 export interface FreezeResult {
   instant: string;

@@ -7,6 +7,7 @@ import type { Write } from './connection';
 import { CODECS } from './frame-codec';
 import { dataPieces, DATA_CHUNK_BYTES, encode, type TrackingRequest } from './protocol';
 import { ReadSlots } from './read-slots';
+import { spanChecksums } from './tracking/checksums';
 import { TrackingError } from './tracking/errors';
 import type { Tracker } from './tracking/tracker';
 
@@ -76,6 +77,14 @@ export function trackingHandler(
           const codec = CODECS.find((c) => c === request.codec);
           await write(...dataPieces(id, data, codec));
         });
+      case 'checksums':
+        return slots.with(async (buf) => {
+          // Each part is hashed before the next is read into the same buffer.
+          const read = (offset: number, length: number) =>
+            tracker.readInto(buf, request.pitId, request.disk, offset, length);
+          const sums = await spanChecksums(read, request.offset, request.length, request.blockBytes);
+          await write(...dataPieces(id, sums)); // random bytes: never compressed
+        });
       default:
         throw new TrackingError('Error', `unknown request ${String((request as { op?: unknown }).op)}`);
     }
@@ -93,7 +102,7 @@ export function trackingHandler(
           }),
         ),
       );
-    if (request.op === 'read' || request.op === 'unhold') void run();
+    if (request.op === 'read' || request.op === 'checksums' || request.op === 'unhold') void run();
     else chain = chain.then(run);
   };
 }

@@ -10,7 +10,7 @@ import type {
   HoldOutcome,
   ReleaseResult,
 } from '../../agent/protocol';
-import { DATA_CHUNK_BYTES, HOLD_LIMIT_MS } from '../../agent/protocol';
+import { CHECKSUM_SPAN_BYTES, DATA_CHUNK_BYTES, HOLD_LIMIT_MS } from '../../agent/protocol';
 import type { BarrierMethod } from '../../shared/group-types';
 import { agentChannel, AgentGoneError, AgentRequestError, type AgentChannel } from '../agents/channel';
 import { coalesceExtents, type Extent } from '../disk/extents';
@@ -82,7 +82,13 @@ class AgentSourceConnector implements SourceConnector {
 
   async enableTracking(diskId: string) {
     const r = await ask<EnableResult>(this.channel, { op: 'enable', disk: diskId });
-    return { diskId, persistent: true, fullSyncRequired: r.fullSyncRequired, warnings: r.warnings };
+    return {
+      diskId,
+      persistent: true,
+      fullSyncRequired: r.fullSyncRequired,
+      warnings: r.warnings,
+      ...(r.trackingLost ? { trackingLost: r.trackingLost } : {}),
+    };
   }
 
   async freeze(diskIds: string[], pitId: string, options: { quiesce?: boolean } = {}) {
@@ -182,7 +188,24 @@ class AgentFrozenDisk implements FrozenDiskReader {
         await this.readInto(buf, 0, offset, length);
         return buf;
       };
-      return differingBlocks({ size: this.sizeBytes, read }, options.checksums, options.onProgress);
+      // The agent hashes its snapshot: the disk does not cross the network, only what differs.
+      const checksums = async (offset: number, length: number, blockBytes: number) => {
+        try {
+          return await ask<Buffer>(this.channel, {
+            ...{ op: 'checksums', pitId: this.pitId, disk: this.disk },
+            ...{ offset, length, blockBytes },
+          });
+        } catch (err) {
+          // An agent older than this request: read the disk and hash it here.
+          if (err instanceof AgentRequestError && /unknown request/.test(err.message)) return undefined;
+          throw err;
+        }
+      };
+      return differingBlocks(
+        { size: this.sizeBytes, read, checksums, checksumSpanBytes: CHECKSUM_SPAN_BYTES },
+        options.checksums,
+        options.onProgress,
+      );
     }
     const json = await ask<Buffer>(this.channel, {
       op: 'changes',

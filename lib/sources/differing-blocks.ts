@@ -3,7 +3,13 @@
 // differences are then sent. Blocks a source knows hold no data hash as zeros without being read.
 import { CONTAINERS } from '../azure/blob-client';
 import { coalesceExtents, touchesAny, type Extent } from '../disk/extents';
-import { blockChecksum, checksumAt, parseChecksums, zeroChecksums } from '../segments/checksums';
+import {
+  blockChecksum,
+  CHECKSUM_BYTES,
+  checksumAt,
+  parseChecksums,
+  zeroChecksums,
+} from '../segments/checksums';
 import type { ChecksumSource } from './source-connector';
 
 /** A frozen disk as the scan reads it. */
@@ -12,6 +18,13 @@ export interface ScannedDisk {
   read(offset: number, length: number): Promise<Buffer>;
   /** Where data may be (NBD's allocation map); absent: everything is read. */
   dataExtents?: Extent[];
+  /**
+   * The source hashes its own blocks (the Mobility agent): the checksums of [offset, offset +
+   * length), 16 bytes a block; only they cross the network, not the disk. Undefined: not here.
+   */
+  checksums?(offset: number, length: number, blockBytes: number): Promise<Buffer | undefined>;
+  /** The most one checksums call covers. */
+  checksumSpanBytes?: number;
 }
 
 /** Blocks hashed per read. */
@@ -43,13 +56,24 @@ export async function differingBlocks(
     const theirs = i < list.blocks ? checksumAt(list, i) : zeroSum(blockAt(i).length);
     if (!sum.equals(theirs)) differing.push(blockAt(i));
   };
-  const perRead = Math.max(1, Math.floor(SCAN_READ_BYTES / blockBytes));
-  for (let first = 0; first < blocks; first += perRead) {
-    const last = Math.min(blocks, first + perRead);
+  let remote = !!disk.checksums;
+  for (let first = 0; first < blocks; ) {
+    const span = remote ? (disk.checksumSpanBytes ?? SCAN_READ_BYTES) : SCAN_READ_BYTES;
+    const last = Math.min(blocks, first + Math.max(1, Math.floor(span / blockBytes)));
     const start = first * blockBytes;
     const end = Math.min(disk.size, last * blockBytes);
     if (!hasData(start, end - start)) {
       for (let i = first; i < last; i++) compare(i, zeroSum(blockAt(i).length));
+    } else if (remote) {
+      const sums = await disk.checksums?.(start, end - start, blockBytes);
+      if (!sums) {
+        remote = false; // the source cannot hash: read from here on
+        continue;
+      }
+      if (sums.length !== (last - first) * CHECKSUM_BYTES)
+        throw new Error(`the source sent ${sums.length} checksum bytes for ${last - first} blocks`);
+      for (let i = first; i < last; i++)
+        compare(i, sums.subarray((i - first) * CHECKSUM_BYTES, (i - first + 1) * CHECKSUM_BYTES));
     } else {
       const buf = await disk.read(start, end - start);
       for (let i = first; i < last; i++) {
@@ -58,6 +82,7 @@ export async function differingBlocks(
       }
     }
     onProgress?.(end);
+    first = last;
   }
   return coalesceExtents(differing);
 }
