@@ -99,6 +99,7 @@ export function machineHealth(input: HealthInput, nowMs: number): MachineHealth 
 function covered(a: HealthAlert, input: HealthInput): boolean {
   if (a.kind === 'rpo-exceeded') return true; // the RPO rule, on the caller's clock
   if (a.kind === 'source-unreachable') return true; // the source rule
+  if (a.kind === 'replication-resumed') return true; // informational: the trouble is over
   if (a.kind === 'cycle-failed') return input.failing !== undefined;
   return false;
 }

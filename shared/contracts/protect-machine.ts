@@ -50,7 +50,10 @@ export interface Alert {
     | 'host-server-lost'
     // The primary host's clock is off Temporal's by more than CLOCK_SKEW_ALERT_MS at a freeze
     // (shared/point-order.ts): points are labelled by Temporal's time; cleared by a freeze in range.
-    | 'clock-skew';
+    | 'clock-skew'
+    // Informational (not counted in health): a point was published after failed cycles or a
+    // resync, saying what happened; cleared by a point published RESUMED_ALERT_MS after it.
+    | 'replication-resumed';
   message: string;
   /** The disk the alert is about, where it is about one: problems fold per kind and disk. */
   subject?: string;

@@ -26,6 +26,7 @@ import {
   type ProtectRun,
 } from './run';
 import { followAgent } from './agent-routing';
+import { noteResumed } from './resumed';
 import { syncDisk } from './sync-disk';
 
 /** Backoff after a failed cycle: doubling per consecutive failure, capped, reset by a success. */
@@ -165,6 +166,7 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
   s.stats.cycles += 1;
   s.publishedCycle = s.cycle;
   run.progress = undefined;
+  noteResumed(run, frozen, published);
   // Resolved by this point; a corrupt-segment alert stays: the operator should know storage or
   // the network damaged data, even though nothing damaged was applied.
   clear(run, 'cycle-failed');
