@@ -102,7 +102,7 @@ async function main(argv: string[]): Promise<number> {
         log(`running at the default priority: ${(err as Error).message}`);
       }
       const tracker = new Tracker();
-      await tracker.started();
+      for (const problem of await tracker.started()) log(`tracking not rebuilt at start: ${problem}`);
       const tracking = trackingHandler(tracker, { log });
       // An upgrade's switch stops this agent like SIGTERM does: cleanly, so its log stays trusted.
       const upgrades = upgradeHandler(() => stop.abort());

@@ -80,15 +80,20 @@ export class Tracker {
    * agent stopped cleanly in the boot that built it, otherwise over a new log marked untrusted.
    * Either way a clean-shutdown mark from before no longer vouches for anything.
    */
-  async started(): Promise<void> {
+  async started(): Promise<string[]> {
+    const problems: string[] = [];
     for (const [d, disk] of Object.entries(this.state.disks)) {
       const info = await dmInfo(top(d)).catch(() => undefined);
+      // A stack that cannot be built now is built when OSR enables the disk again (and says why).
       if (info?.suspended) await dmResume(top(d));
-      else if (!info && fs.existsSync(disk.device)) await this.build(d);
+      else if (!info && fs.existsSync(disk.device))
+        await this.build(d).catch((err: Error) => problems.push(`${d}: ${err.message}`));
     }
-    if (this.state.cleanShutdownBoot === undefined) return;
-    delete this.state.cleanShutdownBoot;
-    this.save();
+    if (this.state.cleanShutdownBoot !== undefined) {
+      delete this.state.cleanShutdownBoot;
+      this.save();
+    }
+    return problems;
   }
 
   /** Idempotent. A stack alive in the kernel kept every change, whatever happened to the agent. */
