@@ -88,3 +88,10 @@ test('alerts count by severity: resync-needed warns, a vanished disk or a failed
   );
   assert.equal(machineHealth({ ...base, state: 'paused' }, now).level, 'warning');
 });
+
+test('replication-resumed is news, not a problem: a machine with only it is healthy', () => {
+  assert.deepEqual(machineHealth({ ...base, alerts: [alert('replication-resumed', 'warning')] }, now), {
+    level: 'healthy',
+    reasons: [],
+  });
+});
