@@ -3,7 +3,11 @@
 // is SSH forwarded from a loopback port. OSR gets no QMP or serial channel to it: like a machine
 // on the network, it is reached over SSH (root by a key made for this boot) and reaches the host's
 // loopback at 10.0.2.2.
-import { spawn, type ChildProcess } from 'node:child_process';
+// With a system disk (systemDiskBytes) the guest is a machine that survives reboots: an ext4 disk
+// (serial osr-system) holds /opt, /etc/osr-agent, /etc/init.d, /var/lib and /var/log, its init
+// starts the installed services at boot and stops them at shutdown; QEMU then reboots instead of
+// exiting, and the test alone holds a QMP monitor (qmpSocket) to crash the guest or cut its link.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -23,6 +27,14 @@ export interface AgentGuest {
   /** What the guest reaches the host's loopback as. */
   hostAddress: string;
   consoleLog: string;
+  /** The test's own QMP monitor of the guest's QEMU (only with a system disk). */
+  qmpSocket?: string;
+  /** The QEMU netdev of the guest's only link (for set_link). */
+  netdev: string;
+  /** How many times the guest said it was ready (boots, reboots included). */
+  boots(): number;
+  /** Waits until the guest has finished its `n`-th boot. */
+  waitForBoot(n: number, timeoutMs?: number): Promise<void>;
   /** Runs a command as root over SSH. */
   ssh(command: string, timeoutMs?: number): Promise<{ code: number; stdout: string; stderr: string }>;
   /** One SSH connection for many commands (no handshake each: a workload's writes); closed by stop(). */
@@ -31,6 +43,8 @@ export interface AgentGuest {
   put(local: string, remote: string): Promise<void>;
   stop(): Promise<void>;
 }
+
+const READY = 'osr-agent-guest: ready';
 
 export function agentGuestDir(): string {
   return path.join(path.dirname(testGuestDir()), 'agent-guest');
@@ -56,6 +70,8 @@ export async function startAgentGuest(options: {
   hostname: string;
   diskSizes: number[];
   bootTimeoutMs?: number;
+  /** A persistent system disk of this size (ext4, made here), attached after the other disks. */
+  systemDiskBytes?: number;
 }): Promise<AgentGuest> {
   const { kernel, initrd, hostKeyLine } = agentGuestFiles();
   const hostKey = hostKeyFingerprint(Buffer.from(hostKeyLine.split(' ')[1] as string, 'base64'));
@@ -69,6 +85,28 @@ export async function startAgentGuest(options: {
   const sshPort = await freePort();
   let child: ChildProcess | undefined;
   let consoleServer: net.Server | undefined;
+  let text = '';
+  let readyCount = 0;
+  const bootWaiters = new Set<{ n: number; resolve: () => void }>();
+  const persistent = options.systemDiskBytes !== undefined;
+  const qmpSocket = persistent ? path.join(dir, 'qmp.sock') : undefined;
+  let exited: Promise<never> = new Promise<never>(() => undefined);
+  const waitForBoot = async (n: number, timeoutMs: number): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => (readyCount >= n ? resolve() : bootWaiters.add({ n, resolve }))),
+      exited,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new Error(`agent guest not ready (boot ${n}) within ${timeoutMs} ms:\n${text.slice(-2000)}`),
+            ),
+          timeoutMs,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+  };
   const sessions = new Set<SshSession>();
   const stop = async (): Promise<void> => {
     for (const s of sessions) s.close();
@@ -82,24 +120,34 @@ export async function startAgentGuest(options: {
   };
   try {
     // The console comes to this server as the guest boots: "ready" is seen the moment it is printed.
-    let text = '';
-    let readyResolve: () => void = () => undefined;
-    const ready = new Promise<void>((resolve) => (readyResolve = resolve));
     consoleServer = net.createServer((s) => {
       s.on('data', (d: Buffer) => {
         fs.appendFileSync(consoleLog, d);
         text += d.toString();
-        if (text.includes('osr-agent-guest: ready')) readyResolve();
+        const n = text.split(READY).length - 1;
+        if (n > readyCount) {
+          readyCount = n;
+          for (const w of [...bootWaiters])
+            if (n >= w.n) {
+              bootWaiters.delete(w);
+              w.resolve();
+            }
+        }
       });
       s.on('error', () => undefined);
     });
     await new Promise<void>((resolve) => consoleServer?.listen(consoleSocket, resolve));
     const args = [
       ...(chooseAccel() === 'kvm' ? ['-accel', 'kvm', '-accel', 'tcg'] : ['-accel', 'tcg']),
-      ...['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-m', '512', '-smp', '1'],
+      ...['-nodefaults', '-no-user-config', '-display', 'none', '-m', '512', '-smp', '1'],
+      // A machine that survives reboots reboots; the others exit (a reboot there would lose all).
+      ...(persistent ? ['-qmp', `unix:${qmpSocket},server=on,wait=off`] : ['-no-reboot']),
+      // The CPU's random numbers seed the kernel at once: without them dropbear waits for entropy
+      // after a reboot under TCG for minutes.
+      ...(persistent ? ['-cpu', 'max'] : []),
       ...['-kernel', kernel, '-initrd', initrd],
       '-append',
-      `console=ttyS0 panic=-1 quiet osr.disks=${options.diskSizes.length} osr.hostname=${options.hostname} osr.sshkey=${keys.public.split(' ')[1]}`,
+      `console=ttyS0 panic=-1 quiet${persistent ? ' random.trust_cpu=on' : ''} osr.disks=${options.diskSizes.length + (persistent ? 1 : 0)} osr.hostname=${options.hostname} osr.sshkey=${keys.public.split(' ')[1]}`,
       ...[
         '-chardev',
         `socket,id=console,path=${consoleSocket}`,
@@ -123,12 +171,24 @@ export async function startAgentGuest(options: {
         `virtio-blk-pci,drive=d${i},serial=disk${i}`,
       );
     }
+    if (persistent) {
+      const file = path.join(dir, 'system.raw');
+      fs.writeFileSync(file, '');
+      fs.truncateSync(file, options.systemDiskBytes);
+      execFileSync('mkfs.ext4', ['-q', '-F', '-L', 'osr-system', file], { stdio: 'pipe' });
+      args.push(
+        '-drive',
+        `file=${file},if=none,id=sys,format=raw`,
+        '-device',
+        'virtio-blk-pci,drive=sys,serial=osr-system',
+      );
+    }
     const qemuLog = path.join(dir, 'qemu.log');
     const logFd = fs.openSync(qemuLog, 'w');
     child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', logFd, logFd] });
     fs.closeSync(logFd);
     const proc = child;
-    const exited = new Promise<never>((_, reject) =>
+    exited = new Promise<never>((_, reject) =>
       proc.once('exit', (code, signal) =>
         reject(
           new Error(`qemu exited (${signal ?? code}): ${fs.readFileSync(qemuLog, 'utf8').slice(-2000)}`),
@@ -136,18 +196,7 @@ export async function startAgentGuest(options: {
       ),
     );
     exited.catch(() => undefined);
-    const timeoutMs = options.bootTimeoutMs ?? 180_000;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      ready,
-      exited,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`agent guest not ready within ${timeoutMs} ms:\n${text.slice(-2000)}`)),
-          timeoutMs,
-        );
-      }),
-    ]).finally(() => clearTimeout(timer));
+    await waitForBoot(1, options.bootTimeoutMs ?? 180_000);
   } catch (err) {
     await stop();
     throw err;
@@ -164,6 +213,10 @@ export async function startAgentGuest(options: {
       sessions.add(session);
       return session;
     },
+    ...(qmpSocket ? { qmpSocket } : {}),
+    netdev: 'net0',
+    boots: () => readyCount,
+    waitForBoot: (n, timeoutMs = 240_000) => waitForBoot(n, timeoutMs),
     async ssh(command, timeoutMs = 120_000) {
       const session = await openSsh(target, Buffer.from(keys.private), hostKey);
       sessions.add(session);
