@@ -5,7 +5,7 @@
 // change list's era message does).
 import type { Write } from './connection';
 import { CODECS } from './frame-codec';
-import { dataPieces, DATA_CHUNK_BYTES, encode, type TrackingRequest } from './protocol';
+import { CHECKSUM_SPAN_BYTES, dataPieces, DATA_CHUNK_BYTES, encode, type TrackingRequest } from './protocol';
 import { ReadSlots } from './read-slots';
 import { spanChecksums } from './tracking/checksums';
 import { TrackingError } from './tracking/errors';
@@ -20,6 +20,8 @@ export interface TrackingHandlerOptions {
   /** The reused read buffers (tests pass their own). */
   slots?: ReadSlots;
 }
+
+const LIMITS = { spanBytes: CHECKSUM_SPAN_BYTES, readBytes: DATA_CHUNK_BYTES };
 
 export function trackingHandler(
   tracker: Tracker,
@@ -82,7 +84,7 @@ export function trackingHandler(
           // Each part is hashed before the next is read into the same buffer.
           const read = (offset: number, length: number) =>
             tracker.readInto(buf, request.pitId, request.disk, offset, length);
-          const sums = await spanChecksums(read, request.offset, request.length, request.blockBytes);
+          const sums = await spanChecksums(read, request.offset, request.length, request.blockBytes, LIMITS);
           await write(...dataPieces(id, sums)); // random bytes: never compressed
         });
       default:

@@ -2,7 +2,6 @@
 // block cross the network, and the blocks that differ from the replica are read afterwards. The
 // format is OSR's checksum list's (lib/segments/checksums.ts; a unit test holds both to it).
 import { createHash } from 'node:crypto';
-import { CHECKSUM_SPAN_BYTES, DATA_CHUNK_BYTES } from '../protocol';
 import { TrackingError } from './errors';
 
 const CHECKSUM_BYTES = 16;
@@ -18,26 +17,30 @@ export function blockChecksums(buf: Buffer, blockBytes: number): Buffer {
   return out;
 }
 
-/** The checksums of [offset, offset + length), read `read` at most DATA_CHUNK_BYTES at a time. */
+/**
+ * The checksums of [offset, offset + length), read through `read` at most `limits.readBytes` at a
+ * time; a span over `limits.spanBytes` is refused (the protocol's limits, given by the caller).
+ */
 export async function spanChecksums(
   read: (offset: number, length: number) => Promise<Buffer>,
   offset: number,
   length: number,
   blockBytes: number,
+  limits: { spanBytes: number; readBytes: number },
 ): Promise<Buffer> {
   if (
     !Number.isInteger(blockBytes) ||
     blockBytes < 512 ||
-    blockBytes > DATA_CHUNK_BYTES ||
+    blockBytes > limits.readBytes ||
     offset % blockBytes
   )
     throw new TrackingError(
       'Error',
       `checksums of ${blockBytes}-byte blocks from ${offset}: not a block boundary or size`,
     );
-  if (length > CHECKSUM_SPAN_BYTES)
-    throw new TrackingError('Error', `checksums of at most ${CHECKSUM_SPAN_BYTES} bytes, not ${length}`);
-  const step = Math.floor(DATA_CHUNK_BYTES / blockBytes) * blockBytes;
+  if (length > limits.spanBytes)
+    throw new TrackingError('Error', `checksums of at most ${limits.spanBytes} bytes, not ${length}`);
+  const step = Math.floor(limits.readBytes / blockBytes) * blockBytes;
   const parts: Buffer[] = [];
   for (let done = 0; done < length; done += step)
     parts.push(blockChecksums(await read(offset + done, Math.min(step, length - done)), blockBytes));

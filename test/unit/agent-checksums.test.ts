@@ -13,6 +13,7 @@ import { blockChecksum, CHECKSUM_BYTES, newChecksumList } from '../../lib/segmen
 
 const KiB = 1024;
 const BLOCK = 64 * KiB;
+const LIMITS = { spanBytes: 64 * 1024 * KiB, readBytes: 4 * 1024 * KiB };
 
 function replicaList(disk: Buffer): Buffer {
   const list = newChecksumList(BLOCK, disk.length);
@@ -51,7 +52,7 @@ test('a resync through hashing sources reads no block of the disk and finds exac
   };
   const checksums = async (offset: number, length: number, blockBytes: number) => {
     hashedBytes += length;
-    return spanChecksums(async (o, l) => disk.subarray(o, o + l), offset, length, blockBytes);
+    return spanChecksums(async (o, l) => disk.subarray(o, o + l), offset, length, blockBytes, LIMITS);
   };
   const found = await differingBlocks(
     { size: disk.length, read, checksums, checksumSpanBytes: 16 * BLOCK },
@@ -76,6 +77,6 @@ test('a resync through hashing sources reads no block of the disk and finds exac
 
 test('checksums are refused off a block boundary or over the span', async () => {
   const read = async (_o: number, l: number) => Buffer.alloc(l);
-  await assert.rejects(spanChecksums(read, 100, BLOCK, BLOCK), /not a block boundary/);
-  await assert.rejects(spanChecksums(read, 0, 1024 * 1024 * 1024, BLOCK), /at most/);
+  await assert.rejects(spanChecksums(read, 100, BLOCK, BLOCK, LIMITS), /not a block boundary/);
+  await assert.rejects(spanChecksums(read, 0, 1024 * 1024 * 1024, BLOCK, LIMITS), /at most/);
 });
