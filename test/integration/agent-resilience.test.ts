@@ -1,0 +1,336 @@
+// What real machines do to the Mobility agent, with the real parts: the agent test guest under
+// QEMU with a system disk (its install, state and logs survive reboots), the agent pushed by `osr
+// agent install`, a process-server, control and cloud-applier worker, Temporal and Azurite, and a
+// TCP relay on the agent's way to the process server that counts the bytes it sends. Under a
+// workload of numbered records: a clean reboot (the next point is a delta), a crash (QEMU
+// system_reset on the test's own monitor: tracking untrusted, a resync by checksums that sends far
+// less than the disk) and the link cut for a minute (QMP set_link): replication resumes by itself,
+// every point holds exactly records 1..k, and `osr alerts` said what happened.
+// The cut lasts 60 s, 50 s when CI=true (the process server drops an agent silent for 45 s: a
+// shorter cut is only a delay); `npm run test:agent-resilience` runs the full minute.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, test, type TestContext } from 'node:test';
+import { ControlContext } from '../../operations/context';
+import { listAlerts, type OsrAlert } from '../../operations/alerts';
+import { listPoints } from '../../operations/machines';
+import type { FrozenPoint, RecoveryPoint } from '../../shared/replication-types';
+import { freePort } from '../../lib/process/ports';
+import { QmpClient } from '../../lib/qemu/qmp-client';
+import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
+import { cliFor } from '../helpers/cli';
+import { pollFor } from '../helpers/poll';
+import { exportedImage } from '../helpers/protection';
+import { assertReplays } from '../helpers/replay';
+import { recordsIn } from '../helpers/test-vm';
+import { startTestStack, type TestStack } from '../helpers/test-stack';
+
+const MiB = 1024 * 1024;
+const DATA_DISK = 24 * MiB;
+/** Record n is written at sector BASE + n of the data disk. */
+const BASE = 2048;
+const CUT_MS = process.env.CI === 'true' ? 50_000 : 60_000;
+let stack: TestStack;
+let guest: AgentGuest;
+let ctx: ControlContext;
+let relay: { server: net.Server; sent: number };
+const osr = cliFor(() => stack.env);
+
+async function sh(command: string, timeoutMs?: number): Promise<string> {
+  const r = await guest.ssh(command, timeoutMs);
+  assert.equal(r.code, 0, `${command}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const points = (): Promise<RecoveryPoint[]> => listPoints(ctx, 'web');
+
+function pointAfter(iso: string, what: string, timeoutMs = 420_000): Promise<RecoveryPoint> {
+  return pollFor(async () => (await points()).find((p) => p.instant > iso), {
+    timeoutMs,
+    intervalMs: 1000,
+    failure: (last) => new Error(`no point ${what} within ${timeoutMs / 1000} s (${String(last)})`),
+  }).catch(async (err: Error) => {
+    const status = await osr(['status', 'web', '--json']);
+    const agent = await guest
+      .ssh('tail -n 30 /var/log/osr-agent.log; dmsetup info -c')
+      .catch(() => undefined);
+    throw new Error(`${err.message}; status: ${status.stdout.slice(0, 3000)}\n${agent?.stdout ?? ''}`);
+  });
+}
+
+/** The records of a point's data disk: each at its own sector, and exactly 1..k. */
+async function recordsOf(point: RecoveryPoint): Promise<number> {
+  const found = recordsIn(await exportedImage(ctx, point, 'vda'));
+  for (const { sector, record } of found)
+    assert.equal(sector, BASE + record, `point ${point.id}: record ${record} at sector ${sector}`);
+  const numbers = found.map((f) => f.record).sort((a, b) => a - b);
+  numbers.forEach((n, i) => assert.equal(n, i + 1, `point ${point.id}: records are not 1..k`));
+  return numbers.length;
+}
+
+/** The machine's alerts as `osr alerts` lists them. */
+async function machineAlerts(): Promise<OsrAlert[]> {
+  return (await listAlerts(ctx)).alerts.filter((a) => a.machine === 'web');
+}
+
+/**
+ * The replication-resumed alert once it says `what` and the trouble's alerts are gone (the point is
+ * in the catalog a moment before the workflow clears them).
+ */
+function resumedAlert(what: RegExp, since: string): Promise<OsrAlert> {
+  return pollFor(
+    async () => {
+      const alerts = await machineAlerts();
+      if (alerts.some((a) => a.kind === 'source-unreachable' || a.kind === 'resync-needed')) return undefined;
+      return alerts.find(
+        (a) => a.kind === 'replication-resumed' && what.test(a.message) && (a.lastAt ?? a.at) > since,
+      );
+    },
+    {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      failure: () => new Error(`no replication-resumed alert matching ${what} within 120 s`),
+    },
+  ).catch(async (err: Error) => {
+    throw new Error(`${err.message}: ${JSON.stringify(await machineAlerts())}`);
+  });
+}
+
+/** The freezes the workflow recorded (freezePoint results in its history): the mode of each disk. */
+async function freezes(): Promise<FrozenPoint[]> {
+  const history = await (await ctx.client()).workflow.getHandle('protect/web').fetchHistory();
+  const out: FrozenPoint[] = [];
+  for (const e of history.events ?? [])
+    for (const p of e.activityTaskCompletedEventAttributes?.result?.payloads ?? []) {
+      const value = JSON.parse(Buffer.from(p.data ?? []).toString('utf8') || 'null') as FrozenPoint | null;
+      if (value && typeof value === 'object' && 'pitId' in value && 'warnings' in value) out.push(value);
+    }
+  return out;
+}
+
+// Records written with fsync to the tracked device; the counter lives on the system disk.
+const WORKLOAD = `cd /var/lib/osr-test; n=$(cat acked 2>/dev/null || echo 0); rm -f stop stopped
+while [ ! -e stop ]; do
+  n=$((n + 1))
+  if [ -b /dev/mapper/osr-vda ] && printf 'OSR-RECORD %010d agent\\n' $n | dd of=/dev/mapper/osr-vda bs=512 seek=$((${BASE} + n)) count=1 conv=sync,fsync 2>/dev/null
+  then echo $n > acked.new && mv acked.new acked
+  else n=$((n - 1)); sleep 1
+  fi
+done
+touch stopped`;
+
+const acked = async (): Promise<number> => Number((await sh('cat /var/lib/osr-test/acked')).trim());
+
+/** Waits until the agent's service rebuilt the stack after a boot (before OSR asks for anything). */
+async function stackBack(): Promise<void> {
+  await pollFor(
+    async () => ((await guest.ssh('test -b /dev/mapper/osr-vda')).code === 0 ? true : undefined),
+    {
+      timeoutMs: 180_000,
+      intervalMs: 1000,
+      failure: () => new Error('no /dev/mapper/osr-vda within 180 s of the boot'),
+    },
+  );
+}
+
+/** Starts the workload from the newest record on the disk (a crash may have lost the counter file). */
+async function startWorkload(): Promise<number> {
+  const newest = (
+    await sh(
+      `test -b /dev/mapper/osr-vda && dd if=/dev/mapper/osr-vda bs=512 skip=${BASE} count=16384 2>/dev/null | grep -a -o 'OSR-RECORD [0-9]*' | tail -n1`,
+    )
+  ).trim();
+  const n = newest ? Number(newest.split(' ')[1]) : 0;
+  await sh(
+    `mkdir -p /var/lib/osr-test && echo ${n} >/var/lib/osr-test/acked && cat >/var/lib/osr-test/workload.sh <<'EOF'\n${WORKLOAD}\nEOF\nsetsid sh /var/lib/osr-test/workload.sh </dev/null >/dev/null 2>&1 &`,
+  );
+  await pollFor(async () => ((await acked()) >= n + 3 ? true : undefined), {
+    timeoutMs: 60_000,
+    intervalMs: 1000,
+    failure: () => new Error('the workload acknowledged no record within 60 s'),
+  });
+  return n;
+}
+
+async function qmp(command: string, args?: Record<string, unknown>): Promise<void> {
+  const client = await QmpClient.connect(guest.qmpSocket as string);
+  try {
+    await client.execute(command, args);
+  } finally {
+    await client.close();
+  }
+}
+
+before(async () => {
+  const agentPort = await freePort();
+  const relayPort = await freePort();
+  // The agent's way to the process server: every byte the agent sends is counted here.
+  relay = { server: net.createServer(), sent: 0 };
+  relay.server.on('connection', (inbound) => {
+    const outbound = net.connect(agentPort, '127.0.0.1');
+    inbound.on('data', (d: Buffer) => (relay.sent += d.length));
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+    inbound.on('error', () => outbound.destroy());
+    outbound.on('error', () => inbound.destroy());
+    inbound.on('close', () => outbound.destroy());
+    outbound.on('close', () => inbound.destroy());
+  });
+  await new Promise<void>((resolve) => relay.server.listen(relayPort, '127.0.0.1', resolve));
+  [stack, guest] = await Promise.all([
+    startTestStack(),
+    startAgentGuest({
+      hostname: 'web-1',
+      diskSizes: [DATA_DISK],
+      systemDiskBytes: 512 * MiB,
+      bootTimeoutMs: 240_000,
+    }),
+  ]);
+  ctx = new ControlContext(stack.config);
+  await Promise.all([
+    stack.startWorker('control'),
+    stack.startWorker('cloud-applier'),
+    stack.startWorker('process-server', {
+      OSR_AGENT_HOST: '127.0.0.1',
+      OSR_AGENT_PORT: String(agentPort),
+      OSR_AGENT_ADDRESS: `10.0.2.2:${relayPort}`,
+    }),
+  ]);
+  const installed = await osr([
+    ...['agent', 'install', '--ssh', guest.sshTarget, '--key', guest.keyFile],
+    ...['--host-key-fingerprint', guest.hostKeyFingerprint, '--json'],
+  ]);
+  assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
+  const agentId = (JSON.parse(installed.stdout) as { id: string }).id;
+  const policy = await osr(['policy', 'create', 'agent', '--crash-every', '10s', '--app-every', '0']);
+  assert.equal(policy.code, 0, policy.stderr);
+  await sh(`dd if=/dev/urandom of=/dev/vda bs=1M count=${DATA_DISK / MiB} conv=fsync 2>/dev/null`, 120_000);
+  const r = await osr(['protect', 'web', '--agent', agentId, '--disks', 'vda', '--policy', 'agent']);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  await pointAfter('', 'after the initial sync');
+  await startWorkload();
+});
+
+after(async () => {
+  await guest?.stop();
+  await stack?.stop();
+  relay?.server.close();
+});
+
+test('a clean reboot keeps the change log: the stack is back at boot and the next point is a delta', async (t: TestContext) => {
+  const ackedBefore = await acked();
+  const rebootAt = new Date().toISOString();
+  const boots = guest.boots();
+  await guest.ssh('reboot').catch(() => undefined); // the session may end with the machine
+  await guest.waitForBoot(boots + 1);
+  const bootedAt = new Date().toISOString();
+  // The service started at boot rebuilt the stack over the kept log, before anyone asked.
+  await stackBack();
+  assert.doesNotMatch(await sh('cat /var/lib/osr-agent/tracking.json'), /untrusted/);
+  const fromDisk = await startWorkload();
+  assert.ok(
+    fromDisk >= ackedBefore,
+    `records on the disk after the reboot ${fromDisk} < acknowledged ${ackedBefore}`,
+  );
+  const point = await pointAfter(bootedAt, 'after the reboot');
+  const first = (await freezes()).find((f) => f.instant > bootedAt);
+  assert.equal(first?.disks[0]?.mode, 'delta', `first freeze after the reboot: ${JSON.stringify(first)}`);
+  assert.ok((await recordsOf(point)) >= fromDisk);
+  const resumed = await resumedAlert(/web: replication of web resumed .*did not answer/, rebootAt);
+  assert.doesNotMatch(resumed.message, /resynchronized/);
+  t.diagnostic(`reboot → next point ${Date.parse(point.instant) - Date.parse(rebootAt)} ms`);
+});
+
+test('a crash makes tracking untrusted: the agent says so and a resync by checksums sends little', async (t: TestContext) => {
+  const ackedBefore = await acked();
+  const crashAt = new Date().toISOString();
+  const sentBefore = relay.sent;
+  const boots = guest.boots();
+  await qmp('system_reset');
+  await guest.waitForBoot(boots + 1);
+  const bootedAt = new Date().toISOString();
+  await stackBack();
+  // Built at boot over a new log, marked untrusted until a point ships.
+  assert.match(
+    await sh('cat /var/lib/osr-agent/tracking.json'),
+    /"untrusted": "the change log of vda was lost/,
+  );
+  const fromDisk = await startWorkload();
+  assert.ok(
+    fromDisk >= ackedBefore,
+    `records on the disk after the crash ${fromDisk} < acknowledged ${ackedBefore}`,
+  );
+  const point = await pointAfter(bootedAt, 'after the crash');
+  const sent = relay.sent - sentBefore;
+  const first = (await freezes()).find((f) => f.instant > bootedAt);
+  assert.equal(first?.disks[0]?.mode, 'resync', `first freeze after the crash: ${JSON.stringify(first)}`);
+  assert.ok((await recordsOf(point)) >= fromDisk);
+  await resumedAlert(
+    /web: replication of web resumed .*vda resynchronized by checksums \(tracking lost on vda of machine web \(the change log of vda was lost/,
+    crashAt,
+  );
+  assert.ok(sent < DATA_DISK / 8, `the agent sent ${sent} bytes for the resync of a ${DATA_DISK}-byte disk`);
+  t.diagnostic(
+    `resync: the agent sent ${sent} bytes (disk ${DATA_DISK}); crash → point ${Date.parse(point.instant) - Date.parse(crashAt)} ms`,
+  );
+});
+
+test('the link cut for a minute: alerts say unreachable, then resumed; replication goes on by itself', async (t: TestContext) => {
+  await qmp('set_link', { name: guest.netdev, up: false });
+  const cutAt = Date.now();
+  let sawUnreachable: OsrAlert | undefined;
+  try {
+    sawUnreachable = await pollFor(
+      async () => (await machineAlerts()).find((a) => a.kind === 'source-unreachable'),
+      {
+        timeoutMs: CUT_MS,
+        intervalMs: 2000,
+        failure: () => new Error('no source-unreachable alert during the cut'),
+      },
+    ).catch(() => undefined);
+    const left = CUT_MS - (Date.now() - cutAt);
+    if (left > 0) await new Promise((r) => setTimeout(r, left)); // the cut itself, not a wait for an event
+  } finally {
+    await qmp('set_link', { name: guest.netdev, up: true });
+  }
+  const restoredAt = new Date().toISOString();
+  const restoredMs = Date.now();
+  assert.match(
+    sawUnreachable?.message ?? '',
+    /web: the source of web does not answer: .*agent ag-[0-9a-f]{12}/,
+  );
+  const point = await pointAfter(restoredAt, 'after the link came back');
+  const seenMs = Date.now() - restoredMs;
+  t.diagnostic(
+    `link restored → next point frozen ${Date.parse(point.instant) - restoredMs} ms, seen ${seenMs} ms`,
+  );
+  await resumedAlert(/web: replication of web resumed .*did not answer/, restoredAt);
+  // Nothing acknowledged is lost: stop the workload; the next point holds every record.
+  await sh('touch /var/lib/osr-test/stop');
+  await pollFor(
+    async () => ((await guest.ssh('test -e /var/lib/osr-test/stopped')).code === 0 ? true : undefined),
+    {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      failure: () => new Error('the workload did not stop'),
+    },
+  );
+  const total = await acked();
+  const last = await pointAfter(new Date().toISOString(), 'after the workload stopped');
+  assert.equal(await recordsOf(last), total);
+  let previous = 0;
+  for (const p of (await points()).sort((a, b) => a.instant.localeCompare(b.instant)).slice(1)) {
+    const k = await recordsOf(p);
+    assert.ok(
+      k >= previous && k <= total,
+      `point ${p.id}: ${k} records, previous ${previous}, total ${total}`,
+    );
+    previous = k;
+  }
+  const cli = await osr(['alerts', '--json']);
+  assert.match(cli.stdout, /replication-resumed/);
+  await assertReplays(
+    (await ctx.client()).workflow.getHandle('protect/web'),
+    'protectMachine-agent-resilience',
+  );
+});
