@@ -7,7 +7,6 @@
 // resume. Its changes are the era blocks written since the era the last shipped point started.
 // While a group cut holds the writes (hold.ts), a point snapshots the held disks as they are.
 import fs from 'node:fs';
-import path from 'node:path';
 import {
   deviceBytes,
   detachLoop,
@@ -28,31 +27,15 @@ import { TrackingError } from './errors';
 import { withFreezeScripts, type FreezeScripts } from './freeze-scripts';
 import { WriteHolds } from './hold';
 import { diskInUse, mountPointsOf } from './mounts';
+import { cowFile, ERA_BLOCK_BYTES, makeStack, metaFile, origin, snapName, sparseFile, top } from './stack';
 import {
   bootId,
   loadTracking,
   saveTracking,
-  trackingDir,
   type FrozenPointRecord,
   type TrackedDisk,
   type TrackingState,
 } from './store';
-
-/** OSR's block size, and the era target's: one changed block is one block to send. */
-export const ERA_BLOCK_BYTES = 64 * 1024;
-
-const top = (disk: string): string => `osr-${disk}`;
-const origin = (disk: string): string => `osr-${disk}-origin`;
-const snapName = (disk: string, n: number): string => `osr-${disk}-p${n}`;
-const metaFile = (disk: string): string => path.join(trackingDir(), `${disk}.era`);
-const cowFile = (disk: string, n: number): string => path.join(trackingDir(), `${disk}-p${n}.cow`);
-
-function sparseFile(file: string, bytes: number): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const fd = fs.openSync(file, 'w', 0o600);
-  fs.ftruncateSync(fd, bytes);
-  fs.closeSync(fd);
-}
 
 export interface Enabled {
   sizeBytes: number;
@@ -127,20 +110,10 @@ export class Tracker {
     const known = this.state.disks[disk];
     const device = `/dev/${disk}`;
     const sizeBytes = await deviceBytes(device);
-    const sectors = Math.floor(sizeBytes / 512);
     const trusted = !!known && known.sizeBytes === sizeBytes && this.state.cleanShutdownBoot === known.bootId;
     for (const [pitId, p] of Object.entries(this.state.points))
       if (p.disks[disk]) delete this.state.points[pitId];
-    if (!trusted) {
-      await detachLoop(metaFile(disk));
-      // era metadata: a 32-bit era per block and a few bitsets, plus room.
-      sparseFile(metaFile(disk), Math.max(8 << 20, Math.ceil(sizeBytes / ERA_BLOCK_BYTES) * 8 + (4 << 20)));
-    }
-    const metadata = await loopFor(metaFile(disk));
-    if (!(await dmInfo(origin(disk)))) await dmCreate(origin(disk), `0 ${sectors} snapshot-origin ${device}`);
-    const o = await dmInfo(origin(disk));
-    if (!o) throw new Error(`${origin(disk)} vanished as it was made`);
-    await dmCreate(top(disk), `0 ${sectors} era ${metadata} ${o.major}:${o.minor} ${ERA_BLOCK_BYTES / 512}`);
+    await makeStack(disk, sizeBytes, trusted);
     // Points shipped before, but the log since is lost or may lag: say so until a point ships.
     const untrusted =
       known && !trusted && known.shippedEra !== undefined

@@ -1,0 +1,41 @@
+// The device-mapper stack of one tracked disk (tracker.ts): its device and file names, and making
+// it: era over snapshot-origin over the disk, the era's metadata on a loop file.
+import fs from 'node:fs';
+import path from 'node:path';
+import { detachLoop, dmCreate, dmInfo, loopFor } from './dm';
+import { trackingDir } from './store';
+
+/** OSR's block size, and the era target's: one changed block is one block to send. */
+export const ERA_BLOCK_BYTES = 64 * 1024;
+
+export const top = (disk: string): string => `osr-${disk}`;
+export const origin = (disk: string): string => `osr-${disk}-origin`;
+export const snapName = (disk: string, n: number): string => `osr-${disk}-p${n}`;
+export const metaFile = (disk: string): string => path.join(trackingDir(), `${disk}.era`);
+export const cowFile = (disk: string, n: number): string => path.join(trackingDir(), `${disk}-p${n}.cow`);
+
+export function sparseFile(file: string, bytes: number): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const fd = fs.openSync(file, 'w', 0o600);
+  fs.ftruncateSync(fd, bytes);
+  fs.closeSync(fd);
+}
+
+/**
+ * Makes the stack of `disk` (`sizeBytes` long). `keepLog`: over the era metadata already on disk
+ * (the agent stopped cleanly: the log missed nothing); otherwise over a fresh one.
+ */
+export async function makeStack(disk: string, sizeBytes: number, keepLog: boolean): Promise<void> {
+  const device = `/dev/${disk}`;
+  const sectors = Math.floor(sizeBytes / 512);
+  if (!keepLog) {
+    await detachLoop(metaFile(disk));
+    // era metadata: a 32-bit era per block and a few bitsets, plus room.
+    sparseFile(metaFile(disk), Math.max(8 << 20, Math.ceil(sizeBytes / ERA_BLOCK_BYTES) * 8 + (4 << 20)));
+  }
+  const metadata = await loopFor(metaFile(disk));
+  if (!(await dmInfo(origin(disk)))) await dmCreate(origin(disk), `0 ${sectors} snapshot-origin ${device}`);
+  const o = await dmInfo(origin(disk));
+  if (!o) throw new Error(`${origin(disk)} vanished as it was made`);
+  await dmCreate(top(disk), `0 ${sectors} era ${metadata} ${o.major}:${o.minor} ${ERA_BLOCK_BYTES / 512}`);
+}
