@@ -22,6 +22,7 @@ import type { RecoveryPoint } from '../../shared/replication-types';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { freePort } from '../../lib/process/ports';
+import { installAgent, startAgentWorkers } from '../helpers/agent-fixture';
 import { agentGuestFiles, startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { assertRefused, cliFor, runCli } from '../helpers/cli';
 import { pollFor } from '../helpers/poll';
@@ -82,21 +83,8 @@ before(async () => {
   ]);
   ctx = new ControlContext(stack.config);
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-agent-recovery-'));
-  await Promise.all([
-    stack.startWorker('control'),
-    stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server', {
-      OSR_AGENT_HOST: '127.0.0.1',
-      OSR_AGENT_PORT: String(agentPort),
-      OSR_AGENT_ADDRESS: `10.0.2.2:${agentPort}`,
-    }),
-  ]);
-  const installed = await osr([
-    ...['agent', 'install', '--ssh', guest.sshTarget, '--key', guest.keyFile],
-    ...['--host-key-fingerprint', guest.hostKeyFingerprint, '--json'],
-  ]);
-  assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
-  const agentId = (JSON.parse(installed.stdout) as { id: string }).id;
+  await startAgentWorkers(stack, agentPort);
+  const agentId = await installAgent(osr, guest);
   const policy = await osr([
     'policy',
     'create',

@@ -11,6 +11,7 @@ import { ControlContext } from '../../operations/context';
 import { listPoints } from '../../operations/machines';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import { freePort } from '../../lib/process/ports';
+import { installAgent, startAgentWorkers } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { assertRefused, cliFor } from '../helpers/cli';
 import { pollFor } from '../helpers/poll';
@@ -60,21 +61,8 @@ before(async () => {
     startAgentGuest({ hostname: 'web-1', diskSizes: [8 * MiB, DATA_DISK], bootTimeoutMs: 240_000 }),
   ]);
   ctx = new ControlContext(stack.config);
-  await Promise.all([
-    stack.startWorker('control'),
-    stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server', {
-      OSR_AGENT_HOST: '127.0.0.1',
-      OSR_AGENT_PORT: String(agentPort),
-      OSR_AGENT_ADDRESS: `10.0.2.2:${agentPort}`,
-    }),
-  ]);
-  const installed = await osr([
-    ...['agent', 'install', '--ssh', guest.sshTarget, '--key', guest.keyFile],
-    ...['--host-key-fingerprint', guest.hostKeyFingerprint, '--json'],
-  ]);
-  assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
-  agentId = (JSON.parse(installed.stdout) as { id: string }).id;
+  await startAgentWorkers(stack, agentPort);
+  agentId = await installAgent(osr, guest);
   const policy = await osr([
     'policy',
     'create',

@@ -17,6 +17,7 @@ import { listPoints } from '../../operations/machines';
 import type { FrozenPoint, RecoveryPoint } from '../../shared/replication-types';
 import { freePort } from '../../lib/process/ports';
 import { QmpClient } from '../../lib/qemu/qmp-client';
+import { installAgent, startAgentWorkers } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { cliFor } from '../helpers/cli';
 import { pollFor } from '../helpers/poll';
@@ -187,21 +188,8 @@ before(async () => {
     }),
   ]);
   ctx = new ControlContext(stack.config);
-  await Promise.all([
-    stack.startWorker('control'),
-    stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server', {
-      OSR_AGENT_HOST: '127.0.0.1',
-      OSR_AGENT_PORT: String(agentPort),
-      OSR_AGENT_ADDRESS: `10.0.2.2:${relayPort}`,
-    }),
-  ]);
-  const installed = await osr([
-    ...['agent', 'install', '--ssh', guest.sshTarget, '--key', guest.keyFile],
-    ...['--host-key-fingerprint', guest.hostKeyFingerprint, '--json'],
-  ]);
-  assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
-  const agentId = (JSON.parse(installed.stdout) as { id: string }).id;
+  await startAgentWorkers(stack, agentPort, relayPort);
+  const agentId = await installAgent(osr, guest);
   const policy = await osr(['policy', 'create', 'agent', '--crash-every', '10s', '--app-every', '0']);
   assert.equal(policy.code, 0, policy.stderr);
   await sh(`dd if=/dev/urandom of=/dev/vda bs=1M count=${DATA_DISK / MiB} conv=fsync 2>/dev/null`, 120_000);

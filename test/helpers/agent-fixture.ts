@@ -1,0 +1,39 @@
+// What the agent tests share: the three workers, with the process server listening for agents on
+// loopback, and an agent pushed into a guest over SSH by the CLI, as an operator does.
+import assert from 'node:assert/strict';
+import type { AgentGuest } from './agent-guest';
+import type { CliResult } from './cli';
+import type { TestStack } from './test-stack';
+
+/**
+ * Control, cloud applier and a process server whose agent listener is on `agentPort`; agents are
+ * told to dial `10.0.2.2:<dialPort>` (the host's loopback from a guest; a relay's port, if any).
+ */
+export async function startAgentWorkers(
+  stack: TestStack,
+  agentPort: number,
+  dialPort = agentPort,
+): Promise<void> {
+  await Promise.all([
+    stack.startWorker('control'),
+    stack.startWorker('cloud-applier'),
+    stack.startWorker('process-server', {
+      OSR_AGENT_HOST: '127.0.0.1',
+      OSR_AGENT_PORT: String(agentPort),
+      OSR_AGENT_ADDRESS: `10.0.2.2:${dialPort}`,
+    }),
+  ]);
+}
+
+/** `osr agent install` into the guest (host key pinned); returns the enrolled agent's id. */
+export async function installAgent(
+  osr: (args: string[]) => Promise<CliResult>,
+  guest: AgentGuest,
+): Promise<string> {
+  const installed = await osr([
+    ...['agent', 'install', '--ssh', guest.sshTarget, '--key', guest.keyFile],
+    ...['--host-key-fingerprint', guest.hostKeyFingerprint, '--json'],
+  ]);
+  assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
+  return (JSON.parse(installed.stdout) as { id: string }).id;
+}
