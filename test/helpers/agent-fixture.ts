@@ -37,3 +37,13 @@ export async function installAgent(
   assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
   return (JSON.parse(installed.stdout) as { id: string }).id;
 }
+
+/**
+ * A shell command for the guest: runs `action <pid>` (`kill -9`, `kill -STOP`, or `true` to only
+ * list) on the agent's node process and prints its pid. Found by its command line, anchored so the
+ * shell running this (whose line holds the pattern too) never matches; V8 flags may stand between
+ * node and main.js.
+ */
+export function onAgentProcess(action: string): string {
+  return `for d in /proc/[0-9]*; do if tr '\\0' ' ' <$d/cmdline 2>/dev/null | grep -q '^/opt/osr-agent/node .*/opt/osr-agent/agent/main.js run'; then ${action} \${d#/proc/} && echo \${d#/proc/}; fi; done`;
+}

@@ -15,6 +15,7 @@ import * as machines from '../../operations/machines';
 import { freePort } from '../../lib/process/ports';
 import type { SshSession } from '../../lib/ssh/session';
 import { groupWorkflowId } from '../../shared/group-types';
+import { onAgentProcess } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { CausalWorkload, firstCutDone } from '../helpers/causal-workload';
 import { cliFor } from '../helpers/cli';
@@ -85,10 +86,7 @@ const suspended = async (machine: string): Promise<boolean> =>
 
 /** The agent's node process, by its command line. */
 const signalAgent = (machine: string, signal: 'STOP' | 'CONT') =>
-  sh(
-    machine,
-    `for d in /proc/[0-9]*; do if tr '\\0' ' ' <$d/cmdline 2>/dev/null | grep -q '^/opt/osr-agent/node /opt/osr-agent/agent/main.js run'; then kill -${signal} \${d#/proc/} && echo \${d#/proc/}; fi; done`,
-  );
+  sh(machine, onAgentProcess(`kill -${signal}`));
 
 before(async () => {
   const agentPort = await freePort();

@@ -20,6 +20,7 @@ import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { upgradeAgentWorkflowId } from '../../shared/contracts/upgrade-agent';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import { agentListenerQueue } from '../../shared/task-queues';
+import { onAgentProcess } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { recordsOf, recordWorkload } from '../helpers/agent-records';
 import { assertRefused, cliFor } from '../helpers/cli';
@@ -74,12 +75,7 @@ const agentRecord = async () => {
   return { ...found?.value, lastSeenAt: undefined };
 };
 
-const agentPid = async () =>
-  (
-    await sh(
-      `for d in /proc/[0-9]*; do if tr '\\0' ' ' <$d/cmdline 2>/dev/null | grep -q '^/opt/osr-agent/node /opt/osr-agent/agent/main.js run'; then echo \${d#/proc/}; fi; done`,
-    )
-  ).trim();
+const agentPid = async () => (await sh(onAgentProcess('true'))).trim();
 
 before(async () => {
   const distAgent = path.join(__dirname, '..', '..', 'agent');
@@ -170,6 +166,7 @@ test('an unknown id, a malformed one or no id at all is refused with the fix; no
 
 test("a bundle whose SHA-256 is not the release's is refused by the agent; the old agent keeps running", async () => {
   const pid = await agentPid();
+  assert.match(pid, /^\d+$/, `one agent process before the refused upgrade: ${pid}`);
   const files = await sh('sha256sum /opt/osr-agent/agent/main.js');
   mark('// a different copy on the process server', psCopy);
   const r = await osr(['agent', 'upgrade', agentId]);

@@ -11,7 +11,7 @@ import { ControlContext } from '../../operations/context';
 import { listPoints } from '../../operations/machines';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import { freePort } from '../../lib/process/ports';
-import { installAgent, startAgentWorkers } from '../helpers/agent-fixture';
+import { installAgent, onAgentProcess, startAgentWorkers } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { assertRefused, cliFor } from '../helpers/cli';
 import { pollFor } from '../helpers/poll';
@@ -132,11 +132,7 @@ test('under a record workload every point holds records 1..k; an agent killed wi
       failure: () => new Error('no frozen point seen in the agent within 90 s'),
     },
   );
-  // The agent's node process by its command line (anchored: not this shell, whose line holds it
-  // too; V8 flags stand between node and main.js).
-  const killed = await sh(
-    `for d in /proc/[0-9]*; do if tr '\\0' ' ' <$d/cmdline 2>/dev/null | grep -q '^/opt/osr-agent/node .*/opt/osr-agent/agent/main.js run'; then kill -9 \${d#/proc/} && echo \${d#/proc/}; fi; done`,
-  );
+  const killed = await sh(onAgentProcess('kill -9'));
   assert.match(killed.trim(), /^\d+$/, `one agent process killed: ${killed}`);
   const killedAt = new Date().toISOString();
   // Its service loop starts it again; it connects again by itself.
