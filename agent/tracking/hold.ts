@@ -5,6 +5,7 @@
 // ends at `release` or, whatever happens to the process server, after HOLD_LIMIT_MS by itself.
 // Why the top and not osr-<disk>-origin: a write queued below a live era would be in flight in the
 // era, whose suspend (a freeze) and messages (a change list) would then wait on the held origin.
+import { performance } from 'node:perf_hooks';
 import { HOLD_LIMIT_MS, type HoldOutcome, type HoldResult } from './hold-terms';
 import { dmMessage, dmResume, dmSuspend, eraCurrent } from './dm';
 import { TrackingError } from './errors';
@@ -13,6 +14,7 @@ export interface Hold {
   /** The era each held disk's checkpoint started: a point frozen while held ships from it. */
   eras: Record<string, number>;
   heldAt: string;
+  /** Monotonic (performance.now()): a wall-clock step must not shorten or stretch a hold. */
   startedMs: number;
   expiredMs?: number;
   timer?: NodeJS.Timeout;
@@ -83,7 +85,8 @@ export class WriteHolds {
       await this.dm.message(this.top(d), 'checkpoint');
       eras[d] = await this.dm.currentEra(this.top(d));
     }
-    const startedMs = Date.now();
+    const heldAt = new Date().toISOString();
+    const startedMs = performance.now();
     const suspended: string[] = [];
     try {
       for (const d of disks) {
@@ -94,11 +97,8 @@ export class WriteHolds {
       for (const d of suspended) await this.dm.resume(this.top(d)).catch(() => undefined);
       throw err;
     }
-    const h: Hold = { eras, heldAt: new Date(startedMs).toISOString(), startedMs, busy: Promise.resolve() };
-    h.timer = setTimeout(
-      () => void this.expire(h).catch((err: Error) => this.log(`releasing expired hold: ${err.message}`)),
-      this.limitMs,
-    );
+    const h: Hold = { eras, heldAt, startedMs, busy: Promise.resolve() };
+    this.armLimit(h, this.limitMs);
     this.current = h;
     this.last = undefined;
     return { disks, heldAt: h.heldAt };
@@ -123,18 +123,28 @@ export class WriteHolds {
       await h.busy;
       await this.resume(h);
     }
-    const end = h.expiredMs ?? Date.now();
+    const end = h.expiredMs ?? performance.now();
     this.last = {
       held: h.expiredMs === undefined,
-      heldMs: end - h.startedMs,
+      heldMs: Math.round(end - h.startedMs),
       expired: h.expiredMs !== undefined,
     };
     return this.last;
   }
 
+  // Node's timers run on the event loop's cached clock and may fire a little before the delay
+  // has passed on the monotonic one: what is left is waited again, so a hold lasts the limit.
+  private armLimit(h: Hold, delayMs: number): void {
+    h.timer = setTimeout(() => {
+      const leftMs = this.limitMs - (performance.now() - h.startedMs);
+      if (leftMs > 0) return this.armLimit(h, Math.ceil(leftMs));
+      void this.expire(h).catch((err: Error) => this.log(`releasing expired hold: ${err.message}`));
+    }, delayMs);
+  }
+
   private async expire(h: Hold): Promise<void> {
     if (this.current !== h || h.expiredMs !== undefined) return;
-    h.expiredMs = Date.now();
+    h.expiredMs = performance.now();
     this.log(`writes held for ${this.limitMs / 1000} s with no release: letting them go`);
     await h.busy;
     await this.resume(h);
