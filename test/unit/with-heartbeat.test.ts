@@ -8,6 +8,15 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { withHeartbeat, type Heartbeat } from '../../activities/common/with-heartbeat';
 import { awaitWorkflowState } from '../../activities/common/await-workflow';
 
+/** Resolves once `ok(beats)` holds, checked at every heartbeat: the test waits on what it counts. */
+function beatsReach(env: MockActivityEnvironment, beats: unknown[], ok: (b: unknown[]) => boolean) {
+  return new Promise<void>((resolve) => {
+    if (ok(beats)) return resolve();
+    env.on('heartbeat', () => ok(beats) && resolve());
+  });
+}
+const cursorIs = (n: number) => (b: unknown) => (b as { nextIndex: number } | undefined)?.nextIndex === n;
+
 test('withHeartbeat resumes from the previous cursor and heartbeats the latest one on its timer', async () => {
   const env = new MockActivityEnvironment({ heartbeatDetails: { nextIndex: 7 } });
   const beats: unknown[] = [];
@@ -16,9 +25,9 @@ test('withHeartbeat resumes from the previous cursor and heartbeats the latest o
     withHeartbeat(
       async (hb: Heartbeat<{ nextIndex: number }>) => {
         const resumedAt = hb.previous?.nextIndex;
-        await new Promise((r) => setTimeout(r, 35)); // ticks send the initial cursor
+        await beatsReach(env, beats, (b) => b.length >= 2); // ticks send the initial cursor
         hb.beat({ nextIndex: 9 });
-        await new Promise((r) => setTimeout(r, 35)); // ticks send the beaten one
+        await beatsReach(env, beats, (b) => b.filter(cursorIs(9)).length >= 3); // at once, then ticks
         return { resumedAt, cursor: hb.cursor };
       },
       { initial: (prev) => prev ?? { nextIndex: 0 }, everyMs: 10 },
@@ -26,12 +35,12 @@ test('withHeartbeat resumes from the previous cursor and heartbeats the latest o
   );
   assert.deepEqual(seen, { resumedAt: 7, cursor: { nextIndex: 9 } });
   assert.deepEqual(beats[0], { nextIndex: 7 });
-  const at = beats.findIndex((b) => (b as { nextIndex: number }).nextIndex === 9);
-  assert.ok(at > 0, 'the beaten cursor is heartbeated');
-  assert.ok(beats.slice(at).length >= 2, 'and heartbeated again on the timer');
-  assert.ok(beats.slice(at).every((b) => (b as { nextIndex: number }).nextIndex === 9));
+  assert.ok(beats.slice(0, 2).every(cursorIs(7)), 'the resumed cursor is heartbeated before any beat');
+  const at = beats.findIndex(cursorIs(9));
+  assert.ok(beats.slice(at).every(cursorIs(9)), 'after a beat only the beaten cursor is sent');
   const after = beats.length;
-  await new Promise((r) => setTimeout(r, 30));
+  // Absence can only be shown by waiting: ten ticks' worth with no heartbeat.
+  await new Promise((r) => setTimeout(r, 100));
   assert.equal(beats.length, after, 'no heartbeat after the work ended');
 });
 
@@ -40,10 +49,15 @@ test('withHeartbeat without a cursor heartbeats without details', async () => {
   const beats: unknown[] = [];
   env.on('heartbeat', (d: unknown) => beats.push(d));
   const result = await env.run(() =>
-    withHeartbeat(() => new Promise((r) => setTimeout(() => r('done'), 35)), { everyMs: 10 }),
+    withHeartbeat(
+      async () => {
+        await beatsReach(env, beats, (b) => b.length >= 2);
+        return 'done';
+      },
+      { everyMs: 10 },
+    ),
   );
   assert.equal(result, 'done');
-  assert.ok(beats.length >= 2);
   assert.ok(beats.every((b) => b === undefined));
 });
 
