@@ -104,6 +104,9 @@ export async function startTestStack(
     throw err;
   }
   const workers = new Map<string, RunningProcess>();
+  // Every worker still running, also one whose name a second worker of its role took over (two
+  // process servers started without names): stop() must end them all, or the test file hangs.
+  const running = new Set<RunningProcess>();
 
   const stack: TestStack = {
     config,
@@ -127,6 +130,8 @@ export async function startTestStack(
         cwd: options.cwd,
       });
       workers.set(name, proc);
+      running.add(proc);
+      void proc.exited.finally(() => running.delete(proc));
       await waitForLogLine(logFile, 'worker polling', proc.exited, 60_000);
       return proc;
     },
@@ -157,7 +162,7 @@ export async function startTestStack(
     },
     async stop() {
       await client.connection.close();
-      await Promise.all([...workers.values()].map((w) => stopPid(w.pid, 10_000)));
+      await Promise.all([...running].map((w) => stopPid(w.pid, 10_000)));
       await Promise.all([stopPid(servers.azurite.pid), stopPid(servers.temporal.pid)]);
       if (!process.env.OSR_KEEP_TEST_STATE) fs.rmSync(stateDir, { recursive: true, force: true });
     },
