@@ -1,7 +1,9 @@
 // Multi-VM consistency (design invariant 2) with members protected through the Mobility agent:
 // two agent test guests under TCG, agents pushed over SSH and enrolled, each data disk protected
 // with --agent, one consistency group. The group's write barrier is the agents' hold (their
-// tracked disks' top devices suspended in the machine) on the agents' own TLS connections. A
+// tracked disks' top devices suspended in the machine) on the agents' own TLS connections, each
+// held by a process server of its own (two on the site: A's and B's), so each hold is made where
+// its agent is connected. A
 // causal workload (B writes record n only after A acknowledged record n) runs while group points
 // are cut: every one must hold B's newest record only with A's. Then B's agent stops answering
 // (SIGSTOP): the group point fails naming B, A's writes are let go at once, and once B's agent
@@ -15,10 +17,12 @@ import * as machines from '../../operations/machines';
 import { freePort } from '../../lib/process/ports';
 import type { SshSession } from '../../lib/ssh/session';
 import { groupWorkflowId } from '../../shared/group-types';
+import { agentListenerQueue } from '../../shared/task-queues';
 import { onAgentProcess } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { CausalWorkload, firstCutDone } from '../helpers/causal-workload';
 import { cliFor } from '../helpers/cli';
+import { scheduledActivities } from '../helpers/history-activities';
 import { pollFor } from '../helpers/poll';
 import { waitForStatus } from '../helpers/protection';
 import { assertReplays } from '../helpers/replay';
@@ -36,6 +40,8 @@ let bed: Testbed;
 const guests: Record<string, AgentGuest> = {};
 const shells: Record<string, SshSession> = {};
 let causal: CausalWorkload;
+/** The address each agent dials: the listener of its own process server. */
+const listeners: Record<string, string> = {};
 let booting: Promise<PromiseSettledResult<void>[]> = Promise.resolve([]);
 const osr = cliFor(() => bed.stack.env);
 
@@ -88,16 +94,19 @@ const suspended = async (machine: string): Promise<boolean> =>
 const signalAgent = (machine: string, signal: 'STOP' | 'CONT') =>
   sh(machine, onAgentProcess(`kill -${signal}`));
 
+const listenerEnv = (port: number) => ({
+  OSR_AGENT_HOST: '127.0.0.1',
+  OSR_AGENT_PORT: String(port),
+  OSR_AGENT_ADDRESS: `10.0.2.2:${port}`,
+});
+
 before(async () => {
-  const agentPort = await freePort();
+  const [portA, portB] = [await freePort(), await freePort()];
+  listeners[A] = `10.0.2.2:${portA}`;
+  listeners[B] = `10.0.2.2:${portB}`;
   // The stack first: two TCG guests booting take both cores, and its workers' start is timed.
-  bed = await startTestbed({
-    processServerEnv: () => ({
-      OSR_AGENT_HOST: '127.0.0.1',
-      OSR_AGENT_PORT: String(agentPort),
-      OSR_AGENT_ADDRESS: `10.0.2.2:${agentPort}`,
-    }),
-  });
+  bed = await startTestbed({ processServerEnv: () => listenerEnv(portA) });
+  await bed.stack.startWorker('process-server', listenerEnv(portB));
   // Each guest is kept as soon as it is up, so that after() stops it whatever else failed.
   booting = Promise.allSettled(
     [A, B].map(async (m) => {
@@ -114,7 +123,7 @@ before(async () => {
       const g = guests[m] as AgentGuest;
       const installed = await osr([
         ...['agent', 'install', '--ssh', g.sshTarget, '--key', g.keyFile],
-        ...['--host-key-fingerprint', g.hostKeyFingerprint, '--json'],
+        ...['--host-key-fingerprint', g.hostKeyFingerprint, '--server', listeners[m] as string, '--json'],
       ]);
       assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
       const agentId = (JSON.parse(installed.stdout) as { id: string }).id;
@@ -172,6 +181,19 @@ test('a group of two agent machines: writes held by the agents, every group poin
   for (let i = 1; i < seen.length; i++)
     assert.ok((seen[i]?.a ?? 0) >= (seen[i - 1]?.a ?? 0), `cuts in order: ${JSON.stringify(seen)}`);
   assert.ok(new Set(seen.map((r) => r.a)).size > 1, `records moved between cuts: ${JSON.stringify(seen)}`);
+
+  // Each agent was held and released by the process server holding its connection.
+  const barrierWork = (await scheduledActivities(bed.stack.client, groupWorkflowId(GROUP))).filter(
+    (a) => a.name === 'holdWrites' || a.name === 'releaseWrites',
+  );
+  for (const m of [A, B]) {
+    const on = barrierWork.filter((a) =>
+      (a.input as { machines: Array<{ name: string }> }).machines.some((x) => x.name === m),
+    );
+    assert.ok(on.length >= 2 * (CUTS + 1), `${m}: ${on.length} holds and releases`);
+    for (const a of on)
+      assert.equal(a.queue, agentListenerQueue(listeners[m] as string), `${m}'s ${a.name} on ${a.queue}`);
+  }
 
   const status = await groups.groupStatus(ctx, GROUP);
   assert.equal(status.stats.cuts, before + CUTS);
@@ -233,7 +255,7 @@ test("a member whose agent does not answer fails the group point naming it; the 
   for (const m of [A, B]) assert.equal(await suspended(m), false, `${m}'s writes flow after the cut`);
   await assertReplays(
     (await ctx.client()).workflow.getHandle(groupWorkflowId(GROUP)),
-    'consistencyGroup-agent',
+    'consistencyGroup-agent-routed',
   );
   await groups.deleteGroup(ctx, GROUP);
 });

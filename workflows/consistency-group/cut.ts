@@ -11,10 +11,10 @@ import {
 } from '@temporalio/workflow';
 import { cutDecisionSignal, groupCutSignal } from '../../shared/contracts/consistency-group';
 import type { HeldMachine } from '../../shared/group-types';
-import type { ProtectedMachine } from '../../shared/replication-types';
 import { OSR_LAST_POINT, OSR_RPO_SECONDS } from '../../shared/search-attributes';
 import { messageOf } from '../lib/failures';
 import { pointId } from '../lib/points';
+import { holdMembers, releaseMembers, type QueueHold } from './hold-routing';
 import { alert, member, rpoSeconds, setPhase, type GroupRun } from './run';
 
 /** Members finish a cycle in progress before they are ready; longer than that is a stuck member. */
@@ -24,7 +24,7 @@ const FREEZE_TIMEOUT = '60 seconds';
 const PUBLISH_TIMEOUT = '2 hours';
 
 export async function cutOnce(run: GroupRun): Promise<void> {
-  const { s, group, barrier, ps, release, control, requests } = run;
+  const { s, group, barrier, control, requests } = run;
   run.cutsThisRun += 1;
   s.cut += 1;
   run.currentCut = s.cut;
@@ -65,16 +65,12 @@ export async function cutOnce(run: GroupRun): Promise<void> {
   let held: HeldMachine[] = [];
   let heldAt = 0;
   let startedAt = 0;
-  const machines: ProtectedMachine[] = [];
+  let holds: QueueHold[] = [];
   if (barrier) {
     setPhase(run, 'holding-writes');
     try {
-      const members = await control.membersOf({ machines: names });
-      machines.push(...members);
-      const hold = await ps.holdWrites({ machines });
-      held = hold.held;
-      heldAt = hold.heldAt;
-      startedAt = hold.startedAt;
+      const machines = await control.membersOf({ machines: names });
+      ({ holds, held, heldAt, startedAt } = await holdMembers(run, machines));
     } catch (err) {
       await decide(run, cut, false);
       return failed(run, `cut ${cut}: could not hold the members' writes: ${messageOf(err)}`);
@@ -98,9 +94,7 @@ export async function cutOnce(run: GroupRun): Promise<void> {
   } finally {
     if (barrier) {
       setPhase(run, 'releasing');
-      const released = await CancellationScope.nonCancellable(() =>
-        release.releaseWrites({ machines, held }),
-      );
+      const released = await CancellationScope.nonCancellable(() => releaseMembers(holds));
       releasedAt = released.releasedAt;
       notHeld = released.notHeld ?? []; // absent from releases recorded before agents could hold
     }

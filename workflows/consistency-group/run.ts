@@ -27,8 +27,10 @@ export interface GroupRun {
   readonly barrier: boolean;
   /** Carried to the next run by continueAsNew. */
   readonly s: GroupState;
-  readonly ps: ReturnType<typeof activities>['ps'];
-  readonly release: ReturnType<typeof activities>['release'];
+  /** The group's process-server queue (hold-routing.ts may hold agent members elsewhere). */
+  readonly queue: string;
+  readonly ps: ReturnType<typeof barrierActivities>['ps'];
+  readonly release: ReturnType<typeof barrierActivities>['release'];
   readonly control: ReturnType<typeof activities>['control'];
   phase: GroupStatus['phase'];
   /** The members' answers about the cut in progress. */
@@ -40,8 +42,8 @@ export interface GroupRun {
   readonly requests: Array<{ done?: GroupPoint; failed?: string }>;
 }
 
-function activities(input: GroupInput) {
-  const queue = processServerQueueOf(input.group);
+/** Holding and releasing members' writes through one process-server queue. */
+export function barrierActivities(queue: string) {
   const ps = proxyActivities<ProcessServerActivities>({
     taskQueue: queue,
     startToCloseTimeout: '2m',
@@ -60,11 +62,16 @@ function activities(input: GroupInput) {
     heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: { initialInterval: '500ms', maximumInterval: '10s' },
   });
+  return { ps, release };
+}
+
+function activities(input: GroupInput) {
+  const queue = processServerQueueOf(input.group);
   const control = proxyActivities<ControlActivities>({
     taskQueue: CONTROL_TASK_QUEUE,
     startToCloseTimeout: '1m',
   });
-  return { ps, release, control };
+  return { queue, ...barrierActivities(queue), control };
 }
 
 export function startRun(input: GroupInput): GroupRun {

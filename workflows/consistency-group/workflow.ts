@@ -3,7 +3,7 @@
 // doing and wait, holds every member's writes (process-server activity), lets all members freeze
 // their disks, releases the writes as soon as the last one is frozen, and once every member's point
 // is published writes the group point to the catalog. Barrier lengths are measured and reported.
-// The parts: run.ts (state and small helpers), cut.ts (one cut).
+// The parts: run.ts (state and small helpers), cut.ts (one cut), hold-routing.ts (where members are held).
 import {
   ApplicationFailure,
   allHandlersFinished,
