@@ -166,22 +166,42 @@ export interface SessionOptions extends ServerTarget {
 export type Write = (...pieces: Array<string | Buffer>) => Promise<void>;
 
 /**
- * Writes that wait for the socket: the caller may reuse its buffers once the promise resolves, and
- * a caller that waits sends no faster than the link takes (back-pressure, no unbounded queue).
+ * Bytes handed to TLS at a time: OpenSSL keeps a write's ciphertext until the socket takes it, and
+ * a write of several pieces at once is first copied whole into one buffer.
+ */
+export const WRITE_SLICE_BYTES = 256 * 1024;
+
+function* slices(piece: string | Buffer): Generator<string | Buffer> {
+  if (typeof piece === 'string') yield piece;
+  else
+    for (let at = 0; at < piece.length; at += WRITE_SLICE_BYTES)
+      yield piece.subarray(at, at + WRITE_SLICE_BYTES);
+}
+
+/**
+ * Writes that wait for the socket, one after another: each call's pieces go uninterrupted, a slice
+ * of at most WRITE_SLICE_BYTES at a time, the next once the socket took the last. The caller may
+ * reuse its buffers once the promise resolves, and a caller that waits sends no faster than the
+ * link takes (back-pressure): the agent holds no more than one slice of ciphertext.
  */
 export function socketWriter(socket: tls.TLSSocket): Write {
-  return (...pieces) =>
+  const one = (piece: string | Buffer): Promise<void> =>
     new Promise((resolve) => {
-      if (socket.destroyed || !pieces.length) return resolve();
+      if (socket.destroyed) return resolve();
       const done = (): void => {
         socket.off('close', done);
         resolve();
       };
       socket.once('close', done);
-      socket.cork();
-      pieces.forEach((p, i) => socket.write(p, i === pieces.length - 1 ? done : undefined));
-      socket.uncork();
+      socket.write(piece, done);
     });
+  let queue: Promise<void> = Promise.resolve();
+  return (...pieces) => {
+    queue = queue.then(async () => {
+      for (const piece of pieces) for (const slice of slices(piece)) await one(slice);
+    });
+    return queue;
+  };
 }
 
 /** One connection's life: hello, then heartbeats until it drops. Resolves when it has dropped. */
@@ -202,7 +222,7 @@ async function connectedOnce(o: SessionOptions): Promise<void> {
     const every = (answer.heartbeatSeconds || HEARTBEAT_SECONDS) * 1000;
     for (let seq = 1; !o.signal?.aborted; seq++) {
       await new Promise((r) => setTimeout(r, every));
-      socket.write(encode({ type: 'heartbeat', seq }));
+      void write(encode({ type: 'heartbeat', seq }));
       // Three missed answers: the link is dead even if TCP has not noticed.
       const ack = await inbox.next(every * 3);
       if (ack.type !== 'heartbeat-ack') throw refusal(ack);

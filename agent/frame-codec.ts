@@ -17,13 +17,14 @@ const BROTLI = zlib.constants;
 const COMPRESS: Record<FrameCodec, (part: Buffer) => Buffer> = {
   brotli: (part) =>
     zlib.brotliCompressSync(part, {
+      chunkSize: PART_BYTES,
       params: {
         [BROTLI.BROTLI_PARAM_QUALITY]: 1,
         [BROTLI.BROTLI_PARAM_LGWIN]: 16,
         [BROTLI.BROTLI_PARAM_SIZE_HINT]: part.length,
       },
     }),
-  deflate: (part) => zlib.deflateRawSync(part, { level: 1 }),
+  deflate: (part) => zlib.deflateRawSync(part, { level: 1, chunkSize: PART_BYTES }),
 };
 const DECOMPRESS: Record<FrameCodec, (piece: Buffer, max: number) => Buffer> = {
   brotli: (piece, max) => zlib.brotliDecompressSync(piece, { maxOutputLength: max }),
@@ -67,28 +68,24 @@ function partRaw(raw: number, i: number): number {
 }
 
 /**
- * Compresses `data` part by part. The pieces are slices of `data` (stored parts) or new buffers
- * (compressed parts), to be written in order; `data` must not change until they are written.
+ * Compresses `data` part by part, in place: each part's piece (compressed, or stored when it would
+ * not shrink) is moved down to follow the previous one, which never reaches a part not yet read (a
+ * piece is never longer than its part). The frame's bytes are `data.subarray(0, bytes)`: nothing is
+ * held beyond the caller's buffer (the agent's reused read slot). `data` is overwritten.
  */
-export function compressFrame(
-  data: Buffer,
-  codec: FrameCodec,
-): { layout: CompressedLayout; pieces: Buffer[]; bytes: number } {
+export function compressFrame(data: Buffer, codec: FrameCodec): { layout: CompressedLayout; bytes: number } {
   const parts: number[] = [];
-  const pieces: Buffer[] = [];
   let bytes = 0;
   for (let at = 0; at < data.length; at += PART_BYTES) {
     const part = data.subarray(at, at + PART_BYTES);
-    let piece = part;
-    if (sampledEntropy(part) <= ENTROPY_SKIP_BITS) {
-      const packed = COMPRESS[codec](part);
-      if (packed.length < part.length) piece = packed;
-    }
-    parts.push(piece.length);
-    pieces.push(piece);
-    bytes += piece.length;
+    const packed = sampledEntropy(part) <= ENTROPY_SKIP_BITS ? COMPRESS[codec](part) : part;
+    if (packed.length < part.length) packed.copy(data, bytes);
+    else if (bytes < at) data.copyWithin(bytes, at, at + part.length);
+    const piece = Math.min(packed.length, part.length);
+    parts.push(piece);
+    bytes += piece;
   }
-  return { layout: { codec, raw: data.length, parts }, pieces, bytes };
+  return { layout: { codec, raw: data.length, parts }, bytes };
 }
 
 /**

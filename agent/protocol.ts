@@ -29,6 +29,12 @@ export const MAX_LINE_BYTES = 256 * 1024;
 export const EXIT_REFUSED = 78;
 /** The most one read request (one data frame) carries. */
 export const DATA_CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * What a process server asks per read: the agent touches this much of each of its read buffers,
+ * so its memory follows this size, not DATA_CHUNK_BYTES (1 MiB: 10 MiB less at peak than 4 MiB,
+ * BENCHMARKS.md).
+ */
+export const READ_REQUEST_BYTES = 1024 * 1024;
 /** The most of a disk one checksums request covers. */
 export const CHECKSUM_SPAN_BYTES = 64 * 1024 * 1024;
 
@@ -192,12 +198,12 @@ export function encodeData(id: number, data: Buffer): Buffer {
 
 /**
  * A data frame as pieces to write in order, with no copy of `data`: raw, or compressed in `codec`
- * (frame-codec.ts). `data` must not change until the pieces are written.
+ * in place (frame-codec.ts: `data` is overwritten). `data` must not change until they are written.
  */
 export function dataPieces(id: number, data: Buffer, codec?: FrameCodec): Array<string | Buffer> {
   if (!codec) return [encode({ type: 'data', id, length: data.length }), data];
-  const { layout, pieces, bytes } = compressFrame(data, codec);
-  return [encode({ type: 'data', id, length: bytes, ...layout }), ...pieces];
+  const { layout, bytes } = compressFrame(data, codec);
+  return [encode({ type: 'data', id, length: bytes, ...layout }), data.subarray(0, bytes)];
 }
 
 /**

@@ -5,6 +5,7 @@
 // change list's era message does).
 import type { Write } from './connection';
 import { CODECS } from './frame-codec';
+import { collectCompressorGarbage } from './heap';
 import { CHECKSUM_SPAN_BYTES, dataPieces, DATA_CHUNK_BYTES, encode, type TrackingRequest } from './protocol';
 import { ReadSlots } from './read-slots';
 import { spanChecksums } from './tracking/checksums';
@@ -77,7 +78,9 @@ export function trackingHandler(
           );
           // Compressed only in a codec this agent has (an unknown one asked: raw, which every server reads).
           const codec = CODECS.find((c) => c === request.codec);
-          await write(...dataPieces(id, data, codec));
+          const pieces = dataPieces(id, data, codec);
+          if (codec) collectCompressorGarbage();
+          await write(...pieces);
         });
       case 'checksums':
         return slots.with(async (buf) => {

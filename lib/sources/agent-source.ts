@@ -10,7 +10,7 @@ import type {
   HoldOutcome,
   ReleaseResult,
 } from '../../agent/protocol';
-import { CHECKSUM_SPAN_BYTES, DATA_CHUNK_BYTES, HOLD_LIMIT_MS } from '../../agent/protocol';
+import { CHECKSUM_SPAN_BYTES, HOLD_LIMIT_MS, READ_REQUEST_BYTES } from '../../agent/protocol';
 import type { BarrierMethod } from '../../shared/group-types';
 import { agentChannel, AgentGoneError, AgentRequestError, type AgentChannel } from '../agents/channel';
 import { coalesceExtents, type Extent } from '../disk/extents';
@@ -219,7 +219,7 @@ class AgentFrozenDisk implements FrozenDiskReader {
 
   async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
     for (let done = 0; done < length; ) {
-      const n = Math.min(DATA_CHUNK_BYTES, length - done);
+      const n = Math.min(READ_REQUEST_BYTES, length - done);
       const data = await ask<Buffer>(this.channel, {
         op: 'read',
         pitId: this.pitId,

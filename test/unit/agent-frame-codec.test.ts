@@ -1,11 +1,14 @@
 // Compressed data frames between the agent and its process server (agent/frame-codec.ts): they
 // come back byte for byte, random parts go stored, old raw frames are still read beside them, a
 // broken layout is refused before its bytes are read, and the agent's reads keep a fixed number of
-// buffers however many are asked at once.
+// buffers however many are asked at once, and write their frames a slice at a time.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
+import type { TLSSocket } from 'node:tls';
 import zlib from 'node:zlib';
+import { socketWriter, WRITE_SLICE_BYTES } from '../../agent/connection';
 import { checkLayout, CODECS, compressFrame, PART_BYTES, sampledEntropy } from '../../agent/frame-codec';
 import { dataPieces, DATA_CHUNK_BYTES, encode, encodeData, frameReader } from '../../agent/protocol';
 import { ReadSlots } from '../../agent/read-slots';
@@ -42,7 +45,7 @@ function readAll(stream: Buffer, step: number): unknown[] {
 for (const codec of CODECS)
   test(`a ${codec} frame comes back byte for byte; random parts go stored, the rest shrinks`, () => {
     const data = mixed();
-    const { layout, bytes } = compressFrame(data, codec);
+    const { layout, bytes } = compressFrame(Buffer.from(data), codec);
     assert.equal(layout.codec, codec);
     assert.equal(layout.raw, data.length);
     assert.equal(layout.parts.length, 5);
@@ -54,7 +57,13 @@ for (const codec of CODECS)
     assert.ok(sampledEntropy(crypto.randomBytes(PART_BYTES)) > 7.5);
     assert.ok(sampledEntropy(text(PART_BYTES)) < 5);
 
-    const stream = wire(dataPieces(7, data, codec));
+    // In place: the frame's bytes are the start of the caller's buffer, nothing else is held.
+    const slot = Buffer.from(data);
+    const pieces = dataPieces(7, slot, codec);
+    assert.equal(pieces.length, 2);
+    assert.equal((pieces[1] as Buffer).buffer, slot.buffer);
+    assert.equal((pieces[1] as Buffer).byteOffset, slot.byteOffset);
+    const stream = wire(pieces);
     for (const step of [1, 999, 65_536, stream.length])
       assert.deepEqual(readAll(stream, step), [{ id: 7, data }], `split every ${step} bytes`);
   });
@@ -63,7 +72,7 @@ test('old raw frames are still read, between compressed ones and lines', () => {
   const data = mixed();
   const stream = Buffer.concat([
     encodeData(1, data), // an older agent's frame: no codec on its line
-    wire(dataPieces(2, data, 'brotli')),
+    wire(dataPieces(2, Buffer.from(data), 'brotli')), // compressed in place: a copy
     Buffer.from(encode({ type: 'heartbeat', seq: 3 })),
     wire(dataPieces(4, data)), // asked without a codec (an older process server): raw
     wire(dataPieces(5, Buffer.alloc(0), 'deflate')),
@@ -203,4 +212,37 @@ test('the agent serves many reads at once with two buffers, compressed only when
     .toString('latin1')
     .match(/\{"type":"data","id":\d+,"length":\d+,"codec":"brotli"/g)?.length;
   assert.equal(compressedLines, reads / 2, 'only the reads that asked for brotli came compressed');
+});
+
+test('the socket writer sends one call after another, a slice at a time, and stops at a close', async () => {
+  const taken: Array<string | Buffer> = [];
+  let pending = 0;
+  let most = 0;
+  const socket = Object.assign(new EventEmitter(), {
+    destroyed: false,
+    write(piece: string | Buffer, done: () => void) {
+      taken.push(piece);
+      most = Math.max(most, ++pending);
+      setTimeout(() => (pending--, done()), 1);
+      return true;
+    },
+  });
+  const write = socketWriter(socket as unknown as TLSSocket);
+  const frame = crypto.randomBytes(WRITE_SLICE_BYTES * 2 + 5);
+  await Promise.all([write('header\n', frame), write('line\n')]);
+  assert.deepEqual(
+    taken.map((p) => (typeof p === 'string' ? p : p.length)),
+    ['header\n', WRITE_SLICE_BYTES, WRITE_SLICE_BYTES, 5, 'line\n'],
+  );
+  assert.ok(Buffer.concat(taken.slice(1, 4) as Buffer[]).equals(frame), 'slices of the frame, in order');
+  assert.equal(most, 1, 'the socket holds one slice at a time');
+  // A close while a slice waits: every write still pending resolves, nothing more is taken.
+  socket.write = (piece: string | Buffer) => (taken.push(piece), true);
+  const stuck = write(frame);
+  while (taken.length < 6) await new Promise((r) => setImmediate(r));
+  socket.destroyed = true;
+  socket.emit('close');
+  await stuck;
+  await write('after\n');
+  assert.equal(taken.length, 6);
 });
