@@ -5,7 +5,7 @@
 // change list's era message does).
 import type { Write } from './connection';
 import { CODECS } from './frame-codec';
-import { collectCompressorGarbage } from './heap';
+import { compressed } from './heap';
 import { CHECKSUM_SPAN_BYTES, dataPieces, DATA_CHUNK_BYTES, encode, type TrackingRequest } from './protocol';
 import { ReadSlots } from './read-slots';
 import { spanChecksums } from './tracking/checksums';
@@ -79,7 +79,7 @@ export function trackingHandler(
           // Compressed only in a codec this agent has (an unknown one asked: raw, which every server reads).
           const codec = CODECS.find((c) => c === request.codec);
           const pieces = dataPieces(id, data, codec);
-          if (codec) collectCompressorGarbage();
+          if (codec) compressed(data.length);
           await write(...pieces);
         });
       case 'checksums':

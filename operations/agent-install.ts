@@ -16,7 +16,7 @@ export const AGENT_DIR = '/opt/osr-agent';
 /**
  * V8 flags of the agent's node, measured in BENCHMARKS.md ("The agent's memory"): a 1 MiB young
  * generation (the default grows to 16 MiB a semi-space; the agent's data lives in Buffers outside
- * V8's heap), and `gc` exposed so the agent frees its compressor's dead buffers after each frame
+ * V8's heap), and `gc` exposed so the agent frees its compressor's dead buffers every 2 MiB
  * (agent/heap.ts: 15 MiB less at peak). Tried and left out: --lite-mode (6 MiB less, twice the
  * agent's CPU per MB sent: the entropy sampling runs interpreted), --max-old-space-size (a hard
  * bound would crash the agent on a large disk's change list, which is JSON in V8's heap),
