@@ -197,10 +197,11 @@ export function socketWriter(socket: tls.TLSSocket): Write {
     });
   let queue: Promise<void> = Promise.resolve();
   return (...pieces) => {
-    queue = queue.then(async () => {
+    const mine = queue.then(async () => {
       for (const piece of pieces) for (const slice of slices(piece)) await one(slice);
     });
-    return queue;
+    queue = mine.catch(() => undefined); // one caller's failure is its own, the next still writes
+    return mine;
   };
 }
 
