@@ -149,6 +149,18 @@ export const agentSchemas: Record<string, Schema> = {
       connectedAt: { type: 'string', format: 'date-time' },
       lastSeenAt: { type: 'string', format: 'date-time' },
       disconnectedAt: { type: 'string', format: 'date-time' },
+      vm: {
+        type: 'object',
+        description: 'the VMware VM it protects, when installed with `osr agent install --vm`',
+        required: ['host', 'vm', 'moref', 'address'],
+        properties: {
+          host: { type: 'string', description: 'the vCenter host in OSR' },
+          vm: { type: 'string', description: "the VM's name in the vCenter" },
+          moref: { type: 'string', description: 'managed object id, e.g. vm-42' },
+          instanceUuid: { type: 'string' },
+          address: { type: 'string', description: 'the address the agent was pushed to' },
+        },
+      },
       facts: {
         type: 'object',
         required: ['machineId', 'hostname', 'os', 'kernel', 'agentVersion', 'disks'],

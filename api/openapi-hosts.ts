@@ -234,9 +234,18 @@ export const hostSchemas: Record<string, Schema> = {
         properties: { possible: { type: 'boolean' }, reason: { type: 'string' } },
       },
       protectedAs: { type: 'string' },
+      agentId: {
+        type: 'string',
+        description:
+          'a vCenter VM with an enrolled agent: protect it with `osr protect <name> --agent <agentId>`',
+      },
       guestOs: { type: 'string' },
       ipAddresses: { type: 'array', items: { type: 'string' } },
-      details: { type: 'object', additionalProperties: { type: 'string' } },
+      details: {
+        type: 'object',
+        additionalProperties: { type: 'string' },
+        description: 'vCenter: datacenter, esxiHost, vmId (moref), instanceUuid, guestIp (VMware Tools)',
+      },
     },
   },
   HostDiscovery: {

@@ -8,7 +8,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { agentBundleDir } from '../lib/agents/bundle-source';
 import { HostKeyError, openSsh, parseSshTarget, type SshSession } from '../lib/ssh/session';
+import type { AgentVmLink } from '../lib/agents/registry';
 import { chooseListener, getAgent, makeAgentToken, type AgentView } from './agents';
+import { linkAgentToVm, resolveVm } from './agent-vm';
 import { audited } from './audit';
 import { OperationError, type ControlContext } from './context';
 
@@ -32,8 +34,10 @@ exec "$n" ${AGENT_NODE_FLAGS} "$d/agent/main.js" "$@"
 `;
 
 export interface AgentInstallInput {
-  /** user@host[:port] */
-  ssh: string;
+  /** user@host[:port]; with `vm`, overrides the guest IP vCenter reports (a NAT'd or stand-in guest). */
+  ssh?: string;
+  /** `<vcenter-host>/<vm-name>`: a VMware VM, reached at its guest IP unless `ssh` is given. */
+  vm?: string;
   privateKey: Buffer;
   hostKeyFingerprint?: string;
   /** The listener the agent should dial (default: the only one). */
@@ -73,7 +77,10 @@ async function prepare(ssh: SshSession, host: string): Promise<boolean> {
 }
 
 /** One SSH session for `use`, closed after; a refused host key is bad input (exit 2). */
-async function withSsh<T>(input: AgentInstallInput, use: (ssh: SshSession) => Promise<T>): Promise<T> {
+async function withSsh<T>(
+  input: AgentInstallInput & { ssh: string },
+  use: (ssh: SshSession) => Promise<T>,
+): Promise<T> {
   let ssh: SshSession;
   try {
     ssh = await openSsh(parseSshTarget(input.ssh), input.privateKey, input.hostKeyFingerprint);
@@ -87,7 +94,26 @@ async function withSsh<T>(input: AgentInstallInput, use: (ssh: SshSession) => Pr
   }
 }
 
-async function install(ctx: ControlContext, input: AgentInstallInput): Promise<AgentView> {
+async function install(ctx: ControlContext, given: AgentInstallInput): Promise<AgentView> {
+  let vmLink: AgentVmLink | undefined;
+  let ssh = given.ssh;
+  if (given.vm) ({ ssh, link: vmLink } = await resolveVm(ctx, given.vm, given.ssh));
+  if (!ssh)
+    throw new OperationError(
+      'say which machine: --ssh root@<address>, or --vm <vcenter-host>/<vm-name>',
+      'invalid',
+    );
+  const input = { ...given, ssh };
+  const agent = await pushAndEnroll(ctx, input);
+  if (!vmLink) return agent;
+  await linkAgentToVm(ctx, agent.id, vmLink);
+  return getAgent(ctx, agent.id);
+}
+
+async function pushAndEnroll(
+  ctx: ControlContext,
+  input: AgentInstallInput & { ssh: string },
+): Promise<AgentView> {
   const { host } = parseSshTarget(input.ssh);
   const progress = input.onProgress ?? (() => undefined);
   const listener = await chooseListener(ctx, input.server);
@@ -145,6 +171,10 @@ async function install(ctx: ControlContext, input: AgentInstallInput): Promise<A
 }
 
 export const installAgent = audited('agent.install', install, (_ctx, input) => ({
-  target: input.ssh,
-  details: { server: input.server, hostKey: input.hostKeyFingerprint },
+  target: input.vm ?? input.ssh ?? '',
+  details: {
+    server: input.server,
+    hostKey: input.hostKeyFingerprint,
+    ...(input.vm ? { ssh: input.ssh } : {}),
+  },
 }));

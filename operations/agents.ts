@@ -145,9 +145,29 @@ export function agentMachines(agents: AgentView[]): DiscoveredMachine[] {
       machineId: a.facts.machineId,
       kernel: a.facts.kernel,
       agentVersion: a.version,
+      ...(a.vm ? { vm: `${a.vm.host}/${a.vm.vm}` } : {}),
       ...(a.outdated
         ? { outdated: `this release ships ${a.shippedVersion}: osr agent upgrade ${a.id}` }
         : {}),
     },
   }));
+}
+
+/**
+ * vCenter VMs with a linked agent, as `osr discover` shows them: `agentId` set and the reason says
+ * how to protect them (changeTracking.possible stays false: the host still tracks nothing).
+ */
+export function markAgentVms(machines: DiscoveredMachine[], agents: AgentView[]): DiscoveredMachine[] {
+  return machines.map((m) => {
+    const agent = agents.find((a) => a.vm?.host === m.host && a.vm.moref === m.details?.vmId);
+    if (!agent) return m;
+    return {
+      ...m,
+      agentId: agent.id,
+      changeTracking: {
+        possible: false,
+        reason: `protectable through agent ${agent.id}: \`osr protect <name> --agent ${agent.id} --disks <disks>\``,
+      },
+    };
+  });
 }

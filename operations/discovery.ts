@@ -11,7 +11,7 @@ import {
 } from '../shared/contracts/discover-host';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { OperationError, type ControlContext } from './context';
-import { agentMachines, listAgents } from './agents';
+import { agentMachines, listAgents, markAgentVms } from './agents';
 import { getHost, listHosts } from './hosts';
 import { protect } from './machines';
 
@@ -95,8 +95,11 @@ export async function discover(ctx: ControlContext, hostName?: string): Promise<
         message: r.message,
       });
   }
-  // Machines with an enrolled Mobility agent: known from the vault, no host to ask.
-  if (!hostName) out.machines.push(...agentMachines(await listAgents(ctx)));
+  // Machines with an enrolled Mobility agent: known from the vault, no host to ask; vCenter VMs
+  // with one are shown protectable through it.
+  const agents = await listAgents(ctx);
+  out.machines = markAgentVms(out.machines, agents);
+  if (!hostName) out.machines.push(...agentMachines(agents));
   // One host asked by name that cannot be read is a refusal, not an empty list.
   const only = out.hosts[0];
   if (hostName && only && !only.ok)

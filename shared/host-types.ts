@@ -65,6 +65,8 @@ export interface DiscoveredMachine {
   changeTracking: { possible: boolean; reason?: string };
   /** The OSR machine protecting it, when there is one. */
   protectedAs?: string;
+  /** The enrolled Mobility agent in it (a vCenter VM installed with `osr agent install --vm`). */
+  agentId?: string;
   guestOs?: string;
   ipAddresses?: string[];
   /** Extra facts of the kind (vCenter: datacenter, ESXi host, power state). */

@@ -27,6 +27,7 @@ function row(a: AgentView) {
     last_seen: a.lastSeenAt ?? 'never',
     os: a.facts.os,
     disks: disks(a),
+    vm: a.vm ? `${a.vm.host}/${a.vm.vm}` : '',
   };
 }
 
@@ -61,11 +62,15 @@ export function registerAgentCommands(program: Command): void {
   agent
     .command('install')
     .description(
-      'copy the agent onto a machine over SSH (SFTP), install its service (systemd, or an init script) and enroll it; waits until it is connected',
+      'copy the agent onto a machine over SSH (SFTP), install its service (systemd, or an init script) and enroll it; waits until it is connected. A VMware VM (--vm) is reached at the guest IP its vCenter reports, and the agent keeps the link to the VM',
     )
-    .requiredOption(
+    .option(
       '--ssh <user@host[:port]>',
-      'the machine, as root (or a user that may write /opt and /etc)',
+      "the machine, as root (or a user that may write /opt and /etc); with --vm, the address to use instead of the guest IP (a NAT'd guest)",
+    )
+    .option(
+      '--vm <vcenter-host/vm-name>',
+      'a VMware VM of an added vCenter host (`osr discover --host <vcenter-host>`): must be powered on, with a guest IP from VMware Tools or --ssh',
     )
     .option('--key <file>', 'SSH private key (default ~/.ssh/id_ed25519, id_ecdsa or id_rsa)')
     .option(
@@ -77,13 +82,19 @@ export function registerAgentCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       async (o: {
-        ssh: string;
+        ssh?: string;
+        vm?: string;
         key?: string;
         hostKeyFingerprint?: string;
         server?: string;
         wait?: string;
         json?: boolean;
       }) => {
+        if (!o.ssh && !o.vm)
+          throw new CliError(
+            'say which machine: --ssh root@<address>, or --vm <vcenter-host>/<vm-name>',
+            EXIT.usage,
+          );
         const keyFile = o.key ?? defaultKey();
         if (!keyFile) throw new CliError('no SSH key: give one with --key <file>', EXIT.usage);
         let privateKey: Buffer;
@@ -96,6 +107,7 @@ export function registerAgentCommands(program: Command): void {
         const installed = await withContext((ctx) =>
           installAgent(ctx, {
             ssh: o.ssh,
+            vm: o.vm,
             privateKey,
             hostKeyFingerprint: o.hostKeyFingerprint,
             server: o.server,
@@ -105,7 +117,7 @@ export function registerAgentCommands(program: Command): void {
         );
         if (o.json) return printJson(installed);
         process.stdout.write(
-          `agent ${installed.id} on ${installed.facts.hostname} connected; disks: ${disks(installed)}\n`,
+          `agent ${installed.id} on ${installed.facts.hostname}${installed.vm ? ` (VM ${installed.vm.host}/${installed.vm.vm})` : ''} connected; disks: ${disks(installed)}\n`,
         );
       },
     );
@@ -130,6 +142,9 @@ export function registerAgentCommands(program: Command): void {
       process.stdout.write(
         `${a.id}  ${a.facts.hostname}  ${a.state}\n  machine id ${a.facts.machineId}\n  ${a.facts.os}, kernel ${a.facts.kernel}\n` +
           `  agent ${a.version}${a.outdated ? ` (outdated: this release ships ${a.shippedVersion}; \`osr agent upgrade ${a.id}\`)` : ''}\n` +
+          (a.vm
+            ? `  VMware VM ${a.vm.host}/${a.vm.vm} (${a.vm.moref}${a.vm.instanceUuid ? `, instance ${a.vm.instanceUuid}` : ''}), installed at ${a.vm.address}\n`
+            : '') +
           `  enrolled ${a.enrolledAt}; listener ${a.listener ?? '-'}; connected ${a.connectedAt ?? '-'}; last seen ${a.lastSeenAt ?? '-'}\n`,
       );
       printTable(

@@ -26,6 +26,19 @@ export interface AgentRecord {
   connectedAt?: string;
   lastSeenAt?: string;
   disconnectedAt?: string;
+  /** The vCenter VM this agent protects, when it was installed with `--vm`. */
+  vm?: AgentVmLink;
+}
+
+/** An agent's VMware VM: the vCenter host in OSR, the VM's name there and its identities. */
+export interface AgentVmLink {
+  host: string;
+  vm: string;
+  /** The managed object id (e.g. vm-42): stable within one vCenter. */
+  moref: string;
+  instanceUuid?: string;
+  /** The address the agent was pushed to (the guest IP vCenter reported, or --ssh). */
+  address: string;
 }
 
 export interface ListenerRecord {

@@ -6,7 +6,7 @@ import type { DiscoveredMachine } from '../../shared/host-types';
 import type { VsphereInventory } from './inventory';
 
 export const VMWARE_TRACKING_REASON =
-  'VMware VMs are protected through the in-guest agent (a later release), not from the vCenter: OSR reads no VMware changed-block tracking';
+  'VMware VMs are protected through the in-guest agent (`osr agent install --vm <host>/<vm>`), not from the vCenter: OSR reads no VMware changed-block tracking';
 
 export function vmwareMachines(inventory: VsphereInventory, host: string): DiscoveredMachine[] {
   return inventory.vms.map((vm) => ({
@@ -26,6 +26,8 @@ export function vmwareMachines(inventory: VsphereInventory, host: string): Disco
       datacenter: vm.datacenter,
       ...(vm.esxiHost ? { esxiHost: vm.esxiHost } : {}),
       vmId: vm.id,
+      ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}),
+      ...(vm.guestIp ? { guestIp: vm.guestIp } : {}),
     },
   }));
 }

@@ -22,7 +22,11 @@ export interface VsphereVm {
   name: string;
   powerState: string;
   guestOs?: string;
+  /** `guest.ipAddress`: the primary address VMware Tools reports (none: no Tools, or not booted). */
+  guestIp?: string;
   ipAddresses: string[];
+  /** `config.instanceUuid`: the VM's identity across vCenter inventory moves. */
+  instanceUuid?: string;
   disks: VsphereDisk[];
   esxiHost?: string;
   datacenter: string;
@@ -44,6 +48,7 @@ const VM_PROPERTIES = [
   'runtime.powerState',
   'runtime.host',
   'config.guestFullName',
+  'config.instanceUuid',
   'guest.ipAddress',
   'guest.net',
   'config.hardware.device',
@@ -179,7 +184,9 @@ function readVm(ref: Ref, props: Props, datacenter: string, hostNames: Map<strin
     name: text(props.get('name')),
     powerState: text(props.get('runtime.powerState')) || 'unknown',
     guestOs: text(props.get('config.guestFullName')) || undefined,
+    guestIp: primary || undefined,
     ipAddresses: [...ips].filter(Boolean),
+    instanceUuid: text(props.get('config.instanceUuid')) || undefined,
     disks,
     esxiHost: hostRef ? (hostNames.get(hostRef.value) ?? hostRef.value) : undefined,
     datacenter,
