@@ -4,6 +4,9 @@
 // connection, Temporal and Azurite. The first point is the disk byte for byte; under a workload of
 // numbered records each point holds exactly the records 1..k; the agent killed with -9 while a
 // point is frozen loses nothing and replication goes on by itself.
+// The machine stands in for a VMware VM: vcsim (govmomi's vCenter simulator) is added as host vc1
+// and simulates no guests, so its VM DC0_H0_VM0 is mapped to this QEMU guest with
+// `osr agent install --vm vc1/DC0_H0_VM0 --ssh <guest>`; the agent keeps the VM link.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
@@ -11,13 +14,16 @@ import { ControlContext } from '../../operations/context';
 import { listPoints } from '../../operations/machines';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import { freePort } from '../../lib/process/ports';
-import { installAgent, onAgentProcess, startAgentWorkers } from '../helpers/agent-fixture';
+import fs from 'node:fs';
+import path from 'node:path';
+import { onAgentProcess, startAgentWorkers } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { assertRefused, cliFor } from '../helpers/cli';
 import { pollFor } from '../helpers/poll';
 import { exportedImage } from '../helpers/protection';
 import { recordsOf, recordWorkload } from '../helpers/agent-records';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
+import { certificateFingerprint, powerOff, startVcsim, type Vcsim } from '../helpers/vcsim';
 
 const MiB = 1024 * 1024;
 const DATA_DISK = 24 * MiB;
@@ -27,7 +33,11 @@ let stack: TestStack;
 let guest: AgentGuest;
 let ctx: ControlContext;
 let agentId: string;
+let vcsim: Vcsim;
 const osr = cliFor(() => stack.env);
+/** The vcsim VM the guest stands in for, and one powered off through vcsim's API. */
+const VM = 'DC0_H0_VM0';
+const POWERED_OFF = 'DC0_H0_VM1';
 
 async function sh(command: string, timeoutMs?: number): Promise<string> {
   const r = await guest.ssh(command, timeoutMs);
@@ -61,8 +71,25 @@ before(async () => {
     startAgentGuest({ hostname: 'web-1', diskSizes: [8 * MiB, DATA_DISK], bootTimeoutMs: 240_000 }),
   ]);
   ctx = new ControlContext(stack.config);
-  await startAgentWorkers(stack, agentPort);
-  agentId = await installAgent(osr, guest);
+  await Promise.all([
+    startAgentWorkers(stack, agentPort),
+    // The vCenter's own process server (discovery runs on its host's queue); no agent listener.
+    stack.startWorker(
+      'process-server',
+      { OSR_PROCESS_SERVER_HOSTS: 'vc1', OSR_AGENT_PORT: '0' },
+      { name: 'process-server-vc1' },
+    ),
+    startVcsim(stack.stateDir).then((v) => (vcsim = v)),
+  ]);
+  const thumbprint = await certificateFingerprint(vcsim.port);
+  await powerOff(vcsim.url, thumbprint, POWERED_OFF);
+  const passwordFile = path.join(stack.stateDir, 'vc-password');
+  fs.writeFileSync(passwordFile, 'secret\n', { mode: 0o600 });
+  const added = await osr([
+    ...['host', 'add', 'vc1', '--vcenter', vcsim.url, '--user', 'admin'],
+    ...['--password-file', passwordFile, '--thumbprint', thumbprint],
+  ]);
+  assert.equal(added.code, 0, added.stderr);
   const policy = await osr([
     'policy',
     'create',
@@ -79,7 +106,85 @@ before(async () => {
 
 after(async () => {
   await guest?.stop();
+  await vcsim?.stop();
   await stack?.stop();
+});
+
+const installVm = (vm: string, ...extra: string[]) =>
+  osr([
+    ...['agent', 'install', '--vm', vm, '--key', guest.keyFile],
+    ...['--host-key-fingerprint', guest.hostKeyFingerprint, ...extra, '--json'],
+  ]);
+
+interface DiscoveredJson {
+  host: string;
+  name: string;
+  agentId?: string;
+  changeTracking: { possible: boolean; reason?: string };
+  details?: Record<string, string>;
+}
+const discovered = async (): Promise<DiscoveredJson[]> => {
+  const r = await osr(['discover', '--host', 'vc1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { machines: DiscoveredJson[] }).machines;
+};
+
+test('agent install --vm refuses an unknown host or VM, a powered-off VM and a VM with no guest IP, recording nothing', async () => {
+  assertRefused(await installVm('vc9/x', '--ssh', guest.sshTarget), 4, /no host named vc9; known hosts: vc1/);
+  assertRefused(
+    await installVm('vc1/nope', '--ssh', guest.sshTarget),
+    4,
+    /vCenter host vc1 has no VM nope; it has DC0_C0_RP0_VM0, .*DC0_H0_VM0/,
+  );
+  assertRefused(
+    await installVm(`vc1/${POWERED_OFF}`, '--ssh', guest.sshTarget),
+    2,
+    new RegExp(`${POWERED_OFF} on vc1 is poweredOff: power it on`),
+  );
+  // vcsim simulates no guests: VMware Tools reports no IP for its VMs.
+  assertRefused(
+    await installVm(`vc1/${VM}`),
+    2,
+    new RegExp(`VMware Tools reports no IP for ${VM}: give --ssh root@<address>`),
+  );
+  const listed = await osr(['agent', 'list', '--json']);
+  assert.deepEqual(JSON.parse(listed.stdout), []);
+  assert.match((await guest.ssh('ls /opt/osr-agent 2>&1 || true')).stdout, /No such file/);
+});
+
+test('agent install --vm --ssh: the agent keeps the VM link, and osr discover shows the VM protectable through it', async () => {
+  const vm = (await discovered()).find((m) => m.name === VM);
+  assert.ok(vm?.details?.vmId, `vcsim lists ${VM} with its moref`);
+  const instanceUuid = vm.details.instanceUuid ?? '';
+  assert.match(instanceUuid, /^[0-9a-f]{8}-[0-9a-f-]{27}$/);
+  assert.equal(vm.agentId, undefined);
+  const installed = await installVm(`vc1/${VM}`, '--ssh', guest.sshTarget);
+  assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
+  agentId = (JSON.parse(installed.stdout) as { id: string }).id;
+  const [agent, ...others] = JSON.parse((await osr(['agent', 'list', '--json'])).stdout) as Array<{
+    id: string;
+    vm?: Record<string, string>;
+  }>;
+  assert.equal(others.length, 0);
+  assert.equal(agent?.id, agentId);
+  assert.deepEqual(agent.vm, {
+    host: 'vc1',
+    vm: VM,
+    moref: vm.details.vmId,
+    instanceUuid,
+    address: '127.0.0.1',
+  });
+  const shown = await osr(['agent', 'show', agentId]);
+  assert.match(shown.stdout, new RegExp(`VMware VM vc1/${VM} \\(${vm.details.vmId}`));
+  const after = await discovered();
+  const linked = after.find((m) => m.name === VM);
+  assert.equal(linked?.agentId, agentId);
+  assert.equal(linked.changeTracking.possible, false);
+  assert.match(linked.changeTracking.reason ?? '', new RegExp(`protectable through agent ${agentId}`));
+  assert.deepEqual(
+    after.filter((m) => m.agentId).map((m) => m.name),
+    [VM],
+  );
 });
 
 test('protect --agent refuses an unknown agent or disk with the fix, and records nothing', async () => {

@@ -6,14 +6,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SoapSession, moRef, readMoRef } from '../../lib/vsphere/soap';
 import type { DiscoveredMachine } from '../../shared/host-types';
 import { startTestApi } from '../helpers/api-client';
 import { assertRefused, cliFor } from '../helpers/cli';
 import { assertReplays } from '../helpers/replay';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 import { ControlContext } from '../../operations/context';
-import { certificateFingerprint, startVcsim, type Vcsim } from '../helpers/vcsim';
+import { certificateFingerprint, powerOff, startVcsim, type Vcsim } from '../helpers/vcsim';
 import type { ApiServer } from '../../api/server';
 
 // -host 2 -vm 3: one cluster of 2 hosts and one standalone host; 3 VMs per resource pool.
@@ -224,22 +223,3 @@ describe('vCenter discovery (vcsim)', { timeout: 600_000 }, () => {
 });
 
 /** Powers a VM off through the vSphere API (the test's own calls, not OSR's discovery code). */
-async function powerOff(url: string, thumbprint: string, vm: string): Promise<void> {
-  const soap = new SoapSession({ url, thumbprint });
-  try {
-    await soap.call(
-      'Login',
-      `${moRef('_this', { type: 'SessionManager', value: 'SessionManager' })}<userName>a</userName><password>b</password>`,
-    );
-    const ref = readMoRef(
-      await soap.call(
-        'FindByInventoryPath',
-        `${moRef('_this', { type: 'SearchIndex', value: 'SearchIndex' })}<inventoryPath>DC0/vm/${vm}</inventoryPath>`,
-      ),
-    );
-    assert.ok(ref, `vcsim has ${vm}`);
-    await soap.call('PowerOffVM_Task', moRef('_this', ref));
-  } finally {
-    soap.close();
-  }
-}
