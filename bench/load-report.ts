@@ -2,6 +2,7 @@
 // against the policy, printed and written as the BENCHMARKS.md section.
 import type { OsrConfig } from '../lib/config/config';
 import type { CpuUse } from './cpu';
+import type { EventMix } from './load-history';
 import type { Options } from './load-options';
 import { mib, type MachineFacts } from './report';
 import { percentile } from './rpo';
@@ -25,6 +26,8 @@ export interface PerMachine {
   maxHistory: number;
   /** All events of all runs over all cycles since protection. */
   eventsPerCycle: number;
+  /** Events added to all of its runs between the window's start and its end. */
+  eventsInWindow: number;
   bytesSent: number;
   bytesChanged: number;
   alerts: string[];
@@ -60,6 +63,12 @@ export interface LoadFigures {
   facts: MachineFacts;
   config: OsrConfig;
   per: PerMachine[];
+  /** The event mix of one machine's current run (actions per cycle). */
+  mix: EventMix;
+  /** Where a cycle's time went, on a few machines (one line each). */
+  breakdowns: string[];
+  /** Seconds between the two history counts (the window and the counting itself). */
+  historySeconds: number;
   mem: MemSample[];
   workerPids: Record<string, number>;
   cpu: CpuUse;
@@ -105,6 +114,16 @@ export function reportLoad(figures: LoadFigures): string {
     });
   const maxHistory = Math.max(...per.map((p) => p.maxHistory));
   const expectedCycles = (opts.machines * windowSeconds) / opts.crashEvery;
+  const perHour = per.map((p) => (p.eventsInWindow * 3600) / figures.historySeconds);
+  const { mix } = figures;
+  const actionsPerCycle = mix.actions / Math.max(1, mix.cycles);
+  const cyclesPerHour = 3600 / opts.crashEvery;
+  const doneper = (cycles / per.length / windowSeconds) * 3600;
+  // Growth at the policy's pace, whether or not this host kept it.
+  const eventsPerCycleDone = percentile(perHour, 0.5) / doneper;
+  // 1,000 machines: the measured per-cycle costs times the cycles due, against whole cores.
+  const psCpuPerCycle = psCpu / Math.max(1, cycles);
+  const thousandCores = (psCpuPerCycle * 1000) / opts.crashEvery;
 
   const rows: Array<[string, string, string, string]> = [
     [
@@ -192,6 +211,24 @@ export function reportLoad(figures: LoadFigures): string {
       '—',
     ],
     [
+      'history growth per machine per hour (measured in the window): median / max',
+      `${fmt(percentile(perHour, 0.5), 0)} / ${fmt(Math.max(...perHour), 0)} events`,
+      `${fmt(cyclesPerHour, 0)} cycles due per hour, ${fmt(doneper, 0)} done`,
+      `${fmt(eventsPerCycleDone, 1)} events/cycle done`,
+    ],
+    [
+      `Temporal actions per cycle (${mix.cycles} cycles of ${per[0]?.name ?? '?'}'s current run)`,
+      `${fmt(actionsPerCycle)} (${mix.activities} activities, ${mix.timers} timers, ${mix.upserts} upserts, ${mix.signals} signals in ${mix.events} events)`,
+      `per machine: ${fmt(actionsPerCycle / opts.crashEvery, 2)} actions/s`,
+      '—',
+    ],
+    [
+      '1,000 machines at this policy (from the per-cycle figures)',
+      `${fmt((actionsPerCycle * 1000) / opts.crashEvery, 0)} actions/s; ${fmt((eventsPerCycleDone * cyclesPerHour * 1000) / 1e6, 2)} M events/h; process servers ${fmt(thousandCores, 1)} cores busy`,
+      `${fmt(psCpuPerCycle, 3)} process-server CPU s per cycle × ${fmt(1000 / opts.crashEvery, 1)} cycles/s`,
+      `${Math.ceil(thousandCores / (0.7 * facts.cores))} hosts of ${facts.cores} cores at 70 %`,
+    ],
+    [
       'change written / sent to storage',
       `${mib(written)} written; ${mib(changed)} changed blocks read, ${mib(sent)} sent`,
       `${fmt(written / windowSeconds / 1024, 0)} KiB/s written`,
@@ -254,6 +291,10 @@ export function reportLoad(figures: LoadFigures): string {
         (m.heapMax ? `; heap used ${mib(m.heapFirst)} → ${mib(m.heapLast)} (max ${mib(m.heapMax)})` : '') +
         (m.name.startsWith('process-server') ? `; pipeline bytes in flight max ${mib(m.inFlightMax)}` : ''),
     ),
+    '',
+    "Where a cycle's time went (from the workflow histories; per cycle, queue+run seconds of each activity):",
+    '',
+    ...figures.breakdowns.map((b) => `- ${b}`),
     '',
     `Per machine: RPO max ${fmt(Math.min(...allRpo))}–${fmt(Math.max(...allRpo))} s, p99 ${fmt(Math.min(...per.map((p) => p.rpoP99)))}–${fmt(Math.max(...per.map((p) => p.rpoP99)))} s; cycles ${Math.min(...per.map((p) => p.cycles))}–${Math.max(...per.map((p) => p.cycles))}; longest history ${Math.min(...per.map((p) => p.maxHistory))}–${maxHistory} events.`,
   ].join('\n');

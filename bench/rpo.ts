@@ -19,6 +19,8 @@ export interface RpoOptions {
   sampleSeconds: number;
   /** The policy to create and switch to (default bench-rpo-<interval>s). */
   policy?: string;
+  /** Writes outstanding at once (default 1; more to reach tens of MB/s through NBD). */
+  writesInFlight?: number;
 }
 
 export interface RpoResult {
@@ -50,7 +52,8 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] as number;
 }
 
-/** Writes fresh 64 KiB blocks at random aligned offsets, paced to `bytesPerSecond`. */
+/** Writes fresh 64 KiB blocks at random aligned offsets, paced to `bytesPerSecond`, by
+ *  `inFlight` loops sharing the pace. */
 class SteadyWriter {
   written = 0;
   #running = true;
@@ -60,25 +63,30 @@ class SteadyWriter {
     private readonly nbd: NbdClient,
     private readonly bytesPerSecond: number,
     private readonly seed: number,
+    private readonly inFlight = 1,
   ) {}
 
   start(): void {
-    const rand = seededRandom(this.seed);
     const slots = Math.floor(this.nbd.size / BLOCK_BYTES);
     const begin = performance.now();
-    this.#done = (async () => {
+    let claimed = 0;
+    const loop = async (rand: () => number) => {
       while (this.#running) {
         const due = (this.bytesPerSecond * (performance.now() - begin)) / 1000;
-        if (this.written + BLOCK_BYTES > due) {
+        if (claimed + BLOCK_BYTES > due) {
           await sleep(5);
           continue;
         }
+        claimed += BLOCK_BYTES;
         const block = Buffer.allocUnsafe(BLOCK_BYTES);
         fillBlock(block, 0, pickKind(rand, 0), rand);
         await this.nbd.write(Math.floor(rand() * slots) * BLOCK_BYTES, block);
         this.written += BLOCK_BYTES;
       }
-    })();
+    };
+    this.#done = Promise.all(
+      Array.from({ length: this.inFlight }, (_, i) => loop(seededRandom(this.seed + i))),
+    ).then(() => undefined);
   }
 
   async stop(): Promise<void> {
@@ -97,7 +105,7 @@ export async function measureRpo(ctx: ControlContext, o: RpoOptions): Promise<Rp
     retentionHours: 1,
     keepAllMinutes: 60,
   });
-  const writer = new SteadyWriter(o.nbd, o.bytesPerSecond, 0x5eed);
+  const writer = new SteadyWriter(o.nbd, o.bytesPerSecond, 0x5eed, o.writesInFlight);
   writer.start();
   try {
     await machines.changePolicy(ctx, o.machine, policy);

@@ -36,6 +36,7 @@ import { recoveryMarkdown, recoveryTextTable, verdict } from './recovery-time-re
 import { measureRpo } from './rpo';
 import { runAgentBench } from './agent';
 import { runRpoPipeline } from './rpo-pipeline';
+import { runChurn } from './churn';
 import { runWan } from './wan/sites';
 import {
   BIG_DISK_BYTES,
@@ -304,6 +305,7 @@ async function main(cleanup: Cleanup): Promise<void> {
 }
 
 if (process.argv.includes('--wan')) runMain((cleanup) => runWan(cleanup, say), say);
+else if (process.argv.includes('--churn')) runMain((cleanup) => runChurn(cleanup, say), say);
 else if (process.argv.includes('--rpo')) runMain((cleanup) => runRpoPipeline(cleanup, say), say);
 else if (process.argv.includes('--agent')) runMain((cleanup) => runAgentBench(cleanup, say), say);
 else runMain(main, say);

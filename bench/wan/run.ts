@@ -10,6 +10,7 @@ import { inNamespace } from '../../lib/net/netns';
 import type { ControlContext } from '../../operations/context';
 import { createPolicy } from '../../operations/policies';
 import { startTestMachine, type TestMachine } from '../../test/helpers/qemu-machine';
+import { CHURN_WAN_SECTION, measureChurn } from '../churn';
 import { CpuMeter, formatCpu, type CpuUse } from '../cpu';
 import { allocationPlan, fillDisk } from '../disk-data';
 import {
@@ -31,7 +32,7 @@ import {
   type CopyResult,
 } from '../initial-sync';
 import { factsMarkdown, machineFacts, markdownTable, mib, textTable, writeBenchmarksFile } from '../report';
-import { countWire, LATENCY_PROFILE, PROFILES, rawTcpRate, shapeLink, steadyRate } from './link';
+import { countWire, LATENCY_PROFILE, PROFILES, rawTcpRate, sentBytes, shapeLink, steadyRate } from './link';
 import {
   dataSetLine,
   limitedRow,
@@ -68,6 +69,13 @@ async function main(cleanup: Cleanup): Promise<void> {
   say(
     `stack up: Temporal, Azurite, control and applier in ${sites.recovery.ns}; process server in ${sites.primary.ns}`,
   );
+  if (process.argv.includes('--churn')) {
+    // Churn alone, on the 1 Gbit/s link: the process server's traffic crosses it.
+    const gigabit = PROFILES[1] as (typeof PROFILES)[number];
+    await shapeLink(sites, gigabit);
+    const where = `Two sites joined by a ${gigabit.name} veth link (tbf): process server in the primary site, Temporal, Azurite, control and applier in the recovery site`;
+    return measureChurn(cleanup, stack, where, CHURN_WAN_SECTION, say, () => sentBytes(sites.primary));
+  }
   const meter = new CpuMeter();
   meter.track('bench (+ senders, rclone)', process.pid);
   for (const [name, pid] of Object.entries(stack.pids)) meter.track(name, pid);
