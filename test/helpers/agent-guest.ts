@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { utils } from 'ssh2';
+import { sshKeyPair } from './ssh-key';
 import { freePort } from '../../lib/process/ports';
 import { createQcow2 } from '../../lib/qemu/storage-daemon';
 import { hostKeyFingerprint, openSsh, type SshSession } from '../../lib/ssh/session';
@@ -77,7 +77,7 @@ export async function startAgentGuest(options: {
   const hostKey = hostKeyFingerprint(Buffer.from(hostKeyLine.split(' ')[1] as string, 'base64'));
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-agvm-'));
-  const keys = utils.generateKeyPairSync('ed25519');
+  const keys = sshKeyPair();
   const keyFile = path.join(dir, 'id_ed25519');
   fs.writeFileSync(keyFile, keys.private, { mode: 0o600 });
   const consoleLog = path.join(dir, 'console.log');

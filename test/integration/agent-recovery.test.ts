@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { utils } from 'ssh2';
+import { sshKeyPair } from '../helpers/ssh-key';
 import { ControlContext } from '../../operations/context';
 import * as failover from '../../operations/failover';
 import { machineStatus } from '../../operations/machines';
@@ -222,7 +222,7 @@ let knownHosts: string;
 async function configureBoot(name: string): Promise<number> {
   const { kernel, initrd, hostKeyLine } = agentGuestFiles();
   if (!sshKey) {
-    const keys = utils.generateKeyPairSync('ed25519');
+    const keys = sshKeyPair();
     sshKey = { file: path.join(work, 'id_ed25519'), pub: keys.public.split(' ')[1] as string };
     fs.writeFileSync(sshKey.file, keys.private, { mode: 0o600 });
   }
