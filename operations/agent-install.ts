@@ -76,6 +76,15 @@ async function prepare(ssh: SshSession, host: string): Promise<boolean> {
   return !/^v(2\d|[3-9]\d)\./.test(version ?? '');
 }
 
+/** The --ssh target, or bad input naming the form it must have (exit 2, before anything is done). */
+function sshTarget(text: string): ReturnType<typeof parseSshTarget> {
+  try {
+    return parseSshTarget(text);
+  } catch (err) {
+    throw new OperationError(`--ssh ${(err as Error).message}`, 'invalid');
+  }
+}
+
 /** One SSH session for `use`, closed after; a refused host key is bad input (exit 2). */
 async function withSsh<T>(
   input: AgentInstallInput & { ssh: string },
@@ -114,7 +123,7 @@ async function pushAndEnroll(
   ctx: ControlContext,
   input: AgentInstallInput & { ssh: string },
 ): Promise<AgentView> {
-  const { host } = parseSshTarget(input.ssh);
+  const { host } = sshTarget(input.ssh);
   const progress = input.onProgress ?? (() => undefined);
   const listener = await chooseListener(ctx, input.server);
   const files = agentFiles(ctx.config.agents.bundleDir);

@@ -129,7 +129,7 @@ const discovered = async (): Promise<DiscoveredJson[]> => {
   return (JSON.parse(r.stdout) as { machines: DiscoveredJson[] }).machines;
 };
 
-test('agent install --vm refuses an unknown host or VM, a powered-off VM and a VM with no guest IP, recording nothing', async () => {
+test('agent install refuses an --ssh that is not user@host, and --vm an unknown host or VM, a powered-off VM and a VM with no guest IP, recording nothing', async () => {
   assertRefused(await installVm('vc9/x', '--ssh', guest.sshTarget), 4, /no host named vc9; known hosts: vc1/);
   assertRefused(
     await installVm('vc1/nope', '--ssh', guest.sshTarget),
@@ -146,6 +146,11 @@ test('agent install --vm refuses an unknown host or VM, a powered-off VM and a V
     await installVm(`vc1/${VM}`),
     2,
     new RegExp(`VMware Tools reports no IP for ${VM}: give --ssh root@<address>`),
+  );
+  assertRefused(
+    await osr(['agent', 'install', '--ssh', 'web-7.example.net', '--key', guest.keyFile]),
+    2,
+    /--ssh "web-7.example.net" is not user@host or user@host:port/,
   );
   const listed = await osr(['agent', 'list', '--json']);
   assert.deepEqual(JSON.parse(listed.stdout), []);
