@@ -1,9 +1,10 @@
 // Where a cut holds each member's writes. A Mobility agent answers only on the process server that
 // holds its connection (its own queue, as for its cycles in protect-machine/agent-routing.ts); on a
 // site with two process servers that may not be the one taking the group's queue, and the hold then
-// failed as unreachable. So members are held and released per queue, the queues in parallel. A
-// group with no agent member keeps its one hold on the group's queue, and runs recorded before
-// this replay as they ran (patched 'group-hold-routing', written only for groups with agents).
+// failed as unreachable. So each member is checked when the group starts, and held and released
+// at each cut, through its own queue, the queues in parallel. A group with no agent member keeps
+// its one hold on the group's queue, and runs recorded before this replay as they ran (patched
+// 'group-hold-routing', written only for groups with agents).
 import { CancellationScope, patched } from '@temporalio/workflow';
 import type { HeldMachine } from '../../shared/group-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
@@ -66,28 +67,33 @@ export async function releaseMembers(
   };
 }
 
+/** The barrier activities that reach `machine` (the group's start checks each member there). */
+export async function barrierFor(run: GroupRun, machine: ProtectedMachine): Promise<Barrier> {
+  if (machine.source.type !== 'agent' || !patched(PATCH_GROUP_HOLD_ROUTING)) return run;
+  return barrierOn(run, await queueOf(run, machine));
+}
+
 /** The members grouped by the queue that can hold them: the agents' own, else the group's. */
 async function placeMembers(
   run: GroupRun,
   machines: ProtectedMachine[],
 ): Promise<Array<{ barrier: Barrier; machines: ProtectedMachine[] }>> {
-  const groupQueue = [{ barrier: run as Barrier, machines }];
   const agents = machines.filter((m) => m.source.type === 'agent');
-  if (!agents.length || !patched(PATCH_GROUP_HOLD_ROUTING)) return groupQueue;
-  const queues = await Promise.all(
-    machines.map(async (m) =>
-      m.source.type === 'agent'
-        ? ((await run.control.agentQueue({ agentId: m.source.agentId })) ?? run.queue)
-        : run.queue,
-    ),
-  );
+  if (!agents.length || !patched(PATCH_GROUP_HOLD_ROUTING)) return [{ barrier: run, machines }];
+  const queues = await Promise.all(machines.map((m) => queueOf(run, m)));
   const byQueue = new Map<string, ProtectedMachine[]>();
   machines.forEach((m, i) => {
     const q = queues[i] as string;
     byQueue.set(q, [...(byQueue.get(q) ?? []), m]);
   });
-  return [...byQueue].map(([queue, members]) => ({
-    barrier: queue === run.queue ? run : barrierActivities(queue),
-    machines: members,
-  }));
+  return [...byQueue].map(([queue, members]) => ({ barrier: barrierOn(run, queue), machines: members }));
 }
+
+/** An agent member's holder's queue (the group's when it is not connected: it fails there). */
+async function queueOf(run: GroupRun, m: ProtectedMachine): Promise<string> {
+  if (m.source.type !== 'agent') return run.queue;
+  return (await run.control.agentQueue({ agentId: m.source.agentId })) ?? run.queue;
+}
+
+const barrierOn = (run: GroupRun, queue: string): Barrier =>
+  queue === run.queue ? run : barrierActivities(queue);

@@ -28,13 +28,14 @@ import { OSR_STATE } from '../../shared/search-attributes';
 import { messageOf } from '../lib/failures';
 import { historyIsLong as historyBudgetSpent } from '../lib/history';
 import { cutOnce } from './cut';
+import { barrierFor } from './hold-routing';
 import { member, pendingRequests, startRun, status, type GroupRun } from './run';
 
 const CUTS_PER_RUN = 200;
 
 export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> {
   const run = startRun(input);
-  const { s, group, barrier, ps, control } = run;
+  const { s, group, barrier, control } = run;
   setHandlers(run);
 
   if (s.state === 'starting') {
@@ -42,7 +43,7 @@ export async function consistencyGroup(input: GroupInput): Promise<GroupStatus> 
     if (barrier) {
       for (const machine of await control.membersOf({ machines: group.machines })) {
         try {
-          await ps.checkWriteBarrier({ machine });
+          await (await barrierFor(run, machine)).ps.checkWriteBarrier({ machine });
         } catch (err) {
           throw ApplicationFailure.create({
             type: FAILURE.NoWriteBarrier,
