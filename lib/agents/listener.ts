@@ -1,9 +1,10 @@
 // A process server's agent listener: TLS on agents.port (9443), where Mobility agents dial out to.
 // A connection's first message is an enrollment (a one-time token for an id and a credential) or
 // a hello (id and credential); an enrolled agent then sends heartbeats, which keep its vault
-// record's lastSeenAt fresh (written at most once a minute). Nothing an agent sends is trusted
-// before its credential is checked against the vault; replies and data frames count only as
-// answers to requests sent on the same connection (channel.ts), anything else closes it.
+// record's lastSeenAt fresh (written at most once a minute, agents.seenWriteSeconds). Nothing an
+// agent sends is trusted before its credential is checked against the vault; replies and data
+// frames count only as answers to requests sent on the same connection (channel.ts), anything
+// else closes it.
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -39,6 +40,8 @@ export interface AgentListenerOptions {
   tls?: { certPath: string; keyPath: string };
   /** What to ask of agents that can compress their data frames (default brotli). */
   compression?: FrameCodec | 'none';
+  /** How often a connected agent's lastSeenAt is written (default 60 s). */
+  seenWriteSeconds?: number;
   stateDir: string;
   log: Logger;
 }
@@ -66,9 +69,8 @@ async function certificate(o: AgentListenerOptions): Promise<{ cert: Buffer; key
   };
 }
 
-const LAST_SEEN_WRITE_MS = 60_000;
-
 export async function startAgentListener(o: AgentListenerOptions): Promise<AgentListener> {
+  const seenWriteMs = (o.seenWriteSeconds ?? 60) * 1000;
   const { cert, key } = await certificate(o);
   const fingerprint = new X509Certificate(cert).fingerprint256;
   const current = new Map<string, tls.TLSSocket>();
@@ -136,7 +138,7 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
       } else if (agentId && m.type === 'heartbeat') {
         watch();
         send({ type: 'heartbeat-ack', seq: m.seq });
-        if (Date.now() - lastWrite >= LAST_SEEN_WRITE_MS) {
+        if (Date.now() - lastWrite >= seenWriteMs) {
           lastWrite = Date.now();
           // Refused (and so stopped) here when the agent was uninstalled while connected.
           await markAgent(o.vault, agentId, { lastSeenAt: new Date().toISOString(), connected: true });

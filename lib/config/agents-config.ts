@@ -3,7 +3,9 @@
 // the certificate is agents.tls or a self-signed one made at the first start under
 // <stateDir>/agents/tls. port 0: no listener. compression: what the process server asks of
 // agents that can compress their data frames (agent/frame-codec.ts); 'none' asks raw bytes.
-// `bundleDir`: the agent folder install and upgrade ship.
+// `bundleDir`: the agent folder install and upgrade ship. `seenWriteSeconds`: how often a connected
+// agent's sign of life is written to the vault (that write is also where an uninstalled agent is
+// refused); shorter means more vault writes, so only tests shorten it.
 import { z } from 'zod';
 
 export const agentsConfig = z
@@ -18,9 +20,10 @@ export const agentsConfig = z
       .strict()
       .optional(),
     compression: z.enum(['brotli', 'deflate', 'none']).default('brotli'),
+    seenWriteSeconds: z.number().int().min(1).max(120).default(60),
   })
   .strict()
-  .default({ host: '0.0.0.0', port: 9443, compression: 'brotli' });
+  .default({ host: '0.0.0.0', port: 9443, compression: 'brotli', seenWriteSeconds: 60 });
 
 export const AGENT_ENV_KEYS: Record<string, { key: string; type: 'string' | 'number' }> = {
   OSR_AGENT_HOST: { key: 'agents.host', type: 'string' },
@@ -28,4 +31,5 @@ export const AGENT_ENV_KEYS: Record<string, { key: string; type: 'string' | 'num
   OSR_AGENT_ADDRESS: { key: 'agents.address', type: 'string' },
   OSR_AGENT_COMPRESSION: { key: 'agents.compression', type: 'string' },
   OSR_AGENT_BUNDLE: { key: 'agents.bundleDir', type: 'string' },
+  OSR_AGENT_SEEN_SECONDS: { key: 'agents.seenWriteSeconds', type: 'number' },
 };
