@@ -73,6 +73,19 @@ function run(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
 }
 
+/**
+ * Puts what install copied (the agent, its node), the credential and the service on disk before
+ * the service starts: ext4 writes file data back up to 30 s late, and a machine that lost power
+ * in that time booted with an empty init script and credential, and no agent.
+ */
+function flushToDisk(): void {
+  try {
+    run('sync', []);
+  } catch {
+    // No sync command: the kernel's own write-back still comes.
+  }
+}
+
 function has(cmd: string): boolean {
   try {
     execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
@@ -87,6 +100,7 @@ export function installService(launcher: string): ServiceKind {
   const kind = serviceKind();
   if (kind === 'systemd') {
     fs.writeFileSync(UNIT, unit(launcher), { mode: 0o644 });
+    flushToDisk();
     run('systemctl', ['daemon-reload']);
     run('systemctl', ['enable', 'osr-agent.service']);
     run('systemctl', ['restart', 'osr-agent.service']);
@@ -94,6 +108,7 @@ export function installService(launcher: string): ServiceKind {
   }
   fs.mkdirSync('/etc/init.d', { recursive: true });
   fs.writeFileSync(INIT_SCRIPT, initScript(launcher), { mode: 0o755 });
+  flushToDisk();
   if (has('update-rc.d')) run('update-rc.d', ['osr-agent', 'defaults']);
   else if (has('rc-update')) run('rc-update', ['add', 'osr-agent', 'default']);
   run(INIT_SCRIPT, ['restart']);

@@ -35,10 +35,19 @@ export function readState(file = stateFile()): AgentState {
   return state;
 }
 
-/** Written to a private temporary file, then renamed over the old one: never half a credential. */
+/**
+ * Written to a private temporary file, flushed, then renamed over the old one: never half a
+ * credential, and never an empty one after a power loss (ext4 writes file data back late).
+ */
 export function writeState(state: AgentState, file = stateFile()): void {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const temp = `${file}.new`;
-  fs.writeFileSync(temp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  const fd = fs.openSync(temp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
   fs.renameSync(temp, file);
 }
