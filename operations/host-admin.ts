@@ -84,6 +84,9 @@ export async function addHost(
   input: { name: string; connection: HostConnection; timeoutSeconds?: number },
 ): Promise<AddHostResult> {
   checkName('host', input.name);
+  const t = input.timeoutSeconds;
+  if (t !== undefined && (!Number.isInteger(t) || t < 5 || t > 600))
+    throw new OperationError('--timeout: 5 s to 10 min (e.g. --timeout 1m)', 'invalid');
   const connection = checkConnection(input.connection);
   if (await ctx.vault.read(hostDoc(input.name)))
     throw new OperationError(

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { DiscoveredMachine, HostConnection, HostRecord } from '../../shared/host-types';
 import { addHost, removeHost } from '../../operations/host-admin';
+import { parseDuration } from '../../shared/policy';
 import { getHost, listHosts } from '../../operations/hosts';
 import { discover } from '../../operations/discovery';
 import { withContext } from '../common/context';
@@ -16,6 +17,7 @@ interface AddOptions {
   thumbprint?: string;
   sockets?: string;
   libvirt?: string;
+  timeout?: string;
   json?: boolean;
 }
 
@@ -89,10 +91,15 @@ export function registerHostCommands(program: Command): void {
       '--libvirt <uri>',
       'a libvirt daemon: qemu:///system, or remote over SSH: qemu+ssh://root@host/system?keyfile=… (host key in ~/.ssh/known_hosts) or qemu+libssh://…&known_hosts=<file>; host keys are always checked',
     )
+    .option(
+      '--timeout <duration>',
+      "how long the host's process server has to answer (default 30s; 5s to 10m)",
+    )
     .option('--json', 'print JSON')
     .action(async (name: string, o: AddOptions) => {
       const connection = connectionOf(o);
-      const added = await withContext((ctx) => addHost(ctx, { name, connection }));
+      const timeoutSeconds = o.timeout === undefined ? undefined : parseDuration(o.timeout, '--timeout');
+      const added = await withContext((ctx) => addHost(ctx, { name, connection, timeoutSeconds }));
       if (o.json) return printJson(added);
       process.stdout.write(
         `added host ${name} (${added.host.kind} ${where(added.host)}): ${added.machines} machine(s) found; list them with \`osr discover --host ${name}\`\n`,

@@ -96,8 +96,14 @@ describe('a socket-directory host and its own process server', { timeout: 600_00
       2,
       /exactly one of/,
     );
-    const noServer = await osr(['host', 'add', 'kvm9', '--sockets', sockets]);
-    assertRefused(noServer, 3, /no process server of host kvm9 answered .*--host kvm9/);
+    // Its process server is given 5 s, not the default 30 s, to answer.
+    const noServer = await osr(['host', 'add', 'kvm9', '--sockets', sockets, '--timeout', '5s']);
+    assertRefused(noServer, 3, /no process server of host kvm9 answered within 5 s .*--host kvm9/);
+    assertRefused(
+      await osr(['host', 'add', 'kvm9', '--sockets', sockets, '--timeout', '1s']),
+      2,
+      /--timeout: 5 s to 10 min/,
+    );
     assert.deepEqual(JSON.parse((await osr(['host', 'list', '--json'])).stdout), []);
   });
 
