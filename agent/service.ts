@@ -3,6 +3,7 @@
 // like systemd's RestartPreventExitStatus). Enabled at boot with what the machine has.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { EXIT_REFUSED } from './protocol';
 
 const UNIT = '/etc/systemd/system/osr-agent.service';
@@ -73,17 +74,28 @@ function run(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
 }
 
-/**
- * Puts what install copied (the agent, its node), the credential and the service on disk before
- * the service starts: ext4 writes file data back up to 30 s late, and a machine that lost power
- * in that time booted with an empty init script and credential, and no agent.
- */
-function flushToDisk(): void {
+/** fsync of a file or folder, and of everything under a folder when `deep`. */
+function fsyncPath(p: string, deep = false): void {
+  if (deep && fs.statSync(p).isDirectory())
+    for (const entry of fs.readdirSync(p)) fsyncPath(path.join(p, entry), true);
+  const fd = fs.openSync(p, 'r');
   try {
-    run('sync', []);
-  } catch {
-    // No sync command: the kernel's own write-back still comes.
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
+}
+
+/**
+ * Puts what install copied (the agent and its node, beside the launcher) and the service on disk
+ * before the service starts: ext4 writes file data back up to 30 s late, and a machine that lost
+ * power in that time booted with an empty init script, and no agent. Only these files: a
+ * machine-wide sync could stall on a busy server's other writes.
+ */
+function flushToDisk(launcher: string, service: string): void {
+  fsyncPath(path.dirname(launcher), true);
+  fsyncPath(service);
+  fsyncPath(path.dirname(service));
 }
 
 function has(cmd: string): boolean {
@@ -100,7 +112,7 @@ export function installService(launcher: string): ServiceKind {
   const kind = serviceKind();
   if (kind === 'systemd') {
     fs.writeFileSync(UNIT, unit(launcher), { mode: 0o644 });
-    flushToDisk();
+    flushToDisk(launcher, UNIT);
     run('systemctl', ['daemon-reload']);
     run('systemctl', ['enable', 'osr-agent.service']);
     run('systemctl', ['restart', 'osr-agent.service']);
@@ -108,7 +120,7 @@ export function installService(launcher: string): ServiceKind {
   }
   fs.mkdirSync('/etc/init.d', { recursive: true });
   fs.writeFileSync(INIT_SCRIPT, initScript(launcher), { mode: 0o755 });
-  flushToDisk();
+  flushToDisk(launcher, INIT_SCRIPT);
   if (has('update-rc.d')) run('update-rc.d', ['osr-agent', 'defaults']);
   else if (has('rc-update')) run('rc-update', ['add', 'osr-agent', 'default']);
   run(INIT_SCRIPT, ['restart']);

@@ -50,4 +50,11 @@ export function writeState(state: AgentState, file = stateFile()): void {
     fs.closeSync(fd);
   }
   fs.renameSync(temp, file);
+  // The new name too (the folder's entry), so that it is this file that a crash leaves.
+  const dir = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
+  }
 }
