@@ -8,7 +8,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import * as machines from '../operations/machines';
-import { createPolicy } from '../operations/policies';
+import { createManualPolicy, protectUntilFirstPoint } from './manual-protection';
 import { startTestMachine } from '../test/helpers/qemu-machine';
 import { CpuMeter, formatCpu } from './cpu';
 import { cycleBreakdown, formatBreakdown } from './cycle-breakdown';
@@ -83,24 +83,8 @@ export async function measureChurn(
   const vm = await startTestMachine({ sizes: [diskBytes] });
   cleanup.add('stop the test machine', () => vm.stop());
   meter.track('qemu-storage-daemon', vm.daemon.pid);
-  await createPolicy(ctx, {
-    name: 'manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
-  await machines.protect(ctx, {
-    name: 'churn',
-    qmpSocket: vm.daemon.qmpSocket,
-    nbdSocket: vm.daemon.nbdSocket,
-    policy: 'manual',
-    maxCyclesPerRun: 1000,
-  });
-  for (let t = performance.now(); ; await sleep(500)) {
-    const status = await machines.machineStatus(ctx, 'churn').catch(() => undefined);
-    if (status?.state === 'protected' && status.lastPoint) break;
-    if (secondsSince(t) > 300) throw new Error('the first point did not come within 300 s');
-  }
+  await createManualPolicy(ctx, 'manual');
+  await protectUntilFirstPoint(ctx, 'churn', vm, 'manual');
   say(`protected (${diskBytes / GiB} GiB empty disk); ${mbps} MB/s of change, a point every ${interval} s`);
 
   const warmupSeconds = Math.max(20, 2 * interval);

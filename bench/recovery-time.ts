@@ -10,7 +10,7 @@ import path from 'node:path';
 import { configureRecovery } from '../operations/failover';
 import * as machines from '../operations/machines';
 import { createPlan, startPlan } from '../operations/plans';
-import { createPolicy } from '../operations/policies';
+import { createManualPolicy } from './manual-protection';
 import { stopPid } from '../lib/process/managed-process';
 import { startTestMachine } from '../test/helpers/qemu-machine';
 import type { PlanStatus } from '../shared/contracts/recovery-plan';
@@ -122,12 +122,7 @@ export async function recoveryTime(
   const { meter, say } = options;
   // The failover leaves its materialized disks served by daemons of their own: stop them at the end.
   cleanup.add('stop the materialized recovered machines', () => stopMaterialized(stack.stateDir));
-  await createPolicy(ctx, {
-    name: POLICY,
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
+  await createManualPolicy(ctx, POLICY);
   const n = options.machines;
   const names = Array.from({ length: n }, (_, i) => `rt-${String(i + 1).padStart(2, '0')}`);
   const half = Math.ceil(n / 2);

@@ -7,12 +7,11 @@
 // CPU that other processes on the machine used meanwhile. Writes its section of BENCHMARKS.md.
 import os from 'node:os';
 import path from 'node:path';
-import * as machines from '../operations/machines';
-import { createPolicy } from '../operations/policies';
+import { createManualPolicy, protectUntilFirstPoint } from './manual-protection';
 import { startTestMachine } from '../test/helpers/qemu-machine';
 import { CpuMeter } from './cpu';
 import { cycleBreakdown, formatBreakdown, type CycleBreakdown } from './cycle-breakdown';
-import { Cleanup, MiB, projectRoot, secondsSince, sleep, startBenchStack, tempDir } from './harness';
+import { Cleanup, MiB, projectRoot, secondsSince, startBenchStack, tempDir } from './harness';
 import { machineFacts, writeBenchmarksFile, type ReportSection } from './report';
 import { measureRpo, type RpoResult } from './rpo';
 
@@ -64,25 +63,8 @@ async function runSide(
     const vm = await startTestMachine({ sizes: [256 * MiB] });
     cleanup.add('stop the test machine', () => vm.stop());
     meter.track('qemu-storage-daemon', vm.daemon.pid);
-    await createPolicy(ctx, {
-      name: 'manual',
-      crashPointSeconds: 3600,
-      appPointSeconds: 0,
-      rpoThresholdSeconds: 7200,
-    });
-    await machines.protect(ctx, {
-      name: 'rpo2',
-      qmpSocket: vm.daemon.qmpSocket,
-      nbdSocket: vm.daemon.nbdSocket,
-      policy: 'manual',
-      // One run for the whole measurement: the breakdown reads one history chain either way.
-      maxCyclesPerRun: 1000,
-    });
-    for (let t = performance.now(); ; await sleep(500)) {
-      const status = await machines.machineStatus(ctx, 'rpo2').catch(() => undefined);
-      if (status?.state === 'protected' && status.lastPoint) break;
-      if (secondsSince(t) > 300) throw new Error('the first point did not come within 300 s');
-    }
+    await createManualPolicy(ctx, 'manual');
+    await protectUntilFirstPoint(ctx, 'rpo2', vm, 'manual');
     say(`${label}: protected; workers from ${workersDir ?? 'this tree'}`);
     const phases: PhaseResult[] = [];
     for (const [i, phase] of PHASES.entries()) {

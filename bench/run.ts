@@ -5,7 +5,7 @@ import { createBlobServiceClient } from '../lib/azure/blob-client';
 import fs from 'node:fs';
 import path from 'node:path';
 import { changePolicy } from '../operations/machines';
-import { createPolicy } from '../operations/policies';
+import { createManualPolicy } from './manual-protection';
 import { startTestMachine, type TestMachine } from '../test/helpers/qemu-machine';
 import { CpuMeter, formatCpu, type CpuUse } from './cpu';
 import { deltaCycle, waitIdle, type DeltaCycle } from './delta';
@@ -98,12 +98,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   const runBefore = meter.snapshot();
   const p = stack.config.pipeline;
   const settings = `pipeline.threads ${p.threads}, pipeline.uploadConcurrency ${p.uploadConcurrency}, pipeline.maxBytesInFlight ${mib(p.maxBytesInFlight)}, zstd level 1`;
-  await createPolicy(ctx, {
-    name: 'bench-manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
+  await createManualPolicy(ctx, 'bench-manual');
 
   // --- the data set --------------------------------------------------------------------------
   const vm = await machine(cleanup, meter, 'qemu-storage-daemon', DISK_BYTES);

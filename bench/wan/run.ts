@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createBlobServiceClient, azuriteConnectionString } from '../../lib/azure/blob-client';
 import { inNamespace } from '../../lib/net/netns';
 import type { ControlContext } from '../../operations/context';
-import { createPolicy } from '../../operations/policies';
+import { createManualPolicy } from '../manual-protection';
 import { startTestMachine, type TestMachine } from '../../test/helpers/qemu-machine';
 import { CHURN_WAN_SECTION, measureChurn } from '../churn';
 import { CpuMeter, formatCpu, type CpuUse } from '../cpu';
@@ -82,12 +82,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   const cpu = (use: CpuUse) => formatCpu(use, facts.cores);
   const p = stack.config.pipeline;
   const settings = `pipeline.threads ${p.threads}, pipeline.uploadConcurrency ${p.uploadConcurrency}, pipeline.maxBytesInFlight ${mib(p.maxBytesInFlight)}, zstd level 1`;
-  await createPolicy(ctx, {
-    name: 'bench-manual',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
-  });
+  await createManualPolicy(ctx, 'bench-manual');
 
   // One machine per profile, filled alike (the fill is deterministic), so each sync starts from scratch.
   const toxiproxyMissing = toxiproxyUnavailable();
@@ -194,11 +189,7 @@ async function main(cleanup: Cleanup): Promise<void> {
 const LIMITED = { name: 'limited sync', bitsPerSecond: 50e6 };
 
 async function limitedSync(ctx: ControlContext, vm: TestMachine, sites: WanSites): Promise<LimitedSync> {
-  await createPolicy(ctx, {
-    name: 'bench-limited',
-    crashPointSeconds: 3600,
-    appPointSeconds: 0,
-    rpoThresholdSeconds: 7200,
+  await createManualPolicy(ctx, 'bench-limited', {
     bandwidthLimitBitsPerSecond: LIMITED.bitsPerSecond,
   });
   const run = await steadyRate(sites, () =>
