@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fsyncPath } from './tracking/durable';
 import { EXIT_REFUSED } from './protocol';
 
 const UNIT = '/etc/systemd/system/osr-agent.service';
@@ -72,18 +73,6 @@ esac
 
 function run(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
-}
-
-/** fsync of a file or folder, and of everything under a folder when `deep`. */
-function fsyncPath(p: string, deep = false): void {
-  if (deep && fs.statSync(p).isDirectory())
-    for (const entry of fs.readdirSync(p)) fsyncPath(path.join(p, entry), true);
-  const fd = fs.openSync(p, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /**

@@ -2,6 +2,7 @@
 // with, that server's pinned certificate, and the credential the server gave it.
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeDurably } from './tracking/durable';
 
 export const DEFAULT_STATE_FILE = '/etc/osr-agent/agent.json';
 
@@ -35,26 +36,8 @@ export function readState(file = stateFile()): AgentState {
   return state;
 }
 
-/**
- * Written to a private temporary file, flushed, then renamed over the old one: never half a
- * credential, and never an empty one after a power loss (ext4 writes file data back late).
- */
+/** Durably (tracking/durable.ts): never half a credential, nor an empty one after a power loss. */
 export function writeState(state: AgentState, file = stateFile()): void {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const temp = `${file}.new`;
-  const fd = fs.openSync(temp, 'w', 0o600);
-  try {
-    fs.writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temp, file);
-  // The new name too (the folder's entry), so that it is this file that a crash leaves.
-  const dir = fs.openSync(path.dirname(file), 'r');
-  try {
-    fs.fsyncSync(dir);
-  } finally {
-    fs.closeSync(dir);
-  }
+  writeDurably(file, `${JSON.stringify(state, null, 2)}\n`);
 }

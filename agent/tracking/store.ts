@@ -3,6 +3,7 @@
 // at, and the frozen points. The change log itself is the era target's metadata on disk.
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeDurably } from './durable';
 
 export interface TrackedDisk {
   /** The disk under the stack, e.g. /dev/vdb. */
@@ -55,18 +56,10 @@ export function loadTracking(): TrackingState {
   }
 }
 
-/** Written beside, flushed, then renamed: a crash leaves the old state or the new, never half. */
+/** Durably (durable.ts): a crash leaves the old state or the new, never half. */
 export function saveTracking(state: TrackingState): void {
   fs.mkdirSync(trackingDir(), { recursive: true, mode: 0o700 });
-  const temp = `${file()}.new`;
-  const fd = fs.openSync(temp, 'w', 0o600);
-  try {
-    fs.writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temp, file());
+  writeDurably(file(), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 export function bootId(): string {
