@@ -163,9 +163,35 @@ export async function startTestStack(
     async stop() {
       await client.connection.close();
       await Promise.all([...running].map((w) => stopPid(w.pid, 10_000)));
+      await stopLeftDaemons(stateDir);
       await Promise.all([stopPid(servers.azurite.pid), stopPid(servers.temporal.pid)]);
       if (!process.env.OSR_KEEP_TEST_STATE) fs.rmSync(stateDir, { recursive: true, force: true });
     },
   };
   return stack;
+}
+
+/**
+ * Storage daemons left running under the state folder: a committed failover's recovered machine
+ * keeps its disks served on purpose (detached from the worker), and would outlive the test.
+ * Found by their pid files, and stopped only if the pid is still a qemu-storage-daemon.
+ */
+async function stopLeftDaemons(dir: string): Promise<void> {
+  let files: string[];
+  try {
+    files = (fs.readdirSync(dir, { recursive: true }) as string[]).filter(
+      (f) => path.basename(f) === 'qsd.pid',
+    );
+  } catch {
+    return;
+  }
+  const pids = files.flatMap((f) => {
+    try {
+      const pid = Number(fs.readFileSync(path.join(dir, f), 'utf8').trim());
+      return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu-storage-daemon') ? [pid] : [];
+    } catch {
+      return []; // gone meanwhile
+    }
+  });
+  await Promise.all(pids.map((pid) => stopPid(pid, 10_000)));
 }
