@@ -96,10 +96,12 @@ export async function discover(ctx: ControlContext, hostName?: string): Promise<
       });
   }
   // Machines with an enrolled Mobility agent: known from the vault, no host to ask; vCenter VMs
-  // with one are shown protectable through it.
-  const agents = await listAgents(ctx);
-  out.machines = markAgentVms(out.machines, agents);
-  if (!hostName) out.machines.push(...agentMachines(agents));
+  // with one are shown protectable through it. One host asked that is no vCenter needs neither.
+  if (!hostName || hosts.some((h) => h.kind === 'vcenter')) {
+    const agents = await listAgents(ctx);
+    out.machines = markAgentVms(out.machines, agents);
+    if (!hostName) out.machines.push(...agentMachines(agents));
+  }
   // One host asked by name that cannot be read is a refusal, not an empty list.
   const only = out.hosts[0];
   if (hostName && only && !only.ok)
