@@ -104,6 +104,7 @@ async function withSsh<T>(
 }
 
 async function install(ctx: ControlContext, given: AgentInstallInput): Promise<AgentView> {
+  if (given.ssh !== undefined) sshTarget(given.ssh); // bad input before anything is asked
   let vmLink: AgentVmLink | undefined;
   let ssh = given.ssh;
   if (given.vm) ({ ssh, link: vmLink } = await resolveVm(ctx, given.vm, given.ssh));

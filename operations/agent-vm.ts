@@ -4,6 +4,7 @@
 // `osr discover` shows the VM as protectable through that agent.
 import type { DiscoveredMachine } from '../shared/host-types';
 import { agentDoc, type AgentRecord, type AgentVmLink } from '../lib/agents/registry';
+import { parseSshTarget } from '../lib/ssh/session';
 import { OperationError, type ControlContext } from './context';
 import { discoverOn, discoveryRefusal } from './discovery';
 import { getHost } from './hosts';
@@ -27,7 +28,8 @@ export function parseVmSpec(spec: string): { host: string; vm: string } {
 
 /**
  * Where to push the agent for a discovered VM, and the link the agent keeps; refuses a VM that is
- * unknown, powered off, or has no guest IP when no --ssh is given. Pure: the caller discovers.
+ * unknown, powered off, or has no guest IP when no --ssh is given. Pure: the caller discovers
+ * (and has checked a given --ssh).
  */
 export function vmInstallTarget(
   host: string,
@@ -53,7 +55,7 @@ export function vmInstallTarget(
       'invalid',
     );
   const target = ssh ?? `root@${guestIp?.includes(':') ? `[${guestIp}]` : guestIp}`;
-  const address = /@(\[[^\]]+\]|[^:@\s]+)/.exec(target)?.[1]?.replace(/^\[|\]$/g, '') ?? target;
+  const address = parseSshTarget(target).host;
   const moref = found.details?.vmId ?? '';
   const instanceUuid = found.details?.instanceUuid;
   return {
