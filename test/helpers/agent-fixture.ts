@@ -6,9 +6,18 @@ import type { CliResult } from './cli';
 import type { TestStack } from './test-stack';
 
 /**
- * Control, cloud applier and a process server whose agent listener is on `agentPort`; agents are
- * told to dial `10.0.2.2:<dialPort>` (the host's loopback from a guest; a relay's port, if any).
+ * A process server's environment for an agent listener on loopback port `port`, which agents are
+ * told to dial at `10.0.2.2:<dialPort>` (the host's loopback from a guest; a relay's port, if any).
  */
+export function agentListenerEnv(port: number, dialPort = port): NodeJS.ProcessEnv {
+  return {
+    OSR_AGENT_HOST: '127.0.0.1',
+    OSR_AGENT_PORT: String(port),
+    OSR_AGENT_ADDRESS: `10.0.2.2:${dialPort}`,
+  };
+}
+
+/** Control, cloud applier and a process server with an agent listener (agentListenerEnv). */
 export async function startAgentWorkers(
   stack: TestStack,
   agentPort: number,
@@ -17,11 +26,7 @@ export async function startAgentWorkers(
   await Promise.all([
     stack.startWorker('control'),
     stack.startWorker('cloud-applier'),
-    stack.startWorker('process-server', {
-      OSR_AGENT_HOST: '127.0.0.1',
-      OSR_AGENT_PORT: String(agentPort),
-      OSR_AGENT_ADDRESS: `10.0.2.2:${dialPort}`,
-    }),
+    stack.startWorker('process-server', agentListenerEnv(agentPort, dialPort)),
   ]);
 }
 

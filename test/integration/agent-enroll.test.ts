@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { freePort } from '../../lib/process/ports';
 import { stopPid, type RunningProcess } from '../../lib/process/managed-process';
+import { agentListenerEnv } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { assertRefused, cliFor } from '../helpers/cli';
 import { pollFor } from '../helpers/poll';
@@ -39,9 +40,7 @@ async function agents(): Promise<AgentJson[]> {
 
 const startProcessServer = () =>
   stack.startWorker('process-server', {
-    OSR_AGENT_HOST: '127.0.0.1',
-    OSR_AGENT_PORT: String(agentPort),
-    OSR_AGENT_ADDRESS: `10.0.2.2:${agentPort}`,
+    ...agentListenerEnv(agentPort),
     // A sign of life each heartbeat (15 s), not each minute: the uninstall test waits on one.
     OSR_AGENT_SEEN_SECONDS: '1',
   });

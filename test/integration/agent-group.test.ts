@@ -18,7 +18,7 @@ import { freePort } from '../../lib/process/ports';
 import type { SshSession } from '../../lib/ssh/session';
 import { groupWorkflowId } from '../../shared/group-types';
 import { agentListenerQueue } from '../../shared/task-queues';
-import { onAgentProcess } from '../helpers/agent-fixture';
+import { agentListenerEnv, onAgentProcess } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { CausalWorkload, firstCutDone } from '../helpers/causal-workload';
 import { cliFor } from '../helpers/cli';
@@ -94,19 +94,13 @@ const suspended = async (machine: string): Promise<boolean> =>
 const signalAgent = (machine: string, signal: 'STOP' | 'CONT') =>
   sh(machine, onAgentProcess(`kill -${signal}`));
 
-const listenerEnv = (port: number) => ({
-  OSR_AGENT_HOST: '127.0.0.1',
-  OSR_AGENT_PORT: String(port),
-  OSR_AGENT_ADDRESS: `10.0.2.2:${port}`,
-});
-
 before(async () => {
   const [portA, portB] = [await freePort(), await freePort()];
   listeners[A] = `10.0.2.2:${portA}`;
   listeners[B] = `10.0.2.2:${portB}`;
   // The stack first: two TCG guests booting take both cores, and its workers' start is timed.
-  bed = await startTestbed({ processServerEnv: () => listenerEnv(portA) });
-  await bed.stack.startWorker('process-server', listenerEnv(portB));
+  bed = await startTestbed({ processServerEnv: () => agentListenerEnv(portA) });
+  await bed.stack.startWorker('process-server', agentListenerEnv(portB));
   // Each guest is kept as soon as it is up, so that after() stops it whatever else failed.
   booting = Promise.allSettled(
     [A, B].map(async (m) => {

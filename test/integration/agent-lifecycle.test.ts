@@ -20,7 +20,7 @@ import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { upgradeAgentWorkflowId } from '../../shared/contracts/upgrade-agent';
 import type { RecoveryPoint } from '../../shared/replication-types';
 import { agentListenerQueue } from '../../shared/task-queues';
-import { onAgentProcess } from '../helpers/agent-fixture';
+import { agentListenerEnv, onAgentProcess } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { recordsOf, recordWorkload } from '../helpers/agent-records';
 import { assertRefused, cliFor } from '../helpers/cli';
@@ -88,12 +88,7 @@ before(async () => {
     startAgentGuest({ hostname: 'web-2', diskSizes: [8 * MiB, 16 * MiB], bootTimeoutMs: 240_000 }),
   ]);
   ctx = new ControlContext(stack.config);
-  const psEnv = (port: number) => ({
-    OSR_AGENT_HOST: '127.0.0.1',
-    OSR_AGENT_PORT: String(port),
-    OSR_AGENT_ADDRESS: `10.0.2.2:${port}`,
-    OSR_AGENT_BUNDLE: psCopy,
-  });
+  const psEnv = (port: number) => ({ ...agentListenerEnv(port), OSR_AGENT_BUNDLE: psCopy });
   await Promise.all([stack.startWorker('control'), stack.startWorker('cloud-applier')]);
   // Two process servers on the site's queue; the agent is installed to the first one's listener.
   holder = await stack.startWorker('process-server', psEnv(portA));
