@@ -2,6 +2,7 @@
 // enrolled agents in the vault (list, show, uninstall) and the listeners of the process servers
 // they dial. Agents talk only to process servers; this reads and writes the vault.
 import type { DiscoveredMachine } from '../shared/host-types';
+import type { ProtectedMachine } from '../shared/replication-types';
 import {
   AGENTS_PREFIX,
   agentDoc,
@@ -128,12 +129,23 @@ export const forgetAgent = audited(
   (_ctx, id) => ({ target: id }),
 );
 
+/** The protected machine each agent serves (`osr protect --agent`), by agent id. */
+export function agentProtections(machines: ProtectedMachine[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of machines) if (m.source.type === 'agent') out.set(m.source.agentId, m.name);
+  return out;
+}
+
 /** Enrolled agents as `osr discover` lists machines (host "agent"). */
-export function agentMachines(agents: AgentView[]): DiscoveredMachine[] {
+export function agentMachines(
+  agents: AgentView[],
+  protectedBy = new Map<string, string>(),
+): DiscoveredMachine[] {
   return agents.map((a) => ({
     host: 'agent',
     name: a.facts.hostname,
     state: a.state,
+    ...(protectedBy.has(a.id) ? { protectedAs: protectedBy.get(a.id) } : {}),
     disks: a.facts.disks.map((d) => ({ diskId: d.name, sizeBytes: d.sizeBytes, location: `/dev/${d.name}` })),
     changeTracking: {
       possible: false,
@@ -157,13 +169,19 @@ export function agentMachines(agents: AgentView[]): DiscoveredMachine[] {
  * vCenter VMs with a linked agent, as `osr discover` shows them: `agentId` set and the reason says
  * how to protect them (changeTracking.possible stays false: the host still tracks nothing).
  */
-export function markAgentVms(machines: DiscoveredMachine[], agents: AgentView[]): DiscoveredMachine[] {
+export function markAgentVms(
+  machines: DiscoveredMachine[],
+  agents: AgentView[],
+  protectedBy = new Map<string, string>(),
+): DiscoveredMachine[] {
   return machines.map((m) => {
     const agent = agents.find((a) => a.vm?.host === m.host && a.vm.moref === m.details?.vmId);
     if (!agent) return m;
+    const protectedAs = protectedBy.get(agent.id);
     return {
       ...m,
       agentId: agent.id,
+      ...(protectedAs ? { protectedAs } : {}),
       changeTracking: {
         possible: false,
         reason: `protectable through agent ${agent.id}: \`osr protect <name> --agent ${agent.id} --disks <disks>\``,

@@ -11,7 +11,7 @@ import {
 } from '../shared/contracts/discover-host';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { OperationError, type ControlContext } from './context';
-import { agentMachines, listAgents, markAgentVms } from './agents';
+import { agentMachines, agentProtections, listAgents, markAgentVms } from './agents';
 import { getHost, listHosts } from './hosts';
 import { protect } from './machines';
 
@@ -98,9 +98,10 @@ export async function discover(ctx: ControlContext, hostName?: string): Promise<
   // Machines with an enrolled Mobility agent: known from the vault, no host to ask; vCenter VMs
   // with one are shown protectable through it. One host asked that is no vCenter needs neither.
   if (!hostName || hosts.some((h) => h.kind === 'vcenter')) {
-    const agents = await listAgents(ctx);
-    out.machines = markAgentVms(out.machines, agents);
-    if (!hostName) out.machines.push(...agentMachines(agents));
+    const [agents, machines] = await Promise.all([listAgents(ctx), ctx.vault.machines()]);
+    const protectedBy = agentProtections(machines);
+    out.machines = markAgentVms(out.machines, agents, protectedBy);
+    if (!hostName) out.machines.push(...agentMachines(agents, protectedBy));
   }
   // One host asked by name that cannot be read is a refusal, not an empty list.
   const only = out.hosts[0];

@@ -2,7 +2,7 @@
 // toast and follows the job it started in the jobs list.
 /* global document */
 import { api } from './api.js';
-import { h, replace, toast } from './dom.js';
+import { bytes, h, replace, toast } from './dom.js';
 import { refresh, state } from './state.js';
 
 // ---------- confirmation ----------
@@ -177,6 +177,60 @@ export function protectDiscovered(host, machine) {
           ...(nbd.value ? { nbdSocket: nbd.value } : {}),
         }),
       );
+  });
+}
+
+/**
+ * Protects a machine through its Mobility agent: the disks are the agent's own (a disk in use
+ * cannot be tracked live and is shown but not offered), as `osr protect --agent` takes them.
+ */
+export async function protectThroughAgent(agentId, machine) {
+  let agent;
+  try {
+    agent = await api('GET', `/v1/agents/${encodeURIComponent(agentId)}`);
+  } catch (err) {
+    toast(`agent ${agentId} not read: ${err.message}`, true);
+    return;
+  }
+  const as = h('input', { type: 'text', value: machine, 'aria-label': 'protect as' });
+  const policy = h('input', { type: 'text', value: '', 'aria-label': 'policy' });
+  const disks = agent.facts.disks.map((d) => ({
+    disk: d,
+    box: h('input', { type: 'checkbox', 'data-disk': d.name, disabled: Boolean(d.inUse || d.readOnly) }),
+  }));
+  const free = disks.filter((d) => !d.box.disabled);
+  if (free.length === 1) free[0].box.checked = true;
+  confirmAction({
+    title: `Protect ${machine} through agent ${agentId}`,
+    text: `Start replicating the chosen disks of ${agent.facts.hostname} (${agent.facts.os}) through its Mobility agent. The machine then uses each disk as /dev/mapper/osr-<disk>.`,
+    ok: 'Protect',
+    extra: [
+      h('label', {}, 'Protect as', as),
+      h('label', {}, 'Policy (empty: default)', policy),
+      ...disks.map(({ disk, box }) =>
+        h(
+          'label',
+          {},
+          box,
+          ` ${disk.name} ${bytes(disk.sizeBytes)}`,
+          disk.inUse ? ` (in use: ${disk.inUse})` : disk.readOnly ? ' (read-only)' : '',
+        ),
+      ),
+    ],
+  }).then((yes) => {
+    const chosen = disks.filter((d) => d.box.checked).map((d) => d.disk.name);
+    if (!yes) return;
+    if (!chosen.length) {
+      toast(`Protection of ${machine} refused: choose at least one disk`, true);
+      return;
+    }
+    act(`Protection of ${machine}`, () =>
+      api('POST', `/v1/agents/${encodeURIComponent(agentId)}/protect`, {
+        as: as.value || machine,
+        disks: chosen,
+        ...(policy.value ? { policy: policy.value } : {}),
+      }),
+    );
   });
 }
 

@@ -1,8 +1,9 @@
 // Hosts (with their process servers: which host lost its server) on every refresh, and the
 // machines they run, discovered on demand (each discovery asks every host's process server, too
-// heavy for the refresh loop), with a Protect button for those OSR can track from the host.
+// heavy for the refresh loop), with a Protect button for those OSR can track from the host or
+// through their Mobility agent.
 /* global document */
-import { protectDiscovered } from './actions.js';
+import { protectDiscovered, protectThroughAgent } from './actions.js';
 import { api } from './api.js';
 import { badge, bytes, h, toast } from './dom.js';
 import { can } from './state.js';
@@ -40,6 +41,18 @@ function disks(m) {
     .join(', ');
 }
 
+/** Protect from the host (a QMP socket it found), or through the machine's Mobility agent. */
+function protectButton(m) {
+  if (m.protectedAs) return '';
+  const agentId = m.agentId || (m.details && m.details.agentId);
+  const button = (onclick) => h('button', { type: 'button', 'data-action': 'protect', onclick }, 'Protect');
+  if (agentId && can('POST /v1/agents/{id}/protect'))
+    return button(() => protectThroughAgent(agentId, m.name));
+  if (m.changeTracking.possible && m.details && m.details.qmpSocket && can('POST /v1/hosts/{name}/protect'))
+    return button(() => protectDiscovered(m.host, m.name));
+  return '';
+}
+
 export async function discover() {
   const body = document.querySelector('#discovered tbody');
   try {
@@ -72,25 +85,7 @@ export async function discover() {
           h('div', { class: 'muted' }, m.changeTracking.reason || ''),
         ),
         h('td', {}, m.protectedAs || '—'),
-        h(
-          'td',
-          {},
-          m.changeTracking.possible &&
-            !m.protectedAs &&
-            m.details &&
-            m.details.qmpSocket &&
-            can('POST /v1/hosts/{name}/protect')
-            ? h(
-                'button',
-                {
-                  type: 'button',
-                  'data-action': 'protect',
-                  onclick: () => protectDiscovered(m.host, m.name),
-                },
-                'Protect',
-              )
-            : '',
-        ),
+        h('td', {}, protectButton(m)),
       ),
     );
     for (const host of result.hosts.filter((x) => !x.ok))

@@ -1,15 +1,19 @@
 // Replication through the Mobility agent, with the real parts: the agent test guest under QEMU
 // (reached only over SSH), the agent pushed by `osr agent install`, its device-mapper stack (era
 // over snapshot-origin over vdb) and snapshots, a real process-server worker holding the agent's
-// connection, Temporal and Azurite. The first point is the disk byte for byte; under a workload of
-// numbered records each point holds exactly the records 1..k; the agent killed with -9 while a
-// point is frozen loses nothing and replication goes on by itself.
+// connection, Temporal and Azurite. The first point (protected with the dashboard's Protect button
+// in headless Chromium) is the disk byte for byte; under a workload of numbered records each point
+// holds exactly the records 1..k; the agent killed with -9 while a point is frozen loses nothing
+// and replication goes on by itself.
 // The machine stands in for a VMware VM: vcsim (govmomi's vCenter simulator) is added as host vc1
 // and simulates no guests, so its VM DC0_H0_VM0 is mapped to this QEMU guest with
 // `osr agent install --vm vc1/DC0_H0_VM0 --ssh <guest>`; the agent keeps the VM link.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { startApiServer, type ApiServer } from '../../api/server';
+import { createLogger } from '../../lib/config/logger';
 import { ControlContext } from '../../operations/context';
 import { listPoints } from '../../operations/machines';
 import type { RecoveryPoint } from '../../shared/replication-types';
@@ -34,6 +38,8 @@ let guest: AgentGuest;
 let ctx: ControlContext;
 let agentId: string;
 let vcsim: Vcsim;
+let api: ApiServer;
+const token = randomBytes(32).toString('base64url');
 const osr = cliFor(() => stack.env);
 /** The vcsim VM the guest stands in for, and one powered off through vcsim's API. */
 const VM = 'DC0_H0_VM0';
@@ -102,9 +108,14 @@ before(async () => {
     '5m',
   ]);
   assert.equal(policy.code, 0, policy.stderr);
+  api = await startApiServer({
+    ...{ config: stack.config, token, host: '127.0.0.1', port: 0, ctx },
+    logger: createLogger('api-test', 'warn'),
+  });
 });
 
 after(async () => {
+  await api?.close();
   await guest?.stop();
   await vcsim?.stop();
   await stack?.stop();
@@ -120,6 +131,7 @@ interface DiscoveredJson {
   host: string;
   name: string;
   agentId?: string;
+  protectedAs?: string;
   changeTracking: { possible: boolean; reason?: string };
   details?: Record<string, string>;
 }
@@ -204,18 +216,55 @@ test('protect --agent refuses an unknown agent or disk with the fix, and records
   assert.doesNotMatch(list.stdout, /"web"/);
 });
 
-test('the first point of an agent machine is its disk byte for byte', async () => {
+/** Protects the linked VM as `web` with the dashboard's Protect button (headless Chromium). */
+async function protectFromDashboard(): Promise<void> {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  try {
+    const tab = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const errors: string[] = [];
+    tab.on('pageerror', (err) => errors.push(err.message));
+    tab.on('console', (msg) => {
+      if (msg.type() === 'error') errors.push(msg.text());
+    });
+    await tab.goto(`${api.url}/#token=${token}`);
+    const row = tab.locator(`tr[data-discovered="vc1/${VM}"]`);
+    await row.waitFor({ timeout: 60_000 });
+    await row.locator('button[data-action="protect"]').click();
+    const dialog = tab.locator('dialog#confirm');
+    await dialog.waitFor({ state: 'visible' });
+    assert.match(await dialog.innerText(), new RegExp(`Protect ${VM} through agent ${agentId}`));
+    assert.match(await dialog.innerText(), /vdb 24\.0 MiB/);
+    await tab.locator('input[aria-label="protect as"]').fill('web');
+    await tab.locator('input[aria-label="policy"]').fill('agent');
+    await tab.locator('input[data-disk="vdb"]').check();
+    await tab.locator('#confirm-ok').click();
+    await pollFor(async () => ((await ctx.vault.machine('web')) ? true : undefined), {
+      timeoutMs: 30_000,
+      intervalMs: 500,
+      failure: () => new Error('the Protect click recorded no machine web within 30 s'),
+    });
+    assert.deepEqual(errors, [], 'no script error on the page');
+  } finally {
+    await browser.close();
+  }
+}
+
+test('the first point of an agent machine, protected with the dashboard, is its disk byte for byte', async () => {
   // vdb filled with random data before protection; nothing writes to it until the point exists.
   await sh(`dd if=/dev/urandom of=/dev/vdb bs=1M count=${DATA_DISK / MiB} conv=fsync 2>/dev/null`, 120_000);
   const before = (await sh('sha256sum /dev/vdb')).split(' ')[0];
-  const r = await osr(['protect', 'web', '--agent', agentId, '--disks', 'vdb', '--policy', 'agent']);
-  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  await protectFromDashboard();
+  const machine = await ctx.vault.machine('web');
+  assert.deepEqual(machine?.source, { type: 'agent', agentId, disks: ['vdb'] });
+  assert.equal(machine.policy, 'agent');
   const first = await pointWhere(() => true, 'after the initial sync');
   const image = await exportedImage(ctx, first, 'vdb');
   assert.equal(image.length, DATA_DISK);
   assert.equal(createHash('sha256').update(image).digest('hex'), before);
   // The stack is in place and the disk reads the same through it.
   assert.equal((await sh('sha256sum /dev/mapper/osr-vdb')).split(' ')[0], before);
+  // Discovery now names the VM's protection, so the dashboard offers no second Protect.
+  assert.equal((await discovered()).find((m) => m.name === VM)?.protectedAs, 'web');
 });
 
 test('under a record workload every point holds records 1..k; an agent killed with -9 loses none', async () => {

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DiscoveredMachine } from '../../shared/host-types';
 import type { AgentView } from '../../operations/agents';
-import { markAgentVms } from '../../operations/agents';
+import { agentProtections, markAgentVms } from '../../operations/agents';
+import type { ProtectedMachine } from '../../shared/replication-types';
 import { parseVmSpec, vmInstallTarget } from '../../operations/agent-vm';
 import { OperationError } from '../../operations/context';
 
@@ -93,4 +94,28 @@ test('osr discover marks the VM of a linked agent (same vCenter host and moref) 
   assert.equal(db?.agentId, undefined);
   assert.equal(db?.changeTracking.reason, 'in-guest agent');
   assert.equal(elsewhere?.agentId, undefined);
+});
+
+test("a VM whose agent protects a machine shows that machine as protectedAs; another agent's does not", () => {
+  const agent = {
+    id: 'ag-0123456789ab',
+    vm: { host: 'vc1', vm: 'web', moref: 'vm-web', address: '10.1.2.3' },
+  } as AgentView;
+  const machines = [
+    { name: 'web-prod', source: { type: 'agent', agentId: 'ag-0123456789ab', disks: ['vdb'] } },
+    { name: 'db', source: { type: 'agent', agentId: 'ag-ba9876543210' } },
+    { name: 'vm-1', source: { type: 'qemu', qmpSocket: '/run/vm-1.qmp' } },
+  ] as ProtectedMachine[];
+  const protectedBy = agentProtections(machines);
+  assert.deepEqual(
+    [...protectedBy],
+    [
+      ['ag-0123456789ab', 'web-prod'],
+      ['ag-ba9876543210', 'db'],
+    ],
+  );
+  const [web] = markAgentVms([vm('web', 'poweredOn')], [agent], protectedBy);
+  assert.equal(web?.protectedAs, 'web-prod');
+  const [unprotected] = markAgentVms([vm('web', 'poweredOn')], [agent], new Map());
+  assert.equal(unprotected?.protectedAs, undefined);
 });
