@@ -10,6 +10,7 @@ import { CHECKSUM_SPAN_BYTES, dataPieces, DATA_CHUNK_BYTES, encode, type Trackin
 import { ReadSlots } from './read-slots';
 import { spanChecksums } from './tracking/checksums';
 import { TrackingError } from './tracking/errors';
+import { whenFull } from './tracking/point-store';
 import type { Tracker } from './tracking/tracker';
 
 /** Reads in flight at once: one read or compressed while the other's frame drains to the socket. */
@@ -98,15 +99,17 @@ export function trackingHandler(
     // A hold is numbered as it arrives: an unhold arriving after it cancels it if it has not begun.
     const ticket = request.op === 'hold' ? tracker.holds.ticket() : 0;
     const run = (): Promise<void> =>
-      serve(request, id, write, ticket).catch((err: Error) =>
-        write(
+      serve(request, id, write, ticket).catch((failure: unknown) => {
+        const point = 'pitId' in request ? ` of point ${request.pitId}` : '';
+        const err = whenFull(failure, `${request.op}${point} failed`) as Error;
+        return write(
           encode({
             type: 'reply',
             id,
             error: { name: err instanceof TrackingError ? err.name : 'Error', message: err.message },
           }),
-        ),
-      );
+        );
+      });
     if (request.op === 'read' || request.op === 'checksums' || request.op === 'unhold') void run();
     else chain = chain.then(run);
   };

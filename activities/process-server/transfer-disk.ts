@@ -161,7 +161,14 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
   } catch (err) {
     if (!(err instanceof FrozenPointGivenUpError)) throw err;
     // The machine's writes went on; retrying cannot bring the point back. The cycle fails, its
-    // changes go with the next one, and this server alerts on its state disk (state-disk.ts).
+    // changes go with the next one. An agent's point filled the machine's own folder (its message
+    // says which and the fix); a QEMU point, this server's state disk, which alerts (state-disk.ts).
+    if (disk.agentId)
+      throw ApplicationFailure.create({
+        type: FAILURE.PointInTimeLost,
+        nonRetryable: true,
+        message: `point in time ${point.pitId} of ${point.machine} was given up by its agent: ${err.message}`,
+      });
     noteGivenUpPoint(point.machine, point.pitId, err.message);
     throw ApplicationFailure.create({
       type: FAILURE.PointInTimeLost,

@@ -21,6 +21,20 @@ export function sparseFile(file: string, bytes: number): void {
   fs.closeSync(fd);
 }
 
+/** A file of `bytes` zeros, every block of it allocated on the disk now. */
+export function allocatedFile(file: string, bytes: number): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const zeros = Buffer.alloc(1 << 20);
+  const fd = fs.openSync(file, 'w', 0o600);
+  try {
+    for (let at = 0; at < bytes; at += zeros.length)
+      fs.writeSync(fd, zeros, 0, Math.min(zeros.length, bytes - at), at);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /**
  * Makes the stack of `disk` (`sizeBytes` long). `keepLog`: over the era metadata already on disk
  * (the agent stopped cleanly: the log missed nothing); otherwise over a fresh one.
@@ -30,8 +44,9 @@ export async function makeStack(disk: string, sizeBytes: number, keepLog: boolea
   const sectors = Math.floor(sizeBytes / 512);
   if (!keepLog) {
     await detachLoop(metaFile(disk));
-    // era metadata: a 32-bit era per block and a few bitsets, plus room.
-    sparseFile(metaFile(disk), Math.max(8 << 20, Math.ceil(sizeBytes / ERA_BLOCK_BYTES) * 8 + (4 << 20)));
+    // era metadata: a 32-bit era per block and a few bitsets, plus room. Written out, not sparse:
+    // a metadata write that found the filesystem full would fail the machine's writes with it.
+    allocatedFile(metaFile(disk), Math.max(8 << 20, Math.ceil(sizeBytes / ERA_BLOCK_BYTES) * 8 + (4 << 20)));
   }
   const metadata = await loopFor(metaFile(disk));
   if (!(await dmInfo(origin(disk)))) await dmCreate(origin(disk), `0 ${sectors} snapshot-origin ${device}`);

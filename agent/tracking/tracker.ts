@@ -3,8 +3,9 @@
 //   osr-<disk>-origin   snapshot-origin (a pass-through until a snapshot exists)
 //   /dev/<disk>
 // A point: checkpoint the era, suspend every osr-<disk> (writes drain), create a snapshot
-// osr-<disk>-p<n> (copy-on-write in a sparse loop file as large as the disk: it cannot overflow),
-// resume. Its changes are the era blocks written since the era the last shipped point started.
+// osr-<disk>-p<n> (copy-on-write in a sparse loop file as large as the disk: only a full filesystem
+// under it can overflow it, point-store.ts), resume. Its changes are the era blocks written since
+// the era the last shipped point started.
 // While a group cut holds the writes (hold.ts), a point snapshots the held disks as they are.
 import fs from 'node:fs';
 import {
@@ -27,6 +28,7 @@ import { TrackingError } from './errors';
 import { withFreezeScripts, type FreezeScripts } from './freeze-scripts';
 import { WriteHolds } from './hold';
 import { diskInUse, mountPointsOf } from './mounts';
+import { readFailure } from './point-store';
 import { cowFile, ERA_BLOCK_BYTES, makeStack, metaFile, origin, snapName, sparseFile, top } from './stack';
 import {
   bootId,
@@ -347,12 +349,14 @@ export class Tracker {
     }
     const fh = await opening;
     const buf = target.subarray(0, length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0)
-        throw new TrackingError('FrozenPointLostError', `${name} ended early (invalidated?)`);
-      done += bytesRead;
+    try {
+      for (let done = 0; done < length; ) {
+        const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+        if (bytesRead === 0) throw new TrackingError('FrozenPointLostError', `${name} ended early`);
+        done += bytesRead;
+      }
+    } catch (err) {
+      throw await readFailure(err, name, `the snapshot of ${disk} for point ${pitId}`);
     }
     return buf;
   }

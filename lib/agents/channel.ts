@@ -77,7 +77,8 @@ export class AgentChannel {
 
   /** A reply line; throws AgentProtocolError when no request of this connection expects it. */
   onReply(id: number, result: unknown, error?: { name: TrackingErrorName; message: string }): void {
-    const w = this.onAnswer(id, false);
+    // A failed data request is answered by a reply line with its error (a read of a lost point).
+    const w = this.onAnswer(id, false, !!error);
     if (!w) return;
     if (error) w.reject(new AgentRequestError(error.name, error.message));
     else w.resolve(result);
@@ -90,16 +91,16 @@ export class AgentChannel {
 
   /**
    * The request an answer is for. An id never issued here, or an answer of the wrong kind (bytes
-   * for a reply, a reply for bytes), is a broken or hostile agent: refused, and the request fails.
-   * An id issued but no longer waiting (it timed out) is a late answer: dropped.
+   * for a reply, a reply with a result for bytes), is a broken or hostile agent: refused, and the
+   * request fails. An id issued but no longer waiting (it timed out) is a late answer: dropped.
    */
-  private onAnswer(id: number, data: boolean): Waiting | undefined {
+  private onAnswer(id: number, data: boolean, failed = false): Waiting | undefined {
     if (!Number.isInteger(id) || id < 1 || id >= this.nextId)
       throw new AgentProtocolError(
         `agent ${this.agentId} answered request ${id}, which was never sent to it`,
       );
     const w = this.take(id);
-    if (w && w.data !== data) {
+    if (w && w.data !== data && !(failed && w.data)) {
       const err = new AgentProtocolError(
         `agent ${this.agentId} answered request ${id} with ${data ? 'a data frame' : 'a reply line'}, not what was asked`,
       );

@@ -16,6 +16,7 @@ import { agentChannel, AgentGoneError, AgentRequestError, type AgentChannel } fr
 import { coalesceExtents, type Extent } from '../disk/extents';
 import { differingBlocks } from './differing-blocks';
 import {
+  FrozenPointGivenUpError,
   FrozenPointLostError,
   QuiesceError,
   SourceUnreachableError,
@@ -56,6 +57,9 @@ async function ask<T>(
     if (err instanceof AgentRequestError && err.kind === 'QuiesceError') throw new QuiesceError(err.message);
     if (err instanceof AgentRequestError && err.kind === 'FrozenPointLostError')
       throw new FrozenPointLostError(err.message);
+    // The point's store under the agent's folder overflowed: the machine's writes went on without it.
+    if (err instanceof AgentRequestError && err.kind === 'PointOverflowError')
+      throw new FrozenPointGivenUpError(err.message);
     throw err;
   }
 }

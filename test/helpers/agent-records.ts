@@ -22,6 +22,21 @@ done
 touch /tmp/stopped`;
 }
 
+/**
+ * A shell loop rewriting `count` MiB of /dev/mapper/osr-<disk> from MiB `seek` without pause (each
+ * pass with fsync), so every point's copy-on-write store needs that much while the point is read.
+ * It counts passes in /tmp/burst-passes, appends any failed write's error to /tmp/burst-failed, and
+ * stops (touching /tmp/burst-stopped) once /tmp/burst-stop exists. /tmp is in the guest's RAM.
+ */
+export function rewriteLoop(disk: string, seek: number, count: number): string {
+  return `rm -f /tmp/burst-stop /tmp/burst-stopped /tmp/burst-failed; : >/tmp/burst-passes
+while [ ! -e /tmp/burst-stop ]; do
+  if dd if=/dev/zero of=/dev/mapper/osr-${disk} bs=1M seek=${seek} count=${count} conv=fsync 2>/tmp/burst-error
+  then echo . >>/tmp/burst-passes; else cat /tmp/burst-error >>/tmp/burst-failed; sleep 1; fi
+done
+touch /tmp/burst-stopped`;
+}
+
 /** The number of records in a point's disk; asserts they are 1..k, each at its own sector. */
 export async function recordsOf(
   ctx: ControlContext,

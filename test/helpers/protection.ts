@@ -6,7 +6,7 @@ import path from 'node:path';
 import { exportPoint } from '../../activities/cloud-applier/export-point';
 import type { ControlContext } from '../../operations/context';
 import { machineStatus } from '../../operations/machines';
-import type { RecoveryPoint } from '../../shared/replication-types';
+import type { FrozenPoint, RecoveryPoint } from '../../shared/replication-types';
 import type { MachineStatus } from '../../shared/contracts/protect-machine';
 
 export async function waitForStatus(
@@ -63,4 +63,16 @@ export async function pointById(ctx: ControlContext, machine: string, id: string
   const point = (await ctx.vault.points(machine)).find((p) => p.id === id);
   assert.ok(point, `point ${id} of ${machine} is in the catalog`);
   return point;
+}
+
+/** The freezes a workflow recorded (freezePoint results in its history): the mode of each disk. */
+export async function recordedFreezes(ctx: ControlContext, workflowId: string): Promise<FrozenPoint[]> {
+  const history = await (await ctx.client()).workflow.getHandle(workflowId).fetchHistory();
+  const out: FrozenPoint[] = [];
+  for (const e of history.events ?? [])
+    for (const p of e.activityTaskCompletedEventAttributes?.result?.payloads ?? []) {
+      const value = JSON.parse(Buffer.from(p.data ?? []).toString('utf8') || 'null') as FrozenPoint | null;
+      if (value && typeof value === 'object' && 'pitId' in value && 'warnings' in value) out.push(value);
+    }
+  return out;
 }

@@ -5,7 +5,9 @@
 // workload of numbered records: a clean reboot (the next point is a delta), a crash (QEMU
 // system_reset on the test's own monitor: tracking untrusted, a resync by checksums that sends far
 // less than the disk) and the link cut for a minute (QMP set_link): replication resumes by itself,
-// every point holds exactly records 1..k, and `osr alerts` said what happened.
+// every point holds exactly records 1..k, and `osr alerts` said what happened. And the system disk
+// filled under the agent's point store while a second writer rewrites blocks: the point is given
+// up with the fix, no write fails, and the next point after the space is freed holds every record.
 // When CI=true a seeded part runs: the crash always, and the reboot or the link cut as the seed
 // picks (printed in the skipped test's reason; OSR_TEST_SEED=<seed> replays that choice), with
 // the cut at 50 s (the process server drops an agent silent for 45 s: a shorter cut is only a
@@ -21,12 +23,12 @@ import type { FrozenPoint, RecoveryPoint } from '../../shared/replication-types'
 import { freePort } from '../../lib/process/ports';
 import { QmpClient } from '../../lib/qemu/qmp-client';
 import { installAgent, startAgentWorkers } from '../helpers/agent-fixture';
+import { recordsOf as recordsOfPoint, rewriteLoop } from '../helpers/agent-records';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { cliFor } from '../helpers/cli';
 import { pollFor } from '../helpers/poll';
-import { exportedImage } from '../helpers/protection';
+import { recordedFreezes } from '../helpers/protection';
 import { assertReplays } from '../helpers/replay';
-import { recordsIn } from '../helpers/test-vm';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 
 const MiB = 1024 * 1024;
@@ -72,15 +74,7 @@ function pointAfter(iso: string, what: string, timeoutMs = 420_000): Promise<Rec
   });
 }
 
-/** The records of a point's data disk: each at its own sector, and exactly 1..k. */
-async function recordsOf(point: RecoveryPoint): Promise<number> {
-  const found = recordsIn(await exportedImage(ctx, point, 'vda'));
-  for (const { sector, record } of found)
-    assert.equal(sector, BASE + record, `point ${point.id}: record ${record} at sector ${sector}`);
-  const numbers = found.map((f) => f.record).sort((a, b) => a - b);
-  numbers.forEach((n, i) => assert.equal(n, i + 1, `point ${point.id}: records are not 1..k`));
-  return numbers.length;
-}
+const recordsOf = (point: RecoveryPoint): Promise<number> => recordsOfPoint(ctx, point, BASE, 'vda');
 
 /** The machine's alerts as `osr alerts` lists them. */
 async function machineAlerts(): Promise<OsrAlert[]> {
@@ -110,17 +104,7 @@ function resumedAlert(what: RegExp, since: string): Promise<OsrAlert> {
   });
 }
 
-/** The freezes the workflow recorded (freezePoint results in its history): the mode of each disk. */
-async function freezes(): Promise<FrozenPoint[]> {
-  const history = await (await ctx.client()).workflow.getHandle('protect/web').fetchHistory();
-  const out: FrozenPoint[] = [];
-  for (const e of history.events ?? [])
-    for (const p of e.activityTaskCompletedEventAttributes?.result?.payloads ?? []) {
-      const value = JSON.parse(Buffer.from(p.data ?? []).toString('utf8') || 'null') as FrozenPoint | null;
-      if (value && typeof value === 'object' && 'pitId' in value && 'warnings' in value) out.push(value);
-    }
-  return out;
-}
+const freezes = (): Promise<FrozenPoint[]> => recordedFreezes(ctx, 'protect/web');
 
 // Records written with fsync to the tracked device; the counter lives on the system disk.
 const WORKLOAD = `cd /var/lib/osr-test; n=$(cat acked 2>/dev/null || echo 0); rm -f stop stopped
@@ -320,6 +304,67 @@ test(
     await resumedAlert(/web: replication of web resumed .*did not answer/, restoredAt);
   },
 );
+
+test("the point store's filesystem fills up: the cycle fails naming the fix, no write fails, replication resumes once space is back", async (t: TestContext) => {
+  const since = new Date().toISOString();
+  t.after(() => guest.ssh('rm -f /var/lib/osr-filler; touch /tmp/burst-stop')); // whatever failed
+  // The system disk (under /var/lib/osr-agent) filled, as by any other file, then 6 MiB freed.
+  await sh(
+    'dd if=/dev/zero of=/var/lib/osr-filler bs=1M 2>/dev/null; set -- $(wc -c </var/lib/osr-filler); truncate -s $(($1 - 6291456)) /var/lib/osr-filler && sync',
+    180_000,
+  );
+  // A second writer rewrites the top 8 MiB of the data disk (above every record) without pause.
+  await sh(
+    `cat >/tmp/burst.sh <<'EOF'\n${rewriteLoop('vda', 16, 8)}\nEOF\nsetsid sh /tmp/burst.sh </dev/null >/dev/null 2>&1 &`,
+  );
+  const passes = async (): Promise<number> => Number((await sh('wc -l </tmp/burst-passes')).trim());
+  const full = await pollFor(
+    async () =>
+      (await machineAlerts()).find(
+        (a) => a.kind === 'cycle-failed' && (a.lastAt ?? a.at) > since && /was invalidated/.test(a.message),
+      ),
+    {
+      timeoutMs: 180_000,
+      intervalMs: 1000,
+      failure: () => new Error('no cycle failed on the full point store within 180 s'),
+    },
+  ).catch(async (err: Error) => {
+    const seen = await guest.ssh('dmsetup status; df /var/lib/osr-agent; tail -n 20 /var/log/osr-agent.log');
+    throw new Error(`${err.message}: ${JSON.stringify(await machineAlerts())}\n${seen.stdout}`);
+  });
+  assert.match(
+    full.message,
+    /web: cycle (\d+) failed, changes kept for the next cycle: .*given up by its agent: the snapshot of vda for point web-c\1 was invalidated .*the filesystem holding \/var\/lib\/osr-agent is full .*Fix: free space on the filesystem holding \/var\/lib\/osr-agent/,
+  );
+  const failedCycle = Number(/cycle (\d+) failed/.exec(full.message)?.[1]);
+  const passesOverflowed = await passes();
+  await sh('rm -f /var/lib/osr-filler');
+  const freedAt = new Date().toISOString();
+  const ackedAtFree = await acked();
+  const point = await pointAfter(freedAt, 'after space came back', 240_000);
+  await sh('touch /tmp/burst-stop'); // its last pass ends on its own
+  // No point of the invalidated snapshot; the next one is a delta (the failed point's changes were
+  // carried, not rebuilt by checksums) holding every record acknowledged before space came back.
+  assert.equal((await points()).filter((p) => p.id.endsWith(`-c${failedCycle}`)).length, 0);
+  const first = (await freezes()).find((f) => f.instant > freedAt);
+  assert.equal(
+    first?.disks[0]?.mode,
+    'delta',
+    `first freeze after space came back: ${JSON.stringify(first)}`,
+  );
+  const k = await recordsOf(point);
+  assert.ok(k >= ackedAtFree, `point ${point.id}: ${k} records, ${ackedAtFree} acknowledged before it`);
+  // The machine's writes never failed, and went on while the store was full: the snapshot gave way.
+  assert.equal((await guest.ssh('cat /tmp/burst-failed')).stdout, '', 'writes to the machine failed');
+  assert.ok(passesOverflowed > 0, 'no rewrite while the store was full');
+  await resumedAlert(
+    /web: replication of web resumed .*the filesystem holding \/var\/lib\/osr-agent is full/,
+    since,
+  );
+  t.diagnostic(
+    `overflow: cycle ${failedCycle} failed; space back → point ${Date.parse(point.instant) - Date.parse(freedAt)} ms; ${await passes()} rewrites of 8 MiB, none failed`,
+  );
+});
 
 test('after all of it nothing acknowledged is lost: every point holds records 1..k, in order', async (t: TestContext) => {
   if (CI) t.diagnostic(`seed ${SEED}: the crash and the ${SEEDED} ran (OSR_TEST_SEED=${SEED} replays it)`);
