@@ -362,7 +362,7 @@ test("the point store's filesystem fills up: the cycle fails naming the fix, no 
     since,
   );
   t.diagnostic(
-    `overflow: cycle ${failedCycle} failed; space back → point ${Date.parse(point.instant) - Date.parse(freedAt)} ms; ${await passes()} rewrites of 8 MiB, none failed`,
+    `overflow: ${full.message}; space back → point ${Date.parse(point.instant) - Date.parse(freedAt)} ms; ${await passes()} rewrites of 8 MiB, none failed`,
   );
 });
 
