@@ -17,7 +17,13 @@ import {
 } from './frame-codec';
 import type { TrackingErrorName } from './tracking/errors';
 
-export { HOLD_LIMIT_MS, type HoldOutcome, type HoldResult } from './tracking/hold-terms';
+export {
+  HOLD_LIMIT_MS,
+  type HoldOutcome,
+  type HoldResult,
+  type ResumeResult,
+  type StopResult,
+} from './tracking/hold-terms';
 
 /** The listener's port when agents.port is not set (ASR's process server uses 9443 too). */
 export const DEFAULT_AGENT_PORT = 9443;
@@ -78,6 +84,14 @@ export type TrackingRequest =
   | { op: 'hold' }
   /** Lets held writes go (and cancels a hold not yet in place); answered with a HoldOutcome. */
   | { op: 'unhold' }
+  /**
+   * A planned failover: every tracked disk's writes stopped, with no time limit and across agent
+   * restarts, until `resume-writes`; answered with a StopResult. Points frozen meanwhile are of
+   * the stopped disks. An agent older than this answers "unknown request".
+   */
+  | { op: 'stop-writes' }
+  /** Lets stopped writes go (a failed or cancelled planned failover); answered with a ResumeResult. */
+  | { op: 'resume-writes' }
   /**
    * Answered with a data frame of the checksums of the snapshot's blocks in [offset, offset +
    * length), 16 bytes each (lib/segments/checksums.ts: SHA-256 truncated, the last block over its

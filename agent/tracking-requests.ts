@@ -32,6 +32,7 @@ export function trackingHandler(
   let chain: Promise<unknown> = Promise.resolve();
   const serve = async (request: TrackingRequest, id: number, write: Write, ticket = 0): Promise<void> => {
     const reply = (result: unknown): Promise<void> => write(encode({ type: 'reply', id, result }));
+    const stop = tracker.stops.standing();
     switch (request.op) {
       case 'enable':
         return reply(await tracker.enable(request.disk));
@@ -59,10 +60,24 @@ export function trackingHandler(
         const extents = await tracker.changes(request.pitId, request.disk, request.mode);
         return write(...dataPieces(id, Buffer.from(JSON.stringify(extents))));
       }
-      case 'hold':
-        return reply(await tracker.holds.hold(ticket, await tracker.tracked()));
+      case 'hold': // a stop standing holds every disk already, for as long as it stands
+        return reply(
+          stop
+            ? { disks: stop.disks, heldAt: stop.stoppedAt }
+            : await tracker.holds.hold(ticket, await tracker.tracked()),
+        );
       case 'unhold':
-        return reply(await tracker.holds.release());
+        return reply(stop ? { held: true, heldMs: 0, expired: false } : await tracker.holds.release());
+      case 'stop-writes':
+        await tracker.holds.release(); // a group hold standing: the stop takes its place
+        return reply(await tracker.stops.stop(await tracker.stacks()));
+      case 'resume-writes': {
+        // Tracking disabled while stopped (a committed failover) is finished once writes go on.
+        const disable = stop?.disableOnResume;
+        const resumed = await tracker.stops.resume();
+        if (disable) await tracker.disable();
+        return reply(resumed);
+      }
       case 'read':
         if (request.length > DATA_CHUNK_BYTES)
           throw new TrackingError(
@@ -110,6 +125,8 @@ export function trackingHandler(
           }),
         );
       });
+    // resume-writes stays in line: it must come after a stop sent before it (nothing in the line
+    // waits on a stopped disk: a point frozen while stopped needs no era message).
     if (request.op === 'read' || request.op === 'checksums' || request.op === 'unhold') void run();
     else chain = chain.then(run);
   };

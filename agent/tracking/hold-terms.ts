@@ -20,3 +20,16 @@ export interface HoldOutcome {
   heldMs: number;
   expired: boolean;
 }
+
+/** A planned failover's stop (stop.ts): every tracked disk suspended until `resume-writes`. */
+export interface StopResult {
+  disks: string[];
+  /** When the writes stopped: nothing the machine acknowledged after it exists. */
+  stoppedAt: string;
+}
+
+/** `resumed`: the writes were stopped and go on now; `stoppedMs`: for how long. */
+export interface ResumeResult {
+  resumed: boolean;
+  stoppedMs: number;
+}

@@ -30,7 +30,12 @@ export interface HoldDm {
   resume(device: string): Promise<unknown>;
 }
 
-const realDm: HoldDm = { message: dmMessage, currentEra: eraCurrent, suspend: dmSuspend, resume: dmResume };
+export const realDm: HoldDm = {
+  message: dmMessage,
+  currentEra: eraCurrent,
+  suspend: dmSuspend,
+  resume: dmResume,
+};
 
 export class WriteHolds {
   private current?: Hold;

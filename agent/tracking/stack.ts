@@ -2,7 +2,7 @@
 // it: era over snapshot-origin over the disk, the era's metadata on a loop file.
 import fs from 'node:fs';
 import path from 'node:path';
-import { detachLoop, dmCreate, dmInfo, loopFor } from './dm';
+import { detachLoop, dmCreate, dmInfo, dmRemove, dmReplace, loopFor } from './dm';
 import { trackingDir } from './store';
 
 /** OSR's block size, and the era target's: one changed block is one block to send. */
@@ -53,4 +53,27 @@ export async function makeStack(disk: string, sizeBytes: number, keepLog: boolea
   const o = await dmInfo(origin(disk));
   if (!o) throw new Error(`${origin(disk)} vanished as it was made`);
   await dmCreate(top(disk), `0 ${sectors} era ${metadata} ${o.major}:${o.minor} ${ERA_BLOCK_BYTES / 512}`);
+}
+
+/** Snapshot n of `disk` (the disk `device` under the stack), copy-on-write in a loop file it cannot overflow. */
+export async function makeSnapshot(
+  disk: string,
+  n: number,
+  device: string,
+  sizeBytes: number,
+): Promise<void> {
+  sparseFile(cowFile(disk, n), sizeBytes + (16 << 20));
+  const cow = await loopFor(cowFile(disk, n));
+  await dmCreate(snapName(disk, n), `0 ${Math.floor(sizeBytes / 512)} snapshot ${device} ${cow} N 8`);
+}
+
+/** Removes the stack of `disk`; a top device still open keeps its name as a plain linear map. */
+export async function removeStack(disk: string, device: string, sizeBytes: number): Promise<void> {
+  const info = await dmInfo(top(disk));
+  if (info && info.openCount > 0)
+    await dmReplace(top(disk), `0 ${Math.floor(sizeBytes / 512)} linear ${device} 0`);
+  else await dmRemove(top(disk));
+  await dmRemove(origin(disk));
+  await detachLoop(metaFile(disk));
+  fs.rmSync(metaFile(disk), { force: true });
 }

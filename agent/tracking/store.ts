@@ -22,22 +22,41 @@ export interface PointDisk {
   n: number;
   /** What this point sends: written since this era; absent: the whole disk. */
   since?: number;
+  /** Nothing: a point of these stopped disks already shipped (stop.ts). */
+  none?: true;
   /** The era started at the freeze: shipped once the point is released with success. */
   era: number;
 }
 
 export interface FrozenPointRecord {
   pitId: string;
+  /** Frozen while a planned failover stopped the writes (stop.ts). */
+  stopped?: true;
   instant: string;
   /** 'freezing' until every disk's snapshot exists and writes flow again. */
   state: 'freezing' | 'frozen';
   disks: Record<string, PointDisk>;
 }
 
+export interface WriteStopRecord {
+  disks: string[];
+  /** The era each disk's checkpoint started: a point frozen while stopped counts it as shipped. */
+  eras: Record<string, number>;
+  stoppedAt: string;
+  /** Wall clock (ms): a stop outlives the agent's process, so no monotonic clock spans it. */
+  stoppedMs: number;
+  /** A point frozen during the stop shipped: the replica is the stopped disks, nothing to send. */
+  shipped?: true;
+  /** Tracking was disabled while stopped (a committed failover): finished when writes resume. */
+  disableOnResume?: true;
+}
+
 export interface TrackingState {
   disks: Record<string, TrackedDisk>;
   points: Record<string, FrozenPointRecord>;
   nextSnapshot: number;
+  /** A planned failover's stop in force: kept across agent restarts (stop.ts). */
+  stop?: WriteStopRecord;
   /** Written when the agent stopped cleanly in this boot: its change log was committed. */
   cleanShutdownBoot?: string;
 }

@@ -11,11 +11,9 @@ import fs from 'node:fs';
 import {
   deviceBytes,
   detachLoop,
-  dmCreate,
   dmInfo,
   dmMessage,
   dmRemove,
-  dmReplace,
   dmResume,
   dmSuspend,
   eraCurrent,
@@ -27,9 +25,19 @@ import {
 import { TrackingError } from './errors';
 import { withFreezeScripts, type FreezeScripts } from './freeze-scripts';
 import { WriteHolds } from './hold';
+import { SnapshotReaders } from './readers';
+import { WriteStops } from './stop';
 import { diskInUse, mountPointsOf } from './mounts';
-import { readFailure } from './point-store';
-import { cowFile, ERA_BLOCK_BYTES, makeStack, metaFile, origin, snapName, sparseFile, top } from './stack';
+import {
+  cowFile,
+  ERA_BLOCK_BYTES,
+  makeSnapshot,
+  makeStack,
+  metaFile,
+  removeStack,
+  snapName,
+  top,
+} from './stack';
 import {
   bootId,
   loadTracking,
@@ -49,31 +57,37 @@ export interface Enabled {
 
 export class Tracker {
   private state: TrackingState = loadTracking();
-  /** Open snapshots, one handle each (a promise: reads in parallel must not open one twice). */
-  private readonly readers = new Map<string, Promise<fs.promises.FileHandle>>();
+  private readonly readers = new SnapshotReaders();
   /** Consistency-group cuts: every tracked disk's writes held until released. */
   readonly holds = new WriteHolds(top, { log: (line) => process.stderr.write(`${line}\n`) });
+  /** A planned failover: every stack's writes stopped until resumed, across agent restarts. */
+  readonly stops = new WriteStops(
+    top,
+    () => this.state,
+    () => this.save(),
+  );
 
   private save(): void {
     saveTracking(this.state);
   }
 
   /**
-   * The agent runs again. A stack an agent killed mid-freeze left suspended lets the machine's
-   * writes go on; a stack gone (the machine booted) is built again at once, so the machine's
-   * /dev/mapper/osr-<disk> is back before anything uses it: over the same era metadata when the
-   * agent stopped cleanly in the boot that built it, otherwise over a new log marked untrusted.
-   * Either way a clean-shutdown mark from before no longer vouches for anything.
+   * The agent runs again: a stack left suspended resumes (unless a planned failover stopped it); a
+   * stack gone (a boot) is rebuilt at once, over the era metadata only after a clean stop in the
+   * boot that built it, else over a new log marked untrusted. The clean-stop mark is spent.
    */
   async started(): Promise<string[]> {
     const problems: string[] = [];
+    const stopped = this.stops.standing()?.disks ?? [];
     for (const [d, disk] of Object.entries(this.state.disks)) {
       const info = await dmInfo(top(d)).catch(() => undefined);
       // A stack that cannot be built now is built when OSR enables the disk again (and says why).
-      if (info?.suspended) await dmResume(top(d));
-      else if (!info && fs.existsSync(disk.device))
+      if (info?.suspended) {
+        if (!stopped.includes(d)) await dmResume(top(d));
+      } else if (!info && fs.existsSync(disk.device))
         await this.build(d).catch((err: Error) => problems.push(`${d}: ${err.message}`));
     }
+    await this.stops.reapply().catch((err: Error) => problems.push(`stopped writes: ${err.message}`));
     if (this.state.cleanShutdownBoot !== undefined) {
       delete this.state.cleanShutdownBoot;
       this.save();
@@ -191,7 +205,7 @@ export class Tracker {
     /** Disks whose filesystems fsfreeze froze: suspended without freezing them again. */
     const fsFrozenOn = new Set<string>();
     // Held writes: the suspend that holds them already froze any filesystem on the disks.
-    if (quiesce && !this.holds.standing()) {
+    if (quiesce && !this.holds.standing() && !this.stops.standing()) {
       try {
         for (const d of disks) {
           const info = await dmInfo(top(d));
@@ -208,8 +222,13 @@ export class Tracker {
         throw new TrackingError('QuiesceError', `fsfreeze failed: ${(err as Error).message}`);
       }
     }
-    const held = this.holds.standing();
+    const stop = this.stops.standing();
+    const held = stop ? { eras: stop.eras, heldAt: stop.stoppedAt } : this.holds.standing();
     const heldEra = (d: string): number | undefined => held?.eras[d];
+    const unstopped = stop ? disks.filter((d) => heldEra(d) === undefined) : [];
+    if (unstopped.length)
+      throw new TrackingError('Error', `writes of ${unstopped.join(', ')} are not stopped`);
+    if (stop) point.stopped = true;
     const cut = async (): Promise<void> => {
       const suspended: string[] = [];
       try {
@@ -221,7 +240,9 @@ export class Tracker {
           const era = heldEra(d);
           if (era === undefined) await dmMessage(top(d), 'checkpoint');
           pd.era = era ?? (await eraCurrent(top(d)));
-          pd.since = this.state.disks[d]?.shippedEra;
+          // Stopped: the suspended era takes no message, so the point sends the whole disk.
+          pd.since = stop ? undefined : this.state.disks[d]?.shippedEra;
+          if (stop?.shipped) pd.none = true;
         }
         this.save();
         for (const d of disks)
@@ -232,24 +253,25 @@ export class Tracker {
         point.instant = held?.heldAt ?? new Date().toISOString();
         for (const d of disks) {
           const disk = this.state.disks[d];
-          const n = point.disks[d]?.n ?? 0;
-          if (!disk) continue;
-          sparseFile(cowFile(d, n), disk.sizeBytes + (16 << 20));
-          const cow = await loopFor(cowFile(d, n));
-          await dmCreate(
-            snapName(d, n),
-            `0 ${Math.floor(disk.sizeBytes / 512)} snapshot ${disk.device} ${cow} N 8`,
-          );
+          if (disk) await makeSnapshot(d, point.disks[d]?.n ?? 0, disk.device, disk.sizeBytes);
         }
       } finally {
         for (const d of suspended) await dmResume(top(d));
         for (const m of frozenFs) await thawFs(m).catch(() => undefined);
       }
     };
-    await (held ? this.holds.during(held, cut) : cut());
+    const h = this.holds.standing();
+    await (stop ? this.stops.during(cut) : h ? this.holds.during(h, cut) : cut());
     point.state = 'frozen';
     this.save();
     return point;
+  }
+
+  /** Disks whose stack is alive (a planned failover stops them all). */
+  async stacks(): Promise<string[]> {
+    const alive: string[] = [];
+    for (const d of Object.keys(this.state.disks)) if (await dmInfo(top(d))) alive.push(d);
+    return alive;
   }
 
   sizeOf(disk: string): number {
@@ -285,6 +307,8 @@ export class Tracker {
         delete disk.untrusted;
       }
     }
+    if (success && point.stopped && point.state === 'frozen' && this.state.stop)
+      this.state.stop.shipped = true;
     delete this.state.points[pitId];
     this.save();
     return { released: true, fullSyncRequired: lost };
@@ -293,14 +317,13 @@ export class Tracker {
   /** Removes the snapshots and the stacks; a device still open keeps its name as a plain linear map. */
   async disable(): Promise<void> {
     for (const pitId of this.list()) await this.release(pitId, false);
+    // A committed failover: the retired machine stays stopped; the stacks go once it resumes.
+    if (this.state.stop) {
+      this.state.stop.disableOnResume = true;
+      return this.save();
+    }
     for (const [d, disk] of Object.entries(this.state.disks)) {
-      const info = await dmInfo(top(d));
-      if (info && info.openCount > 0)
-        await dmReplace(top(d), `0 ${Math.floor(disk.sizeBytes / 512)} linear ${disk.device} 0`);
-      else await dmRemove(top(d));
-      await dmRemove(origin(d));
-      await detachLoop(metaFile(d));
-      fs.rmSync(metaFile(d), { force: true });
+      await removeStack(d, disk.device, disk.sizeBytes);
       delete this.state.disks[d];
       this.save();
     }
@@ -309,7 +332,9 @@ export class Tracker {
   /** Byte extents the point sends for `disk`: all of it, or the era blocks written since. */
   async changes(pitId: string, disk: string, mode: 'full' | 'delta'): Promise<Array<[number, number]>> {
     const { pd, size } = this.pointDisk(pitId, disk);
-    if (mode === 'full' || pd.since === undefined) return [[0, size]];
+    if (pd.none) return [];
+    // A stopped era takes no message: a point frozen before the stop sends the whole disk too.
+    if (mode === 'full' || pd.since === undefined || this.stops.standing()) return [[0, size]];
     const metadata = await loopFor(metaFile(disk));
     const blocks = await eraWrittenSince(top(disk), metadata, pd.since);
     return blocks
@@ -333,38 +358,19 @@ export class Tracker {
       throw new TrackingError('Error', `read ${offset}+${length} is outside ${disk} (${size} bytes)`);
     if (length > target.length)
       throw new TrackingError('Error', `a read of at most ${target.length} bytes, not ${length}`);
-    const name = snapName(disk, pd.n);
-    let opening = this.readers.get(name);
-    if (!opening) {
-      opening = dmInfo(name).then((info) => {
-        if (!info)
-          throw new TrackingError(
-            'FrozenPointLostError',
-            `the snapshot of ${disk} for point ${pitId} is gone`,
-          );
-        return fs.promises.open(`/dev/mapper/${name}`, 'r');
-      });
-      this.readers.set(name, opening);
-      opening.catch(() => this.readers.delete(name));
-    }
-    const fh = await opening;
-    const buf = target.subarray(0, length);
-    try {
-      for (let done = 0; done < length; ) {
-        const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-        if (bytesRead === 0) throw new TrackingError('FrozenPointLostError', `${name} ended early`);
-        done += bytesRead;
-      }
-    } catch (err) {
-      throw await readFailure(err, name, `the snapshot of ${disk} for point ${pitId}`);
-    }
-    return buf;
+    return this.readers.read(
+      target.subarray(0, length),
+      snapName(disk, pd.n),
+      offset,
+      `the snapshot of ${disk} for point ${pitId}`,
+    );
   }
 
   /** Stopping cleanly: suspend and resume commit each era's metadata; then say so for the next boot. */
   async stopCleanly(): Promise<void> {
+    const stopped = this.stops.standing()?.disks ?? [];
     for (const d of Object.keys(this.state.disks))
-      if (await dmInfo(top(d))) {
+      if (!stopped.includes(d) && (await dmInfo(top(d)))) {
         await dmSuspend(top(d));
         await dmResume(top(d));
       }
@@ -385,11 +391,7 @@ export class Tracker {
   private async drop(point: FrozenPointRecord): Promise<void> {
     for (const [d, pd] of Object.entries(point.disks)) {
       const name = snapName(d, pd.n);
-      await this.readers
-        .get(name)
-        ?.then((fh) => fh.close())
-        .catch(() => undefined);
-      this.readers.delete(name);
+      await this.readers.close(name);
       await dmRemove(name);
       await detachLoop(cowFile(d, pd.n));
       fs.rmSync(cowFile(d, pd.n), { force: true });
