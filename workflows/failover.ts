@@ -1,5 +1,6 @@
 // failover: one machine to the recovery site. Unplanned: from the chosen point. Planned: stop the
-// source's writes, have protectMachine cut a final point, fail over from it (no write lost). Then
+// source's writes, have protectMachine cut a final point, fail over from it (no write lost; an
+// agent machine's writes come back if it fails or is cancelled: lib/agent-stop.ts). Then
 // it waits for the operator: `changeRecoveryPoint` rebuilds the disks from another point (any
 // number of times), `commit` ends forward replication, keeping the replica and its points for
 // reprotect, and completes the job. The vault lock taken by the operation is released when the
@@ -21,6 +22,7 @@ import { changeRecoveryPointUpdate, commitUpdate, type FailoverInput } from '../
 import { recoveryStatusQuery, type RecoveryStatus } from '../shared/contracts/recovery-job';
 import { createTracker, failed, recover, teardown } from './recovery-steps';
 import { processServerQueueOf } from './lib/host-queue';
+import { agentWriteStopper, type WriteStopper } from './lib/agent-stop';
 
 const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,
@@ -118,12 +120,14 @@ export async function failover(input: FailoverInput): Promise<RecoveryStatus> {
       );
   }
 
+  let agentStop: WriteStopper | undefined;
   try {
     let point: RecoveryPoint | undefined = input.point;
     if (input.planned) {
+      agentStop = await agentWriteStopper(machine);
       await t.step(
         'stop source writes',
-        () => ps.stopSourceWrites({ machine }),
+        () => (agentStop ?? ps).stopSourceWrites({ machine }),
         (r) => `${r.method}: ${r.note}`,
       );
       point = await t.step(
@@ -136,13 +140,22 @@ export async function failover(input: FailoverInput): Promise<RecoveryStatus> {
     await recover(t, { kind: 'failover', job: input.job, machine, point, settings: input.settings });
   } catch (err) {
     t.setState('failed');
+    const stopped = t.status.steps.some((s) => s.name === 'stop source writes' && s.state === 'done');
+    let resumed: string | undefined;
     await CancellationScope.nonCancellable(async () => {
       await teardown(t, ref).catch(() => undefined);
+      // An agent machine gets its writes back (the stop was tried: it may have taken).
+      if (agentStop && t.status.steps.some((s) => s.name === 'stop source writes'))
+        resumed = await agentStop.resumeSourceWrites({ machine }).catch(() => undefined);
       await control.releaseFailoverLock({ machine: machine.name, job: input.job });
     });
     const failure = failed(t, err);
-    if (input.planned && t.status.steps.some((s) => s.name === 'stop source writes' && s.state === 'done'))
-      failure.message += `; the source's writes are still stopped: resume it (QMP cont, or its thaw command) or fail over unplanned`;
+    const agentId = machine.source.type === 'agent' ? machine.source.agentId : undefined;
+    if (resumed && stopped) failure.message += `; ${resumed}`;
+    else if (input.planned && stopped)
+      failure.message += agentId
+        ? `; the machine's writes are still stopped: resume them (\`osr agent resume ${agentId}\`) or fail over unplanned`
+        : `; the source's writes are still stopped: resume it (QMP cont, or its thaw command) or fail over unplanned`;
     throw failure;
   }
   t.setState('failed-over');

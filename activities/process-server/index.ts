@@ -10,7 +10,8 @@ import { BandwidthLimits } from './bandwidth';
 import { readSiteShare } from './site-share';
 import { transferDisk, type TransferDiskInput, type TransferSlice } from './transfer-disk';
 import * as source from './machine-source';
-import { stopSourceWrites } from './stop-writes';
+import { resumeSourceWrites, stopSourceWrites } from './stop-writes';
+import { resumeAgentWrites } from '../../lib/sources/agent-source';
 import { forgetReverseSource } from './forget-reverse';
 import { probeSource, type ProbeSourceInput } from './probe-source';
 import { discoverHost, type DiscoverHostInput } from './discover-host';
@@ -86,6 +87,12 @@ export function createProcessServerActivities(deps: DataPathDeps) {
 
     /** Before a planned failover: no more writes at the source. */
     stopSourceWrites: keepAlive((input: { machine: ProtectedMachine }) => stopSourceWrites(input.machine)),
+    /** A failed or cancelled planned failover: the source's writes back (an agent machine's). */
+    resumeSourceWrites: keepAlive((input: { machine: ProtectedMachine }) =>
+      resumeSourceWrites(input.machine),
+    ),
+    /** `osr agent resume`: the agent's stopped writes back (its connection is here). */
+    resumeAgentWrites: (input: { agentId: string }) => resumeAgentWrites(input.agentId),
 
     async transferDisk(input: TransferDiskInput): Promise<TransferSlice> {
       const ctx = Context.current();

@@ -9,6 +9,8 @@ import type {
   FreezeScriptCommands,
   HoldOutcome,
   ReleaseResult,
+  ResumeResult,
+  StopResult,
 } from '../../agent/protocol';
 import { CHECKSUM_SPAN_BYTES, HOLD_LIMIT_MS, READ_REQUEST_BYTES } from '../../agent/protocol';
 import type { BarrierMethod } from '../../shared/group-types';
@@ -27,7 +29,13 @@ import {
   type SourceConnector,
   type SourceDisk,
   type SourceKind,
+  type StopWritesResult,
 } from './source-connector';
+
+/** The agent does not know a request OSR needs: `osr agent upgrade` is the fix. Not retried. */
+export class AgentTooOldError extends Error {
+  override readonly name = 'AgentTooOldError';
+}
 
 function channelOf(agentId: string): AgentChannel {
   const channel = agentChannel(agentId);
@@ -166,12 +174,31 @@ class AgentSourceConnector implements SourceConnector {
       );
   }
 
-  async stopWrites() {
+  /**
+   * Stops every tracked disk's writes in the machine until resumeWrites (no time limit; kept
+   * across agent restarts). The final point cut next is of the stopped disks.
+   */
+  async stopWrites(): Promise<StopWritesResult> {
+    let r: StopResult;
+    try {
+      r = await ask<StopResult>(this.channel, { op: 'stop-writes' });
+    } catch (err) {
+      if (err instanceof AgentRequestError && /unknown request/.test(err.message))
+        throw new AgentTooOldError(
+          `agent ${this.agentId} is older than planned failover (it cannot stop the machine's writes); nothing was stopped. Upgrade it (\`osr agent upgrade ${this.agentId}\`) and fail over again, or fail over unplanned`,
+        );
+      throw err;
+    }
     return {
-      method: 'none' as const,
-      note: 'the Mobility agent does not stop the machine: shut it down (or stop its applications) before a planned failover',
+      method: 'agent-stop',
+      note: `agent ${this.agentId} suspended ${r.disks.join(', ')} at ${r.stoppedAt}: no write is acknowledged until the failover ends or \`osr agent resume ${this.agentId}\``,
     };
   }
+
+  resumeWrites(): Promise<string> {
+    return resumeAgentWrites(this.agentId);
+  }
+
   async close(): Promise<void> {}
 }
 
@@ -239,6 +266,14 @@ class AgentFrozenDisk implements FrozenDiskReader {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Lets a planned failover's stopped writes go (`osr agent resume`, or the failover's teardown). */
+export async function resumeAgentWrites(agentId: string): Promise<string> {
+  const r = await ask<ResumeResult>(channelOf(agentId), { op: 'resume-writes' });
+  return r.resumed
+    ? `agent ${agentId} resumed the machine's writes after ${Math.round(r.stoppedMs / 1000)} s`
+    : `agent ${agentId} had no writes stopped`;
 }
 
 export const agentSource: SourceKind = {

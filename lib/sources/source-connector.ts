@@ -27,7 +27,8 @@
 // - disableTracking releases every frozen point (changes kept) and removes all the connector
 //   left on the source. Safe to repeat.
 // - holdWrites/releaseWrites: releaseWrites with what holdWrites returned undoes it; a repeated
-//   release is a no-op. stopWrites (planned failover) is not undone.
+//   release is a no-op. stopWrites (planned failover) is undone only by a source with
+//   resumeWrites (the agent's), safe to repeat.
 // - openFrozenDisk needs no control connection to the source: a transfer holds only the reader.
 import type { BlobStorage } from '../azure/blob-client';
 import type { Extent } from '../disk/extents';
@@ -88,7 +89,7 @@ export interface ReleaseOutcome {
 }
 
 export interface StopWritesResult {
-  method: 'qmp-stop' | 'quiesce-hook' | 'none';
+  method: 'qmp-stop' | 'quiesce-hook' | 'agent-stop' | 'none';
   note: string;
 }
 
@@ -184,6 +185,8 @@ export interface SourceConnector {
   releaseWrites(method: BarrierMethod): Promise<void>;
   /** No more writes at all (before a planned failover); says how, or that the operator must. */
   stopWrites(): Promise<StopWritesResult>;
+  /** Undoes stopWrites (a failed or cancelled planned failover), where the source can; says what it did. */
+  resumeWrites?(): Promise<string>;
   close(): Promise<void>;
 }
 
