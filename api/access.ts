@@ -91,6 +91,7 @@ export const ROUTE_ACCESS: Record<string, Access> = {
   'POST /v1/hosts/{name}/protect': 'admin',
   'POST /v1/agents/{id}/protect': 'admin',
   'POST /v1/agents/{id}/upgrade': 'admin',
+  'POST /v1/agents/{id}/resume': 'operator',
   'POST /v1/machines/{name}/recovery-settings': 'admin',
   'GET /v1/tokens': 'admin',
   'POST /v1/tokens': 'admin',

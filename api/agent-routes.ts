@@ -2,6 +2,7 @@
 // protecting an agent's machine (`osr protect --agent`) and upgrading an agent (`osr agent upgrade`). Tokens and installs stay with the CLI,
 // which holds the SSH key.
 import { upgradeAgents } from '../operations/agent-upgrade';
+import { resumeAgentWrites } from '../operations/agent-resume';
 import { getAgent, listAgents } from '../operations/agents';
 import { parseDuration } from '../shared/policy';
 import { protect } from '../operations/machines';
@@ -61,6 +62,14 @@ export const agentRoutes: Route[] = [
       const timeoutSeconds = optionalDuration(body, 'timeout', (t) => parseDuration(t, 'timeout'));
       const [result] = await upgradeAgents(req.ctx, { id: req.params.id as string, timeoutSeconds });
       return { status: 200, body: result };
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/agents/{id}/resume',
+    handler: async (req) => {
+      onlyFields(await req.body(), []);
+      return { status: 200, body: await resumeAgentWrites(req.ctx, req.params.id as string) };
     },
   },
 ];

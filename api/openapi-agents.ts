@@ -128,6 +128,38 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
       },
     },
   },
+  '/v1/agents/{id}/resume': {
+    post: {
+      operationId: 'resumeAgentWrites',
+      summary:
+        'give a machine back the writes a planned failover stopped (`osr agent resume`): its agent resumes the suspended disks; a failed or cancelled planned failover does it by itself. Safe to repeat',
+      tags: ['agents'],
+      parameters: [
+        {
+          name: 'id',
+          in: 'path',
+          required: true,
+          description: 'agent id (ag-…)',
+          schema: { type: 'string' },
+        },
+      ],
+      responses: {
+        '200': {
+          description: 'resumed, or no writes were stopped (the result says which)',
+          ...json({
+            type: 'object',
+            required: ['agentId', 'result'],
+            properties: { agentId: { type: 'string' }, result: { type: 'string' } },
+          }),
+        },
+        ...common,
+        '400': error('not an agent id, or the agent is disconnected'),
+        '404': error('no such agent'),
+        '409': error('a resume of this agent is running'),
+        '503': error('the agent could not resume its disks, or its process server is gone'),
+      },
+    },
+  },
 };
 
 export const agentSchemas: Record<string, Schema> = {

@@ -15,3 +15,4 @@ export { failbackPlan } from './failback-plan';
 export { endProtection } from './end-protection';
 export { approvalRequest } from './approval';
 export { upgradeAgent } from './upgrade-agent';
+export { resumeAgentWrites } from './resume-agent-writes';

@@ -1,4 +1,4 @@
-// `osr agent token|install|list|show|upgrade|uninstall`: Mobility agents, the in-guest part that protects
+// `osr agent token|install|list|show|upgrade|resume|uninstall`: Mobility agents, the in-guest part that protects
 // machines OSR cannot see from a hypervisor. Agents dial out to a process server's listener
 // (agents.port, 9443); this reads and writes the vault, and `install` reaches the machine by SSH.
 import fs from 'node:fs';
@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { installAgent } from '../../operations/agent-install';
 import { upgradeAgents } from '../../operations/agent-upgrade';
+import { resumeAgentWrites } from '../../operations/agent-resume';
 import { forgetAgent, getAgent, listAgents, makeAgentToken, type AgentView } from '../../operations/agents';
 import { parseDuration } from '../../shared/policy';
 import { withContext } from '../common/context';
@@ -188,6 +189,17 @@ export function registerAgentCommands(program: Command): void {
               ? `${r.agentId} already runs ${r.version}\n`
               : `${r.agentId} skipped (${r.outcome === 'skipped' ? r.reason : r.outcome}): still ${r.version}\n`,
         );
+    });
+  agent
+    .command('resume <id>')
+    .description(
+      "give a machine back the writes a planned failover stopped (its agent suspended the protected disks): a failed or cancelled planned failover does it by itself; use this when it could not (the agent was away), or after a commit when the retired machine is to run again (its tracking is then removed). Safe to repeat",
+    )
+    .option('--json', 'print JSON')
+    .action(async (id: string, o: { json?: boolean }) => {
+      const r = await withContext((ctx) => resumeAgentWrites(ctx, id));
+      if (o.json) return printJson(r);
+      process.stdout.write(`${r.result}\n`);
     });
   agent
     .command('uninstall <id>')
