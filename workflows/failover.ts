@@ -124,7 +124,7 @@ export async function failover(input: FailoverInput): Promise<RecoveryStatus> {
   try {
     let point: RecoveryPoint | undefined = input.point;
     if (input.planned) {
-      agentStop = await agentWriteStopper(machine);
+      agentStop = (await agentWriteStopper(machine))?.ps;
       await t.step(
         'stop source writes',
         () => (agentStop ?? ps).stopSourceWrites({ machine }),

@@ -16,8 +16,13 @@ export const PATCH_AGENT_PLANNED_FAILOVER = 'agent-planned-failover';
 
 export type WriteStopper = Pick<ProcessServerActivities, 'stopSourceWrites' | 'resumeSourceWrites'>;
 
-/** The activities stopping and resuming an agent machine's writes; undefined for other machines. */
-export async function agentWriteStopper(machine: ProtectedMachine): Promise<WriteStopper | undefined> {
+/**
+ * The activities stopping and resuming an agent machine's writes; undefined for other machines.
+ * Wrapped in an object: a promise resolved with an activity proxy would ask it for `then`.
+ */
+export async function agentWriteStopper(
+  machine: ProtectedMachine,
+): Promise<{ ps: WriteStopper } | undefined> {
   const source = machine.source;
   if (source.type !== 'agent' || !patched(PATCH_AGENT_PLANNED_FAILOVER)) return undefined;
   const control = proxyActivities<Pick<ControlActivities, 'agentQueue'>>({
@@ -26,7 +31,7 @@ export async function agentWriteStopper(machine: ProtectedMachine): Promise<Writ
     retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 5 },
   });
   const queue = (await control.agentQueue({ agentId: source.agentId })) ?? processServerQueueOf(machine);
-  return proxyActivities<WriteStopper>({
+  const ps = proxyActivities<WriteStopper>({
     taskQueue: queue,
     // The holder gone: fail soon (the stop) or say so (the resume), not wait for a poller.
     scheduleToStartTimeout: '1m',
@@ -34,4 +39,5 @@ export async function agentWriteStopper(machine: ProtectedMachine): Promise<Writ
     heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 3 },
   });
+  return { ps };
 }
