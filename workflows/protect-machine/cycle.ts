@@ -44,6 +44,11 @@ const PATCH_FREEZE_FAILURE_RELEASE = 'freeze-failure-release';
  * is under way waits for the next cycle (old runs answered it with the crash-consistent point).
  */
 const PATCH_APP_REQUEST_WAITS = 'agent-recovery';
+// A point request that arrived after this cycle asked for its freeze waits for the next cycle: the
+// point may be of an earlier time than the request (a planned failover's final point must be
+// frozen after the source's writes stopped; before, a cycle under way answered it). Found by the
+// agent's planned failover test, it holds for every source.
+const PATCH_REQUEST_BEFORE_FREEZE = 'agent-planned-failover';
 
 export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> {
   await followAgent(run);
@@ -57,7 +62,8 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
   // Whether this cycle tried to quiesce: only then does it answer requests for app-consistent points.
   const triedApp = kind === 'app';
   const waitsForApp = (r: ProtectRun['pointRequests'][number]): boolean =>
-    !group && !triedApp && r.request.kind === 'app' && patched(PATCH_APP_REQUEST_WAITS);
+    (!group && !triedApp && r.request.kind === 'app' && patched(PATCH_APP_REQUEST_WAITS)) ||
+    (!r.beforeFreeze && patched(PATCH_REQUEST_BEFORE_FREEZE));
   const modes: Record<string, TransferMode> = {};
   const sizes: Record<string, number> = {};
   for (const d of s.disks) {
@@ -77,6 +83,8 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
     }
     s.unreleased?.shift();
   }
+  // Only requests made before the freeze is asked for are answered by this cycle's point.
+  for (const r of run.pointRequests) r.beforeFreeze = true;
   // Temporal's time before the freeze: with the time after it, what bounds the true instant.
   const freezeAskedAt = Date.now();
   try {

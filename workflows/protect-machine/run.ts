@@ -33,6 +33,8 @@ import type { StorageWatch } from '../lib/storage-retry';
 
 export interface PointRequestEntry {
   request: PointRequest;
+  /** Made before a cycle asked for its freeze: that cycle's point is of a later time. */
+  beforeFreeze?: boolean;
   done?: RecoveryPoint;
   failed?: string;
 }
