@@ -1,4 +1,4 @@
-// App-consistent points, a drill and an unplanned failover of a machine protected through the
+// App-consistent points, a drill and planned failovers of a machine protected through the
 // Mobility agent, with the real parts: the agent test guest under QEMU (reached over SSH), the
 // agent pushed into it, Temporal, Azurite, a process-server, control and cloud-applier worker.
 // The machine's freeze script and --pre/--post run on the machine around an app-consistent point
@@ -6,7 +6,10 @@
 // crash-consistent point with an alert naming it and everything thawed. The drill and the
 // failover boot the recovered disks in QEMU (the agent guest's kernel and initramfs: its root is in
 // RAM, so the data disks are what is recovered) and the probe, SSH into the booted guest, sees the
-// point's bytes, which hold exactly records 1..k.
+// point's bytes, which hold exactly records 1..k. A planned failover stops the machine's writes (the
+// agent suspends its disks): the workload's own acknowledgements show it made no progress while
+// stopped and that the final point holds every record it acknowledged; a cancelled one, and
+// `osr agent resume` after a commit, give the writes back (the workload goes on).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -19,8 +22,9 @@ import { ControlContext } from '../../operations/context';
 import * as failover from '../../operations/failover';
 import { machineStatus } from '../../operations/machines';
 import type { RecoveryPoint } from '../../shared/replication-types';
-import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
+import { recoveryStatusQuery, type RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
+import { resumeAgentWritesWorkflowId } from '../../shared/contracts/resume-agent-writes';
 import { freePort } from '../../lib/process/ports';
 import { installAgent, startAgentWorkers } from '../helpers/agent-fixture';
 import { agentGuestFiles, startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
@@ -39,6 +43,7 @@ let stack: TestStack;
 let guest: AgentGuest;
 let ctx: ControlContext;
 let work: string;
+let agentId: string;
 const osr = cliFor(() => stack.env);
 
 async function sh(command: string, timeoutMs?: number): Promise<string> {
@@ -84,7 +89,7 @@ before(async () => {
   ctx = new ControlContext(stack.config);
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'osr-agent-recovery-'));
   await startAgentWorkers(stack, agentPort);
-  const agentId = await installAgent(osr, guest);
+  agentId = await installAgent(osr, guest);
   const policy = await osr([
     'policy',
     'create',
@@ -295,26 +300,99 @@ test('a drill boots the recovered disks and the probe sees the point; cleanup le
   assert.deepEqual(left, []);
 });
 
-test('an unplanned failover boots the last point, holding every acknowledged record', async () => {
-  await sh('touch /tmp/stop');
-  await pollFor(async () => ((await guest.ssh('test -e /tmp/stopped')).code === 0 ? true : undefined), {
+/** The newest record the workload acknowledged, from its own file in the guest (not OSR's log). */
+async function acked(): Promise<number> {
+  return Number((await sh('cat /tmp/acked')).trim());
+}
+
+/** The final point a planned failover cut, from its status. */
+async function finalPoint(status: RecoveryStatus | undefined): Promise<RecoveryPoint> {
+  const step = status?.steps.find((s) => s.name === 'final point');
+  const id = /point (\S+) at/.exec(step?.detail ?? '')?.[1];
+  assert.ok(id, `final point step: ${JSON.stringify(step)}`);
+  return pointById(ctx, M, id);
+}
+
+/** Polls a running failover's status until `step` is done; fails at once if the failover failed. */
+async function untilStep(workflowId: string, step: string): Promise<RecoveryStatus> {
+  const handle = (await ctx.client()).workflow.getHandle(workflowId);
+  const status = await pollFor(
+    async () => {
+      const st = await handle.query(recoveryStatusQuery);
+      const done = st.steps.some((x) => x.name === step && x.state === 'done');
+      return done || st.state === 'failed' ? st : undefined;
+    },
+    {
+      timeoutMs: 240_000,
+      intervalMs: 1000,
+      failure: (last) => new Error(`step ${step} not done within 240 s: ${String(last)}`),
+    },
+  );
+  assert.notEqual(status.state, 'failed', JSON.stringify(status));
+  return status;
+}
+
+/** Waits for the workload to acknowledge a record past `n` (its writes go on). */
+async function ackedPast(n: number): Promise<number> {
+  return pollFor(async () => ((await acked()) > n ? acked() : undefined), {
     timeoutMs: 60_000,
     intervalMs: 1000,
-    failure: () => new Error('the workload did not stop'),
+    failure: () => new Error(`the workload acknowledged nothing past ${n} within 60 s`),
   });
-  const total = Number((await sh('cat /tmp/acked')).trim());
-  // A point frozen after the writer stopped (one asked for now may be a cycle frozen before).
-  const stoppedAt = new Date().toISOString();
-  const point = await pollFor(async () => (await ctx.vault.points(M)).find((p) => p.instant > stoppedAt), {
-    timeoutMs: 180_000,
-    intervalMs: 2000,
-    failure: () => new Error('no point after the workload stopped within 180 s'),
+}
+
+test('a cancelled planned failover stops the writes while it runs, then gives them back', async () => {
+  const { ref } = await failover.startFailover(ctx, M, { planned: true, wait: false });
+  await untilStep(ref.workflowId, 'stop source writes');
+  const atStop = await acked();
+  const point = await finalPoint(await untilStep(ref.workflowId, 'final point'));
+  assert.equal(await acked(), atStop, 'the workload acknowledged nothing while its writes were stopped');
+  const k = await recordsOf(point);
+  // Every record acknowledged before the stop; at most the one in flight at the stop besides.
+  assert.ok(k >= atStop && k <= atStop + 1, `the final point holds 1..${k}, ${atStop} were acknowledged`);
+  const handle = (await ctx.client()).workflow.getHandle(ref.workflowId);
+  await handle.cancel();
+  await assert.rejects(handle.result(), (err: Error & { cause?: Error }) => {
+    assert.match(
+      `${err.message} ${err.cause?.message}`,
+      new RegExp(`agent ${agentId} resumed the machine's writes`),
+    );
+    return true;
   });
-  assert.equal(await recordsOf(point), total, 'nothing acknowledged is missing from the point');
+  await ackedPast(atStop + 1);
+  // The stop on the agent's holder, the resume in the teardown (patched('agent-planned-failover')).
+  await assertReplays(handle, 'failover-agent-planned-cancelled');
+});
+
+test('a planned failover boots its final point, holding every acknowledged record; writes stay stopped until `osr agent resume`', async () => {
   await configureBoot('failover');
-  const { status } = await failover.startFailover(ctx, M, { point: point.id });
+  const { ref, status } = await failover.startFailover(ctx, M, { planned: true });
   assert.equal(status?.state, 'failed-over', JSON.stringify(status));
+  const total = await acked();
+  const point = await finalPoint(status);
+  const k = await recordsOf(point);
+  assert.ok(k >= total && k <= total + 1, `the final point holds 1..${k}, ${total} were acknowledged`);
   await assertBootedPoint(status, 'failover', point);
   const committed = await failover.commitFailover(ctx, M);
   assert.equal(committed.state, 'committed');
+  // Through the final point, the boot check and the commit, the machine acknowledged nothing.
+  assert.equal(await acked(), total, 'the workload made no progress while its writes were stopped');
+  const resumed = await osr(['agent', 'resume', agentId]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stdout, new RegExp(`agent ${agentId} resumed the machine's writes after \\d+ s`));
+  await ackedPast(total + 1);
+  // The committed failover disabled tracking: once resumed, the stack goes (the open top stays linear).
+  await pollFor(
+    async () => (/osr-vdb-origin/.test(await sh('PATH=/usr/sbin:/sbin:$PATH dmsetup ls')) ? undefined : true),
+    {
+      timeoutMs: 60_000,
+      intervalMs: 2000,
+      failure: () => new Error('the tracking stack stayed after resume'),
+    },
+  );
+  const again = await osr(['agent', 'resume', agentId]);
+  assert.match(again.stdout, /had no writes stopped/);
+  const client = await ctx.client();
+  await assertReplays(client.workflow.getHandle(ref.workflowId), 'failover-agent-planned');
+  await assertReplays(client.workflow.getHandle(resumeAgentWritesWorkflowId(agentId)), 'resumeAgentWrites');
 });
