@@ -32,7 +32,6 @@ export function trackingHandler(
   let chain: Promise<unknown> = Promise.resolve();
   const serve = async (request: TrackingRequest, id: number, write: Write, ticket = 0): Promise<void> => {
     const reply = (result: unknown): Promise<void> => write(encode({ type: 'reply', id, result }));
-    const stop = tracker.stops.standing();
     switch (request.op) {
       case 'enable':
         return reply(await tracker.enable(request.disk));
@@ -60,20 +59,27 @@ export function trackingHandler(
         const extents = await tracker.changes(request.pitId, request.disk, request.mode);
         return write(...dataPieces(id, Buffer.from(JSON.stringify(extents))));
       }
-      case 'hold': // a stop standing holds every disk already, for as long as it stands
+      case 'hold': {
+        // A stop standing holds every disk already, for as long as it stands.
+        const stop = tracker.stops.standing();
         return reply(
           stop
             ? { disks: stop.disks, heldAt: stop.stoppedAt }
             : await tracker.holds.hold(ticket, await tracker.tracked()),
         );
+      }
       case 'unhold':
-        return reply(stop ? { held: true, heldMs: 0, expired: false } : await tracker.holds.release());
+        return reply(
+          tracker.stops.standing()
+            ? { held: true, heldMs: 0, expired: false }
+            : await tracker.holds.release(),
+        );
       case 'stop-writes':
         await tracker.holds.release(); // a group hold standing: the stop takes its place
         return reply(await tracker.stops.stop(await tracker.stacks()));
       case 'resume-writes': {
         // Tracking disabled while stopped (a committed failover) is finished once writes go on.
-        const disable = stop?.disableOnResume;
+        const disable = tracker.stops.standing()?.disableOnResume;
         const resumed = await tracker.stops.resume();
         if (disable) await tracker.disable();
         return reply(resumed);

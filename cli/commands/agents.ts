@@ -193,7 +193,7 @@ export function registerAgentCommands(program: Command): void {
   agent
     .command('resume <id>')
     .description(
-      "give a machine back the writes a planned failover stopped (its agent suspended the protected disks): a failed or cancelled planned failover does it by itself; use this when it could not (the agent was away), or after a commit when the retired machine is to run again (its tracking is then removed). Safe to repeat",
+      'give a machine back the writes a planned failover stopped (its agent suspended the protected disks): a failed or cancelled planned failover does it by itself; use this when it could not (the agent was away), or after a commit when the retired machine is to run again (its tracking is then removed). Safe to repeat',
     )
     .option('--json', 'print JSON')
     .action(async (id: string, o: { json?: boolean }) => {
