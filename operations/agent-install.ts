@@ -6,7 +6,9 @@
 // the agent has connected to its process server.
 import fs from 'node:fs';
 import path from 'node:path';
+import { LAUNCHER } from '../agent/launcher';
 import { agentBundleDir } from '../lib/agents/bundle-source';
+import { probeCommand, probeResult, pushVerified, type PushProbe } from '../lib/ssh/push';
 import { HostKeyError, openSsh, parseSshTarget, type SshSession } from '../lib/ssh/session';
 import type { AgentVmLink } from '../lib/agents/registry';
 import { chooseListener, getAgent, makeAgentToken, type AgentView } from './agents';
@@ -15,23 +17,6 @@ import { audited } from './audit';
 import { OperationError, type ControlContext } from './context';
 
 export const AGENT_DIR = '/opt/osr-agent';
-/**
- * V8 flags of the agent's node, measured in BENCHMARKS.md ("The agent's memory"): a 1 MiB young
- * generation (the default grows to 16 MiB a semi-space; the agent's data lives in Buffers outside
- * V8's heap), and `gc` exposed so the agent frees its compressor's dead buffers every 2 MiB
- * (agent/heap.ts: 15 MiB less at peak). Tried and left out: --lite-mode (6 MiB less, twice the
- * agent's CPU per MB sent: the entropy sampling runs interpreted), --max-old-space-size (a hard
- * bound would crash the agent on a large disk's change list, which is JSON in V8's heap),
- * MALLOC_ARENA_MAX=2 and --v8-pool-size=1 (under 1 MiB each).
- */
-export const AGENT_NODE_FLAGS = '--max-semi-space-size=1 --expose-gc';
-
-const LAUNCHER = `#!/bin/sh
-# The Mobility agent of Open Site Recovery: the node beside this file, or the machine's own.
-d=$(dirname "$(readlink -f "$0")")
-n="$d/node"; [ -x "$n" ] || n=node
-exec "$n" ${AGENT_NODE_FLAGS} "$d/agent/main.js" "$@"
-`;
 
 export interface AgentInstallInput {
   /** user@host[:port]; with `vm`, overrides the guest IP vCenter reports (a NAT'd or stand-in guest). */
@@ -60,10 +45,10 @@ function agentFiles(bundleDir?: string): { dir: string; files: string[] } {
   return { dir, files };
 }
 
-/** Makes the agent's folder; whether node must be copied (no Node 20 there). */
-async function prepare(ssh: SshSession, host: string): Promise<boolean> {
+/** Makes the agent's folder; whether node must be copied (no Node 20 there), and how (push.ts). */
+async function prepare(ssh: SshSession, host: string): Promise<PushProbe | undefined> {
   const r = await ssh.run(
-    `mkdir -p ${AGENT_DIR}/agent/tracking && uname -m && (node --version 2>/dev/null || true)`,
+    `mkdir -p ${AGENT_DIR}/agent/tracking && uname -m && (node --version 2>/dev/null || echo none); ${probeCommand(`${AGENT_DIR}/node`)}`,
   );
   if (r.code !== 0)
     throw new OperationError(`cannot make ${AGENT_DIR} on ${host}: ${r.stderr.trim()}`, 'invalid');
@@ -73,7 +58,14 @@ async function prepare(ssh: SshSession, host: string): Promise<boolean> {
       `${host} is ${arch}; the agent's node can be copied only to x86_64: install Node 20 there first`,
       'invalid',
     );
-  return !/^v(2\d|[3-9]\d)\./.test(version ?? '');
+  if (/^v(2\d|[3-9]\d)\./.test(version ?? '')) return undefined;
+  const probe = probeResult(r.stdout);
+  if (!probe.sha256sum)
+    throw new OperationError(
+      `${host} has no sha256sum to check the copied node with: install coreutils (or Node 20) there first`,
+      'invalid',
+    );
+  return probe;
 }
 
 /** The --ssh target, or bad input naming the form it must have (exit 2, before anything is done). */
@@ -130,8 +122,21 @@ async function pushAndEnroll(
   const files = agentFiles(ctx.config.agents.bundleDir);
   progress(`connecting to ${input.ssh}`);
   await withSsh(input, async (ssh) => {
-    const copyNode = await prepare(ssh, host);
-    progress(`copying the agent${copyNode ? ' and node' : ''} to ${AGENT_DIR}`);
+    const nodeProbe = await prepare(ssh, host);
+    if (nodeProbe) {
+      // Before any SFTP channel on this session (dropbear: see the enroll below).
+      progress(nodeProbe.gzip ? `sending node (gzip'ed) to ${AGENT_DIR}` : `copying node to ${AGENT_DIR}`);
+      const how = await pushVerified(
+        ssh,
+        (use) => withSsh(input, use),
+        { local: process.execPath, remote: `${AGENT_DIR}/node`, mode: 0o755 },
+        nodeProbe,
+      ).catch((err: Error) => {
+        throw new OperationError(`${host}: ${err.message}`, 'unavailable');
+      });
+      if (how === 'unchanged') progress(`${AGENT_DIR}/node is already this node (same SHA-256): kept`);
+    }
+    progress(`copying the agent to ${AGENT_DIR}`);
     const launcher = path.join(fs.mkdtempSync(path.join(ctx.config.stateDir, 'agent-')), 'osr-agent');
     fs.writeFileSync(launcher, LAUNCHER);
     try {
@@ -142,7 +147,6 @@ async function pushAndEnroll(
           mode: 0o644,
         })),
         { local: launcher, remote: `${AGENT_DIR}/osr-agent`, mode: 0o755 },
-        ...(copyNode ? [{ local: process.execPath, remote: `${AGENT_DIR}/node`, mode: 0o755 }] : []),
       ]);
     } finally {
       fs.rmSync(path.dirname(launcher), { recursive: true, force: true });

@@ -5,10 +5,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-/** Replaces `file` with `text`, durably (mode 0600: these files hold credentials and state). */
-export function writeDurably(file: string, text: string): void {
+/** Replaces `file` with `text`, durably (mode 0600 by default: credentials and state). */
+export function writeDurably(file: string, text: string, mode = 0o600): void {
   const temp = `${file}.new`;
-  const fd = fs.openSync(temp, 'w', 0o600);
+  fs.rmSync(temp, { force: true }); // a left-over temp keeps its mode: start anew
+  const fd = fs.openSync(temp, 'w', mode);
   try {
     fs.writeSync(fd, text);
     fs.fsyncSync(fd);

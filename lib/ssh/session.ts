@@ -1,7 +1,8 @@
 // SSH to a machine through the ssh2 library: key login, the host key accepted only when its
 // SHA-256 fingerprint is the one given (no trust on first use), commands with their exit code and
-// output, and files copied over SFTP.
+// output (a stream may feed a command's stdin), and files copied over SFTP.
 import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { Client, type SFTPWrapper } from 'ssh2';
 
 export interface SshTarget {
@@ -30,7 +31,12 @@ export class HostKeyError extends Error {
 
 export interface SshSession {
   hostKey: string;
-  run(command: string, timeoutMs?: number): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Runs a command; `input`, when given, is its stdin (ended at the input's end). */
+  run(
+    command: string,
+    timeoutMs?: number,
+    input?: Readable,
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
   /** Copies files over SFTP (their folders must exist). */
   put(files: Array<{ local: string; remote: string; mode: number }>): Promise<void>;
   close(): void;
@@ -71,7 +77,7 @@ export function openSsh(
       settled = true;
       resolve({
         hostKey: seen,
-        run: (command, ms = 120_000) => run(client, command, ms),
+        run: (command, ms = 120_000, input) => run(client, command, ms, input),
         put: (files) => put(client, files),
         close: () => void client.end(),
       });
@@ -94,10 +100,20 @@ function run(
   client: Client,
   command: string,
   timeoutMs: number,
+  input?: Readable,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     client.exec(command, (err, channel) => {
       if (err) return reject(err);
+      if (input) {
+        // A local read error ends the command (it sees no end of its input and is closed).
+        input.once('error', (e: Error) => {
+          reject(new Error(`\`${command}\`: reading its input: ${e.message}`));
+          channel.destroy();
+        });
+        input.pipe(channel);
+        channel.on('close', () => input.unpipe(channel).destroy());
+      }
       let stdout = '';
       let stderr = '';
       const timer = setTimeout(() => {

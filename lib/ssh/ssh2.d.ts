@@ -2,7 +2,7 @@
 // that OSR uses. ssh2 ships no types of its own.
 declare module 'ssh2' {
   import type { EventEmitter } from 'node:events';
-  import type { Readable, Writable } from 'node:stream';
+  import type { Duplex, Readable, Writable } from 'node:stream';
 
   export interface ConnectConfig {
     host: string;
@@ -14,10 +14,10 @@ declare module 'ssh2' {
     keepaliveInterval?: number;
   }
 
-  export interface ClientChannel extends Readable {
+  /** Reads the command's stdout; what is written goes to its stdin (its end is the command's EOF). */
+  export interface ClientChannel extends Duplex {
     stderr: Readable;
     stdin: Writable;
-    end(): this;
   }
 
   export interface SFTPWrapper extends EventEmitter {
