@@ -13,6 +13,7 @@ import path from 'node:path';
 import { enroll, RefusedError, session, splitAddress } from './connection';
 import { ownVersion } from './bundle';
 import { machineFacts } from './inventory';
+import { AGENT_NODE_FLAGS, refreshLauncher } from './launcher';
 import { EXIT_REFUSED, normalizeFingerprint } from './protocol';
 import { installService, removeService } from './service';
 import { readState, stateFile, writeState } from './state';
@@ -63,6 +64,18 @@ function previous(): { agentId: string; secret: string } | undefined {
 
 const log = (line: string): void => void process.stdout.write(`${new Date().toISOString()} ${line}\n`);
 
+/** Whether the launcher was outdated and is now rewritten (launcher.ts): the agent then restarts under it. */
+function keptLauncherCurrent(): boolean {
+  try {
+    if (!refreshLauncher(launcher())) return false;
+  } catch (err) {
+    log(`the launcher could not be brought up to date (${(err as Error).message}): running as it is`);
+    return false;
+  }
+  log(`${launcher()} rewritten with this release's node flags (${AGENT_NODE_FLAGS}): restarting under it`);
+  return true;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const o = options(rest);
@@ -95,6 +108,8 @@ async function main(argv: string[]): Promise<number> {
       const stop = new AbortController();
       for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
       log(`osr-agent ${ownVersion()} as ${state.agentId}, server ${state.server}`);
+      // Before any tracking starts: the service runs the agent again within seconds, under the new launcher.
+      if (keptLauncherCurrent()) return 0;
       // The machine's own work first: the agent's reads, compression and TLS take the CPU it leaves.
       try {
         os.setPriority(AGENT_NICE);

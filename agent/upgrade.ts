@@ -6,11 +6,14 @@
 // confirmation by the deadline the watchdog swaps the old folder back and stops the new agent, so
 // the service runs the old version again: a bad bundle or a new version that cannot connect rolls
 // back by itself. The id, credential (/etc/osr-agent) and change log (/var/lib/osr-agent) are not
-// in the swapped folder, so they stay.
+// in the swapped folder, so they stay. The unpacked folder, the swaps and the marker are flushed to
+// disk (tracking/durable.ts) before they are relied on. The launcher beside agent/ is kept current
+// by the new code itself at its start (launcher.ts).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ownVersion, unpackBundle } from './bundle';
+import { fsyncPath, writeDurably } from './tracking/durable';
 import { encode, UPGRADE_CHUNK_BYTES, type UpgradeRequest, type VerifyResult } from './protocol';
 
 /** /opt/osr-agent: the folder holding agent/ and the launcher. */
@@ -39,8 +42,7 @@ function readMarker(): Marker | undefined {
 }
 
 function writeMarker(m: Marker): void {
-  fs.writeFileSync(`${MARKER}.new`, `${JSON.stringify(m)}\n`);
-  fs.renameSync(`${MARKER}.new`, MARKER);
+  writeDurably(MARKER, `${JSON.stringify(m)}\n`, 0o644);
 }
 
 let verified: VerifyResult | undefined;
@@ -64,6 +66,8 @@ function serve(request: UpgradeRequest, restart: () => void): unknown {
       if (bytes.length !== request.size)
         throw new Error(`the bundle arrived with ${bytes.length} bytes, not ${request.size}: upgrade again`);
       const to = unpackBundle(bytes, request.sha256, NEXT);
+      // On disk before the switch names it agent/: a power loss must not leave empty files there.
+      fsyncPath(NEXT, true);
       verified = { from: ownVersion(), to };
       return verified;
     }
@@ -75,6 +79,7 @@ function serve(request: UpgradeRequest, restart: () => void): unknown {
       fs.rmSync(OLD, { recursive: true, force: true });
       fs.renameSync(CURRENT, OLD);
       fs.renameSync(NEXT, CURRENT);
+      fsyncPath(HOME);
       const deadline = new Date(Date.now() + request.timeoutSeconds * 1000).toISOString();
       writeMarker({ ...result, deadline, state: 'pending' });
       // The watchdog is the old code (agent.old), in a session of its own: it outlives this agent.
@@ -140,6 +145,7 @@ export async function watchUpgrade(log: (line: string) => void): Promise<number>
       fs.rmSync(FAILED, { recursive: true, force: true });
       fs.renameSync(CURRENT, FAILED);
       fs.renameSync(OLD, CURRENT);
+      fsyncPath(HOME);
       const reason = `${m.to} did not connect by ${m.deadline}: rolled back to ${m.from}`;
       writeMarker({ ...m, state: 'rolled-back', reason });
       // The new agent, if it runs at all, stops cleanly; its service starts the old code again.

@@ -5,12 +5,14 @@
 // this release ships (changed here by a marker); `osr agent upgrade` goes over the agent's own
 // connection while its machine is protected, refuses a bundle whose SHA-256 is not the release's,
 // rolls back by itself from a version that cannot start, and refuses unknown or offline agents.
+// An upgraded agent whose launcher predates the node flags rewrites it and restarts under it.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { bundleVersion } from '../../agent/bundle';
+import { AGENT_NODE_FLAGS, LAUNCHER } from '../../agent/launcher';
 import { stopPid, type RunningProcess } from '../../lib/process/managed-process';
 import { freePort } from '../../lib/process/ports';
 import type { AgentView } from '../../operations/agents';
@@ -183,8 +185,12 @@ test("a bundle whose SHA-256 is not the release's is refused by the agent; the o
   );
 });
 
-test('upgrade while protected: the agent restarts into the new build, keeps its id and log, the next point is a delta with every record', async () => {
+test('upgrade while protected: the agent restarts into the new build, keeps its id and log, the next point is a delta with every record; an old launcher gets the node flags', async () => {
   const old = (await agent()).version;
+  // As installed before the V8 flags: the upgrade replaces only agent/, the new agent its launcher.
+  const oldLauncher = LAUNCHER.replace(` ${AGENT_NODE_FLAGS}`, '');
+  assert.notEqual(oldLauncher, LAUNCHER);
+  await sh(`cat > /opt/osr-agent/osr-agent <<'EOF'\n${oldLauncher}EOF`);
   await sh(
     `rm -f /tmp/stop /tmp/stopped; cat > /tmp/workload.sh <<'EOF'\n${recordWorkload(BASE)}\nEOF\nsetsid sh /tmp/workload.sh </dev/null >/dev/null 2>&1 &`,
   );
@@ -207,6 +213,10 @@ test('upgrade while protected: the agent restarts into the new build, keeps its 
   const now = await agent();
   assert.deepEqual([now.id, now.version, now.outdated], [agentId, bundleVersion(shipped), false]);
   assert.match(await sh('tail -n 3 /opt/osr-agent/agent/main.js'), /build 2/);
+  assert.equal(await sh('cat /opt/osr-agent/osr-agent'), LAUNCHER);
+  const pid = (await agentPid()).trim();
+  assert.match(pid, /^\d+$/, `one agent process after the upgrade: ${pid}`);
+  assert.ok((await sh(`tr '\\0' ' ' </proc/${pid}/cmdline`)).includes(` ${AGENT_NODE_FLAGS} `));
   // The new agent confirmed itself: the watchdog removed the old folder.
   await pollFor(async () => ((await sh('ls /opt/osr-agent')).includes('agent.old') ? undefined : true), {
     timeoutMs: 30_000,
