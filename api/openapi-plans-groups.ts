@@ -180,6 +180,9 @@ export const planGroupPaths: Record<string, Partial<Record<'get' | 'post', Opera
       responses: {
         '201': { description: 'the group, active', ...json(ref('GroupStatus')) },
         ...common,
+        '400': error(
+          'bad body or field, or members the group cannot hold (sites, hosts, an agent of another build than this release: upgrade it)',
+        ),
         '404': error('a machine is not protected'),
         '409': error('the group exists, or a machine is in another group'),
       },

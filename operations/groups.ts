@@ -9,6 +9,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { groupDocs, groupWorkflowId, type ConsistencyGroup, type GroupPoint } from '../shared/group-types';
+import type { ProtectedMachine } from '../shared/replication-types';
 import { OSR_GROUP, OSR_JOB_KIND, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { checkName } from '../shared/names';
@@ -21,6 +22,7 @@ import {
   type GroupStatus,
 } from '../shared/contracts/consistency-group';
 import { audited } from './audit';
+import { checkAgentMembersCanHold } from './group-agents';
 import { OperationError, type ControlContext, jobSummary } from './context';
 import { untilState } from './job-results';
 import { machineStatus } from './machines';
@@ -60,6 +62,7 @@ async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus
   const sites = new Set<string>();
   // A machine's host (or none: its site's process servers). One process server holds the writes.
   const hosts = new Map<string, string[]>();
+  const members: ProtectedMachine[] = [];
   for (const name of machines) {
     const machine = await ctx.vault.machine(name);
     if (!machine)
@@ -67,6 +70,7 @@ async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus
         `machine ${name} is not protected: \`osr protect ${name} …\` first`,
         'not-found',
       );
+    members.push(machine);
     sites.add(machine.site);
     const where = machine.host ?? '';
     hosts.set(where, [...(hosts.get(where) ?? []), name]);
@@ -87,6 +91,7 @@ async function create(ctx: ControlContext, spec: GroupSpec): Promise<GroupStatus
       `the machines are served by different process servers (${[...hosts].map(([h, ms]) => `${h ? `host ${h}` : 'the site'}: ${ms.join(', ')}`).join('; ')}): one process server must hold all their writes, so a group's members are on one host (or all on none)`,
       'invalid',
     );
+  await checkAgentMembersCanHold(ctx, members);
   const host = [...hosts.keys()][0];
   const group: ConsistencyGroup = {
     name: spec.name,

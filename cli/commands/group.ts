@@ -31,7 +31,7 @@ export function registerGroupCommands(program: Command): void {
   cmd
     .command('create <name>')
     .description(
-      "group protected machines; each cut holds all members' writes briefly (QMP stop/cont, virsh suspend/resume, guest agent, quiesce commands or the Mobility agent)",
+      "group protected machines; each cut holds all members' writes briefly (QMP stop/cont, virsh suspend/resume, guest agent, quiesce commands or the Mobility agent, which must be this release's: `osr agent upgrade` an outdated one first)",
     )
     .requiredOption('--machines <names>', 'comma-separated protected machines (at least two, one site)')
     .option('--interval <seconds>', 'how often a group point is cut (default 300)', seconds)
