@@ -63,7 +63,7 @@ export function registerAgentCommands(program: Command): void {
   agent
     .command('install')
     .description(
-      'copy the agent onto a machine over SSH (SFTP), install its service (systemd, or an init script) and enroll it; waits until it is connected. A VMware VM (--vm) is reached at the guest IP its vCenter reports, and the agent keeps the link to the VM',
+      'copy the agent onto a machine over SSH (node gzipped and checked by SHA-256, or kept when the same is there), install its service (systemd, or an init script) and enroll it; waits until it is connected. A VMware VM (--vm) is reached at the guest IP its vCenter reports, and the agent keeps the link to the VM',
     )
     .option(
       '--ssh <user@host[:port]>',
@@ -161,7 +161,7 @@ export function registerAgentCommands(program: Command): void {
   agent
     .command('upgrade [id]')
     .description(
-      "send this release's agent to the machine over the agent's own connection (no SSH), verified by SHA-256 before it replaces the old one; the agent restarts into it keeping its id, credential and change log, and rolls back by itself if the new version does not connect in time",
+      "send this release's agent to the machine over the agent's own connection (no SSH), verified by SHA-256 before it replaces the old one; the agent restarts into it keeping its id, credential and change log (and updates its launcher), and rolls back by itself if the new version does not connect in time",
     )
     .option('--all', 'every outdated agent (disconnected ones are skipped and listed)')
     .option(
