@@ -131,6 +131,7 @@ async function pushAndEnroll(
         (use) => withSsh(input, use),
         { local: process.execPath, remote: `${AGENT_DIR}/node`, mode: 0o755 },
         nodeProbe,
+        (percent) => progress(`node: ${percent} % sent`),
       ).catch((err: Error) => {
         throw new OperationError(`${host}: ${err.message}`, 'unavailable');
       });

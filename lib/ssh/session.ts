@@ -29,6 +29,14 @@ export class HostKeyError extends Error {
   override name = 'HostKeyError';
 }
 
+export interface PutFile {
+  local: string;
+  remote: string;
+  mode: number;
+  /** Called as the copy goes, with the bytes copied so far. */
+  onBytes?: (copied: number) => void;
+}
+
 export interface SshSession {
   hostKey: string;
   /** Runs a command; `input`, when given, is its stdin (ended at the input's end). */
@@ -38,7 +46,7 @@ export interface SshSession {
     input?: Readable,
   ): Promise<{ code: number; stdout: string; stderr: string }>;
   /** Copies files over SFTP (their folders must exist). */
-  put(files: Array<{ local: string; remote: string; mode: number }>): Promise<void>;
+  put(files: PutFile[]): Promise<void>;
   close(): void;
 }
 
@@ -130,18 +138,18 @@ function run(
   });
 }
 
-async function put(
-  client: Client,
-  files: Array<{ local: string; remote: string; mode: number }>,
-): Promise<void> {
+async function put(client: Client, files: PutFile[]): Promise<void> {
   const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
     client.sftp((err, s) => (err ? reject(new Error(`no SFTP on the machine: ${err.message}`)) : resolve(s))),
   );
   try {
     for (const f of files)
       await new Promise<void>((resolve, reject) =>
-        sftp.fastPut(f.local, f.remote, { mode: f.mode }, (err) =>
-          err ? reject(new Error(`copying ${f.remote}: ${err.message}`)) : resolve(),
+        sftp.fastPut(
+          f.local,
+          f.remote,
+          { mode: f.mode, step: f.onBytes && ((copied) => f.onBytes?.(copied)) },
+          (err) => (err ? reject(new Error(`copying ${f.remote}: ${err.message}`)) : resolve()),
         ),
       );
   } finally {

@@ -21,7 +21,12 @@ declare module 'ssh2' {
   }
 
   export interface SFTPWrapper extends EventEmitter {
-    fastPut(local: string, remote: string, opts: { mode?: number }, cb: (err?: Error | null) => void): void;
+    fastPut(
+      local: string,
+      remote: string,
+      opts: { mode?: number; step?: (transferred: number, chunk: number, total: number) => void },
+      cb: (err?: Error | null) => void,
+    ): void;
     end(): void;
   }
 

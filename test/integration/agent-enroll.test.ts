@@ -1,8 +1,9 @@
 // The Mobility agent's first slice, with the real parts: the agent test guest booted under QEMU
 // (reached only over SSH, like a machine on the network), a real process-server worker with its
-// agent listener, Temporal and Azurite. `osr agent install --ssh` pushes the agent (and node) over
-// SFTP, enrolls it with a one-time token, and the agent shows with the guest's disks; a restart
-// of the process server is survived; wrong host keys and spent or expired tokens are refused.
+// agent listener, Temporal and Azurite. `osr agent install --ssh` pushes the agent over SFTP and
+// node gzip'ed and checked (lib/ssh/push.ts), enrolls it with a one-time token, and the agent
+// shows with the guest's disks; a restart of the process server is survived; wrong host keys and
+// spent or expired tokens are refused.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { freePort } from '../../lib/process/ports';
@@ -99,6 +100,14 @@ test('osr agent install enrolls the guest: listed with its disks and sizes, and 
     guest.hostKeyFingerprint,
   ]);
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  // node went gzip'ed through one command (the guest has busybox's gzip and sha256sum), checked
+  // and renamed into place: nothing half-copied is left beside it.
+  assert.match(r.stderr, /sending node \(gzip'ed\)[\s\S]*node: 90 % sent[\s\S]*copying the agent/);
+  assert.deepEqual((await guest.ssh('ls /opt/osr-agent')).stdout.split('\n').filter(Boolean), [
+    'agent',
+    'node',
+    'osr-agent',
+  ]);
   const [agent, ...others] = await agents();
   assert.equal(others.length, 0);
   assert.ok(agent);

@@ -33,6 +33,7 @@ function localSession(log: string[], corrupt = false): SshSession {
       log.push('put');
       for (const f of files) {
         fs.copyFileSync(f.local, f.remote);
+        f.onBytes?.(fs.statSync(f.local).size / 2);
         if (corrupt) fs.appendFileSync(f.remote, 'x');
       }
     },
@@ -59,8 +60,20 @@ test('gzip there: the file arrives whole, executable, under its name, in one com
   const ssh = localSession(log);
   const first = await probe(ssh, remote);
   assert.deepEqual(first, { gzip: true, sha256sum: true });
-  assert.equal(await pushVerified(ssh, (use) => use(ssh), { local, remote, mode: 0o755 }, first), 'gzip');
+  const tenths: number[] = [];
+  assert.equal(
+    await pushVerified(
+      ssh,
+      (use) => use(ssh),
+      { local, remote, mode: 0o755 },
+      first,
+      (p) => tenths.push(p),
+    ),
+    'gzip',
+  );
   assert.deepEqual(log, ['run', 'run+input']);
+  // Read in 64 KiB pieces, 3 MiB: each tenth is heard once, in order.
+  assert.deepEqual(tenths, [10, 20, 30, 40, 50, 60, 70, 80, 90]);
   assert.ok(fs.readFileSync(remote).equals(fs.readFileSync(local)));
   assert.equal(fs.statSync(remote).mode & 0o777, 0o755);
   assert.deepEqual(fs.readdirSync(path.dirname(remote)), ['node']);
@@ -92,7 +105,18 @@ test('no gzip there: SFTP, then the check in a fresh session; a changed copy is 
   assert.deepEqual(fs.readdirSync(path.dirname(remote)), ['node']);
 
   const good = localSession(log);
-  assert.equal(await pushVerified(good, (use) => use(good), { local, remote, mode: 0o755 }, noGzip), 'sftp');
+  const tenths: number[] = [];
+  assert.equal(
+    await pushVerified(
+      good,
+      (use) => use(good),
+      { local, remote, mode: 0o755 },
+      noGzip,
+      (p) => tenths.push(p),
+    ),
+    'sftp',
+  );
+  assert.deepEqual(tenths, [50]);
   assert.ok(fs.readFileSync(remote).equals(fs.readFileSync(local)));
   fs.rmSync(dir, { recursive: true });
 });
