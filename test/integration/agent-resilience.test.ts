@@ -8,10 +8,10 @@
 // every point holds exactly records 1..k, and `osr alerts` said what happened. And the system disk
 // filled under the agent's point store while a second writer rewrites blocks: the point is given
 // up with the fix, no write fails, and the next point after the space is freed holds every record.
-// When CI=true a seeded part runs: the crash always, and the reboot or the link cut as the seed
-// picks (printed in the skipped test's reason; OSR_TEST_SEED=<seed> replays that choice), with
-// the cut at 50 s (the process server drops an agent silent for 45 s: a shorter cut is only a
-// delay). Whatever ran, the last test checks every point and that the history replays.
+// When CI=true a seeded part runs: the crash always, and the reboot, the link cut or the full
+// store as the seed picks (printed in the skipped tests' reason; OSR_TEST_SEED=<seed> replays
+// that choice), with the cut at 50 s (the process server drops an agent silent for 45 s: a
+// shorter cut is only a delay). Whatever ran, the last test checks every point and that the history replays.
 // `npm run test:agent-resilience` runs all of it, with the full minute.
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -29,6 +29,7 @@ import { cliFor } from '../helpers/cli';
 import { pollFor } from '../helpers/poll';
 import { recordedFreezes } from '../helpers/protection';
 import { assertReplays } from '../helpers/replay';
+import { seededChoice } from '../helpers/seeded';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 
 const MiB = 1024 * 1024;
@@ -37,15 +38,7 @@ const DATA_DISK = 24 * MiB;
 const BASE = 2048;
 const CI = process.env.CI === 'true';
 const CUT_MS = CI ? 50_000 : 60_000;
-const SEED = Number(process.env.OSR_TEST_SEED ?? Math.floor(Math.random() * 1_000_000));
-/** Under CI, the seed's one of the two scenarios that cost a minute or more each. */
-const SEEDED = SEED % 2 === 0 ? 'reboot' : 'link-cut';
-const runs = (scenario: 'reboot' | 'link-cut') =>
-  !CI || SEEDED === scenario
-    ? {}
-    : {
-        skip: `CI=true runs the crash and the ${SEEDED} (seed ${SEED}, OSR_TEST_SEED=${SEED} replays it); npm run test:agent-resilience runs all`,
-      };
+const seeded = seededChoice(['reboot', 'link-cut', 'store-full'], 'npm run test:agent-resilience');
 let stack: TestStack;
 let guest: AgentGuest;
 let ctx: ControlContext;
@@ -209,7 +202,7 @@ after(async () => {
 
 test(
   'a clean reboot keeps the change log: the stack is back at boot and the next point is a delta',
-  runs('reboot'),
+  seeded.runs('reboot'),
   async (t: TestContext) => {
     const ackedBefore = await acked();
     const rebootAt = new Date().toISOString();
@@ -271,7 +264,7 @@ test('a crash makes tracking untrusted: the agent says so and a resync by checks
 
 test(
   'the link cut for a minute: alerts say unreachable, then resumed; replication goes on by itself',
-  runs('link-cut'),
+  seeded.runs('link-cut'),
   async (t: TestContext) => {
     await qmp('set_link', { name: guest.netdev, up: false });
     const cutAt = Date.now();
@@ -305,69 +298,75 @@ test(
   },
 );
 
-test("the point store's filesystem fills up: the cycle fails naming the fix, no write fails, replication resumes once space is back", async (t: TestContext) => {
-  const since = new Date().toISOString();
-  t.after(() => guest.ssh('rm -f /var/lib/osr-filler; touch /tmp/burst-stop')); // whatever failed
-  // The system disk (under /var/lib/osr-agent) filled, as by any other file, then 6 MiB freed.
-  await sh(
-    'dd if=/dev/zero of=/var/lib/osr-filler bs=1M 2>/dev/null; set -- $(wc -c </var/lib/osr-filler); truncate -s $(($1 - 6291456)) /var/lib/osr-filler && sync',
-    180_000,
-  );
-  // A second writer rewrites the top 8 MiB of the data disk (above every record) without pause.
-  await sh(
-    `cat >/tmp/burst.sh <<'EOF'\n${rewriteLoop('vda', 16, 8)}\nEOF\nsetsid sh /tmp/burst.sh </dev/null >/dev/null 2>&1 &`,
-  );
-  const passes = async (): Promise<number> => Number((await sh('wc -l </tmp/burst-passes')).trim());
-  const full = await pollFor(
-    async () =>
-      (await machineAlerts()).find(
-        (a) => a.kind === 'cycle-failed' && (a.lastAt ?? a.at) > since && /was invalidated/.test(a.message),
-      ),
-    {
-      timeoutMs: 180_000,
-      intervalMs: 1000,
-      failure: () => new Error('no cycle failed on the full point store within 180 s'),
-    },
-  ).catch(async (err: Error) => {
-    const seen = await guest.ssh('dmsetup status; df /var/lib/osr-agent; tail -n 20 /var/log/osr-agent.log');
-    throw new Error(`${err.message}: ${JSON.stringify(await machineAlerts())}\n${seen.stdout}`);
-  });
-  assert.match(
-    full.message,
-    /web: cycle (\d+) failed, changes kept for the next cycle: .*given up by its agent: the snapshot of vda for point web-c\1 was invalidated .*the filesystem holding \/var\/lib\/osr-agent is full .*Fix: free space on the filesystem holding \/var\/lib\/osr-agent/,
-  );
-  const failedCycle = Number(/cycle (\d+) failed/.exec(full.message)?.[1]);
-  const passesOverflowed = await passes();
-  await sh('rm -f /var/lib/osr-filler');
-  const freedAt = new Date().toISOString();
-  const ackedAtFree = await acked();
-  const point = await pointAfter(freedAt, 'after space came back', 240_000);
-  await sh('touch /tmp/burst-stop'); // its last pass ends on its own
-  // No point of the invalidated snapshot; the next one is a delta (the failed point's changes were
-  // carried, not rebuilt by checksums) holding every record acknowledged before space came back.
-  assert.equal((await points()).filter((p) => p.id.endsWith(`-c${failedCycle}`)).length, 0);
-  const first = (await freezes()).find((f) => f.instant > freedAt);
-  assert.equal(
-    first?.disks[0]?.mode,
-    'delta',
-    `first freeze after space came back: ${JSON.stringify(first)}`,
-  );
-  const k = await recordsOf(point);
-  assert.ok(k >= ackedAtFree, `point ${point.id}: ${k} records, ${ackedAtFree} acknowledged before it`);
-  // The machine's writes never failed, and went on while the store was full: the snapshot gave way.
-  assert.equal((await guest.ssh('cat /tmp/burst-failed')).stdout, '', 'writes to the machine failed');
-  assert.ok(passesOverflowed > 0, 'no rewrite while the store was full');
-  await resumedAlert(
-    /web: replication of web resumed .*the filesystem holding \/var\/lib\/osr-agent is full/,
-    since,
-  );
-  t.diagnostic(
-    `overflow: ${full.message}; space back → point ${Date.parse(point.instant) - Date.parse(freedAt)} ms; ${await passes()} rewrites of 8 MiB, none failed`,
-  );
-});
+test(
+  "the point store's filesystem fills up: the cycle fails naming the fix, no write fails, replication resumes once space is back",
+  seeded.runs('store-full'),
+  async (t: TestContext) => {
+    const since = new Date().toISOString();
+    t.after(() => guest.ssh('rm -f /var/lib/osr-filler; touch /tmp/burst-stop')); // whatever failed
+    // The system disk (under /var/lib/osr-agent) filled, as by any other file, then 6 MiB freed.
+    await sh(
+      'dd if=/dev/zero of=/var/lib/osr-filler bs=1M 2>/dev/null; set -- $(wc -c </var/lib/osr-filler); truncate -s $(($1 - 6291456)) /var/lib/osr-filler && sync',
+      180_000,
+    );
+    // A second writer rewrites the top 8 MiB of the data disk (above every record) without pause.
+    await sh(
+      `cat >/tmp/burst.sh <<'EOF'\n${rewriteLoop('vda', 16, 8)}\nEOF\nsetsid sh /tmp/burst.sh </dev/null >/dev/null 2>&1 &`,
+    );
+    const passes = async (): Promise<number> => Number((await sh('wc -l </tmp/burst-passes')).trim());
+    const full = await pollFor(
+      async () =>
+        (await machineAlerts()).find(
+          (a) => a.kind === 'cycle-failed' && (a.lastAt ?? a.at) > since && /was invalidated/.test(a.message),
+        ),
+      {
+        timeoutMs: 180_000,
+        intervalMs: 1000,
+        failure: () => new Error('no cycle failed on the full point store within 180 s'),
+      },
+    ).catch(async (err: Error) => {
+      const seen = await guest.ssh(
+        'dmsetup status; df /var/lib/osr-agent; tail -n 20 /var/log/osr-agent.log',
+      );
+      throw new Error(`${err.message}: ${JSON.stringify(await machineAlerts())}\n${seen.stdout}`);
+    });
+    assert.match(
+      full.message,
+      /web: cycle (\d+) failed, changes kept for the next cycle: .*given up by its agent: the snapshot of vda for point web-c\1 was invalidated .*the filesystem holding \/var\/lib\/osr-agent is full .*Fix: free space on the filesystem holding \/var\/lib\/osr-agent/,
+    );
+    const failedCycle = Number(/cycle (\d+) failed/.exec(full.message)?.[1]);
+    const passesOverflowed = await passes();
+    await sh('rm -f /var/lib/osr-filler');
+    const freedAt = new Date().toISOString();
+    const ackedAtFree = await acked();
+    const point = await pointAfter(freedAt, 'after space came back', 240_000);
+    await sh('touch /tmp/burst-stop'); // its last pass ends on its own
+    // No point of the invalidated snapshot; the next one is a delta (the failed point's changes were
+    // carried, not rebuilt by checksums) holding every record acknowledged before space came back.
+    assert.equal((await points()).filter((p) => p.id.endsWith(`-c${failedCycle}`)).length, 0);
+    const first = (await freezes()).find((f) => f.instant > freedAt);
+    assert.equal(
+      first?.disks[0]?.mode,
+      'delta',
+      `first freeze after space came back: ${JSON.stringify(first)}`,
+    );
+    const k = await recordsOf(point);
+    assert.ok(k >= ackedAtFree, `point ${point.id}: ${k} records, ${ackedAtFree} acknowledged before it`);
+    // The machine's writes never failed, and went on while the store was full: the snapshot gave way.
+    assert.equal((await guest.ssh('cat /tmp/burst-failed')).stdout, '', 'writes to the machine failed');
+    assert.ok(passesOverflowed > 0, 'no rewrite while the store was full');
+    await resumedAlert(
+      /web: replication of web resumed .*the filesystem holding \/var\/lib\/osr-agent is full/,
+      since,
+    );
+    t.diagnostic(
+      `overflow: ${full.message}; space back → point ${Date.parse(point.instant) - Date.parse(freedAt)} ms; ${await passes()} rewrites of 8 MiB, none failed`,
+    );
+  },
+);
 
 test('after all of it nothing acknowledged is lost: every point holds records 1..k, in order', async (t: TestContext) => {
-  if (CI) t.diagnostic(`seed ${SEED}: the crash and the ${SEEDED} ran (OSR_TEST_SEED=${SEED} replays it)`);
+  if (CI) t.diagnostic(`seed ${seeded.seed}: the crash and the ${seeded.chosen} ran`);
   // Stop the workload; the next point holds every record.
   await sh('touch /var/lib/osr-test/stop');
   await pollFor(
