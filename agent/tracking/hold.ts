@@ -37,6 +37,34 @@ export const realDm: HoldDm = {
   resume: dmResume,
 };
 
+/** Checkpoints each device's era; the era each checkpoint started, by disk. */
+export async function checkpointEras(
+  dm: HoldDm,
+  top: (disk: string) => string,
+  disks: string[],
+): Promise<Record<string, number>> {
+  const eras: Record<string, number> = {};
+  for (const d of disks) {
+    await dm.message(top(d), 'checkpoint');
+    eras[d] = await dm.currentEra(top(d));
+  }
+  return eras;
+}
+
+/** Suspends every disk's device, or none: one that fails resumes those already suspended. */
+export async function suspendAll(dm: HoldDm, top: (disk: string) => string, disks: string[]): Promise<void> {
+  const suspended: string[] = [];
+  try {
+    for (const d of disks) {
+      await dm.suspend(top(d));
+      suspended.push(d);
+    }
+  } catch (err) {
+    for (const d of suspended) await dm.resume(top(d)).catch(() => undefined);
+    throw err;
+  }
+}
+
 export class WriteHolds {
   private current?: Hold;
   private last?: HoldOutcome;
@@ -83,25 +111,12 @@ export class WriteHolds {
     if (standing) return { disks: Object.keys(standing.eras), heldAt: standing.heldAt };
     if (!disks.length) throw new TrackingError('Error', 'no tracked disk to hold: enable tracking first');
     this.current = undefined;
-    const eras: Record<string, number> = {};
     // Checkpoint while the era is live (a suspended era takes no message): a write between the
     // checkpoint and the suspend is in the point and in the new era, sent again, never missed.
-    for (const d of disks) {
-      await this.dm.message(this.top(d), 'checkpoint');
-      eras[d] = await this.dm.currentEra(this.top(d));
-    }
+    const eras = await checkpointEras(this.dm, this.top, disks);
     const heldAt = new Date().toISOString();
     const startedMs = performance.now();
-    const suspended: string[] = [];
-    try {
-      for (const d of disks) {
-        await this.dm.suspend(this.top(d));
-        suspended.push(d);
-      }
-    } catch (err) {
-      for (const d of suspended) await this.dm.resume(this.top(d)).catch(() => undefined);
-      throw err;
-    }
+    await suspendAll(this.dm, this.top, disks);
     const h: Hold = { eras, heldAt, startedMs, busy: Promise.resolve() };
     this.armLimit(h, this.limitMs);
     this.current = h;

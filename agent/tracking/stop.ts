@@ -6,7 +6,7 @@
 // cancelled failover's teardown, or `osr agent resume`). Points frozen while stopped
 // (tracker.ts) send the whole disk: the suspended era takes no message, so no change list.
 import { TrackingError } from './errors';
-import { realDm, type HoldDm } from './hold';
+import { checkpointEras, realDm, suspendAll, type HoldDm } from './hold';
 import type { ResumeResult, StopResult } from './hold-terms';
 import type { WriteStopRecord } from './store';
 
@@ -31,21 +31,8 @@ export class WriteStops {
     const standing = this.standing();
     if (standing) return { disks: standing.disks, stoppedAt: standing.stoppedAt };
     if (!disks.length) throw new TrackingError('Error', 'no tracked disk to stop: enable tracking first');
-    const eras: Record<string, number> = {};
-    for (const d of disks) {
-      await this.dm.message(this.top(d), 'checkpoint');
-      eras[d] = await this.dm.currentEra(this.top(d));
-    }
-    const suspended: string[] = [];
-    try {
-      for (const d of disks) {
-        await this.dm.suspend(this.top(d));
-        suspended.push(d);
-      }
-    } catch (err) {
-      for (const d of suspended) await this.dm.resume(this.top(d)).catch(() => undefined);
-      throw err;
-    }
+    const eras = await checkpointEras(this.dm, this.top, disks);
+    await suspendAll(this.dm, this.top, disks);
     // Recorded once every disk is suspended: an agent killed before this resumes them as it starts.
     const record: WriteStopRecord = {
       disks,

@@ -23,6 +23,7 @@ import path from 'node:path';
 import { onAgentProcess, startAgentWorkers } from '../helpers/agent-fixture';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { assertRefused, cliFor } from '../helpers/cli';
+import { openDashboardTab } from '../helpers/dashboard-tab';
 import { pollFor } from '../helpers/poll';
 import { exportedImage } from '../helpers/protection';
 import { recordsOf, recordWorkload } from '../helpers/agent-records';
@@ -220,13 +221,7 @@ test('protect --agent refuses an unknown agent or disk with the fix, and records
 async function protectFromDashboard(): Promise<void> {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
   try {
-    const tab = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-    const errors: string[] = [];
-    tab.on('pageerror', (err) => errors.push(err.message));
-    tab.on('console', (msg) => {
-      if (msg.type() === 'error') errors.push(msg.text());
-    });
-    await tab.goto(`${api.url}/#token=${token}`);
+    const { tab, errors } = await openDashboardTab(browser, api.url, token);
     const row = tab.locator(`tr[data-discovered="vc1/${VM}"]`);
     await row.waitFor({ timeout: 60_000 });
     await row.locator('button[data-action="protect"]').click();

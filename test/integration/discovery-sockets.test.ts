@@ -23,6 +23,7 @@ import { waitForStatus } from '../helpers/protection';
 import { assertReplays } from '../helpers/replay';
 import { createManualPolicy } from '../helpers/testbed';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
+import { openDashboardTab } from '../helpers/dashboard-tab';
 
 const MiB = 1024 * 1024;
 const HEARTBEAT_SECONDS = 2;
@@ -162,13 +163,7 @@ describe('a socket-directory host and its own process server', { timeout: 600_00
   test('the dashboard shows the host and its discovered machines; Protect starts one with a confirmed click', async () => {
     const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
     try {
-      const tab = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-      const errors: string[] = [];
-      tab.on('pageerror', (err) => errors.push(err.message));
-      tab.on('console', (msg) => {
-        if (msg.type() === 'error') errors.push(msg.text());
-      });
-      await tab.goto(`${api.url}/#token=${token}`);
+      const { tab, errors } = await openDashboardTab(browser, api.url, token);
       await tab.locator('tr[data-host="kvm1"]', { hasText: '1 live' }).waitFor({ timeout: 30_000 });
       const web = tab.locator('tr[data-discovered="kvm1/web"]');
       const db = tab.locator('tr[data-discovered="kvm1/db"]');

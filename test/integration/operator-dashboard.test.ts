@@ -9,6 +9,7 @@ import type { AuditEntry } from '../../operations/audit';
 import * as failover from '../../operations/failover';
 import * as plans from '../../operations/plans';
 import { M, token, shots, ctx, api, get, useOperatorStack } from '../helpers/operator-fixture';
+import { openDashboardTab } from '../helpers/dashboard-tab';
 
 useOperatorStack();
 
@@ -73,14 +74,7 @@ test('dashboard in headless Chromium: machine with its RPO, a drill started with
 });
 
 async function openDashboard(browser: Browser) {
-  const tab = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  const errors: string[] = [];
-  tab.on('pageerror', (err) => errors.push(err.message));
-  // Console errors include what the Content-Security-Policy refuses.
-  tab.on('console', (msg) => {
-    if (msg.type() === 'error') errors.push(msg.text());
-  });
-  await tab.goto(`${api.url}/#token=${token}`);
+  const { tab, errors } = await openDashboardTab(browser, api.url, token);
   await tab.locator(`tr[data-machine="${M}"]`).waitFor({ timeout: 30_000 });
   return { tab, errors };
 }

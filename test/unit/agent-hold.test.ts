@@ -5,30 +5,10 @@
 // arrived before it started, and a release waiting for a freeze that uses the hold.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WriteHolds, type HoldDm } from '../../agent/tracking/hold';
+import { WriteHolds } from '../../agent/tracking/hold';
+import { fakeHoldDm } from '../helpers/fake-hold-dm';
 
-function fakeDm() {
-  const suspended = new Set<string>();
-  const calls: string[] = [];
-  const dm: HoldDm = {
-    async message(device, message) {
-      assert.ok(!suspended.has(device), `a message to suspended ${device} would wait forever`);
-      calls.push(`${message} ${device}`);
-    },
-    async currentEra() {
-      return 7;
-    },
-    async suspend(device) {
-      suspended.add(device);
-      calls.push(`suspend ${device}`);
-    },
-    async resume(device) {
-      suspended.delete(device);
-      calls.push(`resume ${device}`);
-    },
-  };
-  return { dm, suspended, calls };
-}
+const fakeDm = () => fakeHoldDm(7);
 
 const top = (d: string) => `osr-${d}`;
 

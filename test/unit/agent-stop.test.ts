@@ -10,29 +10,9 @@ import type { WriteStopRecord } from '../../agent/tracking/store';
 import type { AgentRequest } from '../../agent/protocol';
 import { AgentChannel, registerChannel, unregisterChannel } from '../../lib/agents/channel';
 import { agentSource, AgentTooOldError } from '../../lib/sources/agent-source';
+import { fakeHoldDm } from '../helpers/fake-hold-dm';
 
-function fakeDm() {
-  const suspended = new Set<string>();
-  const calls: string[] = [];
-  const dm: HoldDm = {
-    async message(device, message) {
-      assert.ok(!suspended.has(device), `a message to suspended ${device} would wait forever`);
-      calls.push(`${message} ${device}`);
-    },
-    async currentEra() {
-      return 9;
-    },
-    async suspend(device) {
-      suspended.add(device);
-      calls.push(`suspend ${device}`);
-    },
-    async resume(device) {
-      suspended.delete(device);
-      calls.push(`resume ${device}`);
-    },
-  };
-  return { dm, suspended, calls };
-}
+const fakeDm = () => fakeHoldDm(9);
 
 const top = (d: string) => `osr-${d}`;
 
