@@ -11,6 +11,14 @@ import {
   type Schema,
 } from './openapi-common';
 
+const agentIdParameter = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  description: 'agent id (ag-…)',
+  schema: { type: 'string' },
+} as const;
+
 export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
   '/v1/agents': {
     get: {
@@ -26,15 +34,7 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
       operationId: 'getAgent',
       summary: 'one enrolled agent',
       tags: ['agents'],
-      parameters: [
-        {
-          name: 'id',
-          in: 'path',
-          required: true,
-          description: 'agent id (ag-…)',
-          schema: { type: 'string' },
-        },
-      ],
+      parameters: [agentIdParameter],
       responses: {
         '200': { description: 'the agent', ...json(ref('Agent')) },
         ...common,
@@ -49,15 +49,7 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
       summary:
         'protect the machine of an enrolled agent (`osr protect <name> --agent <id>`): tracking and points inside it, data over its connection',
       tags: ['agents'],
-      parameters: [
-        {
-          name: 'id',
-          in: 'path',
-          required: true,
-          description: 'agent id (ag-…)',
-          schema: { type: 'string' },
-        },
-      ],
+      parameters: [agentIdParameter],
       requestBody: body({
         type: 'object',
         additionalProperties: false,
@@ -98,15 +90,7 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
       summary:
         'upgrade an agent to the version this release ships (`osr agent upgrade`): over its own connection, verified by SHA-256 before it replaces the old one; answers once the new version is connected (or refused, or rolled back by the agent itself)',
       tags: ['agents'],
-      parameters: [
-        {
-          name: 'id',
-          in: 'path',
-          required: true,
-          description: 'agent id (ag-…)',
-          schema: { type: 'string' },
-        },
-      ],
+      parameters: [agentIdParameter],
       requestBody: body({
         type: 'object',
         additionalProperties: false,
@@ -134,15 +118,7 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
       summary:
         'give a machine back the writes a planned failover stopped (`osr agent resume`): its agent resumes the suspended disks; a failed or cancelled planned failover does it by itself. Safe to repeat',
       tags: ['agents'],
-      parameters: [
-        {
-          name: 'id',
-          in: 'path',
-          required: true,
-          description: 'agent id (ag-…)',
-          schema: { type: 'string' },
-        },
-      ],
+      parameters: [agentIdParameter],
       responses: {
         '200': {
           description: 'resumed, or no writes were stopped (the result says which)',
