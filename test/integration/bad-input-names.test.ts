@@ -100,6 +100,7 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     ['GET', '/v1/agents/{id}', 'agent id', AGENT],
     ['POST', '/v1/agents/{id}/protect', 'agent id', AGENT, { as: 'm-agent' }],
     ['POST', '/v1/agents/{id}/upgrade', 'agent id', AGENT],
+    ['POST', '/v1/agents/{id}/resume', 'agent id', AGENT],
     ['GET', '/v1/sites/{site}', 'site name', SITE],
     ['POST', '/v1/sites/{site}/bandwidth-limit', 'site name', SITE, { bandwidthLimit: '1Mbit' }],
   ];
@@ -243,6 +244,7 @@ test('a name that is not a name (../policies/demo, ../../etc): 400 on every API 
     [['agent', 'show', N], 'agent id'],
     [['agent', 'uninstall', N], 'agent id'],
     [['agent', 'upgrade', N], 'agent id'],
+    [['agent', 'resume', N], 'agent id'],
     [['protect', 'm-names', '--agent', N], 'agent id'],
     [['site', 'show', N], 'site name'],
     [['site', 'limit', '1Mbit', '--site', N], 'site name'],
