@@ -30,7 +30,11 @@ export interface BootCheckInput {
   pidFile?: string;
 }
 
-export async function runBootCheck(input: BootCheckInput): Promise<BootCheckResult> {
+/**
+ * `signal` is the activity's cancellation: a cancelled recovery, or a worker shutting down, stops
+ * the command's group at once (a booted VM must not outlive the job that started it) and throws.
+ */
+export async function runBootCheck(input: BootCheckInput, signal?: AbortSignal): Promise<BootCheckResult> {
   const started = Date.now();
   const env = {
     ...process.env,
@@ -56,6 +60,8 @@ export async function runBootCheck(input: BootCheckInput): Promise<BootCheckResu
   }
   command.stdout.on('data', keep);
   command.stderr.on('data', keep);
+  const onAbort = () => stop(command);
+  signal?.addEventListener('abort', onAbort, { once: true });
   let exit: { code: number | null } | undefined;
   const exited = new Promise<void>((resolve) => {
     command.once('exit', (code) => {
@@ -81,15 +87,24 @@ export async function runBootCheck(input: BootCheckInput): Promise<BootCheckResu
     const deadline = Date.now() + Math.min(probeMs, commandMs);
     let attempts = 0;
     for (;;) {
+      if (signal?.aborted) throw signal.reason;
       if (exit && exit.code !== 0) return finish(false, attempts, `the boot command exited ${exit.code}`);
       attempts += 1;
-      const probe = await runProbe(input.check.probe, env, Math.max(1000, deadline - Date.now()), keep);
+      const probe = await runProbe(
+        input.check.probe,
+        env,
+        Math.max(1000, deadline - Date.now()),
+        keep,
+        signal,
+      );
+      if (signal?.aborted) throw signal.reason;
       if (probe === 0) return finish(true, attempts);
       if (Date.now() >= deadline)
         return finish(false, attempts, `the probe did not succeed within ${Math.round(probeMs / 1000)} s`);
       await Promise.race([exited, new Promise((r) => setTimeout(r, 500))]);
     }
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     stop(command);
     await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
     if (input.pidFile) await fs.rm(input.pidFile, { force: true });
@@ -113,15 +128,19 @@ function runProbe(
   env: NodeJS.ProcessEnv,
   timeoutMs: number,
   keep: (chunk: Buffer) => void,
+  signal?: AbortSignal,
 ): Promise<number | null> {
   return new Promise((resolve) => {
     const child = spawn('/bin/sh', ['-c', probe], { env, detached: true });
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
-    const timer = setTimeout(() => stop(child), timeoutMs);
+    const onAbort = () => stop(child);
+    const timer = setTimeout(onAbort, timeoutMs);
+    signal?.addEventListener('abort', onAbort, { once: true });
     child.once('error', () => resolve(null));
     child.once('exit', (code) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       resolve(code);
     });
   });

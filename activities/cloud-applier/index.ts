@@ -122,11 +122,14 @@ export function createRecoveryActivities(deps: DataPathDeps) {
       (await stopStorageDaemon(materializedDir(stateDir, input.machine, input.job))),
 
     runBootCheck: async (input: Omit<BootCheckInput, 'pidFile' | 'nbd'> & { job: string }) =>
-      runBootCheck({
-        ...input,
-        nbd: await servedExports(materializedDir(stateDir, input.machine, input.job), input.disks),
-        pidFile: path.join(stateDir, 'recovered', `${input.machine}-${input.job}.boot.pid`),
-      }),
+      runBootCheck(
+        {
+          ...input,
+          nbd: await servedExports(materializedDir(stateDir, input.machine, input.job), input.disks),
+          pidFile: path.join(stateDir, 'recovered', `${input.machine}-${input.job}.boot.pid`),
+        },
+        Context.current().cancellationSignal,
+      ),
 
     ...createAzureTargetActivities(deps),
     ...createLibvirtTargetActivities(deps),

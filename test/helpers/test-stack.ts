@@ -163,12 +163,34 @@ export async function startTestStack(
     async stop() {
       await client.connection.close();
       await Promise.all([...running].map((w) => stopPid(w.pid, 10_000)));
+      stopLeftBootChecks(stateDir);
       await stopLeftDaemons(stateDir);
       await Promise.all([stopPid(servers.azurite.pid), stopPid(servers.temporal.pid)]);
       if (!process.env.OSR_KEEP_TEST_STATE) fs.rmSync(stateDir, { recursive: true, force: true });
     },
   };
   return stack;
+}
+
+/**
+ * Boot-check groups (a recovered VM) whose worker was killed before it could stop them: the pid
+ * file holds the group id, and the group is stopped even when its leader has already exited.
+ */
+function stopLeftBootChecks(dir: string): void {
+  let files: string[];
+  try {
+    files = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.boot.pid'));
+  } catch {
+    return;
+  }
+  for (const f of files) {
+    try {
+      const pgid = Number.parseInt(fs.readFileSync(path.join(dir, f), 'utf8'), 10);
+      if (pgid > 1) process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
 }
 
 /**

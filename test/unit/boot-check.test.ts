@@ -71,3 +71,28 @@ test('a boot command that fails is reported with its exit code and output', asyn
   assert.equal(result.commandExitCode, 3);
   assert.match(result.output, /cannot boot/);
 });
+
+test('a cancelled boot check stops the booted machine at once and throws the cancellation', async () => {
+  const pidFile = path.join(dir, 'cancelled-vm.pid');
+  const controller = new AbortController();
+  const running = runBootCheck(
+    {
+      ...base,
+      // A VM that never answers the probe: only the cancellation can end the check before 60 s.
+      check: { command: `sleep 60 & echo $! > ${pidFile}; wait`, probe: 'false', probeTimeoutSeconds: 60 },
+    },
+    controller.signal,
+  );
+  const pid = await pollFor(async () => Number(fs.readFileSync(pidFile, 'utf8')) || undefined, {
+    timeoutMs: 10_000,
+    intervalMs: 20,
+    failure: () => new Error('the boot command started its VM'),
+  });
+  controller.abort(new Error('recovery cancelled'));
+  await assert.rejects(running, /recovery cancelled/);
+  await pollFor(async () => (alive(pid) ? undefined : true), {
+    timeoutMs: 10_000,
+    intervalMs: 20,
+    failure: () => new Error(`process ${pid} started by the boot command is stopped`),
+  });
+});
