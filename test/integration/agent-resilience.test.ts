@@ -335,7 +335,13 @@ test(
       /web: cycle (\d+) failed, changes kept for the next cycle: .*given up by its agent: the snapshot of vda for point web-c\1 was invalidated .*the filesystem holding \/var\/lib\/osr-agent is full .*Fix: free space on the filesystem holding \/var\/lib\/osr-agent/,
     );
     const failedCycle = Number(/cycle (\d+) failed/.exec(full.message)?.[1]);
-    const passesOverflowed = await passes();
+    // At least one whole 8 MiB pass (more than the 6 MiB left) done before space comes back: the
+    // writes went on past the full store. Waited for, since the overflow can come mid-pass.
+    const passesOverflowed = await pollFor(async () => ((await passes()) > 0 ? passes() : undefined), {
+      timeoutMs: 180_000,
+      intervalMs: 1000,
+      failure: () => new Error('no rewrite pass of the second writer ended while the store was full'),
+    });
     await sh('rm -f /var/lib/osr-filler');
     const freedAt = new Date().toISOString();
     const ackedAtFree = await acked();
