@@ -1,5 +1,12 @@
-// Slow scenarios under CI=true: one of them runs, picked by a seed (OSR_TEST_SEED replays the
-// pick), the others are skipped with a reason that says which ran and how to run all of them.
+// Slow scenarios under CI=true: a seeded part of them runs (OSR_TEST_SEED replays the pick), the
+// rest is skipped or left out with a reason that says what ran and how to run all of it.
+
+const ci = (): boolean => process.env.CI === 'true';
+
+/** The run's seed: OSR_TEST_SEED, else a random one (printed by the callers, so a run replays). */
+export function testSeed(): number {
+  return Number(process.env.OSR_TEST_SEED ?? Math.floor(Math.random() * 1_000_000));
+}
 
 export interface SeededChoice<S extends string> {
   seed: number;
@@ -10,17 +17,26 @@ export interface SeededChoice<S extends string> {
 }
 
 export function seededChoice<S extends string>(scenarios: readonly S[], runAll: string): SeededChoice<S> {
-  const ci = process.env.CI === 'true';
-  const seed = Number(process.env.OSR_TEST_SEED ?? Math.floor(Math.random() * 1_000_000));
+  const seed = testSeed();
   const chosen = scenarios[seed % scenarios.length] as S;
   return {
     seed,
     chosen,
     runs: (scenario) =>
-      !ci || scenario === chosen
+      !ci() || scenario === chosen
         ? {}
         : {
             skip: `CI=true runs the ${chosen} (seed ${seed}, OSR_TEST_SEED=${seed} replays it); ${runAll} runs all`,
           },
   };
+}
+
+/**
+ * Under CI=true, `count` of `items` in a rotation picked by `seed` (consecutive seeds cover every
+ * item); all of them otherwise.
+ */
+export function seededSubset<T>(items: readonly T[], count: number, seed: number): T[] {
+  if (!ci() || count >= items.length) return [...items];
+  const start = (seed * count) % items.length;
+  return Array.from({ length: count }, (_, i) => items[(start + i) % items.length] as T);
 }
