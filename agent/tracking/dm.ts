@@ -114,17 +114,48 @@ export async function eraWrittenSince(
       String(since),
       metadataDevice,
     ]);
-    const ranges: Array<[number, number]> = [];
-    for (const m of xml.matchAll(
-      /<block block="(\d+)"\s*\/>|<range begin="(\d+)" end\s*=\s*"(\d+)"\s*\/>/g,
-    )) {
-      if (m[1] !== undefined) ranges.push([Number(m[1]), Number(m[1]) + 1]);
-      else ranges.push([Number(m[2]), Number(m[3])]);
-    }
-    return ranges;
+    return eraBlocks(xml);
   } finally {
     await dmMessage(name, 'drop_metadata_snap').catch(() => undefined);
   }
+}
+
+/**
+ * The era blocks written in era `since` or later, from the metadata as the era target last
+ * committed it. Only while the target is suspended: its suspend archived the current era's
+ * writeset and committed, and nothing writes the metadata until it resumes (a suspended era takes
+ * no message, so no metadata snapshot). era_invalidate opens such metadata O_EXCL and O_DIRECT:
+ * the target's own loop device answers EBUSY, and a file where O_DIRECT is not supported (the
+ * initramfs' rootfs) EINVAL. So it reads a copy (made through the page cache the buffered loop
+ * writes to) on a read-only loop device of its own, apart from the live file's.
+ */
+export async function eraWrittenSinceCommitted(
+  metadataFile: string,
+  since: number,
+): Promise<Array<[number, number]>> {
+  const copy = `${metadataFile}.committed`;
+  await detachLoop(copy); // left by an agent killed mid-call
+  fs.copyFileSync(metadataFile, copy);
+  try {
+    const dev = (await run('losetup', ['--find', '--show', '--read-only', copy])).trim();
+    try {
+      return eraBlocks(await run('era_invalidate', ['--written-since', String(since), dev]));
+    } finally {
+      await run('losetup', ['--detach', dev]);
+    }
+  } finally {
+    fs.rmSync(copy, { force: true });
+  }
+}
+
+/** era_invalidate's answer: <block block="b"/> and <range begin="b" end="e"/>, as [begin, end). */
+function eraBlocks(xml: string): Array<[number, number]> {
+  const ranges: Array<[number, number]> = [];
+  for (const m of xml.matchAll(/<block block="(\d+)"\s*\/>|<range begin="(\d+)" end\s*=\s*"(\d+)"\s*\/>/g)) {
+    if (m[1] !== undefined) ranges.push([Number(m[1]), Number(m[1]) + 1]);
+    else ranges.push([Number(m[2]), Number(m[3])]);
+  }
+  return ranges;
 }
 
 /** The loop device backed by `file` (attached now if none is). */

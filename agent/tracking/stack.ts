@@ -8,6 +8,16 @@ import { trackingDir } from './store';
 /** OSR's block size, and the era target's: one changed block is one block to send. */
 export const ERA_BLOCK_BYTES = 64 * 1024;
 
+/** Era blocks [begin, end) as the byte extents [offset, length] they cover of a disk of `size` bytes. */
+export function blockExtents(blocks: Array<[number, number]>, size: number): Array<[number, number]> {
+  return blocks
+    .map(([b, e]): [number, number] => [
+      b * ERA_BLOCK_BYTES,
+      Math.min(e * ERA_BLOCK_BYTES, size) - b * ERA_BLOCK_BYTES,
+    ])
+    .filter(([, len]) => len > 0);
+}
+
 export const top = (disk: string): string => `osr-${disk}`;
 export const origin = (disk: string): string => `osr-${disk}-origin`;
 export const snapName = (disk: string, n: number): string => `osr-${disk}-p${n}`;

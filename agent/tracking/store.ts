@@ -45,6 +45,8 @@ export interface WriteStopRecord {
   stoppedAt: string;
   /** Wall clock (ms): a stop outlives the agent's process, so no monotonic clock spans it. */
   stoppedMs: number;
+  /** The boot the stop was made in: only there is the committed era log all the disk's writes. */
+  bootId?: string;
   /** A point frozen during the stop shipped: the replica is the stopped disks, nothing to send. */
   shipped?: true;
   /** Tracking was disabled while stopped (a committed failover): finished when writes resume. */

@@ -29,8 +29,8 @@ import { SnapshotReaders } from './readers';
 import { WriteStops } from './stop';
 import { diskInUse, mountPointsOf } from './mounts';
 import {
+  blockExtents,
   cowFile,
-  ERA_BLOCK_BYTES,
   makeSnapshot,
   makeStack,
   metaFile,
@@ -240,8 +240,7 @@ export class Tracker {
           const era = heldEra(d);
           if (era === undefined) await dmMessage(top(d), 'checkpoint');
           pd.era = era ?? (await eraCurrent(top(d)));
-          // Stopped: the suspended era takes no message, so the point sends the whole disk.
-          pd.since = stop ? undefined : this.state.disks[d]?.shippedEra;
+          pd.since = this.state.disks[d]?.shippedEra;
           if (stop?.shipped) pd.none = true;
         }
         this.save();
@@ -333,16 +332,13 @@ export class Tracker {
   async changes(pitId: string, disk: string, mode: 'full' | 'delta'): Promise<Array<[number, number]>> {
     const { pd, size } = this.pointDisk(pitId, disk);
     if (pd.none) return [];
-    // A stopped era takes no message: a point frozen before the stop sends the whole disk too.
-    if (mode === 'full' || pd.since === undefined || this.stops.standing()) return [[0, size]];
-    const metadata = await loopFor(metaFile(disk));
-    const blocks = await eraWrittenSince(top(disk), metadata, pd.since);
-    return blocks
-      .map(([b, e]): [number, number] => [
-        b * ERA_BLOCK_BYTES,
-        Math.min(e * ERA_BLOCK_BYTES, size) - b * ERA_BLOCK_BYTES,
-      ])
-      .filter(([, len]) => len > 0);
+    if (mode === 'full' || pd.since === undefined) return [[0, size]];
+    // Stopped (a point frozen before the stop too): the suspended era takes no message, so the
+    // log its suspend committed, a superset of the point's changes; or all when it may lag.
+    const blocks = this.stops.standing()
+      ? await this.stops.writtenSince(disk, pd.since)
+      : await eraWrittenSince(top(disk), await loopFor(metaFile(disk)), pd.since);
+    return blocks ? blockExtents(blocks, size) : [[0, size]];
   }
 
   /** Bytes of the point's snapshot of `disk`, read into the start of `target` (the caller's, reused). */

@@ -1,11 +1,12 @@
 // A planned failover's stop of an agent machine's writes (agent/tracking/stop.ts) over a fake
 // device-mapper, and the connector's answer to an agent too old for it. The real stop, with a
 // workload's own acknowledgements, runs in test/integration/agent-recovery.test.ts; what it cannot
-// force cheaply: an agent restarted while stopped, a retried stop, and an old agent's refusal.
+// force cheaply: an agent restarted while stopped, a retried stop, an old agent's refusal, and a
+// stopped log that may lag (another boot, a disk let go, a resume begun).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { HoldDm } from '../../agent/tracking/hold';
-import { WriteStops } from '../../agent/tracking/stop';
+import { blockExtents, ERA_BLOCK_BYTES, metaFile } from '../../agent/tracking/stack';
+import { WriteStops, type StopDm } from '../../agent/tracking/stop';
 import type { WriteStopRecord } from '../../agent/tracking/store';
 import type { AgentRequest } from '../../agent/protocol';
 import { AgentChannel, registerChannel, unregisterChannel } from '../../lib/agents/channel';
@@ -61,7 +62,7 @@ test('a stop suspends every disk after its checkpoint, is kept in the state, and
 test('a stop that cannot suspend every disk lets the ones it suspended go and records nothing', async () => {
   const f = fakeDm();
   const state: { stop?: WriteStopRecord } = {};
-  const dm: HoldDm = {
+  const dm: StopDm = {
     ...f.dm,
     async suspend(device) {
       if (device === 'osr-vdc') throw new Error('dmsetup suspend osr-vdc failed');
@@ -107,6 +108,83 @@ test('a resume waits for a freeze using the stop', async () => {
   await freezing;
   assert.equal((await resuming).resumed, true);
   assert.deepEqual(seen, [true]);
+});
+
+test('a point of stopped disks sends only the blocks written since the last shipped point, from the log the stop committed', async () => {
+  const f = fakeDm();
+  const state: { stop?: WriteStopRecord } = {};
+  const stops = new WriteStops(
+    top,
+    () => state,
+    () => undefined,
+    f.dm,
+  );
+  // Shipped up to era 5; block 40 written since, block 41 between the stop's checkpoint (era 9)
+  // and its suspend; block 3 shipped before; block 7 is another disk's.
+  f.written.push(['osr-vdb', 3, 4], ['osr-vdb', 40, 7], ['osr-vdb', 41, 9], ['osr-vdc', 7, 8]);
+  assert.equal(await stops.writtenSince('vdb', 5), undefined, 'not stopped: a metadata snapshot');
+  await stops.stop(['vdb', 'vdc']);
+  const blocks = await stops.writtenSince('vdb', 5);
+  assert.deepEqual(blocks, [
+    [40, 41],
+    [41, 42],
+  ]);
+  const size = 16 << 20;
+  const extents = blockExtents(blocks ?? [], size);
+  assert.deepEqual(extents, [
+    [40 * ERA_BLOCK_BYTES, ERA_BLOCK_BYTES],
+    [41 * ERA_BLOCK_BYTES, ERA_BLOCK_BYTES],
+  ]);
+  assert.equal(
+    extents.reduce((n, [, len]) => n + len, 0),
+    2 * ERA_BLOCK_BYTES,
+    'two blocks of a 256-block disk, not all of it',
+  );
+  // Read while suspended, with no message to the suspended era (the fake fails one).
+  assert.deepEqual(f.calls.slice(-1), [`read ${metaFile('vdb')} since 5`]);
+  // A disk's last block is cut at the disk's end.
+  assert.deepEqual(blockExtents([[255, 257]], 255 * ERA_BLOCK_BYTES + 4096), [[255 * ERA_BLOCK_BYTES, 4096]]);
+});
+
+test('a stopped log that may miss a write sends the whole disk: another boot, a disk let go, a resume begun', async () => {
+  const f = fakeDm();
+  const state: { stop?: WriteStopRecord } = {};
+  const stops = new WriteStops(
+    top,
+    () => state,
+    () => undefined,
+    f.dm,
+  );
+  f.written.push(['osr-vdb', 40, 7]);
+  await stops.stop(['vdb']);
+  const stop = state.stop as WriteStopRecord;
+  // A reboot rebuilt the stack: a write may have reached the disk before the agent ran.
+  state.stop = { ...stop, bootId: 'an-earlier-boot' };
+  assert.equal(await stops.writtenSince('vdb', 5), undefined);
+  state.stop = { ...stop, bootId: undefined }; // a stop made by an agent before this one
+  assert.equal(await stops.writtenSince('vdb', 5), undefined);
+  state.stop = stop;
+  assert.equal(await stops.writtenSince('vdc', 5), undefined, 'not a stopped disk');
+  f.suspended.delete('osr-vdb'); // resumed by hand: the live era may be writing its log
+  assert.equal(await stops.writtenSince('vdb', 5), undefined);
+  f.suspended.add('osr-vdb');
+  // A read under way holds the resume; a resume under way makes a read send the whole disk.
+  let finish: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (finish = resolve));
+  const read = f.dm.committedWrittenSince.bind(f.dm);
+  f.dm.committedWrittenSince = async (...args) => {
+    await gate;
+    return read(...args);
+  };
+  const reading = stops.writtenSince('vdb', 5);
+  const resuming = stops.resume();
+  assert.equal(await stops.writtenSince('vdb', 5), undefined, 'a resume has begun');
+  await new Promise((r) => setImmediate(r));
+  assert.ok(f.suspended.has('osr-vdb'), 'suspended while its log is read');
+  finish();
+  assert.deepEqual(await reading, [[40, 41]]);
+  assert.equal((await resuming).resumed, true);
+  assert.equal(f.suspended.size, 0);
 });
 
 test('an agent older than stop-writes refuses the planned failover with the fix, nothing stopped', async () => {
