@@ -1,6 +1,7 @@
 // OSR jobs as Temporal sees them: the running workflows that carry the OSR search attributes
 // (the same filter an operator types in the Web UI), and one job's progress from its status query.
-import { WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
+import type { WorkflowExecutionInfo } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/common';
 import { OperationError, type ControlContext } from '../operations/context';
 import { JOB_KINDS } from '../shared/job-kinds';
 import { checkName, isName } from '../shared/names';

@@ -3,7 +3,8 @@
 // workflow on that server's queue). A failed or cancelled planned failover does this by itself;
 // this is for the one that could not (the agent was away), or after a commit, when the retired
 // machine is to run again. Safe to repeat: an agent with no writes stopped says so.
-import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client/lib/errors';
 import { resumeAgentWritesWorkflowId } from '../shared/contracts/resume-agent-writes';
 import { agentListenerQueue, CONTROL_TASK_QUEUE } from '../shared/task-queues';
 import { getAgent } from './agents';

@@ -3,7 +3,8 @@
 // upgradeAgent workflow on that server's queue). The agent checks the bytes against this
 // release's SHA-256 before anything is replaced, restarts into the new version keeping its id,
 // credential and change log, and rolls back by itself when the new version does not connect.
-import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client/lib/errors';
 import { packBundle } from '../agent/bundle';
 import { agentBundleDir } from '../lib/agents/bundle-source';
 import {

@@ -2,7 +2,8 @@
 // requester and a second decision; an approval then runs the request at once, as the approver
 // (its own audit entry, beside approval.request naming who asked and approval.approve who
 // approved), and reports the job it started, or why it could not run, back to the workflow.
-import { WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/common';
 import {
   approvalDoneSignal,
   approvalStatusQuery,

@@ -4,7 +4,7 @@
 // operations, and lets them through only while an approved request is being run
 // (operations/approval-run.ts).
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { WorkflowIdConflictPolicy } from '@temporalio/client';
+import { WorkflowIdConflictPolicy } from '@temporalio/common';
 import {
   approvalStatusQuery,
   approvalWorkflowId,

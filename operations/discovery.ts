@@ -2,7 +2,8 @@
 // workflow runs its activity on the host's own task queue), so the CLI and `osr serve` never need
 // to sit on the host. `osr host add` uses the same call as its check that the host answers.
 import { randomUUID } from 'node:crypto';
-import { TimeoutFailure, WorkflowFailedError } from '@temporalio/client';
+import { TimeoutFailure } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client/lib/errors';
 import type { DiscoveredMachine, HostRecord } from '../shared/host-types';
 import {
   discoverHostWorkflowId,

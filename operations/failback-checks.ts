@@ -1,7 +1,7 @@
 // Whether a machine can run a failback stage now, and that stage's workflow input: nothing is
 // started here. The single-machine stages and the plan stages (failback.ts) both check here first,
 // so a plan lists every machine's problem before anything starts.
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/common';
 import { failbackDocs, reverseId, type FailbackRecord } from '../shared/failback-types';
 import { recoveryDocs, type FailoverLock, type RecoveredMachine } from '../shared/recovery-types';
 import type { ProtectedMachine, QuiesceHooks } from '../shared/replication-types';

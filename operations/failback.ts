@@ -7,8 +7,8 @@ import {
   WorkflowIdConflictPolicy,
   WorkflowIdReusePolicy,
   WorkflowNotFoundError,
-  WorkflowUpdateFailedError,
-} from '@temporalio/client';
+} from '@temporalio/common';
+import { WorkflowUpdateFailedError } from '@temporalio/client/lib/errors';
 import { failbackDocs, type FailbackRecord } from '../shared/failback-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_PLAN, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';

@@ -1,7 +1,7 @@
 // One failover per machine: `failover-locks/<machine>.json`, created create-only before the
 // failover workflow starts. A second start is refused with the first job's id; a lock whose
 // workflow was terminated is taken over; a committed one stays until reprotect.
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/common';
 import { recoveryDocs, type FailoverLock } from '../shared/recovery-types';
 import { VaultConflictError } from '../lib/azure/vault';
 import { OperationError, type ControlContext } from './context';

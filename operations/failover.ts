@@ -1,13 +1,9 @@
 // Recovery operations of the control plane (CLI and HTTP API): drills and their cleanup, failover
 // (unplanned or planned), commit, change of recovery point and job status. The per-machine
 // recovery settings live in recovery-settings.ts (re-exported here, where callers look for them).
-import {
-  WorkflowIdConflictPolicy,
-  WorkflowIdReusePolicy,
-  WorkflowNotFoundError,
-  WorkflowUpdateFailedError,
-  type WorkflowHandle,
-} from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from '@temporalio/common';
+import { WorkflowUpdateFailedError } from '@temporalio/client/lib/errors';
 import type { FailoverLock, RecoveredMachine } from '../shared/recovery-types';
 import { recoveryDocs } from '../shared/recovery-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';

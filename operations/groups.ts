@@ -1,13 +1,13 @@
 // Consistency group operations of the control plane (CLI and HTTP API): create a group of
 // protected machines, show it, list its group points, cut one now, delete it. Each group is one
 // consistencyGroup workflow, `group/<name>`, and a vault document groups/<name>.json.
+import type { WorkflowHandle } from '@temporalio/client';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowIdReusePolicy,
   WorkflowNotFoundError,
-  WorkflowUpdateFailedError,
-  type WorkflowHandle,
-} from '@temporalio/client';
+} from '@temporalio/common';
+import { WorkflowUpdateFailedError } from '@temporalio/client/lib/errors';
 import { groupDocs, groupWorkflowId, type ConsistencyGroup, type GroupPoint } from '../shared/group-types';
 import type { ProtectedMachine } from '../shared/replication-types';
 import { OSR_GROUP, OSR_JOB_KIND, OSR_STATE } from '../shared/search-attributes';

@@ -5,7 +5,8 @@
 //   terminated, failed, timed out from the Temporal UI or CLI) is named as such, with the fix;
 // - `osr unprotect` of such a machine cleans up through the endProtection workflow.
 import { rpoSecondsAt } from '../shared/rpo';
-import { WorkflowNotFoundError, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowIdReusePolicy } from '@temporalio/common';
 import { groupStatusQuery, type GroupAlert, type GroupStatus } from '../shared/contracts/consistency-group';
 import { protectWorkflowId, type Alert, type MachineStatus } from '../shared/contracts/protect-machine';
 import { groupWorkflowId, type ConsistencyGroup } from '../shared/group-types';

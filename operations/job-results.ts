@@ -1,6 +1,7 @@
 // Waiting on an operation's workflow: its result with a failure turned into an operator-facing
 // refusal, or its status query until it reaches a state.
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client/lib/errors';
 import type { QueryDefinition } from '@temporalio/common';
 import { OperationError } from './context';
 

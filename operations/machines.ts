@@ -1,11 +1,8 @@
 // Protecting machines: start, query and steer each machine's protectMachine workflow, and keep
 // its registration in the vault.
-import {
-  WorkflowExecutionAlreadyStartedError,
-  WorkflowNotFoundError,
-  WorkflowUpdateFailedError,
-  type WorkflowHandle,
-} from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/common';
+import { WorkflowUpdateFailedError } from '@temporalio/client/lib/errors';
 import {
   type MachinePlatform,
   type ProtectedMachine,

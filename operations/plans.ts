@@ -2,7 +2,8 @@
 // plans; start a plan's test failover, cleanup or failover; commit it; approve manual actions;
 // follow a plan job. Each job is one recoveryPlan workflow, `plan/<plan>/<operation>/<job>`,
 // recorded in the vault (plan-jobs/<job>.json) so a job id finds its workflow at once.
-import { WorkflowIdConflictPolicy, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
+import { WorkflowIdConflictPolicy, WorkflowNotFoundError } from '@temporalio/common';
 import {
   planDoc,
   planProblems,

@@ -3,14 +3,9 @@
 // queue and search attributes. `osr protect` (machines.ts) and re-enable after failback (a
 // control activity) both start protection here.
 import { randomUUID } from 'node:crypto';
-import {
-  TimeoutFailure,
-  WorkflowFailedError,
-  WorkflowIdConflictPolicy,
-  WorkflowIdReusePolicy,
-  type Client,
-  type WorkflowHandle,
-} from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { TimeoutFailure, WorkflowIdConflictPolicy, WorkflowIdReusePolicy } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client/lib/errors';
 import type { ProtectedMachine, ReplicationPolicy } from '../shared/replication-types';
 import { OSR_JOB_KIND, OSR_MACHINE, OSR_STATE } from '../shared/search-attributes';
 import { CONTROL_TASK_QUEUE } from '../shared/task-queues';

@@ -1,9 +1,12 @@
-// The Temporal client of the CLI, the API server and tests.
-import { Client, Connection } from '@temporalio/client';
+// The Temporal client of the CLI, the API server and tests. The SDK (gRPC, protobufs) is loaded
+// only when a client is opened: most refusals and vault-only commands of the CLI never need it,
+// and it was the largest part of every `osr` command's start.
+import type { Client, Connection } from '@temporalio/client';
 import type { OsrConfig } from '../lib/config/config';
 import { isEmbeddedTemporal, temporalAddress, temporalConnectionOptions } from './temporal-connection';
 
 export async function connectClient(config: OsrConfig): Promise<Client> {
+  const { Client, Connection } = await import('@temporalio/client');
   let connection: Connection;
   try {
     connection = await Connection.connect({ ...temporalConnectionOptions(config), connectTimeout: '5s' });
