@@ -17,6 +17,20 @@ const fakeDm = () => fakeHoldDm(9);
 
 const top = (d: string) => `osr-${d}`;
 
+/** Stops over `dm`, with the tracker's state they keep the stop in (saved nowhere). */
+function stopsOver(dm: StopDm): { stops: WriteStops; state: { stop?: WriteStopRecord } } {
+  const state: { stop?: WriteStopRecord } = {};
+  return {
+    stops: new WriteStops(
+      top,
+      () => state,
+      () => undefined,
+      dm,
+    ),
+    state,
+  };
+}
+
 test('a stop suspends every disk after its checkpoint, is kept in the state, and outlives the agent', async () => {
   const f = fakeDm();
   const state: { stop?: WriteStopRecord } = {};
@@ -82,13 +96,7 @@ test('a stop that cannot suspend every disk lets the ones it suspended go and re
 
 test('a resume waits for a freeze using the stop', async () => {
   const f = fakeDm();
-  const state: { stop?: WriteStopRecord } = {};
-  const stops = new WriteStops(
-    top,
-    () => state,
-    () => undefined,
-    f.dm,
-  );
+  const { stops } = stopsOver(f.dm);
   await stops.stop(['vdb']);
   let finish: () => void = () => undefined;
   const seen: boolean[] = [];
@@ -112,13 +120,7 @@ test('a resume waits for a freeze using the stop', async () => {
 
 test('a point of stopped disks sends only the blocks written since the last shipped point, from the log the stop committed', async () => {
   const f = fakeDm();
-  const state: { stop?: WriteStopRecord } = {};
-  const stops = new WriteStops(
-    top,
-    () => state,
-    () => undefined,
-    f.dm,
-  );
+  const { stops } = stopsOver(f.dm);
   // Shipped up to era 5; block 40 written since, block 41 between the stop's checkpoint (era 9)
   // and its suspend; block 3 shipped before; block 7 is another disk's.
   f.written.push(['osr-vdb', 3, 4], ['osr-vdb', 40, 7], ['osr-vdb', 41, 9], ['osr-vdc', 7, 8]);
@@ -148,13 +150,7 @@ test('a point of stopped disks sends only the blocks written since the last ship
 
 test('a stopped log that may miss a write sends the whole disk: another boot, a disk let go, a resume begun', async () => {
   const f = fakeDm();
-  const state: { stop?: WriteStopRecord } = {};
-  const stops = new WriteStops(
-    top,
-    () => state,
-    () => undefined,
-    f.dm,
-  );
+  const { stops, state } = stopsOver(f.dm);
   f.written.push(['osr-vdb', 40, 7]);
   await stops.stop(['vdb']);
   const stop = state.stop as WriteStopRecord;
