@@ -68,6 +68,23 @@ export interface MachineFacts {
   disks: AgentDisk[];
 }
 
+/**
+ * The room of the agent's point store, sent at hello and with each heartbeat: the filesystem
+ * holding the tracking folder (statfs), where each point's copy-on-write store grows. An agent
+ * older than this sends none. The process server judges it (lib/agents/store-alerts.ts).
+ */
+export interface StoreReport {
+  /** The tracking folder, e.g. /var/lib/osr-agent. */
+  dir: string;
+  /** Available to the agent (statfs bavail), and the filesystem's size; 0: unknown (a ramfs). */
+  freeBytes: number;
+  sizeBytes: number;
+  /** The most room one of the recent points' copy-on-write stores took (absent: none released yet). */
+  largestPointBytes?: number;
+  /** Points given up since the last one kept because their store could not grow (a full filesystem). */
+  overflow?: { since: string; at: string; count: number; message: string };
+}
+
 /** What the process server asks of an agent's tracking (agent/tracking/tracker.ts). */
 export type TrackingRequest =
   | { op: 'enable'; disk: string }
@@ -154,8 +171,15 @@ export type AgentMessage =
    */
   | { type: 'enroll'; token: string; facts: MachineFacts; previous?: { agentId: string; secret: string } }
   /** `codecs`: the frame codecs this agent can send (absent: raw frames only, as older agents). */
-  | { type: 'hello'; agentId: string; secret: string; facts: MachineFacts; codecs?: FrameCodec[] }
-  | { type: 'heartbeat'; seq: number }
+  | {
+      type: 'hello';
+      agentId: string;
+      secret: string;
+      facts: MachineFacts;
+      codecs?: FrameCodec[];
+      store?: StoreReport;
+    }
+  | { type: 'heartbeat'; seq: number; store?: StoreReport }
   | { type: 'reply'; id: number; result?: unknown; error?: { name: TrackingErrorName; message: string } }
   | ({ type: 'data'; id: number; length: number } & Partial<CompressedLayout>);
 
