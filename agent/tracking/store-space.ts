@@ -5,6 +5,7 @@
 // store could not grow. One agent process, one record: kept here, not in the tracking state (a
 // restart forgets the sizes; the overflow episode ends with the next kept point anyway).
 import fs from 'node:fs';
+import path from 'node:path';
 import type { StoreReport } from '../protocol';
 import { trackingDir } from './store';
 
@@ -40,14 +41,19 @@ export class StoreSpace {
     this.overflow = undefined;
   }
 
-  /** The report to send; undefined when the folder's filesystem cannot be read. */
+  /**
+   * The report to send; undefined when the folder's filesystem cannot be read. Before the folder
+   * exists (nothing tracked yet), the filesystem that will hold it: its nearest existing parent.
+   */
   report(): StoreReport | undefined {
     const dir = this.dir();
-    let s: { bavail: number; blocks: number; bsize: number };
-    try {
-      s = this.statfs(dir);
-    } catch {
-      return undefined;
+    let s: { bavail: number; blocks: number; bsize: number } | undefined;
+    for (let d = dir; !s; d = path.dirname(d)) {
+      try {
+        s = this.statfs(d);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || d === path.dirname(d)) return undefined;
+      }
     }
     return {
       dir,

@@ -141,7 +141,7 @@ test('agent-store-full: critical with the count and the agent’s own message, u
   );
 });
 
-test('the largest of the recent points counts; an unreadable folder sends no report', () => {
+test('the largest of the recent points counts; a folder not made yet reports its parent, an unreadable one nothing', () => {
   const space = new StoreSpace(
     () => '/x',
     () => ({ bavail: 1, blocks: 1, bsize: 1 }),
@@ -149,13 +149,28 @@ test('the largest of the recent points counts; an unreadable folder sends no rep
   space.notePointUse(50 * MiB);
   for (let i = 0; i < RECENT_POINTS; i++) space.notePointUse(MiB);
   assert.equal(space.report()?.largestPointBytes, MiB, 'a big point long ago no longer counts');
-  const gone = new StoreSpace(
-    () => '/nowhere',
-    () => {
-      throw new Error('ENOENT');
+  const asked: string[] = [];
+  const later = new StoreSpace(
+    () => '/var/lib/osr-agent',
+    (d) => {
+      asked.push(d);
+      if (d !== '/var') throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+      return { bavail: 10, blocks: 20, bsize: 4096 };
     },
   );
-  assert.equal(gone.report(), undefined);
+  assert.deepEqual(later.report(), { dir: '/var/lib/osr-agent', freeBytes: 40960, sizeBytes: 81920 });
+  assert.deepEqual(
+    asked,
+    ['/var/lib/osr-agent', '/var/lib', '/var'],
+    'not made yet: the filesystem that will hold it',
+  );
+  const unreadable = new StoreSpace(
+    () => '/x',
+    () => {
+      throw Object.assign(new Error('EACCES'), { code: 'EACCES' });
+    },
+  );
+  assert.equal(unreadable.report(), undefined);
 });
 
 test('malformed reports are not recorded', () => {
