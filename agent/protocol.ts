@@ -16,7 +16,9 @@ import {
   type FrameCodec,
 } from './frame-codec';
 import type { TrackingErrorName } from './tracking/errors';
+import type { StoreReport } from './tracking/store-terms';
 
+export type { StoreReport } from './tracking/store-terms';
 export {
   HOLD_LIMIT_MS,
   type HoldOutcome,
@@ -66,23 +68,6 @@ export interface MachineFacts {
   kernel: string;
   agentVersion: string;
   disks: AgentDisk[];
-}
-
-/**
- * The room of the agent's point store, sent at hello and with each heartbeat: the filesystem
- * holding the tracking folder (statfs), where each point's copy-on-write store grows. An agent
- * older than this sends none. The process server judges it (lib/agents/store-alerts.ts).
- */
-export interface StoreReport {
-  /** The tracking folder, e.g. /var/lib/osr-agent. */
-  dir: string;
-  /** Available to the agent (statfs bavail), and the filesystem's size; 0: unknown (a ramfs). */
-  freeBytes: number;
-  sizeBytes: number;
-  /** The most room one of the recent points' copy-on-write stores took (absent: none released yet). */
-  largestPointBytes?: number;
-  /** Points given up since the last one kept because their store could not grow (a full filesystem). */
-  overflow?: { since: string; at: string; count: number; message: string };
 }
 
 /** What the process server asks of an agent's tracking (agent/tracking/tracker.ts). */

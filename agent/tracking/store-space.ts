@@ -6,7 +6,7 @@
 // restart forgets the sizes; the overflow episode ends with the next kept point anyway).
 import fs from 'node:fs';
 import path from 'node:path';
-import type { StoreReport } from '../protocol';
+import type { StoreReport } from './store-terms';
 import { trackingDir } from './store';
 
 /** The sizes of this many recent points count for the largest one. */
