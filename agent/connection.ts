@@ -156,6 +156,8 @@ export interface SessionOptions extends ServerTarget {
   facts: () => MachineFacts;
   /** The room of the point store, sent at hello and with each heartbeat (absent: none sent). */
   store?: () => StoreReport | undefined;
+  /** Resolves when the store's news should not wait: the next heartbeat goes at once. */
+  storeChanged?: () => Promise<void>;
   log: (line: string) => void;
   /** Stops the session (resolves `session`). */
   signal?: AbortSignal;
@@ -232,7 +234,8 @@ async function connectedOnce(o: SessionOptions): Promise<void> {
     o.onWelcome?.();
     const every = (answer.heartbeatSeconds || HEARTBEAT_SECONDS) * 1000;
     for (let seq = 1; !o.signal?.aborted; seq++) {
-      await new Promise((r) => setTimeout(r, every));
+      const beat = new Promise((r) => setTimeout(r, every));
+      await Promise.race([beat, o.storeChanged?.() ?? beat]);
       void write(encode({ type: 'heartbeat', seq, store: o.store?.() }));
       // Three missed answers: the link is dead even if TCP has not noticed.
       const ack = await inbox.next(every * 3);

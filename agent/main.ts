@@ -126,6 +126,7 @@ async function main(argv: string[]): Promise<number> {
         ...state,
         facts: () => machineFacts(),
         store: () => storeSpace.report(),
+        storeChanged: () => storeSpace.changed(),
         log,
         signal: stop.signal,
         onRequest: (id, request, write) =>

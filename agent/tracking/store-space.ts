@@ -15,6 +15,7 @@ export const RECENT_POINTS = 24;
 export class StoreSpace {
   private readonly uses: number[] = [];
   private overflow: StoreReport['overflow'];
+  private wake: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(
     private readonly dir: () => string = trackingDir,
@@ -34,11 +35,33 @@ export class StoreSpace {
     const last = this.overflow;
     const count = (last?.count ?? 0) + (last?.message === message ? 0 : 1);
     this.overflow = { since: last?.since ?? at, at, count, message };
+    if (count !== last?.count) this.notify();
   }
 
   /** A point was kept (released after it was stored): the overflow episode is over. */
   noteKeptPoint(): void {
+    if (!this.overflow) return;
     this.overflow = undefined;
+    this.notify();
+  }
+
+  /**
+   * Resolves at the next point given up, or the first kept after: the connection then sends its
+   * heartbeat (and this report) at once, not up to 15 s later. One promise until then, however
+   * often it is asked for.
+   */
+  changed(): Promise<void> {
+    if (!this.wake) {
+      let resolve = (): void => undefined;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.wake = { promise, resolve };
+    }
+    return this.wake.promise;
+  }
+
+  private notify(): void {
+    this.wake?.resolve();
+    this.wake = undefined;
   }
 
   /**

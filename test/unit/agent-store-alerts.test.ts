@@ -183,3 +183,23 @@ test('malformed reports are not recorded', () => {
   assert.equal(checkStoreReport({ ...good, overflow: { since: 1 } }), undefined);
   assert.deepEqual(checkStoreReport({ ...good, extra: 'dropped' }), good);
 });
+
+test('the connection is woken at a point given up and at the first kept after, not at every point', async () => {
+  const space = new StoreSpace(
+    () => '/x',
+    () => ({ bavail: 1, blocks: 1, bsize: 1 }),
+  );
+  const woken = (p: Promise<void>): Promise<boolean> =>
+    Promise.race([p.then(() => true), new Promise<boolean>((r) => setImmediate(() => r(false)))]);
+  const first = space.changed();
+  assert.equal(space.changed(), first, 'one promise while nothing changed');
+  space.noteKeptPoint();
+  assert.equal(await woken(first), false, 'a kept point with no overflow is no news');
+  space.noteOverflow('point p1 was invalidated');
+  assert.equal(await woken(first), true);
+  const second = space.changed();
+  space.noteOverflow('point p1 was invalidated');
+  assert.equal(await woken(second), false, 'another read of the same point: no news');
+  space.noteKeptPoint();
+  assert.equal(await woken(second), true, 'the episode ended');
+});
