@@ -13,6 +13,7 @@ import {
   normalizeFingerprint,
   type AgentMessage,
   type MachineFacts,
+  type StoreReport,
   type RefusalCode,
   type ServerMessage,
   type AgentRequest,
@@ -153,6 +154,10 @@ export interface SessionOptions extends ServerTarget {
   agentId: string;
   secret: string;
   facts: () => MachineFacts;
+  /** The room of the point store, sent at hello and with each heartbeat (absent: none sent). */
+  store?: () => StoreReport | undefined;
+  /** Resolves when the store's news should not wait: the next heartbeat goes at once. */
+  storeChanged?: () => Promise<void>;
   log: (line: string) => void;
   /** Stops the session (resolves `session`). */
   signal?: AbortSignal;
@@ -214,7 +219,14 @@ async function connectedOnce(o: SessionOptions): Promise<void> {
     const write = socketWriter(socket);
     const inbox = messages(socket, (m) => o.onRequest?.(m.id, m.request, write));
     socket.write(
-      encode({ type: 'hello', agentId: o.agentId, secret: o.secret, facts: o.facts(), codecs: [...CODECS] }),
+      encode({
+        type: 'hello',
+        agentId: o.agentId,
+        secret: o.secret,
+        facts: o.facts(),
+        codecs: [...CODECS],
+        store: o.store?.(),
+      }),
     );
     const answer = await inbox.next(30_000);
     if (answer.type !== 'welcome') throw refusal(answer);
@@ -222,8 +234,9 @@ async function connectedOnce(o: SessionOptions): Promise<void> {
     o.onWelcome?.();
     const every = (answer.heartbeatSeconds || HEARTBEAT_SECONDS) * 1000;
     for (let seq = 1; !o.signal?.aborted; seq++) {
-      await new Promise((r) => setTimeout(r, every));
-      void write(encode({ type: 'heartbeat', seq }));
+      const beat = new Promise((r) => setTimeout(r, every));
+      await Promise.race([beat, o.storeChanged?.() ?? beat]);
+      void write(encode({ type: 'heartbeat', seq, store: o.store?.() }));
       // Three missed answers: the link is dead even if TCP has not noticed.
       const ack = await inbox.next(every * 3);
       if (ack.type !== 'heartbeat-ack') throw refusal(ack);

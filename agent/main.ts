@@ -18,6 +18,7 @@ import { EXIT_REFUSED, normalizeFingerprint } from './protocol';
 import { installService, removeService } from './service';
 import { readState, stateFile, writeState } from './state';
 import { trackingHandler } from './tracking-requests';
+import { storeSpace } from './tracking/store-space';
 import { Tracker } from './tracking/tracker';
 import { confirmUpgrade, isUpgrade, upgradeHandler, watchUpgrade } from './upgrade';
 
@@ -124,6 +125,8 @@ async function main(argv: string[]): Promise<number> {
       await session({
         ...state,
         facts: () => machineFacts(),
+        store: () => storeSpace.report(),
+        storeChanged: () => storeSpace.changed(),
         log,
         signal: stop.signal,
         onRequest: (id, request, write) =>

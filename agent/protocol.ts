@@ -16,7 +16,9 @@ import {
   type FrameCodec,
 } from './frame-codec';
 import type { TrackingErrorName } from './tracking/errors';
+import type { StoreReport } from './tracking/store-terms';
 
+export type { StoreReport } from './tracking/store-terms';
 export {
   HOLD_LIMIT_MS,
   type HoldOutcome,
@@ -154,8 +156,15 @@ export type AgentMessage =
    */
   | { type: 'enroll'; token: string; facts: MachineFacts; previous?: { agentId: string; secret: string } }
   /** `codecs`: the frame codecs this agent can send (absent: raw frames only, as older agents). */
-  | { type: 'hello'; agentId: string; secret: string; facts: MachineFacts; codecs?: FrameCodec[] }
-  | { type: 'heartbeat'; seq: number }
+  | {
+      type: 'hello';
+      agentId: string;
+      secret: string;
+      facts: MachineFacts;
+      codecs?: FrameCodec[];
+      store?: StoreReport;
+    }
+  | { type: 'heartbeat'; seq: number; store?: StoreReport }
   | { type: 'reply'; id: number; result?: unknown; error?: { name: TrackingErrorName; message: string } }
   | ({ type: 'data'; id: number; length: number } & Partial<CompressedLayout>);
 

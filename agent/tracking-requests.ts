@@ -11,6 +11,7 @@ import { ReadSlots } from './read-slots';
 import { spanChecksums } from './tracking/checksums';
 import { TrackingError } from './tracking/errors';
 import { whenFull } from './tracking/point-store';
+import { storeSpace } from './tracking/store-space';
 import type { Tracker } from './tracking/tracker';
 
 /** Reads in flight at once: one read or compressed while the other's frame drains to the socket. */
@@ -50,8 +51,12 @@ export function trackingHandler(
       }
       case 'list':
         return reply({ points: tracker.list(), tracked: await tracker.tracked() });
-      case 'release':
-        return reply(await tracker.release(request.pitId, request.success));
+      case 'release': {
+        const released = await tracker.release(request.pitId, request.success);
+        // A point kept: its store had room, the overflow episode (agent-store-full) is over.
+        if (released.released && request.success) storeSpace.noteKeptPoint();
+        return reply(released);
+      }
       case 'disable':
         await tracker.disable();
         return reply({});

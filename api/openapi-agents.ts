@@ -24,7 +24,7 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
     get: {
       operationId: 'listAgents',
       summary:
-        'enrolled Mobility agents: machine, state (connected when its process server saw it in the last 150 s), disks',
+        'enrolled Mobility agents: machine, state (connected when its process server saw it in the last 150 s), disks, the room of the point store and its alerts',
       tags: ['agents'],
       responses: { '200': { description: 'agents', ...listOf('agents', 'Agent') }, ...common },
     },
@@ -141,7 +141,7 @@ export const agentPaths: Record<string, Partial<Record<'get' | 'post', Operation
 export const agentSchemas: Record<string, Schema> = {
   Agent: {
     type: 'object',
-    required: ['id', 'facts', 'enrolledAt', 'connected', 'state', 'version', 'outdated'],
+    required: ['id', 'facts', 'enrolledAt', 'connected', 'state', 'version', 'outdated', 'alerts'],
     properties: {
       id: { type: 'string' },
       state: { enum: ['connected', 'disconnected'] },
@@ -157,6 +157,51 @@ export const agentSchemas: Record<string, Schema> = {
       connectedAt: { type: 'string', format: 'date-time' },
       lastSeenAt: { type: 'string', format: 'date-time' },
       disconnectedAt: { type: 'string', format: 'date-time' },
+      store: {
+        type: 'object',
+        description:
+          'the room of its point store (the filesystem holding its tracking folder), as last reported; absent: an older agent',
+        required: ['dir', 'freeBytes', 'sizeBytes', 'at'],
+        properties: {
+          dir: { type: 'string', description: 'the tracking folder, e.g. /var/lib/osr-agent' },
+          freeBytes: { type: 'integer', description: 'available to the agent (statfs)' },
+          sizeBytes: { type: 'integer', description: "the filesystem's size; 0: unknown (never judged low)" },
+          largestPointBytes: {
+            type: 'integer',
+            description: 'the most room one of its recent points took (copy-on-write store)',
+          },
+          overflow: {
+            type: 'object',
+            description: 'points given up since the last kept one because their store could not grow',
+            properties: {
+              since: { type: 'string', format: 'date-time' },
+              at: { type: 'string', format: 'date-time' },
+              count: { type: 'integer' },
+              message: { type: 'string' },
+            },
+          },
+          at: { type: 'string', format: 'date-time', description: 'when it was reported' },
+          lowSince: { type: 'string', format: 'date-time', description: 'low on room since then' },
+        },
+      },
+      alerts: {
+        type: 'array',
+        description:
+          "its point store's alerts (also on the machine it protects and in /v1/alerts): agent-store-low (warning: free space under agents.storeFreeAlertBytes, or agents.storeFreeAlertPoints times the largest recent point) and agent-store-full (critical: points given up; cleared when one is kept)",
+        items: {
+          type: 'object',
+          required: ['id', 'kind', 'severity', 'at', 'message'],
+          properties: {
+            id: { type: 'string' },
+            kind: { enum: ['agent-store-low', 'agent-store-full'] },
+            severity: { enum: ['warning', 'critical'] },
+            at: { type: 'string', format: 'date-time' },
+            message: { type: 'string', description: 'the free bytes, the threshold and the fix' },
+            count: { type: 'integer' },
+            lastAt: { type: 'string', format: 'date-time' },
+          },
+        },
+      },
       vm: {
         type: 'object',
         description: 'the VMware VM it protects, when installed with `osr agent install --vm`',

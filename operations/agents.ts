@@ -12,6 +12,7 @@ import {
   type ListenerRecord,
 } from '../lib/agents/registry';
 import { shippedAgentVersion } from '../lib/agents/bundle-source';
+import { storeAlerts, type AgentStoreAlert, type StoreAlertSettings } from '../lib/agents/store-alerts';
 import { audited, currentActor } from './audit';
 import { OperationError, type ControlContext } from './context';
 
@@ -26,9 +27,16 @@ export interface AgentView extends Omit<AgentRecord, 'secretHash'> {
   shippedVersion?: string;
   /** The agent runs another version than the shipped one: `osr agent upgrade` it. */
   outdated: boolean;
+  /** Its point store low on room or overflowing (lib/agents/store-alerts.ts); empty when fine. */
+  alerts: AgentStoreAlert[];
 }
 
-function view(record: AgentRecord, shipped: string | undefined, now = Date.now()): AgentView {
+function view(
+  record: AgentRecord,
+  shipped: string | undefined,
+  settings: StoreAlertSettings,
+  now = Date.now(),
+): AgentView {
   const { secretHash: _secret, ...rest } = record;
   const fresh = record.lastSeenAt !== undefined && now - Date.parse(record.lastSeenAt) < STALE_MS;
   const version = record.facts.agentVersion;
@@ -38,6 +46,7 @@ function view(record: AgentRecord, shipped: string | undefined, now = Date.now()
     version,
     ...(shipped ? { shippedVersion: shipped } : {}),
     outdated: shipped !== undefined && version !== shipped,
+    alerts: storeAlerts({ id: record.id, hostname: record.facts.hostname }, record.store, settings),
   };
 }
 
@@ -49,7 +58,7 @@ export async function listAgents(ctx: ControlContext): Promise<AgentView[]> {
   const now = Date.now();
   const shipped = shippedVersion(ctx);
   return (await ctx.vault.list<AgentRecord>(AGENTS_PREFIX))
-    .map((a) => view(a, shipped, now))
+    .map((a) => view(a, shipped, ctx.config.agents, now))
     .sort((a, b) => a.facts.hostname.localeCompare(b.facts.hostname));
 }
 
@@ -61,7 +70,7 @@ export async function getAgent(ctx: ControlContext, id: string): Promise<AgentVi
     throw new OperationError((err as Error).message, 'invalid');
   }
   const found = (await ctx.vault.read<AgentRecord>(doc))?.value;
-  if (found) return view(found, shippedVersion(ctx));
+  if (found) return view(found, shippedVersion(ctx), ctx.config.agents);
   const known = (await listAgents(ctx)).map((a) => `${a.id} (${a.facts.hostname})`);
   throw new OperationError(
     `no agent ${id}${known.length ? `; enrolled: ${known.join(', ')}` : '; none is enrolled (`osr agent install --ssh root@<machine>`)'}`,

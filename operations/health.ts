@@ -1,6 +1,7 @@
 // Machine health as the control plane shows it (CLI, API, dashboard, /metrics, alerts):
 // - a live status gets its group's failed or skipped cuts (the group workflow, not the member,
-//   knows them), and its health recomputed on the wall clock with shared/machine-health.ts;
+//   knows them), its agent's point-store alerts (the agent reports them, not the workflow), and
+//   its health recomputed on the wall clock with shared/machine-health.ts;
 // - a registered machine whose protectMachine workflow was ended outside OSR (cancelled,
 //   terminated, failed, timed out from the Temporal UI or CLI) is named as such, with the fix;
 // - `osr unprotect` of such a machine cleans up through the endProtection workflow.
@@ -24,6 +25,8 @@ import {
   type ServerView,
 } from '../lib/observability/server-health';
 import { getPolicy } from './policies';
+import { agentDoc, type AgentRecord } from '../lib/agents/registry';
+import { storeAlerts } from '../lib/agents/store-alerts';
 
 /** The state `osr status` shows for a machine whose protection was ended outside OSR. */
 export const ENDED_OUTSIDE_OSR = 'ended-outside-osr';
@@ -134,6 +137,8 @@ export async function finishStatus(
   if (machine?.azureReadiness) status.azureReadiness = machine.azureReadiness;
   const hostAlert = await hostServerAlert(ctx, machine?.host, reads);
   if (hostAlert) status.alerts = [...status.alerts, hostAlert];
+  if (machine?.source.type === 'agent')
+    status.alerts = [...status.alerts, ...(await agentStoreAlerts(ctx, machine.source.agentId))];
   const now = Date.now();
   if (status.lastPoint) status.rpoSeconds = rpoSecondsAt(status.lastPoint.instant, now);
   status.health = machineHealth(status, now);
@@ -163,6 +168,18 @@ async function hostServerAlert(
     message: problem,
     subject: host,
   };
+}
+
+/**
+ * A machine protected by an agent whose point store is low on room or overflowing: from the agent's
+ * own reports (lib/agents/store-alerts.ts), not from the workflow, which only sees cycles fail.
+ */
+async function agentStoreAlerts(ctx: ControlContext, agentId: string): Promise<Alert[]> {
+  const agent = (await ctx.vault.read<AgentRecord>(agentDoc(agentId)).catch(() => undefined))?.value;
+  if (!agent) return [];
+  return storeAlerts({ id: agent.id, hostname: agent.facts.hostname }, agent.store, ctx.config.agents).map(
+    (a) => ({ ...a, subject: agent.id }),
+  );
 }
 
 async function groupStatusOf(client: Client, group: string): Promise<GroupStatus | undefined> {

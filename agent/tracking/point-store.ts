@@ -4,9 +4,10 @@
 // fail with EIO) and lets the machine's writes go on. The point is lost, never a change: it is
 // released unshipped, and the next point's era list starts where the last shipped one's did.
 import fs from 'node:fs';
-import { run } from './dm';
+import { detachLoop, run } from './dm';
 import { TrackingError } from './errors';
 import { trackingDir } from './store';
+import { allocatedBytes, storeSpace } from './store-space';
 
 /** What `df` shows available on the filesystem holding the tracking folder. */
 function availableBytes(): number {
@@ -16,13 +17,23 @@ function availableBytes(): number {
 
 function storeFull(what: string): TrackingError {
   const dir = trackingDir();
-  return new TrackingError(
+  const err = new TrackingError(
     'PointOverflowError',
     `${what}: the filesystem holding ${dir} is full (${(availableBytes() / (1 << 20)).toFixed(1)} MiB available), ` +
       "so the point's copy-on-write store cannot grow; the machine's writes go on. Nothing is lost: the point " +
       `is dropped and its changes go with the next one. Fix: free space on the filesystem holding ${dir}, or ` +
       'grow it: a point needs room for the old data of every block the machine rewrites while it is read',
   );
+  // Reported with the heartbeats (agent-store-full) until a later point is kept.
+  storeSpace.noteOverflow(err.message);
+  return err;
+}
+
+/** Detaches and removes a point's copy-on-write file, noting the room it took (the next need as much). */
+export async function dropCowFile(file: string): Promise<void> {
+  await detachLoop(file);
+  storeSpace.notePointUse(allocatedBytes(file));
+  fs.rmSync(file, { force: true });
 }
 
 /** An error of a tracking request as the error to send: a full filesystem says so, with the fix. */

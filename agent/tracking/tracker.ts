@@ -10,7 +10,6 @@
 import fs from 'node:fs';
 import {
   deviceBytes,
-  detachLoop,
   dmInfo,
   dmMessage,
   dmRemove,
@@ -23,6 +22,7 @@ import {
   thawFs,
 } from './dm';
 import { TrackingError } from './errors';
+import { dropCowFile } from './point-store';
 import { withFreezeScripts, type FreezeScripts } from './freeze-scripts';
 import { WriteHolds } from './hold';
 import { SnapshotReaders } from './readers';
@@ -389,8 +389,7 @@ export class Tracker {
       const name = snapName(d, pd.n);
       await this.readers.close(name);
       await dmRemove(name);
-      await detachLoop(cowFile(d, pd.n));
-      fs.rmSync(cowFile(d, pd.n), { force: true });
+      await dropCowFile(cowFile(d, pd.n));
     }
   }
 }

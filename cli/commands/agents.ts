@@ -28,7 +28,9 @@ function row(a: AgentView) {
     last_seen: a.lastSeenAt ?? 'never',
     os: a.facts.os,
     disks: disks(a),
+    store: a.store ? `${size(a.store.freeBytes)} free` : '',
     vm: a.vm ? `${a.vm.host}/${a.vm.vm}` : '',
+    alerts: a.alerts.map((x) => x.kind).join(', '),
   };
 }
 
@@ -125,7 +127,7 @@ export function registerAgentCommands(program: Command): void {
   agent
     .command('list')
     .description(
-      'enrolled agents: state, version (outdated: not the version this release ships), last sign of life, OS and disks',
+      'enrolled agents: state, version (outdated: not the version this release ships), last sign of life, OS, disks, free room of the point store and its alerts (agent-store-low, agent-store-full)',
     )
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }) => {
@@ -135,7 +137,9 @@ export function registerAgentCommands(program: Command): void {
     });
   agent
     .command('show <id>')
-    .description('one agent: its machine, connection and disks')
+    .description(
+      "one agent: its machine, connection, disks, the room of its point store (the filesystem holding /var/lib/osr-agent) and that store's alerts",
+    )
     .option('--json', 'print JSON')
     .action(async (id: string, o: { json?: boolean }) => {
       const a = await withContext((ctx) => getAgent(ctx, id));
@@ -146,7 +150,12 @@ export function registerAgentCommands(program: Command): void {
           (a.vm
             ? `  VMware VM ${a.vm.host}/${a.vm.vm} (${a.vm.moref}${a.vm.instanceUuid ? `, instance ${a.vm.instanceUuid}` : ''}), installed at ${a.vm.address}\n`
             : '') +
-          `  enrolled ${a.enrolledAt}; listener ${a.listener ?? '-'}; connected ${a.connectedAt ?? '-'}; last seen ${a.lastSeenAt ?? '-'}\n`,
+          `  enrolled ${a.enrolledAt}; listener ${a.listener ?? '-'}; connected ${a.connectedAt ?? '-'}; last seen ${a.lastSeenAt ?? '-'}\n` +
+          (a.store
+            ? `  point store ${a.store.dir}: ${size(a.store.freeBytes)} free of ${size(a.store.sizeBytes)}` +
+              `${a.store.largestPointBytes !== undefined ? `, largest recent point ${size(a.store.largestPointBytes)}` : ''} (at ${a.store.at})\n`
+            : '  point store: not reported (an older agent)\n') +
+          a.alerts.map((x) => `  ${x.severity} ${x.kind}: ${x.message}\n`).join(''),
       );
       printTable(
         a.facts.disks.map((d) => ({

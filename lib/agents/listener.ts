@@ -1,7 +1,8 @@
 // A process server's agent listener: TLS on agents.port (9443), where Mobility agents dial out to.
 // A connection's first message is an enrollment (a one-time token for an id and a credential) or
 // a hello (id and credential); an enrolled agent then sends heartbeats, which keep its vault
-// record's lastSeenAt fresh (written at most once a minute, agents.seenWriteSeconds). Nothing an
+// record's lastSeenAt fresh (written at most once a minute, agents.seenWriteSeconds) and carry the
+// room of its point store (written at once when its alerts change, store-alerts.ts). Nothing an
 // agent sends is trusted before its credential is checked against the vault; replies and data
 // frames count only as answers to requests sent on the same connection (channel.ts), anything
 // else closes it.
@@ -19,6 +20,7 @@ import {
   type ServerMessage,
 } from '../../agent/protocol';
 import { AgentChannel, registerChannel, unregisterChannel } from './channel';
+import { checkStoreReport, DEFAULT_STORE_ALERT, storeKey, type StoreAlertSettings } from './store-alerts';
 import type { Vault } from '../azure/vault';
 import { makeSelfSigned } from '../config/self-signed';
 import type { Logger } from '../config/logger';
@@ -42,6 +44,9 @@ export interface AgentListenerOptions {
   compression?: FrameCodec | 'none';
   /** How often a connected agent's lastSeenAt is written (default 60 s). */
   seenWriteSeconds?: number;
+  /** When an agent's point store is low (default DEFAULT_STORE_ALERT). */
+  storeFreeAlertBytes?: number;
+  storeFreeAlertPoints?: number;
   stateDir: string;
   log: Logger;
 }
@@ -71,6 +76,10 @@ async function certificate(o: AgentListenerOptions): Promise<{ cert: Buffer; key
 
 export async function startAgentListener(o: AgentListenerOptions): Promise<AgentListener> {
   const seenWriteMs = (o.seenWriteSeconds ?? 60) * 1000;
+  const settings: StoreAlertSettings = {
+    storeFreeAlertBytes: o.storeFreeAlertBytes ?? DEFAULT_STORE_ALERT.storeFreeAlertBytes,
+    storeFreeAlertPoints: o.storeFreeAlertPoints ?? DEFAULT_STORE_ALERT.storeFreeAlertPoints,
+  };
   const { cert, key } = await certificate(o);
   const fingerprint = new X509Certificate(cert).fingerprint256;
   const current = new Map<string, tls.TLSSocket>();
@@ -98,6 +107,8 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
     let agentId: string | undefined;
     let channel: AgentChannel | undefined;
     let lastWrite = 0;
+    // What the store's alerts were at the last write: a change is written at once, not a minute on.
+    let storeWritten: string | undefined;
     let silence: NodeJS.Timeout | undefined;
     const watch = (): void => {
       clearTimeout(silence);
@@ -120,13 +131,14 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
         agentId = m.agentId;
         current.set(agentId, socket);
         const now = new Date().toISOString();
-        await markAgent(o.vault, agentId, {
-          facts: m.facts,
-          connected: true,
-          listener: address,
-          connectedAt: now,
-          lastSeenAt: now,
-        });
+        const store = checkStoreReport(m.store);
+        await markAgent(
+          o.vault,
+          agentId,
+          { facts: m.facts, connected: true, listener: address, connectedAt: now, lastSeenAt: now },
+          { report: store, settings },
+        );
+        storeWritten = store && storeKey(store, settings);
         lastWrite = Date.now();
         o.log.info({ agentId, hostname: m.facts.hostname, peer }, 'agent connected');
         send({ type: 'welcome', agentId, heartbeatSeconds: HEARTBEAT_SECONDS });
@@ -138,10 +150,18 @@ export async function startAgentListener(o: AgentListenerOptions): Promise<Agent
       } else if (agentId && m.type === 'heartbeat') {
         watch();
         send({ type: 'heartbeat-ack', seq: m.seq });
-        if (Date.now() - lastWrite >= seenWriteMs) {
+        const store = checkStoreReport(m.store);
+        const key = store && storeKey(store, settings);
+        if (Date.now() - lastWrite >= seenWriteMs || key !== storeWritten) {
           lastWrite = Date.now();
+          storeWritten = key;
           // Refused (and so stopped) here when the agent was uninstalled while connected.
-          await markAgent(o.vault, agentId, { lastSeenAt: new Date().toISOString(), connected: true });
+          await markAgent(
+            o.vault,
+            agentId,
+            { lastSeenAt: new Date().toISOString(), connected: true },
+            store && { report: store, settings },
+          );
         }
       } else throw new AgentRefusal('bad-message', `unexpected message "${String(m.type)}" at this point`);
     };

@@ -3,8 +3,9 @@
 // credential) and the process servers' listeners (agent-listeners/<name>.json: the address agents
 // dial and the certificate they pin). Used by the listener (enroll, hello) and the control plane.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { MachineFacts, RefusalCode } from '../../agent/protocol';
+import type { MachineFacts, RefusalCode, StoreReport } from '../../agent/protocol';
 import { VaultConflictError, type Vault } from '../azure/vault';
+import { recordStore, type RecordedStore, type StoreAlertSettings } from './store-alerts';
 
 export interface AgentTokenRecord {
   createdAt: string;
@@ -28,6 +29,8 @@ export interface AgentRecord {
   disconnectedAt?: string;
   /** The vCenter VM this agent protects, when it was installed with `--vm`. */
   vm?: AgentVmLink;
+  /** The room of its point store, as last reported (store-alerts.ts); absent: an older agent. */
+  store?: RecordedStore;
 }
 
 /** An agent's VMware VM: the vCenter host in OSR, the VM's name there and its identities. */
@@ -165,16 +168,23 @@ export async function authenticateAgent(vault: Vault, agentId: string, secret: s
   return found.value;
 }
 
-/** Records a connection change or a sign of life (facts at each hello). */
+/**
+ * Records a connection change or a sign of life (facts at each hello), and with `store` the room of
+ * its point store (`report` undefined: none reported, the old record goes).
+ */
 export function markAgent(
   vault: Vault,
   agentId: string,
   change: Partial<
     Pick<AgentRecord, 'facts' | 'connected' | 'listener' | 'connectedAt' | 'lastSeenAt' | 'disconnectedAt'>
   >,
+  store?: { report: StoreReport | undefined; settings: StoreAlertSettings },
 ): Promise<AgentRecord> {
   return vault.update<AgentRecord>(agentDoc(agentId), (current) => {
     if (!current) throw new AgentRefusal('agent-unknown', `agent ${agentId} was uninstalled`);
-    return { ...current, ...change };
+    const next: AgentRecord = { ...current, ...change };
+    if (store?.report) next.store = recordStore(current.store, store.report, store.settings);
+    else if (store) delete next.store;
+    return next;
   });
 }

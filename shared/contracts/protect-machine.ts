@@ -48,6 +48,11 @@ export interface Alert {
     | 'group-cut-skipped'
     // Added by the control plane: every process server of the machine's host is stale or gone.
     | 'host-server-lost'
+    // Added by the control plane from the machine's agent's reports (lib/agents/store-alerts.ts):
+    // the filesystem holding its point store is low on room, or points were given up because it
+    // is full; cleared when room is back, or when a later point is kept.
+    | 'agent-store-low'
+    | 'agent-store-full'
     // The primary host's clock is off Temporal's by more than CLOCK_SKEW_ALERT_MS at a freeze
     // (shared/point-order.ts): points are labelled by Temporal's time; cleared by a freeze in range.
     | 'clock-skew'

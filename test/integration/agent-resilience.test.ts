@@ -6,8 +6,9 @@
 // system_reset on the test's own monitor: tracking untrusted, a resync by checksums that sends far
 // less than the disk) and the link cut for a minute (QMP set_link): replication resumes by itself,
 // every point holds exactly records 1..k, and `osr alerts` said what happened. And the system disk
-// filled under the agent's point store while a second writer rewrites blocks: the point is given
-// up with the fix, no write fails, and the next point after the space is freed holds every record.
+// filled under the agent's point store while a second writer rewrites blocks: agent-store-low warns
+// first, the point is given up with the fix (agent-store-full), no write fails, and the next point
+// after the space is freed holds every record; both store alerts then clear.
 // When CI=true a seeded part runs: the crash always, and the reboot, the link cut or the full
 // store as the seed picks (printed in the skipped tests' reason; OSR_TEST_SEED=<seed> replays
 // that choice), with the cut at 50 s (the process server drops an agent silent for 45 s: a
@@ -30,6 +31,7 @@ import { pollFor } from '../helpers/poll';
 import { recordedFreezes } from '../helpers/protection';
 import { assertReplays } from '../helpers/replay';
 import { seededChoice } from '../helpers/seeded';
+import { freeIn, StoreAlertWatch, waitResumed } from '../helpers/agent-alerts';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 
 const MiB = 1024 * 1024;
@@ -43,6 +45,7 @@ let stack: TestStack;
 let guest: AgentGuest;
 let ctx: ControlContext;
 let relay: { server: net.Server; sent: number };
+let agentId: string;
 const osr = cliFor(() => stack.env);
 
 async function sh(command: string, timeoutMs?: number): Promise<string> {
@@ -74,28 +77,7 @@ async function machineAlerts(): Promise<OsrAlert[]> {
   return (await listAlerts(ctx)).alerts.filter((a) => a.machine === 'web');
 }
 
-/**
- * The replication-resumed alert once it says `what` and the trouble's alerts are gone (the point is
- * in the catalog a moment before the workflow clears them).
- */
-function resumedAlert(what: RegExp, since: string): Promise<OsrAlert> {
-  return pollFor(
-    async () => {
-      const alerts = await machineAlerts();
-      if (alerts.some((a) => a.kind === 'source-unreachable' || a.kind === 'resync-needed')) return undefined;
-      return alerts.find(
-        (a) => a.kind === 'replication-resumed' && what.test(a.message) && (a.lastAt ?? a.at) > since,
-      );
-    },
-    {
-      timeoutMs: 120_000,
-      intervalMs: 1000,
-      failure: () => new Error(`no replication-resumed alert matching ${what} within 120 s`),
-    },
-  ).catch(async (err: Error) => {
-    throw new Error(`${err.message}: ${JSON.stringify(await machineAlerts())}`);
-  });
-}
+const resumedAlert = (what: RegExp, since: string) => waitResumed(machineAlerts, what, since);
 
 const freezes = (): Promise<FrozenPoint[]> => recordedFreezes(ctx, 'protect/web');
 
@@ -184,7 +166,7 @@ before(async () => {
   ]);
   ctx = new ControlContext(stack.config);
   await startAgentWorkers(stack, agentPort, relayPort);
-  const agentId = await installAgent(osr, guest);
+  agentId = await installAgent(osr, guest);
   const policy = await osr(['policy', 'create', 'agent', '--crash-every', '10s', '--app-every', '0']);
   assert.equal(policy.code, 0, policy.stderr);
   await sh(`dd if=/dev/urandom of=/dev/vda bs=1M count=${DATA_DISK / MiB} conv=fsync 2>/dev/null`, 120_000);
@@ -299,15 +281,27 @@ test(
 );
 
 test(
-  "the point store's filesystem fills up: the cycle fails naming the fix, no write fails, replication resumes once space is back",
+  "the point store's filesystem fills up: a warning first, the cycle fails naming the fix, no write fails, replication resumes and the alerts clear once space is back",
   seeded.runs('store-full'),
   async (t: TestContext) => {
     const since = new Date().toISOString();
     t.after(() => guest.ssh('rm -f /var/lib/osr-filler; touch /tmp/burst-stop')); // whatever failed
+    const store = new StoreAlertWatch(machineAlerts);
+    assert.deepEqual(await store.current(), [], 'the system disk has room: no store alert yet');
     // The system disk (under /var/lib/osr-agent) filled, as by any other file, then 6 MiB freed.
     await sh(
       'dd if=/dev/zero of=/var/lib/osr-filler bs=1M 2>/dev/null; set -- $(wc -c </var/lib/osr-filler); truncate -s $(($1 - 6291456)) /var/lib/osr-filler && sync',
       180_000,
+    );
+    // The early warning (raised during the fill), its figure down to at most the 6 MiB the test
+    // left (point stores take from them) within a heartbeat, with the threshold and the fix.
+    const low = await store.waitFor('agent-store-low', 'at ≤ 6 MiB free', (a) => freeIn(a) <= 6 * MiB);
+    assert.equal(low.severity, 'warning');
+    const lowText = `agent ${agentId} on web-1: the filesystem holding /var/lib/osr-agent has .* free of .*alert under .*Fix: free space on the filesystem holding /var/lib/osr-agent on web-1, or grow it`;
+    assert.match(low.message, new RegExp(`^web: ${lowText}`));
+    assert.match(
+      (await osr(['agent', 'show', agentId])).stdout,
+      new RegExp(`warning agent-store-low: ${lowText}`),
     );
     // A second writer rewrites the top 8 MiB of the data disk (above every record) without pause.
     await sh(
@@ -335,6 +329,12 @@ test(
       /web: cycle (\d+) failed, changes kept for the next cycle: .*given up by its agent: the snapshot of vda for point web-c\1 was invalidated .*the filesystem holding \/var\/lib\/osr-agent is full .*Fix: free space on the filesystem holding \/var\/lib\/osr-agent/,
     );
     const failedCycle = Number(/cycle (\d+) failed/.exec(full.message)?.[1]);
+    // The overflow named as its own alert, beside the failed cycle (later cycles may overflow too).
+    const overflow = await store.waitFor('agent-store-full', 'naming the failed cycle', (a) => {
+      return Number(/point web-c(\d+) was invalidated/.exec(a.message)?.[1]) >= failedCycle;
+    });
+    assert.equal(overflow.severity, 'critical');
+    assert.match(overflow.message, /given up since .*Fix: free space on the filesystem holding \/var\/lib\//);
     // A whole 8 MiB pass (> the 6 MiB left) ends before space is back: writes went on past the full store.
     const waitPass = { timeoutMs: 180_000, intervalMs: 1000, failure: () => new Error('no pass ended') };
     await pollFor(async () => (await passes()) > 0 || undefined, waitPass);
@@ -360,8 +360,9 @@ test(
       /web: replication of web resumed .*the filesystem holding \/var\/lib\/osr-agent is full/,
       since,
     );
+    await store.waitCleared('after room came back and a point was kept'); // by themselves
     t.diagnostic(
-      `overflow: ${full.message}; space back → point ${Date.parse(point.instant) - Date.parse(freedAt)} ms; ${await passes()} rewrites of 8 MiB, none failed`,
+      `low: ${low.message}; overflow: ${full.message}; space back → point ${Date.parse(point.instant) - Date.parse(freedAt)} ms; ${await passes()} rewrites of 8 MiB, none failed`,
     );
   },
 );
