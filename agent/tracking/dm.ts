@@ -135,7 +135,7 @@ export async function eraWrittenSinceCommitted(
 ): Promise<Array<[number, number]>> {
   const copy = `${metadataFile}.committed`;
   await detachLoop(copy); // left by an agent killed mid-call
-  fs.copyFileSync(metadataFile, copy);
+  await fs.promises.copyFile(metadataFile, copy);
   try {
     const dev = (await run('losetup', ['--find', '--show', '--read-only', copy])).trim();
     try {
