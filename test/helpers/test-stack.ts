@@ -172,20 +172,25 @@ export async function startTestStack(
   return stack;
 }
 
+/** Files under `dir` (recursively) whose name `matches`; none when `dir` is gone. */
+function filesUnder(dir: string, matches: (name: string) => boolean): string[] {
+  try {
+    return (fs.readdirSync(dir, { recursive: true }) as string[])
+      .filter((f) => matches(path.basename(f)))
+      .map((f) => path.join(dir, f));
+  } catch {
+    return [];
+  }
+}
+
 /**
  * Boot-check groups (a recovered VM) whose worker was killed before it could stop them: the pid
  * file holds the group id, and the group is stopped even when its leader has already exited.
  */
 function stopLeftBootChecks(dir: string): void {
-  let files: string[];
-  try {
-    files = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.boot.pid'));
-  } catch {
-    return;
-  }
-  for (const f of files) {
+  for (const file of filesUnder(dir, (name) => name.endsWith('.boot.pid'))) {
     try {
-      const pgid = Number.parseInt(fs.readFileSync(path.join(dir, f), 'utf8'), 10);
+      const pgid = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
       if (pgid > 1) process.kill(-pgid, 'SIGKILL');
     } catch {
       // gone meanwhile
@@ -199,17 +204,9 @@ function stopLeftBootChecks(dir: string): void {
  * Found by their pid files, and stopped only if the pid is still a qemu-storage-daemon.
  */
 async function stopLeftDaemons(dir: string): Promise<void> {
-  let files: string[];
-  try {
-    files = (fs.readdirSync(dir, { recursive: true }) as string[]).filter(
-      (f) => path.basename(f) === 'qsd.pid',
-    );
-  } catch {
-    return;
-  }
-  const pids = files.flatMap((f) => {
+  const pids = filesUnder(dir, (name) => name === 'qsd.pid').flatMap((f) => {
     try {
-      const pid = Number(fs.readFileSync(path.join(dir, f), 'utf8').trim());
+      const pid = Number(fs.readFileSync(f, 'utf8').trim());
       return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu-storage-daemon') ? [pid] : [];
     } catch {
       return []; // gone meanwhile
