@@ -7,7 +7,7 @@ import { main } from './run-worker';
 main({
   role: 'control',
   taskQueue: () => CONTROL_TASK_QUEUE,
-  workflowsPath: require.resolve('../workflows'),
+  runsWorkflows: true,
   alertNotifier: true,
   setup: async (config, log) => ({
     activities: createControlActivities(await createWorkerDeps(config, log, 'control')),

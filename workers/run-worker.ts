@@ -11,6 +11,7 @@ import type { StorageRole } from '../lib/config/storage-roles';
 import { temporalConnectionOptions } from '../operations/temporal-connection';
 import { HEARTBEAT_EVERY_MS } from '../activities/common/with-heartbeat';
 import { ensureSearchAttributes } from './search-attributes';
+import { workflowCodeOptions } from './workflow-bundle';
 import { sdkMetricsExporter, startObservability } from './observability';
 
 export interface WorkerSpec {
@@ -22,8 +23,8 @@ export interface WorkerSpec {
   extraTaskQueues?: (config: OsrConfig) => string[];
   /** Builds the role's activities; `close` releases what they hold (thread pools, sockets). */
   setup: (config: OsrConfig, log: Logger) => Promise<{ activities: object; close?: () => Promise<void> }>;
-  /** Only the control worker runs workflow code. */
-  workflowsPath?: string;
+  /** Only the control worker runs workflow code (see workflow-bundle.ts). */
+  runsWorkflows?: boolean;
   maxConcurrentActivityTaskExecutions?: number;
   /** Runs the alert notifier (webhook) in this process: the control worker. */
   alertNotifier?: boolean;
@@ -55,16 +56,20 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   });
   const connection = await NativeConnection.connect(temporalConnectionOptions(config));
   // The worker that runs workflows makes sure the search attributes they set exist.
-  if (spec.workflowsPath) await ensureSearchAttributes(connection, config.temporal.namespace, log);
+  if (spec.runsWorkflows) await ensureSearchAttributes(connection, config.temporal.namespace, log);
   const { activities, close } = await spec.setup(config, log);
   const taskQueue = spec.taskQueue(config);
   const extra = (spec.extraTaskQueues?.(config) ?? []).filter((q) => q !== taskQueue);
+  const workflowCode = spec.runsWorkflows ? workflowCodeOptions() : undefined;
+  if (workflowCode && !workflowCode.prebuilt) {
+    log.info('no workflow bundle built from this code (`npm run build` makes one): bundling at start');
+  }
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
     taskQueue,
     activities,
-    workflowsPath: spec.workflowsPath,
+    ...workflowCode?.options,
     maxConcurrentActivityTaskExecutions: spec.maxConcurrentActivityTaskExecutions,
     // Heartbeats reach Temporal every few seconds (the SDK's default waits up to 0.8 × the
     // heartbeat timeout): a short timeout then finds a dead worker fast and never a live one.

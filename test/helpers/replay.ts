@@ -8,14 +8,16 @@ import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
+import { workflowCodeOptions } from '../../workers/workflow-bundle';
 
-export const workflowsPath = require.resolve('../../workflows');
+/** The workflow code the control worker loads: the built bundle, or the sources when it is out of date. */
+export const workflowCode = () => workflowCodeOptions().options;
 export const historiesDir = path.join(__dirname, '..', '..', '..', 'test', 'histories');
 
 /** Replays the workflow's history on the current code; with OSR_RECORD_HISTORIES=1 also saves it. */
 export async function assertReplays(handle: WorkflowHandle, recordAs?: string): Promise<void> {
   const history = await handle.fetchHistory();
-  await Worker.runReplayHistory({ workflowsPath }, history, handle.workflowId);
+  await Worker.runReplayHistory(workflowCode(), history, handle.workflowId);
   if (process.env.OSR_RECORD_HISTORIES && recordAs) {
     fs.mkdirSync(historiesDir, { recursive: true });
     fs.writeFileSync(path.join(historiesDir, `${recordAs}.json`), historyToJSON(history));

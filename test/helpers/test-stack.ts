@@ -92,15 +92,20 @@ export async function startTestStack(
       location: options.persistent ? path.join(stateDir, 'azurite') : undefined,
       tls: options.azuriteTls,
     });
-  const temporal = await startTemporal();
+  // Both servers start at once (each file pays their start-up, and neither waits on the other).
+  const started = await Promise.allSettled([startTemporal(), startBlobStore()]);
   let servers: { temporal: RunningProcess; azurite: RunningProcess };
   let client: Client;
   try {
-    servers = { temporal, azurite: await startBlobStore() };
+    const [temporal, azurite] = started.map((s) => {
+      if (s.status === 'rejected') throw s.reason;
+      return s.value;
+    }) as [RunningProcess, RunningProcess];
+    servers = { temporal, azurite };
     client = await connectClient(config);
   } catch (err) {
     // A half-started stack is stopped here: nobody else can, and its servers would keep the test file alive.
-    await stopPid(temporal.pid).catch(() => undefined);
+    for (const s of started) if (s.status === 'fulfilled') await stopPid(s.value.pid).catch(() => undefined);
     throw err;
   }
   const workers = new Map<string, RunningProcess>();

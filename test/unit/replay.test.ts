@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Worker } from '@temporalio/worker';
-import { historiesDir, workflowsPath } from '../helpers/replay';
+import { historiesDir, workflowCode } from '../helpers/replay';
 
 const files = fs.existsSync(historiesDir)
   ? fs.readdirSync(historiesDir).filter((f) => f.endsWith('.json'))
@@ -24,7 +24,7 @@ test('every recorded history replays on the current workflow code', async () => 
     history: JSON.parse(fs.readFileSync(path.join(historiesDir, file), 'utf8')) as unknown,
   }));
   const failures: string[] = [];
-  for await (const result of Worker.runReplayHistories({ workflowsPath }, histories)) {
+  for await (const result of Worker.runReplayHistories(workflowCode(), histories)) {
     if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);
   }
   assert.deepEqual(failures, []);
