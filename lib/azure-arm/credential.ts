@@ -3,7 +3,7 @@
 // read from a file at every request (written by a sidecar that mints tokens, or a test's stand-in).
 import fs from 'node:fs/promises';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
-import { DefaultAzureCredential } from '@azure/identity';
+import { LazyDefaultAzureCredential } from '../azure/default-credential';
 
 /** A token file: its whole content (trimmed) is the token; it is re-read so a rotation takes effect. */
 export class TokenFileCredential implements TokenCredential {
@@ -18,5 +18,5 @@ export class TokenFileCredential implements TokenCredential {
 }
 
 export function armCredential(config: { tokenFile?: string }): TokenCredential {
-  return config.tokenFile ? new TokenFileCredential(config.tokenFile) : new DefaultAzureCredential();
+  return config.tokenFile ? new TokenFileCredential(config.tokenFile) : new LazyDefaultAzureCredential();
 }

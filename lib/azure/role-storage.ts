@@ -6,7 +6,7 @@
 //           identity, service principal) against storage.accountUrl.
 // Under sas and entra the containers are the operator's: a grant scoped to a container cannot
 // create one, so OSR never tries; startCheck proves each exists and answers before a worker polls.
-import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import type { TokenCredential } from '@azure/core-auth';
 import type { BlobServiceClient } from '@azure/storage-blob';
 import {
   AnonymousCredential,
@@ -25,6 +25,7 @@ import {
   type BlobStorage,
 } from './blob-client';
 import { checkContainerSas, StorageSignInError } from './sas-check';
+import { LazyDefaultAzureCredential } from './default-credential';
 import { redactStorageSecrets } from './storage-secrets';
 
 /** A refused request keeps the service's own words beside the explained message. */
@@ -172,7 +173,7 @@ export function openRoleStorage(config: Pick<OsrConfig, 'storage'>, role: Storag
       checkContainerSas({ role, key, container: name, needs, sasUrl });
       client = new GrantedContainer(sasUrl as string, new AnonymousCredential(), options);
     } else {
-      entraCredential ??= new DefaultAzureCredential();
+      entraCredential ??= new LazyDefaultAzureCredential();
       const base = (config.storage.accountUrl as string).replace(/\/+$/, '');
       client = new GrantedContainer(`${base}/${name}`, entraCredential, options);
     }

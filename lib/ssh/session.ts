@@ -3,7 +3,7 @@
 // output (a stream may feed a command's stdin), and files copied over SFTP.
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { Client, type SFTPWrapper } from 'ssh2';
+import type { Client, SFTPWrapper } from 'ssh2';
 
 export interface SshTarget {
   user: string;
@@ -50,12 +50,14 @@ export interface SshSession {
   close(): void;
 }
 
-export function openSsh(
+export async function openSsh(
   target: SshTarget,
   privateKey: Buffer,
   expectedHostKey: string | undefined,
   timeoutMs = 60_000,
 ): Promise<SshSession> {
+  // Loaded here: only agent installs use SSH, and every `osr` command would pay its load.
+  const { Client } = await import('ssh2');
   const client = new Client();
   let seen = '';
   return new Promise((resolve, reject) => {
