@@ -19,7 +19,7 @@ import {
   SourceUnreachableError,
   type FrozenDiskReader,
 } from '../../lib/sources/source-connector';
-import type { FrozenPoint, TransferMode, TransferSummary } from '../../shared/replication-types';
+import type { FrozenDisk, FrozenPoint, TransferMode, TransferSummary } from '../../shared/replication-types';
 import { CONTAINERS, type BlobStorage } from '../../lib/azure/blob-client';
 import { writeCycleManifest } from '../../lib/segments/cycle-layout';
 import { readCyclePlan, writeCyclePlan } from '../../lib/segments/cycle-plan';
@@ -89,12 +89,7 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
         });
       }
       if (!(err instanceof FrozenPointLostError)) throw err;
-      // Retrying cannot bring a frozen view back: end the cycle; its changes go with the next one.
-      throw ApplicationFailure.create({
-        type: FAILURE.PointInTimeLost,
-        nonRetryable: true,
-        message: `the frozen point in time ${point.pitId} is gone from the source (did the VM or storage daemon restart?): ${err.message}`,
-      });
+      throw pointLost(point, disk, err);
     });
   try {
     let plan = await readCyclePlan(cache, point.machine, diskId, point.cycle);
@@ -159,6 +154,10 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
       summary,
     };
   } catch (err) {
+    // Lost while its changes were listed or read (the machine crashed, the agent restarted): the
+    // next attempt would only find it gone again, 20 times over minutes with no alert.
+    if (err instanceof FrozenPointLostError && !(err instanceof FrozenPointGivenUpError))
+      throw pointLost(point, disk, err);
     if (!(err instanceof FrozenPointGivenUpError)) throw err;
     // The machine's writes went on; retrying cannot bring the point back. The cycle fails, its
     // changes go with the next one. An agent's point filled the machine's own folder (its message
@@ -178,6 +177,16 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
   } finally {
     await reader.close();
   }
+}
+
+/** Retrying cannot bring a frozen view back: the cycle ends at once; its changes go with the next one. */
+function pointLost(point: FrozenPoint, disk: FrozenDisk, err: Error): ApplicationFailure {
+  const restarted = disk.agentId ? 'the machine or its agent' : 'the VM or storage daemon';
+  return ApplicationFailure.create({
+    type: FAILURE.PointInTimeLost,
+    nonRetryable: true,
+    message: `the frozen point in time ${point.pitId} is gone from the source (did ${restarted} restart?): ${err.message}`,
+  });
 }
 
 async function uploadSegments(

@@ -3,8 +3,9 @@
 // agent install`, a process-server, control and cloud-applier worker, Temporal and Azurite, and a
 // TCP relay on the agent's way to the process server that counts the bytes it sends. Under a
 // workload of numbered records: a clean reboot (the next point is a delta), a crash (QEMU
-// system_reset on the test's own monitor: tracking untrusted, a resync by checksums that sends far
-// less than the disk) and the link cut for a minute (QMP set_link): replication resumes by itself,
+// system_reset on the test's own monitor while a point is sent: tracking untrusted, a resync by
+// checksums that sends far less than the disk) and the link cut for a minute (QMP set_link):
+// replication resumes by itself,
 // every point holds exactly records 1..k, and `osr alerts` said what happened. And the system disk
 // filled under the agent's point store while a second writer rewrites blocks: agent-store-low warns
 // first, the point is given up with the fix (agent-store-full), no write fails, and the next point
@@ -27,6 +28,7 @@ import { installAgent, startAgentWorkers } from '../helpers/agent-fixture';
 import { recordsOf as recordsOfPoint, rewriteLoop } from '../helpers/agent-records';
 import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { cliFor } from '../helpers/cli';
+import { pendingWork, whenPending } from '../helpers/pending-work';
 import { pollFor } from '../helpers/poll';
 import { recordedFreezes } from '../helpers/protection';
 import { assertReplays } from '../helpers/replay';
@@ -62,11 +64,10 @@ function pointAfter(iso: string, what: string, timeoutMs = 420_000): Promise<Rec
     intervalMs: 1000,
     failure: (last) => new Error(`no point ${what} within ${timeoutMs / 1000} s (${String(last)})`),
   }).catch(async (err: Error) => {
-    const status = await osr(['status', 'web', '--json']);
-    const agent = await guest
-      .ssh('tail -n 30 /var/log/osr-agent.log; dmsetup info -c')
-      .catch(() => undefined);
-    throw new Error(`${err.message}; status: ${status.stdout.slice(0, 3000)}\n${agent?.stdout ?? ''}`);
+    const why = `${err.message}; waiting on: ${await pendingWork(await ctx.client(), 'protect/web')}`;
+    const status = (await osr(['status', 'web', '--json'])).stdout.slice(0, 3000);
+    const agent = await guest.ssh('tail -n 30 /var/log/osr-agent.log; dmsetup info -c').catch(() => null);
+    throw new Error(`${why}; status: ${status}\n${agent?.stdout ?? ''}`);
   });
 }
 
@@ -132,11 +133,7 @@ async function startWorkload(): Promise<number> {
 
 async function qmp(command: string, args?: Record<string, unknown>): Promise<void> {
   const client = await QmpClient.connect(guest.qmpSocket as string);
-  try {
-    await client.execute(command, args);
-  } finally {
-    await client.close();
-  }
+  await client.execute(command, args).finally(() => client.close());
 }
 
 before(async () => {
@@ -215,6 +212,7 @@ test('a crash makes tracking untrusted: the agent says so and a resync by checks
   const crashAt = new Date().toISOString();
   const sentBefore = relay.sent;
   const boots = guest.boots();
+  await whenPending(await ctx.client(), 'protect/web', 'transferDisk'); // the crash hits a point being sent
   await qmp('system_reset');
   await guest.waitForBoot(boots + 1);
   const bootedAt = new Date().toISOString();
