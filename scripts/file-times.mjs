@@ -12,7 +12,8 @@ export default async function* fileTimes(source) {
   let current;
   for await (const event of source) {
     const file = event.data?.file;
-    if (!file) continue;
+    // Every file is enqueued (and may be dequeued) when the run starts: only its own work counts.
+    if (!file || event.type === 'test:enqueue' || event.type === 'test:dequeue') continue;
     if (file !== current) {
       if (current !== undefined) previousEnd = spans.get(current).to;
       current = file;
