@@ -16,7 +16,8 @@ export function serviceKind(): ServiceKind {
   return fs.existsSync('/run/systemd/system') ? 'systemd' : 'init-script';
 }
 
-function unit(launcher: string): string {
+/** The unit written where systemd runs (exported so a test can give it to systemd-analyze). */
+export function systemdUnit(launcher: string): string {
   return `[Unit]
 Description=Open Site Recovery Mobility agent
 After=network-online.target
@@ -100,7 +101,7 @@ function has(cmd: string): boolean {
 export function installService(launcher: string): ServiceKind {
   const kind = serviceKind();
   if (kind === 'systemd') {
-    fs.writeFileSync(UNIT, unit(launcher), { mode: 0o644 });
+    fs.writeFileSync(UNIT, systemdUnit(launcher), { mode: 0o644 });
     flushToDisk(launcher, UNIT);
     run('systemctl', ['daemon-reload']);
     run('systemctl', ['enable', 'osr-agent.service']);

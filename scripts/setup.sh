@@ -27,6 +27,8 @@ if [ "${OSR_SETUP_TESTS:-}" = 1 ]; then
   # that libvirt's ssh transports run on the far side to reach a session daemon's socket.
   [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
   command -v nc >/dev/null || need_pkgs+=(netcat-openbsd)
+  # systemd-analyze: the agent's systemd unit read by systemd's own parser (the test guest has none).
+  command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
   # The fault suite's clock-skew trial runs a worker on a shifted clock (LD_PRELOAD libfaketime).
   [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_pkgs+=(faketime)
 fi
