@@ -107,6 +107,11 @@ export async function prepareReprotect(
   options: ReprotectOptions,
 ): Promise<{ workflowId: string; input: ReprotectInput }> {
   const machine = await registeredMachine(ctx, name);
+  if (machine.source.type === 'agent')
+    throw new OperationError(
+      `${name} is protected by the Mobility agent (${machine.source.agentId}): failback into an agent machine is not built yet (the master target writes disks the primary site serves over NBD, and an agent machine's disks are inside it). Fail back by hand: shut the recovered machine down and write its disks onto ${name}'s from a rescue boot (dd), or keep running it in the recovery site`,
+      'invalid',
+    );
   if (machine.source.type === 'libvirt' && remoteLibvirt(machine.source.uri))
     throw new OperationError(
       `${name} is a domain of a remote libvirt host (${machine.source.uri}): failing back onto it is not built yet (the master target writes the domain's image files, which are on that host, not beside it). Fail back by hand: export the point (\`osr export ${name} --point latest --out …\`) and copy it there`,

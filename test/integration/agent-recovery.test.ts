@@ -1,15 +1,12 @@
 // App-consistent points, a drill and planned failovers of a machine protected through the
-// Mobility agent, with the real parts: the agent test guest under QEMU (reached over SSH), the
-// agent pushed into it, Temporal, Azurite, a process-server, control and cloud-applier worker.
-// The machine's freeze script and --pre/--post run on the machine around an app-consistent point
-// (a marker it writes is in the point), its ext4 is clean in the point, a failing script gives a
-// crash-consistent point with an alert naming it and everything thawed. The drill and the
-// failover boot the recovered disks in QEMU (the agent guest's kernel and initramfs: its root is in
-// RAM, so the data disks are what is recovered) and the probe, SSH into the booted guest, sees the
-// point's bytes, which hold exactly records 1..k. A planned failover stops the machine's writes (the
-// agent suspends its disks): the workload's own acknowledgements show it made no progress while
-// stopped and that the final point holds every record it acknowledged; a cancelled one, and
-// `osr agent resume` after a commit, give the writes back (the workload goes on).
+// Mobility agent, with the real parts: the agent test guest under QEMU (over SSH), the agent pushed
+// into it, Temporal, Azurite and the workers. Scripts run on the machine around an app-consistent
+// point (their marker is in it, its ext4 clean); a failing one gives a crash-consistent point, an
+// alert naming it, all thawed. The drill and the failover boot the recovered disks in QEMU (the
+// guest's kernel and initramfs: its root is in RAM) and the probe, over SSH, sees the point's bytes,
+// records 1..k. A planned failover stops the machine's writes: the workload's acknowledgements show
+// no progress while stopped and every one in the final point; a cancel, and `osr agent resume`
+// after a commit, give the writes back. Failback into it is refused (not built).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -375,6 +372,10 @@ test('a planned failover boots its final point, holding every acknowledged recor
   await assertBootedPoint(status, 'failover', point);
   const committed = await failover.commitFailover(ctx, M);
   assert.equal(committed.state, 'committed');
+  // Failback into the agent machine is not built: refused before any job starts.
+  const notBuilt = /protected by the Mobility agent .*failback into an agent machine is not built yet/;
+  assertRefused(await osr(['reprotect', M]), 2, notBuilt);
+  assertRefused(await osr(['reprotect-status', M]), 4, /is not being reprotected/);
   // Through the final point, the boot check and the commit, the machine acknowledged nothing.
   assert.equal(await acked(), total, 'the workload made no progress while its writes were stopped');
   const resumed = await osr(['agent', 'resume', agentId]);
