@@ -154,11 +154,10 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
       summary,
     };
   } catch (err) {
+    if (!(err instanceof FrozenPointLostError)) throw err;
     // Lost while its changes were listed or read (the machine crashed, the agent restarted): the
     // next attempt would only find it gone again, 20 times over minutes with no alert.
-    if (err instanceof FrozenPointLostError && !(err instanceof FrozenPointGivenUpError))
-      throw pointLost(point, disk, err);
-    if (!(err instanceof FrozenPointGivenUpError)) throw err;
+    if (!(err instanceof FrozenPointGivenUpError)) throw pointLost(point, disk, err);
     // The machine's writes went on; retrying cannot bring the point back. The cycle fails, its
     // changes go with the next one. An agent's point filled the machine's own folder (its message
     // says which and the fix); a QEMU point, this server's state disk, which alerts (state-disk.ts).

@@ -10,8 +10,9 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { workflowCodeOptions } from '../../workers/workflow-bundle';
 
+let code: ReturnType<typeof workflowCodeOptions>['options'] | undefined;
 /** The workflow code the control worker loads: the built bundle, or the sources when it is out of date. */
-export const workflowCode = () => workflowCodeOptions().options;
+export const workflowCode = () => (code ??= workflowCodeOptions().options);
 export const historiesDir = path.join(__dirname, '..', '..', '..', 'test', 'histories');
 
 /** Replays the workflow's history on the current code; with OSR_RECORD_HISTORIES=1 also saves it. */

@@ -5,11 +5,11 @@
 // workload of numbered records: a clean reboot (the next point is a delta), a crash (QEMU
 // system_reset on the test's own monitor while a point is sent: tracking untrusted, a resync by
 // checksums that sends far less than the disk) and the link cut for a minute (QMP set_link):
-// replication resumes by itself,
-// every point holds exactly records 1..k, and `osr alerts` said what happened. And the system disk
-// filled under the agent's point store while a second writer rewrites blocks: agent-store-low warns
-// first, the point is given up with the fix (agent-store-full), no write fails, and the next point
-// after the space is freed holds every record; both store alerts then clear.
+// replication resumes by itself, every point holds exactly records 1..k, and `osr alerts` said
+// what happened. And the system disk filled under the agent's point store while a second writer
+// rewrites blocks: agent-store-low warns first, the point is given up with the fix
+// (agent-store-full), no write fails, and the next point after the space is freed holds every
+// record; both store alerts then clear.
 // When CI=true a seeded part runs: the crash always, and the reboot, the link cut or the full
 // store as the seed picks (printed in the skipped tests' reason; OSR_TEST_SEED=<seed> replays
 // that choice), with the cut at 50 s (the process server drops an agent silent for 45 s: a
