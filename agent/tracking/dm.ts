@@ -86,6 +86,35 @@ export async function dmRemove(name: string): Promise<void> {
   if (await dmInfo(name)) await run('dmsetup', ['remove', '--retry', name]);
 }
 
+/** The live table of era device `name`: its length, metadata (device and file), origin and block size. */
+export interface EraTable {
+  sectors: number;
+  /** The metadata's loop device (/dev/loopN) and the file behind it. */
+  metadataDevice: string;
+  metadataFile: string;
+  /** The device under the era, as major:minor. */
+  origin: string;
+  blockSectors: number;
+}
+
+export async function eraTable(name: string): Promise<EraTable> {
+  const table = (await run('dmsetup', ['table', name])).trim();
+  const [, sectors, type, meta, origin, block] = table.split(/\s+/);
+  if (type !== 'era' || !meta || !origin || !block)
+    throw new Error(`${name} is not an era device (table: ${table})`);
+  const sys = `/sys/dev/block/${meta}`;
+  const devName = /^DEVNAME=(.+)$/m.exec(fs.readFileSync(`${sys}/uevent`, 'utf8'))?.[1];
+  const metadataFile = fs.readFileSync(`${sys}/loop/backing_file`, 'utf8').trim();
+  if (!devName) throw new Error(`${name}: no device name for its metadata ${meta}`);
+  return {
+    sectors: Number(sectors),
+    metadataDevice: `/dev/${devName}`,
+    metadataFile,
+    origin,
+    blockSectors: Number(block),
+  };
+}
+
 /** The era target's current era (status: 0 <len> era <metadata block size> <used>/<total> <era> <held root>). */
 export async function eraCurrent(name: string): Promise<number> {
   const status = await run('dmsetup', ['status', name]);

@@ -1,8 +1,9 @@
 // The device-mapper stack of one tracked disk (tracker.ts): its device and file names, and making
-// it: era over snapshot-origin over the disk, the era's metadata on a loop file.
+// it: era over snapshot-origin over the disk, the era's metadata (its change log) on a loop device
+// (era-log.ts).
 import fs from 'node:fs';
 import path from 'node:path';
-import { detachLoop, dmCreate, dmInfo, dmRemove, dmReplace, loopFor } from './dm';
+import { dmCreate, dmInfo, dmRemove, dmReplace, loopFor } from './dm';
 import { trackingDir } from './store';
 
 /** OSR's block size, and the era target's: one changed block is one block to send. */
@@ -21,7 +22,6 @@ export function blockExtents(blocks: Array<[number, number]>, size: number): Arr
 export const top = (disk: string): string => `osr-${disk}`;
 export const origin = (disk: string): string => `osr-${disk}-origin`;
 export const snapName = (disk: string, n: number): string => `osr-${disk}-p${n}`;
-export const metaFile = (disk: string): string => path.join(trackingDir(), `${disk}.era`);
 export const cowFile = (disk: string, n: number): string => path.join(trackingDir(), `${disk}-p${n}.cow`);
 
 export function sparseFile(file: string, bytes: number): void {
@@ -45,24 +45,14 @@ export function allocatedFile(file: string, bytes: number): void {
   }
 }
 
-/**
- * Makes the stack of `disk` (`sizeBytes` long). `keepLog`: over the era metadata already on disk
- * (the agent stopped cleanly: the log missed nothing); otherwise over a fresh one.
- */
-export async function makeStack(disk: string, sizeBytes: number, keepLog: boolean): Promise<void> {
+/** Makes the stack of `disk` (`sizeBytes` long) over the change log on loop device `log` (era-log.ts). */
+export async function makeStack(disk: string, sizeBytes: number, log: string): Promise<void> {
   const device = `/dev/${disk}`;
   const sectors = Math.floor(sizeBytes / 512);
-  if (!keepLog) {
-    await detachLoop(metaFile(disk));
-    // era metadata: a 32-bit era per block and a few bitsets, plus room. Written out, not sparse:
-    // a metadata write that found the filesystem full would fail the machine's writes with it.
-    allocatedFile(metaFile(disk), Math.max(8 << 20, Math.ceil(sizeBytes / ERA_BLOCK_BYTES) * 8 + (4 << 20)));
-  }
-  const metadata = await loopFor(metaFile(disk));
   if (!(await dmInfo(origin(disk)))) await dmCreate(origin(disk), `0 ${sectors} snapshot-origin ${device}`);
   const o = await dmInfo(origin(disk));
   if (!o) throw new Error(`${origin(disk)} vanished as it was made`);
-  await dmCreate(top(disk), `0 ${sectors} era ${metadata} ${o.major}:${o.minor} ${ERA_BLOCK_BYTES / 512}`);
+  await dmCreate(top(disk), `0 ${sectors} era ${log} ${o.major}:${o.minor} ${ERA_BLOCK_BYTES / 512}`);
 }
 
 /** Snapshot n of `disk` (the disk `device` under the stack), copy-on-write in a loop file it cannot overflow. */
@@ -84,6 +74,4 @@ export async function removeStack(disk: string, device: string, sizeBytes: numbe
     await dmReplace(top(disk), `0 ${Math.floor(sizeBytes / 512)} linear ${device} 0`);
   else await dmRemove(top(disk));
   await dmRemove(origin(disk));
-  await detachLoop(metaFile(disk));
-  fs.rmSync(metaFile(disk), { force: true });
 }

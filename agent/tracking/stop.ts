@@ -6,28 +6,24 @@
 // cancelled failover's teardown, or `osr agent resume`). A point's changes while stopped
 // (tracker.ts) come from the era metadata the stop's suspend committed (writtenSince), not from a
 // metadata snapshot: the suspended era takes no message.
-import { dmInfo, eraWrittenSinceCommitted } from './dm';
+import { dmInfo, eraTable, eraWrittenSinceCommitted } from './dm';
 import { TrackingError } from './errors';
 import { checkpointEras, realDm, suspendAll, type HoldDm } from './hold';
 import type { ResumeResult, StopResult } from './hold-terms';
-import { metaFile } from './stack';
 import { bootId, type WriteStopRecord } from './store';
 
 /** The device-mapper calls a stop makes besides a hold's (dm.ts; tests give fakes). */
 export interface StopDm extends HoldDm {
   suspended(device: string): Promise<boolean>;
   /** Era blocks written since `since`, from the committed metadata of suspended `device`. */
-  committedWrittenSince(
-    device: string,
-    metadataFile: string,
-    since: number,
-  ): Promise<Array<[number, number]>>;
+  committedWrittenSince(device: string, since: number): Promise<Array<[number, number]>>;
 }
 
 export const realStopDm: StopDm = {
   ...realDm,
   suspended: async (device) => (await dmInfo(device))?.suspended === true,
-  committedWrittenSince: (_device, metadataFile, since) => eraWrittenSinceCommitted(metadataFile, since),
+  committedWrittenSince: async (device, since) =>
+    eraWrittenSinceCommitted((await eraTable(device)).metadataFile, since),
 };
 
 export class WriteStops {
@@ -100,7 +96,7 @@ export class WriteStops {
     if (!s?.disks.includes(disk) || s.bootId !== bootId() || this.resuming) return undefined;
     return this.during(async () => {
       if (!(await this.dm.suspended(this.top(disk)))) return undefined;
-      return this.dm.committedWrittenSince(this.top(disk), metaFile(disk), since);
+      return this.dm.committedWrittenSince(this.top(disk), since);
     });
   }
 

@@ -16,11 +16,12 @@ import {
   dmResume,
   dmSuspend,
   eraCurrent,
+  eraTable,
   eraWrittenSince,
   freezeFs,
-  loopFor,
   thawFs,
 } from './dm';
+import { diskLogFile, dropLog, keptLog, moveLog, newLog, saveLog } from './era-log';
 import { TrackingError } from './errors';
 import { dropCowFile } from './point-store';
 import { withFreezeScripts, type FreezeScripts } from './freeze-scripts';
@@ -32,8 +33,8 @@ import {
   blockExtents,
   cowFile,
   makeSnapshot,
+  ERA_BLOCK_BYTES,
   makeStack,
-  metaFile,
   removeStack,
   snapName,
   top,
@@ -82,9 +83,13 @@ export class Tracker {
     for (const [d, disk] of Object.entries(this.state.disks)) {
       const info = await dmInfo(top(d)).catch(() => undefined);
       // A stack that cannot be built now is built when OSR enables the disk again (and says why).
-      if (info?.suspended) {
-        if (!stopped.includes(d)) await dmResume(top(d));
-      } else if (!info && fs.existsSync(disk.device))
+      if (info?.suspended && !stopped.includes(d)) await dmResume(top(d));
+      if (info && !stopped.includes(d))
+        // A clean stop moved the log onto the disk, or an older agent kept it there (era-log.ts).
+        await moveLog(d, 'ram').catch((err: Error) =>
+          problems.push(`${d}: its log stays on the disk: ${err.message}`),
+        );
+      else if (!info && fs.existsSync(disk.device))
         await this.build(d).catch((err: Error) => problems.push(`${d}: ${err.message}`));
     }
     await this.stops.reapply().catch((err: Error) => problems.push(`stopped writes: ${err.message}`));
@@ -126,10 +131,15 @@ export class Tracker {
     const known = this.state.disks[disk];
     const device = `/dev/${disk}`;
     const sizeBytes = await deviceBytes(device);
-    const trusted = !!known && known.sizeBytes === sizeBytes && this.state.cleanShutdownBoot === known.bootId;
+    const trusted =
+      !!known &&
+      known.sizeBytes === sizeBytes &&
+      this.state.cleanShutdownBoot === known.bootId &&
+      fs.existsSync(diskLogFile(disk));
     for (const [pitId, p] of Object.entries(this.state.points))
       if (p.disks[disk]) delete this.state.points[pitId];
-    await makeStack(disk, sizeBytes, trusted);
+    const log = trusted ? await keptLog(disk) : await newLog(disk, sizeBytes, ERA_BLOCK_BYTES);
+    await makeStack(disk, sizeBytes, log);
     // Points shipped before, but the log since is lost or may lag: say so until a point ships.
     const untrusted =
       known && !trusted && known.shippedEra !== undefined
@@ -323,6 +333,7 @@ export class Tracker {
     }
     for (const [d, disk] of Object.entries(this.state.disks)) {
       await removeStack(d, disk.device, disk.sizeBytes);
+      await dropLog(d);
       delete this.state.disks[d];
       this.save();
     }
@@ -337,7 +348,7 @@ export class Tracker {
     // log its suspend committed, a superset of the point's changes; or all when it may lag.
     const blocks = this.stops.standing()
       ? await this.stops.writtenSince(disk, pd.since)
-      : await eraWrittenSince(top(disk), await loopFor(metaFile(disk)), pd.since);
+      : await eraWrittenSince(top(disk), (await eraTable(top(disk))).metadataDevice, pd.since);
     return blocks ? blockExtents(blocks, size) : [[0, size]];
   }
 
@@ -362,14 +373,14 @@ export class Tracker {
     );
   }
 
-  /** Stopping cleanly: suspend and resume commit each era's metadata; then say so for the next boot. */
+  /**
+   * Stopping cleanly: each live log moves onto the disk, where the era commits every write until
+   * the machine is off (a stopped disk's, suspended, is copied there); then say so for the next boot.
+   */
   async stopCleanly(): Promise<void> {
     const stopped = this.stops.standing()?.disks ?? [];
     for (const d of Object.keys(this.state.disks))
-      if (!stopped.includes(d) && (await dmInfo(top(d)))) {
-        await dmSuspend(top(d));
-        await dmResume(top(d));
-      }
+      if (await dmInfo(top(d))) await (stopped.includes(d) ? saveLog(d) : moveLog(d, 'disk'));
     this.state.cleanShutdownBoot = bootId();
     this.save();
   }

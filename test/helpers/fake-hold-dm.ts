@@ -28,9 +28,9 @@ export function fakeHoldDm(era: number) {
     async suspended(device) {
       return suspended.has(device);
     },
-    async committedWrittenSince(device, metadataFile, since) {
+    async committedWrittenSince(device, since) {
       assert.ok(suspended.has(device), `the committed log of live ${device} may be half written`);
-      calls.push(`read ${metadataFile} since ${since}`);
+      calls.push(`read ${device} since ${since}`);
       return written
         .filter(([d, , e]) => d === device && e >= since)
         .map(([, b]): [number, number] => [b, b + 1]);

@@ -28,6 +28,7 @@ import { recordsOf, recordWorkload } from '../helpers/agent-records';
 import { assertRefused, cliFor } from '../helpers/cli';
 import { scheduledActivities } from '../helpers/history-activities';
 import { pollFor } from '../helpers/poll';
+import { eraLogFile } from '../helpers/era-log';
 import { assertReplays } from '../helpers/replay';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 
@@ -223,6 +224,8 @@ test('upgrade while protected: the agent restarts into the new build, keeps its 
     intervalMs: 1000,
     failure: () => new Error('agent.old is still there 30 s after the upgrade'),
   });
+  // The old agent's clean stop moved the change log onto the disk; the new one took it back to RAM.
+  assert.equal(await eraLogFile(sh, 'vdb'), '/run/osr-agent/vdb.era');
   await pointAfter(new Date().toISOString(), 'after the upgrade');
   await sh('touch /tmp/stop');
   await pollFor(async () => ((await guest.ssh('test -e /tmp/stopped')).code === 0 ? true : undefined), {

@@ -33,6 +33,7 @@ import { pollFor } from '../helpers/poll';
 import { recordedFreezes } from '../helpers/protection';
 import { assertReplays } from '../helpers/replay';
 import { seededChoice } from '../helpers/seeded';
+import { eraLogFile } from '../helpers/era-log';
 import { freeIn, StoreAlertWatch, waitResumed } from '../helpers/agent-alerts';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 
@@ -110,6 +111,7 @@ async function stackBack(): Promise<void> {
       .catch(() => undefined);
     throw new Error(`${err.message}:\n${seen?.stdout ?? ''}${seen?.stderr ?? ''}`);
   });
+  assert.equal(await eraLogFile(sh, 'vda'), '/run/osr-agent/vda.era', 'built at boot, its log is in RAM');
 }
 
 /** Starts the workload from the newest record on the disk (a crash may have lost the counter file). */
