@@ -35,6 +35,7 @@ import { recoveryTime } from './recovery-time';
 import { recoveryMarkdown, recoveryTextTable, verdict } from './recovery-time-report';
 import { measureRpo } from './rpo';
 import { runAgentBench } from './agent';
+import { runAgentStackBench } from './agent-stack';
 import { runRpoPipeline } from './rpo-pipeline';
 import { runChurn } from './churn';
 import { runWan } from './wan/sites';
@@ -302,5 +303,6 @@ async function main(cleanup: Cleanup): Promise<void> {
 if (process.argv.includes('--wan')) runMain((cleanup) => runWan(cleanup, say), say);
 else if (process.argv.includes('--churn')) runMain((cleanup) => runChurn(cleanup, say), say);
 else if (process.argv.includes('--rpo')) runMain((cleanup) => runRpoPipeline(cleanup, say), say);
+else if (process.argv.includes('--agent-stack')) runMain((cleanup) => runAgentStackBench(cleanup, say), say);
 else if (process.argv.includes('--agent')) runMain((cleanup) => runAgentBench(cleanup, say), say);
 else runMain(main, say);
