@@ -2,7 +2,8 @@
 // while the agent runs, on the machine's disk from a clean stop until the next start.
 // Why RAM: dm-era commits its metadata before the first write to a block in each era completes,
 // and on the machine's disk that commit is a flush. With the log on the system disk a 64 KiB
-// O_DSYNC write took 3.1x the raw disk's time, in RAM 1.6x (`npm run bench -- --agent-stack`).
+// O_DSYNC write took 2.8-3.2x the raw disk's time, in RAM 1.5-1.7x (`npm run bench --
+// --agent-stack`).
 // Nothing is lost by it: a log that lived through a crash is not trusted anyway (writes may reach
 // the disk before the agent rebuilds the stack: a resync by checksums follows), and a clean stop
 // moves the live log onto the disk, where the era commits the writes that come until the machine
@@ -37,18 +38,28 @@ async function ensureRamDir(): Promise<void> {
 
 /**
  * A new, empty log in RAM for `disk`; its loop device. Written out, not sparse: a log that found
- * no room later would fail the machine's writes with it (here it fails the protection, now).
+ * no room later would fail the machine's writes with it (here it fails the protection, now). Its
+ * place on the disk is written out too, so that a clean stop never needs room the disk lacks.
  */
 export async function newLog(disk: string, sizeBytes: number, blockBytes: number): Promise<string> {
   await ensureRamDir();
   await dropLog(disk);
   const bytes = logBytes(sizeBytes, blockBytes);
+  const mib = Math.ceil(bytes / 2 ** 20);
   try {
     allocatedFile(ramLogFile(disk), bytes);
   } catch (err) {
-    fs.rmSync(ramLogFile(disk), { force: true });
+    await dropLog(disk);
     throw new Error(
-      `no room in RAM for the change log of ${disk} (${Math.ceil(bytes / 2 ** 20)} MiB, 1/8192 of the disk): ${(err as Error).message}; free memory on this machine or protect fewer disks`,
+      `no room in RAM for the change log of ${disk} (${mib} MiB, 1/8192 of the disk): ${(err as Error).message}; free memory on this machine or protect fewer disks`,
+    );
+  }
+  try {
+    allocatedFile(diskLogFile(disk), bytes);
+  } catch (err) {
+    await dropLog(disk);
+    throw new Error(
+      `no room in ${trackingDir()} for the change log of ${disk} (${mib} MiB, kept there across a clean stop): ${(err as Error).message}; free space there`,
     );
   }
   return loopFor(ramLogFile(disk));
@@ -99,7 +110,25 @@ export async function moveLog(disk: string, to: 'disk' | 'ram'): Promise<void> {
   }
   if (wasSuspended) return; // the old log stays in use until the resume
   await detachLoop(table.metadataFile).catch(() => undefined);
-  fs.rmSync(table.metadataFile, { force: true });
+  // The disk's copy stays as the room the next clean stop writes into; RAM is given back.
+  if (table.metadataFile === ramLogFile(disk)) fs.rmSync(table.metadataFile, { force: true });
+}
+
+/** Moves the live logs of `disks` back to RAM (a start after a clean stop); what failed, in words. */
+export async function logsToRam(disks: string[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const d of disks)
+    if (await dmInfo(top(d)).catch(() => undefined))
+      await moveLog(d, 'ram').catch((err: Error) =>
+        problems.push(`${d}: its change log stays on the disk (writes slower): ${err.message}`),
+      );
+  return problems;
+}
+
+/** A clean stop: every live log onto the disk; a stopped disk's (suspended, it stays so) copied there. */
+export async function logsToDisk(disks: string[], stopped: string[]): Promise<void> {
+  for (const d of disks)
+    if (await dmInfo(top(d))) await (stopped.includes(d) ? saveLog(d) : moveLog(d, 'disk'));
 }
 
 /** Copies the log of suspended `disk` onto the disk, durably, leaving the live one in use. */
@@ -108,12 +137,36 @@ export async function saveLog(disk: string): Promise<void> {
   if (metadataFile !== diskLogFile(disk)) await copyLog(metadataFile, diskLogFile(disk));
 }
 
-/** A whole copy of a log (read through the page cache the buffered loop writes to), flushed. */
+/**
+ * A whole copy of a log (read through the page cache the buffered loop writes to), flushed: over
+ * the file already there when it is as large (its room taken when tracking started; a copy cut
+ * short is never trusted, the clean-stop mark comes after it), else a new file renamed in.
+ */
 async function copyLog(from: string, to: string): Promise<void> {
   await detachLoop(to);
+  const size = fs.statSync(from).size;
+  if (fs.existsSync(to) && fs.statSync(to).size === size) return overwrite(from, to, size);
   const temp = `${to}.new`;
   fs.copyFileSync(from, temp);
   fsyncPath(temp);
   fs.renameSync(temp, to);
   fsyncPath(path.dirname(to));
+}
+
+function overwrite(from: string, to: string, size: number): void {
+  const src = fs.openSync(from, 'r');
+  const dst = fs.openSync(to, 'r+');
+  try {
+    const chunk = Buffer.alloc(1 << 20);
+    for (let at = 0; at < size; ) {
+      const n = fs.readSync(src, chunk, 0, Math.min(chunk.length, size - at), at);
+      if (n <= 0) throw new Error(`${from} ended at ${at} of ${size} bytes`);
+      fs.writeSync(dst, chunk, 0, n, at);
+      at += n;
+    }
+    fs.fsyncSync(dst);
+  } finally {
+    fs.closeSync(src);
+    fs.closeSync(dst);
+  }
 }

@@ -21,7 +21,7 @@ import {
   freezeFs,
   thawFs,
 } from './dm';
-import { diskLogFile, dropLog, keptLog, moveLog, newLog, saveLog } from './era-log';
+import { diskLogFile, dropLog, keptLog, logsToDisk, logsToRam, newLog } from './era-log';
 import { TrackingError } from './errors';
 import { dropCowFile } from './point-store';
 import { withFreezeScripts, type FreezeScripts } from './freeze-scripts';
@@ -75,7 +75,9 @@ export class Tracker {
   /**
    * The agent runs again: a stack left suspended resumes (unless a planned failover stopped it); a
    * stack gone (a boot) is rebuilt at once, over the era metadata only after a clean stop in the
-   * boot that built it, else over a new log marked untrusted. The clean-stop mark is spent.
+   * boot that built it, else over a new log marked untrusted. The clean-stop mark is spent, and
+   * only then does a log a clean stop left on the disk move back to RAM: a crash after the move
+   * must not find the mark and trust the disk's copy, which no longer takes the writes.
    */
   async started(): Promise<string[]> {
     const problems: string[] = [];
@@ -83,13 +85,9 @@ export class Tracker {
     for (const [d, disk] of Object.entries(this.state.disks)) {
       const info = await dmInfo(top(d)).catch(() => undefined);
       // A stack that cannot be built now is built when OSR enables the disk again (and says why).
-      if (info?.suspended && !stopped.includes(d)) await dmResume(top(d));
-      if (info && !stopped.includes(d))
-        // A clean stop moved the log onto the disk, or an older agent kept it there (era-log.ts).
-        await moveLog(d, 'ram').catch((err: Error) =>
-          problems.push(`${d}: its log stays on the disk: ${err.message}`),
-        );
-      else if (!info && fs.existsSync(disk.device))
+      if (info?.suspended) {
+        if (!stopped.includes(d)) await dmResume(top(d));
+      } else if (!info && fs.existsSync(disk.device))
         await this.build(d).catch((err: Error) => problems.push(`${d}: ${err.message}`));
     }
     await this.stops.reapply().catch((err: Error) => problems.push(`stopped writes: ${err.message}`));
@@ -97,6 +95,7 @@ export class Tracker {
       delete this.state.cleanShutdownBoot;
       this.save();
     }
+    problems.push(...(await logsToRam(Object.keys(this.state.disks).filter((d) => !stopped.includes(d)))));
     return problems;
   }
 
@@ -373,14 +372,9 @@ export class Tracker {
     );
   }
 
-  /**
-   * Stopping cleanly: each live log moves onto the disk, where the era commits every write until
-   * the machine is off (a stopped disk's, suspended, is copied there); then say so for the next boot.
-   */
+  /** Stopping cleanly: every change log onto the disk (era-log.ts), then say so for the next boot. */
   async stopCleanly(): Promise<void> {
-    const stopped = this.stops.standing()?.disks ?? [];
-    for (const d of Object.keys(this.state.disks))
-      if (await dmInfo(top(d))) await (stopped.includes(d) ? saveLog(d) : moveLog(d, 'disk'));
+    await logsToDisk(Object.keys(this.state.disks), this.stops.standing()?.disks ?? []);
     this.state.cleanShutdownBoot = bootId();
     this.save();
   }

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import type { AgentGuest } from './agent-guest';
 import type { CliResult } from './cli';
 import type { TestStack } from './test-stack';
+import { pollFor } from './poll';
 
 /**
  * A process server's environment for an agent listener on loopback port `port`, which agents are
@@ -51,4 +52,30 @@ export async function installAgent(
  */
 export function onAgentProcess(action: string): string {
   return `for d in /proc/[0-9]*; do if tr '\\0' ' ' <$d/cmdline 2>/dev/null | grep -q '^/opt/osr-agent/node .*/opt/osr-agent/agent/main.js run'; then ${action} \${d#/proc/} && echo \${d#/proc/}; fi; done`;
+}
+
+/**
+ * Restarts the agent's service in the guest (its init script: TERM, the agent stops cleanly, then a
+ * new process) and waits until the new agent is connected: a connection made after the restart.
+ */
+export async function restartAgent(
+  osr: (args: string[]) => Promise<CliResult>,
+  guest: AgentGuest,
+  agentId: string,
+): Promise<void> {
+  const restartedAt = Date.now();
+  const r = await guest.ssh('/etc/init.d/osr-agent restart', 120_000);
+  assert.equal(r.code, 0, r.stderr);
+  await pollFor(
+    async () => {
+      const shown = await osr(['agent', 'show', agentId, '--json']);
+      const a = JSON.parse(shown.stdout || '{}') as { state?: string; connectedAt?: string };
+      return a.state === 'connected' && Date.parse(a.connectedAt ?? '') >= restartedAt ? true : undefined;
+    },
+    {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      failure: () => new Error(`agent ${agentId} not back within 120 s`),
+    },
+  );
 }

@@ -6,7 +6,8 @@
 // guest's kernel and initramfs: its root is in RAM) and the probe, over SSH, sees the point's bytes,
 // records 1..k. A planned failover stops the machine's writes: the workload's acknowledgements show
 // no progress while stopped and every one in the final point; a cancel, and `osr agent resume`
-// after a commit, give the writes back. Failback into it is refused (not built).
+// after a commit (an agent restart before it keeps them stopped), give the writes back. Failback
+// into it is refused (not built).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -23,9 +24,10 @@ import { recoveryStatusQuery, type RecoveryStatus } from '../../shared/contracts
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import { resumeAgentWritesWorkflowId } from '../../shared/contracts/resume-agent-writes';
 import { freePort } from '../../lib/process/ports';
-import { installAgent, startAgentWorkers } from '../helpers/agent-fixture';
+import { installAgent, restartAgent, startAgentWorkers } from '../helpers/agent-fixture';
 import { agentGuestFiles, startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { assertRefused, cliFor, runCli } from '../helpers/cli';
+import { inspectExt4 } from '../helpers/ext4-image';
 import { pollFor } from '../helpers/poll';
 import { assertReplays } from '../helpers/replay';
 import { exportedImage, pointById } from '../helpers/protection';
@@ -160,31 +162,18 @@ async function takePoint(app: boolean): Promise<RecoveryPoint> {
   return pointById(ctx, M, (JSON.parse(r.stdout) as { id: string }).id);
 }
 
-/** e2fsck -fn and the superblock's features of a point's ext4, and a file read from it. */
-function inspectFs(image: Buffer, file: string): { fsck: number; features: string; content: string } {
-  const img = path.join(work, 'vdc.img');
-  fs.writeFileSync(img, image);
-  let fsck = 0;
-  try {
-    execFileSync('e2fsck', ['-fn', img], { stdio: 'pipe' });
-  } catch (err) {
-    fsck = (err as { status: number }).status;
-  }
-  const header = execFileSync('dumpe2fs', ['-h', img], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
-  const features = /Filesystem features:\s*(.*)/.exec(header)?.[1] ?? '';
-  const content = execFileSync('debugfs', ['-R', `cat ${file}`, img], { stdio: ['ignore', 'pipe', 'ignore'] })
-    .toString()
-    .trim();
-  return { fsck, features, content };
-}
-
 test('an app-consistent point: scripts ran around its instant, and its ext4 is clean', async () => {
   const point = await takePoint(true);
   const alerts = JSON.stringify((await machineStatus(ctx, M)).alerts);
   assert.equal(point.kind, 'app', `an app-consistent point was asked for; alerts: ${alerts}`);
   const pit = `${M}-c${point.cycle}`;
-  const { fsck, features, content } = inspectFs(await exportedImage(ctx, point, 'vdc'), '/osr-marker');
-  assert.equal(content, pit, 'the freeze script wrote the marker of this very point before it was cut');
+  fs.writeFileSync(path.join(work, 'vdc.img'), await exportedImage(ctx, point, 'vdc'));
+  const { fsck, features, content } = inspectExt4(path.join(work, 'vdc.img'), '/osr-marker');
+  assert.equal(
+    content.trim(),
+    pit,
+    'the freeze script wrote the marker of this very point before it was cut',
+  );
   assert.equal(fsck, 0, 'e2fsck -fn finds the point clean');
   assert.doesNotMatch(features, /needs_recovery/, `the journal was flushed by fsfreeze: ${features}`);
   const log = await sh('cat /var/log/freeze.log');
@@ -378,6 +367,10 @@ test('a planned failover boots its final point, holding every acknowledged recor
   assertRefused(await osr(['reprotect-status', M]), 4, /is not being reprotected/);
   // Through the final point, the boot check and the commit, the machine acknowledged nothing.
   assert.equal(await acked(), total, 'the workload made no progress while its writes were stopped');
+  // An agent restart meanwhile (a clean stop, a new process) keeps them stopped.
+  await restartAgent(osr, guest, agentId);
+  assert.match(await sh('/usr/sbin/dmsetup info osr-vdb osr-vdc'), /SUSPENDED[\s\S]*SUSPENDED/);
+  assert.equal(await acked(), total, 'nothing was acknowledged through the agent restart');
   const resumed = await osr(['agent', 'resume', agentId]);
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stdout, new RegExp(`agent ${agentId} resumed the machine's writes after \\d+ s`));

@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import * as machines from '../../operations/machines';
 import { GuestAgentClient } from '../../lib/qemu/guest-agent-client';
 import { statePaths } from '../../lib/config/state-paths';
+import { inspectExt4 } from '../helpers/ext4-image';
 import { pollFor } from '../helpers/poll';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { startTestVm, type TestVm } from '../helpers/test-vm';
@@ -40,20 +41,6 @@ after(async () => {
   await bed?.stop();
   await vm?.stop();
 });
-
-/** e2fsprogs' view of an image file: its features and one file's content. */
-function inspect(image: string, file: string): { features: string; content: string } {
-  const header = execFileSync('dumpe2fs', ['-h', image], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  const features = /Filesystem features:\s*(.*)/.exec(header)?.[1] ?? '';
-  const content = execFileSync('debugfs', ['-R', `cat /${file}`, image], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  return { features, content };
-}
 
 test('an app-consistent point freezes the guest filesystem through the real qemu-ga', async () => {
   const { ctx } = bed;
@@ -102,7 +89,7 @@ test('an app-consistent point freezes the guest filesystem through the real qemu
   // The point's image: a filesystem frozen clean, with the unsynced file in it.
   const image = path.join(scratch, 'point.raw');
   fs.writeFileSync(image, await exportedImage(ctx, point));
-  const { features, content } = inspect(image, 'app.txt');
+  const { features, content } = inspectExt4(image, '/app.txt');
   assert.match(features, /has_journal/, `an ext4 with a journal: ${features}`);
   assert.doesNotMatch(features, /needs_recovery/, `frozen: no journal to replay in the point (${features})`);
   assert.equal(content.trim(), text, 'the file written just before the point is in it');

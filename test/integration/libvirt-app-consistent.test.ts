@@ -21,6 +21,7 @@ import { virsh } from '../../lib/libvirt/virsh';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { giveToDaemon, startLibvirtDaemon, type LibvirtDaemon } from '../helpers/libvirt-daemon';
 import { startLibvirtTestVm, type LibvirtTestVm } from '../helpers/libvirt-vm';
+import { inspectExt4 } from '../helpers/ext4-image';
 import { pollFor } from '../helpers/poll';
 import { exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { startTestbed, type Testbed } from '../helpers/testbed';
@@ -89,20 +90,6 @@ function sourceImage(): Buffer {
   }
 }
 
-/** e2fsprogs' view of an image file: its features and one file's content. */
-function inspect(image: string, file: string): { features: string; content: string } {
-  const header = execFileSync('dumpe2fs', ['-h', image], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  const features = /Filesystem features:\s*(.*)/.exec(header)?.[1] ?? '';
-  const content = execFileSync('debugfs', ['-R', `cat /${file}`, image], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  return { features, content };
-}
-
 /** Byte ranges where two equal-sized images differ, as [start, end) pairs. */
 function differences(a: Buffer, b: Buffer): Array<[number, number]> {
   assert.equal(a.length, b.length, 'images of one size');
@@ -157,7 +144,7 @@ test('an app-consistent point of a libvirt domain goes through libvirt’s guest
   const pointImage = await exportedImage(ctx, point, 'vda');
   const pointFile = path.join(scratch, 'point.raw');
   fs.writeFileSync(pointFile, pointImage);
-  const { features, content } = inspect(pointFile, 'app.txt');
+  const { features, content } = inspectExt4(pointFile, '/app.txt');
   assert.match(features, /has_journal/, `an ext4 with a journal: ${features}`);
   assert.doesNotMatch(features, /needs_recovery/, `frozen: no journal to replay in the point (${features})`);
   assert.equal(content.trim(), text, 'the file written just before the point is in it');
@@ -177,7 +164,7 @@ test('an app-consistent point of a libvirt domain goes through libvirt’s guest
   const later = path.join(scratch, 'later.raw');
   fs.writeFileSync(later, sourceImage());
   assert.equal(
-    inspect(later, 'app.txt').content,
+    inspectExt4(later, '/app.txt').content,
     `${text}\nmore\n`,
     'the write after the thaw is on the disk',
   );
