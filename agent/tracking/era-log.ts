@@ -142,7 +142,7 @@ export async function saveLog(disk: string): Promise<void> {
  * the file already there when it is as large (its room taken when tracking started; a copy cut
  * short is never trusted, the clean-stop mark comes after it), else a new file renamed in.
  */
-async function copyLog(from: string, to: string): Promise<void> {
+export async function copyLog(from: string, to: string): Promise<void> {
   await detachLoop(to);
   const size = fs.statSync(from).size;
   if (fs.existsSync(to) && fs.statSync(to).size === size) return overwrite(from, to, size);
