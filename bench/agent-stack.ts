@@ -7,6 +7,7 @@
 // (a block's first write in an era is the one that costs), so the host's load falls on all alike.
 import fs from 'node:fs';
 import path from 'node:path';
+import { logBytes } from '../agent/tracking/era-log';
 import { ERA_BLOCK_BYTES } from '../agent/tracking/stack';
 import { startAgentGuest } from '../test/helpers/agent-guest';
 import { MiB, projectRoot, tempDir, type Cleanup } from './harness';
@@ -18,6 +19,7 @@ import {
   writeBenchmarksFile,
   type Row,
 } from './report';
+import { percentile } from './rpo';
 
 export const AGENT_STACK_SECTION = {
   start:
@@ -53,9 +55,9 @@ const DEVICES: Record<Side, string> = {
 };
 
 /** The stacks, as the agent builds them (stack.ts), by util-linux and dmsetup by full path (busybox's sh runs its own applets first). */
-function setupScript(logBytes: number): string {
+function setupScript(bytes: number): string {
   const stack = (disk: string, log: string) => `
-head -c ${logBytes} /dev/zero > ${log}; sync
+head -c ${bytes} /dev/zero > ${log}; sync
 S=$(/usr/sbin/blockdev --getsz /dev/${disk})
 /usr/sbin/dmsetup create osr-${disk}-origin --table "0 $S snapshot-origin /dev/${disk}"
 /usr/sbin/dmsetup mknodes osr-${disk}-origin
@@ -76,11 +78,11 @@ L=$(/usr/sbin/losetup --find --show ${log})
   ].join('\n');
 }
 
-const stats = (ms: number[]) => {
-  const s = [...ms].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
-  return { mean: s.reduce((a, b) => a + b, 0) / s.length, p50: at(0.5), p99: at(0.99), n: s.length };
-};
+const stats = (ms: number[]) => ({
+  mean: ms.reduce((a, b) => a + b, 0) / ms.length,
+  p50: percentile(ms, 0.5),
+  p99: percentile(ms, 0.99),
+});
 
 export async function runAgentStackBench(cleanup: Cleanup, say: (msg: string) => void): Promise<void> {
   const begin = performance.now();
@@ -104,9 +106,7 @@ export async function runAgentStackBench(cleanup: Cleanup, say: (msg: string) =>
   say('copying node and the writer into the guest');
   await guest.put(process.execPath, '/tmp/node');
   await guest.put(path.join(work, 'writer.js'), '/tmp/writer.js');
-  // The log's size as the agent allots it (era-log.ts) for this disk.
-  const logBytes = Math.max(8 * MiB, Math.ceil(diskBytes / ERA_BLOCK_BYTES) * 8 + 4 * MiB);
-  await sh(setupScript(logBytes));
+  await sh(setupScript(logBytes(diskBytes, ERA_BLOCK_BYTES)));
 
   const sides: Side[] = ['raw', 'origin', 'ram', 'disk'];
   const all: Record<Side, number[]> = { raw: [], origin: [], ram: [], disk: [] };

@@ -23,7 +23,7 @@ export const ramLogFile = (disk: string): string => path.join(ramDir(), `${disk}
 export const diskLogFile = (disk: string): string => path.join(trackingDir(), `${disk}.era`);
 
 /** Room for the era metadata: a 32-bit era per block and a few bitsets, plus room. */
-const logBytes = (sizeBytes: number, blockBytes: number): number =>
+export const logBytes = (sizeBytes: number, blockBytes: number): number =>
   Math.max(8 << 20, Math.ceil(sizeBytes / blockBytes) * 8 + (4 << 20));
 
 async function ensureRamDir(): Promise<void> {
