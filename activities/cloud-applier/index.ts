@@ -30,6 +30,7 @@ import { stopStorageDaemon } from '../../lib/qemu/storage-daemon';
 import type { DataPathDeps } from '../deps';
 import { guardStorage, watchStorage, type ReportsStorageFaults } from '../common/storage-failure';
 import { keepAlive, keepAllAlive, withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
+import type { AppliedPart } from '../common/apply-cycle';
 
 export function createCloudApplierActivities(deps: DataPathDeps) {
   return {
@@ -43,8 +44,11 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
       ),
     ),
 
-    async applyCycle(input: CycleRef & ReportsStorageFaults) {
+    // startIndex/endIndex/sizeBytes: a part of a cycle whose transfer is still running (see
+    // ApplyCycleInput); a retry resumes from the heartbeated index.
+    async applyCycle(input: CycleRef & AppliedPart & ReportsStorageFaults) {
       const ctx = Context.current();
+      const first = input.startIndex ?? 0;
       const previous = ctx.info.heartbeatDetails as { nextIndex: number } | undefined;
       // onProgress fires only when every segment below an index is written: heartbeat on a timer too.
       const summary = await withHeartbeat(
@@ -52,15 +56,15 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
           watchStorage(input, `applying cycle ${input.cycle} of ${input.machine}/${input.diskId}`, () =>
             applyCycle(deps, {
               ...input,
-              startIndex: previous?.nextIndex ?? 0,
+              startIndex: previous?.nextIndex ?? first,
               onProgress: (nextIndex) => hb.beat({ nextIndex }),
               signal: ctx.cancellationSignal,
             }),
           ),
-        { initial: (prev) => prev ?? { nextIndex: 0 } },
+        { initial: (prev) => prev ?? { nextIndex: first } },
       );
       deps.log.info(
-        { ...input, attempt: ctx.info.attempt, resumedAt: previous?.nextIndex ?? 0, ...summary },
+        { ...input, attempt: ctx.info.attempt, resumedAt: previous?.nextIndex ?? first, ...summary },
         'cycle applied',
       );
       return summary;

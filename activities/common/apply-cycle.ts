@@ -30,6 +30,7 @@ import {
 } from '../../lib/segments/cycle-layout';
 import type { CycleManifest, CycleRef } from '../../lib/segments/cycle-layout';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
+import { UploadFollower, UploadStalledError, type FollowOptions } from '../../lib/segments/follow-upload';
 import {
   Semaphore,
   downloadSegment,
@@ -63,12 +64,23 @@ export interface SegmentCorruptDetails {
   reasons: string[];
 }
 
+/** Which part of a cycle an apply activity is asked for: all of it unless these say otherwise. */
+export type AppliedPart = Pick<ApplyCycleInput, 'startIndex' | 'follow' | 'sizeBytes'>;
+
 export interface ApplyCycleInput {
   machine: string;
   diskId: string;
   cycle: number;
   /** First segment to apply (resume after a crash from the last reported progress); default 0. */
   startIndex?: number;
+  /**
+   * Start while the cycle is still being uploaded (the workflow starts it with the transfer): wait
+   * for each segment, end when the manifest says there are no more, and fail with
+   * CycleNotUploaded when the upload stops for `idleMs`. Needs `sizeBytes` to open the replica.
+   */
+  follow?: boolean | FollowOptions;
+  /** The disk's size at the freeze, for a `follow` apply (otherwise the manifest's). */
+  sizeBytes?: number;
   /**
    * Called with n each time every segment below n is fully written (never for a segment that is
    * only decoded); heartbeat it and pass it back as startIndex on retry.
@@ -89,27 +101,41 @@ export interface ApplyCycleInput {
 
 export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promise<ApplySummary> {
   const { machine, diskId, cycle } = input;
-  const manifest = await readManifestOrFail(deps, { machine, diskId, cycle });
-  const total = manifest.segments;
+  const ref = { machine, diskId, cycle };
+  const follower = input.follow ? follow(deps, input) : undefined;
+  // A follower finds the manifest itself: one already there may be a leftover (follow-upload.ts).
+  const manifest = follower ? undefined : await readManifestOrFail(deps, ref);
+  // A followed cycle's end is unknown (Infinity) until its manifest is written.
+  const total = (): number => follower?.total ?? manifest?.segments ?? 0;
+  const sizeBytes = manifest?.sizeBytes ?? (input.sizeBytes as number);
   const start = input.startIndex ?? 0;
-  if (!Number.isSafeInteger(start) || start < 0 || start > total) {
+  if (!Number.isSafeInteger(start) || start < 0 || start > total()) {
     throw ApplicationFailure.nonRetryable(
-      `startIndex ${start} is outside cycle ${cycle} of ${machine}/${diskId}, which has ${total} segments`,
+      `startIndex ${start} is outside cycle ${cycle} of ${machine}/${diskId}, which has ${total()} segments`,
       FAILURE.InvalidApplyRequest,
     );
   }
 
-  const sink = typeof input.target === 'function' ? await input.target(manifest) : input.target;
+  const sink =
+    typeof input.target === 'function'
+      ? await input.target(manifest ?? { ...ref, segments: 0, sizeBytes })
+      : input.target;
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
-  const window = Math.max(1, input.segmentsInFlight ?? 4);
+  // A followed upload lands in bursts (the process server uploads 8 segments at once): take them 8 at a time.
+  const window = Math.max(1, input.segmentsInFlight ?? (follower ? 8 : 4));
   const requests = new Semaphore(Math.max(1, input.requestsInFlight ?? 8));
   const summary: ApplySummary = { diskId, segments: 0, appliedBytes: 0, clearedBytes: 0 };
 
+  // (Following an upload: first wait for the segment, or learn that the cycle ends before it; the
+  // waits still running when the apply stops end with it.)
+  const stopWaiting = new AbortController();
+  const waiting = input.signal ? AbortSignal.any([input.signal, stopWaiting.signal]) : stopWaiting.signal;
   // Download, size check, decode (verification) and header check of one segment. Never rejects.
-  const fetchSegment = async (index: number): Promise<Fetched> => {
+  const fetchSegment = async (index: number): Promise<Fetched | { kind: 'end' }> => {
     const name = segmentBlobName(machine, diskId, cycle, index);
     let bytes: Buffer;
     try {
+      if (follower && (await follower.waitFor(index, waiting)) === 'end') return { kind: 'end' };
       const got = await downloadSegment(cache.getBlobClient(name), input.signal);
       if (got.kind !== 'ok') return got;
       bytes = got.bytes;
@@ -137,13 +163,13 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
     if (last !== undefined && last.offset + last.length > sink.sizeBytes) {
       return {
         kind: 'corrupt',
-        reason: `out-of-range: extents end at ${last.offset + last.length}, the disk has ${manifest.sizeBytes} bytes`,
+        reason: `out-of-range: extents end at ${last.offset + last.length}, the disk has ${sink.sizeBytes} bytes`,
       };
     }
     return { kind: 'ok', decoded };
   };
 
-  const fetched = new Map<number, Promise<Fetched>>();
+  const fetched = new Map<number, Promise<Fetched | { kind: 'end' }>>();
   const writing = new Map<number, { span: Span | undefined; done: Promise<void> }>();
   const written = new Set<number>();
   const corrupt = new Map<number, string>();
@@ -153,7 +179,7 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
   const stopped = (): boolean => corrupt.size > 0 || fatal !== undefined;
 
   const fill = (): void => {
-    while (!stopped() && nextFetch < total && nextFetch - watermark < window) {
+    while (!stopped() && nextFetch < total() && nextFetch - watermark < window) {
       fetched.set(nextFetch, fetchSegment(nextFetch));
       nextFetch++;
     }
@@ -172,7 +198,7 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
     fill();
   };
 
-  for (let index = start; index < total && !stopped(); index++) {
+  for (let index = start; index < total() && !stopped(); index++) {
     if (input.signal?.aborted) {
       fatal ??= { error: input.signal.reason ?? new Error('apply aborted') };
       break;
@@ -198,6 +224,7 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
       fatal ??= { error: outcome.error };
       break;
     }
+    if (outcome.kind === 'end') break;
     if (stopped()) break;
     const span = spanOf(outcome.decoded);
     // Segments of a cycle normally cover disjoint ranges; if one overlaps an earlier one still
@@ -225,6 +252,7 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
     writing.set(index, { span, done });
   }
 
+  stopWaiting.abort();
   // Let running writes finish, so the blob is in a known state when we return or throw; then look
   // at the segments fetched ahead, which are never written now, to report every bad one seen.
   await Promise.all([...writing.values()].map((w) => w.done));
@@ -245,9 +273,28 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
       details,
     );
   }
+  if (fatal?.error instanceof UploadStalledError)
+    throw ApplicationFailure.nonRetryable(fatal.error.message, CYCLE_NOT_UPLOADED);
   if (fatal !== undefined) throw fatal.error;
   await sink.flush?.();
   return summary;
+}
+
+/** The follower of a cycle still uploading; its stall is CycleNotUploaded, not retried. */
+function follow(deps: Pick<ApplyDeps, 'blobService'>, input: ApplyCycleInput): UploadFollower {
+  const { machine, diskId, cycle, sizeBytes } = input;
+  if (sizeBytes === undefined || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
+    throw ApplicationFailure.nonRetryable(
+      `an apply that follows the upload of cycle ${cycle} of ${machine}/${diskId} needs the disk's sizeBytes ` +
+        `as a whole number (got ${sizeBytes})`,
+      FAILURE.InvalidApplyRequest,
+    );
+  }
+  return new UploadFollower(
+    deps.blobService,
+    { machine, diskId, cycle },
+    typeof input.follow === 'object' ? input.follow : {},
+  );
 }
 
 async function readManifestOrFail(

@@ -2,6 +2,7 @@
 // in this run (wake-ups, point requests, a group cut in progress), the activities, and the small
 // synchronous helpers every part of the workflow uses (alerts, state, details, RPO, progress).
 import {
+  ActivityCancellationType,
   log,
   patched,
   proxyActivities,
@@ -120,6 +121,24 @@ export function activities(queue: string, routed = false) {
   });
   return { queue, ps, quickPs, applier };
 }
+
+/**
+ * The apply that follows a full copy's upload (sync-disk.ts) lasts as long as the transfer, which
+ * can be many 30-min slices; the workflow waits for its cancellation to complete, so that no two
+ * applies of a disk ever run at once.
+ */
+export const followingApplier = proxyActivities<CloudApplierActivities>({
+  taskQueue: CLOUD_APPLIER_TASK_QUEUE,
+  startToCloseTimeout: '24h',
+  heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: {
+    initialInterval: '1s',
+    maximumInterval: '30s',
+    maximumAttempts: 20,
+    nonRetryableErrorTypes: [FAILURE.SegmentCorrupt, FAILURE.CycleNotUploaded],
+  },
+});
 
 export function startRun(input: ProtectInput): ProtectRun {
   const machine = input.machine;

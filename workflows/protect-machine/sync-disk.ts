@@ -1,5 +1,6 @@
 // One disk of a protectMachine cycle: make sure the replica is there (and not rolled back), send
 // the disk's changes in slices, apply them, and send again what storage lost or damaged.
+import { CancellationScope, patched } from '@temporalio/workflow';
 import { FAILURE } from '../../shared/failures';
 import type { FrozenDisk, FrozenPoint, TransferMode } from '../../shared/replication-types';
 import { failureType, storageUnavailable } from '../lib/failures';
@@ -11,7 +12,14 @@ import {
   segmentsToResend,
 } from '../lib/segments';
 import { noteStorageTrouble, retryStorage } from '../lib/storage-retry';
-import { raise, reportProgress, type ProtectRun } from './run';
+import { followingApplier, raise, reportProgress, type ProtectRun } from './run';
+
+/**
+ * patched() id: a full copy or a resync is applied while it is sent, by an apply that starts with
+ * the transfer and follows the upload, instead of after it (the applier idled during the
+ * transfer, the link during the apply). Histories recorded before it replay on the old path.
+ */
+export const PATCH_APPLY_WHILE_SENDING = 'apply-while-sending';
 
 export async function syncDisk(run: ProtectRun, frozen: FrozenPoint, disk: FrozenDisk) {
   const { s, machine, ps, applier } = run;
@@ -60,46 +68,78 @@ export async function syncDisk(run: ProtectRun, frozen: FrozenPoint, disk: Froze
         ).blob
       : undefined;
   let total = { segments: 0, rawBytes: 0, zeroBytes: 0, sentBytes: 0 };
+  // The apply that follows the upload ends with the cycle's manifest. If it fails (a bad or lost
+  // segment, an upload stalled), the apply after the transfer does the cycle, as before the patch.
+  const followScope = new CancellationScope();
+  let following =
+    mode !== 'delta' && patched(PATCH_APPLY_WHILE_SENDING)
+      ? followScope
+          .run(() =>
+            followingApplier.applyCycle({
+              machine: machine.name,
+              diskId: disk.diskId,
+              cycle: frozen.cycle,
+              follow: true,
+              sizeBytes: disk.sizeBytes,
+            }),
+          )
+          .then(
+            () => true,
+            () => false,
+          )
+      : undefined;
   // Loops, not helper functions: an extra await would reorder commands between parallel disks
   // and break the replay of recorded histories.
   let attempt = 0;
   for (let fromIndex = 0; ; fromIndex = 0) {
-    for (;;) {
-      const send = (resumeAt?: number) =>
-        ps.transferDisk({
-          point: frozen,
+    try {
+      for (;;) {
+        const send = (resumeAt?: number) =>
+          ps.transferDisk({
+            point: frozen,
+            diskId: disk.diskId,
+            mode,
+            fromIndex: Math.max(fromIndex, resumeAt ?? 0),
+            maxSegments: SLICE_SEGMENTS,
+            checksumsBlob,
+            reportStorageFaults: true,
+          });
+        let slice: Awaited<ReturnType<typeof send>>;
+        try {
+          slice = await send();
+        } catch (err) {
+          if (!storageUnavailable(err)) throw err;
+          slice = await retryStorage(run.storage, err, `sending ${disk.diskId}`, send);
+        }
+        noteStorageTrouble(run.storage, `sending ${disk.diskId}`, slice.storage);
+        total = {
+          segments: slice.segmentsTotal,
+          rawBytes: slice.bytesTotal,
+          zeroBytes: total.zeroBytes + slice.summary.zeroBytes,
+          sentBytes: total.sentBytes + slice.summary.sentBytes,
+        };
+        reportProgress(run, {
           diskId: disk.diskId,
           mode,
-          fromIndex: Math.max(fromIndex, resumeAt ?? 0),
-          maxSegments: SLICE_SEGMENTS,
-          checksumsBlob,
-          reportStorageFaults: true,
+          segmentsDone: slice.nextIndex,
+          segmentsTotal: slice.segmentsTotal,
+          bytesDone: slice.bytesDone,
+          bytesTotal: slice.bytesTotal,
         });
-      let slice: Awaited<ReturnType<typeof send>>;
-      try {
-        slice = await send();
-      } catch (err) {
-        if (!storageUnavailable(err)) throw err;
-        slice = await retryStorage(run.storage, err, `sending ${disk.diskId}`, send);
+        if (slice.done) break;
+        fromIndex = slice.nextIndex;
       }
-      noteStorageTrouble(run.storage, `sending ${disk.diskId}`, slice.storage);
-      total = {
-        segments: slice.segmentsTotal,
-        rawBytes: slice.bytesTotal,
-        zeroBytes: total.zeroBytes + slice.summary.zeroBytes,
-        sentBytes: total.sentBytes + slice.summary.sentBytes,
-      };
-      reportProgress(run, {
-        diskId: disk.diskId,
-        mode,
-        segmentsDone: slice.nextIndex,
-        segmentsTotal: slice.segmentsTotal,
-        bytesDone: slice.bytesDone,
-        bytesTotal: slice.bytesTotal,
-      });
-      if (slice.done) break;
-      fromIndex = slice.nextIndex;
+    } catch (err) {
+      // Never an apply left running when the cycle fails. (Only when there is one: an await more
+      // would reorder the commands of older histories.)
+      if (following) {
+        followScope.cancel();
+        await following;
+      }
+      throw err;
     }
+    if (following && (await following)) break;
+    following = undefined;
     let sendAgain = false;
     for (; ; attempt++) {
       try {

@@ -1,0 +1,109 @@
+// The cloud applier following an upload still running (issue 16: a full copy is applied while it
+// is sent), against a real Azurite: segments encoded by the real block pipeline and uploaded as the
+// process server does, the plan first and the manifest last.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { applyCycle, CYCLE_NOT_UPLOADED } from '../../activities/cloud-applier/apply-replica';
+import { CONTAINERS } from '../../lib/azure/blob-client';
+import { writeCycleManifest } from '../../lib/segments/cycle-layout';
+import { writeCyclePlan } from '../../lib/segments/cycle-plan';
+import { cycleManifestBlobName } from '../../lib/segments/cache-layout';
+import {
+  KiB,
+  blobService,
+  deps,
+  failureOf,
+  firstImage,
+  readReplica,
+  uploadCycle,
+  useApplierStorage,
+} from '../helpers/applier-fixture';
+import { pollFor } from '../helpers/poll';
+
+useApplierStorage();
+
+const cache = () => blobService.getContainerClient(CONTAINERS.cache);
+
+/** Waits until storage stamps a new blob later than `name` (Last-Modified has whole seconds). */
+async function untilStorageClockPasses(name: string): Promise<void> {
+  const { lastModified } = await cache().getBlobClient(name).getProperties();
+  const probe = cache().getBlockBlobClient('clock-probe');
+  await pollFor(async () => ((await probe.upload('', 0)).lastModified! > lastModified! ? true : undefined), {
+    timeoutMs: 10_000,
+    intervalMs: 100,
+    failure: () => new Error('storage clock does not move'),
+  });
+}
+
+test('an apply that follows an upload applies each segment as it comes and ends with the manifest', async () => {
+  const machine = 'vm-follow';
+  const { image, extents } = firstImage();
+  const follow = { machine, diskId: 'scsi0', cycle: 1, sizeBytes: image.length, follow: { pollMs: 20 } };
+  // Started before anything is uploaded, as the workflow starts it with the transfer (which
+  // writes the cycle's plan first).
+  const applying = applyCycle(deps, follow);
+  await writeCyclePlan(cache(), machine, 'scsi0', 1, { mode: 'full', sizeBytes: image.length, extents });
+  let ended = false;
+  void applying.then(() => (ended = true));
+  const up = await uploadCycle(machine, 'scsi0', 1, image, extents, {
+    segmentBytes: 512 * KiB,
+    manifest: false,
+  });
+  // Every segment is on the replica while the manifest is not written yet, and the apply waits for it.
+  await pollFor(
+    async () => ((await readReplica(machine, 'scsi0', image.length)).equals(image) ? true : undefined),
+    {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+      failure: () => new Error('the followed segments reach the replica before the manifest'),
+    },
+  );
+  assert.equal(ended, false, 'the apply waits for the manifest');
+  await writeCycleManifest(blobService, {
+    machine,
+    diskId: 'scsi0',
+    cycle: 1,
+    segments: up.segments.length,
+    sizeBytes: image.length,
+  });
+  assert.equal(
+    (await applying).segments,
+    up.segments.length,
+    'it ends with the manifest, every segment applied',
+  );
+  // An upload that stops: the follower gives up, retryable by the workflow's other apply, not by itself.
+  const stalled = applyCycle(deps, { ...follow, cycle: 2, follow: { pollMs: 20, idleMs: 300 } });
+  await assert.rejects(stalled, (err) => {
+    assert.equal(failureOf(err).type, CYCLE_NOT_UPLOADED);
+    assert.equal(failureOf(err).nonRetryable, true);
+    assert.match(failureOf(err).message, /no new segment and no manifest/);
+    return true;
+  });
+  // A leftover of an earlier protection's cycle with the same number, older than this upload's
+  // plan (a delete that failed), is never applied: with nothing newer the follower stalls.
+  const old = firstImage();
+  await uploadCycle('vm-old', 'scsi0', 1, old.image, old.extents, { segmentBytes: 512 * KiB });
+  await untilStorageClockPasses(cycleManifestBlobName('vm-old', 'scsi0', 1)); // written last
+  await writeCyclePlan(cache(), 'vm-old', 'scsi0', 1, {
+    mode: 'full',
+    sizeBytes: old.image.length,
+    extents: old.extents,
+  });
+  await assert.rejects(
+    applyCycle(deps, { ...follow, machine: 'vm-old', follow: { pollMs: 20, idleMs: 500 } }),
+    (err) => {
+      assert.equal(failureOf(err).type, CYCLE_NOT_UPLOADED);
+      return true;
+    },
+  );
+  assert.ok(
+    (await readReplica('vm-old', 'scsi0', old.image.length)).equals(Buffer.alloc(old.image.length)),
+    'nothing old applied',
+  );
+  // Without the disk's size a follower cannot open the replica: refused, not guessed.
+  await assert.rejects(applyCycle(deps, { machine, diskId: 'scsi0', cycle: 3, follow: true }), (err) => {
+    assert.equal(failureOf(err).nonRetryable, true);
+    assert.match(failureOf(err).message, /needs the disk's sizeBytes/);
+    return true;
+  });
+});
