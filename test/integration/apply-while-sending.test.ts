@@ -80,7 +80,7 @@ test('a full copy is applied while it is sent, and the first point equals the so
   proxy.rules.push({
     match: (m, url) => m === 'PUT' && url.includes(`/${CONTAINERS.cache}/${manifest}`),
     action: 'delay',
-    delayMs: 20_000,
+    delayMs: 10_000,
     times: 1,
   });
   const protecting = protectAndCheck('ws1', vm);
