@@ -44,8 +44,8 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
       ),
     ),
 
-    // startIndex/endIndex/sizeBytes: a part of a cycle whose transfer is still running (see
-    // ApplyCycleInput); a retry resumes from the heartbeated index.
+    // follow + sizeBytes: an apply that starts with the transfer and follows the upload (see
+    // ApplyCycleInput); a retry resumes from the heartbeated index, else from startIndex.
     async applyCycle(input: CycleRef & AppliedPart & ReportsStorageFaults) {
       const ctx = Context.current();
       const first = input.startIndex ?? 0;

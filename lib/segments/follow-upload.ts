@@ -26,7 +26,7 @@ export interface FollowOptions {
 
 export class UploadFollower {
   /** The cycle's manifest once it is written: from then on the number of segments is known. */
-  manifest: CycleManifest | undefined;
+  #manifest: CycleManifest | undefined;
   #planWritten: Date | undefined;
   #lastNews = Date.now();
   readonly #cache: ContainerClient;
@@ -45,7 +45,7 @@ export class UploadFollower {
 
   /** Segments in the cycle: unknown (Infinity) until the manifest is written. */
   get total(): number {
-    return this.manifest?.segments ?? Infinity;
+    return this.#manifest?.segments ?? Infinity;
   }
 
   /**
@@ -58,13 +58,13 @@ export class UploadFollower {
     const segment = this.#cache.getBlobClient(segmentBlobName(machine, diskId, cycle, index));
     for (;;) {
       if (index >= this.total) return 'end';
-      if (this.manifest || (await this.#fresh(segment, signal))) {
+      if (this.#manifest || (await this.#fresh(segment, signal))) {
         this.#lastNews = Date.now();
         return 'there';
       }
       const manifest = this.#cache.getBlobClient(cycleManifestBlobName(machine, diskId, cycle));
       if (await this.#fresh(manifest, signal)) {
-        this.manifest ??= await readCycleManifest(this.blobService, this.ref);
+        this.#manifest ??= await readCycleManifest(this.blobService, this.ref);
         continue;
       }
       if (Date.now() - this.#lastNews > this.#idleMs) {
