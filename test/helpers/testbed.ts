@@ -8,6 +8,7 @@ import { after, before } from 'node:test';
 import { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import { createPolicy } from '../../operations/policies';
+import { startFaultProxy, type FaultProxy } from './fault-proxy';
 import { waitForStatus } from './protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from './qemu-machine';
 import { startTestStack, type TestStack } from './test-stack';
@@ -51,6 +52,36 @@ export async function startTestbed(
       await stack.stop();
     },
   };
+}
+
+/**
+ * A testbed whose process server reaches storage through a fault proxy, which counts, corrupts or
+ * holds its requests on the test's rules; stop() closes both.
+ */
+export type ProxiedTestbed = Testbed & { proxy: FaultProxy };
+
+export async function startProxiedTestbed(): Promise<ProxiedTestbed> {
+  let proxy: FaultProxy | undefined;
+  try {
+    const bed = await startTestbed({
+      processServerEnv: async (stack) => {
+        proxy = await startFaultProxy(stack.config.storage.azuritePort);
+        return { OSR_AZURITE_PORT: String(proxy.port) };
+      },
+    });
+    const started = proxy as FaultProxy;
+    return {
+      ...bed,
+      proxy: started,
+      async stop() {
+        await bed.stop();
+        await started.close();
+      },
+    };
+  } catch (err) {
+    await proxy?.close();
+    throw err;
+  }
 }
 
 /** The "manual" policy: points are cut only on request. */

@@ -11,16 +11,16 @@ import { cycleManifestBlobName, segmentBlobName } from '../../lib/segments/cache
 import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy';
+import type { FaultProxy } from '../helpers/fault-proxy';
 import { scheduledActivities, type ScheduledActivity } from '../helpers/history-activities';
 import { pollFor } from '../helpers/poll';
 import { assertReplays } from '../helpers/replay';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
-import { startTestbed, type Testbed } from '../helpers/testbed';
+import { startProxiedTestbed, type ProxiedTestbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
-let bed: Testbed;
+let bed: ProxiedTestbed;
 let ctx: ControlContext;
 let proxy: FaultProxy;
 const vms: TestMachine[] = [];
@@ -57,18 +57,13 @@ const applies = (scheduled: ScheduledActivity[]) =>
   scheduled.filter((a) => a.name === 'applyCycle').map((a) => a.input as ApplyInput);
 
 before(async () => {
-  bed = await startTestbed({
-    processServerEnv: async (stack) => {
-      proxy = await startFaultProxy(stack.config.storage.azuritePort);
-      return { OSR_AZURITE_PORT: String(proxy.port) };
-    },
-  });
+  bed = await startProxiedTestbed();
+  proxy = bed.proxy;
   ctx = bed.ctx;
 });
 
 after(async () => {
   for (const vm of vms) await vm.stop();
-  await proxy?.close();
   await bed?.stop();
 });
 

@@ -12,26 +12,21 @@ import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy';
+import type { FaultProxy } from '../helpers/fault-proxy';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, textLike, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
-import { startTestbed, type Testbed } from '../helpers/testbed';
+import { startProxiedTestbed, type ProxiedTestbed } from '../helpers/testbed';
 
 const MiB = 1024 * 1024;
-let bed: Testbed;
+let bed: ProxiedTestbed;
 let ctx: ControlContext;
 let vm: TestMachine;
 let proxy: FaultProxy;
 
 before(async () => {
-  bed = await startTestbed({
-    // The process server reaches storage through a proxy that can corrupt an upload on request.
-    processServerEnv: async (stack) => {
-      proxy = await startFaultProxy(stack.config.storage.azuritePort);
-      return { OSR_AZURITE_PORT: String(proxy.port) };
-    },
-  });
+  bed = await startProxiedTestbed();
+  proxy = bed.proxy;
   ctx = bed.ctx;
   vm = await startTestMachine({ sizes: [64 * MiB] });
   const disk = await vm.disk();
@@ -42,7 +37,6 @@ before(async () => {
 
 after(async () => {
   await vm?.stop();
-  await proxy?.close();
   await bed?.stop();
 });
 
