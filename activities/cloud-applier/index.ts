@@ -45,10 +45,9 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
     ),
 
     // follow + sizeBytes: an apply that starts with the transfer and follows the upload (see
-    // ApplyCycleInput); a retry resumes from the heartbeated index, else from startIndex.
+    // ApplyCycleInput); a retry resumes from the heartbeated index.
     async applyCycle(input: CycleRef & AppliedPart & ReportsStorageFaults) {
       const ctx = Context.current();
-      const first = input.startIndex ?? 0;
       const previous = ctx.info.heartbeatDetails as { nextIndex: number } | undefined;
       // onProgress fires only when every segment below an index is written: heartbeat on a timer too.
       const summary = await withHeartbeat(
@@ -56,15 +55,15 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
           watchStorage(input, `applying cycle ${input.cycle} of ${input.machine}/${input.diskId}`, () =>
             applyCycle(deps, {
               ...input,
-              startIndex: previous?.nextIndex ?? first,
+              startIndex: previous?.nextIndex ?? 0,
               onProgress: (nextIndex) => hb.beat({ nextIndex }),
               signal: ctx.cancellationSignal,
             }),
           ),
-        { initial: (prev) => prev ?? { nextIndex: first } },
+        { initial: (prev) => prev ?? { nextIndex: 0 } },
       );
       deps.log.info(
-        { ...input, attempt: ctx.info.attempt, resumedAt: previous?.nextIndex ?? first, ...summary },
+        { ...input, attempt: ctx.info.attempt, resumedAt: previous?.nextIndex ?? 0, ...summary },
         'cycle applied',
       );
       return summary;

@@ -64,8 +64,8 @@ export interface SegmentCorruptDetails {
   reasons: string[];
 }
 
-/** Which part of a cycle an apply activity is asked for: all of it unless these say otherwise. */
-export type AppliedPart = Pick<ApplyCycleInput, 'startIndex' | 'follow' | 'sizeBytes'>;
+/** What the apply activity takes besides the cycle: whether it follows an upload still running. */
+export type AppliedPart = Pick<ApplyCycleInput, 'follow' | 'sizeBytes'>;
 
 export interface ApplyCycleInput {
   machine: string;
