@@ -26,7 +26,7 @@ export interface CopyResult {
 
 export interface OsrSyncResult extends CopyResult {
   bytesChanged: number;
-  /** Seconds from protect until every segment was uploaded (status progress), if seen. */
+  /** Seconds from protect until every segment was uploaded (the last transferDisk's close). */
   transferSeconds?: number;
   phases: string;
   /** transferDisk activities (slices of 64 segments) and the idle seconds between them. */
@@ -61,25 +61,28 @@ export async function osrInitialSync(
   const fromWall = Date.now();
   const start = performance.now();
   await machines.protect(ctx, machine);
-  let transferSeconds: number | undefined;
+  let uploaded = false;
   for (;;) {
     if (performance.now() - start > timeoutMs)
       throw new Error(`initial sync of ${machine.name} took over ${timeoutMs / 1000} s`);
     const status = await machines.machineStatus(ctx, machine.name).catch(() => undefined);
     const p = status?.progress?.[0];
-    if (transferSeconds === undefined && p && p.segmentsTotal > 0 && p.segmentsDone === p.segmentsTotal) {
-      transferSeconds = secondsSince(start);
+    if (!uploaded && p && p.segmentsTotal > 0 && p.segmentsDone === p.segmentsTotal) {
+      uploaded = true;
       options.onTransferDone?.();
     }
     if (status?.state === 'protected' && status.lastPoint) {
       const seconds = secondsSince(start);
       const spans = await activitySpans(await ctx.client(), machine.name);
+      // When the last segment was up, by Temporal's clock (the status poll is too coarse for it).
+      const sent = spans.filter((s) => s.type === 'transferDisk' && s.scheduledMs >= fromWall);
+      const sentMs = Math.max(...sent.map((s) => s.closedMs ?? Infinity));
       return {
         method: 'OSR protect → first point',
         seconds,
         uploadedBytes: status.stats.bytesSent,
         bytesChanged: status.stats.bytesChanged,
-        transferSeconds,
+        transferSeconds: sent.length && Number.isFinite(sentMs) ? (sentMs - fromWall) / 1000 : undefined,
         phases: formatPhases(phases(spans, fromWall - 1000, Date.now())),
         slices: sliceGaps(spans, fromWall - 1000, Date.now()),
       };
@@ -89,7 +92,7 @@ export async function osrInitialSync(
     }
     // Once every segment is up the point is near: look often, so the clock stops within 25 ms of
     // it (the baselines' stop at their last byte); before, rarely, to leave the CPU to the sync.
-    await sleep(transferSeconds === undefined ? 250 : 25);
+    await sleep(uploaded ? 25 : 250);
   }
 }
 

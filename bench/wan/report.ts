@@ -128,7 +128,7 @@ export function profileMarkdown(
     '| --- | --- | --- | --- | --- | --- | --- |',
     line(
       osr,
-      `segments all uploaded after ${transfer?.toFixed(1) ?? '?'} s, the point ${transfer === undefined ? '?' : (osr.result.seconds - transfer).toFixed(1)} s later (the apply follows the upload); ${osr.result.phases}`,
+      `segments all uploaded after ${transfer?.toFixed(2) ?? '?'} s, the point ${transfer === undefined ? '?' : (osr.result.seconds - transfer).toFixed(2)} s later (the apply follows the upload); ${osr.result.phases}`,
     ),
     line(pages, pages.result.detail ?? ''),
     rclone
