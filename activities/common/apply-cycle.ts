@@ -5,9 +5,10 @@
 // Invariant 4: a segment that fails verification is never written. Segments are downloaded and
 // decoded ahead (a bounded window) while earlier ones are written, but writing follows index
 // order: segment i starts writing only after segments 0..i-1 decoded cleanly, and not before any
-// earlier segment whose range overlaps it has finished. The first failure stops everything: no
-// segment starts writing after it, the writes already running finish, and the failing indices
-// found by then are reported together in one non-retryable SegmentCorrupt failure.
+// earlier segment whose range overlaps it has finished (following an upload, a verified segment
+// whose range meets no other write's may go ahead: writeAhead). The first failure stops
+// everything: no segment starts writing after it, the writes already running finish, and the
+// failing indices found by then are reported together in one non-retryable SegmentCorrupt failure.
 //
 // Re-applying a cycle, whole or from a heartbeated index, writes the same bytes to the same pages
 // again: harmless, as long as no later cycle of the disk has been applied in between (the workflow
@@ -16,6 +17,7 @@
 // The cloud applier writes to the replica page blob (cloud-applier/apply-replica.ts); the master
 // target (failback) passes its own `target` (a primary disk over NBD, with an undo journal) and gets
 // the same verification. The Temporal-free steps are in lib/segments/segment-apply.ts.
+import { setMaxListeners } from 'node:events';
 import { FAILURE } from '../../shared/failures';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ApplySummary } from '../../shared/replication-types';
@@ -121,8 +123,9 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
       ? await input.target(manifest ?? { ...ref, segments: 0, sizeBytes })
       : input.target;
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
-  // A followed upload lands in bursts (the process server uploads 8 segments at once): take them 8 at a time.
-  const window = Math.max(1, input.segmentsInFlight ?? (follower ? 8 : 4));
+  // A followed upload lands out of order: the process server's 8 uploads share the link, and one
+  // can end well after the segments behind it. Look 16 ahead while it comes.
+  const window = Math.max(1, input.segmentsInFlight ?? (follower ? 16 : 4));
   const requests = new Semaphore(Math.max(1, input.requestsInFlight ?? 8));
   const summary: ApplySummary = { diskId, segments: 0, appliedBytes: 0, clearedBytes: 0 };
 
@@ -130,6 +133,8 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
   // waits still running when the apply stops end with it.)
   const stopWaiting = new AbortController();
   const waiting = input.signal ? AbortSignal.any([input.signal, stopWaiting.signal]) : stopWaiting.signal;
+  // Every segment waited for listens to it (and a download or two besides): not a leak.
+  setMaxListeners(4 * window, waiting);
   // Download, size check, decode (verification) and header check of one segment. Never rejects.
   const fetchSegment = async (index: number): Promise<Fetched | { kind: 'end' }> => {
     const name = segmentBlobName(machine, diskId, cycle, index);
@@ -180,8 +185,45 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
 
   const fill = (): void => {
     while (!stopped() && nextFetch < total() && nextFetch - watermark < window) {
-      fetched.set(nextFetch, fetchSegment(nextFetch));
+      const index = nextFetch;
+      const pending = fetchSegment(index);
+      fetched.set(index, pending);
+      if (follower) void pending.then((outcome) => settled.set(index, outcome));
       nextFetch++;
+    }
+  };
+  const startWrite = (index: number, decoded: DecodeResult, span: Span | undefined): void => {
+    const done = (sink.beforeWrite ? sink.beforeWrite(decoded, index) : Promise.resolve())
+      .then(() => writeSegment(sink, decoded, requests, input.signal, summary))
+      .then(
+        () => {
+          writing.delete(index);
+          summary.segments++;
+          segmentWritten(index);
+        },
+        (error: unknown) => {
+          writing.delete(index);
+          fatal ??= { error };
+        },
+      );
+    writing.set(index, { span, done });
+  };
+  // Following an upload, a segment that lands late would hold back every write behind it, and
+  // they would all land at the end, after the last upload. So a verified segment past the one
+  // awaited is written at once when its range meets no write started (pairwise disjoint: the order
+  // among them does not matter). Should the awaited one then overlap a segment written ahead, the
+  // follow fails like a corrupt segment, and the apply after the transfer does the cycle in order.
+  const settled = new Map<number, Fetched | { kind: 'end' }>();
+  const ahead = new Map<number, Span | undefined>();
+  const writeAhead = (awaited: number): void => {
+    for (const [index, outcome] of settled) {
+      if (index <= awaited || ahead.has(index) || outcome.kind !== 'ok' || stopped()) continue;
+      const span = spanOf(outcome.decoded);
+      const others = [...[...writing.values()].map((w) => w.span), ...ahead.values()];
+      if (others.some((other) => overlaps(other, span))) continue;
+      ahead.set(index, span);
+      settled.delete(index);
+      startWrite(index, outcome.decoded, span);
     }
   };
   const segmentWritten = (index: number): void => {
@@ -214,8 +256,22 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
       fill();
     }
     if (stopped()) break;
+    if (ahead.has(index)) {
+      fetched.delete(index);
+      continue;
+    }
+    while (follower && !settled.has(index) && !stopped()) {
+      writeAhead(index);
+      const behind = [...fetched]
+        .filter(([i]) => i > index && !settled.has(i) && !ahead.has(i))
+        .map(([, f]) => f);
+      await Promise.race([fetched.get(index)!, ...behind, ...[...writing.values()].map((w) => w.done)]);
+      fill();
+    }
+    if (stopped()) break;
     const outcome = await fetched.get(index)!;
     fetched.delete(index);
+    settled.delete(index);
     if (outcome.kind === 'corrupt') {
       corrupt.set(index, outcome.reason);
       break;
@@ -227,6 +283,14 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
     if (outcome.kind === 'end') break;
     if (stopped()) break;
     const span = spanOf(outcome.decoded);
+    const overtaken = [...ahead].find(([i, s]) => i > index && overlaps(s, span));
+    if (overtaken) {
+      corrupt.set(
+        index,
+        `overlap: its range meets segment ${overtaken[0]}'s, written before it while following the upload`,
+      );
+      break;
+    }
     // Segments of a cycle normally cover disjoint ranges; if one overlaps an earlier one still
     // being written, it waits, so the later segment's bytes are the ones that stay.
     for (;;) {
@@ -235,21 +299,7 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
       await Promise.race(blockers.map((w) => w.done));
     }
     if (stopped()) break;
-    const decoded = outcome.decoded;
-    const done = (sink.beforeWrite ? sink.beforeWrite(decoded, index) : Promise.resolve())
-      .then(() => writeSegment(sink, decoded, requests, input.signal, summary))
-      .then(
-        () => {
-          writing.delete(index);
-          summary.segments++;
-          segmentWritten(index);
-        },
-        (error: unknown) => {
-          writing.delete(index);
-          fatal ??= { error };
-        },
-      );
-    writing.set(index, { span, done });
+    startWrite(index, outcome.decoded, span);
   }
 
   stopWaiting.abort();
@@ -266,8 +316,8 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
     throw ApplicationFailure.nonRetryable(
       `cycle ${cycle} of ${machine}/${diskId}: segment${indices.length > 1 ? 's' : ''} ${indices.join(', ')} ` +
         `failed verification and ${indices.length > 1 ? 'were' : 'was'} not applied (${details.reasons.join('; ')}); ` +
-        (watermark > 0
-          ? `segments below ${watermark} were applied, so the replica holds part of this cycle: resync the disk.`
+        (watermark > 0 || ahead.size > 0
+          ? `segments below ${watermark}${ahead.size ? ` and ${ahead.size} written ahead of it` : ''} were applied, so the replica holds part of this cycle: resync the disk.`
           : 'nothing of this cycle was applied: resync the disk.'),
       SEGMENT_CORRUPT,
       details,

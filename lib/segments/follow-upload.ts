@@ -20,7 +20,7 @@ export class UploadStalledError extends Error {
 export interface FollowOptions {
   /** Give up after this long without a new segment or the manifest; default 120 s. */
   idleMs?: number;
-  /** How often to look again for what is not there yet; default 100 ms. */
+  /** How often to look again for what is not there yet; default 50 ms. */
   pollMs?: number;
 }
 
@@ -29,6 +29,7 @@ export class UploadFollower {
   #manifest: CycleManifest | undefined;
   #planWritten: Date | undefined;
   #lastNews = Date.now();
+  #manifestLook: { at: number; written: Promise<boolean> } | undefined;
   readonly #cache: ContainerClient;
   readonly #idleMs: number;
   readonly #pollMs: number;
@@ -40,7 +41,7 @@ export class UploadFollower {
   ) {
     this.#cache = blobService.getContainerClient(CONTAINERS.cache);
     this.#idleMs = options.idleMs ?? 120_000;
-    this.#pollMs = options.pollMs ?? 100;
+    this.#pollMs = options.pollMs ?? 50;
   }
 
   /** Segments in the cycle: unknown (Infinity) until the manifest is written. */
@@ -62,8 +63,7 @@ export class UploadFollower {
         this.#lastNews = Date.now();
         return 'there';
       }
-      const manifest = this.#cache.getBlobClient(cycleManifestBlobName(machine, diskId, cycle));
-      if (await this.#fresh(manifest, signal)) {
+      if (await this.#manifestWritten(signal)) {
         this.#manifest ??= await readCycleManifest(this.blobService, this.ref);
         continue;
       }
@@ -75,6 +75,19 @@ export class UploadFollower {
       }
       await sleep(this.#pollMs, undefined, { signal });
     }
+  }
+
+  /**
+   * Whether this upload's manifest is written. Every waiting segment asks the same, so one look per
+   * poll interval answers them all: storage sees one request per waiting segment, not two.
+   */
+  #manifestWritten(signal: AbortSignal | undefined): Promise<boolean> {
+    if (!this.#manifestLook || Date.now() - this.#manifestLook.at >= this.#pollMs) {
+      const { machine, diskId, cycle } = this.ref;
+      const manifest = this.#cache.getBlobClient(cycleManifestBlobName(machine, diskId, cycle));
+      this.#manifestLook = { at: Date.now(), written: this.#fresh(manifest, signal) };
+    }
+    return this.#manifestLook.written;
   }
 
   /** Whether the blob is there and written by this upload (not older than its plan). */

@@ -3,17 +3,26 @@
 // process server does, the plan first and the manifest last.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { applyCycle, CYCLE_NOT_UPLOADED } from '../../activities/cloud-applier/apply-replica';
+import {
+  applyCycle,
+  CYCLE_NOT_UPLOADED,
+  SEGMENT_CORRUPT,
+} from '../../activities/cloud-applier/apply-replica';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import { writeCycleManifest } from '../../lib/segments/cycle-layout';
 import { writeCyclePlan } from '../../lib/segments/cycle-plan';
 import { cycleManifestBlobName } from '../../lib/segments/cache-layout';
+import type { Extent } from '../../lib/segments/segment-format';
 import {
   KiB,
   blobService,
+  compressible,
+  cutIntoSegments,
   deps,
   failureOf,
   firstImage,
+  pipeline,
+  putSegment,
   readReplica,
   uploadCycle,
   useApplierStorage,
@@ -106,4 +115,114 @@ test('an apply that follows an upload applies each segment as it comes and ends 
     assert.match(failureOf(err).message, /needs the disk's sizeBytes/);
     return true;
   });
+});
+
+/** Encodes segment `index` of cycle 1 of scsi0 (its `extents` of `image`) and uploads it. */
+async function uploadSegment(
+  machine: string,
+  image: Buffer,
+  index: number,
+  extents: Extent[],
+): Promise<void> {
+  const data = Buffer.concat(extents.map((e) => image.subarray(e.offset, e.offset + e.length)));
+  const { segment } = await pipeline!.encode({ machine, diskId: 'scsi0', cycle: 1, index, extents, data });
+  await putSegment(machine, 'scsi0', 1, index, segment);
+}
+
+test('a segment uploaded late does not hold back the ones behind it: they are written meanwhile', async () => {
+  const machine = 'vm-late';
+  const segmentBytes = 64 * KiB;
+  const image = Buffer.concat(Array.from({ length: 20 }, (_, i) => compressible(segmentBytes, i)));
+  const extents = [{ offset: 0, length: image.length }];
+  const cut = cutIntoSegments(extents, segmentBytes);
+  const applying = applyCycle(deps, {
+    machine,
+    diskId: 'scsi0',
+    cycle: 1,
+    sizeBytes: image.length,
+    follow: { pollMs: 20 },
+  });
+  await writeCyclePlan(cache(), machine, 'scsi0', 1, { mode: 'full', sizeBytes: image.length, extents });
+  // Segment 0 is the slow upload: every other one is up first.
+  for (let index = 1; index < cut.length; index++) await uploadSegment(machine, image, index, cut[index]!);
+  // The follower looks 16 ahead: segments 1..15 reach the replica while segment 0 is missing.
+  const ahead = image.subarray(segmentBytes, 16 * segmentBytes);
+  await pollFor(
+    async () =>
+      (await readReplica(machine, 'scsi0', image.length))
+        .subarray(segmentBytes, 16 * segmentBytes)
+        .equals(ahead)
+        ? true
+        : undefined,
+    {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+      failure: () => new Error('the segments behind the late one were not written while it was missing'),
+    },
+  );
+  const before = await readReplica(machine, 'scsi0', image.length);
+  assert.ok(
+    before.subarray(0, segmentBytes).equals(Buffer.alloc(segmentBytes)),
+    'the late segment is not there yet',
+  );
+  await uploadSegment(machine, image, 0, cut[0]!);
+  await writeCycleManifest(blobService, {
+    machine,
+    diskId: 'scsi0',
+    cycle: 1,
+    segments: cut.length,
+    sizeBytes: image.length,
+  });
+  assert.equal((await applying).segments, cut.length);
+  assert.ok((await readReplica(machine, 'scsi0', image.length)).equals(image), 'the replica is the image');
+});
+
+test('a late segment that overlaps one written ahead of it ends the follow: the cycle is applied again in order', async () => {
+  const machine = 'vm-overlap';
+  const image = compressible(128 * KiB, 7);
+  const later = compressible(64 * KiB, 8);
+  const applying = applyCycle(deps, {
+    machine,
+    diskId: 'scsi0',
+    cycle: 1,
+    sizeBytes: image.length,
+    follow: { pollMs: 20 },
+  });
+  await writeCyclePlan(cache(), machine, 'scsi0', 1, {
+    mode: 'full',
+    sizeBytes: image.length,
+    extents: [{ offset: 0, length: image.length }],
+  });
+  // Segment 1 rewrites the first half of what segment 0 covers; it is up first and written ahead.
+  const laterImage = Buffer.concat([later, Buffer.alloc(64 * KiB)]);
+  await uploadSegment(machine, laterImage, 1, [{ offset: 0, length: 64 * KiB }]);
+  await pollFor(
+    async () =>
+      (await readReplica(machine, 'scsi0', image.length)).subarray(0, 64 * KiB).equals(later)
+        ? true
+        : undefined,
+    { timeoutMs: 30_000, intervalMs: 20, failure: () => new Error('segment 1 was not written ahead') },
+  );
+  await uploadSegment(machine, image, 0, [{ offset: 0, length: image.length }]);
+  await assert.rejects(applying, (err) => {
+    assert.equal(failureOf(err).type, SEGMENT_CORRUPT);
+    assert.equal(failureOf(err).nonRetryable, true);
+    assert.match(failureOf(err).message, /segment 0 .*overlap: its range meets segment 1's/);
+    return true;
+  });
+  // The in-order apply after the transfer then gives segment 1 the last word, as the cycle says.
+  await writeCycleManifest(blobService, {
+    machine,
+    diskId: 'scsi0',
+    cycle: 1,
+    segments: 2,
+    sizeBytes: image.length,
+  });
+  await applyCycle(deps, { machine, diskId: 'scsi0', cycle: 1 });
+  assert.ok(
+    (await readReplica(machine, 'scsi0', image.length)).equals(
+      Buffer.concat([later, image.subarray(64 * KiB)]),
+    ),
+    'the replica is segment 0 overwritten by segment 1',
+  );
 });
