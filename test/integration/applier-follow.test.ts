@@ -117,6 +117,23 @@ test('an apply that follows an upload applies each segment as it comes and ends 
   });
 });
 
+/**
+ * An apply following cycle 1 of scsi0, started before the cycle's plan is written, as the workflow
+ * starts it with the transfer. (Wrapped: an async function would wait for the apply itself.)
+ */
+async function startFollowing(machine: string, sizeBytes: number, extents: Extent[]) {
+  const applying = applyCycle(deps, {
+    machine,
+    diskId: 'scsi0',
+    cycle: 1,
+    sizeBytes,
+    follow: { pollMs: 20 },
+  });
+  applying.catch(() => undefined); // a test that expects a rejection awaits it later
+  await writeCyclePlan(cache(), machine, 'scsi0', 1, { mode: 'full', sizeBytes, extents });
+  return { applying };
+}
+
 /** Encodes segment `index` of cycle 1 of scsi0 (its `extents` of `image`) and uploads it. */
 async function uploadSegment(
   machine: string,
@@ -135,14 +152,7 @@ test('a segment uploaded late does not hold back the ones behind it: they are wr
   const image = Buffer.concat(Array.from({ length: 20 }, (_, i) => compressible(segmentBytes, i)));
   const extents = [{ offset: 0, length: image.length }];
   const cut = cutIntoSegments(extents, segmentBytes);
-  const applying = applyCycle(deps, {
-    machine,
-    diskId: 'scsi0',
-    cycle: 1,
-    sizeBytes: image.length,
-    follow: { pollMs: 20 },
-  });
-  await writeCyclePlan(cache(), machine, 'scsi0', 1, { mode: 'full', sizeBytes: image.length, extents });
+  const { applying } = await startFollowing(machine, image.length, extents);
   // Segment 0 is the slow upload: every other one is up first.
   for (let index = 1; index < cut.length; index++) await uploadSegment(machine, image, index, cut[index]!);
   // The follower looks 16 ahead: segments 1..15 reach the replica while segment 0 is missing.
@@ -181,18 +191,7 @@ test('a late segment that overlaps one written ahead of it ends the follow: the 
   const machine = 'vm-overlap';
   const image = compressible(128 * KiB, 7);
   const later = compressible(64 * KiB, 8);
-  const applying = applyCycle(deps, {
-    machine,
-    diskId: 'scsi0',
-    cycle: 1,
-    sizeBytes: image.length,
-    follow: { pollMs: 20 },
-  });
-  await writeCyclePlan(cache(), machine, 'scsi0', 1, {
-    mode: 'full',
-    sizeBytes: image.length,
-    extents: [{ offset: 0, length: image.length }],
-  });
+  const { applying } = await startFollowing(machine, image.length, [{ offset: 0, length: image.length }]);
   // Segment 1 rewrites the first half of what segment 0 covers; it is up first and written ahead.
   const laterImage = Buffer.concat([later, Buffer.alloc(64 * KiB)]);
   await uploadSegment(machine, laterImage, 1, [{ offset: 0, length: 64 * KiB }]);
