@@ -91,6 +91,18 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
       return { blobs };
     }),
 
+    /**
+     * Removes a machine's cycles from the cache, before a new protection counts cycles from 1 again
+     * (what an earlier protection that kept its replica left there must not be taken for them).
+     */
+    clearCycleCache: keepAlive(async (input: { machine: string }) => {
+      const blobs = await deleteBlobsUnder(
+        deps.blobService.getContainerClient(CONTAINERS.cache),
+        `${input.machine}/`,
+      );
+      return { blobs: blobs.length };
+    }),
+
     ...createRecoveryActivities(deps),
   };
 }

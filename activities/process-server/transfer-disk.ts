@@ -93,6 +93,9 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
     });
   try {
     let plan = await readCyclePlan(cache, point.machine, diskId, point.cycle);
+    // Another freeze's plan under this cycle number is not this cycle's (workflow.ts clears those
+    // a protection could find; this keeps a leftover from ever choosing what is sent).
+    if (plan?.instant !== undefined && plan.instant !== point.instant) plan = undefined;
     if (!plan) {
       // A cycle number seen before (a machine protected again) must not mix old segments in.
       for await (const old of cache.listBlobsFlat({
@@ -107,7 +110,7 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
           : undefined,
         onProgress: () => deps.heartbeat({ nextIndex: input.fromIndex }),
       });
-      plan = { mode: input.mode, sizeBytes: disk.sizeBytes, extents };
+      plan = { mode: input.mode, sizeBytes: disk.sizeBytes, extents, instant: point.instant };
       await writeCyclePlan(cache, point.machine, diskId, point.cycle, plan);
     }
     const segments = planSegments(plan.extents);

@@ -12,6 +12,8 @@ export interface CyclePlan {
   mode: TransferMode;
   sizeBytes: number;
   extents: Extent[];
+  /** The instant of the frozen point it lists; absent in plans written before it was kept. */
+  instant?: string;
 }
 
 export async function readCyclePlan(

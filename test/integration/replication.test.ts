@@ -11,6 +11,7 @@ import { checkRecords, RecordWorkload, type RecordLayout } from '../../stack/dem
 import type { ControlContext } from '../../operations/context';
 import * as machines from '../../operations/machines';
 import { CONTAINERS } from '../../lib/azure/blob-client';
+import { cyclePlanBlobName } from '../../lib/segments/cache-layout';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
 import type { FaultProxy } from '../helpers/fault-proxy';
 import { assertSameImage, exportedImage, pointById, waitForStatus } from '../helpers/protection';
@@ -244,6 +245,41 @@ test('the encryption key appears in no workflow history, log or vault document',
   for (const [where, text] of haystacks) {
     for (const needle of needles) assert.ok(!text.includes(needle), `the key is in ${where}`);
   }
+});
+
+test('protected again over a kept replica, a cycle the earlier protection left in the cache is not reused', async () => {
+  await machines.unprotect(ctx, 'vm1', { keepReplica: true });
+  // What an earlier protection leaves when a cycle fails mid-transfer: that cycle's plan. This one
+  // is in the format written before plans named their point, listing one block; cycle 1 is the
+  // new protection's first (a checksum resync, the replica being there).
+  const plan = JSON.stringify({
+    mode: 'delta',
+    sizeBytes: 64 * MiB,
+    extents: [{ offset: 0, length: 65536 }],
+  });
+  await ctx.blobService
+    .getContainerClient(CONTAINERS.cache)
+    .getBlockBlobClient(cyclePlanBlobName('vm1', 'disk0', 1))
+    .upload(plan, Buffer.byteLength(plan));
+  const disk = await vm.disk();
+  await disk.write(20 * MiB, pseudoRandom(1 * MiB, 2020));
+  await disk.flush();
+
+  await machines.protect(ctx, {
+    name: 'vm1',
+    qmpSocket: vm.daemon.qmpSocket,
+    nbdSocket: vm.daemon.nbdSocket,
+    policy: 'manual',
+  });
+  const status = await waitForStatus(ctx, 'vm1', (s) => s.state === 'protected' && s.cycle >= 1);
+  assert.ok(status.lastPoint, 'the new protection has a point');
+  assertSameImage(
+    await exportedImage(ctx, await pointById(ctx, 'vm1', status.lastPoint.id)),
+    await vm.readAll(),
+    'first point of the new protection',
+  );
+  const client = await ctx.client();
+  await assertReplays(client.workflow.getHandle(protectWorkflowId('vm1')), 'protectMachine-fresh-cache');
 });
 
 test('unprotect removes the bitmaps, the replica and the points', async () => {

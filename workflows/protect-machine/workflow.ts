@@ -4,7 +4,7 @@
 // All I/O is in activities: only ids, extents counts and small summaries travel here.
 // The parts: run.ts (state and small helpers), handlers.ts, cycle.ts (one cycle), sync-disk.ts
 // (one disk of a cycle), group-cut.ts (a consistency group's cut), disk-changes.ts.
-import { allHandlersFinished, condition, continueAsNew } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, patched } from '@temporalio/workflow';
 import type { MachineStatus, ProtectInput } from '../../shared/contracts/protect-machine';
 import { CYCLES_PER_RUN, historyIsLong as historyBudgetSpent } from '../lib/history';
 import { followAgent } from './agent-routing';
@@ -22,6 +22,9 @@ import {
   status,
   type ProtectRun,
 } from './run';
+
+/** patched() id: a new protection clears the machine's cycles from the cache first (older runs did not). */
+const PATCH_FRESH_CACHE = 'fresh-cache';
 
 export async function protectMachine(input: ProtectInput): Promise<MachineStatus> {
   const run = startRun(input);
@@ -99,8 +102,14 @@ export async function protectMachine(input: ProtectInput): Promise<MachineStatus
 /** Finds the machine's disks and starts tracking their changes; the initial sync comes next. */
 async function enable(run: ProtectRun): Promise<void> {
   await followAgent(run);
-  const { s, machine, quickPs } = run;
-  const found = await quickPs.discoverDisks({ machine });
+  const { s, machine, quickPs, applier } = run;
+  // Cycle numbers start at 1 again: an earlier protection of this machine that kept its replica
+  // (unprotect --keep-replica, failover then re-enable) may have left a failed cycle in the cache
+  // under one of them, and its plan would be taken for the new cycle's (the wrong blocks sent).
+  const [found] = await Promise.all([
+    quickPs.discoverDisks({ machine }),
+    patched(PATCH_FRESH_CACHE) ? applier.clearCycleCache({ machine: machine.name }) : undefined,
+  ]);
   const tracking = await quickPs.enableTracking({ machine, diskIds: found.disks.map((d) => d.diskId) });
   s.disks = found.disks.map((d) => ({
     diskId: d.diskId,
