@@ -2,7 +2,8 @@
 // agent answers the process server's next request for that point with FrozenPointLostError. The
 // transfer must fail for good then, naming the lost point, so the cycle fails at once (alerting)
 // and the next one resyncs; retried, it found the point gone 20 times over ~8 minutes, with no
-// alert (the agent-resilience crash test's "no point after the crash within 420 s").
+// alert (the agent-resilience crash test's "no point after the crash within 420 s"). The same
+// fake agent shows which stored plan a transfer trusts: only one listed for its own freeze.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { RestError } from '@azure/storage-blob';
@@ -19,9 +20,13 @@ import type { FrozenPoint } from '../../shared/replication-types';
 const MiB = 1024 * 1024;
 const facts = { machineId: 'm', hostname: 'web-1', os: 'o', kernel: 'k', agentVersion: 'v', disks: [] };
 
+/** What the process server asked the agent, in order. */
+const asked: string[] = [];
+
 /** The agent as it is after a reboot: it knows no frozen point (tracker.pointDisk's answer). */
 const channel: AgentChannel = new AgentChannel('ag-crashed', facts, (line) => {
   const { id, request } = JSON.parse(line) as { id: number; request: AgentRequest };
+  asked.push(request.op);
   const pit = 'pitId' in request ? request.pitId : '?';
   setImmediate(() =>
     channel.onReply(id, undefined, {
@@ -116,4 +121,15 @@ test('resync: a point lost while the agent hashes it fails the transfer for good
   const err = await failure(transferDisk(deps(), resync));
   assert.equal(err.type, FAILURE.PointInTimeLost);
   assert.equal(err.nonRetryable, true);
+});
+
+test('a plan stored for another freeze under the same cycle number is listed again, not reused', async () => {
+  const extents = [{ offset: 0, length: 4 * MiB }];
+  const stale = { mode: 'delta', sizeBytes: 24 * MiB, extents, instant: '2026-11-01T08:00:00.000Z' };
+  asked.length = 0;
+  await failure(transferDisk(deps(stale), input));
+  assert.deepEqual(asked, ['changes'], "the point's changes were listed: the stale plan was not used");
+  asked.length = 0;
+  await failure(transferDisk(deps({ ...stale, instant: point.instant }), input));
+  assert.deepEqual(asked, ['read'], "this freeze's own plan is reused: its blocks are read at once");
 });
