@@ -33,6 +33,8 @@ import { keepAlive, keepAllAlive, withHeartbeat, type Heartbeat } from '../commo
 import type { AppliedPart } from '../common/apply-cycle';
 
 export function createCloudApplierActivities(deps: DataPathDeps) {
+  const clearCache = (machine: string) =>
+    deleteBlobsUnder(deps.blobService.getContainerClient(CONTAINERS.cache), `${machine}/`);
   return {
     probeStorage: createStackProbeActivity('cloud-applier', deps.blobService),
 
@@ -87,7 +89,7 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
     /** Removes a machine's replica disks with their snapshots, and its leftover cycles in the cache. */
     deleteReplica: keepAlive(async (input: { machine: string }) => {
       const blobs = await deleteReplica(deps, input.machine);
-      await deleteBlobsUnder(deps.blobService.getContainerClient(CONTAINERS.cache), `${input.machine}/`);
+      await clearCache(input.machine);
       return { blobs };
     }),
 
@@ -95,13 +97,9 @@ export function createCloudApplierActivities(deps: DataPathDeps) {
      * Removes a machine's cycles from the cache, before a new protection counts cycles from 1 again
      * (what an earlier protection that kept its replica left there must not be taken for them).
      */
-    clearCycleCache: keepAlive(async (input: { machine: string }) => {
-      const blobs = await deleteBlobsUnder(
-        deps.blobService.getContainerClient(CONTAINERS.cache),
-        `${input.machine}/`,
-      );
-      return { blobs: blobs.length };
-    }),
+    clearCycleCache: keepAlive(async (input: { machine: string }) => ({
+      blobs: (await clearCache(input.machine)).length,
+    })),
 
     ...createRecoveryActivities(deps),
   };
