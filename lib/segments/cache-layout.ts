@@ -23,9 +23,14 @@ export function segmentBlobName(machine: string, diskId: string, cycle: number, 
 
 /** Prefix shared by every blob of one disk and cycle: list it to find what a cycle uploaded. */
 export function segmentCyclePrefix(machine: string, diskId: string, cycle: number): string {
+  return `${diskCachePrefix(machine, diskId)}${padNumber('cycle', cycle, CYCLE_DIGITS)}/`;
+}
+
+/** Prefix of everything one disk has in the cache: its cycles and its resync checksums. */
+export function diskCachePrefix(machine: string, diskId: string): string {
   assertId('machine', machine);
   assertId('diskId', diskId);
-  return `${machine}/${diskId}/${padNumber('cycle', cycle, CYCLE_DIGITS)}/`;
+  return `${machine}/${diskId}/`;
 }
 
 /** The manifest that says a cycle's upload is complete. */
@@ -40,7 +45,5 @@ export function cyclePlanBlobName(machine: string, diskId: string, cycle: number
 
 /** A replica's checksum list for blocks of `blockBytes`. */
 export function checksumsBlobName(machine: string, diskId: string, blockBytes: number): string {
-  assertId('machine', machine);
-  assertId('diskId', diskId);
-  return `${machine}/${diskId}/checksums-${blockBytes}.bin`;
+  return `${diskCachePrefix(machine, diskId)}checksums-${blockBytes}.bin`;
 }

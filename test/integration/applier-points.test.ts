@@ -18,6 +18,7 @@ import {
 } from '../../activities/cloud-applier/replica-disk';
 import { pointsToPrune, pruneRetention } from '../../activities/cloud-applier/retention';
 import { segmentBlobName } from '../../lib/segments/segment-format';
+import { checksumsBlobName, cyclePlanBlobName } from '../../lib/segments/cache-layout';
 import type { RecoveryPoint, ReplicationPolicy } from '../../shared/replication-types';
 import { CONTAINERS } from '../../lib/azure/blob-client';
 import {
@@ -150,22 +151,32 @@ describe('replica disks and cache cleanup', () => {
     assert.deepEqual(await deleteReplica(deps, machine), []);
   });
 
-  test('deleteCycleSegments deletes the manifest and every segment of that cycle only', async () => {
+  test('deleteCycleSegments deletes that cycle and the earlier ones a failure left; later cycles and checksums stay', async () => {
     const machine = 'vm-g';
     const { image, extents } = firstImage();
+    const cache = blobService.getContainerClient(CONTAINERS.cache);
+    // Cycle 4 failed mid-transfer: its plan and a segment, no manifest.
+    const failed = await uploadCycle(machine, 'scsi0', 4, image, extents, { manifest: false });
+    const plan = '{"mode":"delta","sizeBytes":4194304,"extents":[]}';
+    await cache.getBlockBlobClient(cyclePlanBlobName(machine, 'scsi0', 4)).upload(plan, plan.length);
     const up = await uploadCycle(machine, 'scsi0', 5, image, extents);
     await uploadCycle(machine, 'scsi0', 6, image, [{ offset: 0, length: 64 * KiB }]);
+    await cache.getBlockBlobClient(checksumsBlobName(machine, 'scsi0', 64 * KiB)).upload('x', 1);
+    // Another disk's older cycle is not this disk's to delete.
+    await uploadCycle(machine, 'scsi1', 3, image, [{ offset: 0, length: 64 * KiB }]);
     assert.ok(await readCycleManifest(blobService, { machine, diskId: 'scsi0', cycle: 5 }));
     assert.deepEqual(await deleteCycleSegments(deps, { machine, diskId: 'scsi0', cycle: 5 }), {
-      deleted: up.segments.length + 1,
+      deleted: failed.segments.length + 1 + up.segments.length + 1,
     });
     assert.equal(await readCycleManifest(blobService, { machine, diskId: 'scsi0', cycle: 5 }), undefined);
-    const cache = blobService.getContainerClient(CONTAINERS.cache);
     const left: string[] = [];
     for await (const item of cache.listBlobsFlat({ prefix: `${machine}/` })) left.push(item.name);
     assert.deepEqual(left, [
       segmentBlobName(machine, 'scsi0', 6, 0),
       cycleManifestBlobName(machine, 'scsi0', 6),
+      checksumsBlobName(machine, 'scsi0', 64 * KiB),
+      segmentBlobName(machine, 'scsi1', 3, 0),
+      cycleManifestBlobName(machine, 'scsi1', 3),
     ]);
     assert.deepEqual(await deleteCycleSegments(deps, { machine, diskId: 'scsi0', cycle: 5 }), { deleted: 0 });
   });
