@@ -3,9 +3,10 @@
 // the process server writes after the last segment. A segment blob is there whole or not at all
 // (one Put Blob), so a segment that exists can be read at once.
 //
-// A cycle number can have been used before (a machine protected again): the transfer deletes the
-// old cycle's blobs before it writes the cycle's plan, so nothing is trusted before the plan is
-// there, and nothing older than the plan (a leftover the transfer will overwrite) counts.
+// A cycle number can have been used before (a machine protected again): a new protection clears
+// the machine's cycles from the cache first, and the transfer deletes an old cycle's blobs before
+// it writes the cycle's plan, so nothing is trusted before the plan is there, and nothing older
+// than the plan (a leftover the transfer will overwrite) counts.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RestError, type BlobClient, type ContainerClient } from '@azure/storage-blob';
 import { CONTAINERS, type BlobStorage } from '../azure/blob-client';
