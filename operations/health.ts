@@ -25,8 +25,7 @@ import {
   type ServerView,
 } from '../lib/observability/server-health';
 import { getPolicy } from './policies';
-import { agentDoc, type AgentRecord } from '../lib/agents/registry';
-import { storeAlerts } from '../lib/agents/store-alerts';
+import { agentStoreAlerts } from '../lib/agents/registry';
 
 /** The state `osr status` shows for a machine whose protection was ended outside OSR. */
 export const ENDED_OUTSIDE_OSR = 'ended-outside-osr';
@@ -137,8 +136,13 @@ export async function finishStatus(
   if (machine?.azureReadiness) status.azureReadiness = machine.azureReadiness;
   const hostAlert = await hostServerAlert(ctx, machine?.host, reads);
   if (hostAlert) status.alerts = [...status.alerts, hostAlert];
+  // The workflow's copy of the agent's store alerts is from its last freeze (for the OsrHealth
+  // search attribute); the vault's, from the agent's last report, is fresher: shown instead.
   if (machine?.source.type === 'agent')
-    status.alerts = [...status.alerts, ...(await agentStoreAlerts(ctx, machine.source.agentId))];
+    status.alerts = [
+      ...status.alerts.filter((a) => a.kind !== 'agent-store-low' && a.kind !== 'agent-store-full'),
+      ...(await storeAlertsOf(ctx, machine.source.agentId)),
+    ];
   const now = Date.now();
   if (status.lastPoint) status.rpoSeconds = rpoSecondsAt(status.lastPoint.instant, now);
   status.health = machineHealth(status, now);
@@ -172,14 +176,13 @@ async function hostServerAlert(
 
 /**
  * A machine protected by an agent whose point store is low on room or overflowing: from the agent's
- * own reports (lib/agents/store-alerts.ts), not from the workflow, which only sees cycles fail.
+ * own reports (lib/agents/store-alerts.ts), as fresh as its last heartbeat.
  */
-async function agentStoreAlerts(ctx: ControlContext, agentId: string): Promise<Alert[]> {
-  const agent = (await ctx.vault.read<AgentRecord>(agentDoc(agentId)).catch(() => undefined))?.value;
-  if (!agent) return [];
-  return storeAlerts({ id: agent.id, hostname: agent.facts.hostname }, agent.store, ctx.config.agents).map(
-    (a) => ({ ...a, subject: agent.id }),
-  );
+async function storeAlertsOf(ctx: ControlContext, agentId: string): Promise<Alert[]> {
+  return (await agentStoreAlerts(ctx.vault, agentId, ctx.config.agents)).map((a) => ({
+    ...a,
+    subject: agentId,
+  }));
 }
 
 async function groupStatusOf(client: Client, group: string): Promise<GroupStatus | undefined> {

@@ -148,6 +148,21 @@ export interface FrozenPoint {
   disks: FrozenDisk[];
   /** Changes in the machine's disks found while freezing that the operator must see. */
   warnings: DiskChangeWarning[];
+  /**
+   * An agent machine's point-store alerts at the freeze (lib/agents/store-alerts.ts), so that the
+   * workflow's health and its OsrHealth search attribute count them; absent for other sources and
+   * in histories recorded before it.
+   */
+  storeAlerts?: StoreAlertNote[];
+}
+
+/** One of an agent's point-store alerts, as a freeze reports it. */
+export interface StoreAlertNote {
+  kind: 'agent-store-low' | 'agent-store-full';
+  severity: 'warning' | 'critical';
+  message: string;
+  /** The agent's id. */
+  subject: string;
 }
 
 /** A change in a machine's disks that a freeze found; the workflow raises an alert of this kind. */

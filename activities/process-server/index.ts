@@ -22,6 +22,7 @@ import { keepAlive, withHeartbeat, type Heartbeat } from '../common/with-heartbe
 import { IntakeGate } from '../../lib/segments/intake-gate';
 import { withStorageWatch, hasTrouble } from '../../lib/azure/storage-health';
 import { createAgentUpgradeActivities } from './agent-upgrade';
+import { agentStoreAlerts } from '../../lib/agents/registry';
 
 export function createProcessServerActivities(deps: DataPathDeps) {
   const sourceDeps = { workRoot: path.join(statePaths(deps.config).machines) };
@@ -59,7 +60,19 @@ export function createProcessServerActivities(deps: DataPathDeps) {
       source.enableTracking(sourceDeps, input.machine, input.diskIds),
     ),
 
-    freezePoint: keepAlive((input: source.FreezeInput) => source.freezePoint(sourceDeps, input)),
+    freezePoint: keepAlive(async (input: source.FreezeInput) => {
+      const frozen = await source.freezePoint(sourceDeps, input);
+      const agent = input.machine.source.type === 'agent' ? input.machine.source.agentId : undefined;
+      if (!agent) return frozen;
+      const alerts = await agentStoreAlerts(deps.vault, agent, deps.config.agents);
+      const storeAlerts = alerts.map((a) => ({
+        kind: a.kind,
+        severity: a.severity,
+        message: a.message,
+        subject: agent,
+      }));
+      return { ...frozen, storeAlerts };
+    }),
 
     releasePoint: keepAlive((input: { machine: ProtectedMachine; pitId: string; success: boolean }) =>
       source.releasePoint(sourceDeps, input.machine, input.pitId, input.success),

@@ -5,7 +5,13 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { MachineFacts, RefusalCode, StoreReport } from '../../agent/protocol';
 import { VaultConflictError, type Vault } from '../azure/vault';
-import { recordStore, type RecordedStore, type StoreAlertSettings } from './store-alerts';
+import {
+  recordStore,
+  storeAlerts,
+  type AgentStoreAlert,
+  type RecordedStore,
+  type StoreAlertSettings,
+} from './store-alerts';
 
 export interface AgentTokenRecord {
   createdAt: string;
@@ -187,4 +193,14 @@ export function markAgent(
     else if (store) delete next.store;
     return next;
   });
+}
+
+/** The point-store alerts of an agent, from its last reports in the vault (none if unknown or unread). */
+export async function agentStoreAlerts(
+  vault: Vault,
+  agentId: string,
+  settings: StoreAlertSettings,
+): Promise<AgentStoreAlert[]> {
+  const agent = (await vault.read<AgentRecord>(agentDoc(agentId)).catch(() => undefined))?.value;
+  return agent ? storeAlerts({ id: agent.id, hostname: agent.facts.hostname }, agent.store, settings) : [];
 }

@@ -35,6 +35,7 @@ import { assertReplays } from '../helpers/replay';
 import { seededChoice } from '../helpers/seeded';
 import { eraLogFile } from '../helpers/era-log';
 import { freeIn, StoreAlertWatch, waitResumed } from '../helpers/agent-alerts';
+import { untilHealthAttribute } from '../helpers/health-attribute';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 
 const MiB = 1024 * 1024;
@@ -73,14 +74,10 @@ function pointAfter(iso: string, what: string, timeoutMs = 420_000): Promise<Rec
 }
 
 const recordsOf = (point: RecoveryPoint): Promise<number> => recordsOfPoint(ctx, point, BASE, 'vda');
-
 /** The machine's alerts as `osr alerts` lists them. */
-async function machineAlerts(): Promise<OsrAlert[]> {
-  return (await listAlerts(ctx)).alerts.filter((a) => a.machine === 'web');
-}
-
+const machineAlerts = async (): Promise<OsrAlert[]> =>
+  (await listAlerts(ctx)).alerts.filter((a) => a.machine === 'web');
 const resumedAlert = (what: RegExp, since: string) => waitResumed(machineAlerts, what, since);
-
 const freezes = (): Promise<FrozenPoint[]> => recordedFreezes(ctx, 'protect/web');
 
 // Records written with fsync to the tracked device; the counter lives on the system disk.
@@ -297,6 +294,8 @@ test(
     // left (point stores take from them) within a heartbeat, with the threshold and the fix.
     const low = await store.waitFor('agent-store-low', 'at ≤ 6 MiB free', (a) => freeIn(a) <= 6 * MiB);
     assert.equal(low.severity, 'warning');
+    // The workflow counts it from its next freeze on, so the OsrHealth search attribute warns too.
+    await untilHealthAttribute(await ctx.client(), 'web', 'warning', { kind: 'agent-store-low' });
     const lowText = `agent ${agentId} on web-1: the filesystem holding /var/lib/osr-agent has .* free of .*alert under .*Fix: free space on the filesystem holding /var/lib/osr-agent on web-1, or grow it`;
     assert.match(low.message, new RegExp(`^web: ${lowText}`));
     assert.match(
@@ -361,6 +360,7 @@ test(
       since,
     );
     await store.waitCleared('after room came back and a point was kept'); // by themselves
+    await untilHealthAttribute(await ctx.client(), 'web', 'healthy', { timeoutMs: 120_000 });
     t.diagnostic(
       `low: ${low.message}; overflow: ${full.message}; space back → point ${Date.parse(point.instant) - Date.parse(freedAt)} ms; ${await passes()} rewrites of 8 MiB, none failed`,
     );

@@ -24,6 +24,7 @@ import { protectWorkflowId, type MachineStatus } from '../../shared/contracts/pr
 import { groupWorkflowId } from '../../shared/group-types';
 import { startTestApi } from '../helpers/api-client';
 import { runCli, type CliResult } from '../helpers/cli';
+import { untilHealthAttribute } from '../helpers/health-attribute';
 import { waitForStatus } from '../helpers/protection';
 import { pseudoRandom, startTestMachine, type TestMachine } from '../helpers/qemu-machine';
 import { assertReplays } from '../helpers/replay';
@@ -70,18 +71,8 @@ async function apiStatus(name: string): Promise<MachineStatus> {
   return (await res.json()) as MachineStatus;
 }
 
-/** Waits until Temporal's visibility finds the machine's workflow with OsrHealth = level. */
-async function untilHealthAttribute(machine: string, level: string, timeoutMs = 60_000): Promise<void> {
-  const client = await bed.ctx.client();
-  const query = `OsrHealth = '${level}' AND OsrMachine = '${machine}' AND ExecutionStatus = 'Running'`;
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    for await (const wf of client.workflow.list({ query }))
-      if (wf.workflowId === protectWorkflowId(machine)) return;
-    if (Date.now() > deadline) assert.fail(`no workflow of ${machine} with ${query}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const untilHealth = async (machine: string, level: 'healthy' | 'critical') =>
+  untilHealthAttribute(await bed.ctx.client(), machine, level);
 
 test('a machine whose source is killed is critical everywhere, and healthy once a point is cut again', async () => {
   const { ctx } = bed;
@@ -93,7 +84,7 @@ test('a machine whose source is killed is critical everywhere, and healthy once 
   });
   const ok = await waitForStatus(ctx, SRC, (s) => s.state === 'protected' && s.lastPoint !== undefined);
   assert.deepEqual(ok.health, { level: 'healthy', reasons: [] });
-  await untilHealthAttribute(SRC, 'healthy');
+  await untilHealth(SRC, 'healthy');
 
   process.kill(daemon!.pid, 'SIGKILL');
   daemon = undefined;
@@ -113,7 +104,7 @@ test('a machine whose source is killed is critical everywhere, and healthy once 
   const fromApi = await apiStatus(SRC);
   assert.equal(fromApi.health?.level, 'critical');
   assert.match(fromApi.health?.reasons[0] ?? '', /source unreachable/);
-  await untilHealthAttribute(SRC, 'critical');
+  await untilHealth(SRC, 'critical');
   const metrics = await (
     await fetch(`${api.url}/metrics`, { headers: { authorization: `Bearer ${token}` } })
   ).text();
@@ -125,7 +116,7 @@ test('a machine whose source is killed is critical everywhere, and healthy once 
   const back = await machines.machineStatus(ctx, SRC);
   assert.deepEqual(back.health, { level: 'healthy', reasons: [] });
   assert.equal((await apiStatus(SRC)).health?.level, 'healthy');
-  await untilHealthAttribute(SRC, 'healthy');
+  await untilHealth(SRC, 'healthy');
 });
 
 test('a point growing late turns the machine warning past the threshold, critical past twice it', async () => {
@@ -149,9 +140,9 @@ test('a point growing late turns the machine warning past the threshold, critica
   );
   // The rpo-exceeded alert is not counted twice.
   assert.equal(critical.health?.reasons.length, 1, JSON.stringify(critical.health));
-  await untilHealthAttribute(SRC, 'critical');
+  await untilHealth(SRC, 'critical');
   await machines.changePolicy(ctx, SRC, 'manual');
-  await untilHealthAttribute(SRC, 'healthy');
+  await untilHealth(SRC, 'healthy');
   await assertReplays(
     (await ctx.client()).workflow.getHandle(protectWorkflowId(SRC)),
     'protectMachine-health',

@@ -27,6 +27,7 @@ import {
 } from './run';
 import { followAgent } from './agent-routing';
 import { noteResumed } from './resumed';
+import { noteStoreAlerts } from './store-alerts';
 import { syncDisk } from './sync-disk';
 
 /** Backoff after a failed cycle: doubling per consecutive failure, capped, reset by a success. */
@@ -116,6 +117,7 @@ export async function cycle(run: ProtectRun, group?: GroupCycle): Promise<void> 
   const clock = pointClock(run, frozen, freezeAskedAt);
   await group?.report({ phase: 'frozen', instant: clock.instant });
   noteDiskChanges(run, frozen);
+  noteStoreAlerts(run, frozen);
   const syncing = frozen.disks.some((d) => d.mode !== 'delta');
   if (syncing && s.state === 'protected') setState(run, 'resyncing');
   let published: RecoveryPoint;
