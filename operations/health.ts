@@ -179,7 +179,7 @@ async function hostServerAlert(
  * own reports (lib/agents/store-alerts.ts), as fresh as its last heartbeat.
  */
 async function storeAlertsOf(ctx: ControlContext, agentId: string): Promise<Alert[]> {
-  return (await agentStoreAlerts(ctx.vault, agentId, ctx.config.agents)).map((a) => ({
+  return ((await agentStoreAlerts(ctx.vault, agentId, ctx.config.agents)) ?? []).map((a) => ({
     ...a,
     subject: agentId,
   }));

@@ -64,7 +64,9 @@ export function createProcessServerActivities(deps: DataPathDeps) {
       const frozen = await source.freezePoint(sourceDeps, input);
       const agent = input.machine.source.type === 'agent' ? input.machine.source.agentId : undefined;
       if (!agent) return frozen;
+      // Unread (the vault did not answer): none reported, so the workflow keeps what it has.
       const alerts = await agentStoreAlerts(deps.vault, agent, deps.config.agents);
+      if (!alerts) return frozen;
       const storeAlerts = alerts.map((a) => ({
         kind: a.kind,
         severity: a.severity,

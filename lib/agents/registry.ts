@@ -195,12 +195,20 @@ export function markAgent(
   });
 }
 
-/** The point-store alerts of an agent, from its last reports in the vault (none if unknown or unread). */
+/**
+ * The point-store alerts of an agent, from its last reports in the vault: none for an unknown
+ * agent, undefined when its record could not be read (nothing is known then).
+ */
 export async function agentStoreAlerts(
   vault: Vault,
   agentId: string,
   settings: StoreAlertSettings,
-): Promise<AgentStoreAlert[]> {
-  const agent = (await vault.read<AgentRecord>(agentDoc(agentId)).catch(() => undefined))?.value;
+): Promise<AgentStoreAlert[] | undefined> {
+  const read = await vault.read<AgentRecord>(agentDoc(agentId)).then(
+    (doc) => ({ agent: doc?.value }),
+    () => undefined,
+  );
+  if (!read) return undefined;
+  const { agent } = read;
   return agent ? storeAlerts({ id: agent.id, hostname: agent.facts.hostname }, agent.store, settings) : [];
 }
