@@ -33,8 +33,8 @@ import {
 import type { CycleManifest, CycleRef } from '../../lib/segments/cycle-layout';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
 import { UploadFollower, UploadStalledError, type FollowOptions } from '../../lib/segments/follow-upload';
+import { Semaphore } from '../../lib/segments/semaphore';
 import {
-  Semaphore,
   downloadSegment,
   overlaps,
   spanOf,
@@ -123,8 +123,9 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
       ? await input.target(manifest ?? { ...ref, segments: 0, sizeBytes })
       : input.target;
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
-  // A followed upload lands out of order: the process server's 8 uploads share the link, and one
-  // can end well after the segments behind it. Look 16 ahead while it comes.
+  // Segments fetched (waited for, downloaded, decoded) or being written at once: the apply's memory
+  // bound. A followed upload lands out of order: the process server's 8 uploads share the link,
+  // and one can end seconds after the segments behind it, so a follower holds 16.
   const window = Math.max(1, input.segmentsInFlight ?? (follower ? 16 : 4));
   const requests = new Semaphore(Math.max(1, input.requestsInFlight ?? 8));
   const summary: ApplySummary = { diskId, segments: 0, appliedBytes: 0, clearedBytes: 0 };
@@ -183,12 +184,27 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
   let watermark = start; // every segment below it is fully written
   const stopped = (): boolean => corrupt.size > 0 || fatal !== undefined;
 
+  // Counted by what is held, not by distance from the watermark: behind a late segment, the
+  // segments written ahead of it leave the window, so the follow goes on to the end of the upload.
+  // A follower waits for at most 8 segments not yet there (the process server's uploads in
+  // flight): each one waited for is a request to storage every poll.
+  const waitingAtMost = follower ? Math.min(window, 8) : window;
+  let unsettled = 0;
   const fill = (): void => {
-    while (!stopped() && nextFetch < total() && nextFetch - watermark < window) {
+    while (
+      !stopped() &&
+      nextFetch < total() &&
+      fetched.size + writing.size < window &&
+      unsettled < waitingAtMost
+    ) {
       const index = nextFetch;
       const pending = fetchSegment(index);
       fetched.set(index, pending);
-      if (follower) void pending.then((outcome) => settled.set(index, outcome));
+      unsettled++;
+      void pending.then((outcome) => {
+        unsettled--;
+        if (follower) settled.set(index, outcome);
+      });
       nextFetch++;
     }
   };
@@ -223,6 +239,7 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
       if (others.some((other) => overlaps(other, span))) continue;
       ahead.set(index, span);
       settled.delete(index);
+      fetched.delete(index);
       startWrite(index, outcome.decoded, span);
     }
   };
@@ -245,6 +262,7 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
       fatal ??= { error: input.signal.reason ?? new Error('apply aborted') };
       break;
     }
+    if (ahead.has(index)) continue;
     fill();
     // With a full window, wait for a write to finish (which frees a slot and fetches more).
     while (!fetched.has(index) && !stopped()) {
@@ -256,10 +274,6 @@ export async function applyCycle(deps: ApplyDeps, input: ApplyCycleInput): Promi
       fill();
     }
     if (stopped()) break;
-    if (ahead.has(index)) {
-      fetched.delete(index);
-      continue;
-    }
     while (follower && !settled.has(index) && !stopped()) {
       writeAhead(index);
       const behind = [...fetched]

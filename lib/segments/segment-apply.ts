@@ -7,6 +7,7 @@ import type { ApplySummary } from '../../shared/replication-types';
 import { MAX_PAGE_WRITE_BYTES, isNotFound } from '../azure/page-blobs';
 import type { DecodeResult } from './block-pipeline';
 import { MAX_SEGMENT_RAW_BYTES } from './segment-header';
+import type { Semaphore } from './semaphore';
 
 /** Where an apply writes. Only segments that passed every check ever reach it. */
 export interface ApplyTarget {
@@ -137,24 +138,4 @@ export function spanOf({ header }: DecodeResult): Span | undefined {
 
 export function overlaps(a: Span | undefined, b: Span | undefined): boolean {
   return a !== undefined && b !== undefined && a.start < b.end && b.start < a.end;
-}
-
-/** Counts requests in flight; FIFO. */
-export class Semaphore {
-  #free: number;
-  readonly #waiting: (() => void)[] = [];
-  constructor(size: number) {
-    this.#free = size;
-  }
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#free++;
-    }
-  }
 }
