@@ -27,6 +27,7 @@ import { planSegments, totalBytes, type SegmentPlan } from '../../lib/segments/e
 import type { StorageTrouble } from '../../shared/storage-faults';
 import type { ReportsStorageFaults } from '../common/storage-failure';
 import type { IntakeGate } from '../../lib/segments/intake-gate';
+import { Semaphore } from '../../lib/segments/semaphore';
 import { sourceKind } from './source';
 
 export interface TransferDiskInput extends ReportsStorageFaults {
@@ -74,6 +75,9 @@ export async function transferDisk(deps: TransferDeps, input: TransferDiskInput)
   const disk = point.disks.find((d) => d.diskId === diskId);
   if (!disk) throw new Error(`disk ${diskId} is not part of point ${point.pitId}`);
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
+  // The machine's bandwidth limits are read from the vault on the first upload's take: taking
+  // nothing now reads them while the plan and the first segments are read, not after.
+  void deps.throttle?.(point.machine, 0).catch(() => undefined);
   // A remote libvirt host's export is read through an SSH tunnel (lib/libvirt/frozen-disk.ts); an
   // agent's frozen disk through the agent's connection (lib/sources/agent-source.ts).
   const reader = await sourceKind(disk.agentId ? 'agent' : disk.nbdSocketHost ? 'libvirt' : undefined)
@@ -217,8 +221,13 @@ async function uploadSegments(
   // The first failure stops every lane (no new read starts); the call returns only once every
   // lane has stopped, so no read outlives the NBD connection and the spool room is all given back.
   let failure: { error: unknown } | undefined;
+  // At most the pool's threads plus one segments are read at once. All 8 lanes reading together
+  // (the start of a transfer) finished together, and the first upload waited for the slowest read
+  // while the link stood idle; so the first segment is read, encoded and up while the others are
+  // read. Encodes queue in the pool, which keeps its threads busy.
+  const reading = new Semaphore(deps.pipeline.threads + 1);
   async function sendSegment(plan: SegmentPlan): Promise<{ zeroBytes: number; segmentBytes: number }> {
-    const data = await readExtents(reader, plan.extents);
+    const data = await reading.run(() => readExtents(reader, plan.extents));
     const encoded = await deps.pipeline.encode({
       machine: point.machine,
       diskId,

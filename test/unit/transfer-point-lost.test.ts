@@ -81,7 +81,7 @@ function cacheWith(plan?: object): BlobStorage {
 function deps(plan?: object): TransferDeps {
   return {
     blobService: cacheWith(plan),
-    pipeline: {} as BlockPipeline, // never reached: nothing is read
+    pipeline: { threads: 2 } as BlockPipeline, // encode is never reached: no read succeeds
     uploadConcurrency: 2,
     heartbeat: () => undefined,
   };
