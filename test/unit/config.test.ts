@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig } from '../../lib/config/config';
+import { ConfigError, ENV_KEYS, loadConfig } from '../../lib/config/config';
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'osr-config-'));
@@ -88,4 +88,18 @@ test('a missing explicit config file is an error, not silently ignored', () => {
     () => loadConfig({ env: { OSR_CONFIG: '/nonexistent/osr.json' }, cwd: tempDir() }),
     /does not exist/,
   );
+});
+
+test('every environment variable the configuration reads is in docs/configuration.md, beside its key', () => {
+  const docs = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'docs', 'configuration.md'), 'utf8');
+  const rows = docs.split('\n').filter((line) => line.startsWith('|'));
+  const documented = (name: string, key: string) =>
+    rows.some((row) => row.includes(`\`${name}\``) && row.includes(`\`${key}\``));
+  // One row covers the SAS URL of every role and container, as a pattern.
+  const sas = /^OSR_STORAGE_SAS_/;
+  assert.ok(documented('OSR_STORAGE_SAS_<ROLE>_<CONTAINER>', 'storage.sas.<role>.<container>'));
+  const undocumented = Object.entries(ENV_KEYS)
+    .filter(([name, { key }]) => !sas.test(name) && !documented(name, key))
+    .map(([name, { key }]) => `${name} (${key})`);
+  assert.deepEqual(undocumented, []);
 });
