@@ -5,6 +5,8 @@
 // this release ships (changed here by a marker); `osr agent upgrade` goes over the agent's own
 // connection while its machine is protected, refuses a bundle whose SHA-256 is not the release's,
 // rolls back by itself from a version that cannot start, and refuses unknown or offline agents.
+// `osr unprotect` after the machine's workflow was terminated removes the agent's tracking through
+// the process server holding its connection.
 // An upgraded agent whose launcher predates the node flags rewrites it and restarts under it.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -303,4 +305,46 @@ test('an offline agent is refused with the fix, and its machine keeps its histor
     stack.client.workflow.getHandle(protectWorkflowId('web')),
     'protectMachine-agent-routing',
   );
+});
+
+test('osr unprotect of an agent machine whose workflow ended outside OSR: the process server holding the agent removes its tracking, and the disk keeps its bytes', async () => {
+  await sh('/etc/init.d/osr-agent start');
+  await pollFor(async () => ((await agent()).state === 'connected' ? true : undefined), {
+    timeoutMs: 60_000,
+    intervalMs: 1000,
+    failure: () => new Error('the agent is not connected 60 s after its service started'),
+  });
+  // Since the re-enroll the agent is at the other listener; the site's queue has both servers.
+  assert.equal((await agent()).listener, otherListener);
+  assert.match(await sh('dmsetup table'), / era /);
+  const bytes = (await sh('sha256sum /dev/mapper/osr-vdb')).split(' ')[0];
+  await stack.client.workflow.getHandle(protectWorkflowId('web')).terminate('ended by the test');
+  const r = await osr(['unprotect', 'web']);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /^web: disabled/);
+  const query = `OsrJobKind = 'unprotect' AND OsrMachine = 'web'`;
+  const cleanup = await pollFor(
+    async () => {
+      for await (const wf of stack.client.workflow.list({ query })) return wf.workflowId;
+      return undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 250, failure: () => new Error('no endProtection workflow for web') },
+  );
+  const handle = stack.client.workflow.getHandle(cleanup);
+  assert.deepEqual(await handle.result(), { trackingRemoved: true, replicaDeleted: true, notes: [] });
+  const removal = (await scheduledActivities(stack.client, cleanup)).filter(
+    (a) => a.name === 'disableTracking',
+  );
+  assert.deepEqual(
+    removal.map((a) => a.queue),
+    [agentListenerQueue(otherListener)],
+  );
+  // In the machine: no era or snapshot target left, no change log, and vdb holds what the
+  // machine saw through the stack.
+  assert.doesNotMatch(await sh('dmsetup table'), / era | snapshot/);
+  assert.doesNotMatch(await sh('ls /run/osr-agent /var/lib/osr-agent 2>/dev/null || true'), /vdb\.era/);
+  assert.equal((await sh('sha256sum /dev/vdb')).split(' ')[0], bytes);
+  assert.equal(await ctx.vault.machine('web'), undefined, 'the registration is gone');
+  assert.deepEqual(await ctx.vault.points('web'), [], 'its points are gone');
+  await assertReplays(handle, 'endProtection-agent');
 });

@@ -5,11 +5,9 @@
 // the stop on the machine's queue and no resume (patched 'agent-planned-failover', written only
 // for planned failovers of agent machines).
 import { patched, proxyActivities } from '@temporalio/workflow';
-import type { ControlActivities } from '../../activities/control';
 import type { ProcessServerActivities } from '../../activities/process-server';
 import type { ProtectedMachine } from '../../shared/replication-types';
-import { CONTROL_TASK_QUEUE } from '../../shared/task-queues';
-import { processServerQueueOf } from './host-queue';
+import { agentHolderQueue } from './agent-queue';
 import { WORKER_HEARTBEAT_TIMEOUT } from './liveness';
 
 export const PATCH_AGENT_PLANNED_FAILOVER = 'agent-planned-failover';
@@ -25,12 +23,7 @@ export async function agentWriteStopper(
 ): Promise<{ ps: WriteStopper } | undefined> {
   const source = machine.source;
   if (source.type !== 'agent' || !patched(PATCH_AGENT_PLANNED_FAILOVER)) return undefined;
-  const control = proxyActivities<Pick<ControlActivities, 'agentQueue'>>({
-    taskQueue: CONTROL_TASK_QUEUE,
-    startToCloseTimeout: '30s',
-    retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 5 },
-  });
-  const queue = (await control.agentQueue({ agentId: source.agentId })) ?? processServerQueueOf(machine);
+  const queue = await agentHolderQueue(machine, source.agentId);
   const ps = proxyActivities<WriteStopper>({
     taskQueue: queue,
     // The holder gone: fail soon (the stop) or say so (the resume), not wait for a poller.
