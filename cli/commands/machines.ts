@@ -343,7 +343,7 @@ export function registerMachineCommands(program: Command): void {
   program
     .command('unprotect <name>')
     .description(
-      'stop protecting a machine: removes its dirty bitmaps, and its replica and points unless --keep-replica',
+      "stop protecting a machine: removes its change tracking (dirty bitmaps, or the agent's device-mapper stack), and its replica and points unless --keep-replica",
     )
     .option('--keep-replica', 'keep the replica disks and recovery points')
     .action(async (name: string, o: { keepReplica?: boolean }) => {

@@ -4,7 +4,8 @@
 // connection, Temporal and Azurite. The first point (protected with the dashboard's Protect button
 // in headless Chromium) is the disk byte for byte; under a workload of numbered records each point
 // holds exactly the records 1..k; the agent killed with -9 while a point is frozen loses nothing
-// and replication goes on by itself.
+// and replication goes on by itself. `osr unprotect` takes the agent's stack down, leaving the disk's
+// bytes, and the machine protected again starts over with a full sync.
 // The machine stands in for a VMware VM: vcsim (govmomi's vCenter simulator) is added as host vc1
 // and simulates no guests, so its VM DC0_H0_VM0 is mapped to this QEMU guest with
 // `osr agent install --vm vc1/DC0_H0_VM0 --ssh <guest>`; the agent keeps the VM link.
@@ -25,7 +26,7 @@ import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
 import { assertRefused, cliFor } from '../helpers/cli';
 import { openDashboardTab } from '../helpers/dashboard-tab';
 import { pollFor } from '../helpers/poll';
-import { exportedImage } from '../helpers/protection';
+import { exportedImage, recordedFreezes } from '../helpers/protection';
 import { recordsOf, recordWorkload } from '../helpers/agent-records';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 import { certificateFingerprint, powerOff, startVcsim, type Vcsim } from '../helpers/vcsim';
@@ -327,4 +328,25 @@ test('under a record workload every point holds records 1..k; an agent killed wi
     );
     previous = k;
   }
+});
+
+test('osr unprotect: the agent takes its stack down and vdb keeps its bytes; protected again, the first point is the disk', async () => {
+  const through = (await sh('sha256sum /dev/mapper/osr-vdb')).split(' ')[0];
+  const r = await osr(['unprotect', 'web']);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /^web: disabled/);
+  // In the machine: no era or snapshot target left, and vdb holds what it read through the stack.
+  assert.doesNotMatch(await sh('dmsetup table'), / era | snapshot/);
+  assert.equal((await sh('sha256sum /dev/vdb')).split(' ')[0], through);
+  assert.equal(await ctx.vault.machine('web'), undefined, 'the registration is gone');
+  assert.deepEqual(await ctx.vault.points('web'), [], 'its points are gone');
+  assert.equal((await discovered()).find((m) => m.name === VM)?.protectedAs, undefined);
+  // Protected again, with the CLI: a new stack and a full sync, its first point the disk as it is.
+  const again = await osr(['protect', 'web', '--agent', agentId, '--disks', 'vdb', '--policy', 'agent']);
+  assert.equal(again.code, 0, `${again.stdout}\n${again.stderr}`);
+  const first = await pointWhere(() => true, 'after protecting again');
+  const image = await exportedImage(ctx, first, 'vdb');
+  assert.equal(createHash('sha256').update(image).digest('hex'), through);
+  assert.equal((await recordedFreezes(ctx, 'protect/web'))[0]?.disks[0]?.mode, 'full');
+  assert.match(await sh('dmsetup table'), /^osr-vdb: .* era /m);
 });
