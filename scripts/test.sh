@@ -6,16 +6,21 @@ cd "$(dirname "$0")/.."
 # Tests need more than running OSR does: a real VM (qemu-system + a tiny guest) and Chromium.
 OSR_SETUP_TESTS=1 bash scripts/setup.sh
 # Two lanes, each one file at a time (integration files each run a whole stack; this machine has
-# 2 cores). The guest lane: files that boot a kernel under TCG (agent-*, libvirt-*, *-guest,
-# test-vm) and those whose windows follow the clock (the fault suite, bandwidth-limit,
-# no-starvation), at normal priority. The other lane runs the rest beside it at a lower priority,
-# in the CPU the guests leave idle, so it slows the guest lane little.
+# 2 cores). The guest lane: files that boot a kernel under TCG (they use a guest helper: the agent
+# guest, the test VM or libvirt) and those whose windows follow the clock (the fault suite,
+# bandwidth-limit, no-starvation), at normal priority. The other lane runs the rest beside it at
+# a lower priority, in the CPU the guests leave idle, so it slows the guest lane little.
 # Test files only: given a folder, Node 20 would also run the helpers as if they were tests.
-GUESTS='/(agent-[^/]*|libvirt-[^/]*|[^/]*-guest|test-vm|bandwidth-limit|no-starvation)\.test\.js$|/chaos/'
-mapfile -t guests < <(find dist/test -name '*.test.js' | sort | grep -E "$GUESTS")
-mapfile -t rest < <(find dist/test -name '*.test.js' | sort | grep -vE "$GUESTS")
-out="$(mktemp -d)"
-
+guests=()
+rest=()
+while IFS= read -r f; do
+  if grep -qE 'helpers/(agent-guest|test-vm|libvirt-vm|libvirt-daemon)"' "$f" ||
+    [[ $f =~ /chaos/|/integration/(bandwidth-limit|no-starvation)\.test\.js$ ]]; then
+    guests+=("$f")
+  else
+    rest+=("$f")
+  fi
+done < <(find dist/test -name '*.test.js' | sort)
 # A file that hangs (a server left running keeps its process alive) fails after 20 minutes
 # instead of holding the whole run (the slowest takes a few minutes). The usual TAP goes to
 # stdout (the guest lane's as it runs, the other lane's when both are done); each file's time,
@@ -23,6 +28,7 @@ out="$(mktemp -d)"
 run=(node --test --test-concurrency=1 --test-timeout=1200000
   --test-reporter=tap --test-reporter-destination=stdout
   --test-reporter=./scripts/file-times.mjs --test-reporter-destination=stderr)
+out="$(mktemp -d)"
 nice -n 10 "${run[@]}" "${rest[@]}" >"$out/rest.tap" 2>"$out/rest.times" &
 rest_pid=$!
 trap 'kill "$rest_pid" 2>/dev/null || true; rm -rf "$out"' EXIT
