@@ -1,34 +1,12 @@
 // Slow scenarios under CI=true: a seeded part of them runs (OSR_TEST_SEED replays the pick), the
-// rest is skipped or left out with a reason that says what ran and how to run all of it.
+// rest is left out with a reason that says what ran and how to run all of it (the fault suite's
+// short run).
 
 const ci = (): boolean => process.env.CI === 'true';
 
 /** The run's seed: OSR_TEST_SEED, else a random one (printed by the callers, so a run replays). */
 export function testSeed(): number {
   return Number(process.env.OSR_TEST_SEED ?? Math.floor(Math.random() * 1_000_000));
-}
-
-export interface SeededChoice<S extends string> {
-  seed: number;
-  /** The scenario this run takes under CI (every scenario runs when CI is not set). */
-  chosen: S;
-  /** Test options: empty when the scenario runs, a skip with its reason otherwise. */
-  runs(scenario: S): { skip?: string };
-}
-
-export function seededChoice<S extends string>(scenarios: readonly S[], runAll: string): SeededChoice<S> {
-  const seed = testSeed();
-  const chosen = scenarios[seed % scenarios.length] as S;
-  return {
-    seed,
-    chosen,
-    runs: (scenario) =>
-      !ci() || scenario === chosen
-        ? {}
-        : {
-            skip: `CI=true runs the ${chosen} (seed ${seed}, OSR_TEST_SEED=${seed} replays it); ${runAll} runs all`,
-          },
-  };
 }
 
 /**
