@@ -2,7 +2,7 @@
 // refusal, or its status query until it reaches a state.
 import type { WorkflowHandle } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client/lib/errors';
-import type { QueryDefinition } from '@temporalio/common';
+import { ActivityFailure, ChildWorkflowFailure, type QueryDefinition } from '@temporalio/common';
 import { OperationError } from './context';
 
 export async function jobResult<T>(handle: WorkflowHandle): Promise<T> {
@@ -10,10 +10,11 @@ export async function jobResult<T>(handle: WorkflowHandle): Promise<T> {
     return (await handle.result()) as T;
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
-      throw new OperationError(
-        `${handle.workflowId} failed: ${err.cause?.message ?? err.message}`,
-        'conflict',
-      );
+      // "Activity task failed" says nothing: the operator reads what the activity said.
+      let cause = err.cause;
+      while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause)
+        cause = cause.cause;
+      throw new OperationError(`${handle.workflowId} failed: ${cause?.message ?? err.message}`, 'conflict');
     }
     throw err;
   }
