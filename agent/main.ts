@@ -18,6 +18,7 @@ import { EXIT_REFUSED, normalizeFingerprint } from './protocol';
 import { installService, removeService } from './service';
 import { readState, stateFile, writeState } from './state';
 import { trackingHandler } from './tracking-requests';
+import { FailbackTarget, isTargetRequest, targetHandler } from './failback-target';
 import { storeSpace } from './tracking/store-space';
 import { Tracker } from './tracking/tracker';
 import { confirmUpgrade, isUpgrade, upgradeHandler, watchUpgrade } from './upgrade';
@@ -122,6 +123,8 @@ async function main(argv: string[]): Promise<number> {
       const tracking = trackingHandler(tracker, { log });
       // An upgrade's switch stops this agent like SIGTERM does: cleanly, so its log stays trusted.
       const upgrades = upgradeHandler(() => stop.abort());
+      const failbackTarget = new FailbackTarget({ tracks: (disk) => tracker.sizeOf(disk) > 0 });
+      const target = targetHandler(failbackTarget);
       await session({
         ...state,
         facts: () => machineFacts(),
@@ -130,7 +133,11 @@ async function main(argv: string[]): Promise<number> {
         log,
         signal: stop.signal,
         onRequest: (id, request, write) =>
-          isUpgrade(request) ? upgrades(id, request, write) : tracking(id, request, write),
+          isUpgrade(request)
+            ? upgrades(id, request, write)
+            : isTargetRequest(request)
+              ? target(id, request, write)
+              : tracking(id, request, write),
         onWelcome: () => {
           try {
             confirmUpgrade();
@@ -139,6 +146,7 @@ async function main(argv: string[]): Promise<number> {
           }
         },
       });
+      await failbackTarget.close();
       await tracker.stopCleanly().catch((err: Error) => log(`no clean-shutdown mark: ${err.message}`));
       return 0;
     }

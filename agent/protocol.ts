@@ -101,6 +101,32 @@ export type TrackingRequest =
    */
   | { op: 'checksums'; pitId: string; disk: string; offset: number; length: number; blockBytes: number };
 
+/**
+ * Failback into the machine (agent/failback-target.ts): the process server's master target writes
+ * the recovery-site copy onto the machine's own disks, through the agent. Only disks nothing uses
+ * (not tracked, not mounted, not held) are opened, exclusively (O_EXCL), for as long as failback
+ * writes them. `target-read` and `target-checksums` are answered with data frames, the others with
+ * a reply line. An agent older than this answers "unknown request".
+ */
+export type TargetRequest =
+  /** Answered with TargetOpened: each disk's size, once it is opened exclusively. */
+  | { op: 'target-open'; disks: string[] }
+  | { op: 'target-read'; disk: string; offset: number; length: number }
+  | { op: 'target-checksums'; disk: string; offset: number; length: number; blockBytes: number }
+  /** `data`: base64, at most TARGET_WRITE_BYTES decoded (a line stays under MAX_LINE_BYTES). */
+  | { op: 'target-write'; disk: string; offset: number; data: string }
+  | { op: 'target-zero'; disk: string; offset: number; length: number }
+  | { op: 'target-flush'; disk: string }
+  /** Closes every disk failback opened; answered with how many. */
+  | { op: 'target-close' };
+
+/** Bytes one `target-write` carries (base64 makes them a third larger on the line). */
+export const TARGET_WRITE_BYTES = 128 * 1024;
+
+export interface TargetOpened {
+  disks: Array<{ disk: string; sizeBytes: number }>;
+}
+
 /** Commands given at protect (`osr protect --agent … --pre … --post …`), run on the machine. */
 export interface FreezeScriptCommands {
   pre?: string;
@@ -119,7 +145,7 @@ export type UpgradeRequest =
   | { op: 'switch'; timeoutSeconds: number };
 
 /** Everything the process server asks of an agent. */
-export type AgentRequest = TrackingRequest | UpgradeRequest;
+export type AgentRequest = TrackingRequest | UpgradeRequest | TargetRequest;
 
 /** Raw bytes per `stage` request (base64 makes them a third larger on the line). */
 export const UPGRADE_CHUNK_BYTES = 128 * 1024;

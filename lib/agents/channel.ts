@@ -29,7 +29,13 @@ export class AgentProtocolError extends Error {
 }
 
 /** Requests answered with a data frame; the others with a reply line. */
-const DATA_OPS: ReadonlySet<AgentRequest['op']> = new Set(['changes', 'read', 'checksums']);
+const DATA_OPS: ReadonlySet<AgentRequest['op']> = new Set([
+  'changes',
+  'read',
+  'checksums',
+  'target-read',
+  'target-checksums',
+]);
 
 /** The connection closed (or never answered) before the reply came. */
 export class AgentGoneError extends Error {
