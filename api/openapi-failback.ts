@@ -25,7 +25,7 @@ export const failbackPaths = {
     post: {
       operationId: 'startReprotect',
       summary:
-        'replicate a failed-over, committed machine (materialized, or recovered into libvirt) back onto its original disks: diff resync, then reverse delta cycles; an original libvirt domain is shut off while they are written',
+        'replicate a failed-over, committed machine (materialized, or recovered into libvirt) back onto its original disks: diff resync, then reverse delta cycles; an original libvirt domain is shut off while they are written; a machine with the Mobility agent has them written by its agent once nothing on it uses them (unmount them first)',
       tags: ['failback'],
       parameters: [name('machine name')],
       requestBody: {

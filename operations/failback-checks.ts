@@ -19,6 +19,7 @@ import { remoteLibvirt } from '../lib/libvirt/remote-host';
 import { OperationError, type ControlContext } from './context';
 import { registeredMachine } from './machines';
 import { getPolicy } from './policies';
+import { getAgent } from './agents';
 
 export interface ReprotectOptions {
   /** Seconds between reverse delta cycles; default: the machine's policy's crash-point interval. */
@@ -107,11 +108,15 @@ export async function prepareReprotect(
   options: ReprotectOptions,
 ): Promise<{ workflowId: string; input: ReprotectInput }> {
   const machine = await registeredMachine(ctx, name);
-  if (machine.source.type === 'agent')
-    throw new OperationError(
-      `${name} is protected by the Mobility agent (${machine.source.agentId}): failback into an agent machine is not built yet (the master target writes disks the primary site serves over NBD, and an agent machine's disks are inside it). Fail back by hand: shut the recovered machine down and write its disks onto ${name}'s from a rescue boot (dd), or keep running it in the recovery site`,
-      'invalid',
-    );
+  // Its agent writes an agent machine's disks: it must be there to start with.
+  if (machine.source.type === 'agent') {
+    const agent = await getAgent(ctx, machine.source.agentId);
+    if (agent.state !== 'connected')
+      throw new OperationError(
+        `${name}'s agent ${agent.id} is ${agent.state}: failback writes the machine's disks through it. Start the machine (its agent connects by itself; see \`osr agent show ${agent.id}\`) and reprotect again`,
+        'conflict',
+      );
+  }
   if (machine.source.type === 'libvirt' && remoteLibvirt(machine.source.uri))
     throw new OperationError(
       `${name} is a domain of a remote libvirt host (${machine.source.uri}): failing back onto it is not built yet (the master target writes the domain's image files, which are on that host, not beside it). Fail back by hand: export the point (\`osr export ${name} --point latest --out …\`) and copy it there`,
@@ -223,6 +228,12 @@ export async function prepareReenable(
   const job = jobIdAt(new Date());
   return {
     workflowId: reenableWorkflowId(name, job),
-    input: { job, machine: name, site: machine.site, failoverJob: record.failoverJob },
+    input: {
+      job,
+      machine: name,
+      site: machine.site,
+      failoverJob: record.failoverJob,
+      ...(machine.source.type === 'agent' ? { agentId: machine.source.agentId } : {}),
+    },
   };
 }

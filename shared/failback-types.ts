@@ -9,16 +9,22 @@ export interface FailbackTargetDisk {
   /** Block node in the QEMU process serving it. */
   node: string;
   sizeBytes: number;
-  exportName: string;
-  nbdSocket: string;
+  /** The writable NBD export of the disk (absent: written through the machine's agent). */
+  exportName?: string;
+  nbdSocket?: string;
+  /** Set: the disk is `node` inside the machine whose Mobility agent this is, written through it. */
+  agentId?: string;
   /** false: a new empty disk (the original was gone), filled by a full copy. */
   existed: boolean;
 }
 
 export interface FailbackTarget {
-  qmpSocket: string;
-  nbdSocket: string;
+  /** The QEMU process serving the original disks (absent: the machine's agent writes them). */
+  qmpSocket?: string;
+  nbdSocket?: string;
   disks: FailbackTargetDisk[];
+  /** The original machine runs the Mobility agent, which writes its disks (agent/failback-target.ts). */
+  agent?: { agentId: string };
   /** Set when the master target created new disks (and a storage daemon) in this folder. */
   createdDir?: string;
   /**

@@ -25,6 +25,14 @@ export function agentListenerQueue(listenerAddress: string): string {
   return `osr-process-server-agents-${listenerAddress}`;
 }
 
+/**
+ * The master target inside the process server whose agent listener polls `listenerQueue`: failback
+ * into an agent machine writes its disks through that server's connection to the agent.
+ */
+export function agentMasterTargetQueue(listenerQueue: string): string {
+  return `${listenerQueue}-master-target`;
+}
+
 export function masterTargetQueue(site: string): string {
   return `osr-master-target-${site}`;
 }

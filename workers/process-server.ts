@@ -3,10 +3,12 @@
 // queues, since only it sees their machines. Scale out by starting more of either kind.
 import { createDataPathDeps } from '../activities/deps';
 import { createProcessServerActivities } from '../activities/process-server';
+import { createMasterTargetActivities } from '../activities/master-target';
 import { startAgentListener, type AgentListener } from '../lib/agents/listener';
 import { checkName } from '../shared/names';
 import {
   agentListenerQueue,
+  agentMasterTargetQueue,
   hostProcessServerQueue,
   processServerQueue,
   servesRecoverySite,
@@ -62,6 +64,15 @@ main({
       });
     return {
       activities: createProcessServerActivities(deps),
+      // Failback into its agents' machines: the master target that writes through their connections.
+      more: agents
+        ? [
+            {
+              taskQueue: agentMasterTargetQueue(agentListenerQueue(agents.address)),
+              activities: createMasterTargetActivities(deps),
+            },
+          ]
+        : [],
       close: async () => {
         await agents?.close();
         await deps.pipeline.destroy();

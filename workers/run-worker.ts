@@ -21,8 +21,18 @@ export interface WorkerSpec {
   taskQueue: (config: OsrConfig) => string;
   /** More queues the same activities serve (one Worker each, sharing the connection and activities). */
   extraTaskQueues?: (config: OsrConfig) => string[];
-  /** Builds the role's activities; `close` releases what they hold (thread pools, sockets). */
-  setup: (config: OsrConfig, log: Logger) => Promise<{ activities: object; close?: () => Promise<void> }>;
+  /**
+   * Builds the role's activities; `close` releases what they hold (thread pools, sockets). `more`:
+   * other activities this process serves on queues of their own (a process server's agent master target).
+   */
+  setup: (
+    config: OsrConfig,
+    log: Logger,
+  ) => Promise<{
+    activities: object;
+    close?: () => Promise<void>;
+    more?: Array<{ taskQueue: string; activities: object }>;
+  }>;
   /** Only the control worker runs workflow code (see workflow-bundle.ts). */
   runsWorkflows?: boolean;
   maxConcurrentActivityTaskExecutions?: number;
@@ -57,9 +67,10 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   const connection = await NativeConnection.connect(temporalConnectionOptions(config));
   // The worker that runs workflows makes sure the search attributes they set exist.
   if (spec.runsWorkflows) await ensureSearchAttributes(connection, config.temporal.namespace, log);
-  const { activities, close } = await spec.setup(config, log);
+  const { activities, close, more = [] } = await spec.setup(config, log);
   const taskQueue = spec.taskQueue(config);
   const extra = (spec.extraTaskQueues?.(config) ?? []).filter((q) => q !== taskQueue);
+  const served = [...extra.map((queue) => ({ taskQueue: queue, activities })), ...more];
   const workflowCode = spec.runsWorkflows ? workflowCodeOptions() : undefined;
   if (workflowCode && !workflowCode.prebuilt) {
     log.info('no workflow bundle built from this code (`npm run build` makes one): bundling at start');
@@ -76,18 +87,19 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     maxHeartbeatThrottleInterval: HEARTBEAT_EVERY_MS,
   });
   const others = await Promise.all(
-    extra.map((queue) =>
+    served.map((also) =>
       Worker.create({
         connection,
         namespace: config.temporal.namespace,
-        taskQueue: queue,
-        activities,
+        taskQueue: also.taskQueue,
+        activities: also.activities,
         maxConcurrentActivityTaskExecutions: spec.maxConcurrentActivityTaskExecutions,
         maxHeartbeatThrottleInterval: HEARTBEAT_EVERY_MS,
       }),
     ),
   );
-  if (extra.length) log.info({ taskQueues: extra }, `${spec.role} worker also serves`);
+  if (served.length)
+    log.info({ taskQueues: served.map((q) => q.taskQueue) }, `${spec.role} worker also serves`);
   // Heartbeat document (osr servers), and the alert notifier in the control worker.
   const observability = startObservability({
     config,

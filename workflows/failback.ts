@@ -7,8 +7,8 @@ import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { MasterTargetActivities } from '../activities/master-target';
 import type { ProcessServerActivities } from '../activities/process-server';
 import { failbackStatusQuery, type FailbackInput, type FailbackStatus } from '../shared/contracts/failback';
-import { masterTargetQueue } from '../shared/task-queues';
 import { reverseSourceQueue } from './lib/reverse-queue';
+import { masterTargetQueueOf } from './lib/agent-queue';
 import { forgetReverseSource, reverseCleanupPatched } from './lib/reverse-cleanup';
 import { applier, control, tracker } from './failback-job';
 
@@ -19,12 +19,13 @@ export async function failback(input: FailbackInput): Promise<FailbackStatus> {
     startToCloseTimeout: '2m',
     retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 3 },
   });
-  const mt = proxyActivities<MasterTargetActivities>({
-    taskQueue: masterTargetQueue(machine.site),
-    startToCloseTimeout: '30m',
-    heartbeatTimeout: '30s',
-    retry: { initialInterval: '1s', maximumInterval: '20s', maximumAttempts: 10 },
-  });
+  const masterTarget = (taskQueue: string) =>
+    proxyActivities<MasterTargetActivities>({
+      taskQueue,
+      startToCloseTimeout: '30m',
+      heartbeatTimeout: '30s',
+      retry: { initialInterval: '1s', maximumInterval: '20s', maximumAttempts: 10 },
+    });
   const t = tracker({ job: input.job, kind: 'failback', machine: machine.name });
   setHandler(failbackStatusQuery, () => t.status);
   try {
@@ -50,6 +51,8 @@ export async function failback(input: FailbackInput): Promise<FailbackStatus> {
     await t.step('stop recovery-site copy', () =>
       applier.stopRecoveredDaemon({ machine: machine.name, job: input.failoverJob }),
     );
+    // An agent machine's master target is where its agent is now (workflows/lib/agent-queue.ts).
+    const mt = masterTarget(await masterTargetQueueOf(machine));
     await t.step(
       'bring up original',
       () => mt.bringUpOriginal({ machine, target: input.target }),
@@ -63,7 +66,7 @@ export async function failback(input: FailbackInput): Promise<FailbackStatus> {
         stage: 'failed-back',
         failoverJob: input.failoverJob,
         failbackWorkflowId: `failback/${machine.name}/${input.job}`,
-        ...(input.target.createdDir
+        ...(input.target.createdDir && input.target.qmpSocket && input.target.nbdSocket
           ? {
               newDisks: {
                 qmpSocket: input.target.qmpSocket,

@@ -6,14 +6,15 @@ import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { MasterTargetActivities } from '../activities/master-target';
 import { failbackStatusQuery, type FailbackStatus } from '../shared/contracts/failback';
 import type { ReenableInput } from '../shared/contracts/reenable';
-import { masterTargetQueue } from '../shared/task-queues';
+import { masterTargetQueueFor } from './lib/agent-queue';
 import { applier, control, tracker } from './failback-job';
 
 export async function reenable(input: ReenableInput): Promise<FailbackStatus> {
   const t = tracker({ job: input.job, kind: 'reenable', machine: input.machine });
   setHandler(failbackStatusQuery, () => t.status);
   const mt = proxyActivities<MasterTargetActivities>({
-    taskQueue: masterTargetQueue(input.site),
+    // An agent machine's is in the process server holding its agent (its site may run none other).
+    taskQueue: await masterTargetQueueFor(input.site, input.agentId),
     startToCloseTimeout: '10m',
     retry: { initialInterval: '1s', maximumInterval: '20s', maximumAttempts: 5 },
   });

@@ -1,5 +1,5 @@
 // The master target's apply: one reverse cycle of one disk, from osr-cache onto an ORIGINAL disk
-// through its writable NBD export. Verification is the cloud applier's own code (applyCycle with
+// (through its writable NBD export, or through the agent of the machine it is in: target-disks.ts). Verification is the cloud applier's own code (applyCycle with
 // another target): a segment that fails any check is never written.
 //
 // Its own points: before a verified segment's first write, what the segment is about to overwrite
@@ -19,9 +19,8 @@ import { applyCycle, type ApplyTarget } from '../common/apply-cycle';
 import type { BlockPipeline } from '../../lib/segments/block-pipeline';
 import { segmentBlobName, segmentCyclePrefix } from '../../lib/segments/cache-layout';
 import type { SegmentExtent } from '../../lib/segments/segment-header';
-import { NbdClient } from '../../lib/qemu/nbd-client';
 import { readExtents } from '../../lib/disk/extents';
-import { zeroFill } from '../../lib/qemu/nbd-ranges';
+import { openTargetDisk } from './target-disks';
 
 export interface MasterTargetDeps {
   blobService: BlobStorage;
@@ -70,7 +69,7 @@ export async function applyReverseCycle(
 ): Promise<ApplySummary> {
   const { machine, disk, cycle } = input;
   const cache = deps.blobService.getContainerClient(CONTAINERS.cache);
-  const nbd = await NbdClient.connect({ socket: disk.nbdSocket, exportName: disk.exportName });
+  const device = await openTargetDisk(disk);
   try {
     const journal = async (extents: readonly SegmentExtent[], index: number): Promise<void> => {
       if (extents.length === 0) return;
@@ -78,7 +77,7 @@ export async function applyReverseCycle(
       // Journaled by an earlier attempt, whose writes may have begun: that journal is the truth.
       if (await blob.exists()) return;
       const plain = extents.map((e) => ({ offset: e.offset, length: e.length }));
-      const old = await readExtents(nbd, plain);
+      const old = await readExtents(device, plain);
       const encoded = await deps.pipeline.encode({
         machine: undoId(machine),
         diskId: disk.diskId,
@@ -94,11 +93,11 @@ export async function applyReverseCycle(
       }
     };
     const target: ApplyTarget = {
-      sizeBytes: nbd.size,
+      sizeBytes: device.size,
       beforeWrite: (decoded, index) => journal(decoded.header.extents, index),
-      write: (offset, body) => nbd.write(offset, body),
-      clear: (offset, length) => zeroFill(nbd, offset, length),
-      flush: () => nbd.flush(),
+      write: (offset, body) => device.write(offset, body),
+      clear: (offset, length) => device.zero(offset, length),
+      flush: () => device.flush(),
     };
     // A resumed attempt skips the segments below its heartbeated index only while their journal
     // is there: a journal rolled back in between means the disk is before the cycle again.
@@ -121,7 +120,7 @@ export async function applyReverseCycle(
     // The journal stays until every disk of the machine has the cycle (commitReversePoint).
     return summary;
   } finally {
-    await nbd.close();
+    await device.close();
   }
 }
 
@@ -180,7 +179,7 @@ export async function rollbackIncomplete(
   const rolledBack: number[] = [];
   const cycles = [...journals.keys()].sort((a, b) => b - a);
   if (cycles.length === 0) return { rolledBack, point };
-  const nbd = await NbdClient.connect({ socket: disk.nbdSocket, exportName: disk.exportName });
+  const device = await openTargetDisk(disk);
   try {
     for (const cycle of cycles) {
       if (point && point.cycle >= cycle) {
@@ -192,19 +191,19 @@ export async function rollbackIncomplete(
         const decoded = await deps.pipeline.decode(await cache.getBlockBlobClient(name).downloadToBuffer());
         let at = 0;
         for (const e of decoded.header.extents) {
-          if (e.kind === 'zero') await zeroFill(nbd, e.offset, e.length);
+          if (e.kind === 'zero') await device.zero(e.offset, e.length);
           else {
-            await nbd.write(e.offset, decoded.data.subarray(at, at + e.length));
+            await device.write(e.offset, decoded.data.subarray(at, at + e.length));
             at += e.length;
           }
         }
       }
-      await nbd.flush();
+      await device.flush();
       await deleteJournal(deps.blobService, machine, disk.diskId, cycle);
       rolledBack.push(cycle);
     }
   } finally {
-    await nbd.close();
+    await device.close();
   }
   return { rolledBack, point };
 }

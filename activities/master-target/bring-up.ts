@@ -3,7 +3,8 @@
 // final cycle completed), the master target's exports are removed, and the machine resumes: a VM
 // paused at the planned failover gets QMP `cont`; a qemu-storage-daemon (no guest) gets its thaw
 // (`post`) command, the counterpart of the quiesce command that stopped its writers; a libvirt
-// domain, off while the master target wrote its files, is started (`virsh start`).
+// domain, off while the master target wrote its files, is started (`virsh start`). A machine with
+// the Mobility agent runs already: its agent closes the disks, and its services are the operator's.
 import type { FailbackTarget } from '../../shared/failback-types';
 import type { ProtectedMachine } from '../../shared/replication-types';
 import { runHook } from '../../lib/process/hook';
@@ -37,6 +38,18 @@ export async function bringUp(
     if (r.rolledBack.length) rolledBack.push({ diskId: disk.diskId, cycles: r.rolledBack });
   }
   const exportsRemoved = await removeExports(target);
+  if (target.agent)
+    return {
+      method: 'none',
+      note: `${machine.name}'s disks (${target.disks
+        .map((d) => d.node)
+        .sort()
+        .join(
+          ', ',
+        )}) hold the recovery-site copy, closed by agent ${target.agent.agentId}: mount them and start ${machine.name}'s services (re-enable protection first to track their writes from the start)`,
+      rolledBack,
+      exportsRemoved,
+    };
   if (target.libvirt)
     return { method: 'virsh-start', note: await startOriginalDomain(target), rolledBack, exportsRemoved };
   if (target.createdDir) {
@@ -47,7 +60,7 @@ export async function bringUp(
       exportsRemoved,
     };
   }
-  if ((await resumeIfPaused(target.qmpSocket)) !== 'not-a-vm') {
+  if (target.qmpSocket && (await resumeIfPaused(target.qmpSocket)) !== 'not-a-vm') {
     return {
       method: 'qmp-cont',
       note: `VM ${machine.name} runs on its original disks`,

@@ -1,4 +1,6 @@
-// Activities of a master target: apply segments to the primary site's disks during failback.
+// Activities of a master target: apply segments to the primary site's disks during failback. The
+// site's master-target worker serves them for disks it reaches over NBD; a process server serves
+// them too, for the machines whose agents it holds (target-disks.ts).
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { FailbackTarget, FailbackTargetDisk } from '../../shared/failback-types';
@@ -15,7 +17,7 @@ import {
   rollbackIncomplete,
 } from './apply-reverse';
 import { bringUp } from './bring-up';
-import { targetChecksums } from '../../lib/qemu/nbd-checksums';
+import { targetDiskChecksums } from './target-disks';
 import { prepareTargets, removeExports, type PrepareTargetsInput } from './targets';
 import { daemonStopped, releaseOriginalDomain } from './libvirt-targets';
 import { withHeartbeat, type Heartbeat } from '../common/with-heartbeat';
@@ -33,7 +35,7 @@ export function createMasterTargetActivities(deps: DataPathDeps) {
     async targetChecksums(input: { machine: string; disk: FailbackTargetDisk; blockBytes: number }) {
       return withHeartbeat(
         (hb: Heartbeat<{ scanned: number }>) =>
-          targetChecksums(
+          targetDiskChecksums(
             deps,
             { listId: reverseId(input.machine), disk: input.disk, blockBytes: input.blockBytes },
             (scanned) => hb.beat({ scanned }),

@@ -5,7 +5,8 @@
 // original machine is gone (no QMP, or a disk missing or smaller), new qcow2 disks are created
 // under the state folder and served by a qemu-storage-daemon the master target starts: reprotect
 // then copies everything into them (a full copy), and they become the machine's disks. A libvirt
-// domain's disks are its image files, served while it is off (libvirt-targets.ts).
+// domain's disks are its image files, served while it is off (libvirt-targets.ts). A machine with
+// the Mobility agent has its disks inside it: its agent writes them (target-disks.ts).
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -28,6 +29,8 @@ import {
 } from '../../lib/qemu/storage-daemon';
 import { assertId } from '../../lib/azure/page-blobs';
 import { serveOriginalDomain } from './libvirt-targets';
+import { closeAgentDisks, openAgentDisks } from '../../lib/agents/agent-target-disk';
+import { agentCall } from './target-disks';
 
 export const EXPORT_PREFIX = 'osrmt-';
 
@@ -50,12 +53,7 @@ export function newDisksDir(deps: TargetDeps, machine: string): string {
 
 export async function prepareTargets(deps: TargetDeps, input: PrepareTargetsInput): Promise<FailbackTarget> {
   const { machine } = input;
-  if (machine.source.type === 'agent')
-    throw ApplicationFailure.create({
-      type: FAILURE.SourceError,
-      nonRetryable: true,
-      message: `failback into a machine with the Mobility agent (${machine.name}) is not built yet: recover it with a drill or a failover`,
-    });
+  if (machine.source.type === 'agent') return agentTargets(machine.source.agentId, input);
   const source = machine.source;
   const created = await existingCreated(deps, machine.name);
   if (created) return exportAll(deps, input, created.qmpSocket, created.nbdSocket, false, created.dir);
@@ -100,6 +98,31 @@ export async function prepareTargets(deps: TargetDeps, input: PrepareTargetsInpu
     if (usable) return exportAll(deps, input, source.qmpSocket, source.nbdSocket, true);
   }
   return createNewDisks(deps, input);
+}
+
+/**
+ * The original machine runs the Mobility agent: its own disks, opened by the agent once nothing on
+ * the machine uses them (agent/failback-target.ts), and resynced by checksums. A disk missing or
+ * smaller than the recovery-site copy is refused: the agent writes disks, it makes none.
+ */
+async function agentTargets(agentId: string, input: PrepareTargetsInput): Promise<FailbackTarget> {
+  const opened = await agentCall(() =>
+    openAgentDisks(
+      agentId,
+      input.disks.map((d) => d.diskId),
+    ),
+  );
+  const disks: FailbackTargetDisk[] = input.disks.map((want) => {
+    const have = opened.find((o) => o.disk === want.diskId);
+    if (!have || have.sizeBytes < want.sizeBytes)
+      throw ApplicationFailure.create({
+        type: FAILURE.SourceError,
+        nonRetryable: true,
+        message: `${input.machine.name}'s disk ${want.diskId} is ${have ? `${have.sizeBytes} bytes, smaller than the recovery-site copy's ${want.sizeBytes}` : 'not there'}: give the machine a disk of at least ${want.sizeBytes} bytes named ${want.diskId}, or keep running in the recovery site`,
+      });
+    return { diskId: want.diskId, node: want.diskId, sizeBytes: want.sizeBytes, agentId, existed: true };
+  });
+  return { disks, agent: { agentId } };
 }
 
 /** The original disks are gone: new ones, copied in full. */
@@ -166,13 +189,18 @@ async function exportAll(
   }
 }
 
-/** Removes the master target's exports of the disks (failback done, or reprotect stopped). */
+/**
+ * Removes the master target's exports of the disks (failback done, or reprotect stopped); an agent
+ * machine's agent closes the disks it opened.
+ */
 export async function removeExports(target: FailbackTarget): Promise<number> {
+  if (target.agent) return agentCall(() => closeAgentDisks(target.agent!.agentId));
+  if (!target.qmpSocket) throw new Error('a failback target with neither QMP nor an agent');
   const qmp = await QmpClient.connect(target.qmpSocket, { greetingTimeoutMs: 10_000 });
   try {
     return await removeWritableExports(
       qmp,
-      target.disks.map((d) => d.exportName),
+      target.disks.map((d) => d.exportName ?? ''),
     );
   } finally {
     await qmp.close();

@@ -79,7 +79,7 @@ export function registerFailbackCommands(program: Command): void {
   program
     .command('reprotect <machine>')
     .description(
-      'replicate a failed-over, committed machine (a materialized copy, or a domain recovered into libvirt) back onto its original disks (diff resync, then reverse delta cycles); an original libvirt domain is shut off while they are written',
+      'replicate a failed-over, committed machine (a materialized copy, or a domain recovered into libvirt) back onto its original disks (diff resync, then reverse delta cycles); an original libvirt domain is shut off while they are written; a machine with the Mobility agent has them written by its agent, once nothing on it uses them (unmount them first)',
     )
     .option(
       '--interval <seconds>',

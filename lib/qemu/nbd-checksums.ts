@@ -26,6 +26,8 @@ export async function targetChecksums(
   onProgress?: (bytes: number) => void,
 ): Promise<{ blob: string; blocks: number; bytesRead: number }> {
   const { blockBytes, disk } = input;
+  if (!disk.nbdSocket || disk.exportName === undefined)
+    throw new Error(`target disk ${disk.diskId} has no NBD export`);
   const nbd = await NbdClient.connect({
     socket: disk.nbdSocket,
     exportName: disk.exportName,

@@ -8,6 +8,8 @@ export interface ReenableInput {
   /** The machine's (primary) site: its master target forgets the reverse direction's state. */
   site: string;
   failoverJob: string;
+  /** A machine with the Mobility agent: its master target is the process server holding the agent. */
+  agentId?: string;
 }
 
 export function reenableWorkflowId(machine: string, job: string): string {

@@ -1,13 +1,12 @@
-// App-consistent points, a drill and planned failovers of a machine protected through the
-// Mobility agent, with the real parts: the agent test guest under QEMU (over SSH), the agent pushed
-// into it, Temporal, Azurite and the workers. Scripts run on the machine around an app-consistent
-// point (their marker is in it, its ext4 clean); a failing one gives a crash-consistent point, an
-// alert naming it, all thawed. The drill and the failover boot the recovered disks in QEMU (the
-// guest's kernel and initramfs: its root is in RAM) and the probe, over SSH, sees the point's bytes,
-// records 1..k. A planned failover stops the machine's writes: the workload's acknowledgements show
-// no progress while stopped and every one in the final point; a cancel, and `osr agent resume`
-// after a commit (an agent restart before it keeps them stopped), give the writes back. Failback
-// into it is refused (not built).
+// App-consistent points, a drill, planned failovers and failback of a machine protected through
+// the Mobility agent, with the real parts: the agent test guest under QEMU (over SSH), the agent
+// pushed into it, Temporal, Azurite and the workers. Freeze scripts run around an app-consistent
+// point (their marker in it, its ext4 clean); a failing one gives a crash-consistent point, an
+// alert, all thawed. The drill and the failover boot the recovered disks in QEMU and the probe sees
+// the point's bytes, records 1..k. A planned failover stops the machine's writes (no progress while
+// stopped, every acknowledged record in the final point); a cancel, and `osr agent resume` after a
+// commit, give them back. Failback writes the recovery-site copy onto the machine's own disks
+// through its agent (refused while one is mounted), and re-enable protects it again.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -15,28 +14,39 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { sshKeyPair } from '../helpers/ssh-key';
 import { ControlContext } from '../../operations/context';
 import * as failover from '../../operations/failover';
 import { machineStatus } from '../../operations/machines';
 import type { RecoveryPoint } from '../../shared/replication-types';
-import { recoveryStatusQuery, type RecoveryStatus } from '../../shared/contracts/recovery-job';
+import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
 import { protectWorkflowId } from '../../shared/contracts/protect-machine';
+import { reprotectWorkflowId } from '../../shared/contracts/reprotect';
+import type { FailbackStatus } from '../../shared/contracts/failback';
+import * as failback from '../../operations/failback';
+import { NbdClient } from '../../lib/qemu/nbd-client';
+import { pseudoRandom } from '../helpers/qemu-machine';
 import { resumeAgentWritesWorkflowId } from '../../shared/contracts/resume-agent-writes';
 import { freePort } from '../../lib/process/ports';
 import { installAgent, restartAgent, startAgentWorkers } from '../helpers/agent-fixture';
-import { agentGuestFiles, startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
+import { startAgentGuest, type AgentGuest } from '../helpers/agent-guest';
+import {
+  MARKER_SCRIPT,
+  RECORDS,
+  agentBootCheck,
+  diskSums,
+  probed,
+  recordCount,
+  untilStep,
+} from '../helpers/agent-recovery';
 import { assertRefused, cliFor, runCli } from '../helpers/cli';
 import { inspectExt4 } from '../helpers/ext4-image';
 import { pollFor } from '../helpers/poll';
 import { assertReplays } from '../helpers/replay';
 import { exportedImage, pointById } from '../helpers/protection';
-import { chooseAccel, recordsIn } from '../helpers/test-vm';
 import { startTestStack, type TestStack } from '../helpers/test-stack';
 
 const MiB = 1024 * 1024;
-/** Record n is written at sector BASE + n of vdb; vdc holds an ext4 mounted at /data. */
-const BASE = 2048;
+/** vdb holds the records (RECORDS), vdc an ext4 mounted at /data. */
 const M = 'web';
 let stack: TestStack;
 let guest: AgentGuest;
@@ -53,31 +63,9 @@ async function sh(command: string, timeoutMs?: number): Promise<string> {
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-/** The records of a point's vdb, each at its own sector; they must be 1..k. Returns k. */
-async function recordsOf(point: RecoveryPoint): Promise<number> {
-  const found = recordsIn(await exportedImage(ctx, point, 'vdb'));
-  for (const { sector, record } of found)
-    assert.equal(sector, BASE + record, `record ${record} at ${sector}`);
-  const numbers = found.map((f) => f.record).sort((a, b) => a - b);
-  numbers.forEach((n, i) => assert.equal(n, i + 1, `records are not 1..k (${numbers.join(',')})`));
-  return numbers.length;
-}
-
-// Records written with fsync through the agent's stack; /tmp/acked holds the newest acknowledged.
-const RECORDS = `n=0
-while [ ! -e /tmp/stop ]; do
-  n=$((n + 1))
-  printf 'OSR-RECORD %010d agent\\n' $n | dd of=/dev/mapper/osr-vdb bs=512 seek=$((${BASE} + n)) count=1 conv=sync,fsync 2>/dev/null || exit 1
-  echo $n > /tmp/acked.new && mv /tmp/acked.new /tmp/acked
-  echo $n > /data/last; [ $((n % 8)) = 0 ] && sync
-done
-touch /tmp/stopped`;
-// The machine's own freeze script: writes which point it quiesces for into the filesystem.
-const MARKER_SCRIPT = `#!/bin/sh
-case "$1" in
-  freeze) echo "$OSR_POINT_IN_TIME" > /data/osr-marker && sync ;;
-  thaw) echo "thaw $OSR_POINT_IN_TIME" >> /var/log/freeze.log ;;
-esac`;
+/** The records of a point's vdb; they must be 1..k. Returns k. */
+const recordsOf = async (point: RecoveryPoint): Promise<number> =>
+  recordCount(await exportedImage(ctx, point, 'vdb'));
 
 before(async () => {
   const agentPort = await freePort();
@@ -90,25 +78,13 @@ before(async () => {
   await startAgentWorkers(stack, agentPort);
   agentId = await installAgent(osr, guest);
   const policy = await osr([
-    'policy',
-    'create',
-    'agent',
-    '--crash-every',
-    '10s',
-    '--app-every',
-    '0',
-    '--rpo',
-    '5m',
+    ...['policy', 'create', 'agent'],
+    ...['--crash-every', '10s', '--app-every', '0', '--rpo', '5m'],
   ]);
   assert.equal(policy.code, 0, policy.stderr);
   // A QEMU guest-agent socket means nothing for an agent machine: refused, nothing recorded.
   const qga = await osr([
-    'protect',
-    'x',
-    '--agent',
-    agentId,
-    '--disks',
-    'vdb',
+    ...['protect', 'x', '--agent', agentId, '--disks', 'vdb'],
     '--guest-agent',
     '/run/qga.sock',
   ]);
@@ -206,48 +182,15 @@ test('a failing freeze script gives a crash-consistent point, an alert naming it
   );
 });
 
-let sshKey: { file: string; pub: string };
-let knownHosts: string;
+/** The committed planned failover: failback starts from its recovery-site copy. */
+let failedOver: RecoveryStatus | undefined;
 
-/** Boots the agent guest's kernel with the recovered disks (through the daemon's NBD) and SSH. */
-async function configureBoot(name: string): Promise<number> {
-  const { kernel, initrd, hostKeyLine } = agentGuestFiles();
-  if (!sshKey) {
-    const keys = sshKeyPair();
-    sshKey = { file: path.join(work, 'id_ed25519'), pub: keys.public.split(' ')[1] as string };
-    fs.writeFileSync(sshKey.file, keys.private, { mode: 0o600 });
-  }
-  const port = await freePort();
-  knownHosts = path.join(work, `known_hosts-${name}`);
-  fs.writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostKeyLine}\n`);
-  const accel = chooseAccel() === 'kvm' ? '-accel kvm -accel tcg' : '-accel tcg';
-  const command = [
-    `exec qemu-system-x86_64 ${accel} -nodefaults -no-user-config -display none -m 256 -smp 1`,
-    `-kernel ${kernel} -initrd ${initrd}`,
-    `-append "console=ttyS0 panic=-1 quiet osr.disks=2 osr.hostname=${name} osr.sshkey=${sshKey.pub}"`,
-    `-serial file:${path.join(work, `${name}-console.log`)}`,
-    `-netdev user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:22 -device virtio-net-pci,netdev=n0`,
-    '-drive "file=${OSR_RECOVERED_NBD%%,*},format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0',
-    '-drive "file=${OSR_RECOVERED_NBD#*,},format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1',
-  ].join(' ');
-  const probe = `ssh -F /dev/null -i ${sshKey.file} -p ${port} -o BatchMode=yes -o ConnectTimeout=10 -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes root@127.0.0.1 'echo "up: $(hostname)"; sha256sum /dev/vda /dev/vdb'`;
+/** Materialized failovers of M boot the agent guest's kernel on the recovered disks. */
+async function configureBoot(name: string): Promise<void> {
   await failover.configureRecovery(ctx, M, {
     materialize: { format: 'qcow2' },
-    bootCheck: { command, probe, probeTimeoutSeconds: 400, commandTimeoutSeconds: 500 },
+    bootCheck: await agentBootCheck(work, name),
   });
-  return port;
-}
-
-/** The booted guest, as its probe saw it: its name and the SHA-256 of its two disks. */
-function probed(status: RecoveryStatus | undefined): { host: string; vda: string; vdb: string } {
-  const check = status?.bootCheck;
-  assert.equal(check?.ok, true, `boot check: ${JSON.stringify(check)}`);
-  const out = check?.output ?? '';
-  return {
-    host: /up: (\S+)/.exec(out)?.[1] ?? '',
-    vda: /([0-9a-f]{64}) {2}\/dev\/vda/.exec(out)?.[1] ?? '',
-    vdb: /([0-9a-f]{64}) {2}\/dev\/vdb/.exec(out)?.[1] ?? '',
-  };
 }
 
 async function assertBootedPoint(status: RecoveryStatus | undefined, name: string, point: RecoveryPoint) {
@@ -299,25 +242,6 @@ async function finalPoint(status: RecoveryStatus | undefined): Promise<RecoveryP
   return pointById(ctx, M, id);
 }
 
-/** Polls a running failover's status until `step` is done; fails at once if the failover failed. */
-async function untilStep(workflowId: string, step: string): Promise<RecoveryStatus> {
-  const handle = (await ctx.client()).workflow.getHandle(workflowId);
-  const status = await pollFor(
-    async () => {
-      const st = await handle.query(recoveryStatusQuery);
-      const done = st.steps.some((x) => x.name === step && x.state === 'done');
-      return done || st.state === 'failed' ? st : undefined;
-    },
-    {
-      timeoutMs: 240_000,
-      intervalMs: 1000,
-      failure: (last) => new Error(`step ${step} not done within 240 s: ${String(last)}`),
-    },
-  );
-  assert.notEqual(status.state, 'failed', JSON.stringify(status));
-  return status;
-}
-
 /** Waits for the workload to acknowledge a record past `n` (its writes go on). */
 async function ackedPast(n: number): Promise<number> {
   return pollFor(async () => ((await acked()) > n ? acked() : undefined), {
@@ -329,9 +253,9 @@ async function ackedPast(n: number): Promise<number> {
 
 test('a cancelled planned failover stops the writes while it runs, then gives them back', async () => {
   const { ref } = await failover.startFailover(ctx, M, { planned: true, wait: false });
-  await untilStep(ref.workflowId, 'stop source writes');
+  await untilStep(ctx, ref.workflowId, 'stop source writes');
   const atStop = await acked();
-  const point = await finalPoint(await untilStep(ref.workflowId, 'final point'));
+  const point = await finalPoint(await untilStep(ctx, ref.workflowId, 'final point'));
   assert.equal(await acked(), atStop, 'the workload acknowledged nothing while its writes were stopped');
   const k = await recordsOf(point);
   // Every record acknowledged before the stop; at most the one in flight at the stop besides.
@@ -361,10 +285,7 @@ test('a planned failover boots its final point, holding every acknowledged recor
   await assertBootedPoint(status, 'failover', point);
   const committed = await failover.commitFailover(ctx, M);
   assert.equal(committed.state, 'committed');
-  // Failback into the agent machine is not built: refused before any job starts.
-  const notBuilt = /protected by the Mobility agent .*failback into an agent machine is not built yet/;
-  assertRefused(await osr(['reprotect', M]), 2, notBuilt);
-  assertRefused(await osr(['reprotect-status', M]), 4, /is not being reprotected/);
+  failedOver = status;
   // Through the final point, the boot check and the commit, the machine acknowledged nothing.
   assert.equal(await acked(), total, 'the workload made no progress while its writes were stopped');
   // An agent restart meanwhile (a clean stop, a new process) keeps them stopped.
@@ -389,4 +310,86 @@ test('a planned failover boots its final point, holding every acknowledged recor
   const client = await ctx.client();
   await assertReplays(client.workflow.getHandle(ref.workflowId), 'failover-agent-planned');
   await assertReplays(client.workflow.getHandle(resumeAgentWritesWorkflowId(agentId)), 'resumeAgentWrites');
+});
+
+test('failback into the agent machine: reprotect writes the recovery-site copy onto its own disks through the agent, failback brings it back, re-enable protects it again', async () => {
+  const materialized = failedOver?.materialized;
+  assert.ok(materialized?.nbdSocket, 'the failed-over machine runs in the recovery site');
+  // The recovery-site copy: vdb is the daemon's disk0, vdc its disk1 (the failover's order).
+  let failbackId = '';
+  const recovered = await Promise.all(
+    ['disk0', 'disk1'].map((exportName) =>
+      NbdClient.connect({ socket: materialized.nbdSocket as string, exportName }),
+    ),
+  );
+  try {
+    const B = pseudoRandom(256 * 1024, 5);
+    await recovered[0]!.write(4 * MiB, B); // written in the recovery site after the failover
+    await recovered[0]!.flush();
+    await sh('pkill -f records.sh; while pgrep -f records.sh >/dev/null; do sleep 0.2; done', 30_000);
+    // Failback overwrites the machine's disks: one still mounted is refused, naming the mount.
+    const mounted = await osr(['reprotect', M]);
+    assert.notEqual(mounted.code, 0);
+    assert.match(
+      `${mounted.stdout}${mounted.stderr}`,
+      /vdc is in use through \/dev\/mapper\/osr-vdc \(mounted at \/data\): failback overwrites it, so stop what uses it \(unmount it\)/,
+    );
+    await sh('umount /data');
+    const rp = await runCli(['reprotect', M, '--interval', '5'], stack.env, { timeout: 600_000 });
+    assert.equal(rp.code, 0, `${rp.stdout}\n${rp.stderr}`);
+    const reprotected = await failback.reprotectStatus(ctx, M);
+    assert.equal(reprotected.state, 'protected', JSON.stringify(reprotected));
+    const vdb = reprotected.disks.find((d) => d.diskId === 'vdb');
+    assert.equal(vdb?.resyncMode, 'resync', "the machine's own disk is there: a diff resync");
+    // Only the differing blocks crossed: B, and the blocks of the records written after resume.
+    assert.ok(
+      (vdb?.resyncRawBytes ?? 0) >= B.length && (vdb?.resyncRawBytes ?? 0) <= B.length + 256 * 1024,
+      `the resync covered ${vdb?.resyncRawBytes} bytes of a 16 MiB disk`,
+    );
+    const read = async () => Promise.all(recovered.map((r) => r.read(0, 16 * MiB)));
+    assert.deepEqual(
+      await diskSums(guest, 'vdb', 'vdc'),
+      (await read()).map(sha256),
+      'reprotected: the disks match',
+    );
+    // C in the recovery site; failback's final cycle carries it.
+    const C = pseudoRandom(128 * 1024, 6);
+    await recovered[0]!.write(10 * MiB, C);
+    await recovered[0]!.flush();
+    const atFailback = (await read()).map(sha256);
+    const fb = await runCli(['failback', M, '--json'], stack.env, { timeout: 600_000 });
+    assert.equal(fb.code, 0, `${fb.stdout}\n${fb.stderr}`);
+    const job = JSON.parse(fb.stdout) as { workflowId: string; status: FailbackStatus };
+    failbackId = job.workflowId;
+    const up = job.status.steps.find((x) => x.name === 'bring up original')?.detail;
+    assert.match(up ?? '', /^none: web's disks \(vdb, vdc\) hold the recovery-site copy, closed by agent/);
+    assert.deepEqual(
+      await diskSums(guest, 'vdb', 'vdc'),
+      atFailback,
+      'failed back: the recovery-site disks at the failback',
+    );
+  } finally {
+    for (const r of recovered) await r.close().catch(() => undefined);
+  }
+  // Protected again through the agent: its stacks are back on the failed-back disks, whose first
+  // point is the disks as failback left them.
+  const re = await runCli(['reenable', M, '--json'], stack.env, { timeout: 600_000 });
+  assert.equal(re.code, 0, `${re.stdout}\n${re.stderr}`);
+  const reenableId = (JSON.parse(re.stdout) as { workflowId: string }).workflowId;
+  assert.match(
+    await sh('PATH=/usr/sbin:/sbin:$PATH dmsetup ls'),
+    /osr-vdb-origin[\s\S]*osr-vdc-origin|osr-vdc-origin[\s\S]*osr-vdb-origin/,
+  );
+  const [vdbNow] = await diskSums(guest, 'vdb');
+  const point = await takePoint(false);
+  assert.equal(
+    sha256(await exportedImage(ctx, point, 'vdb')),
+    vdbNow,
+    'the first point after re-enable is the disk',
+  );
+  await sh('mount -t ext4 /dev/mapper/osr-vdc /data && ls /data && umount /data');
+  const client = await ctx.client();
+  await assertReplays(client.workflow.getHandle(reprotectWorkflowId(M)), 'reprotect-agent');
+  await assertReplays(client.workflow.getHandle(failbackId), 'failback-agent');
+  await assertReplays(client.workflow.getHandle(reenableId), 'reenable-agent');
 });

@@ -8,10 +8,11 @@ import { OSR_SYNC_PERCENT } from '../../shared/search-attributes';
 import { diskChangesOf } from '../lib/disk-changes';
 import { messageOf } from '../lib/failures';
 import { RESYNC_BLOCK_BYTES, SLICE_SEGMENTS, resendRequest, segmentsToResend } from '../lib/segments';
-import { alert, nodeOf, setState, targetOf, type ReprotectRun } from './run';
+import { alert, nodeOf, routeMasterTarget, setState, targetOf, type ReprotectRun } from './run';
 
 /** Runs one cycle; the frozen point when it was applied and committed, undefined when it failed. */
 export async function cycle(run: ReprotectRun): Promise<FrozenPoint | undefined> {
+  await routeMasterTarget(run);
   const { s, quickPs, mt } = run;
   const { machine, source } = run.input;
   run.cyclesThisRun += 1;

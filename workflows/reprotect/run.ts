@@ -17,6 +17,7 @@ import { masterTargetQueue } from '../../shared/task-queues';
 import { WORKER_HEARTBEAT_TIMEOUT } from '../lib/liveness';
 import { pushCapped } from '../lib/alerts';
 import { reverseSourceQueue } from '../lib/reverse-queue';
+import { masterTargetQueueOf } from '../lib/agent-queue';
 
 export interface ReprotectRun {
   readonly input: ReprotectInput;
@@ -24,7 +25,8 @@ export interface ReprotectRun {
   readonly s: ReprotectStatus;
   readonly ps: ReturnType<typeof activities>['ps'];
   readonly quickPs: ReturnType<typeof activities>['quickPs'];
-  readonly mt: ReturnType<typeof activities>['mt'];
+  /** The master target: the site's, or the one holding an agent machine's agent (routeMasterTarget). */
+  mt: ReturnType<typeof masterTarget>;
   finalRequested: boolean;
   finalResult?: FinalCycleResult;
   finalFailed?: string;
@@ -53,13 +55,30 @@ function activities(input: ReprotectInput) {
     heartbeatTimeout: WORKER_HEARTBEAT_TIMEOUT,
     retry: { ...retry, maximumAttempts: 10, nonRetryableErrorTypes: [FAILURE.SourceError] },
   });
-  const mt = proxyActivities<MasterTargetActivities>({
-    taskQueue: masterTargetQueue(input.machine.site),
+  return { ps, quickPs, mt: masterTarget(masterTargetQueue(input.machine.site)) };
+}
+
+function masterTarget(taskQueue: string) {
+  return proxyActivities<MasterTargetActivities>({
+    taskQueue,
     startToCloseTimeout: '30m',
     heartbeatTimeout: '15s',
-    retry: { ...retry, nonRetryableErrorTypes: [FAILURE.SegmentCorrupt] },
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '30s',
+      maximumAttempts: 20,
+      nonRetryableErrorTypes: [FAILURE.SegmentCorrupt],
+    },
   });
-  return { ps, quickPs, mt };
+}
+
+/**
+ * An agent machine's master target is in the process server holding its agent, which may change
+ * (the agent reconnects elsewhere): looked up before the prepare and before each cycle.
+ */
+export async function routeMasterTarget(run: ReprotectRun): Promise<void> {
+  if (run.input.machine.source.type === 'agent')
+    run.mt = masterTarget(await masterTargetQueueOf(run.input.machine));
 }
 
 export function startRun(input: ReprotectInput): ReprotectRun {

@@ -27,21 +27,22 @@ import { FAILURE } from '../../shared/failures';
 import { CYCLES_PER_RUN, historyIsLong as historyBudgetSpent } from '../lib/history';
 import { forgetReverseSource, reverseCleanupPatched } from '../lib/reverse-cleanup';
 import { cycle } from './cycle';
-import { nodeOf, setState, startRun, targetOf, type ReprotectRun } from './run';
+import { nodeOf, routeMasterTarget, setState, startRun, targetOf, type ReprotectRun } from './run';
 
 export async function reprotect(input: ReprotectInput): Promise<ReprotectStatus> {
   const run = startRun(input);
   const { s } = run;
   const { machine, source } = input;
-  const { quickPs, mt } = run;
+  const { quickPs } = run;
   setHandlers(run);
+  await routeMasterTarget(run);
 
   // --- prepare: the failed-over disks, change tracking, the original disks ----------------
   if (s.state === 'preparing') {
     const found = await quickPs.discoverDisks({ machine: source });
     await quickPs.enableTracking({ machine: source, diskIds: found.disks.map((d) => d.diskId) });
     const originalOf = (node: string) => Object.entries(input.nodes).find(([, n]) => n === node)?.[0] ?? node;
-    s.target = await mt.prepareFailbackTargets({
+    s.target = await run.mt.prepareFailbackTargets({
       machine,
       disks: found.disks.map((d) => ({ diskId: originalOf(d.diskId), sizeBytes: d.sizeBytes })),
     });
@@ -68,8 +69,11 @@ export async function reprotect(input: ReprotectInput): Promise<ReprotectStatus>
         // The original disks go back to the master target's last point (before the resync when
         // none was committed): a stopped reprotect never leaves them half-written.
         for (const t of s.target?.disks ?? [])
-          await mt.rollbackIncomplete({ machine: machine.name, disk: targetOf(run, nodeOf(run, t.diskId)) });
-        if (s.target) await mt.releaseFailbackTargets({ machine: machine.name, target: s.target });
+          await run.mt.rollbackIncomplete({
+            machine: machine.name,
+            disk: targetOf(run, nodeOf(run, t.diskId)),
+          });
+        if (s.target) await run.mt.releaseFailbackTargets({ machine: machine.name, target: s.target });
         await quickPs.disableTracking({ machine: source }).catch(() => undefined);
         // A recovered QEMU daemon runs on and may keep its NBD server's socket in the work folder.
         if (source.source.type === 'libvirt' && reverseCleanupPatched())
