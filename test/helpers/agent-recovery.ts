@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { freePort } from '../../lib/process/ports';
 import type { BootCheck } from '../../shared/recovery-types';
 import type { RecoveryStatus } from '../../shared/contracts/recovery-job';
@@ -109,4 +110,11 @@ export async function diskSums(guest: AgentGuest, ...disks: string[]): Promise<s
   const r = await guest.ssh(`sha256sum ${disks.map((d) => `/dev/${d}`).join(' ')}`, 120_000);
   assert.equal(r.code, 0, r.stderr);
   return disks.map((d) => new RegExp(`([0-9a-f]{64}) +/dev/${d}`).exec(r.stdout)?.[1] ?? `no sum of ${d}`);
+}
+
+/** The bytes of a disk of the guest (gzipped on the machine: the test disks are mostly zeros). */
+export async function diskImage(guest: AgentGuest, disk: string): Promise<Buffer> {
+  const r = await guest.ssh(`gzip -c /dev/${disk} | base64`, 120_000);
+  assert.equal(r.code, 0, r.stderr);
+  return gunzipSync(Buffer.from(r.stdout, 'base64'));
 }
