@@ -11,7 +11,7 @@ import {
 } from '../../agent/protocol';
 import type { TargetDevice } from '../disk/target-device';
 import { Semaphore } from '../segments/semaphore';
-import { agentChannel, type AgentChannel } from './channel';
+import { connectedChannel } from './channel';
 
 /** Requests of one disk in flight at once (8 × 128 KiB: 1 MiB on the way). */
 const WRITES_IN_FLIGHT = 8;
@@ -23,17 +23,8 @@ export class AgentNotHereError extends Error {
   override readonly name = 'AgentNotHereError';
 }
 
-function channelOf(agentId: string): AgentChannel {
-  const channel = agentChannel(agentId);
-  if (!channel)
-    throw new AgentNotHereError(
-      `agent ${agentId} is not connected to this process server (see \`osr agent show ${agentId}\`: disconnected, or connected to another process server)`,
-    );
-  return channel;
-}
-
 const ask = (agentId: string, request: TargetRequest): Promise<unknown> =>
-  channelOf(agentId).request(request);
+  connectedChannel(agentId, (message) => new AgentNotHereError(message)).request(request);
 
 /** Opens the disks on the machine for failback (the agent checks nothing uses them); their sizes. */
 export async function openAgentDisks(agentId: string, disks: string[]): Promise<TargetOpened['disks']> {

@@ -137,6 +137,16 @@ export function agentChannel(agentId: string): AgentChannel | undefined {
   return connected.get(agentId);
 }
 
+/** The channel of an agent connected to this process; otherwise `fail` made with what to look at. */
+export function connectedChannel(agentId: string, fail: (message: string) => Error): AgentChannel {
+  const channel = connected.get(agentId);
+  if (!channel)
+    throw fail(
+      `agent ${agentId} is not connected to this process server (see \`osr agent show ${agentId}\`: disconnected, or connected to another process server)`,
+    );
+  return channel;
+}
+
 export function registerChannel(channel: AgentChannel): void {
   connected.get(channel.agentId)?.close('a newer connection replaced this one');
   connected.set(channel.agentId, channel);

@@ -14,7 +14,7 @@ import type {
 } from '../../agent/protocol';
 import { CHECKSUM_SPAN_BYTES, HOLD_LIMIT_MS, READ_REQUEST_BYTES } from '../../agent/protocol';
 import type { BarrierMethod } from '../../shared/group-types';
-import { agentChannel, AgentGoneError, AgentRequestError, type AgentChannel } from '../agents/channel';
+import { connectedChannel, AgentGoneError, AgentRequestError, type AgentChannel } from '../agents/channel';
 import { coalesceExtents, type Extent } from '../disk/extents';
 import { differingBlocks } from './differing-blocks';
 import {
@@ -37,14 +37,8 @@ export class AgentTooOldError extends Error {
   override readonly name = 'AgentTooOldError';
 }
 
-function channelOf(agentId: string): AgentChannel {
-  const channel = agentChannel(agentId);
-  if (!channel)
-    throw new SourceUnreachableError(
-      `agent ${agentId} is not connected to this process server (see \`osr agent show ${agentId}\`: disconnected, or connected to another process server)`,
-    );
-  return channel;
-}
+const channelOf = (agentId: string): AgentChannel =>
+  connectedChannel(agentId, (message) => new SourceUnreachableError(message));
 
 /**
  * How long a hold may take to be in place (a few dmsetup calls in the machine): an agent slower than
