@@ -112,9 +112,16 @@ export async function diskSums(guest: AgentGuest, ...disks: string[]): Promise<s
   return disks.map((d) => new RegExp(`([0-9a-f]{64}) +/dev/${d}`).exec(r.stdout)?.[1] ?? `no sum of ${d}`);
 }
 
-/** The bytes of a disk of the guest (gzipped on the machine: the test disks are mostly zeros). */
+/**
+ * The bytes of a disk of the guest (gzipped on the machine: the test disks are mostly zeros). The
+ * page cache goes first: writes made through a device-mapper device over the disk bypass the
+ * disk's own cache, which a device-mapper table keeps alive, so cached pages may be older.
+ */
 export async function diskImage(guest: AgentGuest, disk: string): Promise<Buffer> {
-  const r = await guest.ssh(`gzip -c /dev/${disk} | base64`, 120_000);
+  const r = await guest.ssh(
+    `sync; echo 3 > /proc/sys/vm/drop_caches; gzip -c /dev/${disk} | base64`,
+    120_000,
+  );
   assert.equal(r.code, 0, r.stderr);
   return gunzipSync(Buffer.from(r.stdout, 'base64'));
 }
